@@ -1,0 +1,1 @@
+"""Every Qt import of caviar-napari lives in this subpackage: dock widgets, plots, workers."""

@@ -1,0 +1,91 @@
+"""Background work for the dock widgets: generator workers whose errors always surface.
+
+napari's generator workers swallow a ``RuntimeError`` raised inside the generator (neither
+``errored`` nor ``finished`` is emitted).  :func:`guarded` re-raises every unexpected exception
+as :class:`~caviar_napari.errors.WorkerError`, and :func:`start_worker` connects the error to a
+napari notification and to the widget's ``on_done`` callback, so the widget always returns to
+idle.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils.notifications import show_error
+
+from caviar_napari.errors import CaviarError, WorkerError
+
+
+def guarded(gen_func: Callable[..., Generator]) -> Callable[..., Generator]:
+    """Wrap a generator function so that any exception leaves it as a non-RuntimeError."""
+
+    @functools.wraps(gen_func)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator:
+        try:
+            return (yield from gen_func(*args, **kwargs))
+        except CaviarError:
+            raise
+        except (GeneratorExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # every other error, RuntimeError (CUDA) included
+            raise WorkerError(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def error_message(exc: BaseException) -> str:
+    """Return the text shown to the user for an exception raised in a worker."""
+    if isinstance(exc, CaviarError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def start_worker(
+    gen_func: Callable[..., Generator],
+    *args: Any,
+    on_yield: Callable[[Any], None] | None = None,
+    on_return: Callable[[Any], None] | None = None,
+    on_done: Callable[[], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+    progress: dict | None = None,
+    **kwargs: Any,
+) -> GeneratorWorker:
+    """Start ``gen_func(*args, **kwargs)`` in a napari thread worker and return the worker.
+
+    Parameters
+    ----------
+    gen_func
+        Generator function doing the work; it must yield at least once per unit of work so
+        that pause and quit take effect.  It is wrapped with :func:`guarded`.
+    on_yield, on_return
+        Slots for yielded values and for the generator's return value (main thread).
+    on_done
+        Called once, on the main thread, when the worker ends for any reason (finished, quit,
+        or errored): the place to return the widget to idle.
+    on_error
+        Extra handling of an error, after the napari notification is shown.
+    progress
+        Passed to napari (e.g. ``{"total": n, "desc": "..."}``) for a progress bar.
+    """
+    create_kwargs: dict[str, Any] = {"_start_thread": False}
+    if progress is not None:
+        create_kwargs["_progress"] = progress
+    worker = create_worker(guarded(gen_func), *args, **kwargs, **create_kwargs)
+    if on_yield is not None:
+        worker.yielded.connect(on_yield)
+    if on_return is not None:
+        worker.returned.connect(on_return)
+
+    def _errored(exc: BaseException) -> None:
+        show_error(error_message(exc))
+        if on_error is not None:
+            on_error(exc)
+
+    worker.errored.connect(_errored)
+    if on_done is not None:
+        worker.finished.connect(on_done)
+    worker.start()
+    return worker

@@ -1,0 +1,5 @@
+import sys
+
+from caviar_napari.cli import main
+
+sys.exit(main())

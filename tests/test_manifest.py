@@ -1,0 +1,68 @@
+"""The npe2 manifest is found and valid in the editable install and in a built wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = REPO / "pyproject.toml"
+
+pytestmark = pytest.mark.skipif(not PYPROJECT.exists(), reason="needs the source tree")
+
+VALIDATE = (
+    "import caviar_napari, npe2; "
+    "pm = npe2.PluginManifest.from_distribution('caviar-napari'); "
+    "pm.validate_imports(); "
+    "print(caviar_napari.__file__); "
+    "print(sorted(w.display_name for w in pm.contributions.widgets)); "
+    "print(sorted(s.key for s in pm.contributions.sample_data))"
+)
+
+WIDGETS = "['Atoms', 'Correlations', 'Dispersion', 'Reconstruction']"
+SAMPLES = (
+    "['hbn-correlated', 'hbn-correlated-psc', 'hbn-einstein', 'hbn-static', 'si110-static']"
+)
+
+
+def test_manifest_in_installed_package() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", VALIDATE], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[1] == WIDGETS
+    assert out[2] == SAMPLES
+
+
+def test_manifest_and_demo_data_in_wheel(tmp_path: Path) -> None:
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(wheel_dir)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = wheel_dir.glob("caviar_napari-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert zf.read("caviar_napari/napari.yaml") == (REPO / "napari.yaml").read_bytes()
+    for demo in (REPO / "resources").glob("*.h5"):
+        assert f"caviar_napari/resources/{demo.name}" in names
+
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+         str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", VALIDATE], capture_output=True, text=True, check=True, env=env
+    ).stdout.splitlines()
+    assert out[0].startswith(str(target)), "the wheel's package was not the one imported"
+    assert out[1] == WIDGETS
+    assert out[2] == SAMPLES
