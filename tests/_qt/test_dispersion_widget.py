@@ -1,0 +1,104 @@
+"""The Dispersion dock widget under Xvfb: plot and table from an ATOMS file, export, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from caviar_napari._qt.dispersion_widget import PATH_CUSTOM, DispersionWidget
+from caviar_napari.io.atoms_file import AtomsData, write_atoms
+from caviar_napari.io.dispersion_file import read_dispersion
+from caviar_napari.simulate.harmonic import HarmonicLattice
+
+
+def write_atoms_file(path, species=("B", "N"), n_states=20, L=(6, 6)):
+    lat = HarmonicLattice.honeycomb(masses_amu=(10.81, 14.007))
+    sc = lat.supercell(*L)
+    pos = sc.positions_A[None] + sc.sample_snapshots(300.0, n_states, 4)
+    sp = np.where(sc.basis_index == 0, species[0], species[1])
+    write_atoms(
+        path,
+        AtomsData(
+            positions_A=pos[:, None],
+            mean_positions_A=pos.mean(axis=0),
+            cell_index=sc.cell_index,
+            basis_index=sc.basis_index,
+            species=sp,
+            lattice_vectors_A=lat.lattice_vectors_A,
+        ),
+    )
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = DispersionWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Dispersion")
+    return w
+
+
+def _run(widget, qtbot):
+    widget.compute()
+    assert widget.worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=20000)
+
+
+def test_plot_and_table_from_atoms_file(widget, qtbot, tmp_path):
+    write_atoms_file(tmp_path / "atoms.h5")
+    layer = widget.open_atoms_file(tmp_path / "atoms.h5")
+    assert layer in widget.viewer.layers and widget.atoms_source() is not None
+    assert set(widget._mass_spins) == {"B", "N"}
+    assert widget._mass_spins["N"].value() == pytest.approx(14.007)
+    widget.bootstrap_spin.setValue(40)
+    _run(widget, qtbot)
+    d = widget.result
+    assert d is not None and d.cells == (6, 6) and d.n_bootstrap == 40
+    ax = widget.plot.figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Γ", "M", "K", "Γ"]
+    assert ax.get_ylabel() == "ν = ω/2π (THz)"
+    assert len(ax.containers) == 4  # one errorbar set per branch
+    for b, container in enumerate(ax.containers):
+        xy = container.lines[0].get_xydata()
+        np.testing.assert_allclose(xy[:, 1], d.path_frequencies_THz[:, b])
+        assert container.has_yerr
+    assert widget.table.rowCount() == 4
+    for b in range(4):
+        assert float(widget.table.item(b, 1).text()) == pytest.approx(
+            d.branch_average_THz[b], abs=0.006
+        )
+        assert float(widget.table.item(b, 2).text()) == pytest.approx(
+            d.branch_average_err_THz[b], abs=0.006
+        )
+    assert "6 × 6 whole unit cells" in widget.summary_label.text()
+    widget.export_figure(tmp_path / "fig.png")
+    widget.export_figure(tmp_path / "fig.svg")
+    assert (tmp_path / "fig.png").stat().st_size > 1000
+    assert (tmp_path / "fig.svg").read_text().lstrip().startswith("<?xml")
+    widget.export_data(tmp_path / "disp.h5")
+    np.testing.assert_array_equal(
+        read_dispersion(tmp_path / "disp.h5").frequencies_THz, d.frequencies_THz
+    )
+
+
+def test_custom_path_single_mass_and_errors(widget, qtbot, tmp_path):
+    write_atoms_file(tmp_path / "atoms.h5", species=("B", "Qx"))
+    widget.open_atoms_file(tmp_path / "atoms.h5")
+    assert widget._mass_spins["Qx"].value() == 0.0  # unknown species: required
+    widget.bootstrap_spin.setValue(0)
+    with qtbot.capture_exceptions() as raised:
+        _run(widget, qtbot)
+    assert widget.result is None
+    assert len(raised) == 1 and "Qx" in str(raised[0][1])
+    assert "no mass for species 'Qx'" in widget.summary_label.text()
+    widget._mass_spins["Qx"].setValue(14.0)
+    widget.single_mass_check.setChecked(True)
+    widget.path_combo.setCurrentText(PATH_CUSTOM)
+    widget.path_edit.setText("G=0,0; K=1/3,1/3")
+    _run(widget, qtbot)
+    d = widget.result
+    assert d.single_mass and d.masses_amu == {"B": 10.81, "Qx": 14.0}
+    assert d.path_labels == ("Γ", "K")
+    assert widget.table.item(0, 2).text() == "—"
+    widget.path_edit.setText("G=0,0; K=x")
+    widget.compute()  # a bad path is reported at once, no worker started
+    assert widget.worker is None and "LABEL=f1,f2" in widget.summary_label.text()
