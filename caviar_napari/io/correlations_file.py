@@ -1,0 +1,266 @@
+"""CORR file (SPEC §6) and the ground truth of simulated 4D-STEM files (ARCHITECTURE).
+
+CORR layout (HDF5)::
+
+    green_A2          (2·atoms, 2·atoms) float64  Green's tensor, dof 2i + a (a = 0 y, 1 x);
+                                                  NaN rows/columns for excluded atoms
+    b_factor_A2       (atoms,)            float64  8π²(⟨u_y²⟩ + ⟨u_x²⟩), NaN when excluded
+    slices            (s,)                int      slices whose tensors were averaged
+    mean_positions_A  (atoms, 2)          float64  (y, x) in the scan frame
+    excluded_atoms    (k,)                int      atoms with a NaN position in a used state/slice
+    cell_index        (atoms, 2)          int      optional
+    basis_index       (atoms,)            int      optional
+    species           (atoms,)            str      optional
+    attrs: n_states, lattice_vectors_A (2, 2) (optional), source, dof_convention, units,
+           software, version
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from caviar_napari import __version__
+from caviar_napari.errors import InputError
+from caviar_napari.io.atomic import atomic_h5
+
+DOF_CONVENTION = "dof index 2*i + a; a = 0 for y, a = 1 for x"
+
+
+@dataclass(frozen=True)
+class CorrelationsData:
+    """Contents of a CORR file; validated on construction.
+
+    Attributes
+    ----------
+    green_A2
+        ``(2N, 2N)`` Green's tensor (eq. 2), Å².
+    b_factor_A2
+        ``(N,)`` Debye–Waller B factors, Å².
+    slices
+        ``(s,)`` int, slices used.
+    n_states
+        Number of object states N.
+    mean_positions_A
+        ``(N, 2)`` mean positions ``(y, x)``, Å.
+    excluded_atoms
+        ``(k,)`` int, atoms left out of the tensor.
+    cell_index, basis_index, species, lattice_vectors_A
+        Lattice indexing copied from the ATOMS file (optional).
+    source
+        Name of the file the positions came from.
+    """
+
+    green_A2: np.ndarray
+    b_factor_A2: np.ndarray
+    slices: np.ndarray
+    n_states: int
+    mean_positions_A: np.ndarray
+    excluded_atoms: np.ndarray
+    cell_index: np.ndarray | None = None
+    basis_index: np.ndarray | None = None
+    species: np.ndarray | None = None
+    lattice_vectors_A: np.ndarray | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        n = self.b_factor_A2.shape[0] if self.b_factor_A2.ndim == 1 else -1
+        checks = {
+            "green_A2": (self.green_A2.shape, (2 * n, 2 * n)),
+            "mean_positions_A": (self.mean_positions_A.shape, (n, 2)),
+        }
+        if self.cell_index is not None:
+            checks["cell_index"] = (self.cell_index.shape, (n, 2))
+        if self.basis_index is not None:
+            checks["basis_index"] = (self.basis_index.shape, (n,))
+        if self.species is not None:
+            checks["species"] = (self.species.shape, (n,))
+        if self.lattice_vectors_A is not None:
+            checks["lattice_vectors_A"] = (self.lattice_vectors_A.shape, (2, 2))
+        if n < 0:
+            raise InputError(f"b_factor_A2 must be (atoms,), got {self.b_factor_A2.shape}")
+        for key, (got, want) in checks.items():
+            if got != want:
+                raise InputError(f"{key}: shape {got} does not match {want} for {n} atoms")
+        if self.excluded_atoms.size and (
+            self.excluded_atoms.min() < 0 or self.excluded_atoms.max() >= n
+        ):
+            raise InputError(f"excluded_atoms {self.excluded_atoms.tolist()} outside 0..{n - 1}")
+        if self.n_states < 2:
+            raise InputError(f"n_states must be at least 2, got {self.n_states}")
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms N."""
+        return self.b_factor_A2.shape[0]
+
+
+def write_correlations(path: str | os.PathLike, data: CorrelationsData) -> None:
+    """Write a CORR file atomically (temporary file, then rename)."""
+    with atomic_h5(path) as f:
+        f.create_dataset("green_A2", data=np.asarray(data.green_A2, dtype=np.float64))
+        f.create_dataset("b_factor_A2", data=np.asarray(data.b_factor_A2, dtype=np.float64))
+        f.create_dataset("slices", data=np.asarray(data.slices, dtype=np.int64))
+        f.create_dataset("mean_positions_A", data=np.asarray(data.mean_positions_A, float))
+        f.create_dataset("excluded_atoms", data=np.asarray(data.excluded_atoms, dtype=np.int64))
+        if data.cell_index is not None:
+            f.create_dataset("cell_index", data=np.asarray(data.cell_index, dtype=np.int64))
+        if data.basis_index is not None:
+            f.create_dataset("basis_index", data=np.asarray(data.basis_index, dtype=np.int64))
+        if data.species is not None:
+            f.create_dataset(
+                "species",
+                data=np.asarray(data.species, dtype=str).astype(object),
+                dtype=h5py.string_dtype(),
+            )
+        if data.lattice_vectors_A is not None:
+            f.attrs["lattice_vectors_A"] = np.asarray(data.lattice_vectors_A, dtype=float)
+        f.attrs["n_states"] = int(data.n_states)
+        f.attrs["source"] = str(data.source)
+        f.attrs["dof_convention"] = DOF_CONVENTION
+        f.attrs["units"] = "green_A2, b_factor_A2: Å²; positions: Å"
+        f.attrs["software"] = "caviar-napari"
+        f.attrs["version"] = __version__
+
+
+def _dataset(f: h5py.File, path: str, key: str, *, required: bool = True) -> np.ndarray | None:
+    if key not in f:
+        if required:
+            raise InputError(f"{path}: missing dataset {key!r}")
+        return None
+    item = f[key]
+    if not isinstance(item, h5py.Dataset):
+        raise InputError(f"{path}: {key!r} is not a dataset")
+    return item[()]
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+def _strings(values: np.ndarray | None) -> np.ndarray | None:
+    if values is None:
+        return None
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()])
+
+
+def read_correlations(path: str | os.PathLike) -> CorrelationsData:
+    """Read a CORR file; a missing or inconsistent item raises InputError naming it."""
+    with _open(path) as f:
+        green = _dataset(f, str(path), "green_A2")
+        b = _dataset(f, str(path), "b_factor_A2")
+        slices = _dataset(f, str(path), "slices")
+        mean = _dataset(f, str(path), "mean_positions_A")
+        excluded = _dataset(f, str(path), "excluded_atoms")
+        cells = _dataset(f, str(path), "cell_index", required=False)
+        basis = _dataset(f, str(path), "basis_index", required=False)
+        species = _strings(_dataset(f, str(path), "species", required=False))
+        if "n_states" not in f.attrs:
+            raise InputError(f"{path}: missing attribute 'n_states'")
+        lattice = f.attrs.get("lattice_vectors_A")
+        source = f.attrs.get("source", "")
+        try:
+            return CorrelationsData(
+                green_A2=np.asarray(green, dtype=float),
+                b_factor_A2=np.asarray(b, dtype=float),
+                slices=np.asarray(slices, dtype=int).ravel(),
+                n_states=int(f.attrs["n_states"]),
+                mean_positions_A=np.asarray(mean, dtype=float),
+                excluded_atoms=np.asarray(excluded, dtype=int).ravel(),
+                cell_index=None if cells is None else np.asarray(cells, dtype=int),
+                basis_index=None if basis is None else np.asarray(basis, dtype=int),
+                species=species,
+                lattice_vectors_A=None if lattice is None else np.asarray(lattice, float),
+                source=source.decode() if isinstance(source, bytes) else str(source),
+            )
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The ``ground_truth`` group of a simulated 4D-STEM file (see ARCHITECTURE).
+
+    Attributes
+    ----------
+    positions_A
+        ``(config, M, 2)`` positions of every configuration, ``(y, x)`` Å, scan frame.
+    mean_positions_A
+        ``(M, 2)`` ideal sites, Å.
+    green_realised_A2
+        ``(2M, 2M)`` realised Green's tensor of the configurations used (compare against this).
+    green_model_A2
+        ``(2M, 2M)`` the thermal model's exact tensor (None if the file has none).
+    cell_index, basis_index, species, lattice_vectors_A
+        Lattice indexing of the truth atoms (None where absent).
+    """
+
+    positions_A: np.ndarray
+    mean_positions_A: np.ndarray
+    green_realised_A2: np.ndarray
+    green_model_A2: np.ndarray | None
+    cell_index: np.ndarray | None
+    basis_index: np.ndarray | None
+    species: np.ndarray | None
+    lattice_vectors_A: np.ndarray | None
+
+
+def read_ground_truth(path: str | os.PathLike) -> GroundTruth:
+    """Read the ``ground_truth`` group of a simulated 4D-STEM HDF5 file.
+
+    Raises
+    ------
+    InputError
+        If the file, the group or a required item is missing or inconsistent (named).
+    """
+    with _open(path) as f:
+        if "ground_truth" not in f or not isinstance(f["ground_truth"], h5py.Group):
+            raise InputError(f"{path}: no group 'ground_truth' (not a simulated dataset?)")
+        g = f["ground_truth"]
+        where = f"{path}:ground_truth"
+        positions = np.asarray(_dataset(g, where, "positions_A"), dtype=float)
+        mean = np.asarray(_dataset(g, where, "mean_positions_A"), dtype=float)
+        realised = np.asarray(_dataset(g, where, "green_realised_A2"), dtype=float)
+        model = _dataset(g, where, "green_model_A2", required=False)
+        cells = _dataset(g, where, "cell_index", required=False)
+        basis = _dataset(g, where, "basis_index", required=False)
+        species = _strings(_dataset(g, where, "species", required=False))
+        lattice = g.attrs.get("lattice_vectors_A")
+    m = mean.shape[0] if mean.ndim == 2 and mean.shape[1] == 2 else -1
+    if m < 0:
+        raise InputError(f"{where}/mean_positions_A: shape {mean.shape}, expected (atoms, 2)")
+    if positions.ndim != 3:
+        raise InputError(f"{where}/positions_A: shape {positions.shape}, expected (config, {m}, 2)")
+    expected = {
+        "positions_A": (positions.shape[1:], (m, 2)),
+        "green_realised_A2": (realised.shape, (2 * m, 2 * m)),
+    }
+    if model is not None:
+        expected["green_model_A2"] = (np.shape(model), (2 * m, 2 * m))
+    if cells is not None:
+        expected["cell_index"] = (np.shape(cells), (m, 2))
+    if basis is not None:
+        expected["basis_index"] = (np.shape(basis), (m,))
+    if lattice is not None:
+        expected["lattice_vectors_A (attribute)"] = (np.shape(lattice), (2, 2))
+    for key, (got, want) in expected.items():
+        if tuple(got) != want:
+            raise InputError(f"{where}/{key}: shape {tuple(got)}, expected {want} for {m} atoms")
+    return GroundTruth(
+        positions_A=positions,
+        mean_positions_A=mean,
+        green_realised_A2=realised,
+        green_model_A2=None if model is None else np.asarray(model, dtype=float),
+        cell_index=None if cells is None else np.asarray(cells, dtype=int),
+        basis_index=None if basis is None else np.asarray(basis, dtype=int),
+        species=species,
+        lattice_vectors_A=None if lattice is None else np.asarray(lattice, dtype=float),
+    )

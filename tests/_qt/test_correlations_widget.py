@@ -1,0 +1,231 @@
+"""Correlations dock widget: arrows, reference picking, scale slider, comparison, export."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+
+from caviar_napari._qt.correlations_widget import (
+    ARROW_COLOURS,
+    ATOMS_METADATA_KEY,
+    PAIRS_NN,
+    SELF_ALL,
+    CorrelationsWidget,
+)
+from caviar_napari.analysis import correlations as corr
+from caviar_napari.io.atoms_file import AtomsData, write_atoms
+from caviar_napari.io.correlations_file import read_correlations
+
+MEANS = np.array([[1.0, 1.0], [1.0, 3.0], [4.0, 1.5]])
+
+
+def _three_atoms(n_states=8, seed=0) -> AtomsData:
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0, 0.05, (n_states, 1, 3, 2))
+    u[:, :, 1] += 0.5 * u[:, :, 0]  # atom 1 follows atom 0
+    return AtomsData(positions_A=MEANS + u, mean_positions_A=MEANS)
+
+
+def _lattice_atoms(L=4, n_states=10, seed=1) -> AtomsData:
+    a = np.array([[0.0, 2.5], [2.5 * np.sqrt(3) / 2, -1.25]])
+    basis = np.array([[0.0, 0.0], (2 * a[0] + a[1]) / 3])
+    l1, l2 = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")
+    cells = np.repeat(np.stack([l1.ravel(), l2.ravel()], 1), 2, axis=0)
+    kappa = np.tile([0, 1], L * L)
+    sites = cells @ a + basis[kappa] + [2.0, 6.0]
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0, 0.05, (n_states, 2, len(sites), 2))
+    return AtomsData(
+        positions_A=sites + u,
+        mean_positions_A=sites,
+        cell_index=cells,
+        basis_index=kappa,
+        lattice_vectors_A=a,
+        species=np.where(kappa == 0, "B", "N"),
+    )
+
+
+def _widget(make_napari_viewer, qtbot, atoms: AtomsData) -> tuple:
+    viewer = make_napari_viewer()
+    viewer.add_points(atoms.mean_positions_A, name="atoms", metadata={ATOMS_METADATA_KEY: atoms})
+    widget = CorrelationsWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.set_source_layer("atoms")
+    widget.compute()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.result is not None, timeout=15000)
+    return viewer, widget
+
+
+def _arrow_layer(viewer):
+    return viewer.layers["correlations: arrows"]
+
+
+def test_arrows_slider_and_export_on_a_hand_made_three_atom_case(
+    make_napari_viewer, qtbot, tmp_path
+):
+    atoms = _three_atoms()
+    viewer, widget = _widget(make_napari_viewer, qtbot, atoms)
+    u = atoms.positions_A[:, 0] - atoms.positions_A[:, 0].mean(0)
+    g = np.cov(u.reshape(len(u), -1).T, bias=True)  # eq. 2 by numpy
+    np.testing.assert_allclose(widget.result.data.green_A2, g, atol=1e-15)
+
+    widget.self_combo.setCurrentText(SELF_ALL)
+    widget.n_nearest_spin.setValue(2)
+    widget.set_reference(0)
+    widget.set_scale_pm2_per_A(20.0)
+    layer = _arrow_layer(viewer)
+    s = widget.scale_pm2_per_A()
+    scale = 1e4 / s  # Å on screen per Å²
+    # by hand: self rows of G_jj at every atom, then rows of G_0j at neighbours 1, 2
+    expected = [
+        (0, "self_y", g[0, 0:2]), (0, "self_x", g[1, 0:2]),
+        (1, "self_y", g[2, 2:4]), (1, "self_x", g[3, 2:4]),
+        (2, "self_y", g[4, 4:6]), (2, "self_x", g[5, 4:6]),
+        (1, "ref_y", g[0, 2:4]), (1, "ref_x", g[1, 2:4]),
+        (2, "ref_y", g[0, 4:6]), (2, "ref_x", g[1, 4:6]),
+    ]  # fmt: skip
+    assert layer.data.shape == (10, 2, 2)
+    for k, (atom, kind, row) in enumerate(expected):
+        np.testing.assert_allclose(layer.data[k, 0], MEANS[atom])  # starts at its atom
+        np.testing.assert_allclose(layer.data[k, 1], row * scale, rtol=1e-12)
+        np.testing.assert_allclose(layer.edge_color[k], to_rgba(ARROW_COLOURS[kind]))
+        assert layer.features["kind"][k] == kind
+    assert layer.vector_style == "arrow"
+
+    # B factors on the atoms
+    b_layer = viewer.layers["correlations: B factor (Å²)"]
+    np.testing.assert_allclose(
+        b_layer.features["b_factor_A2"], 8 * np.pi**2 * np.diag(g).reshape(3, 2).sum(1)
+    )
+    # rho_nn reported
+    assert "ρ_nn" in widget.summary_label.text()
+    # the Green's tensor image
+    image = widget.plot.figure.axes[0].images[0].get_array()
+    np.testing.assert_allclose(image, g * 1e4)
+
+    # the slider: one decade of S per 50 steps, arrows scale inversely, the label follows
+    widget.scale_slider.setValue(100)
+    s1 = widget.scale_pm2_per_A()
+    v1 = layer.data[:, 1].copy()
+    assert f"{s1:.3g} pm² per Å" in widget.scale_label.text()
+    widget.scale_slider.setValue(150)
+    s2 = widget.scale_pm2_per_A()
+    assert s2 == pytest.approx(s1 / 10)
+    np.testing.assert_allclose(layer.data[:, 1], v1 * 10, rtol=1e-12)
+    assert f"{s2:.3g} pm² per Å" in widget.scale_label.text()
+
+    # export: CORR file and the figure as PNG and SVG
+    viewer.add_image(np.random.default_rng(0).random((50, 40)), scale=(0.1, 0.1))
+    widget.export_correlations(tmp_path / "corr.h5")
+    back = read_correlations(tmp_path / "corr.h5")
+    np.testing.assert_array_equal(back.green_A2, widget.result.data.green_A2)
+    np.testing.assert_array_equal(back.b_factor_A2, widget.result.data.b_factor_A2)
+    widget.export_figure(tmp_path / "fig.png", dpi=40)
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_click_or_index_selects_the_reference(make_napari_viewer, qtbot):
+    viewer, widget = _widget(make_napari_viewer, qtbot, _three_atoms())
+    widget.n_nearest_spin.setValue(1)
+    widget.set_reference(0)
+    layer = _arrow_layer(viewer)
+    ref_rows = layer.features["kind"].isin(["ref_y", "ref_x"]).to_numpy()
+    assert np.allclose(layer.data[ref_rows, 0], MEANS[1])  # 0's nearest neighbour is 1
+
+    # a click (press and release, no move) near atom 2 makes it the reference
+    event = SimpleNamespace(position=(4.1, 2.2), type="mouse_press")
+    gen = widget._on_mouse_drag(viewer, event)
+    next(gen)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert widget.reference() == 2
+    g = widget.result.data.green_A2
+    ref_rows = layer.features["kind"].isin(["ref_y", "ref_x"]).to_numpy()
+    assert np.allclose(layer.data[ref_rows, 0], MEANS[0])  # 2's nearest is 0
+    np.testing.assert_allclose(
+        widget.arrows().values_A2[-2:], g[4:6, 0:2], rtol=1e-12
+    )  # rows of G_20
+    markers = viewer.layers["correlations: reference and neighbours"]
+    np.testing.assert_allclose(markers.data[0], MEANS[2])
+
+    # a drag (pan) does not pick
+    event = SimpleNamespace(position=(1.0, 3.0), type="mouse_press")
+    gen = widget._on_mouse_drag(viewer, event)
+    next(gen)
+    event.type = "mouse_move"
+    next(gen)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert widget.reference() == 2
+
+    # the index spin box
+    widget.reference_spin.setValue(1)
+    assert widget.reference() == 1
+    np.testing.assert_allclose(markers.data[0], MEANS[1])
+
+
+def test_file_source_unit_cell_averages_and_truth_comparison(make_napari_viewer, qtbot, tmp_path):
+    atoms = _lattice_atoms()
+    atoms.positions_A[3, 1, 5] = np.nan  # atom 5 fails in one state of slice 1
+    write_atoms(tmp_path / "atoms.h5", atoms)
+    viewer = make_napari_viewer()
+    widget = CorrelationsWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.open_atoms_file(tmp_path / "atoms.h5")
+    widget.slices_edit.setText("0:2")
+    widget.compute()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.result is not None, timeout=15000)
+    data = widget.result.data
+    assert data.excluded_atoms.tolist() == [5]
+    assert "excluded (NaN): 5" in widget.summary_label.text()
+
+    # unit-cell averaged arrows: blocks averaged over identical cell pairs
+    widget.set_reference(10)
+    widget.averaged_check.setChecked(True)
+    arrows = widget.arrows()
+    avg = corr.unit_cell_averages(
+        data.green_A2, data.cell_index, data.basis_index, widget._positions()
+    )
+    nbrs = widget.neighbour_atoms()
+    cls = avg.class_of(data.cell_index, data.basis_index, np.c_[np.full_like(nbrs, 10), nbrs])
+    ref = arrows.kind >= 2
+    np.testing.assert_allclose(
+        arrows.values_A2[ref], avg.lab_blocks_A2[cls].reshape(-1, 2), rtol=1e-10
+    )
+    counts = avg.counts[np.r_[avg.class_of(data.cell_index, data.basis_index, [[10, 10]]), cls]]
+    assert counts.max() == 16 and counts.min() < 16  # Δl = 0 in all 4×4 cells; fewer otherwise
+    assert f"means of {counts.min()}–16 atom pairs" in widget.average_label.text()
+    # the local frame: arrows are rows of R G
+    widget.frame_combo.setCurrentText("local lattice (x → neighbour)")
+    rot = corr.local_frame(widget._positions(), 10, int(nbrs[0]))
+    np.testing.assert_allclose(
+        widget.arrows().values_A2[widget.arrows().kind >= 2],
+        np.einsum("ab,pbc->pac", rot, avg.lab_blocks_A2[cls]).reshape(-1, 2),
+        rtol=1e-10,
+    )
+    assert "local frame" in widget.frame_label.text()
+
+    # ground truth = the same positions: LSM mean 1, CSM 1
+    truth = tmp_path / "sim.h5"
+    pos = atoms.positions_A[:, 0]
+    u = (pos - pos.mean(0)).reshape(len(pos), -1)
+    with h5py.File(truth, "w") as f:
+        g = f.create_group("ground_truth")
+        g["positions_A"] = pos
+        g["mean_positions_A"] = atoms.mean_positions_A
+        g["green_realised_A2"] = corr.green_tensor(atoms.positions_A, [0, 1]).green_A2
+        g["green_model_A2"] = u.T @ u / len(u)
+    widget.averaged_check.setChecked(False)
+    widget.compare(str(truth))
+    qtbot.waitUntil(lambda: widget.worker is None and widget.similarity is not None, timeout=15000)
+    assert widget.similarity.csm == pytest.approx(1.0)
+    assert widget.similarity.lsm_mean == pytest.approx(1.0)
+    assert "CSM (eq. 4) = +1.000" in widget.truth_label.text()
+    widget.pairs_combo.setCurrentText(PAIRS_NN)
+    assert widget.similarity.n_pairs > 20

@@ -1,0 +1,133 @@
+"""CORR file round trip and the ground-truth group of simulated 4D-STEM files."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from caviar_napari.errors import InputError
+from caviar_napari.io.correlations_file import (
+    CorrelationsData,
+    read_correlations,
+    read_ground_truth,
+    write_correlations,
+)
+
+
+def _data(n=4, with_lattice=True) -> CorrelationsData:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2 * n, 2 * n))
+    green = a @ a.T * 1e-3
+    green[2:4] = np.nan
+    green[:, 2:4] = np.nan
+    b = 8 * np.pi**2 * np.diagonal(green).reshape(n, 2).sum(1)
+    return CorrelationsData(
+        green_A2=green,
+        b_factor_A2=b,
+        slices=np.array([1, 2]),
+        n_states=12,
+        mean_positions_A=rng.uniform(0, 10, (n, 2)),
+        excluded_atoms=np.array([1]),
+        cell_index=np.array([[0, 0], [0, 0], [0, 1], [0, 1]]) if with_lattice else None,
+        basis_index=np.array([0, 1, 0, 1]) if with_lattice else None,
+        species=np.array(["B", "N", "B", "N"]) if with_lattice else None,
+        lattice_vectors_A=np.array([[0.0, 2.5], [2.165, -1.25]]) if with_lattice else None,
+        source="atoms.h5",
+    )
+
+
+@pytest.mark.parametrize("with_lattice", [True, False])
+def test_corr_file_round_trip(tmp_path, with_lattice):
+    data = _data(with_lattice=with_lattice)
+    path = tmp_path / "corr.h5"
+    write_correlations(path, data)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corr.h5"]  # no temporary left
+    back = read_correlations(path)
+    np.testing.assert_array_equal(back.green_A2, data.green_A2)
+    np.testing.assert_array_equal(back.b_factor_A2, data.b_factor_A2)
+    np.testing.assert_array_equal(back.slices, data.slices)
+    np.testing.assert_array_equal(back.excluded_atoms, data.excluded_atoms)
+    np.testing.assert_array_equal(back.mean_positions_A, data.mean_positions_A)
+    assert back.n_states == 12 and back.source == "atoms.h5"
+    if with_lattice:
+        np.testing.assert_array_equal(back.cell_index, data.cell_index)
+        np.testing.assert_array_equal(back.basis_index, data.basis_index)
+        assert back.species.tolist() == ["B", "N", "B", "N"]
+        np.testing.assert_array_equal(back.lattice_vectors_A, data.lattice_vectors_A)
+    else:
+        assert back.cell_index is None and back.species is None
+    with h5py.File(path) as f:
+        assert "2*i + a" in f.attrs["dof_convention"]
+
+
+def test_corr_file_errors_name_the_item(tmp_path):
+    path = tmp_path / "corr.h5"
+    write_correlations(path, _data())
+    with h5py.File(path, "a") as f:
+        del f["b_factor_A2"]
+    with pytest.raises(InputError, match="b_factor_A2"):
+        read_correlations(path)
+    with pytest.raises(InputError, match="no such file"):
+        read_correlations(tmp_path / "missing.h5")
+    with pytest.raises(InputError, match="mean_positions_A"):
+        CorrelationsData(
+            green_A2=np.zeros((4, 4)),
+            b_factor_A2=np.zeros(2),
+            slices=np.array([0]),
+            n_states=3,
+            mean_positions_A=np.zeros((3, 2)),
+            excluded_atoms=np.array([], dtype=int),
+        )
+
+
+def _write_truth(path, n_atoms=3, n_config=5, *, break_key=None):
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(0, 10, (n_atoms, 2))
+    pos = mean + rng.normal(0, 0.05, (n_config, n_atoms, 2))
+    u = (pos - pos.mean(0)).reshape(n_config, -1)
+    with h5py.File(path, "w") as f:
+        f["intensities"] = np.zeros((2, 2, 4, 4), dtype=np.float32)
+        g = f.create_group("ground_truth")
+        g["positions_A"] = pos
+        g["mean_positions_A"] = mean
+        g["green_realised_A2"] = u.T @ u / n_config
+        g["green_model_A2"] = 2.5e-3 * np.eye(2 * n_atoms)
+        g["cell_index"] = np.zeros((n_atoms, 2), dtype=int)
+        g["basis_index"] = np.arange(n_atoms)
+        g["species"] = np.array(["B", "N", "B"][:n_atoms], dtype=object)
+        g.attrs["lattice_vectors_A"] = np.eye(2) * 2.5
+        if break_key == "missing":
+            del g["green_realised_A2"]
+        elif break_key == "shape":
+            del g["green_model_A2"]
+            g["green_model_A2"] = np.eye(5)
+    return pos, u.T @ u / n_config
+
+
+def test_read_ground_truth(tmp_path):
+    path = tmp_path / "sim.h5"
+    pos, realised = _write_truth(path)
+    gt = read_ground_truth(path)
+    np.testing.assert_array_equal(gt.positions_A, pos)
+    np.testing.assert_array_equal(gt.green_realised_A2, realised)
+    np.testing.assert_array_equal(gt.green_model_A2, 2.5e-3 * np.eye(6))
+    assert gt.species.tolist() == ["B", "N", "B"]
+    assert gt.basis_index.tolist() == [0, 1, 2]
+    assert gt.lattice_vectors_A.shape == (2, 2)
+
+
+def test_read_ground_truth_errors_name_the_item(tmp_path):
+    path = tmp_path / "missing.h5"
+    _write_truth(path, break_key="missing")
+    with pytest.raises(InputError, match="green_realised_A2"):
+        read_ground_truth(path)
+    path = tmp_path / "shape.h5"
+    _write_truth(path, break_key="shape")
+    with pytest.raises(InputError, match="green_model_A2"):
+        read_ground_truth(path)
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["intensities"] = np.zeros((2, 2, 4, 4))
+    with pytest.raises(InputError, match="ground_truth"):
+        read_ground_truth(plain)
