@@ -1,0 +1,200 @@
+"""The reconstruction file (SPEC §6), also used for checkpoints.
+
+Layout::
+
+    /object                 (state, slice, y, x) complex64 (complex128 for double precision)
+    /probe                  (mode, y, x) complex, real space, centred
+    /loss                   (iterations,) float64, objective after every iteration
+    /scan_positions_A       (P, 2) probe positions (y, x) in the object frame, Å
+    attrs pixel_size_A (dy, dx), slice_thickness_A (S,), object_origin_A (y, x),
+          tilt_mrad (α_y, α_x), scan_rotation_deg, configuration (JSON), version,
+          source (input file name), format = "caviar-reconstruction"
+    /resume                 what an exact continuation needs
+        attrs stage_index, stage_iteration, iteration, tilt_mrad, rng_state (JSON)
+        /resume/optimiser   attrs: kind, scales, step sizes, n_pairs;
+                            datasets s/<block>, y/<block> (n_pairs, *block shape)
+
+Written atomically (temporary file, then rename), so a checkpoint interrupted mid-write never
+replaces a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from caviar_napari import __version__
+from caviar_napari.core.config import ReconstructionConfig
+from caviar_napari.core.engine import ReconState
+from caviar_napari.errors import InputError
+from caviar_napari.io.atomic import atomic_h5
+
+FORMAT = "caviar-reconstruction"
+
+__all__ = ["FORMAT", "load_reconstruction", "save_reconstruction"]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: str = "") -> None:
+    """Write ``state`` to ``path`` (SPEC §6 layout with a ``resume`` group), atomically.
+
+    Parameters
+    ----------
+    path
+        Output HDF5 file.
+    state
+        The reconstruction state (host arrays).
+    source
+        Name of the input data file; defaults to ``state.source``.
+    """
+    obj = np.asarray(state.object)
+    dtype = np.complex128 if obj.dtype == np.complex128 else np.complex64
+    with atomic_h5(path) as f:
+        f.create_dataset("object", data=obj.astype(dtype, copy=False))
+        f.create_dataset("probe", data=np.asarray(state.probe).astype(dtype, copy=False))
+        f.create_dataset("loss", data=np.asarray(state.loss, dtype=np.float64))
+        if state.scan_positions_A is not None:
+            f.create_dataset("scan_positions_A", data=np.asarray(state.scan_positions_A, float))
+        f.attrs["format"] = FORMAT
+        f.attrs["pixel_size_A"] = np.asarray(state.pixel_size_A, dtype=np.float64)
+        f.attrs["slice_thickness_A"] = np.asarray(state.slice_thickness_A, dtype=np.float64)
+        f.attrs["object_origin_A"] = np.asarray(state.object_origin_A, dtype=np.float64)
+        f.attrs["tilt_mrad"] = np.asarray(state.tilt_mrad, dtype=np.float64)
+        f.attrs["scan_rotation_deg"] = float(state.scan_rotation_deg)
+        f.attrs["configuration"] = json.dumps(state.config.to_dict(), sort_keys=True)
+        f.attrs["version"] = __version__
+        f.attrs["source"] = source or state.source or ""
+        res = f.create_group("resume")
+        res.attrs["stage_index"] = int(state.stage_index)
+        res.attrs["stage_iteration"] = int(state.stage_iteration)
+        res.attrs["iteration"] = int(state.iteration)
+        res.attrs["tilt_mrad"] = np.asarray(state.tilt_mrad, dtype=np.float64)
+        if state.rng_state is not None:
+            res.attrs["rng_state"] = json.dumps(state.rng_state, default=_json_default)
+        if state.optimiser_state is not None:
+            grp = res.create_group("optimiser")
+            for key, value in state.optimiser_state.items():
+                if isinstance(value, np.ndarray):
+                    grp.create_dataset(key, data=value)
+                else:
+                    grp.attrs[key] = value
+
+
+def _need(f: h5py.File, name: str, path: str, kind: str = "dataset") -> Any:
+    if kind == "dataset":
+        if name not in f:
+            raise InputError(f"{path}: missing dataset '{name}' (not a reconstruction file?)")
+        return f[name][()]
+    if name not in f.attrs:
+        raise InputError(f"{path}: missing attribute '{name}' (not a reconstruction file?)")
+    return f.attrs[name]
+
+
+def _read_optimiser(grp: h5py.Group) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in grp.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    grp.visititems(
+        lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+    )
+    return out
+
+
+def load_reconstruction(path: str | os.PathLike) -> ReconState:
+    """Read a reconstruction (or checkpoint) file.
+
+    Returns
+    -------
+    ReconState
+        With the resume information when the file has it (a checkpoint continues exactly).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, or a missing item (named with the file).
+    """
+    p = Path(path)
+    name = str(p)
+    if not p.is_file():
+        raise InputError(f"{name}: file not found")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise InputError(f"{name}: cannot be read as an HDF5 file ({exc})") from exc
+    with f:
+        obj = np.asarray(_need(f, "object", name))
+        probe = np.asarray(_need(f, "probe", name))
+        if obj.ndim != 4:
+            raise InputError(f"{name}: 'object' must be (state, slice, y, x), got {obj.shape}")
+        if probe.ndim != 3:
+            raise InputError(f"{name}: 'probe' must be (mode, y, x), got {probe.shape}")
+        loss = np.asarray(_need(f, "loss", name), dtype=np.float64)
+        pixel = np.asarray(_need(f, "pixel_size_A", name, "attr"), dtype=np.float64).ravel()
+        if pixel.size == 1:
+            pixel = np.repeat(pixel, 2)
+        thickness = np.atleast_1d(
+            np.asarray(_need(f, "slice_thickness_A", name, "attr"), dtype=np.float64)
+        )
+        if thickness.size == 1 and obj.shape[1] > 1:
+            thickness = np.repeat(thickness, obj.shape[1])
+        if thickness.size != obj.shape[1]:
+            raise InputError(
+                f"{name}: 'slice_thickness_A' has {thickness.size} values for {obj.shape[1]} slices"
+            )
+        origin = np.asarray(_need(f, "object_origin_A", name, "attr"), dtype=np.float64).ravel()
+        raw_config = _need(f, "configuration", name, "attr")
+        if isinstance(raw_config, bytes):
+            raw_config = raw_config.decode()
+        try:
+            config_dict = json.loads(raw_config)
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{name}: attribute 'configuration' is not valid JSON") from exc
+        config = ReconstructionConfig.from_dict(config_dict, source=f"{name} (configuration)")
+        tilt = np.asarray(f.attrs.get("tilt_mrad", (0.0, 0.0)), dtype=np.float64)
+        positions = np.asarray(f["scan_positions_A"][()]) if "scan_positions_A" in f else None
+        state = ReconState(
+            object=obj,
+            probe=probe,
+            tilt_mrad=tilt,
+            loss=[float(v) for v in loss],
+            pixel_size_A=(float(pixel[0]), float(pixel[1])),
+            object_origin_A=(float(origin[0]), float(origin[1])),
+            slice_thickness_A=thickness,
+            config=config,
+            source=str(f.attrs.get("source", "")),
+            scan_positions_A=positions,
+            scan_rotation_deg=float(f.attrs.get("scan_rotation_deg", 0.0)),
+            version=str(f.attrs.get("version", "")),
+            stage_index=len(config.stages) - 1,
+            stage_iteration=config.stages[-1].iterations,
+            iteration=int(loss.size),
+        )
+        if "resume" in f:
+            res = f["resume"]
+            state.stage_index = int(res.attrs["stage_index"])
+            state.stage_iteration = int(res.attrs["stage_iteration"])
+            state.iteration = int(res.attrs["iteration"])
+            state.tilt_mrad = np.asarray(res.attrs["tilt_mrad"], dtype=np.float64)
+            if "rng_state" in res.attrs:
+                state.rng_state = json.loads(res.attrs["rng_state"])
+            if "optimiser" in res:
+                state.optimiser_state = _read_optimiser(res["optimiser"])
+        return state
