@@ -1,0 +1,817 @@
+"""Readers for the 4D-STEM formats microscopists have, all converted to :class:`STEMDataset`.
+
+:func:`load_stem` dispatches on the file's content and extension:
+
+==========================  =================================================================
+SPEC §6 HDF5                ``.h5``/``.hdf5``/``.emd`` with a root dataset ``intensities``
+                            (:func:`caviar_napari.io.dataset.read_stem_h5`)
+numpy + JSON sidecar        ``DATA.npy`` or ``DATA.npz`` (array ``intensities``, or its only
+                            array) with ``DATA.json`` holding the SPEC §6 attributes
+                            (``energy_eV``, ``convergence_semiangle_mrad``, ``scan_step_A``,
+                            ``angular_sampling_mrad`` or ``reciprocal_sampling_invA``, optional
+                            ``defocus_A``, ``scan_rotation_deg``, ``positions_A``)
+EMD 1.0 / py4DSTEM          HDF5 with an EMD ``array`` group holding a 4D ``data`` set (py4DSTEM
+                            ``DataCube``); calibrations from py4DSTEM's root ``calibration``
+                            metadata (``R_pixel_size``/``R_pixel_units``, ``Q_pixel_size``/
+                            ``Q_pixel_units``) or the ``dim`` vectors
+abTEM measurement (zarr)    a ``.zarr`` folder written by ``DiffractionPatterns.to_zarr`` (needs
+                            abTEM): energy, α and samplings from its metadata
+raw detector formats        via rosettasciio (optional extra ``formats``): EMPAD ``.xml``
+                            (+ ``.raw``), Merlin ``.mib``, Digital Micrograph ``.dm3``/``.dm4``,
+                            ``.blo``; calibrations they lack must be given
+==========================  =================================================================
+
+Calibration keyword arguments (``energy_eV=…``, ``convergence_semiangle_mrad=…``,
+``scan_step_A=…``, ``angular_sampling_mrad=…`` or ``reciprocal_sampling_invA=…``,
+``defocus_A=…``, ``scan_rotation_deg=…``) fill in what a file lacks and override what it holds
+(an override of a stored value is logged).  Nothing is guessed: a missing calibration is an
+:class:`~caviar_napari.errors.InputError` naming the file and every missing item.
+
+Axis order: py4DSTEM's ``(Rx, Ry, Qx, Qy)`` is numpy row/column order, i.e. the project's
+``(scan_y, scan_x, ky, kx)``; abTEM's ``(x, y, kx, ky)`` is transposed; rosettasciio's axes are
+read by their navigate flag (navigation first, in array order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+
+from caviar_napari.errors import InputError
+from caviar_napari.io.dataset import STEMDataset, read_stem_h5
+
+__all__ = [
+    "CALIBRATION_KEYS",
+    "RSCIIO_EXTENSIONS",
+    "Calibration",
+    "detect_kind",
+    "load_stem",
+]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["stem", "reconstruction", "atoms"]
+
+HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf", ".emd", ".py4dstem")
+NUMPY_EXTENSIONS = (".npy", ".npz")
+#: Extensions read through rosettasciio, with the name of its plugin.
+RSCIIO_EXTENSIONS: Mapping[str, str] = {
+    ".mib": "quantumdetector",
+    ".dm3": "digitalmicrograph",
+    ".dm4": "digitalmicrograph",
+    ".xml": "empad",
+    ".raw": "empad",
+    ".blo": "blockfile",
+}
+
+#: Calibration items a user may pass (and a JSON sidecar may hold).
+CALIBRATION_KEYS: tuple[str, ...] = (
+    "energy_eV",
+    "convergence_semiangle_mrad",
+    "scan_step_A",
+    "angular_sampling_mrad",
+    "reciprocal_sampling_invA",
+    "defocus_A",
+    "scan_rotation_deg",
+)
+_REQUIRED = ("energy_eV", "convergence_semiangle_mrad", "scan_step_A")
+
+#: Length units → Å.
+_LENGTH_TO_A = {
+    "a": 1.0,
+    "å": 1.0,
+    "angstrom": 1.0,
+    "ang": 1.0,
+    "nm": 10.0,
+    "pm": 0.01,
+    "µm": 1e4,
+    "um": 1e4,
+    "m": 1e10,
+}
+#: Reciprocal length units → 1/Å.
+_RECIPROCAL_TO_INVA = {
+    "a^-1": 1.0,
+    "1/a": 1.0,
+    "1/å": 1.0,
+    "å^-1": 1.0,
+    "1/angstrom": 1.0,
+    "nm^-1": 0.1,
+    "1/nm": 0.1,
+    "1/pm": 100.0,
+    "pm^-1": 100.0,
+    "1/m": 1e-10,
+    "m^-1": 1e-10,
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two calibration values are numerically equal (non-numbers compare as text)."""
+    try:
+        return bool(np.allclose(np.ravel(np.asarray(a, float)), np.ravel(np.asarray(b, float))))
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+@dataclass
+class Calibration:
+    """Calibration items of a 4D-STEM dataset, any of which may be missing (None).
+
+    Attributes
+    ----------
+    energy_eV
+        Beam energy (eV).
+    convergence_semiangle_mrad
+        α (mrad).
+    scan_step_A
+        ``(dy, dx)`` or scalar (Å).
+    angular_sampling_mrad
+        ``(dky, dkx)`` or scalar (mrad).
+    reciprocal_sampling_invA
+        ``(dky, dkx)`` or scalar (1/Å), converted to mrad with λ.
+    defocus_A
+        Δf = −C10 (Å), default 0.
+    scan_rotation_deg
+        Scan rotation (degrees), default 0.
+    """
+
+    energy_eV: Any = None
+    convergence_semiangle_mrad: Any = None
+    scan_step_A: Any = None
+    angular_sampling_mrad: Any = None
+    reciprocal_sampling_invA: Any = None
+    defocus_A: Any = None
+    scan_rotation_deg: Any = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str) -> Calibration:
+        """Build from a mapping, rejecting unknown keys (named in the error)."""
+        unknown = sorted(set(values) - set(CALIBRATION_KEYS))
+        if unknown:
+            raise InputError(
+                f"{source}: unknown calibration item(s) {unknown}; known: {list(CALIBRATION_KEYS)}"
+            )
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def merged(self, override: Calibration, source: str) -> Calibration:
+        """This calibration with every non-None item of ``override`` replacing it (logged)."""
+        out = Calibration(**{f.name: getattr(self, f.name) for f in fields(self)})
+        for f in fields(self):
+            new = getattr(override, f.name)
+            if new is None:
+                continue
+            old = getattr(self, f.name)
+            if old is not None and not _same(old, new):
+                log.warning("%s: %s = %s in the file overridden by %s", source, f.name, old, new)
+            setattr(out, f.name, new)
+        if override.angular_sampling_mrad is not None and override.reciprocal_sampling_invA is None:
+            out.reciprocal_sampling_invA = None
+        if override.reciprocal_sampling_invA is not None and override.angular_sampling_mrad is None:
+            out.angular_sampling_mrad = None
+        return out
+
+    def missing(self) -> list[str]:
+        """Names of the required items that are not set."""
+        out = [k for k in _REQUIRED if getattr(self, k) is None]
+        if self.angular_sampling_mrad is None and self.reciprocal_sampling_invA is None:
+            out.append("angular_sampling_mrad (or reciprocal_sampling_invA)")
+        return out
+
+
+def _dataset(
+    intensities: np.ndarray,
+    calibration: Calibration,
+    source: str,
+    *,
+    positions_A: np.ndarray | None = None,
+    how: str = "",
+) -> STEMDataset:
+    """Validate the calibration and build the :class:`STEMDataset`."""
+    missing = calibration.missing()
+    if missing:
+        hint = how or "pass them as keyword arguments, e.g. load_stem(path, energy_eV=60e3, ...)"
+        raise InputError(f"{source}: missing calibration item(s) {', '.join(missing)}; {hint}")
+    angular = calibration.angular_sampling_mrad
+    if calibration.reciprocal_sampling_invA is not None:
+        from caviar_napari.core.optics import wavelength_A
+        from caviar_napari.io.dataset import CALIBRATION_RTOL
+
+        try:
+            rec = np.asarray(calibration.reciprocal_sampling_invA, dtype=float)
+            lam = wavelength_A(float(np.asarray(calibration.energy_eV, dtype=float)))
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"{source}: 'reciprocal_sampling_invA' and 'energy_eV' must be numbers ({exc})"
+            ) from exc
+        from_rec = rec * lam * 1e3
+        if angular is None:
+            angular = from_rec
+        elif not np.allclose(
+            np.broadcast_to(np.ravel(np.asarray(angular, dtype=float)), (2,)),
+            np.broadcast_to(np.ravel(from_rec), (2,)),
+            rtol=CALIBRATION_RTOL,
+        ):
+            raise InputError(
+                f"{source}: inconsistent calibration: 'angular_sampling_mrad' = {angular} mrad "
+                f"but 'reciprocal_sampling_invA' = {rec.tolist()} 1/Å is "
+                f"{np.round(from_rec, 6).tolist()} mrad at the given energy_eV; give only one"
+            )
+    data = np.asarray(intensities)
+    if data.ndim != 4:
+        raise InputError(
+            f"{source}: the data must have rank 4 (scan_y, scan_x, ky, kx), got rank "
+            f"{data.ndim} with shape {data.shape}"
+        )
+    return STEMDataset(
+        intensities=data,
+        energy_eV=calibration.energy_eV,
+        convergence_semiangle_mrad=calibration.convergence_semiangle_mrad,
+        scan_step_A=calibration.scan_step_A,
+        angular_sampling_mrad=angular,
+        defocus_A=0.0 if calibration.defocus_A is None else calibration.defocus_A,
+        scan_rotation_deg=(
+            0.0 if calibration.scan_rotation_deg is None else calibration.scan_rotation_deg
+        ),
+        positions_A=positions_A,
+        source=source,
+    )
+
+
+# ------------------------------------------------------------------------------ numpy + JSON
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _read_sidecar(path: Path) -> tuple[Calibration, np.ndarray | None]:
+    side = _sidecar(path)
+    if not side.is_file():
+        raise InputError(
+            f"{path}: JSON sidecar {side.name} not found; it must hold the calibration "
+            f"{list(_REQUIRED) + ['angular_sampling_mrad']} (SPEC §6 attribute names)"
+        )
+    try:
+        values = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{side}: cannot be read as JSON ({exc})") from exc
+    if not isinstance(values, dict):
+        raise InputError(f"{side}: must hold a JSON object of calibration items")
+    positions = values.pop("positions_A", None)
+    values = {k: v for k, v in values.items() if not k.startswith("_")}
+    return Calibration.from_mapping(values, str(side)), (
+        None if positions is None else np.asarray(positions, dtype=float)
+    )
+
+
+def _npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of the arrays in an ``.npz`` file, read from their headers (no data loaded)."""
+    import zipfile
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            if not member.endswith(".npy"):
+                continue
+            with zf.open(member) as fp:
+                version = np.lib.format.read_magic(fp)
+                if version == (1, 0):
+                    shape = np.lib.format.read_array_header_1_0(fp)[0]
+                else:
+                    shape = np.lib.format.read_array_header_2_0(fp)[0]
+            shapes[member[: -len(".npy")]] = tuple(shape)
+    return shapes
+
+
+def _load_numpy(path: Path, override: Calibration) -> STEMDataset:
+    try:
+        if path.suffix.lower() == ".npy":
+            data = np.load(path, allow_pickle=False, mmap_mode="r")
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                keys = list(npz.keys())
+                if "intensities" in keys:
+                    data = npz["intensities"]
+                elif len(keys) == 1:
+                    data = npz[keys[0]]
+                else:
+                    raise InputError(
+                        f"{path}: holds arrays {keys}; name the 4D-STEM one 'intensities'"
+                    )
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: cannot be read as a numpy file ({exc})") from exc
+    if data.ndim != 4:
+        raise InputError(
+            f"{path}: the array must have rank 4 (scan_y, scan_x, ky, kx), got rank "
+            f"{data.ndim} with shape {data.shape}"
+        )
+    calibration, positions = _read_sidecar(path)
+    calibration = calibration.merged(override, str(path))
+    return _dataset(
+        np.asarray(data),
+        calibration,
+        path.name,
+        positions_A=positions,
+        how=f"add them to {_sidecar(path).name} or pass them as keyword arguments",
+    )
+
+
+# ------------------------------------------------------------------------------ EMD / py4DSTEM
+def _as_str(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _as_str(value.item())
+    return str(value)
+
+
+def _emd_arrays(f: h5py.File) -> list[h5py.Group]:
+    """EMD ``array`` groups (EMD 1.0) or data groups (``emd_group_type == 1``) with 4D data."""
+    found: list[h5py.Group] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if not isinstance(obj, h5py.Group):
+            return
+        kind = obj.attrs.get("emd_group_type")
+        if kind is None:
+            return
+        kind = _as_str(kind)
+        if kind in ("array", "1") and "data" in obj and getattr(obj["data"], "ndim", 0) == 4:
+            found.append(obj)
+
+    f.visititems(visit)
+    return found
+
+
+def _emd_metadata(group: h5py.Group) -> dict[str, Any]:
+    """Flatten EMD metadata datasets under ``group/metadatabundle/*`` to a dict."""
+    out: dict[str, Any] = {}
+    bundle = group.get("metadatabundle")
+    if not isinstance(bundle, h5py.Group):
+        return out
+    for md in bundle.values():
+        if not isinstance(md, h5py.Group):
+            continue
+        for key, dset in md.items():
+            if isinstance(dset, h5py.Dataset):
+                value = dset[()]
+                out[key] = _as_str(value) if isinstance(value, bytes) else value
+    return out
+
+
+def _length_A(value: float, units: str, item: str, source: str) -> float | None:
+    u = units.strip().lower()
+    if u in ("pixels", "pixel", "px", "", "unknown"):
+        return None
+    if u not in _LENGTH_TO_A:
+        raise InputError(f"{source}: unknown length unit {units!r} of {item}")
+    return float(value) * _LENGTH_TO_A[u]
+
+
+def _detector_calibration(
+    value: float, units: str, item: str, source: str
+) -> tuple[float | None, float | None]:
+    """(angular mrad, reciprocal 1/Å) from a detector pixel size and its unit."""
+    u = units.strip().lower()
+    if u in ("pixels", "pixel", "px", "", "unknown"):
+        return None, None
+    if u == "mrad":
+        return float(value), None
+    if u == "rad":
+        return float(value) * 1e3, None
+    if u in _RECIPROCAL_TO_INVA:
+        return None, float(value) * _RECIPROCAL_TO_INVA[u]
+    raise InputError(f"{source}: unknown detector unit {units!r} of {item}")
+
+
+def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
+    arrays = _emd_arrays(f)
+    if not arrays:
+        raise InputError(
+            f"{path}: no 4D-STEM data found: neither a SPEC §6 'intensities' dataset nor an "
+            "EMD array group with 4D 'data'"
+        )
+    if len(arrays) > 1:
+        cubes = [g for g in arrays if _as_str(g.attrs.get("python_class", "")) == "DataCube"]
+        if len(cubes) != 1:
+            raise InputError(
+                f"{path}: several 4D arrays {[g.name for g in arrays]}; keep only one in the file"
+            )
+        arrays = cubes
+    group = arrays[0]
+    src = f"{path}:{group.name}"
+    # calibration: py4DSTEM root metadata, then the array's own metadata, then the dim vectors
+    meta: dict[str, Any] = {}
+    root_name = group.name.strip("/").split("/")[0]
+    root = f.get(root_name)
+    if isinstance(root, h5py.Group):
+        meta.update(_emd_metadata(root))
+    meta.update(_emd_metadata(group))
+    cal = Calibration()
+    step_y = step_x = None
+    ang = [None, None]
+    rec = [None, None]
+    if "R_pixel_size" in meta:
+        r = np.ravel(np.asarray(meta["R_pixel_size"], dtype=float))
+        units = _as_str(meta.get("R_pixel_units", "pixels"))
+        step_y = _length_A(r[0], units, "R_pixel_size", src)
+        step_x = _length_A(r[-1], units, "R_pixel_size", src)
+    if "Q_pixel_size" in meta:
+        q = np.ravel(np.asarray(meta["Q_pixel_size"], dtype=float))
+        units = _as_str(meta.get("Q_pixel_units", "pixels"))
+        for i, v in enumerate((q[0], q[-1])):
+            ang[i], rec[i] = _detector_calibration(v, units, "Q_pixel_size", src)
+    # dim vectors: dim0..dim3 with 'units' attributes
+    for axis in range(4):
+        dset = group.get(f"dim{axis}")
+        if not isinstance(dset, h5py.Dataset) or dset.size < 2:
+            continue
+        vec = np.asarray(dset[()], dtype=float).ravel()
+        units = _as_str(dset.attrs.get("units", "pixels"))
+        step = float(vec[1] - vec[0])
+        if axis < 2:
+            value = _length_A(step, units, f"dim{axis}", src)
+            if axis == 0 and step_y is None:
+                step_y = value
+            if axis == 1 and step_x is None:
+                step_x = value
+        else:
+            i = axis - 2
+            if ang[i] is None and rec[i] is None:
+                ang[i], rec[i] = _detector_calibration(step, units, f"dim{axis}", src)
+    if step_y is not None and step_x is not None:
+        cal.scan_step_A = (step_y, step_x)
+    if ang[0] is not None and ang[1] is not None:
+        cal.angular_sampling_mrad = (ang[0], ang[1])
+    elif rec[0] is not None and rec[1] is not None:
+        cal.reciprocal_sampling_invA = (rec[0], rec[1])
+    for key in ("energy_eV", "convergence_semiangle_mrad", "defocus_A"):
+        if key in meta:
+            setattr(cal, key, float(np.asarray(meta[key], dtype=float)))
+    rotation = float(np.asarray(meta.get("QR_rotation_degrees", 0.0) or 0.0, dtype=float))
+    flip = bool(np.asarray(meta.get("QR_flip", False)))
+    if flip and override.scan_rotation_deg is None:
+        raise InputError(
+            f"{src}: py4DSTEM calibration has QR_flip = True (detector axes transposed relative "
+            "to the scan); transpose the detector axes of the data, or pass scan_rotation_deg "
+            "explicitly once the data are in the project's convention"
+        )
+    if rotation != 0.0 and override.scan_rotation_deg is None:
+        raise InputError(
+            f"{src}: py4DSTEM calibration has QR_rotation_degrees = {rotation:g}; its sign "
+            "convention is not the project's: pass scan_rotation_deg explicitly (SPEC §6, "
+            "see STEMDataset.rotated_positions_A)"
+        )
+    cal = cal.merged(override, src)
+    try:
+        data = group["data"][()]
+    except (OSError, TypeError, ValueError) as exc:
+        raise InputError(f"{src}: 'data' cannot be read ({exc})") from exc
+    if not np.issubdtype(data.dtype, np.number):
+        raise InputError(f"{src}: 'data' is not numeric ({data.dtype})")
+    return _dataset(data, cal, path.name)
+
+
+def _load_hdf5(path: Path, override: Calibration) -> STEMDataset:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read as an HDF5 file ({exc})") from exc
+    with f:
+        if "intensities" not in f:
+            return _load_emd(path, f, override)
+    ds = read_stem_h5(path)
+    if all(getattr(override, fl.name) is None for fl in fields(override)):
+        return ds
+    stored = Calibration(
+        energy_eV=ds.energy_eV,
+        convergence_semiangle_mrad=ds.convergence_semiangle_mrad,
+        scan_step_A=ds.scan_step_A,
+        angular_sampling_mrad=ds.angular_sampling_mrad,
+        defocus_A=ds.defocus_A,
+        scan_rotation_deg=ds.scan_rotation_deg,
+    )
+    cal = stored.merged(override, str(path))
+    positions = ds.positions_A if override.scan_step_A is None else None
+    return _dataset(ds.intensities, cal, ds.source, positions_A=positions)
+
+
+# ------------------------------------------------------------------------------ abTEM zarr
+def _zarr_attributes(path: Path) -> dict[str, Any] | None:
+    """Root attributes of a zarr store (v3 ``zarr.json`` or v2 ``.zattrs``), or None."""
+    try:
+        if (path / "zarr.json").is_file():
+            return json.loads((path / "zarr.json").read_text()).get("attributes", {})
+        if (path / ".zattrs").is_file():
+            return json.loads((path / ".zattrs").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return None
+
+
+def _is_abtem_diffraction(path: Path) -> bool:
+    attrs = _zarr_attributes(path)
+    if not attrs:
+        return False
+    return any(
+        isinstance(v, dict) and v.get("type") == "DiffractionPatterns" for v in attrs.values()
+    )
+
+
+def _load_abtem_zarr(path: Path, override: Calibration) -> STEMDataset:
+    if not _is_abtem_diffraction(path):
+        raise InputError(
+            f"{path}: not an abTEM DiffractionPatterns zarr store (no 'type': "
+            "'DiffractionPatterns' in its attributes)"
+        )
+    try:
+        import abtem
+    except ImportError as exc:
+        raise InputError(
+            f"{path}: reading abTEM measurements needs abTEM (pip install caviar-napari[sim])"
+        ) from exc
+    try:
+        m = abtem.from_zarr(str(path)).compute()
+    except Exception as exc:  # abTEM/zarr raise many types for a broken store
+        raise InputError(
+            f"{path}: abTEM could not read the store ({type(exc).__name__}: {exc})"
+        ) from exc
+    axes = m.axes_metadata
+    if len(m.shape) != 4:
+        labels = [getattr(a, "label", "?") for a in axes]
+        raise InputError(
+            f"{path}: the abTEM measurement must have rank 4 (scan x, scan y, kx, ky), got "
+            f"shape {m.shape} with axes {labels}; reduce the extra ensemble axes first"
+        )
+    scan_axes = axes[:2]
+    for ax in scan_axes:
+        if type(ax).__name__ != "ScanAxis":
+            raise InputError(
+                f"{path}: axis {getattr(ax, 'label', '?')!r} is not a scan axis; expected a "
+                "4D-STEM (GridScan) measurement"
+            )
+    arr = np.asarray(m.array)
+    if not m.fftshift:
+        arr = np.fft.fftshift(arr, axes=(-2, -1))
+    data = arr.transpose(1, 0, 3, 2)  # (x, y, kx, ky) -> (y, x, ky, kx)
+    sx, sy = float(scan_axes[0].sampling), float(scan_axes[1].sampling)
+    ox, oy = float(scan_axes[0].offset), float(scan_axes[1].offset)
+    md = m.metadata
+    cal = Calibration(
+        energy_eV=md.get("energy"),
+        convergence_semiangle_mrad=md.get("semiangle_cutoff"),
+        scan_step_A=(sy, sx),
+        reciprocal_sampling_invA=(float(m.sampling[1]), float(m.sampling[0])),
+    )
+    if override.defocus_A is None:
+        log.warning(
+            "%s: abTEM does not store the probe's aberrations; defocus_A = 0 is assumed "
+            "(pass defocus_A=... if the simulation used one)",
+            path,
+        )
+    cal = cal.merged(override, str(path))
+    iy, ix = np.meshgrid(np.arange(data.shape[0]), np.arange(data.shape[1]), indexing="ij")
+    positions = None
+    if override.scan_step_A is None:
+        positions = np.stack([oy + iy * sy, ox + ix * sx], axis=-1)
+    return _dataset(
+        data,
+        cal,
+        path.name,
+        positions_A=positions,
+        how="pass them as keyword arguments (abTEM did not record them)",
+    )
+
+
+# ------------------------------------------------------------------------------ rosettasciio
+def _rsciio_reader(ext: str, path: Path) -> Any:
+    import importlib
+
+    name = RSCIIO_EXTENSIONS[ext]
+    try:
+        module = importlib.import_module(f"rsciio.{name}")
+    except ImportError as exc:
+        raise InputError(
+            f"{path}: reading {ext} files needs rosettasciio (pip install caviar-napari[formats])"
+        ) from exc
+    return module.file_reader
+
+
+def _axis_units(axis: Mapping[str, Any]) -> str:
+    units = axis.get("units")
+    if units is None or type(units).__name__ == "_UndefinedType":
+        return ""
+    return str(units)
+
+
+def _empad_header(raw: Path) -> Path | None:
+    """The EMPAD XML header in the same folder that names ``raw``, if exactly one does."""
+    matching = []
+    for xml in sorted(raw.parent.glob("*.xml")):
+        try:
+            if raw.name in xml.read_text(errors="replace"):
+                matching.append(xml)
+        except OSError:
+            continue
+    return matching[0] if len(matching) == 1 else None
+
+
+def _rsciio_has_4d(path: Path, ext: str) -> bool:
+    """Whether rosettasciio finds a 4D signal (lazy: headers only); True if it is missing."""
+    try:
+        reader = _rsciio_reader(ext, path)
+    except InputError:
+        return True  # load_stem will explain that rosettasciio is needed
+    try:
+        signals = reader(str(path), lazy=True)
+    except Exception:  # a file rosettasciio cannot parse is not ours to claim
+        return False
+    return any(np.ndim(s.get("data")) == 4 for s in signals)
+
+
+def _load_rsciio(path: Path, override: Calibration) -> STEMDataset:
+    ext = path.suffix.lower()
+    target = path
+    if ext == ".raw":  # EMPAD: the XML header next to the raw file is what rosettasciio reads
+        header = _empad_header(path)
+        if header is None:
+            raise InputError(
+                f"{path}: EMPAD raw data need their XML header (an .xml file in the same folder "
+                "naming this file); open that .xml file"
+            )
+        target, ext = header, ".xml"
+    reader = _rsciio_reader(ext, target)
+    try:
+        signals = reader(str(target))
+    except InputError:
+        raise
+    except Exception as exc:  # rosettasciio raises many types for malformed files
+        raise InputError(
+            f"{path}: rosettasciio could not read the file ({type(exc).__name__}: {exc})"
+        ) from exc
+    four_d = [s for s in signals if np.ndim(s.get("data")) == 4]
+    if not four_d:
+        shapes = [np.shape(s.get("data")) for s in signals]
+        raise InputError(f"{path}: no 4D-STEM data (rank 4) in the file; found shapes {shapes}")
+    sig = four_d[0]
+    data = np.asarray(sig["data"])
+    axes = sorted(sig["axes"], key=lambda a: a.get("index_in_array", 0))
+    nav = [a for a in axes if a.get("navigate", False)]
+    det = [a for a in axes if not a.get("navigate", False)]
+    if len(nav) != 2 or len(det) != 2:
+        raise InputError(
+            f"{path}: expected 2 navigation and 2 signal axes, got {len(nav)} and {len(det)}"
+        )
+    order = [axes.index(a) for a in nav + det]
+    if order != [0, 1, 2, 3]:
+        data = np.transpose(data, order)
+    cal = Calibration()
+    steps = [
+        _length_A(float(a.get("scale", 1.0)), _axis_units(a), f"axis {a.get('name')}", str(path))
+        for a in nav
+    ]
+    if all(s is not None for s in steps):
+        cal.scan_step_A = (steps[0], steps[1])
+    dets = [
+        _detector_calibration(
+            float(a.get("scale", 1.0)), _axis_units(a), f"axis {a.get('name')}", str(path)
+        )
+        for a in det
+    ]
+    if all(d[0] is not None for d in dets):
+        cal.angular_sampling_mrad = (dets[0][0], dets[1][0])
+    elif all(d[1] is not None for d in dets):
+        cal.reciprocal_sampling_invA = (dets[0][1], dets[1][1])
+    tem = sig.get("metadata", {}).get("Acquisition_instrument", {}).get("TEM", {})
+    if "beam_energy" in tem:  # keV in HyperSpy's metadata convention
+        cal.energy_eV = float(tem["beam_energy"]) * 1e3
+    if "convergence_angle" in tem:  # mrad
+        cal.convergence_semiangle_mrad = float(tem["convergence_angle"])
+    cal = cal.merged(override, str(path))
+    return _dataset(
+        data,
+        cal,
+        path.name,
+        how=f"the {ext} file does not record them: pass them as keyword arguments "
+        "(e.g. load_stem(path, energy_eV=..., convergence_semiangle_mrad=..., scan_step_A=..., "
+        "angular_sampling_mrad=...))",
+    )
+
+
+# ------------------------------------------------------------------------------ dispatch
+def load_stem(path: str | os.PathLike, **calibration: Any) -> STEMDataset:
+    """Read a 4D-STEM dataset in any supported format (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        File (or ``.zarr`` folder) to read.
+    **calibration
+        Calibration items (:data:`CALIBRATION_KEYS`) that fill in or override the file's.
+
+    Returns
+    -------
+    STEMDataset
+        Validated, ``intensities`` ``(Sy, Sx, Ky, Kx)`` float32 with zero angle at
+        ``[Ky//2, Kx//2]``.
+
+    Raises
+    ------
+    InputError
+        Unreadable or unknown file, wrong rank, or a missing calibration item (named).
+    """
+    p = Path(path)
+    name = str(p)
+    if not p.exists():
+        raise InputError(f"{name}: file not found")
+    override = Calibration.from_mapping(calibration, name)
+    ext = p.suffix.lower()
+    if p.is_dir():
+        if ext == ".zarr" or _zarr_attributes(p) is not None:
+            return _load_abtem_zarr(p, override)
+        raise InputError(f"{name}: is a folder but not an abTEM zarr store")
+    if ext in NUMPY_EXTENSIONS:
+        return _load_numpy(p, override)
+    if ext in HDF5_EXTENSIONS or h5py.is_hdf5(p):
+        return _load_hdf5(p, override)
+    if ext in RSCIIO_EXTENSIONS:
+        return _load_rsciio(p, override)
+    raise InputError(
+        f"{name}: unknown 4D-STEM file type {ext!r}; supported: "
+        f"{sorted(HDF5_EXTENSIONS + NUMPY_EXTENSIONS + ('.zarr',) + tuple(RSCIIO_EXTENSIONS))}"
+    )
+
+
+def _hdf5_kind(path: Path) -> Kind | None:
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return None
+    with f:
+        if "object" in f and "probe" in f:
+            return "reconstruction"
+        if "positions_A" in f and "mean_positions_A" in f:
+            return "atoms"
+        dset = f.get("intensities")
+        if isinstance(dset, h5py.Dataset) and dset.ndim == 4:
+            return "stem"
+        if _emd_arrays(f):
+            return "stem"
+    return None
+
+
+def detect_kind(path: str | os.PathLike) -> Kind | None:
+    """What a file holds, for the napari reader dispatcher.
+
+    Returns
+    -------
+    str or None
+        ``"reconstruction"`` for an HDF5 file with datasets ``object`` and ``probe``; ``"atoms"``
+        for one with ``positions_A`` and ``mean_positions_A``; ``"stem"`` for any 4D-STEM format
+        :func:`load_stem` reads (SPEC §6 or EMD HDF5, a 4D ``.npy``/``.npz``, an abTEM zarr
+        store, a rosettasciio detector format); None for anything else or an unreadable file.
+        The kind is decided by content, not only the extension; files are only opened, not read.
+    """
+    p = Path(path)
+    if not p.exists():
+        return None
+    ext = p.suffix.lower()
+    if p.is_dir():
+        return "stem" if _is_abtem_diffraction(p) else None
+    if ext in NUMPY_EXTENSIONS:
+        try:
+            if ext == ".npy":
+                shape = np.load(p, mmap_mode="r", allow_pickle=False).shape
+                return "stem" if len(shape) == 4 else None
+            with np.load(p, allow_pickle=False) as npz:
+                keys = list(npz.keys())
+                key = (
+                    "intensities"
+                    if "intensities" in keys
+                    else (keys[0] if len(keys) == 1 else None)
+                )
+                return "stem" if key is not None and npz[key].ndim == 4 else None
+        except (OSError, ValueError, EOFError):
+            return None
+    if ext in HDF5_EXTENSIONS or (p.is_file() and h5py.is_hdf5(p)):
+        return _hdf5_kind(p)
+    if ext in RSCIIO_EXTENSIONS:
+        if ext == ".xml":
+            try:
+                head = p.read_text(errors="replace")[:4096]
+            except OSError:
+                return None
+            if "raw_file" not in head:
+                return None
+        if ext == ".raw":
+            header = _empad_header(p)
+            return None if header is None else detect_kind(header)
+        return "stem" if _rsciio_has_4d(p, ext) else None
+    return None
