@@ -24,7 +24,7 @@ Editing the points afterwards drops it (the refinement no longer matches the poi
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,26 +35,29 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.colors import Normalize
 from napari.layers import Image, Points, Vectors
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from caviar_napari._napari import atoms_layers as al
+from caviar_napari._qt._dock import ViewerDock, follow_layers
+from caviar_napari._qt._file_dialogs import CSV_FILTER, HDF5_FILTER, ask_and_run
+from caviar_napari._qt._forms import (
+    double_spin,
+    hrow,
+    int_spin,
+    push_button,
+    replace_items,
+    text_label,
+)
 from caviar_napari._qt._plot import PlotCanvas
 from caviar_napari._qt._worker import start_worker
 from caviar_napari.analysis import atoms as am
@@ -154,37 +157,24 @@ def _refine_job(
     return RefineOutcome(result=result, index=index, species=species, lattice_error=error)
 
 
-def _spin(lo: float, hi: float, value: float, step: float, decimals: int, suffix: str = ""):
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    if suffix:
-        box.setSuffix(suffix)
-    return box
-
-
-class AtomsWidget(QWidget):
+class AtomsWidget(ViewerDock):
     """Dock widget **Atoms**: LoG or manual picking, centre-of-mass refinement, lattice, export.
 
     Parameters
     ----------
     napari_viewer
-        The viewer the widget is docked in.
+        The viewer whose phase layer is analysed; the atoms, per-state atoms and lattice layers
+        are drawn in it.
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
+        super().__init__(napari_viewer)
         self.atoms: AtomsData | None = None
         self.index: LatticeIndex | None = None
         self._updating = False
         self._build_ui()
         self._refresh_layers()
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        follow_layers(self, self.viewer, self._refresh_layers)
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -209,16 +199,14 @@ class AtomsWidget(QWidget):
 
         detect = QGroupBox("Detection (Laplacian of Gaussian)")
         grid = QGridLayout(detect)
-        self.sigma_min = _spin(0.01, 10.0, defaults.sigma_min_A, 0.05, 2, " Å")
-        self.sigma_max = _spin(0.01, 10.0, defaults.sigma_max_A, 0.05, 2, " Å")
-        self.num_sigma = QSpinBox()
-        self.num_sigma.setRange(1, 50)
-        self.num_sigma.setValue(defaults.num_sigma)
-        self.threshold = _spin(0.001, 1.0, defaults.threshold_rel, 0.01, 3)
+        self.sigma_min = double_spin(0.01, 10.0, defaults.sigma_min_A, step=0.05, suffix=" Å")
+        self.sigma_max = double_spin(0.01, 10.0, defaults.sigma_max_A, step=0.05, suffix=" Å")
+        self.num_sigma = int_spin(1, 50, defaults.num_sigma)
+        self.threshold = double_spin(0.001, 1.0, defaults.threshold_rel, step=0.01, decimals=3)
         self.threshold.setToolTip("minimum LoG response relative to the strongest blob")
-        self.min_distance = _spin(0.0, 10.0, defaults.min_distance_A, 0.05, 2, " Å")
+        self.min_distance = double_spin(0.0, 10.0, defaults.min_distance_A, step=0.05, suffix=" Å")
         self.min_distance.setToolTip("detections closer than this are merged into one atom")
-        self.border = _spin(0.0, 100.0, defaults.exclude_border_A, 0.1, 2, " Å")
+        self.border = double_spin(0.0, 100.0, defaults.exclude_border_A, step=0.1, suffix=" Å")
         self.border.setToolTip("drop detections closer than this to the image border")
         for row, (label, box, label2, box2) in enumerate(
             [
@@ -231,33 +219,33 @@ class AtomsWidget(QWidget):
             grid.addWidget(box, row, 1)
             grid.addWidget(QLabel(label2), row, 2)
             grid.addWidget(box2, row, 3)
-        self.detect_button = QPushButton("Detect")
-        self.detect_button.setToolTip(
+        self.detect_button = push_button(
+            "Detect",
+            self.detect,
             "Find atoms and put them in the editable Points layer 'atoms' (add, move or "
-            "delete points with napari's Points tools to pick by hand)"
+            "delete points with napari's Points tools to pick by hand)",
         )
-        self.detect_button.clicked.connect(self.detect)
         grid.addWidget(self.detect_button, 3, 0, 1, 4)
         layout.addWidget(detect)
 
         refine = QGroupBox("Refinement (phase-weighted centre of mass)")
         form = QFormLayout(refine)
-        self.radius = _spin(0.0, 10.0, 0.0, 0.05, 2, " Å")
-        self.radius.setSpecialValueText(f"auto ({am.DEFAULT_RADIUS_FACTOR} × d_nn)")
+        self.radius = double_spin(
+            0.0,
+            10.0,
+            0.0,
+            step=0.05,
+            suffix=" Å",
+            special=f"auto ({am.DEFAULT_RADIUS_FACTOR} × d_nn)",
+        )
         self.radius.setToolTip("disc radius; auto = 0.35 × median nearest-neighbour distance")
         form.addRow("radius", self.radius)
-        self.tolerance = _spin(1e-4, 0.1, 1e-3, 1e-3, 4, " px")
+        self.tolerance = double_spin(1e-4, 0.1, 1e-3, step=1e-3, decimals=4, suffix=" px")
         form.addRow("stop when shift <", self.tolerance)
         self.lattice_check = QCheckBox("index lattice")
         self.lattice_check.setChecked(True)
-        self.n_basis = QSpinBox()
-        self.n_basis.setRange(0, 64)
-        self.n_basis.setSpecialValueText("any")
-        row = QHBoxLayout()
-        row.addWidget(self.lattice_check)
-        row.addWidget(QLabel("basis atoms"))
-        row.addWidget(self.n_basis)
-        form.addRow(row)
+        self.n_basis = int_spin(0, 64, special="any")
+        form.addRow(hrow(self.lattice_check, QLabel("basis atoms"), self.n_basis))
         self.vectors_edit = QLineEdit()
         self.vectors_edit.setPlaceholderText("estimate  (or a1y a1x a2y a2x in Å)")
         form.addRow("lattice vectors", self.vectors_edit)
@@ -265,8 +253,7 @@ class AtomsWidget(QWidget):
         self.species_edit.setPlaceholderText("optional, weakest first, e.g. B N")
         self.species_edit.setToolTip("species of the basis sites, assigned by phase strength")
         form.addRow("species", self.species_edit)
-        self.refine_button = QPushButton("Refine in every state and slice")
-        self.refine_button.clicked.connect(self.refine)
+        self.refine_button = push_button("Refine in every state and slice", self.refine)
         form.addRow(self.refine_button)
         self.progress = QProgressBar()
         self.progress.setRange(0, _PROGRESS_STEPS)
@@ -277,12 +264,11 @@ class AtomsWidget(QWidget):
 
         results = QGroupBox("Result")
         box = QVBoxLayout(results)
-        self.status_label = QLabel("No atoms yet: Detect, or add points to the 'atoms' layer.")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status_label = text_label(
+            "No atoms yet: Detect, or add points to the 'atoms' layer.", selectable=True
+        )
         box.addWidget(self.status_label)
-        self.lattice_label = QLabel("")
-        self.lattice_label.setWordWrap(True)
+        self.lattice_label = text_label()
         box.addWidget(self.lattice_label)
         self.colorbar = PlotCanvas(height_px=56)
         self.colorbar.setFixedHeight(64)
@@ -298,8 +284,7 @@ class AtomsWidget(QWidget):
         ]
         self.file_buttons = []
         for i, (text, slot) in enumerate(buttons):
-            button = QPushButton(text)
-            button.clicked.connect(slot)
+            button = push_button(text, slot)
             files.addWidget(button, i // 2, i % 2)
             self.file_buttons.append(button)
         box.addLayout(files)
@@ -335,17 +320,12 @@ class AtomsWidget(QWidget):
     def _refresh_layers(self, *_: Any) -> None:
         current = self.layer_combo.currentText()
         names = [layer.name for layer in self._phase_layers()]
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
         preferred = (
             current
             if current in names
             else next((n for n in names if n.endswith("phase")), names[0] if names else "")
         )
-        if preferred:
-            self.layer_combo.setCurrentText(preferred)
-        self.layer_combo.blockSignals(False)
+        replace_items(self.layer_combo, names, preferred)
         self._update_image_choices()
 
     def _update_image_choices(self, *_: Any) -> None:
@@ -490,15 +470,26 @@ class AtomsWidget(QWidget):
         except CaviarError as exc:
             self._fail(exc)
             return None
-        self._busy(True)
-        self.status_label.setText("Detecting atoms…")
-        self.worker = start_worker(
+        return self._start(
+            "Detecting atoms…",
             _detect_job,
             source,
             config,
             slice_index,
-            on_yield=self._on_progress,
             on_return=self._on_detected,
+        )
+
+    def _start(
+        self, message: str, job: Callable[..., Generator], *args: Any, on_return: Callable
+    ) -> Any:
+        """Run ``job(*args)`` in :attr:`worker` with progress; buttons off until it ends."""
+        self._busy(True)
+        self.status_label.setText(message)
+        self.worker = start_worker(
+            job,
+            *args,
+            on_yield=self._on_progress,
+            on_return=on_return,
             on_done=lambda: self._busy(False),
             on_error=lambda exc: self.status_label.setText(f"Error: {exc}"),
         )
@@ -585,24 +576,17 @@ class AtomsWidget(QWidget):
         except CaviarError as exc:
             self._fail(exc)
             return None
-        self._busy(True)
         self.progress.setValue(0)
         n_states, n_slices = source.phase.shape[:2]
-        self.status_label.setText(
-            f"Refining {len(start)} atoms in {n_states} state(s) × {n_slices} slice(s)…"
-        )
-        self.worker = start_worker(
+        return self._start(
+            f"Refining {len(start)} atoms in {n_states} state(s) × {n_slices} slice(s)…",
             _refine_job,
             source,
             start,
             config,
             lattice,
-            on_yield=self._on_progress,
             on_return=lambda outcome: self._on_refined(outcome, source, start, config),
-            on_done=lambda: self._busy(False),
-            on_error=lambda exc: self.status_label.setText(f"Error: {exc}"),
         )
-        return self.worker
 
     def _on_refined(
         self,
@@ -772,34 +756,30 @@ class AtomsWidget(QWidget):
         )
         return sub
 
-    def _run_file_action(self, action: Any, path: str) -> None:
-        try:
-            action(path)
-        except (CaviarError, OSError) as exc:
-            self._fail(exc)
-        else:
+    def _ask_file_action(
+        self, action: Any, title: str, filters: str, save_as: str | None = None
+    ) -> None:
+        """Ask for a file, run ``action(path)``; errors go to the status line."""
+        path = ask_and_run(
+            self,
+            action,
+            title,
+            filters,
+            save_as=save_as,
+            errors=(CaviarError, OSError),
+            on_error=self._fail,
+        )
+        if path:
             show_info(f"{Path(path).name}: done")
 
     def _ask_import_csv(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import positions (CSV)", "", "CSV (*.csv)")
-        if path:
-            self._run_file_action(self.import_csv, path)
+        self._ask_file_action(self.import_csv, "Import positions (CSV)", CSV_FILTER)
 
     def _ask_export_csv(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export positions (CSV)", "atoms.csv", "CSV (*.csv)"
-        )
-        if path:
-            self._run_file_action(self.export_csv, path)
+        self._ask_file_action(self.export_csv, "Export positions (CSV)", CSV_FILTER, "atoms.csv")
 
     def _ask_import_atoms(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import ATOMS file", "", "HDF5 (*.h5 *.hdf5)")
-        if path:
-            self._run_file_action(self.import_atoms, path)
+        self._ask_file_action(self.import_atoms, "Import ATOMS file", HDF5_FILTER)
 
     def _ask_export_atoms(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export ATOMS file", "atoms.h5", "HDF5 (*.h5 *.hdf5)"
-        )
-        if path:
-            self._run_file_action(self.export_atoms, path)
+        self._ask_file_action(self.export_atoms, "Export ATOMS file", HDF5_FILTER, "atoms.h5")

@@ -19,34 +19,44 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
 import numpy as np
 from matplotlib.colors import to_rgba
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QRadioButton,
     QSlider,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from caviar_napari._qt._plot import BACKGROUND, FOREGROUND, PlotCanvas
-from caviar_napari._qt._worker import start_worker
+from caviar_napari._qt._atoms_source import (
+    ATOMS_METADATA_KEY,
+    AtomsAnalysisDock,
+    AtomsSourcePicker,
+)
+from caviar_napari._qt._file_dialogs import FIGURE_FILTER, HDF5_FILTER, ask_and_run, ask_path
+from caviar_napari._qt._forms import double_spin, hrow, int_spin, push_button, text_label
+from caviar_napari._qt._plot import PlotCanvas
+from caviar_napari._qt.correlations_figure import (
+    ARROW_COLOURS,
+    ARROW_LEGEND,
+    NEIGHBOUR_COLOUR,
+    PM2_PER_A2,
+    REFERENCE_COLOUR,
+    ArrowsPanel,
+    current_image_view,
+    draw_green_matrix,
+    save_correlations_figure,
+)
 from caviar_napari.analysis import correlations as corr
 from caviar_napari.errors import CaviarError, InputError
 from caviar_napari.io.correlations_file import (
@@ -55,31 +65,29 @@ from caviar_napari.io.correlations_file import (
     write_correlations,
 )
 
-#: Metadata key of Points layers that carry an AtomsData.
-ATOMS_METADATA_KEY = "caviar_atoms"
-
-#: Arrow colours of the paper (SPEC §4), by :data:`corr.ARROW_KINDS`.
-ARROW_COLOURS = {
-    "self_y": "#ffd400",  # yellow
-    "self_x": "#b04dff",  # purple
-    "ref_y": "#ff6eb4",  # pink
-    "ref_x": "#87cefa",  # light blue
-}
-ARROW_LEGEND = {
-    "self_y": "self, y row: (⟨u_y u_y⟩, ⟨u_y u_x⟩)",
-    "self_x": "self, x row: (⟨u_x u_y⟩, ⟨u_x u_x⟩)",
-    "ref_y": "with reference, y row: (⟨u_y,ref u_y⟩, ⟨u_y,ref u_x⟩)",
-    "ref_x": "with reference, x row: (⟨u_x,ref u_y⟩, ⟨u_x,ref u_x⟩)",
-}
-REFERENCE_COLOUR = "#ff3030"
-NEIGHBOUR_COLOUR = "#3d8bff"
+__all__ = [
+    "ARROW_COLOURS",
+    "ARROW_LEGEND",
+    "ATOMS_METADATA_KEY",
+    "FRAME_LAB",
+    "FRAME_LOCAL",
+    "NEIGHBOUR_COLOUR",
+    "PAIRS_DRAWN",
+    "PAIRS_NN",
+    "REFERENCE_COLOUR",
+    "SELF_ALL",
+    "SELF_NONE",
+    "SELF_SELECTED",
+    "ComputeResult",
+    "CorrelationsWidget",
+    "draw_green_matrix",
+]
 
 #: Slider position v → arrow scale S = 10^(SCALE_MAX_EXP − v / SCALE_STEPS_PER_DECADE) pm² per Å
 SCALE_MAX_EXP = 4.0
 SCALE_STEPS_PER_DECADE = 50
 SCALE_SLIDER_MAX = 200
 
-PM2_PER_A2 = 1e4
 LAYER_PREFIX = "correlations"
 
 SELF_ALL, SELF_SELECTED, SELF_NONE = "all atoms", "reference and neighbours", "no atoms"
@@ -141,46 +149,43 @@ def _load_truth(
     return path, match, truth_green, rho_rec, rho_truth
 
 
-def _disconnect(viewer: Any, mouse_callback: Any, layers_callback: Any, *_: Any) -> None:
-    """Detach a destroyed widget's callbacks from the viewer."""
+def _strict_marker_size_A(mean_positions_A: np.ndarray) -> float:
+    """Marker size of a source opened from a file: 0.3 × the nearest-neighbour distance, Å.
+
+    Raises InputError with fewer than two finite atoms (there would be no pair to correlate),
+    so such a file is refused when opened.
+    """
+    return 0.3 * corr.nearest_neighbour_distance(mean_positions_A)
+
+
+def _disconnect(viewer: Any, mouse_callback: Any, *_: Any) -> None:
+    """Detach a destroyed widget's mouse callback from the viewer."""
     if mouse_callback in viewer.mouse_drag_callbacks:
         viewer.mouse_drag_callbacks.remove(mouse_callback)
-    viewer.layers.events.inserted.disconnect(layers_callback)
-    viewer.layers.events.removed.disconnect(layers_callback)
 
 
-class CorrelationsWidget(QWidget):
+class CorrelationsWidget(AtomsAnalysisDock):
     """Dock widget **Correlations**: compute, draw and compare displacement correlations.
 
     Parameters
     ----------
     napari_viewer
-        The viewer the widget is docked in.
+        The viewer whose atoms layers are the sources; the arrows, rings and markers are drawn
+        in it and a click on an atom picks the reference.
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.atoms: Any = None
         self.result: ComputeResult | None = None
-        self.worker = None
         self._truth: tuple | None = None
         self.similarity: corr.Similarity | None = None
         self._matrix_key: tuple | None = None
         self._layers: dict[str, Any] = {}
         self._build_ui()
-        self._refresh_sources()
-        self.viewer.layers.events.inserted.connect(self._refresh_sources)
-        self.viewer.layers.events.removed.connect(self._refresh_sources)
+        self.source_picker.changed.connect(self._set_enabled)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
-        self.destroyed.connect(
-            functools.partial(
-                _disconnect,
-                self.viewer,
-                self._on_mouse_drag,
-                self._refresh_sources,
-            )
-        )
+        self.destroyed.connect(functools.partial(_disconnect, self.viewer, self._on_mouse_drag))
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -188,55 +193,32 @@ class CorrelationsWidget(QWidget):
 
         source = QGroupBox("Source")
         form = QFormLayout(source)
-        self.source_combo = QComboBox()
-        self.source_combo.setToolTip(
-            f"Points layers carrying an AtomsData in metadata['{ATOMS_METADATA_KEY}']"
+        self.source_picker = AtomsSourcePicker(
+            self.viewer, marker_size=_strict_marker_size_A, opacity=0.6
         )
-        self.open_button = QPushButton("Open ATOMS file…")
-        self.open_button.clicked.connect(self._ask_atoms_file)
-        row = QHBoxLayout()
-        row.addWidget(self.source_combo, 1)
-        row.addWidget(self.open_button)
-        form.addRow("atoms layer", row)
+        form.addRow("atoms layer", self.source_picker)
         self.slices_edit = QLineEdit()
         self.slices_edit.setPlaceholderText("all slices (or A:B, B excluded; or one index)")
         form.addRow("slices", self.slices_edit)
-        self.compute_button = QPushButton("Compute Green's tensor")
-        self.compute_button.clicked.connect(self.compute)
+        self.compute_button = push_button("Compute Green's tensor", self.compute)
         form.addRow(self.compute_button)
-        self.summary_label = QLabel("No correlations yet: choose a source and compute.")
-        self.summary_label.setWordWrap(True)
+        self.summary_label = text_label("No correlations yet: choose a source and compute.")
         form.addRow(self.summary_label)
         layout.addWidget(source)
 
         selection = QGroupBox("Reference atom and neighbours")
         form = QFormLayout(selection)
-        self.reference_spin = QSpinBox()
-        self.reference_spin.setRange(0, 0)
+        self.reference_spin = int_spin(0, 0)
         self.reference_spin.valueChanged.connect(self._on_selection_changed)
         self.click_check = QCheckBox("pick by clicking an atom")
         self.click_check.setChecked(True)
-        row = QHBoxLayout()
-        row.addWidget(self.reference_spin)
-        row.addWidget(self.click_check)
-        form.addRow("reference atom", row)
+        form.addRow("reference atom", hrow(self.reference_spin, self.click_check))
         self.nearest_radio = QRadioButton("n nearest")
         self.radius_radio = QRadioButton("within radius")
         self.nearest_radio.setChecked(True)
-        self.n_nearest_spin = QSpinBox()
-        self.n_nearest_spin.setRange(1, 99)
-        self.n_nearest_spin.setValue(3)
-        self.radius_spin = QDoubleSpinBox()
-        self.radius_spin.setRange(0.1, 100.0)
-        self.radius_spin.setDecimals(2)
-        self.radius_spin.setSingleStep(0.1)
-        self.radius_spin.setValue(3.0)
-        self.radius_spin.setSuffix(" Å")
-        row = QHBoxLayout()
-        row.addWidget(self.nearest_radio)
-        row.addWidget(self.n_nearest_spin)
-        row.addWidget(self.radius_radio)
-        row.addWidget(self.radius_spin)
+        self.n_nearest_spin = int_spin(1, 99, 3)
+        self.radius_spin = double_spin(0.1, 100.0, 3.0, step=0.1, decimals=2, suffix=" Å")
+        row = hrow(self.nearest_radio, self.n_nearest_spin, self.radius_radio, self.radius_spin)
         form.addRow("neighbours", row)
         for w in (self.nearest_radio, self.radius_radio):
             w.toggled.connect(self._on_selection_changed)
@@ -253,22 +235,16 @@ class CorrelationsWidget(QWidget):
         self.averaged_check = QCheckBox("unit-cell averages (same l − l′, κ, κ′)")
         self.averaged_check.toggled.connect(self._redraw_arrows)
         form.addRow(self.averaged_check)
-        self.average_label = QLabel("")
-        self.average_label.setWordWrap(True)
+        self.average_label = text_label()
         self.average_label.setVisible(False)
         form.addRow(self.average_label)
         self.frame_combo = QComboBox()
         self.frame_combo.addItems([FRAME_LAB, FRAME_LOCAL])
         self.frame_combo.currentIndexChanged.connect(self._redraw_frame)
-        self.frame_neighbour_spin = QSpinBox()
-        self.frame_neighbour_spin.setRange(1, 6)
-        self.frame_neighbour_spin.setPrefix("NN #")
+        self.frame_neighbour_spin = int_spin(1, 6, prefix="NN #")
         self.frame_neighbour_spin.setToolTip("local x points to this nearest neighbour")
         self.frame_neighbour_spin.valueChanged.connect(self._redraw_frame)
-        row = QHBoxLayout()
-        row.addWidget(self.frame_combo, 1)
-        row.addWidget(self.frame_neighbour_spin)
-        form.addRow("frame", row)
+        form.addRow("frame", hrow((self.frame_combo, 1), self.frame_neighbour_spin))
         self.scale_slider = QSlider(Qt.Horizontal)
         self.scale_slider.setRange(0, SCALE_SLIDER_MAX)
         self.scale_slider.setValue(SCALE_SLIDER_MAX // 2)
@@ -281,11 +257,9 @@ class CorrelationsWidget(QWidget):
         self.b_check.setChecked(True)
         self.b_check.toggled.connect(self._redraw_b_factors)
         form.addRow(self.b_check)
-        self.b_label = QLabel("")
-        self.b_label.setWordWrap(True)
+        self.b_label = text_label()
         form.addRow(self.b_label)
-        self.frame_label = QLabel("")
-        self.frame_label.setWordWrap(True)
+        self.frame_label = text_label()
         form.addRow(self.frame_label)
         layout.addWidget(arrows)
 
@@ -293,30 +267,21 @@ class CorrelationsWidget(QWidget):
         form = QFormLayout(truth)
         self.truth_edit = QLineEdit()
         self.truth_edit.setPlaceholderText("DATA.h5 written by caviar simulate")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._ask_truth_file)
-        row = QHBoxLayout()
-        row.addWidget(self.truth_edit, 1)
-        row.addWidget(browse)
-        form.addRow("file", row)
+        browse = push_button("Browse…", self._ask_truth_file)
+        form.addRow("file", hrow((self.truth_edit, 1), browse))
         self.pairs_combo = QComboBox()
         self.pairs_combo.addItems([PAIRS_DRAWN, PAIRS_NN])
         self.pairs_combo.currentIndexChanged.connect(self._update_comparison)
         form.addRow("pairs", self.pairs_combo)
-        self.compare_button = QPushButton("Compare with realised truth")
-        self.compare_button.clicked.connect(self.compare)
+        self.compare_button = push_button("Compare with realised truth", self.compare)
         form.addRow(self.compare_button)
-        self.truth_label = QLabel("")
-        self.truth_label.setWordWrap(True)
-        self.truth_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.truth_label = text_label(selectable=True)
         form.addRow(self.truth_label)
         layout.addWidget(truth)
 
         export = QHBoxLayout()
-        self.save_corr_button = QPushButton("Save CORR…")
-        self.save_corr_button.clicked.connect(self._ask_export_correlations)
-        self.save_figure_button = QPushButton("Save figure (PNG/SVG)…")
-        self.save_figure_button.clicked.connect(self._ask_export_figure)
+        self.save_corr_button = push_button("Save CORR…", self._ask_export_correlations)
+        self.save_figure_button = push_button("Save figure (PNG/SVG)…", self._ask_export_figure)
         export.addWidget(self.save_corr_button)
         export.addWidget(self.save_figure_button)
         layout.addLayout(export)
@@ -356,73 +321,6 @@ class CorrelationsWidget(QWidget):
         self.save_figure_button.setEnabled(has)
         self.averaged_check.setEnabled(has and self.result.averages is not None)
 
-    # ------------------------------------------------------------------ sources
-    def _source_layers(self) -> list:
-        return [
-            layer
-            for layer in self.viewer.layers
-            if layer.__class__.__name__ == "Points" and ATOMS_METADATA_KEY in layer.metadata
-        ]
-
-    def _refresh_sources(self, *_: Any) -> None:
-        current = self.source_combo.currentText()
-        names = [layer.name for layer in self._source_layers()]
-        self.source_combo.blockSignals(True)
-        self.source_combo.clear()
-        self.source_combo.addItems(names)
-        if current in names:
-            self.source_combo.setCurrentText(current)
-        self.source_combo.blockSignals(False)
-        self._set_enabled()
-
-    def atoms_source(self) -> Any:
-        """The AtomsData of the chosen source layer (None if there is none)."""
-        name = self.source_combo.currentText()
-        for layer in self._source_layers():
-            if layer.name == name:
-                return layer.metadata[ATOMS_METADATA_KEY]
-        return None
-
-    def set_source_layer(self, name: str) -> None:
-        """Choose the source Points layer by name."""
-        if name not in [layer.name for layer in self._source_layers()]:
-            raise InputError(f"no Points layer {name!r} with metadata[{ATOMS_METADATA_KEY!r}]")
-        self.source_combo.setCurrentText(name)
-        self._set_enabled()
-
-    def open_atoms_file(self, path: str | os.PathLike) -> Any:
-        """Read an ATOMS file, add it as a source Points layer and select it; returns the layer."""
-        from caviar_napari.io.atoms_file import read_atoms
-
-        atoms = read_atoms(path)
-        mean = np.asarray(atoms.mean_positions_A, dtype=float)
-        finite = np.isfinite(mean).all(axis=1)
-        size = 0.3 * corr.nearest_neighbour_distance(mean)
-        layer = self.viewer.add_points(
-            mean[finite],
-            name=f"atoms ({Path(path).stem})",
-            size=size,
-            face_color="#d0d0d0",
-            border_width=0,
-            opacity=0.6,
-            features={"atom": np.flatnonzero(finite)},
-            metadata={ATOMS_METADATA_KEY: atoms},
-        )
-        self.set_source_layer(layer.name)
-        return layer
-
-    def _ask_atoms_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open ATOMS file", "", "HDF5 (*.h5 *.hdf5)")
-        if path:
-            self._guard(self.open_atoms_file, path)
-
-    def _guard(self, func: Any, *args: Any) -> Any:
-        try:
-            return func(*args)
-        except CaviarError as exc:
-            show_error(str(exc))
-            return None
-
     # ------------------------------------------------------------------ compute
     def compute(self) -> None:
         """Start the background computation of the Green's tensor of the chosen source."""
@@ -431,20 +329,9 @@ class CorrelationsWidget(QWidget):
             return
         slices = self.slices_edit.text().strip() or None
         self.atoms = atoms
-        self.summary_label.setText("computing …")
-        self.worker = start_worker(
-            _compute,
-            atoms,
-            slices,
-            on_return=self._on_computed,
-            on_done=self._on_worker_done,
-            on_error=lambda exc: self.summary_label.setText(f"failed: {exc}"),
+        self._run_in_worker(
+            self.summary_label, "computing …", _compute, atoms, slices, on_return=self._on_computed
         )
-        self._set_enabled()
-
-    def _on_worker_done(self) -> None:
-        self.worker = None
-        self._set_enabled()
 
     def _on_computed(self, result: ComputeResult) -> None:
         self.result = result
@@ -818,18 +705,16 @@ class CorrelationsWidget(QWidget):
             show_error("choose a ground-truth file (a DATA.h5 written by caviar simulate)")
             return
         self.truth_edit.setText(str(path))
-        self.truth_label.setText("comparing …")
-        self.worker = start_worker(
+        self._run_in_worker(
+            self.truth_label,
+            "comparing …",
             _load_truth,
             str(path),
             self.result.data.green_A2,
             self._positions(),
             0.5,
             on_return=self._on_truth_loaded,
-            on_done=self._on_worker_done,
-            on_error=lambda exc: self.truth_label.setText(f"failed: {exc}"),
         )
-        self._set_enabled()
 
     def _on_truth_loaded(self, loaded: tuple) -> None:
         self._truth = loaded
@@ -883,161 +768,32 @@ class CorrelationsWidget(QWidget):
         """
         if self.result is None:
             raise InputError("nothing to save: compute the correlations first")
-        fig = Figure(figsize=(11, 5), layout="constrained")
-        ax_arrows, ax_matrix = fig.subplots(1, 2, width_ratios=[1.2, 1])
-        self._draw_figure_arrows(ax_arrows)
-        draw_green_matrix(fig, ax_matrix, self.result.data.green_A2, self.reference())
-        fig.savefig(path, dpi=dpi)
-
-    def _draw_figure_arrows(self, ax: Any) -> None:
-        image = self._background_image()
-        if image is not None:
-            data, extent = image
-            ax.imshow(data, cmap="gray", extent=extent, origin="upper", interpolation="nearest")
-        positions = self._positions()
-        b = self.result.data.b_factor_A2
-        valid = np.isfinite(b)
-        sc = ax.scatter(
-            positions[valid, 1],
-            positions[valid, 0],
-            c=b[valid],
-            cmap="viridis",
-            s=30,
-            zorder=2,
-        )
-        fig = ax.figure
-        fig.colorbar(sc, ax=ax, shrink=0.7, label="B factor (Å²)")
-        arrows = self.arrows()
-        for code, kind in enumerate(corr.ARROW_KINDS):
-            sel = arrows.kind == code
-            if not sel.any():
-                continue
-            start, vec = arrows.data[sel, 0], arrows.data[sel, 1]
-            ax.quiver(
-                start[:, 1],
-                start[:, 0],
-                vec[:, 1],
-                vec[:, 0],
-                color=ARROW_COLOURS[kind],
-                angles="xy",
-                scale_units="xy",
-                scale=1,
-                width=0.004,
-                zorder=3,
-                label=ARROW_LEGEND[kind],
-            )
-        ref = self.reference()
-        nbrs = self.neighbour_atoms()
-        ax.scatter(*positions[ref, ::-1], s=250, facecolors="none", edgecolors=REFERENCE_COLOUR)
-        ax.scatter(
-            positions[nbrs, 1],
-            positions[nbrs, 0],
-            s=250,
-            facecolors="none",
-            edgecolors=NEIGHBOUR_COLOUR,
-        )
-        lo, hi = np.nanmin(positions, axis=0), np.nanmax(positions, axis=0)
-        pad = self.result.nn_distance_A
-        ax.set_xlim(lo[1] - pad, hi[1] + pad)
-        ax.set_ylim(hi[0] + pad, lo[0] - pad)
-        ax.set_aspect("equal")
-        ax.set_xlabel("x (Å)")
-        ax.set_ylabel("y (Å)")
+        background = current_image_view(self.viewer)
         frame = "local lattice frame" if self.frame_combo.currentText() == FRAME_LOCAL else "lab"
         mode = "unit-cell averaged" if self.averaged_check.isChecked() else "per atom"
-        ax.set_title(
-            f"correlations ({mode}, {frame}); scale {self.scale_pm2_per_A():.3g} pm² per Å",
-            fontsize=9,
+        panel = ArrowsPanel(
+            positions_A=self._positions(),
+            b_factor_A2=self.result.data.b_factor_A2,
+            arrows=self.arrows(),
+            reference=self.reference(),
+            neighbours=self.neighbour_atoms(),
+            pad_A=self.result.nn_distance_A,
+            title=f"correlations ({mode}, {frame}); scale {self.scale_pm2_per_A():.3g} pm² per Å",
+            background=background,
         )
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7)
-
-    def _background_image(self) -> tuple[np.ndarray, list[float]] | None:
-        """The current 2D view of the topmost visible Image layer and its extent in Å."""
-        images = [
-            layer
-            for layer in self.viewer.layers
-            if layer.__class__.__name__ == "Image" and layer.visible and not layer.rgb
-        ]
-        if not images:
-            return None
-        layer = images[-1]
-        data = layer.data[0] if layer.multiscale else layer.data
-        shape = data.shape
-        point = np.asarray(layer.world_to_data(self.viewer.dims.point))
-        index = tuple(int(np.clip(round(point[k]), 0, shape[k] - 1)) for k in range(len(shape) - 2))
-        image = np.asarray(data[index], dtype=float)
-        dy, dx = np.asarray(layer.scale)[-2:]
-        ty, tx = np.asarray(layer.translate)[-2:]
-        h, w = image.shape
-        extent = [tx - dx / 2, tx + (w - 0.5) * dx, ty + (h - 0.5) * dy, ty - dy / 2]
-        return image, extent
+        save_correlations_figure(path, panel, self.result.data.green_A2, dpi=dpi)
 
     def _ask_export_correlations(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save CORR file", "corr.h5", "HDF5 (*.h5)")
-        if path:
-            self._guard(self.export_correlations, path)
+        ask_and_run(
+            self, self.export_correlations, "Save CORR file", "HDF5 (*.h5)", save_as="corr.h5"
+        )
 
     def _ask_export_figure(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save figure", "correlations.png", "PNG (*.png);;SVG (*.svg);;PDF (*.pdf)"
+        ask_and_run(
+            self, self.export_figure, "Save figure", FIGURE_FILTER, save_as="correlations.png"
         )
-        if path:
-            self._guard(self.export_figure, path)
 
     def _ask_truth_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Ground truth (simulated 4D-STEM file)", "", "HDF5 (*.h5 *.hdf5)"
-        )
+        path = ask_path(self, "Ground truth (simulated 4D-STEM file)", HDF5_FILTER)
         if path:
             self.truth_edit.setText(path)
-
-
-def draw_green_matrix(
-    fig: Figure, ax: Any, green_A2: np.ndarray, reference: int | None = None, *, dark=False
-) -> None:
-    """Draw a Green's tensor as an image in pm², dof ordering labelled, reference outlined.
-
-    Parameters
-    ----------
-    fig, ax
-        Matplotlib figure and axes to draw into.
-    green_A2
-        ``(2N, 2N)`` tensor, Å² (NaN rows of excluded atoms shown grey).
-    reference
-        Atom whose rows/columns are outlined.
-    dark
-        Colours for napari's dark theme.
-    """
-    g = np.asarray(green_A2) * PM2_PER_A2
-    n = g.shape[0] // 2
-    vmax = float(np.nanmax(np.abs(g))) if np.isfinite(g).any() else 1.0
-    cmap = mpl.colormaps["RdBu_r"].copy()
-    cmap.set_bad("#808080")
-    im = ax.imshow(
-        np.ma.masked_invalid(g), cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest"
-    )
-    fg = FOREGROUND if dark else "black"
-    cb = fig.colorbar(im, ax=ax, shrink=0.85)
-    cb.set_label("G (pm²)", color=fg)
-    cb.ax.tick_params(colors=fg)
-    if n <= 8:
-        ticks = np.arange(2 * n)
-        labels = [f"{i}{'yx'[a]}" for i in range(n) for a in range(2)]
-    else:
-        step = int(np.ceil(n / 8))
-        ticks = 2 * np.arange(0, n, step)
-        labels = [str(i) for i in range(0, n, step)]
-    ax.set_xticks(ticks, labels, fontsize=7)
-    ax.set_yticks(ticks, labels, fontsize=7)
-    ax.set_xlabel("atom j (dof 2j + a; a = 0 y, 1 x)")
-    ax.set_ylabel("atom i (dof 2i + a)")
-    ax.set_title("Green's tensor G (lab frame)", fontsize=9)
-    if reference is not None and 0 <= reference < n:
-        outline = "white" if dark else "black"
-        for xy, w, h in (
-            ((-0.5, 2 * reference - 0.5), 2 * n, 2),
-            ((2 * reference - 0.5, -0.5), 2, 2 * n),
-        ):
-            ax.add_patch(Rectangle(xy, w, h, fill=False, edgecolor=outline, lw=0.8))
-    if dark:
-        fig.set_facecolor(BACKGROUND)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,30 +21,38 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
-    QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from caviar_napari._qt._atoms_source import (
+    ATOMS_METADATA_KEY,
+    AtomsAnalysisDock,
+    AtomsSourcePicker,
+)
+from caviar_napari._qt._file_dialogs import FIGURE_FILTER, HDF5_FILTER, ask_and_run
+from caviar_napari._qt._forms import double_spin, int_spin, push_button, text_label
 from caviar_napari._qt._plot import FOREGROUND, PlotCanvas
-from caviar_napari._qt._worker import start_worker
 from caviar_napari.analysis import dispersion as disp
 from caviar_napari.errors import CaviarError, InputError
 from caviar_napari.io.dispersion_file import DispersionData, write_dispersion
 from caviar_napari.simulate.harmonic import STANDARD_ATOMIC_WEIGHTS_AMU
 
-#: Metadata key of Points layers that carry an AtomsData (shared with the other widgets).
-ATOMS_METADATA_KEY = "caviar_atoms"
+__all__ = [
+    "ATOMS_METADATA_KEY",
+    "BRANCH_COLOURS",
+    "PATH_CUSTOM",
+    "PATH_STANDARD",
+    "DispersionWidget",
+]
 
 #: Branch colours (sorted band index 1, 2, …), readable on the dark background.
 BRANCH_COLOURS = ("#ffd400", "#ff6eb4", "#5ec8ff", "#9be564", "#ff9f40", "#c58bff")
@@ -75,25 +82,22 @@ def _basis_labels(atoms: Any) -> list[str]:
     return []
 
 
-class DispersionWidget(QWidget):
+class DispersionWidget(AtomsAnalysisDock):
     """Dock widget **Dispersion**: phonon dispersion with bootstrap errors from an ATOMS source.
 
     Parameters
     ----------
     napari_viewer
-        The viewer the widget is docked in.
+        The viewer whose atoms layers are the sources (an ATOMS file opened here is added to it).
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.result: DispersionData | None = None
-        self.worker = None
         self._mass_spins: dict[str, QDoubleSpinBox] = {}
         self._build_ui()
-        self._refresh_sources()
-        self.viewer.layers.events.inserted.connect(self._refresh_sources)
-        self.viewer.layers.events.removed.connect(self._refresh_sources)
+        self.source_picker.changed.connect(self._on_source_changed)
+        self._on_source_changed()
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -101,26 +105,13 @@ class DispersionWidget(QWidget):
 
         source = QGroupBox("Source")
         form = QFormLayout(source)
-        self.source_combo = QComboBox()
-        self.source_combo.setToolTip(
-            f"Points layers carrying an AtomsData in metadata['{ATOMS_METADATA_KEY}']"
-        )
-        self.source_combo.currentIndexChanged.connect(self._on_source_changed)
-        self.open_button = QPushButton("Open ATOMS file…")
-        self.open_button.clicked.connect(self._ask_atoms_file)
-        row = QHBoxLayout()
-        row.addWidget(self.source_combo, 1)
-        row.addWidget(self.open_button)
-        form.addRow("atoms layer", row)
+        self.source_picker = AtomsSourcePicker(self.viewer, opacity=0.7)
+        form.addRow("atoms layer", self.source_picker)
         layout.addWidget(source)
 
         params = QGroupBox("Parameters")
         form = QFormLayout(params)
-        self.temperature_spin = QDoubleSpinBox()
-        self.temperature_spin.setRange(0.1, 5000.0)
-        self.temperature_spin.setDecimals(1)
-        self.temperature_spin.setValue(300.0)
-        self.temperature_spin.setSuffix(" K")
+        self.temperature_spin = double_spin(0.1, 5000.0, 300.0, decimals=1, suffix=" K")
         form.addRow("temperature", self.temperature_spin)
         self.masses_box = QWidget()
         self.masses_form = QFormLayout(self.masses_box)
@@ -146,18 +137,14 @@ class DispersionWidget(QWidget):
         )
         form.addRow("path", self.path_combo)
         form.addRow("", self.path_edit)
-        self.bootstrap_spin = QSpinBox()
-        self.bootstrap_spin.setRange(0, 5000)
-        self.bootstrap_spin.setValue(200)
-        self.bootstrap_spin.setSuffix(" replicas")
+        self.bootstrap_spin = int_spin(0, 5000, 200, suffix=" replicas")
         self.bootstrap_spin.setToolTip("bootstrap over object states for the error bars (0: none)")
         form.addRow("bootstrap", self.bootstrap_spin)
-        self.compute_button = QPushButton("Compute dispersion")
-        self.compute_button.clicked.connect(self.compute)
+        self.compute_button = push_button("Compute dispersion", self.compute)
         form.addRow(self.compute_button)
-        self.summary_label = QLabel("No dispersion yet: choose a source and compute.")
-        self.summary_label.setWordWrap(True)
-        self.summary_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.summary_label = text_label(
+            "No dispersion yet: choose a source and compute.", selectable=True
+        )
         form.addRow(self.summary_label)
         layout.addWidget(params)
 
@@ -176,10 +163,8 @@ class DispersionWidget(QWidget):
         layout.addWidget(self.table)
 
         export = QHBoxLayout()
-        self.save_data_button = QPushButton("Save DISP (HDF5)…")
-        self.save_data_button.clicked.connect(self._ask_export_data)
-        self.save_figure_button = QPushButton("Save figure (PNG/SVG)…")
-        self.save_figure_button.clicked.connect(self._ask_export_figure)
+        self.save_data_button = push_button("Save DISP (HDF5)…", self._ask_export_data)
+        self.save_figure_button = push_button("Save figure (PNG/SVG)…", self._ask_export_figure)
         export.addWidget(self.save_data_button)
         export.addWidget(self.save_figure_button)
         layout.addLayout(export)
@@ -198,73 +183,6 @@ class DispersionWidget(QWidget):
         self.path_edit.setEnabled(self.path_combo.currentText() == PATH_CUSTOM)
 
     # ------------------------------------------------------------------ sources
-    def _source_layers(self) -> list:
-        return [
-            layer
-            for layer in self.viewer.layers
-            if layer.__class__.__name__ == "Points" and ATOMS_METADATA_KEY in layer.metadata
-        ]
-
-    def _refresh_sources(self, *_: Any) -> None:
-        current = self.source_combo.currentText()
-        names = [layer.name for layer in self._source_layers()]
-        self.source_combo.blockSignals(True)
-        self.source_combo.clear()
-        self.source_combo.addItems(names)
-        if current in names:
-            self.source_combo.setCurrentText(current)
-        self.source_combo.blockSignals(False)
-        self._on_source_changed()
-
-    def atoms_source(self) -> Any:
-        """The AtomsData of the chosen source layer (None if there is none)."""
-        name = self.source_combo.currentText()
-        for layer in self._source_layers():
-            if layer.name == name:
-                return layer.metadata[ATOMS_METADATA_KEY]
-        return None
-
-    def set_source_layer(self, name: str) -> None:
-        """Choose the source Points layer by name."""
-        if name not in [layer.name for layer in self._source_layers()]:
-            raise InputError(f"no Points layer {name!r} with metadata[{ATOMS_METADATA_KEY!r}]")
-        self.source_combo.setCurrentText(name)
-        self._on_source_changed()
-
-    def open_atoms_file(self, path: str | os.PathLike) -> Any:
-        """Read an ATOMS file, add it as a source Points layer and select it; returns the layer."""
-        from caviar_napari.io.atoms_file import read_atoms
-
-        atoms = read_atoms(path)
-        mean = np.asarray(atoms.mean_positions_A, dtype=float)
-        finite = np.flatnonzero(np.isfinite(mean).all(axis=1))
-        if finite.size > 1:
-            d = np.linalg.norm(mean[finite, None] - mean[None, finite], axis=-1)
-            np.fill_diagonal(d, np.inf)
-            size = 0.3 * float(np.median(d.min(axis=1)))
-        else:
-            size = 0.5
-        layer = self.viewer.add_points(
-            mean[finite],
-            name=f"atoms ({Path(path).stem})",
-            size=size,
-            face_color="#d0d0d0",
-            border_width=0,
-            opacity=0.7,
-            features={"atom": finite},
-            metadata={ATOMS_METADATA_KEY: atoms},
-        )
-        self.set_source_layer(layer.name)
-        return layer
-
-    def _ask_atoms_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open ATOMS file", "", "HDF5 (*.h5 *.hdf5)")
-        if path:
-            try:
-                self.open_atoms_file(path)
-            except CaviarError as exc:
-                show_error(str(exc))
-
     def _on_source_changed(self, *_: Any) -> None:
         """Rebuild the mass editors for the species (or basis atoms) of the source."""
         atoms = self.atoms_source()
@@ -274,12 +192,8 @@ class DispersionWidget(QWidget):
             self.masses_form.removeRow(0)
         self._mass_spins = {}
         for label in labels:  # a few species
-            spin = QDoubleSpinBox()
-            spin.setRange(0.0, 1000.0)
-            spin.setDecimals(3)
-            spin.setSuffix(" amu")
-            spin.setSpecialValueText("— required —")
-            spin.setValue(old.get(label, STANDARD_ATOMIC_WEIGHTS_AMU.get(label, 0.0)))
+            mass = old.get(label, STANDARD_ATOMIC_WEIGHTS_AMU.get(label, 0.0))
+            spin = double_spin(0.0, 1000.0, mass, decimals=3, suffix=" amu", special="— required —")
             name = label if not label.isdigit() else f"basis atom {label}"
             self.masses_form.addRow(name, spin)
             self._mass_spins[label] = spin
@@ -317,20 +231,9 @@ class DispersionWidget(QWidget):
             show_error(str(exc))
             self.summary_label.setText(f"failed: {exc}")
             return
-        self.summary_label.setText("computing …")
-        self.worker = start_worker(
-            _compute,
-            atoms,
-            config,
-            on_return=self.show_result,
-            on_done=self._on_worker_done,
-            on_error=lambda exc: self.summary_label.setText(f"failed: {exc}"),
+        self._run_in_worker(
+            self.summary_label, "computing …", _compute, atoms, config, on_return=self.show_result
         )
-        self._set_enabled()
-
-    def _on_worker_done(self) -> None:
-        self.worker = None
-        self._set_enabled()
 
     # ------------------------------------------------------------------ results
     def show_result(self, data: DispersionData) -> None:
@@ -450,20 +353,13 @@ class DispersionWidget(QWidget):
         write_dispersion(path, self.result)
 
     def _ask_export_figure(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save figure", "dispersion.png", "PNG (*.png);;SVG (*.svg);;PDF (*.pdf)"
-        )
-        if path:
-            self.export_figure(path)
-            show_info(f"saved {path}")
+        self._ask_save(self.export_figure, "Save figure", FIGURE_FILTER, "dispersion.png")
 
     def _ask_export_data(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save DISP file", "dispersion.h5", "HDF5 (*.h5 *.hdf5)"
-        )
+        self._ask_save(self.export_data, "Save DISP file", HDF5_FILTER, "dispersion.h5")
+
+    def _ask_save(self, action: Any, title: str, filters: str, name: str) -> None:
+        """Ask for a file name (proposing ``name``), run ``action(path)`` and say so."""
+        path = ask_and_run(self, action, title, filters, save_as=name)
         if path:
-            try:
-                self.export_data(path)
-                show_info(f"saved {path}")
-            except CaviarError as exc:
-                show_error(str(exc))
+            show_info(f"saved {path}")

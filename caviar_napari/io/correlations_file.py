@@ -23,8 +23,16 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from caviar_napari import __version__
 from caviar_napari.errors import InputError
+from caviar_napari.io._h5util import (
+    as_strings,
+    as_text,
+    naming_file,
+    open_h5,
+    read_attr,
+    read_dataset,
+    write_stamp,
+)
 from caviar_napari.io.atomic import atomic_h5
 
 DOF_CONVENTION = "dof index 2*i + a; a = 0 for y, a = 1 for x"
@@ -119,70 +127,39 @@ def write_correlations(path: str | os.PathLike, data: CorrelationsData) -> None:
         if data.lattice_vectors_A is not None:
             f.attrs["lattice_vectors_A"] = np.asarray(data.lattice_vectors_A, dtype=float)
         f.attrs["n_states"] = int(data.n_states)
-        f.attrs["source"] = str(data.source)
         f.attrs["dof_convention"] = DOF_CONVENTION
-        f.attrs["units"] = "green_A2, b_factor_A2: Å²; positions: Å"
-        f.attrs["software"] = "caviar-napari"
-        f.attrs["version"] = __version__
-
-
-def _dataset(f: h5py.File, path: str, key: str, *, required: bool = True) -> np.ndarray | None:
-    if key not in f:
-        if required:
-            raise InputError(f"{path}: missing dataset {key!r}")
-        return None
-    item = f[key]
-    if not isinstance(item, h5py.Dataset):
-        raise InputError(f"{path}: {key!r} is not a dataset")
-    return item[()]
-
-
-def _open(path: str | os.PathLike) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
-
-
-def _strings(values: np.ndarray | None) -> np.ndarray | None:
-    if values is None:
-        return None
-    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()])
+        write_stamp(f, source=data.source, units="green_A2, b_factor_A2: Å²; positions: Å")
 
 
 def read_correlations(path: str | os.PathLike) -> CorrelationsData:
     """Read a CORR file; a missing or inconsistent item raises InputError naming it."""
-    with _open(path) as f:
-        green = _dataset(f, str(path), "green_A2")
-        b = _dataset(f, str(path), "b_factor_A2")
-        slices = _dataset(f, str(path), "slices")
-        mean = _dataset(f, str(path), "mean_positions_A")
-        excluded = _dataset(f, str(path), "excluded_atoms")
-        cells = _dataset(f, str(path), "cell_index", required=False)
-        basis = _dataset(f, str(path), "basis_index", required=False)
-        species = _strings(_dataset(f, str(path), "species", required=False))
-        if "n_states" not in f.attrs:
-            raise InputError(f"{path}: missing attribute 'n_states'")
+    where = str(path)
+    with open_h5(path) as f:
+        green = read_dataset(f, where, "green_A2")
+        b = read_dataset(f, where, "b_factor_A2")
+        slices = read_dataset(f, where, "slices")
+        mean = read_dataset(f, where, "mean_positions_A")
+        excluded = read_dataset(f, where, "excluded_atoms")
+        cells = read_dataset(f, where, "cell_index", required=False)
+        basis = read_dataset(f, where, "basis_index", required=False)
+        species = as_strings(read_dataset(f, where, "species", required=False))
+        n_states = int(read_attr(f, where, "n_states"))
         lattice = f.attrs.get("lattice_vectors_A")
         source = f.attrs.get("source", "")
-        try:
+        with naming_file(path):
             return CorrelationsData(
                 green_A2=np.asarray(green, dtype=float),
                 b_factor_A2=np.asarray(b, dtype=float),
                 slices=np.asarray(slices, dtype=int).ravel(),
-                n_states=int(f.attrs["n_states"]),
+                n_states=n_states,
                 mean_positions_A=np.asarray(mean, dtype=float),
                 excluded_atoms=np.asarray(excluded, dtype=int).ravel(),
                 cell_index=None if cells is None else np.asarray(cells, dtype=int),
                 basis_index=None if basis is None else np.asarray(basis, dtype=int),
                 species=species,
                 lattice_vectors_A=None if lattice is None else np.asarray(lattice, float),
-                source=source.decode() if isinstance(source, bytes) else str(source),
+                source=as_text(source),
             )
-        except InputError as exc:
-            raise InputError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -221,18 +198,18 @@ def read_ground_truth(path: str | os.PathLike) -> GroundTruth:
     InputError
         If the file, the group or a required item is missing or inconsistent (named).
     """
-    with _open(path) as f:
+    with open_h5(path) as f:
         if "ground_truth" not in f or not isinstance(f["ground_truth"], h5py.Group):
             raise InputError(f"{path}: no group 'ground_truth' (not a simulated dataset?)")
         g = f["ground_truth"]
         where = f"{path}:ground_truth"
-        positions = np.asarray(_dataset(g, where, "positions_A"), dtype=float)
-        mean = np.asarray(_dataset(g, where, "mean_positions_A"), dtype=float)
-        realised = np.asarray(_dataset(g, where, "green_realised_A2"), dtype=float)
-        model = _dataset(g, where, "green_model_A2", required=False)
-        cells = _dataset(g, where, "cell_index", required=False)
-        basis = _dataset(g, where, "basis_index", required=False)
-        species = _strings(_dataset(g, where, "species", required=False))
+        positions = np.asarray(read_dataset(g, where, "positions_A"), dtype=float)
+        mean = np.asarray(read_dataset(g, where, "mean_positions_A"), dtype=float)
+        realised = np.asarray(read_dataset(g, where, "green_realised_A2"), dtype=float)
+        model = read_dataset(g, where, "green_model_A2", required=False)
+        cells = read_dataset(g, where, "cell_index", required=False)
+        basis = read_dataset(g, where, "basis_index", required=False)
+        species = as_strings(read_dataset(g, where, "species", required=False))
         lattice = g.attrs.get("lattice_vectors_A")
     m = mean.shape[0] if mean.ndim == 2 and mean.shape[1] == 2 else -1
     if m < 0:

@@ -36,8 +36,15 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from caviar_napari import __version__
 from caviar_napari.errors import InputError
+from caviar_napari.io._h5util import (
+    as_text,
+    naming_file,
+    open_h5,
+    read_attr,
+    read_dataset,
+    write_stamp,
+)
 from caviar_napari.io.atomic import atomic_h5
 
 FREQUENCY_CONVENTION = (
@@ -198,65 +205,39 @@ def write_dispersion(path: str | os.PathLike, data: DispersionData) -> None:
         f.attrs["lattice_vectors_A"] = np.asarray(data.lattice_vectors_A, dtype=float)
         f.attrs["n_states"] = int(data.n_states)
         f.attrs["n_bootstrap"] = int(data.n_bootstrap)
-        f.attrs["source"] = str(data.source)
         f.attrs["frequency_convention"] = FREQUENCY_CONVENTION
-        f.attrs["units"] = "frequencies: THz (nu = omega/2pi); distances: 1/Å; masses: amu"
-        f.attrs["software"] = "caviar-napari"
-        f.attrs["version"] = __version__
-
-
-def _open(path: str | os.PathLike) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
-
-
-def _get(f: h5py.File, path: str, key: str) -> np.ndarray:
-    if key not in f or not isinstance(f[key], h5py.Dataset):
-        raise InputError(f"{path}: missing dataset {key!r}")
-    return f[key][()]
-
-
-def _attr(f: h5py.File, path: str, key: str):
-    if key not in f.attrs:
-        raise InputError(f"{path}: missing attribute {key!r}")
-    return f.attrs[key]
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        write_stamp(
+            f,
+            source=data.source,
+            units="frequencies: THz (nu = omega/2pi); distances: 1/Å; masses: amu",
+        )
 
 
 def read_dispersion(path: str | os.PathLike) -> DispersionData:
     """Read a DISP file; a missing or inconsistent item raises InputError naming it."""
     where = str(path)
-    with _open(path) as f:
-        arrays = {k: np.asarray(_get(f, where, k), dtype=float) for k in _ARRAYS}
-        ints = {k: np.asarray(_get(f, where, k), dtype=int).ravel() for k in _INTS}
-        labels = tuple(_text(v) for v in _get(f, where, "path_labels"))
-        species = tuple(_text(v) for v in _get(f, where, "basis_species"))
+    with open_h5(path) as f:
+        arrays = {k: np.asarray(read_dataset(f, where, k), dtype=float) for k in _ARRAYS}
+        ints = {k: np.asarray(read_dataset(f, where, k), dtype=int).ravel() for k in _INTS}
+        labels = tuple(as_text(v) for v in read_dataset(f, where, "path_labels"))
+        species = tuple(as_text(v) for v in read_dataset(f, where, "basis_species"))
         try:
-            masses = json.loads(_text(_attr(f, where, "masses_amu")))
+            masses = json.loads(as_text(read_attr(f, where, "masses_amu")))
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: attribute 'masses_amu' is not JSON ({exc})") from None
-        try:
+        with naming_file(path):
             return DispersionData(
                 **arrays,
                 **ints,
                 path_labels=labels,
                 basis_species=species,
-                temperature_K=float(_attr(f, where, "temperature_K")),
+                temperature_K=float(read_attr(f, where, "temperature_K")),
                 masses_amu={str(k): float(v) for k, v in masses.items()},
-                single_mass=bool(_attr(f, where, "single_mass")),
-                cells=tuple(int(c) for c in _attr(f, where, "cells")),
-                cell_origin=tuple(int(c) for c in _attr(f, where, "cell_origin")),
-                lattice_vectors_A=np.asarray(_attr(f, where, "lattice_vectors_A"), float),
-                n_states=int(_attr(f, where, "n_states")),
-                n_bootstrap=int(_attr(f, where, "n_bootstrap")),
-                source=_text(f.attrs.get("source", "")),
+                single_mass=bool(read_attr(f, where, "single_mass")),
+                cells=tuple(int(c) for c in read_attr(f, where, "cells")),
+                cell_origin=tuple(int(c) for c in read_attr(f, where, "cell_origin")),
+                lattice_vectors_A=np.asarray(read_attr(f, where, "lattice_vectors_A"), float),
+                n_states=int(read_attr(f, where, "n_states")),
+                n_bootstrap=int(read_attr(f, where, "n_bootstrap")),
+                source=as_text(f.attrs.get("source", "")),
             )
-        except InputError as exc:
-            raise InputError(f"{path}: {exc}") from None

@@ -63,18 +63,15 @@ def match(found, expected):
 
 
 def detect(qtbot, widget):
-    worker = widget.detect()
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        pass
+    # wait on the widget's own idle state: the worker may finish before a signal spy connects
+    assert widget.detect() is not None, widget.status_label.text()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=20000)
     return widget.points_layer
 
 
 def refine(qtbot, widget):
-    worker = widget.refine()
-    assert worker is not None, widget.status_label.text()
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        pass
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=2000)
+    assert widget.refine() is not None, widget.status_label.text()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=20000)
 
 
 def test_detect_manual_pick_and_refine(qtbot, widget, truth):

@@ -1,0 +1,217 @@
+"""The "atoms source" selector of the Correlations and Dispersion widgets.
+
+A source is any napari Points layer whose ``metadata["caviar_atoms"]`` holds an
+:class:`~caviar_napari.io.atoms_file.AtomsData` (the Atoms widget's ``atoms`` layer after a
+refinement, or a layer added here from an ATOMS file).  :class:`AtomsSourcePicker` is the row
+"combo of such layers + *Open ATOMS file…*"; :class:`AtomsAnalysisDock` is the base of the docks
+that analyse such a source: the public methods ``atoms_source``, ``set_source_layer`` and
+``open_atoms_file``, and one background computation at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QComboBox, QLabel, QWidget
+
+from caviar_napari._napari.atoms_layers import ATOMS_METADATA_KEY
+from caviar_napari._qt._dock import ViewerDock, follow_layers
+from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
+from caviar_napari._qt._forms import hrow, push_button, replace_items
+from caviar_napari._qt._worker import start_worker
+from caviar_napari.errors import InputError
+
+#: Marker size of a source layer opened from a file, relative to the nearest-neighbour distance.
+MARKER_SIZE_FACTOR = 0.3
+#: Marker size, Å, when there are fewer than two atoms to measure a distance.
+FALLBACK_MARKER_SIZE_A = 0.5
+
+
+def marker_size_A(mean_positions_A: ArrayLike) -> float:
+    """Marker diameter of a source layer, Å.
+
+    Parameters
+    ----------
+    mean_positions_A
+        ``(atom, 2)`` mean positions ``(y, x)``, Å; atoms with a NaN coordinate are ignored.
+
+    Returns
+    -------
+    float
+        :data:`MARKER_SIZE_FACTOR` × the median distance from each finite atom to its nearest
+        other one; :data:`FALLBACK_MARKER_SIZE_A` with fewer than two finite atoms.
+    """
+    from scipy.spatial import cKDTree
+
+    mean = np.asarray(mean_positions_A, dtype=float).reshape(-1, 2)
+    finite = mean[np.isfinite(mean).all(axis=1)]
+    if len(finite) < 2:
+        return FALLBACK_MARKER_SIZE_A
+    distances, _ = cKDTree(finite).query(finite, k=2)
+    return MARKER_SIZE_FACTOR * float(np.median(distances[:, 1]))
+
+
+class AtomsSourcePicker(QWidget):
+    """Combo of the viewer's source Points layers and an *Open ATOMS file…* button.
+
+    The combo follows the viewer's layer list.  :attr:`changed` is emitted whenever the list
+    or the choice changes.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer whose layers are listed (new layers from files are added to it).
+    marker_size
+        ``f(mean_positions_A (atom, 2)) -> diameter (Å)`` of the markers of a layer opened from
+        a file; it may raise :class:`~caviar_napari.errors.InputError` to refuse the file.
+    opacity
+        Opacity of those markers.
+    """
+
+    #: The list of sources or the chosen one changed.
+    changed = Signal()
+
+    def __init__(
+        self,
+        viewer: Any,
+        *,
+        marker_size: Callable[[np.ndarray], float] = marker_size_A,
+        opacity: float = 0.7,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self._marker_size = marker_size
+        self._opacity = opacity
+        self.combo = QComboBox()
+        self.combo.setToolTip(
+            f"Points layers carrying an AtomsData in metadata['{ATOMS_METADATA_KEY}']"
+        )
+        self.combo.currentIndexChanged.connect(self._on_index_changed)
+        self.open_button = push_button("Open ATOMS file…", self._ask_atoms_file)
+        row = hrow((self.combo, 1), self.open_button)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.setLayout(row)
+        self.refresh()
+        follow_layers(self, viewer, self.refresh)
+
+    def layers(self) -> list:
+        """The viewer's Points layers that carry an AtomsData, in layer-list order."""
+        return [
+            layer
+            for layer in self.viewer.layers
+            if layer.__class__.__name__ == "Points" and ATOMS_METADATA_KEY in layer.metadata
+        ]
+
+    def refresh(self, *_: Any) -> None:
+        """Re-list the source layers, keeping the current choice if it is still there."""
+        names = [layer.name for layer in self.layers()]
+        replace_items(self.combo, names, self.combo.currentText())
+        self.changed.emit()
+
+    def atoms_source(self) -> Any:
+        """The AtomsData of the chosen source layer (None if there is none)."""
+        name = self.combo.currentText()
+        for layer in self.layers():
+            if layer.name == name:
+                return layer.metadata[ATOMS_METADATA_KEY]
+        return None
+
+    def set_source_layer(self, name: str) -> None:
+        """Choose the source Points layer by name (InputError if it is not a source)."""
+        if name not in [layer.name for layer in self.layers()]:
+            raise InputError(f"no Points layer {name!r} with metadata[{ATOMS_METADATA_KEY!r}]")
+        self.combo.setCurrentText(name)
+        self.changed.emit()
+
+    def open_atoms_file(self, path: str | os.PathLike) -> Any:
+        """Read an ATOMS file, add it as a source Points layer and select it; returns the layer.
+
+        The layer ``atoms (<file stem>)`` shows the finite mean positions (feature ``atom``:
+        their index in the file) and carries the whole AtomsData.
+        """
+        from caviar_napari.io.atoms_file import read_atoms
+
+        atoms = read_atoms(path)
+        mean = np.asarray(atoms.mean_positions_A, dtype=float)
+        finite = np.flatnonzero(np.isfinite(mean).all(axis=1))
+        size = self._marker_size(mean)
+        layer = self.viewer.add_points(
+            mean[finite],
+            name=f"atoms ({Path(path).stem})",
+            size=size,
+            face_color="#d0d0d0",
+            border_width=0,
+            opacity=self._opacity,
+            features={"atom": finite},
+            metadata={ATOMS_METADATA_KEY: atoms},
+        )
+        self.set_source_layer(layer.name)
+        return layer
+
+    def _ask_atoms_file(self) -> None:
+        ask_and_run(self, self.open_atoms_file, "Open ATOMS file", HDF5_FILTER)
+
+    def _on_index_changed(self, *_: Any) -> None:
+        self.changed.emit()
+
+
+class AtomsAnalysisDock(ViewerDock):
+    """Base of the dock widgets that analyse an atoms source (Correlations, Dispersion).
+
+    A subclass creates its :class:`AtomsSourcePicker` as :attr:`source_picker` while building
+    its controls and implements :meth:`_set_enabled`.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer the widget is docked in; its source Points layers are listed.
+    """
+
+    source_picker: AtomsSourcePicker
+
+    def atoms_source(self) -> Any:
+        """The AtomsData of the chosen source layer (None if there is none)."""
+        return self.source_picker.atoms_source()
+
+    def set_source_layer(self, name: str) -> None:
+        """Choose the source Points layer by name."""
+        self.source_picker.set_source_layer(name)
+
+    def open_atoms_file(self, path: str | os.PathLike) -> Any:
+        """Read an ATOMS file, add it as a source Points layer and select it; returns the layer."""
+        return self.source_picker.open_atoms_file(path)
+
+    def _set_enabled(self) -> None:
+        """Enable the controls that apply to the current source, result and worker."""
+        raise NotImplementedError
+
+    def _run_in_worker(
+        self,
+        label: QLabel,
+        busy_text: str,
+        job: Callable[..., Generator],
+        *args: Any,
+        on_return: Callable[[Any], None],
+    ) -> None:
+        """Run ``job(*args)`` in :attr:`worker`; ``label`` shows ``busy_text`` meanwhile and
+        ``failed: <error>`` if it fails; the controls are disabled until it ends."""
+        label.setText(busy_text)
+        self.worker = start_worker(
+            job,
+            *args,
+            on_return=on_return,
+            on_done=self._on_worker_done,
+            on_error=lambda exc: label.setText(f"failed: {exc}"),
+        )
+        self._set_enabled()
+
+    def _on_worker_done(self) -> None:
+        self.worker = None
+        self._set_enabled()
