@@ -1,4 +1,4 @@
-"""caviar-napari: CAVIAR (Correlated Atomic Vibration Imaging with sub-Ångstrom Resolution) in napari.
+"""caviar-napari: CAVIAR (Correlated Atomic Vibration Imaging, sub-Å resolution) in napari.
 
 The package has three layers:
 

@@ -24,9 +24,7 @@ VALIDATE = (
 )
 
 WIDGETS = "['Atoms', 'Correlations', 'Dispersion', 'Reconstruction']"
-SAMPLES = (
-    "['hbn-correlated', 'hbn-correlated-psc', 'hbn-einstein', 'hbn-static', 'si110-static']"
-)
+SAMPLES = "['hbn-correlated', 'hbn-correlated-psc', 'hbn-einstein', 'hbn-static', 'si110-static']"
 
 
 def test_manifest_in_installed_package() -> None:
@@ -40,8 +38,18 @@ def test_manifest_in_installed_package() -> None:
 def test_manifest_and_demo_data_in_wheel(tmp_path: Path) -> None:
     wheel_dir = tmp_path / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(wheel_dir)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+        ],
         check=True,
         capture_output=True,
     )
@@ -54,8 +62,17 @@ def test_manifest_and_demo_data_in_wheel(tmp_path: Path) -> None:
 
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
     )
