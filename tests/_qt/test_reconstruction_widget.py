@@ -1,0 +1,545 @@
+"""The Reconstruction dock widget, its layers, reader/writer hooks and run control (Xvfb)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+from caviar_napari._napari import reconstruction_layers as rl
+from caviar_napari._qt import _worker, recon_display
+from caviar_napari._qt import reconstruction_widget as rw
+from caviar_napari.core import config as cfg
+from caviar_napari.core import engine
+from caviar_napari.io.dataset import STEMDataset
+from caviar_napari.io.reconstruction import load_reconstruction
+
+WAIT_MS = 20000
+
+
+# ------------------------------------------------------------------------------- fixtures
+def tiny_dataset(seed: int = 0) -> STEMDataset:
+    """6×6 scan, 24×24 detector: a bright-field disc (α = 12 mrad = 6 px) with variations."""
+    rng = np.random.default_rng(seed)
+    k = 24
+    q = np.hypot(*np.meshgrid(np.arange(k) - k // 2, np.arange(k) - k // 2, indexing="ij"))
+    disc = (q <= 6).astype(np.float32)
+    shifts = rng.integers(-1, 2, size=(6, 6, 2))
+    patterns = np.stack(
+        [np.roll(disc, tuple(s), axis=(0, 1)) for s in shifts.reshape(-1, 2)]
+    ).reshape(6, 6, k, k)
+    patterns = patterns * (100.0 * (1.0 + 0.1 * rng.random((6, 6, 1, 1))))
+    return STEMDataset(
+        intensities=patterns.astype(np.float32),
+        energy_eV=60e3,
+        convergence_semiangle_mrad=12.0,
+        scan_step_A=0.8,
+        angular_sampling_mrad=2.0,
+        defocus_A=20.0,
+        source="tiny.h5",
+    )
+
+
+def tiny_config(iterations=(3, 4), update_every=2) -> cfg.ReconstructionConfig:
+    return cfg.two_stage_preset(
+        object_states=2,
+        probe_modes=2,
+        iterations=iterations,
+        update_every=update_every,
+        device="cpu",
+        batch_size=36,
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_viewer(qapp):
+    """One viewer for the module (a viewer costs seconds to make); layers cleared per test."""
+    import napari
+
+    viewer = napari.Viewer(show=False)
+    yield viewer
+    viewer.close()
+
+
+@pytest.fixture
+def viewer_widget(shared_viewer, qtbot):
+    viewer = shared_viewer
+    for layer in [layer for layer in viewer.layers if layer.name != "tiny 4D-STEM"]:
+        viewer.layers.remove(layer)
+    if not viewer.layers:  # adding layers costs; the data layer is kept between tests
+        dataset = tiny_dataset()
+        viewer.add_image(
+            dataset.intensities.sum(axis=(2, 3)),
+            name="tiny 4D-STEM",
+            metadata={rw.DATASET_KEY: dataset, rw.PATH_KEY: "tiny.h5"},
+        )
+    dataset = viewer.layers["tiny 4D-STEM"].metadata[rw.DATASET_KEY]
+    widget = rw.ReconstructionWidget(viewer)
+    qtbot.waitUntil(
+        lambda: widget.settings.device_info.text().startswith("detected"), timeout=WAIT_MS
+    )
+    yield viewer, widget, dataset
+    if widget.is_running:
+        widget.stop()
+        qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget._estimate_worker is None, timeout=WAIT_MS)
+    widget.shutdown()
+    widget.deleteLater()
+
+
+def _layer(viewer, name):
+    return next(layer for layer in viewer.layers if layer.name == name)
+
+
+def _wait_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+
+
+# ------------------------------------------------------------------------------- runs
+def test_run_updates_phase_layer_and_finishes(viewer_widget, qtbot, monkeypatch):
+    viewer, widget, dataset = viewer_widget
+    assert widget.optics.energy_eV.value() == 60000.0  # filled from the layer's metadata
+    assert widget.optics.step_x_A.value() == pytest.approx(0.8)
+    widget.set_config(tiny_config(iterations=(4, 6), update_every=2))
+    widget.set_refresh_intervals(display_ms=20, image_rest_ms=0)
+    real_run = engine.run
+
+    def paced_run(*args, **kwargs):
+        """The engine, paced by the display: an update with images is handed over only when
+        the display wants images, and the next iteration waits until it showed them (5 s at
+        most each), so every update must reach the layers."""
+        gen = real_run(*args, **kwargs)
+
+        def wait(condition):
+            deadline = time.monotonic() + 5.0
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+        while True:
+            try:
+                progress = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            shown = widget.images_shown
+            if progress.object is not None:
+                wait(widget.display.images_wanted.is_set)
+            yield progress
+            if progress.object is not None:
+                wait(lambda shown=shown: widget.images_shown > shown)
+
+    monkeypatch.setattr(engine, "run", paced_run)
+    updates = []
+    original = recon_display.apply_layer_tuples
+
+    def spy(viewer_, tuples, **options):
+        updates.append({kw["name"]: (data, kw["metadata"]) for data, kw, _ in tuples})
+        return original(viewer_, tuples, **options)
+
+    monkeypatch.setattr(recon_display, "apply_layer_tuples", spy)
+    worker = widget.start()
+    assert worker is not None and widget.is_running, widget.status_label.text()
+    assert not widget.start_button.isEnabled() and widget.stop_button.isEnabled()
+    _wait_idle(qtbot, widget)
+
+    geometry = engine.plan_geometry(dataset, widget.current_config())
+    h, w = geometry.object_shape
+    # images every 2nd iteration (as fast as the display takes them), then the result
+    live = [u["reconstruction phase"] for u in updates]
+    live = [data for data, meta in live if rl.STATE_KEY not in meta]
+    distinct = [a for i, a in enumerate(live) if all(a is not b for b in live[:i])]
+    assert len(distinct) == widget.images_shown == 5  # iterations 2, 4, ..., 10
+    assert distinct[0].shape == (1, 1, h, w)  # stage 1: one object state
+    assert distinct[-1].shape == (2, 1, h, w)  # stage 2: two states
+    assert not np.allclose(distinct[0][0], distinct[1][0])  # the object changes between updates
+    phase = _layer(viewer, "reconstruction phase")
+    assert phase.data.shape == (2, 1, h, w)
+    assert phase.axis_labels == ("state", "slice", "y", "x")
+    dy, dx = dataset.pixel_size_A
+    np.testing.assert_allclose(phase.scale, (1, 1, dy, dx))
+    np.testing.assert_allclose(phase.translate, (0, 0, *geometry.object_origin_A))
+    # the object frame is the scan frame: scan point (0, 0) sits inside the object
+    assert geometry.object_origin_A[0] < 0 and geometry.object_origin_A[1] < 0
+    assert phase.visible and not _layer(viewer, "reconstruction amplitude").visible
+    probe = _layer(viewer, "reconstruction probe modes")
+    assert probe.data.ndim == 2 and probe.data.shape[0] == geometry.window[0]
+    state = phase.metadata[rl.STATE_KEY]
+    assert state.iteration == 10 and state.finished
+    np.testing.assert_allclose(phase.data, np.angle(state.object), atol=1e-6)
+    # contrast from the scanned area (over all states), the range from all the data
+    rows, cols = rl.scanned_window(
+        geometry.positions_A, geometry.pixel_size_A, geometry.object_origin_A, (h, w)
+    )
+    px = (geometry.positions_A - geometry.object_origin_A) / geometry.pixel_size_A
+    for axis, window in enumerate((rows, cols)):  # the smallest pixel box around the scan
+        assert window.start == np.floor(px[:, axis].min())
+        assert window.stop == np.ceil(px[:, axis].max()) + 1
+    inside = phase.data[..., rows, cols]
+    np.testing.assert_allclose(
+        phase.contrast_limits, np.percentile(inside, [0.5, 99.5]), rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        phase.contrast_limits_range, (phase.data.min(), phase.data.max()), rtol=1e-5
+    )
+    points = _layer(viewer, "reconstruction scan positions")
+    np.testing.assert_allclose(points.data, geometry.positions_A)
+    assert not points.visible
+    # loss plot: every iteration, a boundary at the start of stage 2
+    np.testing.assert_array_equal(widget.loss_plot.iterations, np.arange(1, 11))
+    np.testing.assert_allclose(widget.loss_plot.losses, state.loss)
+    assert widget.loss_plot.stage_starts == [(1, "mean object"), (5, "object states")]
+    assert widget.loss_plot.ax.get_yscale() == "log"
+    assert widget.status_label.text().startswith("finished: 10 iterations")
+    assert widget.start_button.isEnabled() and widget.save_button.isEnabled()
+    assert not widget.stop_button.isEnabled() and not widget.pause_button.isEnabled()
+
+
+def test_stop_mid_run_save_reopen_and_continue(viewer_widget, qtbot, tmp_path):
+    viewer, widget, dataset = viewer_widget
+    widget.set_config(tiny_config(iterations=(2, 100000), update_every=1))
+    widget.start()
+    qtbot.waitUntil(lambda: widget.loss_plot.iterations.size >= 4, timeout=WAIT_MS)
+    widget.stop()
+    _wait_idle(qtbot, widget)
+    state = widget.result
+    assert state is not None and not state.finished
+    stopped_at = state.iteration
+    assert 4 <= stopped_at < 100000
+    assert widget.status_label.text().startswith(f"stopped at iteration {stopped_at}")
+    assert np.all(np.isfinite(state.object)) and state.object.shape[0] == 2
+
+    # Save button path and the napari writer hook give the same, reopenable file
+    saved = widget.save_result(str(tmp_path / "stopped.h5"))
+    phase = _layer(viewer, "reconstruction phase")
+    data, attributes, _ = phase.as_layer_data_tuple()
+    written = rl.write_reconstruction(str(tmp_path / "writer.h5"), data, attributes)
+    assert written == [str(tmp_path / "writer.h5")]
+    for path in (saved, written[0]):
+        loaded = load_reconstruction(path)
+        np.testing.assert_array_equal(loaded.object, state.object)
+        assert loaded.iteration == stopped_at
+        assert loaded.source == "tiny.h5"
+
+    # reopen with the reader and continue from the reopened layer
+    tuples = rl.reconstruction_layer_data(written[0])
+    assert [kw["name"] for _, kw, _ in tuples] == [
+        "writer phase",
+        "writer amplitude",
+        "writer probe modes",
+        "writer scan positions",
+    ]
+    for layer_data, kwargs, layer_type in tuples:
+        getattr(viewer, f"add_{layer_type}")(layer_data, **kwargs)
+    reopened = _layer(viewer, "writer phase")
+    np.testing.assert_allclose(reopened.scale, phase.scale)
+    np.testing.assert_allclose(reopened.translate, phase.translate)
+    assert reopened.axis_labels == ("state", "slice", "y", "x")
+    index = widget.start_combo.findData("writer phase")
+    assert index > 0
+    widget.start_combo.setCurrentIndex(index)
+    assert f"iteration {stopped_at}" in widget.status_label.text()
+    assert widget.stage_table.rowCount() == 2  # the state's configuration is shown
+    widget.stage_table.cell(1, "iterations").setValue(stopped_at - 2 + 3)  # 3 more
+    np.testing.assert_allclose(widget.loss_plot.losses, state.loss)
+    widget.start()
+    _wait_idle(qtbot, widget)
+    final = widget.result
+    assert final.iteration == stopped_at + 3 and final.finished
+    np.testing.assert_allclose(final.loss[:stopped_at], state.loss)  # history continued
+    np.testing.assert_array_equal(widget.loss_plot.iterations, np.arange(1, stopped_at + 4))
+
+
+def test_4d_stem_layers_leave_the_view_and_the_view_frames_the_scan(viewer_widget, qtbot):
+    from caviar_napari._napari.stem_layers import stem_layers_from_dataset
+
+    viewer, widget, dataset = viewer_widget
+    for data, kwargs, layer_type in stem_layers_from_dataset(dataset, "park", "park.h5"):
+        getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    assert viewer.dims.axis_labels == ("scan_y", "scan_x", "ky", "kx")
+    widget.input_combo.setCurrentIndex(widget.input_combo.findData("layer:park 4D-STEM"))
+    widget.optics.defocus_A.setValue(-15.0)  # the calibration in use is what is kept
+    widget.set_config(tiny_config(iterations=(2, 2), update_every=1))
+    widget.progress_check.setChecked(False)  # the run without napari's progress bar
+    widget.start()
+    names = [layer.name for layer in viewer.layers]
+    assert "park 4D-STEM" not in names and "park virtual BF" not in names
+    assert widget.input_combo.currentData() == "kept:park 4D-STEM"
+    assert widget.dataset().defocus_A == -15.0 and widget.optics.defocus_A.value() == -15.0
+    assert widget.dataset().intensities is dataset.intensities
+    _wait_idle(qtbot, widget)
+    assert widget.result.iteration == 4 and widget.display.progress_bar is None
+    assert viewer.dims.axis_labels == ("state", "slice", "y", "x")
+    # the first view frames the scanned area (0..4 Å), not the whole object
+    np.testing.assert_allclose(viewer.camera.center[-2:], (2.0, 2.0), atol=1e-6)
+    assert viewer.canvas.overlays["scale_bar"].visible
+    assert viewer.layers.selection.active.name == "reconstruction phase"
+
+
+def test_pause_and_resume(viewer_widget, qtbot):
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config(iterations=(100000, 1), update_every=50))
+    widget.start()
+    qtbot.waitUntil(lambda: widget.loss_plot.iterations.size >= 2, timeout=WAIT_MS)
+    widget.pause()
+    assert widget.resume_button.isEnabled() and not widget.pause_button.isEnabled()
+    held = -1
+    for _ in range(40):  # the iteration in flight ends, then the engine holds
+        if widget.loss_plot.iterations.size == held:
+            break
+        held = widget.loss_plot.iterations.size
+        qtbot.wait(150)
+    qtbot.wait(400)
+    assert widget.loss_plot.iterations.size == held
+    assert widget.is_running
+    widget.resume()
+    assert widget.pause_button.isEnabled() and not widget.resume_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.loss_plot.iterations.size > held + 2, timeout=WAIT_MS)
+    widget.pause()
+    widget.stop()  # stop while paused ends the run
+    _wait_idle(qtbot, widget)
+    assert widget.result is not None and widget.result.iteration >= held + 2
+
+
+def _raising_run(exc):
+    def run(dataset, config, *, state=None, control=None):
+        raise exc
+        yield  # pragma: no cover
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (RuntimeError("CUDA error: out of memory"), "RuntimeError: CUDA error: out of memory"),
+        (MemoryError("cannot allocate 12 GiB"), "MemoryError: cannot allocate 12 GiB"),
+        (rw.InputError("tiny.h5: 'energy_eV' must be positive"), "'energy_eV' must be positive"),
+    ],
+)
+def test_worker_error_notifies_and_returns_to_idle(
+    viewer_widget, qtbot, monkeypatch, exc, expected
+):
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config())
+    widget.optics.defocus_A.setValue(35.0)
+    before = (widget.current_config().to_dict(), widget.optics.defocus_A.value())
+    shown = []
+    monkeypatch.setattr(_worker, "show_error", shown.append)
+    monkeypatch.setattr(engine, "run", _raising_run(exc))
+    with qtbot.capture_exceptions():
+        widget.start()
+        _wait_idle(qtbot, widget)
+    assert len(shown) == 1 and expected in shown[0]
+    assert (
+        widget.status_label.text().startswith("failed:") and expected in widget.status_label.text()
+    )
+    assert widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert widget.stage_table.isEnabled() and widget.optics.isEnabled()
+    assert (widget.current_config().to_dict(), widget.optics.defocus_A.value()) == before
+    assert widget.result is None
+
+
+def test_runtime_error_midway_keeps_live_layers_and_idles(viewer_widget, qtbot, monkeypatch):
+    viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config(iterations=(6, 1), update_every=1))
+    real_run = engine.run
+
+    def failing_after_three(dataset, config, *, state=None, control=None):
+        gen = real_run(dataset, config, state=state, control=control)
+        for _ in range(3):
+            yield next(gen)
+        raise RuntimeError("cuFFT failed: CUFFT_INTERNAL_ERROR")
+
+    shown = []
+    monkeypatch.setattr(_worker, "show_error", shown.append)
+    monkeypatch.setattr(engine, "run", failing_after_three)
+    with qtbot.capture_exceptions():
+        widget.start()
+        _wait_idle(qtbot, widget)
+    assert shown and "CUFFT_INTERNAL_ERROR" in shown[0]
+    assert widget.loss_plot.iterations.size == 3
+    assert "reconstruction phase" in [layer.name for layer in viewer.layers]
+    assert widget.start_button.isEnabled()
+
+
+def test_bad_file_notifies(viewer_widget, qtbot, monkeypatch, tmp_path):
+    _viewer, widget, _dataset = viewer_widget
+    bad = tmp_path / "broken.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    shown = []
+    monkeypatch.setattr(_worker, "show_error", shown.append)
+    with qtbot.capture_exceptions():
+        widget.open_file(str(bad))
+        qtbot.waitUntil(widget.data.open_button.isEnabled, timeout=WAIT_MS)
+    assert shown and "broken.h5" in shown[0]
+    assert "could not read broken.h5" in widget.status_label.text()
+    assert widget.data.open_button.isEnabled()
+    assert widget.input_combo.currentData() == "layer:tiny 4D-STEM"
+
+
+def test_open_file_selects_it(viewer_widget, qtbot, tmp_path):
+    from caviar_napari.io.dataset import write_stem_h5
+
+    _viewer, widget, dataset = viewer_widget
+    path = tmp_path / "other.h5"
+    write_stem_h5(path, dataclasses.replace(dataset, energy_eV=80e3))
+    widget.open_file(str(path))
+    qtbot.waitUntil(widget.data.open_button.isEnabled, timeout=WAIT_MS)
+    assert widget.input_combo.currentData() == f"file:{path}"
+    assert widget.optics.energy_eV.value() == 80000.0
+
+
+def test_memory_refusal(viewer_widget, qtbot, monkeypatch):
+    from caviar_napari.core import backend
+
+    _viewer, widget, _dataset = viewer_widget
+    monkeypatch.setattr(backend.Backend, "free_memory_bytes", lambda self: 1000)
+    widget.set_config(tiny_config())
+    qtbot.waitUntil(lambda: "does not fit" in widget.memory_label.text(), timeout=WAIT_MS)
+    assert "of 0.0 MiB available on the cpu" in widget.memory_label.text()
+    assert not widget.start_button.isEnabled()
+    shown = []
+    monkeypatch.setattr(rw, "show_error", shown.append)
+    assert widget.start() is None
+    assert shown and "not started" in shown[0] and not widget.is_running
+
+
+def test_memory_estimate_and_device_shown(viewer_widget, qtbot):
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config())
+    qtbot.waitUntil(lambda: "needs" in widget.memory_label.text(), timeout=WAIT_MS)
+    assert "available on the cpu" in widget.memory_label.text()
+    assert (
+        "CPU:" in widget.settings.device_info.text() or "GPU:" in widget.settings.device_info.text()
+    )
+    widget.settings.device_combo.setCurrentText("gpu")
+    try:
+        import cupy  # noqa: F401
+
+        has_cupy = True
+    except ImportError:
+        has_cupy = False
+    if not has_cupy:  # a GPU request without cupy is refused before Start, with the reason
+        qtbot.waitUntil(lambda: "cannot start" in widget.memory_label.text(), timeout=WAIT_MS)
+        assert "cupy" in widget.memory_label.text()
+
+
+# ------------------------------------------------------------------------------- settings
+def test_config_yaml_round_trip_and_preset(viewer_widget, tmp_path):
+    _viewer, widget, _dataset = viewer_widget
+    config = tiny_config(iterations=(5, 7))
+    config.stages[1].lbfgs_memory = 4  # not shown in the table: must be kept
+    config.stages[1].slice_thickness_A = 2.5
+    config.checkpoint_every = 0
+    config.tilt_mrad = (0.5, -0.25)
+    widget.set_config(config)
+    widget.settings.seed_spin.setValue(11)
+    widget.stage_table.cell(0, "probe_modes").setValue(3)
+    path = tmp_path / "config.yaml"
+    widget.save_config(str(path))
+    loaded = cfg.load_yaml(path)  # the CLI's reader
+    assert loaded.seed == 11 and loaded.tilt_mrad == (0.5, -0.25)
+    assert loaded.stages[0].probe_modes == 3 and loaded.stages[1].lbfgs_memory == 4
+    assert loaded.stages[1].slice_thickness_A == 2.5
+    assert loaded.to_dict() == widget.current_config().to_dict()
+
+    widget.apply_two_stage_preset()
+    stages = widget.current_config().stages
+    assert [s.object_states for s in stages] == [1, 10]
+    assert [s.probe_modes for s in stages] == [4, 4]
+    assert stages[0].refine == ("object", "probe") and stages[1].refine == ("object",)
+
+    widget.load_config(str(path))
+    assert widget.current_config().to_dict() == loaded.to_dict()
+
+
+def test_stage_table_edit_add_remove(viewer_widget):
+    _viewer, widget, _dataset = viewer_widget
+    table = widget.stage_table
+    table.set_stages([cfg.StageConfig(name="a", slices=3, slice_thickness_A=[1.0, 2.0, 3.0])])
+    assert table.stages()[0].slice_thickness_A == [1.0, 2.0, 3.0]  # kept unless edited
+    table.cell(0, "slice_thickness_A").setValue(4.0)
+    assert table.stages()[0].slice_thickness_A == 4.0
+    table.cell(0, "tilt").setChecked(True)
+    table.cell(0, "optimizer").setCurrentText("gd")
+    table.add_stage()
+    stages = table.stages()
+    assert len(stages) == 2 and stages[1].name == "stage 2"
+    assert stages[1].refine == ("object", "probe", "tilt") and stages[1].optimizer == "gd"
+    table.selectRow(0)
+    table.remove_stage()
+    table.remove_stage()  # the last stage stays
+    assert [s.name for s in table.stages()] == ["stage 2"]
+    for key in ("object", "probe", "tilt"):
+        table.cell(0, key).setChecked(False)
+    with pytest.raises(rw.InputError, match="refine"):
+        widget.current_config()
+
+
+def test_optics_edits_reach_the_dataset(viewer_widget):
+    _viewer, widget, dataset = viewer_widget
+    same = widget.calibrated_dataset()
+    for field in (
+        "energy_eV",
+        "convergence_semiangle_mrad",
+        "angular_sampling_mrad",
+        "scan_step_A",
+        "defocus_A",
+        "scan_rotation_deg",
+    ):
+        assert getattr(same, field) == getattr(dataset, field)  # exact, no display rounding
+    np.testing.assert_array_equal(same.positions_A, dataset.positions_A)
+    widget.optics.energy_eV.setValue(80000)
+    widget.optics.step_y_A.setValue(1.6)
+    widget.optics.rotation_deg.setValue(12.5)
+    edited = widget.calibrated_dataset()
+    assert edited.energy_eV == 80000 and edited.scan_rotation_deg == 12.5
+    assert edited.scan_step_A == (1.6, 0.8)
+    np.testing.assert_allclose(edited.positions_A[..., 0], 2 * dataset.positions_A[..., 0])
+    np.testing.assert_allclose(edited.positions_A[..., 1], dataset.positions_A[..., 1])
+    assert edited.intensities is dataset.intensities  # shared, not copied
+    assert dataset.energy_eV == 60e3  # the layer's dataset is untouched
+
+
+# ------------------------------------------------------------------------------- pure helpers
+def test_probe_montage_and_images():
+    ky, kx = 8, 6
+    probe = np.zeros((3, ky, kx), np.complex64)
+    probe[0, 4, 3] = 2.0  # power 4
+    probe[1, 1, 1] = 1.0j  # power 1 + 1
+    probe[1, 2, 2] = 1.0
+    probe[2, 0, 0] = 0.0
+    montage, powers = rl.probe_montage(probe, gap=2)
+    assert montage.shape == (ky, 3 * kx + 2 * 2)
+    np.testing.assert_allclose(powers, [4 / 6, 2 / 6, 0.0])
+    assert montage[4, 3] == 1.0 and montage[1, kx + 2 + 1] == 1.0 and montage[2, kx + 2 + 2] == 1
+    assert montage[:, kx : kx + 2].max() == 0.0  # the gap
+    assert montage[:, 2 * (kx + 2) :].max() == 0.0  # an empty mode stays 0, not NaN
+
+    obj = np.exp(1j * np.linspace(-1, 1, 2 * 3 * 5 * 7).reshape(2, 3, 5, 7)) * 0.9
+    images = rl.reconstruction_images(obj, probe, (0.5, 0.25), (-1.0, -2.0))
+    np.testing.assert_allclose(images.phase, np.angle(obj), atol=1e-6)
+    np.testing.assert_allclose(images.amplitude, 0.9, atol=1e-6)
+    tuples = rl.layer_tuples(images, name="r")
+    phase_kw = tuples[0][1]
+    assert phase_kw["scale"] == (1.0, 1.0, 0.5, 0.25)
+    assert phase_kw["translate"] == (0.0, 0.0, -1.0, -2.0)
+    assert tuples[1][1]["visible"] is False
+    # the probe montage sits to the right of the object, same Å scale
+    assert tuples[2][1]["scale"] == (0.5, 0.25)
+    assert tuples[2][1]["translate"][1] > -2.0 + 7 * 0.25
+    with pytest.raises(rw.InputError, match="state, slice"):
+        rl.reconstruction_images(obj[0], probe, 1.0, (0, 0))
+
+
+def test_writer_refuses_layer_without_state(tmp_path):
+    with pytest.raises(rw.InputError, match="no reconstruction state"):
+        rl.write_reconstruction(str(tmp_path / "x.h5"), np.zeros((2, 2)), {"name": "vbf"})
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_format_seconds():
+    assert rw.format_seconds(5) == "0:05"
+    assert rw.format_seconds(3725) == "1:02:05"
+    assert rw.format_seconds(float("nan")) == "–"
