@@ -50,7 +50,6 @@ def start_worker(
     on_return: Callable[[Any], None] | None = None,
     on_done: Callable[[], None] | None = None,
     on_error: Callable[[BaseException], None] | None = None,
-    progress: dict | None = None,
     **kwargs: Any,
 ) -> GeneratorWorker:
     """Start ``gen_func(*args, **kwargs)`` in a napari thread worker and return the worker.
@@ -67,13 +66,15 @@ def start_worker(
         or errored): the place to return the widget to idle.
     on_error
         Extra handling of an error, after the napari notification is shown.
-    progress
-        Passed to napari (e.g. ``{"total": n, "desc": "..."}``) for a progress bar.
+
+    Notes
+    -----
+    napari's own ``_progress`` option of workers is deliberately not offered: its progress bar
+    calls ``QApplication.processEvents()`` on every step, which re-enters the ``yielded`` slots
+    of a fast worker without bound and can hang the GUI.  Widgets drive a
+    ``napari.utils.progress`` bar from a display timer instead.
     """
-    create_kwargs: dict[str, Any] = {"_start_thread": False}
-    if progress is not None:
-        create_kwargs["_progress"] = progress
-    worker = create_worker(guarded(gen_func), *args, **kwargs, **create_kwargs)
+    worker = create_worker(guarded(gen_func), *args, **kwargs, _start_thread=False)
     if on_yield is not None:
         worker.yielded.connect(on_yield)
     if on_return is not None:

@@ -104,8 +104,12 @@ class SettingsPanel(QGroupBox):
             ),
         )
         self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(1, 1_000_000)
-        self.batch_spin.setToolTip("Scan positions per forward/adjoint batch (bounds memory).")
+        self.batch_spin.setRange(0, 1_000_000)
+        self.batch_spin.setSpecialValueText("auto")
+        self.batch_spin.setToolTip(
+            "Scan positions per forward/adjoint batch (bounds memory); 'auto' sizes it from "
+            "the CPU cache and cores or the free GPU memory."
+        )
         form.addRow("Batch size:", self.batch_spin)
         layout.addLayout(form)
 
@@ -156,7 +160,7 @@ class SettingsPanel(QGroupBox):
             loss=self.loss_combo.currentText(),
             seed=self.seed_spin.value(),
             update_every=self.update_spin.value(),
-            batch_size=self.batch_spin.value(),
+            batch_size=self.batch_spin.value() or None,
             stages=self.stage_table.stages(),
         )
         return cfg.ReconstructionConfig.from_dict(config.to_dict())
@@ -170,7 +174,7 @@ class SettingsPanel(QGroupBox):
         self.loss_combo.setCurrentText(config.loss)
         self.seed_spin.setValue(config.seed)
         self.update_spin.setValue(max(1, config.update_every))
-        self.batch_spin.setValue(config.batch_size)
+        self.batch_spin.setValue(config.batch_size or 0)
         self.stage_table.set_stages(config.stages)
         self.changed.emit()
 

@@ -225,7 +225,9 @@ class ReconstructionConfig:
     seed
         Seed of every random choice (new object states' phase noise).
     batch_size
-        Number of scan positions per forward/adjoint batch (bounds the working memory).
+        Number of scan positions per forward/adjoint batch (bounds the working memory);
+        None (``auto`` in YAML) lets the model size it: cache-sized batches, one per core in
+        flight, on the CPU; half the free device memory on the GPU.
     update_every
         Every how many iterations a :class:`~caviar_napari.core.engine.Progress` carries host
         copies of the object and probe (0: never).
@@ -251,7 +253,7 @@ class ReconstructionConfig:
     precision: str = "single"
     loss: str = "gaussian"
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int | None = None
     update_every: int = 10
     checkpoint_every: int = 0
     checkpoint_path: str | None = None
@@ -267,7 +269,10 @@ class ReconstructionConfig:
         self.precision = _check_choice(self.precision, "precision", PRECISIONS, source)
         self.loss = _check_choice(self.loss, "loss", LOSSES, source)
         self.seed = _check_int(self.seed, "seed", 0, source)
-        self.batch_size = _check_int(self.batch_size, "batch_size", 1, source)
+        if self.batch_size in (None, "auto"):
+            self.batch_size = None
+        else:
+            self.batch_size = _check_int(self.batch_size, "batch_size", 1, source)
         self.update_every = _check_int(self.update_every, "update_every", 0, source)
         self.checkpoint_every = _check_int(self.checkpoint_every, "checkpoint_every", 0, source)
         if self.checkpoint_path is not None and not isinstance(self.checkpoint_path, str | Path):

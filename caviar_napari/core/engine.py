@@ -596,15 +596,33 @@ def estimate_run_memory(
     """Memory estimate of ``config`` on ``dataset`` (see :mod:`caviar_napari.core.memory`)."""
     backend = backend or get_backend(config.device, config.precision)
     geom = geom or plan_geometry(dataset, config)
+
+    def batch_plan(stage: StageConfig) -> tuple[int, int]:
+        # the same model the stage will build (forward-only: no data needed to size it)
+        model = MultisliceModel(
+            backend,
+            wavelength_A=dataset.wavelength_A,
+            pixel_size_A=geom.pixel_size_A,
+            slice_thickness_A=stage.thicknesses_A(),
+            positions_px=geom.positions_px,
+            object_shape=geom.object_shape,
+            window=geom.window,
+            batch_size=config.batch_size,
+        )
+        want = frozenset(stage.refine)
+        n, m = stage.object_states, stage.probe_modes
+        return model.batch_size_for(n, m, want), model.working_bytes(n, m, want)
+
     return estimate_memory(
         n_patterns=geom.positions_px.shape[0],
         window=geom.window,
         object_shape=geom.object_shape,
         stages=config.stages,
-        batch_size=config.batch_size,
+        batch_size=config.batch_size or 1,
         complex_itemsize=np.dtype(backend.complex_dtype).itemsize,
         available_bytes=backend.free_memory_bytes(),
         device=backend.name,
+        batch_plan=batch_plan,
     )
 
 

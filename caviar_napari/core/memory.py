@@ -20,7 +20,7 @@ lower (the one behind the largest term).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from caviar_napari.core.config import StageConfig
@@ -103,6 +103,7 @@ def stage_parts(
     stage: StageConfig,
     batch_size: int,
     complex_itemsize: int = 8,
+    batch_bytes: int | None = None,
 ) -> dict[str, int]:
     """Bytes per part for one stage (see the module notes).
 
@@ -120,6 +121,10 @@ def stage_parts(
         Patterns per batch.
     complex_itemsize
         8 (complex64) or 16 (complex128).
+    batch_bytes
+        Working memory of the forward/adjoint passes as the model itself reports it
+        (:meth:`MultisliceModel.working_bytes`: every batch in flight, one per CPU thread, and
+        the gradient accumulators); None estimates one batch of ``batch_size`` patterns.
     """
     ky, kx = (int(v) for v in window)
     h, w = (int(v) for v in object_shape)
@@ -138,7 +143,11 @@ def stage_parts(
         "data": n_patterns * ky * kx * complex_itemsize // 2,
         "object": copies * obj,
         "probe": copies * probe,
-        "batch": min(batch_size, n_patterns) * per_pattern,
+        "batch": (
+            int(batch_bytes)
+            if batch_bytes is not None
+            else min(batch_size, n_patterns) * per_pattern
+        ),
     }
 
 
@@ -152,19 +161,26 @@ def estimate_memory(
     complex_itemsize: int,
     available_bytes: int,
     device: str = "cpu",
+    batch_plan: Callable[[StageConfig], tuple[int, int]] | None = None,
 ) -> MemoryEstimate:
-    """Estimate for the most demanding of ``stages``."""
+    """Estimate for the most demanding of ``stages``.
+
+    ``batch_plan(stage) -> (batch_size, batch_bytes)``, when given, supplies the batch size the
+    model will use in that stage and its working memory (see :func:`stage_parts`).
+    """
     best: MemoryEstimate | None = None
     for stage in stages:
+        size, work = batch_plan(stage) if batch_plan is not None else (batch_size, None)
         parts = stage_parts(
             n_patterns=n_patterns,
             window=window,
             object_shape=object_shape,
             stage=stage,
-            batch_size=batch_size,
+            batch_size=size,
             complex_itemsize=complex_itemsize,
+            batch_bytes=work,
         )
-        est = MemoryEstimate(parts, int(available_bytes), stage.name, device, int(batch_size))
+        est = MemoryEstimate(parts, int(available_bytes), stage.name, device, int(size))
         if best is None or est.needed_bytes > best.needed_bytes:
             best = est
     assert best is not None

@@ -326,7 +326,7 @@ def test_memory_refusal(monkeypatch):
         next(run(data, cfg))
     msg = str(info.value)
     assert "needs" in msg and "of 2.0 MiB available on the cpu" in msg
-    assert "lower 'batch_size' (now 64)" in msg
+    assert "lower 'batch_size' (now " in msg
     est = engine.estimate_run_memory(data, cfg)
     assert est.needed_bytes > 2 << 20 and not est.fits
 
