@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -76,9 +78,17 @@ def test_manifest_and_demo_data_in_wheel(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
+    # -S: no .pth files, so the editable install's import hook stays out; the environment's
+    # site-packages still provides npe2 and the dependencies, after the wheel's folder.
+    site_packages = sysconfig.get_paths()["purelib"]
+    env = {"PYTHONPATH": os.pathsep.join([str(target), site_packages]), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-c", VALIDATE], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-S", "-c", VALIDATE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tmp_path,  # not the source tree, whose caviar_napari/ would shadow the wheel's
     ).stdout.splitlines()
     assert out[0].startswith(str(target)), "the wheel's package was not the one imported"
     assert out[1] == WIDGETS
