@@ -1,0 +1,1104 @@
+"""End-to-end validation of CAVIAR on simulated data (issue 8; the logic of the paper's Fig. 2).
+
+For every case of a study this module runs the whole pipeline **through the command line's own
+code** (each step parses a ``caviar …`` argument list with :func:`caviar_napari.cli.build_parser`
+and calls the sub-command's ``run``, so the files it leaves behind are exactly what a user typing
+the recorded commands gets):
+
+1. ``caviar simulate PRESET`` — abTEM data with the ground truth inside (one file per preset,
+   shared by the cases that reconstruct it);
+2. ``caviar reconstruct DATA --config RECON.yaml`` — the paper's staged recipe: stage 1 fits one
+   object state with ``probe_modes`` probe modes (object and probe refined), stage 2 keeps that
+   probe and fits ``object_states`` states (object only);
+3. ``caviar atoms RECON --positions START.csv`` — start positions (see below), refined by the
+   phase-weighted centre of mass in every state and slice;
+4. ``caviar correlations ATOMS --ground-truth DATA`` — Green's tensor, B factors, ρ_nn, and the
+   comparison with the *realised* Green's tensor of the simulated configurations.
+
+Start positions
+    The paper picks atoms by hand.  Here they come from Laplacian-of-Gaussian detection on the
+    reconstructed phase (:func:`caviar_napari.analysis.atoms.detect_atoms` on
+    :func:`~caviar_napari.analysis.atoms.detection_image`, exactly what ``caviar atoms`` does
+    without ``--positions``), keeping only the atoms inside the scanned field of view (the
+    rectangle spanned by the scan positions, shrunk by ``fov_margin_A``): outside it the object
+    is constrained by the tails of the probe only, and LoG finds noise there.  The alternative
+    ``start_positions="truth"`` uses the ground-truth ideal sites in the same field of view
+    (the reconstruction's frame *is* the scan frame of the ground truth; the global shift found
+    by the atom matching is reported as a check).  Either way the refinement never sees the
+    truth beyond its starting point.
+
+Metrics (all from :mod:`caviar_napari.analysis.correlations`)
+    * LSM (eq. 3, reported as the mean over vectors: 1 = equal lengths) and CSM (eq. 4) over
+      two pair sets, as ``caviar correlations --ground-truth`` chooses them: the reference atom
+      (the matched atom nearest the centre of the field of view) with its ``reference_neighbours``
+      nearest neighbours, self blocks included; and every atom's self block plus every
+      nearest-neighbour pair.  The CSM of the nearest-neighbour *cross* blocks alone is also
+      given: the self blocks of any vibrating dataset are near-isotropic diagonals, so they make
+      every CSM high; the cross blocks are where correlated and uncorrelated motion differ.
+    * Against two truths: the realised tensor of the configurations that made the dataset
+      ("own"), and the realised tensor of the reference dataset (``hbn-correlated``, the role of
+      the paper's MD ground truth in Fig. 2 b–e, where every dataset is compared with the MD
+      correlations).  A static dataset's own truth is identically zero: its LSM/CSM are
+      undefined and reported as such.
+    * ρ_nn of reconstruction and truth over the same nearest-neighbour pairs (SPEC §4).
+    * The uniform x–x / y–y offset: the mean over all pairs of distinct atoms of
+      ``(G_ij,yy + G_ij,xx) / 2`` (Å²), reconstruction and truth.  Partial spatial coherence
+      absorbed by the object states appears as a positive offset of the reconstruction.
+    * rms displacement per direction, ``sqrt(mean diag G)``, of reconstruction and truth.
+    * State recovery: object states are unordered, so each state's displacement field (mean
+      over slices, matched atoms) is assigned one-to-one to a configuration by maximum total
+      Pearson correlation (Hungarian algorithm); reported are the mean correlation of the
+      assigned pairs and the same after randomly permuting the atoms of the configurations
+      (the level the one-to-one selection reaches on unrelated fields).
+
+Control
+    A case with ``data="forward-model"`` reconstructs the same configurations' intensities
+    re-made by the engine's own forward model (:func:`forward_model_data`): what remains wrong
+    there is the optimisation's, not an abTEM–engine model mismatch.
+
+Nothing in the metrics is fitted or tuned to the data; the pair sets are fixed by geometry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from caviar_napari.errors import CaviarError, InputError
+
+if TYPE_CHECKING:
+    from caviar_napari.core.config import ReconstructionConfig
+    from caviar_napari.io.correlations_file import GroundTruth as GroundTruthData
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CASE_PRESETS",
+    "DATA_KINDS",
+    "REFERENCE_PRESET",
+    "SIZES",
+    "START_POSITIONS",
+    "Case",
+    "CaseResult",
+    "Comparison",
+    "StateRecovery",
+    "StudyConfig",
+    "StudyResult",
+    "StudySize",
+    "default_cases",
+    "field_of_view",
+    "forward_model_data",
+    "offset_A2",
+    "reconstruction_config",
+    "replace_size",
+    "rms_displacement_A",
+    "run_case",
+    "run_cli",
+    "run_study",
+    "simulate_argv",
+    "state_recovery",
+]
+
+#: Presets of the study (issue 8), in the order of the paper's Fig. 2 b–e.
+CASE_PRESETS: tuple[str, ...] = (
+    "hbn-static",
+    "hbn-einstein",
+    "hbn-correlated",
+    "hbn-correlated-psc",
+)
+#: The dataset whose realised Green's tensor plays the role of the paper's MD ground truth.
+REFERENCE_PRESET = "hbn-correlated"
+#: Where a case's intensities come from (see :class:`Case`).
+DATA_KINDS = ("abtem", "forward-model")
+#: Start positions: LoG on the reconstruction, or the ground-truth ideal sites.
+START_POSITIONS = ("log", "truth")
+
+
+def _pair(value: ArrayLike, name: str, kind: type) -> tuple:
+    arr = np.asarray(value, dtype=float).ravel()
+    if arr.size == 1:
+        arr = np.repeat(arr, 2)
+    if arr.size != 2 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise InputError(f"study parameter '{name}' must be a positive (y, x) pair, got {value!r}")
+    if kind is int:
+        if np.any(arr != np.round(arr)):
+            raise InputError(f"study parameter '{name}' must be integers, got {value!r}")
+        return (int(arr[0]), int(arr[1]))
+    return (float(arr[0]), float(arr[1]))
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise InputError(f"study parameter '{name}' must be an integer ≥ 1, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class StudySize:
+    """Sizes of a study: simulation, reconstruction and iterations (validated on construction).
+
+    Attributes
+    ----------
+    name
+        Label (``test``, ``cpu``, ``gpu`` or any).
+    cells
+        Orthogonal hBN cells ``(ny, nx)`` of the periodic simulation box (``a√3 × a`` each).
+    detector_shape
+        Detector pixels ``(Ky, Kx)``; with the box this fixes the reconstruction pixel
+        ``box / K`` (≈ 0.21 Å for 21 pixels per 4.34 Å cell height).
+    scan_shape, scan_step_A
+        Scan points ``(Sy, Sx)`` and step ``(dy, dx)`` in Å.
+    n_configs
+        Thermal configurations (frozen phonons) averaged in every pattern.
+    object_states
+        Object states of the reconstruction's second stage.
+    psc_probe_modes
+        Probe modes of the multi-mode reconstruction of the PSC dataset (the paper used 9).
+    iterations
+        ``(stage 1, stage 2)`` L-BFGS iterations.
+    slices, slice_thickness_A
+        Reconstruction slices and their thickness, Å (a monolayer: one slice of the box).
+    temperature_K
+        Specimen temperature; ``None`` keeps the presets' (300 K).
+    """
+
+    name: str
+    cells: tuple[int, int]
+    detector_shape: tuple[int, int]
+    scan_shape: tuple[int, int]
+    scan_step_A: tuple[float, float]
+    n_configs: int
+    object_states: int
+    psc_probe_modes: int
+    iterations: tuple[int, int]
+    slices: int = 1
+    slice_thickness_A: float = 4.0
+    temperature_K: float | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(
+                f"study parameter 'name' must be a non-empty string, got {self.name!r}"
+            )
+        set_(self, "cells", _pair(self.cells, "cells", int))
+        set_(self, "detector_shape", _pair(self.detector_shape, "detector_shape", int))
+        set_(self, "scan_shape", _pair(self.scan_shape, "scan_shape", int))
+        set_(self, "scan_step_A", _pair(self.scan_step_A, "scan_step_A", float))
+        for name in ("n_configs", "object_states", "psc_probe_modes", "slices"):
+            set_(self, name, _positive_int(getattr(self, name), name))
+        it = tuple(self.iterations)
+        if len(it) != 2:
+            raise InputError(f"study parameter 'iterations' must be (stage 1, stage 2), got {it}")
+        set_(self, "iterations", tuple(_positive_int(v, "iterations") for v in it))
+        t = float(self.slice_thickness_A)
+        if not (math.isfinite(t) and t > 0):
+            raise InputError(f"study parameter 'slice_thickness_A' must be > 0, got {t!r}")
+        set_(self, "slice_thickness_A", t)
+        if self.temperature_K is not None:
+            tk = float(self.temperature_K)
+            if not (math.isfinite(tk) and tk > 0):
+                raise InputError(f"study parameter 'temperature_K' must be > 0, got {tk!r}")
+            set_(self, "temperature_K", tk)
+
+
+#: Predefined sizes.  ``test``: the unit test (about a minute for two datasets on 2 cores);
+#: ``cpu``: the documented benchmark (five reconstructions in well under 30 min on 2 cores);
+#: ``gpu``: the paper's scale (20 configurations and states, 9 probe modes, a 32 × 32 scan).
+#: Stage 1 (one state) is cheap and long enough for its loss to level off (on the 12 × 12 scan
+#: of the hBN box: 6.8e-6 after 50, 5.5e-6 after 100, 5.1e-6 after 200 iterations); the states
+#: then start from a converged mean object instead of absorbing its remaining misfit.
+SIZES: dict[str, StudySize] = {
+    "test": StudySize(
+        name="test",
+        cells=(4, 4),
+        detector_shape=(84, 48),
+        scan_shape=(12, 12),
+        scan_step_A=(0.5, 0.5),
+        n_configs=8,
+        object_states=8,
+        psc_probe_modes=4,
+        iterations=(100, 60),
+    ),
+    "cpu": StudySize(
+        name="cpu",
+        cells=(4, 4),
+        detector_shape=(84, 48),
+        scan_shape=(16, 16),
+        scan_step_A=(0.5, 0.5),
+        n_configs=10,
+        object_states=10,
+        psc_probe_modes=4,
+        iterations=(150, 100),
+    ),
+    "gpu": StudySize(
+        name="gpu",
+        cells=(4, 8),
+        detector_shape=(84, 96),
+        scan_shape=(32, 32),
+        scan_step_A=(0.4, 0.4),
+        n_configs=20,
+        object_states=20,
+        psc_probe_modes=9,
+        iterations=(300, 1000),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One reconstruction of the study (one row of the table).
+
+    Attributes
+    ----------
+    preset
+        Simulation preset (``caviar simulate PRESET``).
+    probe_modes
+        Probe modes of both stages.
+    data
+        ``"abtem"``: the simulated data as they are; ``"forward-model"``: the control — the
+        same configurations' intensities re-made by the engine's own forward model
+        (:func:`forward_model_data`), so that no abTEM–engine model mismatch is left.
+    """
+
+    preset: str
+    probe_modes: int = 1
+    data: str = "abtem"
+
+    def __post_init__(self) -> None:
+        from caviar_napari.simulate.presets import PRESETS
+
+        if self.preset not in PRESETS:
+            raise InputError(f"unknown preset {self.preset!r}; known: {sorted(PRESETS)}")
+        object.__setattr__(self, "probe_modes", _positive_int(self.probe_modes, "probe_modes"))
+        if self.data not in DATA_KINDS:
+            raise InputError(f"case data must be one of {DATA_KINDS}, got {self.data!r}")
+
+    @property
+    def key(self) -> str:
+        """File-name stem of this case, e.g. ``hbn-correlated-psc_m4``."""
+        tail = "" if self.data == "abtem" else f"_{self.data}"
+        return f"{self.preset}_m{self.probe_modes}{tail}"
+
+
+def default_cases(size: StudySize) -> tuple[Case, ...]:
+    """The paper's datasets b–e: static, Einstein, correlated with 1 probe mode; PSC with 1 and
+    with ``size.psc_probe_modes`` modes (the first shows the PSC offset, the second its removal).
+    """
+    return (
+        Case("hbn-static"),
+        Case("hbn-einstein"),
+        Case("hbn-correlated"),
+        Case("hbn-correlated-psc", 1),
+        Case("hbn-correlated-psc", size.psc_probe_modes),
+    )
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study run needs (validated on construction).
+
+    Attributes
+    ----------
+    size
+        :class:`StudySize`.
+    workdir
+        Folder for every file the pipeline writes (data, configurations, reconstructions,
+        atoms, correlations).
+    cases
+        The reconstructions to run (default: :func:`default_cases`).
+    seed
+        Seed of the simulations (configurations) and of the reconstructions (state noise).
+    device
+        ``cpu``, ``gpu`` or ``auto`` (the reconstruction's ``--device``).
+    start_positions
+        ``"log"`` (LoG on the reconstruction) or ``"truth"`` (ground-truth ideal sites).
+    fov_margin_A
+        Atoms are analysed inside the scan rectangle shrunk by this margin, Å.
+    reference_neighbours
+        Neighbours of the reference atom in the reference pair set (9 = the 3 nearest and 6
+        next-nearest neighbours of hBN).
+    reuse
+        Skip a step whose output file exists already (a resumed study; the files carry the
+        commands that made them).
+    """
+
+    size: StudySize
+    workdir: Path
+    cases: tuple[Case, ...] = ()
+    seed: int = 0
+    device: str = "cpu"
+    start_positions: str = "log"
+    fov_margin_A: float = 0.0
+    reference_neighbours: int = 9
+    reuse: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.size, StudySize):
+            raise InputError(f"study parameter 'size' must be a StudySize, got {self.size!r}")
+        set_(self, "workdir", Path(self.workdir))
+        cases = tuple(self.cases) or default_cases(self.size)
+        for c in cases:
+            if not isinstance(c, Case):
+                raise InputError(f"study parameter 'cases' must hold Case objects, got {c!r}")
+        set_(self, "cases", cases)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"study parameter 'seed' must be an integer ≥ 0, got {self.seed!r}")
+        if self.device not in ("cpu", "gpu", "auto"):
+            raise InputError(f"study parameter 'device' must be cpu, gpu or auto: {self.device!r}")
+        if self.start_positions not in START_POSITIONS:
+            raise InputError(
+                f"study parameter 'start_positions' must be one of {START_POSITIONS}, "
+                f"got {self.start_positions!r}"
+            )
+        m = float(self.fov_margin_A)
+        if not (math.isfinite(m) and m >= 0):
+            raise InputError(f"study parameter 'fov_margin_A' must be ≥ 0, got {m!r}")
+        set_(self, "fov_margin_A", m)
+        set_(
+            self,
+            "reference_neighbours",
+            _positive_int(self.reference_neighbours, "reference_neighbours"),
+        )
+
+    def data_path(self, preset: str, data: str = "abtem") -> Path:
+        """4D-STEM file of ``preset`` (``data`` as in :class:`Case`)."""
+        return self.workdir / (f"{preset}.h5" if data == "abtem" else f"{preset}_{data}.h5")
+
+
+# ------------------------------------------------------------------------------ CLI plumbing
+def run_cli(argv: Sequence[str]) -> str:
+    """Run one ``caviar`` sub-command in-process and return what it printed.
+
+    The arguments are parsed by the ``caviar`` parser and the sub-command's ``run`` is called
+    directly, so errors propagate with their traceback (``caviar`` itself would turn them into
+    exit status 2).
+
+    Raises
+    ------
+    CaviarError
+        From the sub-command, or when it returns a non-zero status.
+    """
+    from caviar_napari.cli import build_parser
+
+    args = build_parser().parse_args([str(a) for a in argv])
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        status = int(args.func(args) or 0)
+    if status:
+        raise CaviarError(f"caviar {' '.join(map(str, argv))}: exit status {status}")
+    return buf.getvalue()
+
+
+def simulate_argv(preset: str, size: StudySize, seed: int, out: Path) -> list[str]:
+    """``caviar simulate`` arguments of ``preset`` at ``size`` (noise-free, as the presets)."""
+    argv = [
+        "simulate",
+        preset,
+        "--out",
+        str(out),
+        "--cells",
+        *map(str, size.cells),
+        "--detector-shape",
+        *map(str, size.detector_shape),
+        "--scan",
+        *map(str, size.scan_shape),
+        "--step",
+        *(f"{v:g}" for v in size.scan_step_A),
+        "--seed",
+        str(seed),
+    ]
+    if preset != "hbn-static":
+        argv += ["--configs", str(size.n_configs)]
+    if size.temperature_K is not None:
+        argv += ["--temperature", f"{size.temperature_K:g}"]
+    return argv
+
+
+def reconstruction_config(
+    size: StudySize, probe_modes: int, *, device: str, seed: int
+) -> ReconstructionConfig:
+    """The paper's two-stage recipe at ``size`` (a :class:`ReconstructionConfig`).
+
+    Stage 1 ("mean object"): 1 object state, ``probe_modes`` modes, object and probe refined.
+    Stage 2 ("object states"): ``size.object_states`` states, the stage-1 probe kept fixed.
+    """
+    from caviar_napari.core.config import two_stage_preset
+
+    return two_stage_preset(
+        object_states=size.object_states,
+        probe_modes=probe_modes,
+        slices=size.slices,
+        slice_thickness_A=size.slice_thickness_A,
+        iterations=size.iterations,
+        device=device,
+        seed=seed,
+    )
+
+
+def forward_model_data(source: Path, out: Path) -> None:
+    """Re-make a simulated file's intensities with the engine's own forward model (a control).
+
+    Every configuration's true phase (``ground_truth/phase_configs``, summed over its slices, on
+    the reconstruction grid) becomes one object state ``exp(iφ)`` and the true probe
+    (``ground_truth/probe``) is used; the intensities are the mean over configurations of
+    :meth:`~caviar_napari.core.multislice.MultisliceModel.intensities` (double precision) at the
+    dataset's scan positions.  A reconstruction of these data meets no abTEM–engine model
+    mismatch (potential parametrisation, oversampling, slicing, probe aperture): what it misses
+    is the optimisation's.  Partial spatial coherence and noise are not applied.
+
+    Parameters
+    ----------
+    source
+        A file written by ``caviar simulate`` (with its ``ground_truth`` group), without PSC.
+    out
+        Output 4D-STEM file; the ``ground_truth`` group is copied, with the attribute
+        ``intensity_model`` describing the control.
+    """
+    import h5py
+
+    from caviar_napari.core.backend import get_backend
+    from caviar_napari.core.multislice import MultisliceModel
+    from caviar_napari.io.dataset import STEMDataset, read_stem_h5, write_stem_h5
+
+    ds = read_stem_h5(source)
+    try:
+        with h5py.File(source, "r") as f:
+            g = f["ground_truth"]
+            phase = np.asarray(g["phase_configs"], dtype=np.float64).sum(axis=1, keepdims=True)
+            probe = np.asarray(g["probe"], dtype=np.complex128)
+            origin = np.asarray(g.attrs["phase_origin_A"], dtype=np.float64)
+            pixel = tuple(float(v) for v in g.attrs["phase_pixel_size_A"])
+            psc = float(g.attrs.get("psc_fwhm_A", 0.0))
+    except (OSError, KeyError) as exc:
+        raise InputError(
+            f"{source}: not a simulated file with a full ground truth ({exc})"
+        ) from exc
+    if psc > 0:
+        raise InputError(f"{source}: the forward-model control does not model PSC ({psc} Å)")
+    positions = ds.rotated_positions_A().reshape(-1, 2)
+    model = MultisliceModel(
+        get_backend("cpu", "double"),
+        wavelength_A=ds.wavelength_A,
+        pixel_size_A=pixel,
+        slice_thickness_A=[1.0],
+        positions_px=(positions - origin) / np.asarray(pixel),
+        object_shape=phase.shape[-2:],
+        window=ds.detector_shape,
+        object_band_limit=False,
+    )
+    intensities = np.asarray(model.intensities(np.exp(1j * phase), probe))
+    intensities = np.fft.fftshift(intensities, axes=(-2, -1)).reshape(ds.intensities.shape)
+    control = STEMDataset(
+        intensities=intensities.astype(np.float32),
+        energy_eV=ds.energy_eV,
+        convergence_semiangle_mrad=ds.convergence_semiangle_mrad,
+        scan_step_A=ds.scan_step_A,
+        angular_sampling_mrad=ds.angular_sampling_mrad,
+        defocus_A=ds.defocus_A,
+        scan_rotation_deg=ds.scan_rotation_deg,
+        positions_A=ds.positions_A,
+        source=f"forward-model control of {Path(source).name}",
+    )
+
+    def copy_truth(f: h5py.File) -> None:
+        with h5py.File(source, "r") as src:
+            src.copy("ground_truth", f)
+        f["ground_truth"].attrs["intensity_model"] = (
+            "control: mean over configurations of the caviar forward model (one slice, "
+            "exp(i·phase_configs summed over slices), ground_truth/probe), no PSC, no noise"
+        )
+        f["ground_truth"].attrs["control_of"] = Path(source).name
+
+    write_stem_h5(out, control, extra=copy_truth)
+
+
+# ------------------------------------------------------------------------------ geometry
+def field_of_view(scan_positions_A: ArrayLike, margin_A: float = 0.0) -> np.ndarray:
+    """``[[y_min, x_min], [y_max, x_max]]`` of the scan positions, shrunk by ``margin_A`` (Å)."""
+    pos = np.asarray(scan_positions_A, dtype=float).reshape(-1, 2)
+    lo, hi = pos.min(axis=0) + margin_A, pos.max(axis=0) - margin_A
+    if np.any(hi <= lo):
+        raise InputError(
+            f"field of view margin {margin_A} Å leaves no area inside the scan "
+            f"({pos.min(axis=0)} … {pos.max(axis=0)} Å)"
+        )
+    return np.stack([lo, hi])
+
+
+def _inside(positions_A: np.ndarray, fov: np.ndarray) -> np.ndarray:
+    return np.all((positions_A >= fov[0]) & (positions_A <= fov[1]), axis=1)
+
+
+# ------------------------------------------------------------------------------ metrics
+def offset_A2(green_A2: ArrayLike) -> float:
+    """Uniform x–x / y–y offset: mean over pairs of distinct atoms of ``(G_yy + G_xx) / 2``, Å².
+
+    Atoms with non-finite entries are left out.
+    """
+    g = np.asarray(green_A2, dtype=float)
+    n = g.shape[0] // 2
+    blocks = g.reshape(n, 2, n, 2)
+    diag = 0.5 * (blocks[:, 0, :, 0] + blocks[:, 1, :, 1])  # (n, n)
+    valid = np.isfinite(np.diagonal(g)).reshape(n, 2).all(axis=1)
+    mask = valid[:, None] & valid[None, :] & ~np.eye(n, dtype=bool)
+    if not mask.any():
+        raise InputError("offset needs at least two atoms with finite correlations")
+    return float(diag[mask].mean())
+
+
+def rms_displacement_A(green_A2: ArrayLike) -> float:
+    """``sqrt(mean diag G)``: rms displacement per direction over atoms with finite entries, Å."""
+    d = np.diagonal(np.asarray(green_A2, dtype=float))
+    d = d[np.isfinite(d)]
+    return float(np.sqrt(d.mean())) if d.size else math.nan
+
+
+@dataclass(frozen=True)
+class StateRecovery:
+    """How well the object states reproduce the individual configurations.
+
+    Attributes
+    ----------
+    assigned_r
+        ``(min(N, C),)`` Pearson correlation of each state's displacement field with the
+        configuration assigned to it (one-to-one, maximum total correlation).
+    null_r
+        Mean assigned correlation when the atoms of the configurations are randomly permuted
+        (same fields, no relation to the states): what the assignment's selection alone gives.
+    assignment
+        ``(min(N, C), 2)`` pairs ``(state, configuration)``.
+    """
+
+    assigned_r: np.ndarray
+    null_r: float
+    assignment: np.ndarray
+
+    @property
+    def mean_r(self) -> float:
+        """Mean correlation of the assigned pairs."""
+        return float(self.assigned_r.mean()) if self.assigned_r.size else math.nan
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, C)`` correlation of the rows of ``a`` ``(N, D)`` with those of ``b`` ``(C, D)``."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a @ b.T) / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
+    return np.where(np.isfinite(r), r, 0.0)
+
+
+def state_recovery(
+    states_u_A: ArrayLike, configs_u_A: ArrayLike, n_null: int = 50, seed: int = 0
+) -> StateRecovery:
+    """Assign states to configurations by displacement-field correlation (Hungarian algorithm).
+
+    Parameters
+    ----------
+    states_u_A
+        ``(N, A, 2)`` displacements of the reconstructed states (from their mean), Å.
+    configs_u_A
+        ``(C, A, 2)`` displacements of the configurations (from their mean), same atoms, Å.
+    n_null
+        Random atom permutations of the configurations averaged for :attr:`StateRecovery.null_r`.
+    seed
+        Seed of those permutations.
+
+    Returns
+    -------
+    StateRecovery
+        Atoms with a non-finite displacement in any state are left out.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    s = np.asarray(states_u_A, dtype=float)
+    c = np.asarray(configs_u_A, dtype=float)
+    if s.ndim != 3 or c.ndim != 3 or s.shape[1:] != c.shape[1:] or s.shape[2] != 2:
+        raise InputError(f"state recovery needs (N, A, 2) and (C, A, 2), got {s.shape}, {c.shape}")
+    ok = np.isfinite(s).all(axis=(0, 2)) & np.isfinite(c).all(axis=(0, 2))
+    if ok.sum() < 2:
+        raise InputError("state recovery needs at least two atoms with finite positions")
+    s, c = s[:, ok], c[:, ok]
+    a = s.reshape(s.shape[0], -1)
+    r = _pearson(a, c.reshape(c.shape[0], -1))
+    rows, cols = linear_sum_assignment(-r)
+    rng = np.random.default_rng(seed)
+    perms = np.argsort(rng.random((n_null, c.shape[1])), axis=1)  # (n_null, A)
+    null = []
+    for perm in perms:  # a few dozen small assignments, not a hot path
+        rn = _pearson(a, c[:, perm].reshape(c.shape[0], -1))
+        i, j = linear_sum_assignment(-rn)
+        null.append(rn[i, j].mean())
+    return StateRecovery(
+        assigned_r=r[rows, cols],
+        null_r=float(np.mean(null)),
+        assignment=np.stack([rows, cols], axis=1),
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """LSM / CSM of a reconstruction against one truth, over the two pair sets.
+
+    ``None`` entries are undefined (a truth that is identically zero); ``note`` says why.
+    LSM is eq. 3 as a mean over vectors (``lsm_sum`` keeps eq. 3 as printed).
+    """
+
+    truth: str
+    lsm_reference: float | None = None
+    csm_reference: float | None = None
+    lsm_sum_reference: float | None = None
+    lsm_nn: float | None = None
+    csm_nn: float | None = None
+    lsm_sum_nn: float | None = None
+    csm_nn_cross: float | None = None
+    n_pairs_reference: int = 0
+    n_pairs_nn: int = 0
+    note: str = ""
+
+
+@dataclass
+class CaseResult:
+    """Everything one case produced.
+
+    Attributes
+    ----------
+    case
+        The :class:`Case`.
+    paths
+        Files written: ``data``, ``config``, ``recon``, ``start``, ``atoms``, ``corr``.
+    commands
+        The ``caviar`` command lines run (or reused), in order.
+    timings_s
+        Wall time of every step that ran, s.
+    final_loss
+        Objective after the last iteration.
+    n_atoms, n_matched
+        Atoms analysed (in the field of view) and matched to the truth.
+    match_shift_A
+        Global ``(y, x)`` shift between reconstructed and true mean positions, Å.
+    mean_position_error_A
+        rms distance of matched mean positions to the true sites after that shift, Å.
+    reference_atom, reference_neighbours
+        Reference atom (reconstructed index) and its neighbours.
+    own, reference
+        :class:`Comparison` against the own realised truth and against the reference truth.
+    rho_nn_rec, rho_nn_truth
+        ρ_nn of reconstruction and own truth over the same nearest-neighbour pairs.
+    rms_rec_A, rms_truth_A
+        rms displacement per direction, Å.
+    offset_rec_A2, offset_truth_A2
+        Uniform x–x / y–y offset (:func:`offset_A2`), Å².
+    recovery
+        :class:`StateRecovery` (None for a static dataset: no displacements to recover).
+    green_rec_A2, green_truth_A2
+        Reconstructed tensor and own truth re-indexed to the reconstructed atoms (NaN for
+        unmatched atoms), for figures.
+    green_reference_A2
+        Reference truth re-indexed likewise (None if there is no reference).
+    positions_A
+        ``(atom, 2)`` reconstructed mean positions (NaN outside the analysis).
+    phase, phase_origin_A, pixel_size_A
+        Mean reconstructed phase (sum over slices, mean over states) and its grid.
+    fov_A
+        ``(2, 2)`` analysed field of view.
+    cli_output
+        What the four commands printed.
+    """
+
+    case: Case
+    paths: dict[str, Path] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    final_loss: float = math.nan
+    n_atoms: int = 0
+    n_matched: int = 0
+    match_shift_A: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    mean_position_error_A: float = math.nan
+    reference_atom: int = -1
+    reference_neighbours: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    own: Comparison | None = None
+    reference: Comparison | None = None
+    rho_nn_rec: float = math.nan
+    rho_nn_truth: float = math.nan
+    rms_rec_A: float = math.nan
+    rms_truth_A: float = math.nan
+    offset_rec_A2: float = math.nan
+    offset_truth_A2: float = math.nan
+    recovery: StateRecovery | None = None
+    green_rec_A2: np.ndarray | None = None
+    green_truth_A2: np.ndarray | None = None
+    green_reference_A2: np.ndarray | None = None
+    positions_A: np.ndarray | None = None
+    phase: np.ndarray | None = None
+    phase_origin_A: tuple[float, float] = (0.0, 0.0)
+    pixel_size_A: tuple[float, float] = (1.0, 1.0)
+    fov_A: np.ndarray | None = None
+    cli_output: str = ""
+
+
+@dataclass
+class StudyResult:
+    """The results of all cases and how long the study took."""
+
+    config: StudyConfig
+    cases: list[CaseResult]
+    elapsed_s: float
+
+    def by_key(self, key: str) -> CaseResult:
+        """The case result of :attr:`Case.key` ``key``."""
+        for r in self.cases:
+            if r.case.key == key:
+                return r
+        raise KeyError(key)
+
+
+# ------------------------------------------------------------------------------ the pipeline
+def _simulation_matches(path: Path, argv: Sequence[str]) -> bool:
+    """Whether ``path`` holds a simulation with exactly the parameters ``argv`` asks for."""
+    import h5py
+
+    from caviar_napari.cli import build_parser
+    from caviar_napari.cli.simulate import overrides_from_args
+    from caviar_napari.simulate.presets import preset_config
+
+    args = build_parser().parse_args(list(argv))
+    want = json.loads(preset_config(args.preset, **overrides_from_args(args)).to_json())
+    try:
+        with h5py.File(path, "r") as f:
+            have = json.loads(f["ground_truth"].attrs["parameters"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return False
+    return have == want
+
+
+def _reconstruction_matches(path: Path, config: ReconstructionConfig, data: Path) -> bool:
+    """Whether ``path`` is a finished reconstruction of ``data`` with configuration ``config``."""
+    from caviar_napari.io.reconstruction import load_reconstruction
+
+    try:
+        state = load_reconstruction(path)
+    except (OSError, InputError):
+        return False
+    return (
+        state.finished
+        and state.config.to_dict() == config.to_dict()
+        and Path(state.source).name == data.name
+    )
+
+
+def _step(
+    result: CaseResult,
+    name: str,
+    argv: list[str],
+    reuse: bool,
+    report: Callable[[str], None],
+) -> bool:
+    """Run ``caviar ARGV`` unless ``reuse``; record the command and time. True if it ran."""
+    command = "caviar " + " ".join(argv)
+    result.commands.append(command)
+    if reuse:
+        report(f"  {name}: reusing {argv[argv.index('--out') + 1]}")
+        return False
+    t0 = time.perf_counter()
+    text = run_cli(argv)
+    result.timings_s[name] = time.perf_counter() - t0
+    result.cli_output += f"$ {command}\n{text}"
+    report(f"  {name}: {result.timings_s[name]:.1f} s")
+    return True
+
+
+def _compare(
+    green: np.ndarray,
+    positions: np.ndarray,
+    truth_green: np.ndarray,
+    truth_positions: np.ndarray,
+    ref_pairs: np.ndarray,
+    nn_pairs: np.ndarray,
+    label: str,
+) -> Comparison:
+    from caviar_napari.analysis import correlations as corr
+
+    if not np.any(truth_green):
+        return Comparison(truth=label, note="truth is identically zero: LSM/CSM undefined")
+    ref = corr.compare_to_truth(green, positions, truth_green, truth_positions, ref_pairs)
+    nn = corr.compare_to_truth(green, positions, truth_green, truth_positions, nn_pairs)
+    cross_pairs = nn.pairs[nn.pairs[:, 0] != nn.pairs[:, 1]]
+    truth_re = corr.reindex_green(truth_green, nn.match.truth_index)
+    cross = corr.similarity(green, truth_re, cross_pairs)
+    return Comparison(
+        truth=label,
+        lsm_reference=ref.similarity.lsm_mean,
+        csm_reference=ref.similarity.csm,
+        lsm_sum_reference=ref.similarity.lsm_sum,
+        lsm_nn=nn.similarity.lsm_mean,
+        csm_nn=nn.similarity.csm,
+        lsm_sum_nn=nn.similarity.lsm_sum,
+        csm_nn_cross=cross.csm,
+        n_pairs_reference=ref.similarity.n_pairs,
+        n_pairs_nn=nn.similarity.n_pairs,
+    )
+
+
+def _start_positions(
+    recon_path: Path, truth_mean_A: np.ndarray, mode: str, margin_A: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start positions in the field of view and the field of view itself."""
+    from caviar_napari.analysis import atoms as am
+    from caviar_napari.io.reconstruction import load_reconstruction
+
+    state = load_reconstruction(recon_path)
+    if state.scan_positions_A is None:
+        raise InputError(f"{recon_path}: no scan_positions_A (needed for the field of view)")
+    fov = field_of_view(state.scan_positions_A, margin_A)
+    if mode == "truth":
+        start = truth_mean_A
+    else:
+        phase = np.angle(np.asarray(state.object)).astype(np.float32)
+        image = am.detection_image(phase)
+        start = am.detect_atoms(image, state.pixel_size_A, state.object_origin_A)
+    start = start[_inside(start, fov)]
+    if len(start) < 3:
+        raise InputError(
+            f"{recon_path}: only {len(start)} start position(s) ({mode}) inside the field of "
+            f"view {fov.tolist()} Å; enlarge the scan"
+        )
+    return start, fov
+
+
+def run_case(
+    case: Case,
+    config: StudyConfig,
+    reference_data: Path | None = None,
+    report: Callable[[str], None] = log.info,
+    simulated: set[Path] | None = None,
+) -> CaseResult:
+    """Run one case: simulate (unless the data exist), reconstruct, atoms, correlations.
+
+    Parameters
+    ----------
+    case
+        The dataset and probe modes.
+    config
+        The study.
+    reference_data
+        Simulated file whose realised tensor is the reference truth (None: no reference
+        comparison).
+    report
+        Called with one line per step.
+    simulated
+        Data files made earlier in this study (reused when their parameters match); the
+        case's data file is added to it.
+    """
+    from caviar_napari.core.config import save_yaml
+    from caviar_napari.io.atoms_file import write_positions_csv
+    from caviar_napari.io.correlations_file import read_ground_truth
+
+    size, wd = config.size, config.workdir
+    simulated = set() if simulated is None else simulated
+    wd.mkdir(parents=True, exist_ok=True)
+    data = config.data_path(case.preset, case.data)
+    paths = {
+        "data": data,
+        "config": wd / f"{case.key}.yaml",
+        "recon": wd / f"{case.key}_recon.h5",
+        "start": wd / f"{case.key}_start_{config.start_positions}.csv",
+        "atoms": wd / f"{case.key}_atoms_{config.start_positions}.h5",
+        "corr": wd / f"{case.key}_corr_{config.start_positions}.h5",
+    }
+    result = CaseResult(case=case, paths=paths)
+    report(f"{case.key}:")
+    # 1. simulate: data made earlier in this study (or, with reuse, before) with the same
+    #    parameters are used as they are (the simulation is deterministic for a seed)
+    abtem_data = config.data_path(case.preset)
+    argv = simulate_argv(case.preset, size, config.seed, abtem_data)
+    reuse = (
+        abtem_data.exists()
+        and (abtem_data in simulated or config.reuse)
+        and _simulation_matches(abtem_data, argv)
+    )
+    fresh = _step(result, "simulate", argv, reuse, report)
+    simulated.add(abtem_data)
+    if case.data == "forward-model" and (fresh or not data.exists() or not config.reuse):
+        t0 = time.perf_counter()
+        forward_model_data(abtem_data, data)
+        result.timings_s["forward model"] = time.perf_counter() - t0
+        report(f"  forward-model control data: {result.timings_s['forward model']:.1f} s")
+        fresh = True
+    if case.data == "forward-model":
+        result.commands.append(
+            f"# {data.name}: intensities of {abtem_data.name} re-made by the engine's forward "
+            "model (caviar_napari.validation.forward_model_data)"
+        )
+    # 2. reconstruct
+    rcfg = reconstruction_config(size, case.probe_modes, device=config.device, seed=config.seed)
+    save_yaml(paths["config"], rcfg)
+    argv = [
+        "reconstruct",
+        str(data),
+        "--out",
+        str(paths["recon"]),
+        "--config",
+        str(paths["config"]),
+    ]
+    reuse = (
+        config.reuse
+        and not fresh
+        and paths["recon"].exists()
+        and _reconstruction_matches(paths["recon"], rcfg, data)
+    )
+    _step(result, "reconstruct", argv, reuse, report)
+    # 3. atoms from start positions in the field of view
+    truth = read_ground_truth(data)
+    start, fov = _start_positions(
+        paths["recon"], truth.mean_positions_A, config.start_positions, config.fov_margin_A
+    )
+    write_positions_csv(paths["start"], start)
+    argv = ["atoms", str(paths["recon"]), "--out", str(paths["atoms"])]
+    _step(result, "atoms", [*argv, "--positions", str(paths["start"])], False, report)
+    # 4. correlations (the CLI prints the comparison over every nearest-neighbour pair; a
+    #    static dataset's truth is zero, which has no LSM/CSM: its comparison is left out)
+    argv = ["correlations", str(paths["atoms"]), "--out", str(paths["corr"])]
+    if np.any(truth.green_realised_A2):
+        argv += ["--ground-truth", str(data)]
+    _step(result, "correlations", argv, False, report)
+    _measure(result, truth, fov, reference_data, config.reference_neighbours)
+    report(
+        f"  CSM nn (own) {_fmt(result.own.csm_nn)}, ρ_nn rec {result.rho_nn_rec:+.3f} / truth "
+        f"{result.rho_nn_truth:+.3f}, rms {100 * result.rms_rec_A:.2f} / "
+        f"{100 * result.rms_truth_A:.2f} pm"
+    )
+    return result
+
+
+def _measure(
+    result: CaseResult,
+    truth: GroundTruthData,
+    fov: np.ndarray,
+    reference_data: Path | None,
+    n_neighbours: int,
+) -> None:
+    """Fill the metrics of ``result`` from the files the CLI wrote (``result.paths``)."""
+    from caviar_napari.analysis import correlations as corr
+    from caviar_napari.io.atoms_file import read_atoms
+    from caviar_napari.io.correlations_file import read_correlations, read_ground_truth
+    from caviar_napari.io.reconstruction import load_reconstruction
+
+    paths = result.paths
+    state = load_reconstruction(paths["recon"])
+    atoms = read_atoms(paths["atoms"])
+    cdata = read_correlations(paths["corr"])
+    green = np.asarray(cdata.green_A2, dtype=float)
+    positions = np.array(cdata.mean_positions_A, dtype=float)
+    positions[cdata.excluded_atoms] = np.nan
+    match = corr.match_atoms(positions, truth.mean_positions_A)
+    positions[match.truth_index < 0] = np.nan
+    matched = match.truth_index >= 0
+    result.final_loss = float(state.loss[-1]) if len(state.loss) else math.nan
+    result.n_atoms = int(cdata.n_atoms)
+    result.n_matched = int(matched.sum())
+    result.match_shift_A = np.asarray(match.shift_A, dtype=float)
+    result.mean_position_error_A = float(np.sqrt(np.nanmean(match.distance_A[matched] ** 2)))
+    result.fov_A = fov
+    result.positions_A = positions
+    phase = np.angle(np.asarray(state.object))
+    result.phase = phase.sum(axis=1).mean(axis=0)
+    result.phase_origin_A = tuple(state.object_origin_A)
+    result.pixel_size_A = tuple(state.pixel_size_A)
+
+    centre = fov.mean(axis=0)
+    dist = np.linalg.norm(positions - centre, axis=1)
+    ref_atom = int(np.nanargmin(dist))
+    nbrs = corr.neighbours(positions, ref_atom, n_nearest=n_neighbours)
+    ref_pairs = corr.reference_pairs(ref_atom, nbrs)
+    nn_pairs = corr.pairs_within_radius(
+        positions, 1.15 * corr.nearest_neighbour_distance(positions)
+    )
+    result.reference_atom, result.reference_neighbours = ref_atom, nbrs
+
+    args = (ref_pairs, nn_pairs)
+    result.own = _compare(
+        green, positions, truth.green_realised_A2, truth.mean_positions_A, *args, "own"
+    )
+    green_truth = corr.reindex_green(truth.green_realised_A2, match.truth_index)
+    result.green_rec_A2, result.green_truth_A2 = green, green_truth
+    if reference_data is not None:
+        ref_truth = read_ground_truth(reference_data)
+        result.reference = _compare(
+            green,
+            positions,
+            ref_truth.green_realised_A2,
+            ref_truth.mean_positions_A,
+            *args,
+            reference_data.stem,
+        )
+        ref_match = corr.match_atoms(positions, ref_truth.mean_positions_A)
+        result.green_reference_A2 = corr.reindex_green(
+            ref_truth.green_realised_A2, ref_match.truth_index
+        )
+    rho_rec = corr.nearest_neighbour_correlation(green, positions)
+    result.rho_nn_rec = rho_rec.mean
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho_truth = corr.correlation_coefficients(green_truth, rho_rec.pairs)
+    result.rho_nn_truth = float(np.mean(rho_truth)) if np.all(np.isfinite(rho_truth)) else math.nan
+    keep = np.isfinite(positions).all(axis=1)
+    g_keep = green[np.repeat(keep, 2)][:, np.repeat(keep, 2)]
+    t_keep = green_truth[np.repeat(keep, 2)][:, np.repeat(keep, 2)]
+    result.rms_rec_A, result.rms_truth_A = rms_displacement_A(g_keep), rms_displacement_A(t_keep)
+    result.offset_rec_A2, result.offset_truth_A2 = offset_A2(g_keep), offset_A2(t_keep)
+
+    # state recovery: per-state displacement fields (mean over slices) vs configurations
+    if truth.positions_A.shape[0] > 1 and np.any(truth.green_realised_A2):
+        # (N, A, 2); an atom that failed in any slice is NaN and left out
+        per_state = np.asarray(atoms.positions_A, dtype=float).mean(axis=1)
+        sel = np.flatnonzero(keep)
+        u_rec = per_state[:, sel] - per_state[:, sel].mean(axis=0, keepdims=True)
+        cfg = truth.positions_A[:, match.truth_index[sel]]
+        u_true = cfg - cfg.mean(axis=0, keepdims=True)
+        result.recovery = state_recovery(u_rec, u_true)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def run_study(config: StudyConfig, report: Callable[[str], None] = log.info) -> StudyResult:
+    """Run every case of ``config`` (the reference dataset first when it is among them).
+
+    The reference truth (:data:`REFERENCE_PRESET`) is simulated when no case uses it, so that
+    every case can be compared with it.
+    """
+    t0 = time.perf_counter()
+    simulated: set[Path] = set()
+    ref_data = config.data_path(REFERENCE_PRESET)
+    if REFERENCE_PRESET not in {c.preset for c in config.cases}:
+        config.workdir.mkdir(parents=True, exist_ok=True)
+        argv = simulate_argv(REFERENCE_PRESET, config.size, config.seed, ref_data)
+        if not (config.reuse and ref_data.exists() and _simulation_matches(ref_data, argv)):
+            report(f"reference truth: caviar {' '.join(argv)}")
+            run_cli(argv)
+        simulated.add(ref_data)
+    # the reference dataset first, so that its truth exists for every comparison
+    cases = sorted(config.cases, key=lambda c: c.preset != REFERENCE_PRESET)
+    done = {id(c): run_case(c, config, ref_data, report, simulated) for c in cases}
+    results = [done[id(c)] for c in config.cases]
+    return StudyResult(config=config, cases=results, elapsed_s=time.perf_counter() - t0)
+
+
+def replace_size(size: StudySize, **changes: object) -> StudySize:
+    """A copy of ``size`` with fields changed (validated)."""
+    return dataclasses.replace(size, **changes)
