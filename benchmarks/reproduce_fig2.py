@@ -121,7 +121,7 @@ def _draw_arrows(ax, arrows, *, truth: bool) -> None:
             color="black" if truth else COLOURS[kind],
             width=0.004 if truth else 0.009,
             headwidth=4 if truth else 3,
-            zorder=3 if truth else 2,
+            zorder=3 if truth else 4,
             alpha=0.9,
         )
 
@@ -146,9 +146,9 @@ def _panel(ax, r: CaseResult, scale: float, margin_A: float = 0.6) -> None:
     ok = np.isfinite(pos).all(axis=1)
     ax.plot(pos[ok, 1], pos[ok, 0], ".", color="white", markersize=2)
     ref = pos[r.reference_atom]
-    ax.plot(*ref[::-1], "o", mfc="none", mec="red", ms=14, mew=1.5)
+    ax.plot(*ref[::-1], "o", mfc="none", mec="red", ms=14, mew=1.5, zorder=1.5)
     nb = pos[r.reference_neighbours]
-    ax.plot(nb[:, 1], nb[:, 0], "o", mfc="none", mec="#3b6cff", ms=11, mew=1.0)
+    ax.plot(nb[:, 1], nb[:, 0], "o", mfc="none", mec="#3b6cff", ms=11, mew=1.0, zorder=1.5)
     truth, _ = _truth_for_figure(r)
     _draw_arrows(ax, _arrows(r, r.green_rec_A2, scale), truth=False)
     if truth is not None:

@@ -124,9 +124,9 @@ def test_cli_arguments_mean_what_the_study_says(tmp_path):
 def test_small_study_recovers_correlated_better_than_einstein(tmp_path):
     """Whole pipeline at the ``test`` size (12 × 12 scan, 8 configurations and states).
 
-    Measured on 2 cores (seed 0): CSM over self blocks + nearest-neighbour pairs 0.646
-    (correlated) vs 0.501 (Einstein), over the nearest-neighbour cross blocks 0.386 vs 0.143;
-    seeds 1 and 2 keep the order (0.397 vs 0.320, 0.622 vs 0.336).
+    Measured on 2 cores (seed 0): CSM over self blocks + nearest-neighbour pairs 0.638
+    (correlated) vs 0.499 (Einstein), over the nearest-neighbour cross blocks 0.407 vs 0.138;
+    seeds 1 and 2 keep the order (0.393 vs 0.321, 0.632 vs 0.339).
     """
     from caviar_napari.validation import run_study
 
