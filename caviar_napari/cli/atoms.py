@@ -179,6 +179,34 @@ def describe_lattice(index: LatticeIndex) -> str:
     )
 
 
+def scanned_area(
+    image: np.ndarray,
+    pixel_size_A: tuple[float, float],
+    origin_A: tuple[float, float],
+    scan_positions_A: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Crop ``image`` to the rectangle spanned by the scan positions (the probe centres).
+
+    Outside it the object is constrained only by the probe tails and is mostly noise, which
+    LoG would take for atoms (and which would set its relative threshold).  Returns the crop,
+    the Å position of its pixel ``[0, 0]`` and a description; the whole image when the
+    reconstruction stores no scan positions.
+    """
+    origin = np.asarray(origin_A, dtype=float)
+    if scan_positions_A is None or np.size(scan_positions_A) == 0:
+        return image, origin, "the whole object (no scan positions stored)"
+    px = (np.asarray(scan_positions_A, float).reshape(-1, 2) - origin) / np.asarray(pixel_size_A)
+    lo = np.clip(np.floor(px.min(axis=0)).astype(int), 0, None)
+    hi = np.minimum(np.ceil(px.max(axis=0)).astype(int) + 1, image.shape[-2:])
+    crop = image[..., lo[0] : hi[0], lo[1] : hi[1]]
+    extent = (hi - lo) * np.asarray(pixel_size_A)
+    return (
+        crop,
+        origin + lo * np.asarray(pixel_size_A),
+        (f"the scanned area ({extent[0]:.1f} × {extent[1]:.1f} Å)"),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``caviar atoms``; returns the exit status."""
     from caviar_napari.io.atoms_file import write_atoms
@@ -216,8 +244,9 @@ def run(args: argparse.Namespace) -> int:
             exclude_border_A=args.exclude_border_A,
         )
         image = am.detection_image(phase, args.slice)
-        start = am.detect_atoms(image, pixel, origin, det_cfg)
-        lines.append(f"start positions: {len(start)} found by LoG")
+        image, det_origin, area = scanned_area(image, pixel, origin, state.scan_positions_A)
+        start = am.detect_atoms(image, pixel, det_origin, det_cfg)
+        lines.append(f"start positions: {len(start)} found by LoG in {area}")
         provenance["start"] = "LoG"
         provenance["detection"] = det_cfg.__dict__
     if len(start) == 0:

@@ -139,3 +139,17 @@ def test_errors_name_the_item(recon_file, tmp_path, capsys):
     assert main(["atoms", str(path), "--out", str(tmp_path / "a.h5"), "--threshold", "2"]) == 2
     assert "threshold_rel" in capsys.readouterr().err
     assert not (tmp_path / "a.h5").exists()
+
+
+def test_detection_is_limited_to_the_scanned_area():
+    from caviar_napari.cli.atoms import scanned_area
+
+    image = np.arange(50 * 40, dtype=float).reshape(50, 40)
+    scan = np.stack(np.meshgrid([2.0, 3.0, 4.0], [1.0, 2.5], indexing="ij"), -1)  # Å, (y, x)
+    crop, origin, text = scanned_area(image, (0.1, 0.2), (-1.0, -1.0), scan)
+    # y: (2+1)/0.1 = 30 … (4+1)/0.1 = 50 → rows 30..49; x: 2/0.2 = 10 … 3.5/0.2 = 17.5 → 10..18
+    np.testing.assert_array_equal(crop, image[30:50, 10:19])
+    np.testing.assert_allclose(origin, (2.0, 1.0))
+    assert "scanned area" in text
+    whole, origin0, text0 = scanned_area(image, (0.1, 0.2), (-1.0, -1.0), None)
+    assert whole is image and "whole object" in text0
