@@ -481,9 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only these cases, by preset or key (e.g. hbn-einstein hbn-correlated-psc_m4)",
     )
     p.add_argument(
-        "--no-control",
+        "--psc-modes",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="M",
+        help="probe modes of the correlated + PSC reconstructions (default: 1 and the size's)",
+    )
+    p.add_argument(
+        "--control",
         action="store_true",
-        help="leave out the forward-model control (hbn-correlated re-made by the engine's model)",
+        help="add the forward-model control (hbn-correlated re-made by the engine's own model)",
     )
     p.add_argument(
         "--doc",
@@ -510,7 +518,13 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("auto" if args.size == "gpu" else "cpu")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"caviar-fig2-{args.size}-"))
     cases = default_cases(size)
-    if not args.no_control:
+    if args.psc_modes:
+        if min(args.psc_modes) < 1:
+            raise SystemExit(f"--psc-modes must be ≥ 1, got {args.psc_modes}")
+        psc = "hbn-correlated-psc"
+        cases = tuple(c for c in cases if c.preset != psc)
+        cases += tuple(Case(psc, m) for m in dict.fromkeys(args.psc_modes))
+    if args.control:
         cases += (Case(REFERENCE_PRESET, 1, "forward-model"),)
     if args.cases:
         unknown = set(args.cases) - {c.key for c in cases} - {c.preset for c in cases}
@@ -534,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         suffix += f"-{args.temperature:g}K"
     if args.positions != "log":
         suffix += f"-{args.positions}"
+    if args.psc_modes:
+        suffix += "-psc-modes-" + "-".join(str(m) for m in dict.fromkeys(args.psc_modes))
     arrows_png = args.images / f"validation-arrows-{suffix}.png"
     green_png = args.images / f"validation-green-{suffix}.png"
     arrow_figure(result, arrows_png)

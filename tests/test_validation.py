@@ -124,9 +124,11 @@ def test_cli_arguments_mean_what_the_study_says(tmp_path):
 def test_small_study_recovers_correlated_better_than_einstein(tmp_path):
     """Whole pipeline at the ``test`` size (12 × 12 scan, 8 configurations and states).
 
-    Measured on 2 cores (seed 0): CSM over self blocks + nearest-neighbour pairs 0.638
-    (correlated) vs 0.499 (Einstein), over the nearest-neighbour cross blocks 0.407 vs 0.138;
-    seeds 1 and 2 keep the order (0.393 vs 0.321, 0.632 vs 0.339).
+    Measured on 2 cores (seed 0; about 2.5 min): against its own truth the correlated
+    reconstruction has CSM 0.97 over self blocks + nearest-neighbour pairs (0.95 over the
+    cross blocks alone) and ρ_nn +0.57 (truth +0.56), the Einstein one 0.95 (0.92) and ρ_nn
+    −0.06 (truth −0.05); against the correlated truth, as in the paper, the Einstein
+    reconstruction scores 0.40 (−0.04).
     """
     from caviar_napari.validation import run_study
 
@@ -164,6 +166,12 @@ def test_small_study_recovers_correlated_better_than_einstein(tmp_path):
     assert diff < 0.01 * np.linalg.norm(sim.intensities)
     # the correlated dataset is its own reference truth
     assert cor.reference.csm_nn == pytest.approx(cor.own.csm_nn)
-    # the claim of the paper's Fig. 2 c-d, on fixed seeds
-    assert cor.own.csm_nn > ein.own.csm_nn
-    assert cor.own.csm_nn_cross > ein.own.csm_nn_cross
+    # each reconstruction recovers its own truth: the correlations and their size
+    for r in (ein, cor):
+        assert r.own.csm_nn > 0.8 and r.own.csm_nn_cross > 0.7
+        assert 0.6 * r.rms_truth_A < r.rms_rec_A < 1.2 * r.rms_truth_A
+    assert cor.rho_nn_rec > 0.25 and abs(ein.rho_nn_rec) < 0.15
+    # the claim of the paper's Fig. 2 c-d (every dataset against the correlated truth, as the
+    # paper compares with the MD correlations), on a fixed seed
+    assert cor.reference.csm_nn > ein.reference.csm_nn + 0.2
+    assert cor.reference.csm_nn_cross > ein.reference.csm_nn_cross + 0.4

@@ -36,9 +36,24 @@ Per-block scaling (diagonal preconditioner)
     states), so their gradients are orders of magnitude smaller; a common scale would leave the
     states almost frozen at their initial noise.
 
+Block-diagonal ``H₀``
+    The scales above are frozen, but the curvature of the parts drifts apart as the run goes on:
+    in the object-state stage the mean object is nearly converged (large positive curvature)
+    while the state deviations start at a saddle (the identical-states point, where the data
+    ask for *more* incoherence: small, negative curvature). One ``γ = sᵀy / yᵀy`` over all
+    variables is set by the stiff mean and makes the deviation steps tiny, so the states grow
+    out of their start noise over thousands of iterations (on exact-model data: a
+    nearest-neighbour CSM of 0.61 after 300 iterations and 0.90 after 1000 with one ``γ``,
+    0.99 after 300 with one ``γ`` per part). Each part therefore gets its own ``γ_b``; the
+    absolute value of ``s_bᵀy_b`` is used, i.e. a step of the size of the inverse curvature
+    *magnitude* along a direction of negative curvature (as saddle-free Newton methods do),
+    which the line search then extends or shortens. ``H₀`` stays symmetric positive definite.
+
 Methods
-    :class:`LBFGS` — limited-memory BFGS (two-loop recursion, ``H₀ = γI`` with
-    ``γ = sᵀy / yᵀy``) with a strong-Wolfe line search (Nocedal & Wright, algorithms 3.5/3.6,
+    :class:`LBFGS` — limited-memory BFGS (two-loop recursion) with a block-diagonal initial
+    inverse Hessian ``H₀ = ⊕_b γ_b I_b``, ``γ_b = |s_bᵀy_b| / y_bᵀy_b`` from the newest pair
+    restricted to part ``b`` (every block, and the mean and deviation parts of a state block
+    separately), and a strong-Wolfe line search (Nocedal & Wright, algorithms 3.5/3.6,
     cubic interpolation). When the direction is not a descent direction, or the line search
     fails, the memory is cleared and a gradient-descent step with backtracking is taken instead
     (reported in :attr:`StepInfo.method`). :class:`GradientDescent` — preconditioned steepest
@@ -343,16 +358,38 @@ class LBFGS(_Base):
             alphas.append(a)
             for k in q:
                 q[k] -= a * y[k]
-        if self.s:
-            gamma = self._dot(self.s[-1], self.y[-1]) / self._dot(self.y[-1], self.y[-1])
-        else:
-            gamma = 1.0
-        r = {k: gamma * v for k, v in q.items()}
+        r = self._initial_hessian(q)
         for s, y, rho, a in zip(self.s, self.y, rhos, reversed(alphas)):
             b = rho * self._dot(y, r)
             for k in r:
                 r[k] += (a - b) * s[k]
         return {k: -v for k, v in r.items()}
+
+    def _parts(self, k: str, v: Any) -> list[Any]:
+        """Block ``k`` of ``v`` split into orthogonal parts: [mean, deviation] or [whole]."""
+        if k in self.state_blocks and v.ndim and v.shape[0] > 1:
+            m = v.mean(axis=0, keepdims=True)
+            return [self.xp.broadcast_to(m, v.shape), v - m]
+        return [v]
+
+    def _initial_hessian(self, q: Blocks) -> Blocks:
+        """``H₀ q`` with the block-diagonal ``H₀ = ⊕ γ_b I`` of the newest pair (module notes)."""
+        if not self.s:
+            return dict(q)
+        s_new, y_new = self.s[-1], self.y[-1]
+        gamma_all = self._dot(s_new, y_new) / self._dot(y_new, y_new)
+        out = {}
+        for k, qk in q.items():
+            total = None
+            for sp, yp, qp in zip(
+                self._parts(k, s_new[k]), self._parts(k, y_new[k]), self._parts(k, qk)
+            ):
+                yy = _dot(yp, yp, self.xp)
+                sy = abs(_dot(sp, yp, self.xp))
+                gamma = sy / yy if yy > 0 and sy > 0 else gamma_all
+                total = gamma * qp if total is None else total + gamma * qp
+            out[k] = total.astype(qk.dtype, copy=False)
+        return out
 
     # ------------------------------------------------------------------ line search
     @staticmethod

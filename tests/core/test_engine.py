@@ -118,6 +118,25 @@ def test_detector_padding_when_data_exceed_band_limit():
     assert g2.window == (ky, ky) and not g2.detector_mask.all()
 
 
+def test_faint_dark_field_beyond_band_limit_is_padded():
+    """Thermal diffuse scattering is faint but is what the object states fit: a dark-field
+    ring with 1e-4 of the intensity beyond the band limit must still be brought inside it."""
+    ky = 24
+    inten = np.zeros((2, 2, ky, ky), np.float32)
+    inten[..., ky // 2 - 2 : ky // 2 + 3, ky // 2 - 2 : ky // 2 + 3] = 1.0  # bright field
+    qy, qx = np.indices((ky, ky)) - ky // 2
+    ring = np.hypot(qy, qx) > 0.9 * ky / 2 * 2 / 3
+    inten[..., ring & (np.hypot(qy, qx) < ky / 2)] = 1e-4 * 25 / ring.sum()
+    data = STEMDataset(inten, E_EV, ALPHA, STEP, 2.0)
+    g = plan_geometry(data, ReconstructionConfig(device="cpu").validate())
+    assert g.window[0] > ky and g.window[1] > ky
+    shifted_mask = np.fft.fftshift(g.detector_mask)
+    oy, ox = g.pad_offset
+    measured = np.zeros_like(shifted_mask)
+    measured[oy : oy + ky, ox : ox + ky] = inten[0, 0] > 0
+    assert shifted_mask[measured].all()  # all the dark field is in the loss
+
+
 def test_small_disc_is_not_padded_and_amplitudes_are_fft_ordered():
     inten = np.zeros((1, 2, 16, 16), np.float32)
     inten[:, :, 8, 8] = 4.0  # zero angle at [K//2, K//2]
