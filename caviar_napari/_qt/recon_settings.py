@@ -32,8 +32,10 @@ from caviar_napari._qt.recon_stages import StageTable
 from caviar_napari.core import config as cfg
 from caviar_napari.errors import CaviarError
 
-#: Stage iterations of the paper's preset as offered by the widget (stage 1, stage 2).
-PRESET_ITERATIONS = (30, 60)
+#: Stage iterations of the paper's preset as offered by the widget (stage 1, stage 2): the
+#: recipe of the validation study (docs/validation.md), long enough for the mean object to
+#: level off and for the states to grow out of their start noise.
+PRESET_ITERATIONS = (120, 200)
 
 
 def button(text: str, tip: str) -> QPushButton:
