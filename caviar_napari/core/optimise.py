@@ -365,12 +365,30 @@ class LBFGS(_Base):
                 r[k] += (a - b) * s[k]
         return {k: -v for k, v in r.items()}
 
-    def _parts(self, k: str, v: Any) -> list[Any]:
-        """Block ``k`` of ``v`` split into orthogonal parts: [mean, deviation] or [whole]."""
-        if k in self.state_blocks and v.ndim and v.shape[0] > 1:
-            m = v.mean(axis=0, keepdims=True)
-            return [self.xp.broadcast_to(m, v.shape), v - m]
-        return [v]
+    def _part_gammas(self, k: str, s: Any, y: Any, fallback: float) -> tuple[float, float]:
+        """``(γ_mean, γ_deviation)`` of block ``k`` (equal for a block without states).
+
+        The deviation parts are formed explicitly (one pair of temporaries at a time) rather
+        than by subtracting the mean's share from the block's products: the deviations'
+        curvature can be many orders of magnitude below the mean's.
+        """
+
+        def gamma(sy: float, yy: float) -> float:
+            sy = abs(sy)
+            return sy / yy if yy > 0 and sy > 0 else fallback
+
+        xp = self.xp
+        if not (k in self.state_blocks and s.ndim and s.shape[0] > 1):
+            g = gamma(_dot(s, y, xp), _dot(y, y, xp))
+            return g, g
+        n = s.shape[0]
+        s_mean, y_mean = s.mean(axis=0, keepdims=True), y.mean(axis=0, keepdims=True)
+        g_mean = gamma(n * _dot(s_mean, y_mean, xp), n * _dot(y_mean, y_mean, xp))
+        y_dev = y - y_mean
+        yy_dev = _dot(y_dev, y_dev, xp)
+        sy_dev = _dot(s - s_mean, y_dev, xp)
+        del y_dev
+        return g_mean, gamma(sy_dev, yy_dev)
 
     def _initial_hessian(self, q: Blocks) -> Blocks:
         """``H₀ q`` with the block-diagonal ``H₀ = ⊕ γ_b I`` of the newest pair (module notes)."""
@@ -380,15 +398,11 @@ class LBFGS(_Base):
         gamma_all = self._dot(s_new, y_new) / self._dot(y_new, y_new)
         out = {}
         for k, qk in q.items():
-            total = None
-            for sp, yp, qp in zip(
-                self._parts(k, s_new[k]), self._parts(k, y_new[k]), self._parts(k, qk)
-            ):
-                yy = _dot(yp, yp, self.xp)
-                sy = abs(_dot(sp, yp, self.xp))
-                gamma = sy / yy if yy > 0 and sy > 0 else gamma_all
-                total = gamma * qp if total is None else total + gamma * qp
-            out[k] = total.astype(qk.dtype, copy=False)
+            g_mean, g_dev = self._part_gammas(k, s_new[k], y_new[k], gamma_all)
+            r = qk * g_dev
+            if g_mean != g_dev:
+                r += qk.mean(axis=0, keepdims=True) * (g_mean - g_dev)
+            out[k] = r.astype(qk.dtype, copy=False)
         return out
 
     # ------------------------------------------------------------------ line search
