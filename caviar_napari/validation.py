@@ -214,7 +214,7 @@ class StudySize:
             set_(self, "temperature_K", tk)
 
 
-#: Predefined sizes.  ``test``: the unit test (about 2.5 min for two datasets on 2 cores);
+#: Predefined sizes.  ``test``: the unit test (about 3 min for two datasets on 2 cores);
 #: ``cpu``: the documented benchmark (five reconstructions in under 30 min on 2 cores);
 #: ``gpu``: the paper's scale (20 configurations and states, 9 probe modes, a 32 × 32 scan).
 #: Stage 1 (one state) is cheap and run until its loss levels off (padded 154 × 90 window, 16 × 16
