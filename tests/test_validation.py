@@ -124,7 +124,7 @@ def test_cli_arguments_mean_what_the_study_says(tmp_path):
 def test_small_study_recovers_correlated_better_than_einstein(tmp_path):
     """Whole pipeline at the ``test`` size (12 × 12 scan, 8 configurations and states).
 
-    Measured on 2 cores (seed 0; about 2.5 min): against its own truth the correlated
+    Measured on 2 cores (seed 0; about 3 min): against its own truth the correlated
     reconstruction has CSM 0.97 over self blocks + nearest-neighbour pairs (0.95 over the
     cross blocks alone) and ρ_nn +0.57 (truth +0.56), the Einstein one 0.95 (0.92) and ρ_nn
     −0.06 (truth −0.05); against the correlated truth, as in the paper, the Einstein
