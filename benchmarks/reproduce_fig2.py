@@ -518,12 +518,13 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("auto" if args.size == "gpu" else "cpu")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"caviar-fig2-{args.size}-"))
     cases = default_cases(size)
-    if args.psc_modes:
-        if min(args.psc_modes) < 1:
+    psc_modes = tuple(dict.fromkeys(args.psc_modes or ()))  # in order, without repeats
+    if psc_modes:
+        if min(psc_modes) < 1:
             raise SystemExit(f"--psc-modes must be ≥ 1, got {args.psc_modes}")
         psc = "hbn-correlated-psc"
         cases = tuple(c for c in cases if c.preset != psc)
-        cases += tuple(Case(psc, m) for m in dict.fromkeys(args.psc_modes))
+        cases += tuple(Case(psc, m) for m in psc_modes)
     if args.control:
         cases += (Case(REFERENCE_PRESET, 1, "forward-model"),)
     if args.cases:
@@ -548,8 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         suffix += f"-{args.temperature:g}K"
     if args.positions != "log":
         suffix += f"-{args.positions}"
-    if args.psc_modes:
-        suffix += "-psc-modes-" + "-".join(str(m) for m in dict.fromkeys(args.psc_modes))
+    if psc_modes:
+        suffix += "-psc-modes-" + "-".join(str(m) for m in psc_modes)
     arrows_png = args.images / f"validation-arrows-{suffix}.png"
     green_png = args.images / f"validation-green-{suffix}.png"
     arrow_figure(result, arrows_png)

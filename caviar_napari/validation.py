@@ -473,7 +473,7 @@ def forward_model_data(source: Path, out: Path) -> None:
 
     from caviar_napari.core.backend import get_backend
     from caviar_napari.core.multislice import MultisliceModel
-    from caviar_napari.io.dataset import STEMDataset, read_stem_h5, write_stem_h5
+    from caviar_napari.io.dataset import read_stem_h5, write_stem_h5
 
     ds = read_stem_h5(source)
     try:
@@ -503,15 +503,9 @@ def forward_model_data(source: Path, out: Path) -> None:
     )
     intensities = np.asarray(model.intensities(np.exp(1j * phase), probe))
     intensities = np.fft.fftshift(intensities, axes=(-2, -1)).reshape(ds.intensities.shape)
-    control = STEMDataset(
+    control = dataclasses.replace(
+        ds,
         intensities=intensities.astype(np.float32),
-        energy_eV=ds.energy_eV,
-        convergence_semiangle_mrad=ds.convergence_semiangle_mrad,
-        scan_step_A=ds.scan_step_A,
-        angular_sampling_mrad=ds.angular_sampling_mrad,
-        defocus_A=ds.defocus_A,
-        scan_rotation_deg=ds.scan_rotation_deg,
-        positions_A=ds.positions_A,
         source=f"forward-model control of {Path(source).name}",
     )
 
