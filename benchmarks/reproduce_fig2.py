@@ -46,7 +46,7 @@ from caviar_napari.validation import (
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Arrow colours of the paper (SPEC §4): self y-row, self x-row, reference y-row, x-row.
+#: Arrow colours of the paper (conventions §4): self y-row, self x-row, reference y-row, x-row.
 COLOURS = {"self_y": "#f5d000", "self_x": "#8e44ad", "ref_y": "#ff5fa2", "ref_x": "#5ec8f2"}
 
 LABELS = {

@@ -40,7 +40,7 @@ Metrics (all from :mod:`caviar_napari.analysis.correlations`)
       the paper's MD ground truth in Fig. 2 b–e, where every dataset is compared with the MD
       correlations).  A static dataset's own truth is identically zero: its LSM/CSM are
       undefined and reported as such.
-    * ρ_nn of reconstruction and truth over the same nearest-neighbour pairs (SPEC §4).
+    * ρ_nn of reconstruction and truth over the same nearest-neighbour pairs (conventions §4).
     * The uniform x–x / y–y offset: the mean over all pairs of distinct atoms of
       ``(G_ij,yy + G_ij,xx) / 2`` (Å²), reconstruction and truth.  Partial spatial coherence
       absorbed by the object states appears as a positive offset of the reconstruction.

@@ -239,7 +239,7 @@ def lattice_layer(
 
 
 def atoms_layer_data(path: str | os.PathLike) -> list[LayerDataTuple]:
-    """Reader hook: the layers of a SPEC §6 ATOMS file (see the module docstring)."""
+    """Reader hook: the layers of a conventions §6 ATOMS file (see the module docstring)."""
     from caviar_napari.analysis.atoms import rms_spread_A
     from caviar_napari.io.atoms_file import read_atoms
 

@@ -301,7 +301,7 @@ def _typical_spacing(positions: np.ndarray) -> float:
 
 
 def reconstruction_layer_data(path: str | os.PathLike) -> list[LayerDataTuple]:
-    """Reader hook: the layers of a SPEC §6 reconstruction file.
+    """Reader hook: the layers of a conventions §6 reconstruction file.
 
     The phase layer's metadata holds the loaded ``ReconState`` under ``"caviar_state"`` (so the
     Reconstruction widget can continue it and the writer can save it again) and the input file
@@ -326,7 +326,7 @@ def reconstruction_layer_data(path: str | os.PathLike) -> list[LayerDataTuple]:
 
 
 def write_reconstruction(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """Writer hook: save the reconstruction held by a phase layer to the SPEC §6 file.
+    """Writer hook: save the reconstruction held by a phase layer to the conventions §6 file.
 
     Parameters
     ----------

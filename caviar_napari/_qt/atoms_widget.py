@@ -1,6 +1,6 @@
 """The **Atoms** dock widget: pick atoms (LoG or by hand), refine them in every state and slice.
 
-Workflow (SPEC §3):
+Workflow (conventions §3):
 
 1. choose the reconstruction's phase layer (an Image layer with dims ``(state, slice, y, x)``,
    ``scale (1, 1, dy, dx)``, ``translate (0, 0, y0, x0)``: world coordinates are Å in the scan
@@ -14,7 +14,7 @@ Workflow (SPEC §3):
    sliders so that each state's atoms sit on that state's phase, both coloured by the per-atom
    spread (rms displacement over states, pm; colour bar in the widget); atoms whose refinement
    failed keep a red border; the lattice is indexed and its vectors drawn (``lattice vectors``);
-4. export / import positions as CSV (``y_A,x_A[,species]``) or as an ATOMS file (SPEC §6).
+4. export / import positions as CSV (``y_A,x_A[,species]``) or as an ATOMS file (conventions §6).
 
 After a refinement the ``atoms`` layer carries the :class:`~caviar_napari.io.atoms_file.AtomsData`
 in ``metadata["caviar_atoms"]``, the source the Correlations and Dispersion widgets read.

@@ -2,7 +2,7 @@
 
 The exported figure has two panels: the correlation arrows over the current 2D view of the
 topmost visible image (atoms coloured by B factor, reference and neighbours ringed) and the
-Green's tensor in pm².  Arrow colours are those of the paper (SPEC §4).
+Green's tensor in pm².  Arrow colours are those of the paper (conventions §4).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from matplotlib.patches import Rectangle
 from caviar_napari._qt._plot import BACKGROUND, FOREGROUND
 from caviar_napari.analysis import correlations as corr
 
-#: Arrow colours of the paper (SPEC §4), by :data:`corr.ARROW_KINDS`.
+#: Arrow colours of the paper (conventions §4), by :data:`corr.ARROW_KINDS`.
 ARROW_COLOURS = {
     "self_y": "#ffd400",  # yellow
     "self_x": "#b04dff",  # purple

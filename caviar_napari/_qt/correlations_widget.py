@@ -4,7 +4,7 @@ Source: an ATOMS file, or any napari Points layer whose ``metadata["caviar_atoms
 ``io.atoms_file.AtomsData`` (as made by the Atoms widget).  The Green's tensor (eq. 2), B factors,
 ρ_nn and unit-cell averages are computed in a background worker; drawing is on the main thread.
 
-Arrows (SPEC §4), in a napari Vectors layer whose data are ``[start, projection]`` in Å world
+Arrows (conventions §4), in a napari Vectors layer whose data are ``[start, projection]`` in Å world
 coordinates: at each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x purple);
 at each neighbour j of the reference atom i the rows of ``G_ij`` (pink: the reference's y row,
 light blue: its x row).  Arrow length on screen = correlation (pm²) / scale (pm² per Å).

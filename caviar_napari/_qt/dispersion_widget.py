@@ -347,7 +347,7 @@ class DispersionWidget(AtomsAnalysisDock):
         self.plot.save(str(path))
 
     def export_data(self, path: str | os.PathLike) -> None:
-        """Write the result as a DISP HDF5 file (SPEC §6)."""
+        """Write the result as a DISP HDF5 file (conventions §6)."""
         if self.result is None:
             raise InputError("no dispersion to save: compute one first")
         write_dispersion(path, self.result)

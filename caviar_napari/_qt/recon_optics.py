@@ -51,7 +51,7 @@ def _pair_row(first: QDoubleSpinBox, second: QDoubleSpinBox) -> QWidget:
 class OpticsForm(QWidget):
     """Editable beam and scan calibration: energy, α, detector sampling, scan step, Δf, rotation.
 
-    Units are those of SPEC §1 (eV, mrad, Å, degrees for the scan rotation).
+    Units are those of conventions §1 (eV, mrad, Å, degrees for the scan rotation).
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:

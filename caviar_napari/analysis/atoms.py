@@ -1,4 +1,4 @@
-"""Atom positions from reconstructed phases: LoG detection and centre-of-mass refinement (SPEC §3).
+"""Atom positions from reconstructed phases: LoG detection and centre-of-mass refinement (conventions §3).
 
 The paper determines initial positions by hand (or a detection network) and refines them by "the
 centre of mass within a small circular region … using the retrieved phase values as weighting
@@ -15,7 +15,7 @@ factors".  This module provides
 * :func:`refine_states` / :func:`iter_refine_states` — refinement on the mean image, then in
   every state and every slice starting from the refined mean positions.
 
-Conventions (SPEC §1): images are ``(..., y, x)``; pixel ``[iy, ix]`` sits at
+Conventions (conventions §1): images are ``(..., y, x)``; pixel ``[iy, ix]`` sits at
 ``origin_A + (iy * dy, ix * dx)`` Å; coordinate pairs are ``(y, x)``.  The phase is positive on
 atoms.
 
@@ -174,7 +174,7 @@ class RefineConfig:
     ----------
     radius_A
         Radius of the disc, Å; ``None`` uses ``radius_factor ×`` the median nearest-neighbour
-        distance of the start positions (SPEC §3: 0.3–0.4 × d_nn).
+        distance of the start positions (conventions §3: 0.3–0.4 × d_nn).
     radius_factor
         Fraction of the nearest-neighbour distance used when ``radius_A`` is ``None``.
     tol_px
@@ -736,7 +736,7 @@ class StateRefinement:
         source: str = "",
         provenance: dict[str, Any] | None = None,
     ) -> AtomsData:
-        """The ATOMS-file contents of this refinement (SPEC §6).
+        """The ATOMS-file contents of this refinement (conventions §6).
 
         Parameters
         ----------

@@ -1,6 +1,6 @@
 """Correlated atomic displacements: Green's tensor, B factors, pair sets, LSM/CSM (paper eqs. 1–4).
 
-Conventions (SPEC §1, §4):
+Conventions (conventions §1, §4):
 
 * positions are ``(y, x)`` in Å; per-state positions are ``(state, slice, atom, 2)``;
 * the degree-of-freedom (dof) index of atom ``i`` and direction ``a`` is ``2*i + a`` with
@@ -411,7 +411,7 @@ class NeighbourCorrelation:
 def nearest_neighbour_correlation(
     green_A2: ArrayLike, positions_A: ArrayLike, tolerance: float = 0.15
 ) -> NeighbourCorrelation:
-    """ρ_nn over all nearest-neighbour pairs of atoms with finite tensor entries (SPEC §4).
+    """ρ_nn over all nearest-neighbour pairs of atoms with finite tensor entries (conventions §4).
 
     Parameters
     ----------

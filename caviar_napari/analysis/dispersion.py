@@ -1,4 +1,4 @@
-"""Phonon dispersion from correlated displacements (paper eqs. 5, 6; SPEC §5).
+"""Phonon dispersion from correlated displacements (paper eqs. 5, 6; conventions §5).
 
 Pipeline (:func:`compute_dispersion`):
 
@@ -14,7 +14,7 @@ Pipeline (:func:`compute_dispersion`):
    ``⟨ũ ũ^H⟩``.
 3. ``C(q) = ⟨ũ ũ^H⟩`` — the mean over states and over the used slices (as the correlations do
    for slice ranges): a ``2κ × 2κ`` Hermitian matrix per q, index ``2κ + α`` (α = 0 y, 1 x).
-4. **Dynamical matrix** ``D(q) = k_B T · M^(−½) C(q)^(−1) M^(−½)`` (the same as SPEC's
+4. **Dynamical matrix** ``D(q) = k_B T · M^(−½) C(q)^(−1) M^(−½)`` (the same as conventions §5's
    ``k_B T (M^½ C M^½)^(−1)``) with one mass per basis atom (default) or, as an option, the
    paper's single harmonic-mean mass ``m̄ = κ / Σ_κ 1/m_κ`` for every atom.  Its eigenvalues
    are ``λ = k_B T / μ`` with μ the eigenvalues of ``W = M^½ C M^½``, so no matrix is inverted
@@ -859,7 +859,7 @@ def _bootstrap(
 def dispersion_from_atoms(atoms: AtomsData, config: DispersionConfig) -> DispersionData:
     """:func:`compute_dispersion` of an ATOMS file's contents (``io.atoms_file.AtomsData``).
 
-    Cell and basis indices present in the data are used as given (SPEC §6); when absent they
+    Cell and basis indices present in the data are used as given (conventions §6); when absent they
     are computed from the mean positions
     (:func:`caviar_napari.analysis.lattice.ensure_lattice_index`).
 

@@ -1,6 +1,6 @@
 """Lattice indexing of atom positions: lattice vectors, unit-cell index (l1, l2), basis index κ.
 
-SPEC §3: every atom gets a unit-cell index ``l = (l1, l2)`` and a basis index κ from two lattice
+conventions §3: every atom gets a unit-cell index ``l = (l1, l2)`` and a basis index κ from two lattice
 vectors, given or estimated from the positions.  Positions and vectors are ``(y, x)`` in Å;
 lattice vectors are the rows of a ``(2, 2)`` array ``[a1, a2]``, so an ideal site is
 ``origin + l1 a1 + l2 a2 + basis[κ]`` (``l @ L`` in numpy).
@@ -13,7 +13,7 @@ Estimation (:func:`estimate_lattice_vectors`)
     map only one sublattice onto the other (fraction ≈ 1/2) and are rejected.  In 2D the two
     shortest non-collinear translations form a primitive basis; it is refined by least squares
     over all matched translations and put in a canonical form: ``|a1| ≤ |a2|``,
-    ``a1 · a2 ≤ 0`` (120° for hexagonal lattices, SPEC §5), right-handed where the lengths
+    ``a1 · a2 ≤ 0`` (120° for hexagonal lattices, conventions §5), right-handed where the lengths
     allow it, and ``a1`` as close to the +x direction as possible.
 
 Indexing (:func:`index_lattice`)
@@ -418,7 +418,7 @@ def species_by_strength(
 def ensure_lattice_index(atoms: AtomsData, *, n_basis: int | None = None) -> AtomsData:
     """Return ``atoms`` with cell and basis indices, computing them only where absent.
 
-    Present ``cell_index`` / ``basis_index`` are used as given (SPEC §6).  Otherwise the mean
+    Present ``cell_index`` / ``basis_index`` are used as given (conventions §6).  Otherwise the mean
     positions are indexed with the file's ``lattice_vectors_A`` when it has them (kept as
     given), or with estimated vectors.
 

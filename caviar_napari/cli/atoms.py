@@ -11,8 +11,8 @@
 Start positions come from ``--positions`` (CSV ``y_A,x_A[,species]`` or an ATOMS file, in Å in
 the scan frame) or, without it, from Laplacian-of-Gaussian detection on the phase summed over
 slices and averaged over states (or one slice, ``--slice``).  They are refined by the
-phase-weighted centre of mass on that image, then in every state and slice (SPEC §3), indexed
-on a lattice, and written as a SPEC §6 ATOMS file.  Prints the counts of atoms and failures.
+phase-weighted centre of mass on that image, then in every state and slice (conventions §3), indexed
+on a lattice, and written as a conventions §6 ATOMS file.  Prints the counts of atoms and failures.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Find atoms (Laplacian of Gaussian, or a CSV/ATOMS list of positions in Å), refine "
             "them by the phase-weighted centre of mass in a disc of radius R on the mean phase "
             "and then in every object state and slice, index them on a lattice and write the "
-            "ATOMS file (SPEC §6). Failed refinements are NaN and counted."
+            "ATOMS file (conventions §6). Failed refinements are NaN and counted."
         ),
     )
     p.add_argument("recon", metavar="RECON.h5", help="reconstruction file (caviar reconstruct)")

@@ -6,7 +6,7 @@
         [--ground-truth DATA.h5 [--reference-atom I] [--neighbours N] [--match-tolerance-A T]]
 
 Prints the number of atoms, the excluded ones, the mean B factor and the nearest-neighbour
-correlation coefficient ρ_nn (SPEC §4 asks for it on every dataset).  With ``--ground-truth``
+correlation coefficient ρ_nn (conventions §4 asks for it on every dataset).  With ``--ground-truth``
 (a file written by ``caviar simulate``), the reconstruction is compared with the *realised*
 Green's tensor of the simulated configurations: LSM as printed in the paper (a sum over
 vectors), LSM as a mean, CSM, and ρ_nn of both over the same pairs.

@@ -8,7 +8,7 @@
 Masses default to the standard atomic weights of the species in the ATOMS file; ``--mass``
 (repeatable) overrides them, and a species with no known mass is an error naming it.  Prints the
 block of whole unit cells used, the commensurate q on the path and the table of branch averages
-± bootstrap error (SPEC §5).
+± bootstrap error (conventions §5).
 """
 
 from __future__ import annotations

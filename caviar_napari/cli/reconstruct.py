@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "data", metavar="DATA.h5", help="4D-STEM input (SPEC §6 HDF5 or a supported format)"
+        "data", metavar="DATA.h5", help="4D-STEM input (conventions §6 HDF5 or a supported format)"
     )
     p.add_argument("--out", required=True, metavar="RECON.h5", help="output reconstruction file")
     p.add_argument("--config", metavar="CONFIG.yaml", help="configuration file (YAML)")

@@ -238,7 +238,7 @@ class ReconstructionConfig:
     checkpoint_every
         Write a checkpoint every N iterations (0: never).
     checkpoint_path
-        Checkpoint file (SPEC §6 reconstruction file with a ``resume`` group).
+        Checkpoint file (conventions §6 reconstruction file with a ``resume`` group).
     tilt_mrad
         Initial crystal tilt ``(α_y, α_x)`` in mrad.
     defocus_A

@@ -28,7 +28,7 @@ Objective
     ``f = L_data / C + R_l1 + R_mw`` with ``C`` the total measured intensity inside the detector
     mask, so the reported loss is dimensionless (the relative squared amplitude error for the
     Gaussian loss) and regulariser weights are comparable across datasets. The losses are those
-    of :mod:`caviar_napari.core.loss`; the data term is SPEC eq. S8 divided by ``C``.
+    of :mod:`caviar_napari.core.loss`; the data term is paper eq. S8 divided by ``C``.
 
 Regularisers (object only, when the object is refined)
     * l1 absorption, :func:`l1_absorption`: ``λ₁ · mean_pixels sqrt(a² + ε²)`` with
@@ -95,7 +95,7 @@ log = logging.getLogger(__name__)
 #: represent the data to better than 3e-6: the states then fitted that misfit instead of the
 #: vibrations (docs/validation.md).
 PAD_TOLERANCE = 1e-6
-#: Band limit of waves and object updates, fraction of Nyquist (SPEC §2).
+#: Band limit of waves and object updates, fraction of Nyquist (conventions §2).
 BAND_LIMIT = 2.0 / 3.0
 #: Smoothing of the l1 absorption penalty, ``sqrt(a² + ε²)``.
 L1_EPS = 1e-3

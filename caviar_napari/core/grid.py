@@ -1,4 +1,4 @@
-"""Real-space grids: conversion between pixel indices and Å positions (SPEC §1).
+"""Real-space grids: conversion between pixel indices and Å positions (conventions §1).
 
 Pixel ``[iy, ix]`` of a grid sits at ``origin + (iy * dy, ix * dx)``: no half-pixel offset.
 Coordinates are always ``(y, x)`` in the last axis.

@@ -1,6 +1,6 @@
 """Electron optics: wavelength, interaction constant, probe, probe modes, Fresnel propagator.
 
-Conventions (SPEC §2; Kirkland's book and abTEM):
+Conventions (conventions §2; Kirkland's book and abTEM):
 
 * units: Å, mrad, eV; spatial frequencies ``k`` in 1/Å (cycles per Å), scattering angle ``λ|k|``;
 * Fourier transform ``Ψ(k) = Σ_r ψ(r) exp(−2πi k·r)`` (numpy's ``fft2``); reciprocal-space

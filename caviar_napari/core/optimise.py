@@ -8,7 +8,7 @@ Gradients
     ``g = ∂f/∂z*`` (so ``df = 2 Re⟨g, dz⟩``) and for real blocks the ordinary derivative
     (``df = ⟨g, dx⟩``). Internally every block is treated as real pairs: the real gradient of a
     complex block is ``G = 2g`` and the inner product is ``⟨a, b⟩ = Re Σ conj(a)·b`` — that is the
-    ``2 Re⟨g, dz⟩`` of SPEC §2.
+    ``2 Re⟨g, dz⟩`` of conventions §2.
 
 Per-block scaling (diagonal preconditioner)
     Blocks' gradients differ by orders of magnitude (an object of ~10⁶ unit-modulus pixels, a

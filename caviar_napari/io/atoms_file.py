@@ -1,4 +1,4 @@
-"""ATOMS file (SPEC §6) and CSV position lists.
+"""ATOMS file (conventions §6) and CSV position lists.
 
 ATOMS layout (HDF5)::
 
@@ -14,7 +14,7 @@ ATOMS layout (HDF5)::
     attrs: lattice_vectors_A (2, 2) rows a1, a2 as (y, x) (optional), source, provenance_json,
            units, software, version
 
-When ``cell_index`` / ``basis_index`` are present they are used as given (SPEC §6);
+When ``cell_index`` / ``basis_index`` are present they are used as given (conventions §6);
 :func:`caviar_napari.analysis.lattice.ensure_lattice_index` fills them when absent.
 
 CSV position lists have a header ``y_A,x_A`` or ``y_A,x_A,species`` and one atom per line.
@@ -180,7 +180,7 @@ def read_atoms(path: str | os.PathLike) -> AtomsData:
     Parameters
     ----------
     path
-        ATOMS ``.h5`` file (SPEC §6).
+        ATOMS ``.h5`` file (conventions §6).
 
     Returns
     -------

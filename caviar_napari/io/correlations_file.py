@@ -1,4 +1,4 @@
-"""CORR file (SPEC §6) and the ground truth of simulated 4D-STEM files (ARCHITECTURE).
+"""CORR file (conventions §6) and the ground truth of simulated 4D-STEM files (ARCHITECTURE).
 
 CORR layout (HDF5)::
 

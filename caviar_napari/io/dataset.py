@@ -1,4 +1,4 @@
-"""4D-STEM datasets: the in-memory model and the SPEC §6 HDF5 schema.
+"""4D-STEM datasets: the in-memory model and the conventions §6 HDF5 schema.
 
 :class:`STEMDataset` is what every reader returns and what the reconstruction engine consumes.
 Its fields are validated when it is built, so an engine never sees a malformed dataset:
@@ -6,7 +6,7 @@ wrong ranks, non-finite values, non-positive energies or steps, and scan positio
 match the scan are :class:`~caviar_napari.errors.InputError` naming the file and the item.
 Negative counts (detector noise after dark subtraction) are clipped to zero with a logged warning.
 
-HDF5 schema (SPEC §6)::
+HDF5 schema (conventions §6)::
 
     /intensities              (scan_y, scan_x, ky, kx) real, zero angle at [Ky//2, Kx//2]
     /scan/positions_A         optional (scan_y, scan_x, 2) as (y, x), Å
@@ -102,7 +102,7 @@ def regular_positions_A(
 
 @dataclass
 class STEMDataset:
-    """A calibrated 4D-STEM dataset (SPEC §6), validated on construction.
+    """A calibrated 4D-STEM dataset (conventions §6), validated on construction.
 
     Attributes
     ----------
@@ -260,7 +260,7 @@ class STEMDataset:
 # ---------------------------------------------------------------------------------- reading
 def _read_attr(f: h5py.File, name: str, path: str) -> np.ndarray:
     if name not in f.attrs:
-        raise InputError(f"{path}: missing attribute '{name}' (SPEC §6)")
+        raise InputError(f"{path}: missing attribute '{name}' (conventions §6)")
     return np.asarray(f.attrs[name])
 
 
@@ -290,7 +290,7 @@ def _angular_sampling(f: h5py.File, path: str, energy_eV: float) -> tuple[float,
 
 
 def read_stem_h5(path: str | os.PathLike) -> STEMDataset:
-    """Read and validate a SPEC §6 4D-STEM HDF5 file.
+    """Read and validate a conventions §6 4D-STEM HDF5 file.
 
     Parameters
     ----------
@@ -320,7 +320,7 @@ def read_stem_h5(path: str | os.PathLike) -> STEMDataset:
         raise InputError(f"{name}: cannot be read as an HDF5 file ({exc})") from exc
     with f:
         if "intensities" not in f:
-            raise InputError(f"{name}: missing dataset 'intensities' (SPEC §6)")
+            raise InputError(f"{name}: missing dataset 'intensities' (conventions §6)")
         dset = f["intensities"]
         if not isinstance(dset, h5py.Dataset):
             raise InputError(f"{name}: 'intensities' must be a dataset, not a group")
@@ -361,7 +361,7 @@ def write_stem_h5(
     dataset: STEMDataset,
     extra: Callable[[h5py.File], None] | None = None,
 ) -> None:
-    """Write ``dataset`` to ``path`` in the SPEC §6 schema, atomically.
+    """Write ``dataset`` to ``path`` in the conventions §6 schema, atomically.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""DISP file (SPEC §6): the phonon dispersion inferred from correlated displacements.
+"""DISP file (conventions §6): the phonon dispersion inferred from correlated displacements.
 
 Layout (HDF5)::
 

@@ -3,10 +3,10 @@
 :func:`load_stem` dispatches on the file's content and extension:
 
 ==========================  =================================================================
-SPEC §6 HDF5                ``.h5``/``.hdf5``/``.emd`` with a root dataset ``intensities``
+conventions §6 HDF5                ``.h5``/``.hdf5``/``.emd`` with a root dataset ``intensities``
                             (:func:`caviar_napari.io.dataset.read_stem_h5`)
 numpy + JSON sidecar        ``DATA.npy`` or ``DATA.npz`` (array ``intensities``, or its only
-                            array) with ``DATA.json`` holding the SPEC §6 attributes
+                            array) with ``DATA.json`` holding the conventions §6 attributes
                             (``energy_eV``, ``convergence_semiangle_mrad``, ``scan_step_A``,
                             ``angular_sampling_mrad`` or ``reciprocal_sampling_invA``, optional
                             ``defocus_A``, ``scan_rotation_deg``, ``positions_A``)
@@ -254,7 +254,7 @@ def _read_sidecar(path: Path) -> tuple[Calibration, np.ndarray | None]:
     if not side.is_file():
         raise InputError(
             f"{path}: JSON sidecar {side.name} not found; it must hold the calibration "
-            f"{list(_REQUIRED) + ['angular_sampling_mrad']} (SPEC §6 attribute names)"
+            f"{list(_REQUIRED) + ['angular_sampling_mrad']} (conventions §6 attribute names)"
         )
     try:
         values = json.loads(side.read_text())
@@ -395,7 +395,7 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
     arrays = _emd_arrays(f)
     if not arrays:
         raise InputError(
-            f"{path}: no 4D-STEM data found: neither a SPEC §6 'intensities' dataset nor an "
+            f"{path}: no 4D-STEM data found: neither a conventions §6 'intensities' dataset nor an "
             "EMD array group with 4D 'data'"
         )
     if len(arrays) > 1:
@@ -466,7 +466,7 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
     if rotation != 0.0 and override.scan_rotation_deg is None:
         raise InputError(
             f"{src}: py4DSTEM calibration has QR_rotation_degrees = {rotation:g}; its sign "
-            "convention is not the project's: pass scan_rotation_deg explicitly (SPEC §6, "
+            "convention is not the project's: pass scan_rotation_deg explicitly (conventions §6, "
             "see STEMDataset.rotated_positions_A)"
         )
     cal = cal.merged(override, src)
@@ -775,7 +775,7 @@ def detect_kind(path: str | os.PathLike) -> Kind | None:
     str or None
         ``"reconstruction"`` for an HDF5 file with datasets ``object`` and ``probe``; ``"atoms"``
         for one with ``positions_A`` and ``mean_positions_A``; ``"stem"`` for any 4D-STEM format
-        :func:`load_stem` reads (SPEC §6 or EMD HDF5, a 4D ``.npy``/``.npz``, an abTEM zarr
+        :func:`load_stem` reads (conventions §6 or EMD HDF5, a 4D ``.npy``/``.npz``, an abTEM zarr
         store, a rosettasciio detector format); None for anything else or an unreadable file.
         The kind is decided by content, not only the extension; files are only opened, not read.
     """

@@ -1,4 +1,4 @@
-"""The reconstruction file (SPEC §6), also used for checkpoints.
+"""The reconstruction file (conventions §6), also used for checkpoints.
 
 Layout::
 
@@ -50,7 +50,7 @@ def _json_default(value: Any) -> Any:
 
 
 def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: str = "") -> None:
-    """Write ``state`` to ``path`` (SPEC §6 layout with a ``resume`` group), atomically.
+    """Write ``state`` to ``path`` (conventions §6 layout with a ``resume`` group), atomically.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 This is the model that CAVIAR's dispersion analysis is tested against and that the synthetic
 datasets use for correlated vibrations.  Everything is in-plane (two displacement components per
-atom, ``(y, x)``), classical, and in the project's units (SPEC §1): Å, amu, eV, K, THz.
+atom, ``(y, x)``), classical, and in the project's units (conventions §1): Å, amu, eV, K, THz.
 
 Model
 -----
@@ -21,7 +21,7 @@ Conventions
 - Reduced wave vectors ``q_frac = (f1, f2)`` mean ``q = f1 b1 + f2 b2`` with the reciprocal
   vectors ``b`` defined by ``a_i · b_j = δ_ij`` (no 2π; 1/Å), so ``exp(−i q·r_l)`` with
   ``r_l = l1 a1 + l2 a2`` is ``exp(−2πi (f1 l1 + f2 l2))``.
-- Fourier transform over cells (SPEC §5, eq. 5): ``ũ_κ(q) = L^(−1/2) Σ_l u_lκ exp(−i q·r_l)``
+- Fourier transform over cells (conventions §5, eq. 5): ``ũ_κ(q) = L^(−1/2) Σ_l u_lκ exp(−i q·r_l)``
   with the ideal cell origins ``r_l``.  With this convention the force-constant matrix in
   reciprocal space is ``Φ̃_κκ'(q) = Σ_R Φ_κκ'(R) exp(−i q·R)`` (``R = r_l − r_l'`` the cell of κ
   minus the cell of κ'), the dynamical matrix is ``D(q) = M^(−½) Φ̃(q) M^(−½)`` (eV/(Å² amu)), and
@@ -144,7 +144,7 @@ def eigenvalues_to_THz(eigenvalues: ArrayLike) -> np.ndarray:
     """Convert eigenvalues λ of a dynamical matrix (eV/(Å² amu)) to frequencies ν in THz.
 
     Negative eigenvalues become negative frequencies, ``ν = sign(λ) sqrt(|λ|) · 15.6333``,
-    never their absolute value (SPEC §5).
+    never their absolute value (conventions §5).
     """
     lam = np.asarray(eigenvalues, dtype=float)
     return np.sign(lam) * np.sqrt(np.abs(lam)) * THZ_PER_SQRT_EIGENVALUE

@@ -540,7 +540,7 @@ class GroundTruth:
 
 @dataclass(frozen=True)
 class SimulationResult:
-    """A simulated dataset (SPEC §6 input) and its ground truth."""
+    """A simulated dataset (conventions §6 input) and its ground truth."""
 
     dataset: STEMDataset
     truth: GroundTruth
@@ -820,7 +820,7 @@ def write_simulation(path: Any, result: SimulationResult, command: str = "") -> 
     Parameters
     ----------
     path
-        Output HDF5 file (SPEC §6 4D-STEM schema plus ``ground_truth``).
+        Output HDF5 file (conventions §6 4D-STEM schema plus ``ground_truth``).
     result
         The output of :func:`simulate`.
     command

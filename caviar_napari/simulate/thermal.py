@@ -12,12 +12,12 @@ Three models (issue 3; the paper's datasets 1–3):
   tensor and the dispersion are known exactly.  The harmonic model is in-plane: the out-of-plane
   displacement is 0.
 
-Displacements are ``(config, atom, 3)`` ordered ``(y, x, z)`` in Å (SPEC §1 order, z last).
+Displacements are ``(config, atom, 3)`` ordered ``(y, x, z)`` in Å (conventions §1 order, z last).
 Green's tensors are in-plane, ``(2·atoms, 2·atoms)`` with dof ``2 i + a`` (``a = 0`` y, 1 x).
 
 The *realised* Green's tensor of an ensemble is eq. 2 of the paper over its configurations,
 ``G = (1/N) Σ_n u_n u_nᵀ`` with ``u_n = R_n − mean_n R`` (eq. 1), the quantity a reconstruction
-must be compared with (SPEC §4).
+must be compared with (conventions §4).
 """
 
 from __future__ import annotations

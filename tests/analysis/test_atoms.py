@@ -1,4 +1,4 @@
-"""Atom detection and centre-of-mass refinement against known truth (SPEC §3)."""
+"""Atom detection and centre-of-mass refinement against known truth (conventions §3)."""
 
 from __future__ import annotations
 

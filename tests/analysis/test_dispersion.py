@@ -1,4 +1,4 @@
-"""Dispersion from correlations (SPEC §5) against the exact harmonic lattice model."""
+"""Dispersion from correlations (conventions §5) against the exact harmonic lattice model."""
 
 from __future__ import annotations
 

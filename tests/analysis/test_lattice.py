@@ -1,4 +1,4 @@
-"""Lattice vectors, cell and basis indices of honeycomb and rectangular lattices (SPEC §3)."""
+"""Lattice vectors, cell and basis indices of honeycomb and rectangular lattices (conventions §3)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_honeycomb_rotated(theta):
     np.testing.assert_allclose(np.hypot(*a1), A_GRAPHENE, rtol=3e-3)
     np.testing.assert_allclose(np.hypot(*a2), A_GRAPHENE, rtol=3e-3)
     angle = np.degrees(np.arccos(a1 @ a2 / (np.hypot(*a1) * np.hypot(*a2))))
-    assert angle == pytest.approx(120.0, abs=0.3)  # SPEC §5: 120° basis
+    assert angle == pytest.approx(120.0, abs=0.3)  # conventions §5: 120° basis
     # the ideal sites reproduce the positions to within the noise
     assert np.abs(index.ideal_positions_A() - pos).max() < 5 * 0.03
     assert np.hypot(*index.basis_A[1]) == pytest.approx(A_GRAPHENE / np.sqrt(3), rel=1e-2)

@@ -1,4 +1,4 @@
-"""Multislice forward model: windows, definitions, conservation laws and SPEC §2 conventions."""
+"""Multislice forward model: windows, definitions, conservation laws and conventions §2 conventions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Electron optics against known values, analytic cases and SPEC §2 sign conventions."""
+"""Electron optics against known values, analytic cases and conventions §2 sign conventions."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def test_probe_is_centred_normalised_and_has_the_aperture_spectrum():
 
 
 def test_defocused_probe_comes_to_focus_after_defocus_of_vacuum():
-    """SPEC §2: Δf = −C10 > 0 puts the crossover Δf below the entrance surface."""
+    """conventions §2: Δf = −C10 > 0 puts the crossover Δf below the entrance surface."""
     n, d, e, alpha, df = 128, 0.1, 200e3, 30.0, 80.0
     lam = optics.wavelength_A(e)
     probe = optics.make_probe((n, n), d, e, alpha, defocus_A=df)

@@ -1,4 +1,4 @@
-"""ATOMS file (SPEC §6) and CSV position lists: round trips and errors that name the item."""
+"""ATOMS file (conventions §6) and CSV position lists: round trips and errors that name the item."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_round_trip_full(tmp_path):
     assert back.source == "recon.h5"
     assert back.provenance == atoms.provenance
     assert back.n_failed == 1
-    with h5py.File(path) as f:  # SPEC §6 names and dtypes
+    with h5py.File(path) as f:  # conventions §6 names and dtypes
         assert f["positions_A"].shape == (3, 2, 5, 2)
         assert f["cell_index"].dtype.kind == "i"
         assert f.attrs["lattice_vectors_A"].shape == (2, 2)

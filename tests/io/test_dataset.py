@@ -1,4 +1,4 @@
-"""SPEC §6 4D-STEM schema: round trip, calibrations and each bad input with its own error."""
+"""conventions §6 4D-STEM schema: round trip, calibrations and each bad input with its own error."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DISP file (SPEC §6): round trip, atomic write, and errors that name the item."""
+"""DISP file (conventions §6): round trip, atomic write, and errors that name the item."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_round_trip(tmp_path, result):
     assert back.path_labels == ("Γ", "M", "K", "Γ")
     assert back.masses_amu == {"B": 11.0, "N": 14.007}
     assert np.all(np.isfinite(back.frequencies_err_THz[1:]))
-    with h5py.File(path) as f:  # SPEC 6 names
+    with h5py.File(path) as f:  # conventions §6 names
         for key in (
             "q_frac",
             "frequencies_THz",

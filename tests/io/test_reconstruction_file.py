@@ -1,4 +1,4 @@
-"""SPEC §6 reconstruction file: full round trip (with resume data) and named errors."""
+"""conventions §6 reconstruction file: full round trip (with resume data) and named errors."""
 
 from __future__ import annotations
 

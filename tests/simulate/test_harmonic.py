@@ -20,7 +20,7 @@ from caviar_napari.simulate.harmonic import (
 
 
 def test_unit_constant_matches_spec():
-    # SPEC §5: ν[THz] = 15.6333 sqrt(k_BT / (m G)); 12 amu, 1e-3 Å², 300 K → 22.9 THz
+    # conventions §5: ν[THz] = 15.6333 sqrt(k_BT / (m G)); 12 amu, 1e-3 Å², 300 K → 22.9 THz
     assert THZ_PER_SQRT_EIGENVALUE == pytest.approx(15.6333, abs=1e-4)
     nu = THZ_PER_SQRT_EIGENVALUE * math.sqrt(KB_EV_PER_K * 300.0 / (12.0 * 1e-3))
     assert nu == pytest.approx(22.95, abs=0.01)

@@ -1,4 +1,4 @@
-"""Simulated datasets: every preset writes the SPEC §6 input and the ground truth; the frames,
+"""Simulated datasets: every preset writes the conventions §6 input and the ground truth; the frames,
 signs and noise model are the documented ones (checked against the physics, not the code)."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def test_preset_writes_spec_input_and_ground_truth(name, tmp_path):
     result = simulate(config)
     path = tmp_path / f"{name}.h5"
     write_simulation(path, result, command=f"caviar simulate {name} --out {path.name}")
-    ds = read_stem_h5(path)  # the SPEC §6 reader accepts it
+    ds = read_stem_h5(path)  # the conventions §6 reader accepts it
     assert ds.intensities.shape == (4, 4, *config.detector_shape)
     assert ds.energy_eV == config.energy_eV
     assert ds.convergence_semiangle_mrad == config.convergence_semiangle_mrad
