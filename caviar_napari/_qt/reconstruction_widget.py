@@ -460,7 +460,7 @@ class ReconstructionWidget(QWidget):
 
     # ================================================================== saving
     def save_result(self, path: str) -> str:
-        """Save the last result to ``path`` (conventions §6 reconstruction file); returns the path."""
+        """Save the last result to ``path`` (conventions §6); returns the path."""
         from caviar_napari.io.reconstruction import save_reconstruction
 
         if self.result is None:

@@ -1,4 +1,4 @@
-"""Atom positions from reconstructed phases: LoG detection and centre-of-mass refinement (conventions §3).
+"""Atom positions from phases: LoG detection and centre-of-mass refinement (conventions §3).
 
 The paper determines initial positions by hand (or a detection network) and refines them by "the
 centre of mass within a small circular region … using the retrieved phase values as weighting

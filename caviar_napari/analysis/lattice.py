@@ -1,7 +1,7 @@
 """Lattice indexing of atom positions: lattice vectors, unit-cell index (l1, l2), basis index κ.
 
-conventions §3: every atom gets a unit-cell index ``l = (l1, l2)`` and a basis index κ from two lattice
-vectors, given or estimated from the positions.  Positions and vectors are ``(y, x)`` in Å;
+Conventions §3: each atom gets a unit-cell index ``l = (l1, l2)`` and a basis index κ from two
+lattice vectors, given or estimated from the positions.  Positions and vectors are ``(y, x)`` in Å;
 lattice vectors are the rows of a ``(2, 2)`` array ``[a1, a2]``, so an ideal site is
 ``origin + l1 a1 + l2 a2 + basis[κ]`` (``l @ L`` in numpy).
 

@@ -81,7 +81,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "simulate",
         help="simulate a 4D-STEM dataset with known truth (abTEM)",
         description=(
-            "Simulate a 4D-STEM dataset (conventions §6 HDF5) with abTEM, plus a 'ground_truth' group: "
+            "Simulate a 4D-STEM dataset (HDF5, conventions §6) with abTEM, plus a "
+            "'ground_truth' group: "
             "atom positions of every configuration, Green's tensors, dispersion, probe and "
             "phase. Options left out keep the preset's value."
         ),

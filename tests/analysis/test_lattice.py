@@ -1,4 +1,4 @@
-"""Lattice vectors, cell and basis indices of honeycomb and rectangular lattices (conventions §3)."""
+"""Lattice vectors, cell and basis indices of honeycomb and rectangular lattices."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Multislice forward model: windows, definitions, conservation laws and conventions §2 conventions."""
+"""Multislice forward model: windows, definitions, conservation laws and the conventions of §2."""
 
 from __future__ import annotations
 

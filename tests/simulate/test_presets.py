@@ -1,4 +1,4 @@
-"""Simulated datasets: every preset writes the conventions §6 input and the ground truth; the frames,
+"""Simulated datasets: every preset writes the §6 input and the ground truth; the frames,
 signs and noise model are the documented ones (checked against the physics, not the code)."""
 
 from __future__ import annotations
