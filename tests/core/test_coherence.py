@@ -1,0 +1,130 @@
+"""Parametric partial spatial coherence: quadrature, the shifted-probe physics and gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from caviar_napari.core import coherence, optics
+from caviar_napari.core.backend import get_backend
+from caviar_napari.core.multislice import MultisliceModel
+
+DOUBLE = get_backend("cpu", "double")
+K, H, W = 48, 72, 72
+D = 0.25
+LAM = optics.wavelength_A(60e3)
+POS = np.array([[34.3, 33.7], [36.6, 37.2], [38.1, 35.4]])
+
+
+def _model(amplitudes=None):
+    return MultisliceModel(
+        DOUBLE,
+        wavelength_A=LAM,
+        pixel_size_A=D,
+        slice_thickness_A=(3.0, 2.0),
+        positions_px=POS,
+        object_shape=(H, W),
+        amplitudes=amplitudes,
+        window=(K, K),
+        batch_size=2,
+    )
+
+
+def _object(rng):
+    shape = (2, 2, H, W)
+    return (1 + 0.03 * rng.standard_normal(shape)) * np.exp(0.4j * rng.standard_normal(shape))
+
+
+def test_quadrature_moments():
+    for order in (1, 2, 3, 5):
+        q = coherence.gauss_hermite_source(order)
+        assert q.n_points == order**2
+        assert q.weights.sum() == pytest.approx(1.0, abs=1e-14)
+        np.testing.assert_allclose(q.weights @ q.nodes, 0.0, atol=1e-14)
+        if order > 1:
+            cov = (q.nodes * q.weights[:, None]).T @ q.nodes
+            np.testing.assert_allclose(cov, np.eye(2), atol=1e-13)
+    with pytest.raises(Exception, match="order"):
+        coherence.gauss_hermite_source(0)
+
+
+def test_expanded_modes_are_shifted_copies_and_keep_the_power():
+    big = 96  # a window that holds the probe's tails, so that the centroid is meaningful
+    probe = optics.make_probe((big, big), D, 60e3, 35.0, 0.0)[None]
+    k = coherence.window_frequencies((big, big), (D, D))
+    quad = coherence.gauss_hermite_source(3)
+    sigma = 0.5
+    modes = coherence.expand_modes(DOUBLE, probe, sigma, quad, k)
+    assert modes.shape == (9, big, big)
+    assert np.sum(np.abs(modes) ** 2) == pytest.approx(np.sum(np.abs(probe) ** 2), rel=1e-12)
+    # node (+√3 σ, 0) is the probe moved by +√3 σ along y: its intensity centroid moves so
+    yy = (np.arange(big) * D)[:, None]
+    centroid = lambda a: float(np.sum(np.abs(a) ** 2 * yy) / np.sum(np.abs(a) ** 2))  # noqa: E731
+    j = int(np.flatnonzero((quad.nodes[:, 0] > 1) & (quad.nodes[:, 1] == 0))[0])
+    shift = centroid(modes[j]) - centroid(probe[0])
+    assert shift == pytest.approx(np.sqrt(3) * sigma, abs=0.02)
+
+
+def test_source_equals_averaging_over_shifted_scan_positions():
+    """A Gaussian source is the scan-position average of coherent patterns (the PSC physics)."""
+    rng = np.random.default_rng(3)
+    obj = _object(rng)[:1]
+    probe = optics.make_probe((K, K), D, 60e3, 35.0, 20.0)[None]
+    k = coherence.window_frequencies((K, K), (D, D))
+    sigma_px = 0.8
+    model = _model()
+    fine = coherence.gauss_hermite_source(9)
+    reference = 0.0
+    for node, w in zip(fine.nodes, fine.weights, strict=True):
+        moved = MultisliceModel(
+            DOUBLE,
+            wavelength_A=LAM,
+            pixel_size_A=D,
+            slice_thickness_A=(3.0, 2.0),
+            positions_px=POS + sigma_px * node,
+            object_shape=(H, W),
+            window=(K, K),
+        )
+        reference = reference + w * moved.intensities(obj, probe, (0.0, 0.0))
+    modes = coherence.expand_modes(
+        DOUBLE, probe, sigma_px * D, coherence.gauss_hermite_source(3), k
+    )
+    # moving the probe by +d in the window is the probe sitting at r_p + d on the object
+    got = model.intensities(obj, modes, (0.0, 0.0))
+    rel = lambda a: np.abs(a - reference).sum() / np.abs(reference).sum()  # noqa: E731
+    # the two differ only where the probe's tails wrap in the window (a shifted probe wraps,
+    # a moved window does not): 0.4 % here, against 6 % without the source
+    assert rel(got) < 1e-2
+    assert rel(model.intensities(obj, probe, (0.0, 0.0))) > 5 * rel(got)
+    # the 3-point rule against a 9-point one: the quadrature error alone
+    converged = coherence.expand_modes(
+        DOUBLE, probe, sigma_px * D, coherence.gauss_hermite_source(9), k
+    )
+    exact = model.intensities(obj, converged, (0.0, 0.0))
+    assert np.abs(got - exact).sum() / np.abs(exact).sum() < 3e-3
+
+
+def test_gradients_of_probe_and_source_size_against_finite_differences():
+    rng = np.random.default_rng(5)
+    obj = _object(rng)
+    probe = optics.probe_modes(optics.make_probe((K, K), D, 60e3, 35.0, 25.0), 2) * 20.0
+    k = coherence.window_frequencies((K, K), (D, D))
+    quad = coherence.gauss_hermite_source(3)
+    truth = coherence.expand_modes(DOUBLE, probe * 1.05, 0.3, quad, k)
+    amp = np.sqrt(_model().intensities(obj * 0.98, truth, (0.0, 0.0)))
+    model = _model(amp)
+    sigma0 = 0.2
+
+    def loss(p, s):
+        return model.loss(obj, coherence.expand_modes(DOUBLE, p, s, quad, k), (0.0, 0.0))
+
+    _, grads = model.loss_and_gradient(
+        obj, coherence.expand_modes(DOUBLE, probe, sigma0, quad, k), (0.0, 0.0), want={"probe"}
+    )
+    g_probe, g_sigma = coherence.contract_gradient(DOUBLE, probe, sigma0, quad, k, grads["probe"])
+    h = 1e-5
+    fd_sigma = (loss(probe, sigma0 + h) - loss(probe, sigma0 - h)) / (2 * h)
+    assert g_sigma == pytest.approx(fd_sigma, rel=1e-6)
+    d = rng.standard_normal(probe.shape) + 1j * rng.standard_normal(probe.shape)
+    fd_probe = (loss(probe + h * d, sigma0) - loss(probe - h * d, sigma0)) / (2 * h)
+    assert 2 * np.real(np.vdot(g_probe, d)) == pytest.approx(fd_probe, rel=1e-6)
