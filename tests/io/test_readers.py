@@ -9,9 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from caviar_napari.core.optics import wavelength_A
+from caviar_napari.data.beam import wavelength_A
+from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
-from caviar_napari.io.dataset import STEMDataset, write_stem_h5
+from caviar_napari.io.dataset import write_stem_h5
 from caviar_napari.io.readers import detect_kind, load_stem
 
 CAL = {
