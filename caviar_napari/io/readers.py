@@ -785,7 +785,8 @@ class Reader:
         :class:`Calibration` filling in or overriding the file's.
     lazy
         True when ``load`` leaves the intensities in the file (memory-mapped, read on use)
-        instead of reading them into memory.
+        instead of reading them into memory; data that must be converted (not float32, or
+        with negative counts to clip) are still copied into memory.
     directory
         True for a format stored as a folder (a zarr store), False for a file.
     by_content
