@@ -28,6 +28,7 @@ from caviar_napari.errors import InputError
 
 __all__ = ["LOSSES", "LossKind", "default_eps", "loss_and_dI", "loss_value"]
 
+#: Static type of :data:`caviar_napari.data.config.LOSSES`.
 LossKind = Literal["gaussian", "poisson"]
 
 
