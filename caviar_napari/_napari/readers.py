@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from caviar_napari.errors import InputError
 
@@ -20,11 +21,13 @@ __all__ = ["LAYER_FUNCTIONS", "filename_patterns", "get_reader"]
 
 #: File kind (:data:`caviar_napari.io.readers.Kind`) → ``"module:function"`` that turns a path
 #: of that kind into napari layer data (imported when a file of that kind is opened).
-LAYER_FUNCTIONS: dict[str, str] = {
-    "stem": "caviar_napari._napari.stem_layers:stem_layer_data",
-    "reconstruction": "caviar_napari._napari.reconstruction_layers:reconstruction_layer_data",
-    "atoms": "caviar_napari._napari.atoms_layers:atoms_layer_data",
-}
+LAYER_FUNCTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "stem": "caviar_napari._napari.stem_layers:stem_layer_data",
+        "reconstruction": "caviar_napari._napari.reconstruction_layers:reconstruction_layer_data",
+        "atoms": "caviar_napari._napari.atoms_layers:atoms_layer_data",
+    }
+)
 
 
 def filename_patterns() -> list[str]:
