@@ -520,8 +520,8 @@ def _hdf5_kind(path: Path) -> Kind | None:
     """A reconstruction (``object`` and ``probe``), an ATOMS file (``positions_A`` and
     ``mean_positions_A``) or 4D-STEM data (conventions §6 or EMD); None for other HDF5."""
     try:
-        f = h5py.File(path, "r")
-    except OSError:
+        f = open_h5(path)
+    except InputError:
         return None
     with f:
         if "object" in f and "probe" in f:
