@@ -1,4 +1,5 @@
-"""The npe2 manifest is found and valid in the editable install and in a built wheel."""
+"""The npe2 manifest is found and valid in the editable install and in a built wheel, and its
+reader offers exactly the formats of the io reader registry."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
+
+from caviar_napari._napari.readers import filename_patterns
+from caviar_napari.io.readers import READERS
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = REPO / "pyproject.toml"
@@ -93,3 +98,22 @@ def test_manifest_and_demo_data_in_wheel(tmp_path: Path) -> None:
     assert out[0].startswith(str(target)), "the wheel's package was not the one imported"
     assert out[1] == WIDGETS
     assert out[2] == SAMPLES
+
+
+def _reader_contribution(manifest: Path) -> dict:
+    data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    (reader,) = data["contributions"]["readers"]
+    return reader
+
+
+def test_reader_patterns_are_the_registry_extensions() -> None:
+    """napari.yaml offers every registry extension and nothing else (reconstruction and ATOMS
+    files are HDF5: the HDF5 entry's patterns cover them), and folders iff a format is one."""
+    package_manifest = REPO / "caviar_napari" / "napari.yaml"
+    assert package_manifest.read_bytes() == (REPO / "napari.yaml").read_bytes()
+    reader = _reader_contribution(package_manifest)
+    patterns = reader["filename_patterns"]
+    assert len(patterns) == len(set(patterns)), f"duplicate patterns in napari.yaml: {patterns}"
+    assert sorted(patterns) == sorted(filename_patterns())
+    assert {"*.hdf", "*.py4dstem", "*.h5"} <= set(patterns)
+    assert reader.get("accepts_directories", False) == any(r.directory for r in READERS)

@@ -110,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the reconstruction; returns the exit status (errors propagate as CaviarError)."""
     from tqdm import tqdm
 
-    from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction
+    from caviar_napari.io.reconstruction import (
+        checkpoint_writer,
+        load_reconstruction,
+        save_reconstruction,
+    )
 
     dataset = _load_dataset(args.data)
     state: ReconState | None = None
@@ -130,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         dynamic_ncols=True,
         disable=None,  # no bar when stderr is not a terminal
     )
-    gen = engine.run(dataset, config, state=state)
+    on_checkpoint = checkpoint_writer(config.checkpoint_path)
+    gen = engine.run(dataset, config, state=state, on_checkpoint=on_checkpoint)
     try:
         while True:
             try:

@@ -19,12 +19,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from caviar_napari.data.config import DEVICES
 from caviar_napari.errors import DeviceError, InputError
 
 __all__ = ["Backend", "ScatterPlan", "detect_devices", "get_backend"]
 
 log = logging.getLogger(__name__)
 
+#: Static types of :data:`caviar_napari.data.config.DEVICES` and ``PRECISIONS``.
 DeviceName = Literal["auto", "cpu", "gpu"]
 PrecisionName = Literal["single", "double"]
 
@@ -271,8 +273,8 @@ def get_backend(device: DeviceName = "auto", precision: PrecisionName = "single"
         ``"single"`` (complex64, default) or ``"double"`` (complex128).
     """
     complex_dtype, real_dtype = _dtypes(precision)
-    if device not in ("auto", "cpu", "gpu"):
-        raise InputError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
     cores = _cpu_count()
     if device in ("gpu", "auto"):
         try:

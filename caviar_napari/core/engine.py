@@ -58,17 +58,22 @@ Resume
     The :class:`ReconState` carries the optimiser memory and the RNG state; running from a
     stopped or checkpointed state continues exactly where it left off (same iterates, to the bit
     on the same machine and backend).
+
+Checkpoints
+    Every ``config.checkpoint_every`` iterations the engine hands the synchronised state to the
+    ``on_checkpoint`` callback of :func:`run`; it does not write files itself (core imports
+    nothing of io).  Whoever starts a run passes the writer, e.g.
+    ``on_checkpoint=caviar_napari.io.reconstruction.checkpoint_writer(config.checkpoint_path)``.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,14 +83,19 @@ import scipy.fft
 from caviar_napari import __version__
 from caviar_napari.core import optics
 from caviar_napari.core.backend import Backend, get_backend
-from caviar_napari.core.config import ReconstructionConfig, StageConfig
 from caviar_napari.core.memory import MemoryEstimate, estimate_memory, require_memory
 from caviar_napari.core.multislice import MultisliceModel
+from caviar_napari.core.optics import BAND_LIMIT
 from caviar_napari.core.optimise import make_optimiser
+from caviar_napari.data.config import ReconstructionConfig, StageConfig, config_json
+from caviar_napari.data.dataset import STEMDataset
+from caviar_napari.data.recon import ReconState
 from caviar_napari.errors import InputError
-from caviar_napari.io.dataset import STEMDataset
 
 log = logging.getLogger(__name__)
+
+#: Called with the state at every checkpoint (see :func:`run`); must not keep the arrays.
+CheckpointCallback = Callable[[ReconState], None]
 
 #: Largest fraction of the mean pattern's intensity allowed beyond the band limit unpadded (and
 #: left beyond the band limit of the padded window).  It must be far below the thermal diffuse
@@ -95,14 +105,14 @@ log = logging.getLogger(__name__)
 #: represent the data to better than 3e-6: the states then fitted that misfit instead of the
 #: vibrations (docs/validation.md).
 PAD_TOLERANCE = 1e-6
-#: Band limit of waves and object updates, fraction of Nyquist (conventions §2).
-BAND_LIMIT = 2.0 / 3.0
 #: Smoothing of the l1 absorption penalty, ``sqrt(a² + ε²)``.
 L1_EPS = 1e-3
 #: Relative power of the probe modes added at a stage change (ratio of successive modes).
 MODE_DECAY = 0.3
 
 __all__ = [
+    "BAND_LIMIT",
+    "CheckpointCallback",
     "Geometry",
     "config_json",
     "initial_state",
@@ -120,73 +130,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- records
-@dataclass
-class ReconState:
-    """Everything a reconstruction is, and everything needed to continue it.
-
-    Attributes
-    ----------
-    object
-        ``(N, S, H, W)`` complex transmission functions (host numpy).
-    probe
-        ``(M, Ky, Kx)`` complex probe modes, real space, centred (host numpy).
-    tilt_mrad
-        ``(2,)`` crystal tilt ``(α_y, α_x)``, mrad.
-    loss
-        ``(iterations,)`` objective after every iteration (dimensionless, see module notes).
-    pixel_size_A
-        ``(dy, dx)`` object pixel, Å.
-    object_origin_A
-        ``(y, x)`` of object pixel ``[0, 0]`` in the frame of the scan positions, Å.
-    slice_thickness_A
-        ``(S,)`` slice thicknesses, Å.
-    config
-        The configuration that produced (or continues) the state.
-    stage_index, stage_iteration, iteration
-        Current stage, iterations done in it, iterations done in total.
-    optimiser_state
-        Exported optimiser memory of the current stage (None at a stage start).
-    rng_state
-        State of the seeded ``numpy.random.Generator`` (``bit_generator.state``).
-    source
-        Name of the input data file.
-    scan_positions_A
-        ``(P, 2)`` probe positions ``(y, x)`` in the object frame, Å.
-    scan_rotation_deg
-        Scan rotation applied to the positions, degrees.
-    """
-
-    object: np.ndarray
-    probe: np.ndarray
-    tilt_mrad: np.ndarray
-    loss: list[float]
-    pixel_size_A: tuple[float, float]
-    object_origin_A: tuple[float, float]
-    slice_thickness_A: np.ndarray
-    config: ReconstructionConfig
-    stage_index: int = 0
-    stage_iteration: int = 0
-    iteration: int = 0
-    optimiser_state: dict[str, Any] | None = None
-    rng_state: dict[str, Any] | None = None
-    source: str = ""
-    scan_positions_A: np.ndarray | None = None
-    scan_rotation_deg: float = 0.0
-    version: str = __version__
-
-    @property
-    def finished(self) -> bool:
-        """True when every stage has run all its iterations."""
-        stages = self.config.stages
-        if self.stage_index >= len(stages):
-            return True
-        return self.stage_index == len(stages) - 1 and self.stage_iteration >= stages[-1].iterations
-
-    def copy(self) -> ReconState:
-        """Deep copy (arrays, memory and configuration)."""
-        return copy.deepcopy(self)
-
-
 @dataclass
 class Progress:
     """Report after one iteration.
@@ -568,6 +511,7 @@ def initial_state(
         source=dataset.source,
         scan_positions_A=geom.positions_A.copy(),
         scan_rotation_deg=dataset.scan_rotation_deg,
+        version=__version__,
     )
 
 
@@ -700,6 +644,7 @@ def run(
     *,
     state: ReconState | None = None,
     control: RunControl | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> Generator[Progress, None, ReconState]:
     """Run (or continue) a staged reconstruction.
 
@@ -716,6 +661,12 @@ def run(
         at ``stage_index = stage_iteration = 0`` is a starting guess, adapted to stage 0.
     control
         Stop / pause / resume requests from another thread.
+    on_checkpoint
+        Called with the state (host arrays, optimiser memory and RNG state synchronised) every
+        ``config.checkpoint_every`` iterations, e.g. a writer of the reconstruction file
+        (:func:`caviar_napari.io.reconstruction.checkpoint_writer`).  The state is the live one:
+        the callback must write or copy what it needs before it returns.  Required when
+        ``config.checkpoint_every`` > 0.
 
     Yields
     ------
@@ -732,9 +683,15 @@ def run(
     MemoryBudgetError
         The estimate exceeds the device's free memory (message: needed vs available, advice).
     InputError
-        Inconsistent configuration, state or dataset.
+        Inconsistent configuration, state or dataset, or checkpoints asked for without an
+        ``on_checkpoint`` callback.
     """
     config = ReconstructionConfig.from_dict(config.to_dict())
+    if config.checkpoint_every and on_checkpoint is None:
+        raise InputError(
+            f"'checkpoint_every' is {config.checkpoint_every} but the run was given no "
+            f"checkpoint writer for '{config.checkpoint_path}' (engine.run(on_checkpoint=...))"
+        )
     backend = get_backend(config.device, config.precision)
     xp = backend.xp
     geom = plan_geometry(dataset, config)
@@ -778,6 +735,7 @@ def run(
                 amplitudes_dev,
                 norm,
                 control,
+                on_checkpoint,
                 start_iteration,
                 t0,
             )
@@ -800,6 +758,7 @@ def _run_stage(
     amplitudes: Any,
     norm: float,
     control: RunControl | None,
+    on_checkpoint: CheckpointCallback | None,
     start_iteration: int,
     t0: float,
 ) -> Generator[Progress, None, bool]:
@@ -867,8 +826,9 @@ def _run_stage(
         due_ckpt = config.checkpoint_every and state.iteration % config.checkpoint_every == 0
         if due_ckpt or last:
             sync(x)
-        if due_ckpt:
-            _write_checkpoint(state, config.checkpoint_path)
+        if due_ckpt and on_checkpoint is not None:
+            on_checkpoint(state)
+            log.debug("checkpoint at iteration %d", state.iteration)
         elapsed = time.perf_counter() - t0
         done = state.iteration - start_iteration
         obj_copy = probe_copy = None
@@ -894,30 +854,18 @@ def _run_stage(
     return False
 
 
-def _write_checkpoint(state: ReconState, path: str | None) -> None:
-    from caviar_napari.io.reconstruction import save_reconstruction
-
-    if path:
-        save_reconstruction(path, state, source=state.source)
-        log.debug("checkpoint at iteration %d written to %s", state.iteration, path)
-
-
 def run_to_end(
     dataset: STEMDataset,
     config: ReconstructionConfig,
     *,
     state: ReconState | None = None,
     control: RunControl | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> ReconState:
     """Drive :func:`run` to its end and return the final :class:`ReconState`."""
-    gen = run(dataset, config, state=state, control=control)
+    gen = run(dataset, config, state=state, control=control, on_checkpoint=on_checkpoint)
     while True:
         try:
             next(gen)
         except StopIteration as stop:
             return stop.value
-
-
-def config_json(config: ReconstructionConfig) -> str:
-    """The configuration as a JSON string (recorded in every output)."""
-    return json.dumps(config.to_dict(), sort_keys=True)

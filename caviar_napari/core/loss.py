@@ -23,12 +23,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from caviar_napari.data.config import LOSSES
 from caviar_napari.errors import InputError
 
 __all__ = ["LOSSES", "LossKind", "default_eps", "loss_and_dI", "loss_value"]
 
+#: Static type of :data:`caviar_napari.data.config.LOSSES`.
 LossKind = Literal["gaussian", "poisson"]
-LOSSES: tuple[str, ...] = ("gaussian", "poisson")
 
 
 def check_kind(kind: str) -> str:

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from caviar_napari.core.config import StageConfig
 from caviar_napari.core.multislice import MultisliceModel
+from caviar_napari.data.config import StageConfig
 from caviar_napari.errors import MemoryBudgetError
 
 #: Fraction of the available memory the engine may plan to use.

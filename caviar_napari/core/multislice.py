@@ -204,7 +204,7 @@ class MultisliceModel:
         loss: str = "gaussian",
         batch_size: int | None = None,
         window: Sequence[int] | None = None,
-        band_limit: float = 2.0 / 3.0,
+        band_limit: float = optics.BAND_LIMIT,
         object_band_limit: bool = True,
         loss_eps: float | None = None,
     ) -> None:

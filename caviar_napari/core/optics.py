@@ -1,4 +1,7 @@
-"""Electron optics: wavelength, interaction constant, probe, probe modes, Fresnel propagator.
+"""Electron optics: probe, probe modes, Fresnel propagator, band limit.
+
+The wavelength and interaction constant are :mod:`caviar_napari.data.beam` (a dataset's
+calibration needs them); they are re-exported here.
 
 Conventions (conventions §2; Kirkland's book and abTEM):
 
@@ -27,10 +30,12 @@ from typing import Any
 import numpy as np
 
 from caviar_napari.core.grid import as_pair
+from caviar_napari.data.beam import interaction_constant, wavelength_A
 from caviar_napari.errors import InputError
 
 __all__ = [
     "ABERRATION_ORDERS",
+    "BAND_LIMIT",
     "aberration_chi",
     "aperture",
     "band_limit_mask",
@@ -42,9 +47,9 @@ __all__ = [
     "wavelength_A",
 ]
 
-# physical constants (CODATA 2018)
-_HC_EV_A = 12398.419843320026  # h·c in eV·Å
-_MC2_EV = 510998.95000  # electron rest energy m0·c² in eV
+#: Band limit of waves, propagators and object updates, fraction of Nyquist (conventions §2):
+#: the circular anti-aliasing cut that keeps products of band-limited waves alias-free.
+BAND_LIMIT = 2.0 / 3.0
 
 #: Krivanek coefficient name -> (n, m): χ term ∝ α^(n+1)/(n+1) cos(m(φ − φ_nm)).
 ABERRATION_ORDERS: dict[str, tuple[int, int]] = {
@@ -65,39 +70,6 @@ ABERRATION_ORDERS: dict[str, tuple[int, int]] = {
 }
 _ALIASES = {"Cs": "C30", "C3": "C30", "C5": "C50", "astigmatism": "C12", "coma": "C21"}
 _ANGLE_ALIASES = {"astigmatism_angle": "phi12", "coma_angle": "phi21"}
-
-
-def _check_energy(energy_eV: float) -> float:
-    e = float(energy_eV)
-    if not math.isfinite(e) or e <= 0:
-        raise InputError(f"energy_eV must be a positive number of eV, got {energy_eV!r}")
-    return e
-
-
-def wavelength_A(energy_eV: float) -> float:
-    """Relativistic electron wavelength in Å.
-
-    ``λ = h c / sqrt(E (2 m0c² + E))``; e.g. 0.02508 Å at 200 keV, 0.04866 Å at 60 keV.
-
-    Parameters
-    ----------
-    energy_eV
-        Kinetic energy of the beam electrons, eV.
-    """
-    e = _check_energy(energy_eV)
-    return _HC_EV_A / math.sqrt(e * (2.0 * _MC2_EV + e))
-
-
-def interaction_constant(energy_eV: float) -> float:
-    """Relativistic interaction constant σ in rad/(V·Å) (Kirkland eq. 5.6).
-
-    ``σ = 2π m e λ / h² = (2π / (λ E)) (m0c² + E) / (2 m0c² + E)``, with E in eV so that
-    ``e·V`` is in eV; σ(200 keV) ≈ 7.29e-4 rad/(V·Å).  The transmission of a slice of projected
-    potential ``V`` (V·Å) is ``exp(iσV)``: the phase is positive on atoms.
-    """
-    e = _check_energy(energy_eV)
-    lam = wavelength_A(e)
-    return 2.0 * math.pi / (lam * e) * (_MC2_EV + e) / (2.0 * _MC2_EV + e)
 
 
 def _window(window: Sequence[int], name: str = "window") -> tuple[int, int]:
@@ -148,7 +120,7 @@ def spatial_frequencies(
 def band_limit_mask(
     window: Sequence[int],
     pixel_size_A: float | Sequence[float],
-    fraction: float = 2.0 / 3.0,
+    fraction: float = BAND_LIMIT,
     xp: ModuleType = np,
 ) -> Any:
     """Circular anti-aliasing mask: 1 where ``|k| ≤ fraction · k_Nyquist``, else 0.
@@ -397,7 +369,7 @@ def fresnel_propagator(
     dz_A: float | Sequence[float] | Any,
     tilt_mrad: Sequence[float] = (0.0, 0.0),
     xp: ModuleType = np,
-    band_limit: float | None = 2.0 / 3.0,
+    band_limit: float | None = BAND_LIMIT,
 ) -> Any:
     """Fresnel propagator with crystal tilt, times the circular band limit, FFT order.
 

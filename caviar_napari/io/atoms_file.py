@@ -25,100 +25,39 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 from numpy.typing import ArrayLike
 
-from caviar_napari import __version__
+from caviar_napari.data.atoms import AtomsData
 from caviar_napari.errors import InputError
+from caviar_napari.io._h5util import (
+    as_strings,
+    as_text,
+    json_default,
+    open_h5,
+    read_dataset,
+    write_stamp,
+)
 from caviar_napari.io.atomic import atomic_h5, atomic_path
+
+__all__ = [
+    "CSV_COLUMNS",
+    "CSV_SPECIES",
+    "AtomsData",
+    "read_atoms",
+    "read_positions_csv",
+    "write_atoms",
+    "write_positions_csv",
+]
+
+#: Appended to the message of a missing item.
+_HINT = " (not an ATOMS file?)"
 
 #: Column names of the CSV position list.
 CSV_COLUMNS = ("y_A", "x_A")
 CSV_SPECIES = "species"
-
-
-@dataclass
-class AtomsData:
-    """Contents of an ATOMS file; shapes validated on construction.
-
-    Attributes
-    ----------
-    positions_A
-        ``(state, slice, atom, 2)`` positions ``(y, x)`` in the scan frame, Å; NaN where the
-        refinement failed.
-    mean_positions_A
-        ``(atom, 2)`` mean positions ``(y, x)``, Å.
-    cell_index
-        ``(atom, 2)`` int unit-cell index ``(l1, l2)``, or None.
-    basis_index
-        ``(atom,)`` int basis index κ, or None.
-    species
-        ``(atom,)`` species names (str), or None.
-    lattice_vectors_A
-        ``(2, 2)`` rows ``a1, a2`` as ``(y, x)``, Å, or None.
-    source
-        The file the positions were measured on (e.g. the reconstruction).
-    status
-        ``(state, slice, atom)`` int8 refinement status codes, or None.
-    provenance
-        What produced the file (method, parameters); stored as JSON.
-    """
-
-    positions_A: np.ndarray
-    mean_positions_A: np.ndarray
-    cell_index: np.ndarray | None = None
-    basis_index: np.ndarray | None = None
-    species: np.ndarray | None = None
-    lattice_vectors_A: np.ndarray | None = None
-    source: str = ""
-    status: np.ndarray | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.positions_A = np.asarray(self.positions_A, dtype=float)
-        self.mean_positions_A = np.asarray(self.mean_positions_A, dtype=float)
-        if self.positions_A.ndim != 4 or self.positions_A.shape[-1] != 2:
-            raise InputError(
-                f"positions_A must be (state, slice, atom, 2), got shape {self.positions_A.shape}"
-            )
-        n = self.positions_A.shape[2]
-        n_states, n_slices = self.positions_A.shape[:2]
-        if self.cell_index is not None:
-            self.cell_index = np.asarray(self.cell_index, dtype=np.int64)
-        if self.basis_index is not None:
-            self.basis_index = np.asarray(self.basis_index, dtype=np.int64)
-        if self.species is not None:
-            self.species = np.asarray(self.species, dtype=str)
-        if self.lattice_vectors_A is not None:
-            self.lattice_vectors_A = np.asarray(self.lattice_vectors_A, dtype=float)
-        if self.status is not None:
-            self.status = np.asarray(self.status, dtype=np.int8)
-        checks = {
-            "mean_positions_A": (self.mean_positions_A, (n, 2)),
-            "cell_index": (self.cell_index, (n, 2)),
-            "basis_index": (self.basis_index, (n,)),
-            "species": (self.species, (n,)),
-            "lattice_vectors_A": (self.lattice_vectors_A, (2, 2)),
-            "status": (self.status, (n_states, n_slices, n)),
-        }
-        for key, (value, want) in checks.items():
-            if value is not None and value.shape != want:
-                raise InputError(f"{key}: shape {value.shape} does not match {want} for {n} atoms")
-
-    @property
-    def n_atoms(self) -> int:
-        """Number of atoms."""
-        return int(self.positions_A.shape[2])
-
-    @property
-    def n_failed(self) -> int:
-        """Number of NaN (state, slice, atom) positions."""
-        return int(np.any(~np.isfinite(self.positions_A), axis=-1).sum())
 
 
 def write_atoms(path: str | os.PathLike, atoms: AtomsData) -> None:
@@ -146,32 +85,8 @@ def write_atoms(path: str | os.PathLike, atoms: AtomsData) -> None:
             f.create_dataset("status", data=atoms.status.astype(np.int8))
         if atoms.lattice_vectors_A is not None:
             f.attrs["lattice_vectors_A"] = atoms.lattice_vectors_A.astype(np.float64)
-        f.attrs["source"] = str(atoms.source)
-        f.attrs["provenance_json"] = json.dumps(atoms.provenance, default=_json_default)
-        f.attrs["units"] = "positions: Å, (y, x) in the scan frame"
-        f.attrs["software"] = "caviar-napari"
-        f.attrs["version"] = __version__
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _read_dataset(f: h5py.File, where: str, key: str, required: bool) -> np.ndarray | None:
-    if key not in f:
-        if required:
-            raise InputError(f"{where}: missing dataset '{key}' (not an ATOMS file?)")
-        return None
-    item = f[key]
-    if not isinstance(item, h5py.Dataset):
-        raise InputError(f"{where}: '{key}' is not a dataset")
-    return item[()]
+        f.attrs["provenance_json"] = json.dumps(atoms.provenance, default=json_default)
+        write_stamp(f, source=atoms.source, units="positions: Å, (y, x) in the scan frame")
 
 
 def read_atoms(path: str | os.PathLike) -> AtomsData:
@@ -194,26 +109,16 @@ def read_atoms(path: str | os.PathLike) -> AtomsData:
         names the file and the item).
     """
     where = str(path)
-    if not Path(path).is_file():
-        raise InputError(f"{where}: no such ATOMS file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{where}: cannot open as HDF5 ({exc})") from exc
-    with f:
-        positions = _read_dataset(f, where, "positions_A", True)
-        mean = _read_dataset(f, where, "mean_positions_A", True)
-        cells = _read_dataset(f, where, "cell_index", False)
-        basis = _read_dataset(f, where, "basis_index", False)
-        species = _read_dataset(f, where, "species", False)
-        status = _read_dataset(f, where, "status", False)
+    with open_h5(path) as f:
+        positions = read_dataset(f, where, "positions_A", hint=_HINT)
+        mean = read_dataset(f, where, "mean_positions_A", hint=_HINT)
+        cells = read_dataset(f, where, "cell_index", required=False)
+        basis = read_dataset(f, where, "basis_index", required=False)
+        species = as_strings(read_dataset(f, where, "species", required=False))
+        status = read_dataset(f, where, "status", required=False)
         lattice = f.attrs.get("lattice_vectors_A")
         source = f.attrs.get("source", "")
         prov_text = f.attrs.get("provenance_json", "{}")
-    if species is not None:
-        species = np.asarray(
-            [s.decode() if isinstance(s, bytes) else str(s) for s in np.ravel(species)], dtype=str
-        ).reshape(np.shape(species))
     try:
         provenance = json.loads(prov_text)
     except (TypeError, json.JSONDecodeError) as exc:
@@ -226,7 +131,7 @@ def read_atoms(path: str | os.PathLike) -> AtomsData:
             basis_index=None if basis is None else np.asarray(basis),
             species=species,
             lattice_vectors_A=None if lattice is None else np.asarray(lattice, dtype=float),
-            source=source.decode() if isinstance(source, bytes) else str(source),
+            source=as_text(source),
             status=None if status is None else np.asarray(status),
             provenance=provenance if isinstance(provenance, dict) else {},
         )

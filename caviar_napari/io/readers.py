@@ -1,13 +1,19 @@
 """Readers for the 4D-STEM formats microscopists have, all converted to :class:`STEMDataset`.
 
-:func:`load_stem` dispatches on the file's content and extension:
+:data:`READERS` is the registry of formats: one :class:`Reader` entry per format (extensions,
+a sniffing function, a loader, lazy or not).  :func:`load_stem` reads a file with the first
+entry that claims it, :func:`detect_kind` says what a file holds with that entry's sniffing
+function, and the napari reader (``caviar_napari._napari.readers``, napari.yaml) offers exactly
+the registry's extensions.  The formats:
 
 ==========================  =================================================================
-conventions §6 HDF5                ``.h5``/``.hdf5``/``.emd`` with a root dataset ``intensities``
+conventions §6 HDF5         ``.h5``/``.hdf5``/``.hdf``/``.emd``/``.py4dstem`` (or any HDF5
+                            file) with a root dataset ``intensities``
                             (:func:`caviar_napari.io.dataset.read_stem_h5`)
-numpy + JSON sidecar        ``DATA.npy`` or ``DATA.npz`` (array ``intensities``, or its only
-                            array) with ``DATA.json`` holding the conventions §6 attributes
-                            (``energy_eV``, ``convergence_semiangle_mrad``, ``scan_step_A``,
+numpy + JSON sidecar        ``DATA.npy`` (memory-mapped) or ``DATA.npz`` (array
+                            ``intensities``, or its only array) with ``DATA.json`` holding the
+                            conventions §6 attributes (``energy_eV``,
+                            ``convergence_semiangle_mrad``, ``scan_step_A``,
                             ``angular_sampling_mrad`` or ``reciprocal_sampling_invA``, optional
                             ``defocus_A``, ``scan_rotation_deg``, ``positions_A``)
 EMD 1.0 / py4DSTEM          HDF5 with an EMD ``array`` group holding a 4D ``data`` set (py4DSTEM
@@ -34,10 +40,13 @@ read by their navigate flag (navigation first, in array order).
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -45,32 +54,28 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
+from caviar_napari.data.beam import wavelength_A
+from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
-from caviar_napari.io.dataset import STEMDataset, read_stem_h5
+from caviar_napari.io._h5util import as_text, open_h5
+from caviar_napari.io.dataset import CALIBRATION_RTOL, read_stem_h5
 
 __all__ = [
     "CALIBRATION_KEYS",
-    "RSCIIO_EXTENSIONS",
+    "READERS",
     "Calibration",
+    "Kind",
+    "Reader",
     "detect_kind",
     "load_stem",
+    "reader_extensions",
+    "reader_for",
 ]
 
 log = logging.getLogger(__name__)
 
+#: What a file holds: a 4D-STEM dataset, a reconstruction, or an ATOMS file.
 Kind = Literal["stem", "reconstruction", "atoms"]
-
-HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf", ".emd", ".py4dstem")
-NUMPY_EXTENSIONS = (".npy", ".npz")
-#: Extensions read through rosettasciio, with the name of its plugin.
-RSCIIO_EXTENSIONS: Mapping[str, str] = {
-    ".mib": "quantumdetector",
-    ".dm3": "digitalmicrograph",
-    ".dm4": "digitalmicrograph",
-    ".xml": "empad",
-    ".raw": "empad",
-    ".blo": "blockfile",
-}
 
 #: Calibration items a user may pass (and a JSON sidecar may hold).
 CALIBRATION_KEYS: tuple[str, ...] = (
@@ -200,9 +205,6 @@ def _dataset(
         raise InputError(f"{source}: missing calibration item(s) {', '.join(missing)}; {hint}")
     angular = calibration.angular_sampling_mrad
     if calibration.reciprocal_sampling_invA is not None:
-        from caviar_napari.core.optics import wavelength_A
-        from caviar_napari.io.dataset import CALIBRATION_RTOL
-
         try:
             rec = np.asarray(calibration.reciprocal_sampling_invA, dtype=float)
             lam = wavelength_A(float(np.asarray(calibration.energy_eV, dtype=float)))
@@ -323,15 +325,30 @@ def _load_numpy(path: Path, override: Calibration) -> STEMDataset:
     )
 
 
+def _npy_kind(path: Path) -> Kind | None:
+    """``"stem"`` for a 4D ``.npy`` array (header only)."""
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except (OSError, ValueError, EOFError):
+        return None
+    return "stem" if len(shape) == 4 else None
+
+
+def _npz_kind(path: Path) -> Kind | None:
+    """``"stem"`` for an ``.npz`` whose ``intensities`` (or only) array is 4D (headers only)."""
+    try:
+        shapes = _npz_shapes(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    key = (
+        "intensities"
+        if "intensities" in shapes
+        else (next(iter(shapes)) if len(shapes) == 1 else None)
+    )
+    return "stem" if key is not None and len(shapes[key]) == 4 else None
+
+
 # ------------------------------------------------------------------------------ EMD / py4DSTEM
-def _as_str(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _as_str(value.item())
-    return str(value)
-
-
 def _emd_arrays(f: h5py.File) -> list[h5py.Group]:
     """EMD ``array`` groups (EMD 1.0) or data groups (``emd_group_type == 1``) with 4D data."""
     found: list[h5py.Group] = []
@@ -342,7 +359,7 @@ def _emd_arrays(f: h5py.File) -> list[h5py.Group]:
         kind = obj.attrs.get("emd_group_type")
         if kind is None:
             return
-        kind = _as_str(kind)
+        kind = as_text(kind)
         if kind in ("array", "1") and "data" in obj and getattr(obj["data"], "ndim", 0) == 4:
             found.append(obj)
 
@@ -362,7 +379,7 @@ def _emd_metadata(group: h5py.Group) -> dict[str, Any]:
         for key, dset in md.items():
             if isinstance(dset, h5py.Dataset):
                 value = dset[()]
-                out[key] = _as_str(value) if isinstance(value, bytes) else value
+                out[key] = as_text(value) if isinstance(value, bytes) else value
     return out
 
 
@@ -399,7 +416,7 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
             "EMD array group with 4D 'data'"
         )
     if len(arrays) > 1:
-        cubes = [g for g in arrays if _as_str(g.attrs.get("python_class", "")) == "DataCube"]
+        cubes = [g for g in arrays if as_text(g.attrs.get("python_class", "")) == "DataCube"]
         if len(cubes) != 1:
             raise InputError(
                 f"{path}: several 4D arrays {[g.name for g in arrays]}; keep only one in the file"
@@ -420,12 +437,12 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
     rec = [None, None]
     if "R_pixel_size" in meta:
         r = np.ravel(np.asarray(meta["R_pixel_size"], dtype=float))
-        units = _as_str(meta.get("R_pixel_units", "pixels"))
+        units = as_text(meta.get("R_pixel_units", "pixels"))
         step_y = _length_A(r[0], units, "R_pixel_size", src)
         step_x = _length_A(r[-1], units, "R_pixel_size", src)
     if "Q_pixel_size" in meta:
         q = np.ravel(np.asarray(meta["Q_pixel_size"], dtype=float))
-        units = _as_str(meta.get("Q_pixel_units", "pixels"))
+        units = as_text(meta.get("Q_pixel_units", "pixels"))
         for i, v in enumerate((q[0], q[-1])):
             ang[i], rec[i] = _detector_calibration(v, units, "Q_pixel_size", src)
     # dim vectors: dim0..dim3 with 'units' attributes
@@ -434,7 +451,7 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
         if not isinstance(dset, h5py.Dataset) or dset.size < 2:
             continue
         vec = np.asarray(dset[()], dtype=float).ravel()
-        units = _as_str(dset.attrs.get("units", "pixels"))
+        units = as_text(dset.attrs.get("units", "pixels"))
         step = float(vec[1] - vec[0])
         if axis < 2:
             value = _length_A(step, units, f"dim{axis}", src)
@@ -480,11 +497,7 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
 
 
 def _load_hdf5(path: Path, override: Calibration) -> STEMDataset:
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read as an HDF5 file ({exc})") from exc
-    with f:
+    with open_h5(path) as f:
         if "intensities" not in f:
             return _load_emd(path, f, override)
     ds = read_stem_h5(path)
@@ -503,6 +516,26 @@ def _load_hdf5(path: Path, override: Calibration) -> STEMDataset:
     return _dataset(ds.intensities, cal, ds.source, positions_A=positions)
 
 
+def _hdf5_kind(path: Path) -> Kind | None:
+    """A reconstruction (``object`` and ``probe``), an ATOMS file (``positions_A`` and
+    ``mean_positions_A``) or 4D-STEM data (conventions §6 or EMD); None for other HDF5."""
+    try:
+        f = open_h5(path)
+    except InputError:
+        return None
+    with f:
+        if "object" in f and "probe" in f:
+            return "reconstruction"
+        if "positions_A" in f and "mean_positions_A" in f:
+            return "atoms"
+        dset = f.get("intensities")
+        if isinstance(dset, h5py.Dataset) and dset.ndim == 4:
+            return "stem"
+        if _emd_arrays(f):
+            return "stem"
+    return None
+
+
 # ------------------------------------------------------------------------------ abTEM zarr
 def _zarr_attributes(path: Path) -> dict[str, Any] | None:
     """Root attributes of a zarr store (v3 ``zarr.json`` or v2 ``.zattrs``), or None."""
@@ -514,6 +547,10 @@ def _zarr_attributes(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return None
+
+
+def _zarr_kind(path: Path) -> Kind | None:
+    return "stem" if _is_abtem_diffraction(path) else None
 
 
 def _is_abtem_diffraction(path: Path) -> bool:
@@ -591,15 +628,14 @@ def _load_abtem_zarr(path: Path, override: Calibration) -> STEMDataset:
 
 
 # ------------------------------------------------------------------------------ rosettasciio
-def _rsciio_reader(ext: str, path: Path) -> Any:
-    import importlib
-
-    name = RSCIIO_EXTENSIONS[ext]
+def _rsciio_reader(plugin: str, path: Path) -> Any:
+    """The ``file_reader`` of rosettasciio's ``plugin`` (InputError when it is not installed)."""
     try:
-        module = importlib.import_module(f"rsciio.{name}")
+        module = importlib.import_module(f"rsciio.{plugin}")
     except ImportError as exc:
         raise InputError(
-            f"{path}: reading {ext} files needs rosettasciio (pip install caviar-napari[formats])"
+            f"{path}: reading {path.suffix.lower()} files needs rosettasciio "
+            "(pip install caviar-napari[formats])"
         ) from exc
     return module.file_reader
 
@@ -623,31 +659,27 @@ def _empad_header(raw: Path) -> Path | None:
     return matching[0] if len(matching) == 1 else None
 
 
-def _rsciio_has_4d(path: Path, ext: str) -> bool:
-    """Whether rosettasciio finds a 4D signal (lazy: headers only); True if it is missing."""
+def _rsciio_kind(path: Path, *, plugin: str) -> Kind | None:
+    """``"stem"`` when rosettasciio finds a 4D signal (lazy: headers only), or when
+    rosettasciio is missing (:func:`load_stem` then explains that it is needed)."""
     try:
-        reader = _rsciio_reader(ext, path)
+        reader = _rsciio_reader(plugin, path)
     except InputError:
-        return True  # load_stem will explain that rosettasciio is needed
+        return "stem"
     try:
         signals = reader(str(path), lazy=True)
     except Exception:  # a file rosettasciio cannot parse is not ours to claim
-        return False
-    return any(np.ndim(s.get("data")) == 4 for s in signals)
+        return None
+    return "stem" if any(np.ndim(s.get("data")) == 4 for s in signals) else None
 
 
-def _load_rsciio(path: Path, override: Calibration) -> STEMDataset:
-    ext = path.suffix.lower()
-    target = path
-    if ext == ".raw":  # EMPAD: the XML header next to the raw file is what rosettasciio reads
-        header = _empad_header(path)
-        if header is None:
-            raise InputError(
-                f"{path}: EMPAD raw data need their XML header (an .xml file in the same folder "
-                "naming this file); open that .xml file"
-            )
-        target, ext = header, ".xml"
-    reader = _rsciio_reader(ext, target)
+def _load_rsciio(
+    path: Path, override: Calibration, *, plugin: str, target: Path | None = None
+) -> STEMDataset:
+    """Read ``target`` (default ``path``) with rosettasciio's ``plugin``; messages name
+    ``path``."""
+    target = path if target is None else target
+    reader = _rsciio_reader(plugin, target)
     try:
         signals = reader(str(target))
     except InputError:
@@ -699,10 +731,132 @@ def _load_rsciio(path: Path, override: Calibration) -> STEMDataset:
         data,
         cal,
         path.name,
-        how=f"the {ext} file does not record them: pass them as keyword arguments "
-        "(e.g. load_stem(path, energy_eV=..., convergence_semiangle_mrad=..., scan_step_A=..., "
-        "angular_sampling_mrad=...))",
+        how=f"the {target.suffix.lower()} file does not record them: pass them as keyword "
+        "arguments (e.g. load_stem(path, energy_eV=..., convergence_semiangle_mrad=..., "
+        "scan_step_A=..., angular_sampling_mrad=...))",
     )
+
+
+def _empad_kind(path: Path) -> Kind | None:
+    """An EMPAD XML header that names its raw file, or a raw file one header names."""
+    if path.suffix.lower() == ".raw":
+        header = _empad_header(path)
+        return None if header is None else _empad_kind(header)
+    try:
+        head = path.read_text(errors="replace")[:4096]
+    except OSError:
+        return None
+    if "raw_file" not in head:
+        return None
+    return _rsciio_kind(path, plugin="empad")
+
+
+def _load_empad(path: Path, override: Calibration) -> STEMDataset:
+    """EMPAD: rosettasciio reads the XML header; a raw file is read through the header that
+    names it."""
+    target = path
+    if path.suffix.lower() == ".raw":
+        target = _empad_header(path)
+        if target is None:
+            raise InputError(
+                f"{path}: EMPAD raw data need their XML header (an .xml file in the same folder "
+                "naming this file); open that .xml file"
+            )
+    return _load_rsciio(path, override, plugin="empad", target=target)
+
+
+# ------------------------------------------------------------------------------ registry
+@dataclass(frozen=True)
+class Reader:
+    """One 4D-STEM file format: an entry of :data:`READERS`.
+
+    Attributes
+    ----------
+    name
+        What the format is (shown in messages and docs).
+    extensions
+        Lower-case file extensions with the dot (``".h5"``); napari.yaml offers exactly the
+        extensions of all entries (``tests/test_layers.py`` checks it).
+    sniff
+        ``sniff(path) -> Kind | None``: what the file holds, from its content; only opens the
+        file (headers, metadata), never reads the data; None when it is not this format's.
+    load
+        ``load(path, override) -> STEMDataset``: read the dataset, with the caller's
+        :class:`Calibration` filling in or overriding the file's.
+    lazy
+        True when ``load`` leaves the intensities in the file (memory-mapped, read on use)
+        instead of reading them into memory; data that must be converted (not float32, or
+        with negative counts to clip) are still copied into memory.
+    directory
+        True for a format stored as a folder (a zarr store), False for a file.
+    by_content
+        Optional ``by_content(path) -> bool``: claims a file or folder whatever its extension
+        (e.g. any HDF5 file).
+    """
+
+    name: str
+    extensions: tuple[str, ...]
+    sniff: Callable[[Path], Kind | None]
+    load: Callable[[Path, Calibration], STEMDataset]
+    lazy: bool = False
+    directory: bool = False
+    by_content: Callable[[Path], bool] | None = None
+
+
+def _rsciio(name: str, extensions: tuple[str, ...], plugin: str) -> Reader:
+    """A rosettasciio format (optional extra ``formats``) read by its ``plugin``."""
+    return Reader(
+        name=f"{name} (rosettasciio)",
+        extensions=extensions,
+        sniff=functools.partial(_rsciio_kind, plugin=plugin),
+        load=functools.partial(_load_rsciio, plugin=plugin),
+    )
+
+
+#: The 4D-STEM formats, in the order they are tried: the first entry whose ``extensions``
+#: holds the path's extension, or whose ``by_content`` claims it, reads it.  Adding a format
+#: is one entry here plus its ``sniff`` and ``load`` functions (docs/ARCHITECTURE.md).
+READERS: tuple[Reader, ...] = (
+    Reader("numpy array + JSON sidecar", (".npy",), _npy_kind, _load_numpy, lazy=True),
+    Reader("numpy archive + JSON sidecar", (".npz",), _npz_kind, _load_numpy),
+    Reader(
+        "HDF5: conventions §6, EMD 1.0, py4DSTEM",
+        (".h5", ".hdf5", ".hdf", ".emd", ".py4dstem"),
+        _hdf5_kind,
+        _load_hdf5,
+        by_content=h5py.is_hdf5,
+    ),
+    Reader(
+        "abTEM zarr store",
+        (".zarr",),
+        _zarr_kind,
+        _load_abtem_zarr,
+        directory=True,
+        by_content=lambda path: _zarr_attributes(path) is not None,
+    ),
+    _rsciio("Merlin", (".mib",), "quantumdetector"),
+    _rsciio("Digital Micrograph", (".dm3", ".dm4"), "digitalmicrograph"),
+    Reader("EMPAD (rosettasciio)", (".xml", ".raw"), _empad_kind, _load_empad),
+    _rsciio("NanoMegas blockfile", (".blo",), "blockfile"),
+)
+
+
+def reader_for(path: str | os.PathLike) -> Reader | None:
+    """The entry of :data:`READERS` that reads ``path`` (an existing file or folder), or None."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    is_dir = p.is_dir()
+    for reader in READERS:
+        if reader.directory != is_dir:
+            continue
+        if ext in reader.extensions or (reader.by_content is not None and reader.by_content(p)):
+            return reader
+    return None
+
+
+def reader_extensions() -> tuple[str, ...]:
+    """Every extension of :data:`READERS`, sorted (what napari.yaml offers)."""
+    return tuple(sorted({ext for reader in READERS for ext in reader.extensions}))
 
 
 # ------------------------------------------------------------------------------ dispatch
@@ -732,39 +886,16 @@ def load_stem(path: str | os.PathLike, **calibration: Any) -> STEMDataset:
     if not p.exists():
         raise InputError(f"{name}: file not found")
     override = Calibration.from_mapping(calibration, name)
-    ext = p.suffix.lower()
+    reader = reader_for(p)
+    if reader is not None:
+        return reader.load(p, override)
     if p.is_dir():
-        if ext == ".zarr" or _zarr_attributes(p) is not None:
-            return _load_abtem_zarr(p, override)
-        raise InputError(f"{name}: is a folder but not an abTEM zarr store")
-    if ext in NUMPY_EXTENSIONS:
-        return _load_numpy(p, override)
-    if ext in HDF5_EXTENSIONS or h5py.is_hdf5(p):
-        return _load_hdf5(p, override)
-    if ext in RSCIIO_EXTENSIONS:
-        return _load_rsciio(p, override)
+        folders = ", ".join(r.name for r in READERS if r.directory)
+        raise InputError(f"{name}: is a folder but not a 4D-STEM store caviar reads ({folders})")
     raise InputError(
-        f"{name}: unknown 4D-STEM file type {ext!r}; supported: "
-        f"{sorted(HDF5_EXTENSIONS + NUMPY_EXTENSIONS + ('.zarr',) + tuple(RSCIIO_EXTENSIONS))}"
+        f"{name}: unknown 4D-STEM file type {p.suffix.lower()!r}; supported: "
+        f"{list(reader_extensions())}"
     )
-
-
-def _hdf5_kind(path: Path) -> Kind | None:
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        return None
-    with f:
-        if "object" in f and "probe" in f:
-            return "reconstruction"
-        if "positions_A" in f and "mean_positions_A" in f:
-            return "atoms"
-        dset = f.get("intensities")
-        if isinstance(dset, h5py.Dataset) and dset.ndim == 4:
-            return "stem"
-        if _emd_arrays(f):
-            return "stem"
-    return None
 
 
 def detect_kind(path: str | os.PathLike) -> Kind | None:
@@ -782,36 +913,5 @@ def detect_kind(path: str | os.PathLike) -> Kind | None:
     p = Path(path)
     if not p.exists():
         return None
-    ext = p.suffix.lower()
-    if p.is_dir():
-        return "stem" if _is_abtem_diffraction(p) else None
-    if ext in NUMPY_EXTENSIONS:
-        try:
-            if ext == ".npy":
-                shape = np.load(p, mmap_mode="r", allow_pickle=False).shape
-                return "stem" if len(shape) == 4 else None
-            with np.load(p, allow_pickle=False) as npz:
-                keys = list(npz.keys())
-                key = (
-                    "intensities"
-                    if "intensities" in keys
-                    else (keys[0] if len(keys) == 1 else None)
-                )
-                return "stem" if key is not None and npz[key].ndim == 4 else None
-        except (OSError, ValueError, EOFError):
-            return None
-    if ext in HDF5_EXTENSIONS or (p.is_file() and h5py.is_hdf5(p)):
-        return _hdf5_kind(p)
-    if ext in RSCIIO_EXTENSIONS:
-        if ext == ".xml":
-            try:
-                head = p.read_text(errors="replace")[:4096]
-            except OSError:
-                return None
-            if "raw_file" not in head:
-                return None
-        if ext == ".raw":
-            header = _empad_header(p)
-            return None if header is None else detect_kind(header)
-        return "stem" if _rsciio_has_4d(p, ext) else None
-    return None
+    reader = reader_for(p)
+    return None if reader is None else reader.sniff(p)

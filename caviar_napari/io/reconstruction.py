@@ -21,7 +21,9 @@ replaces a good one.
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +31,20 @@ import h5py
 import numpy as np
 
 from caviar_napari import __version__
-from caviar_napari.core.config import ReconstructionConfig
-from caviar_napari.core.engine import ReconState
+from caviar_napari.data.config import ReconstructionConfig, config_json
+from caviar_napari.data.recon import ReconState
 from caviar_napari.errors import InputError
+from caviar_napari.io._h5util import as_text, json_default, open_h5, read_attr, read_dataset
 from caviar_napari.io.atomic import atomic_h5
 
 FORMAT = "caviar-reconstruction"
 
-__all__ = ["FORMAT", "load_reconstruction", "save_reconstruction"]
+__all__ = ["FORMAT", "checkpoint_writer", "load_reconstruction", "save_reconstruction"]
 
+log = logging.getLogger(__name__)
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+#: Appended to the message of a missing item.
+_HINT = " (not a reconstruction file?)"
 
 
 def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: str = "") -> None:
@@ -75,7 +73,7 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
         f.attrs["object_origin_A"] = np.asarray(state.object_origin_A, dtype=np.float64)
         f.attrs["tilt_mrad"] = np.asarray(state.tilt_mrad, dtype=np.float64)
         f.attrs["scan_rotation_deg"] = float(state.scan_rotation_deg)
-        f.attrs["configuration"] = json.dumps(state.config.to_dict(), sort_keys=True)
+        f.attrs["configuration"] = config_json(state.config)
         f.attrs["version"] = __version__
         f.attrs["source"] = source or state.source or ""
         res = f.create_group("resume")
@@ -84,7 +82,7 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
         res.attrs["iteration"] = int(state.iteration)
         res.attrs["tilt_mrad"] = np.asarray(state.tilt_mrad, dtype=np.float64)
         if state.rng_state is not None:
-            res.attrs["rng_state"] = json.dumps(state.rng_state, default=_json_default)
+            res.attrs["rng_state"] = json.dumps(state.rng_state, default=json_default)
         if state.optimiser_state is not None:
             grp = res.create_group("optimiser")
             for key, value in state.optimiser_state.items():
@@ -94,21 +92,28 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
                     grp.attrs[key] = value
 
 
-def _need(f: h5py.File, name: str, path: str, kind: str = "dataset") -> Any:
-    if kind == "dataset":
-        if name not in f:
-            raise InputError(f"{path}: missing dataset '{name}' (not a reconstruction file?)")
-        return f[name][()]
-    if name not in f.attrs:
-        raise InputError(f"{path}: missing attribute '{name}' (not a reconstruction file?)")
-    return f.attrs[name]
+def checkpoint_writer(path: str | os.PathLike | None) -> Callable[[ReconState], None] | None:
+    """The ``on_checkpoint`` callback of :func:`caviar_napari.core.engine.run` that writes
+    ``path`` (a reconstruction file with its ``resume`` group); None when ``path`` is None.
+
+    Each checkpoint replaces the previous one atomically, so an interrupted write leaves the last
+    good checkpoint in place.
+    """
+    if path is None:
+        return None
+
+    def write(state: ReconState) -> None:
+        save_reconstruction(path, state, source=state.source)
+        log.debug("checkpoint at iteration %d written to %s", state.iteration, path)
+
+    return write
 
 
 def _read_optimiser(grp: h5py.Group) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in grp.attrs.items():
         if isinstance(value, bytes):
-            value = value.decode()
+            value = as_text(value)
         elif isinstance(value, np.generic):
             value = value.item()
         out[key] = value
@@ -131,27 +136,20 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
     InputError
         Missing or unreadable file, or a missing item (named with the file).
     """
-    p = Path(path)
-    name = str(p)
-    if not p.is_file():
-        raise InputError(f"{name}: file not found")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise InputError(f"{name}: cannot be read as an HDF5 file ({exc})") from exc
-    with f:
-        obj = np.asarray(_need(f, "object", name))
-        probe = np.asarray(_need(f, "probe", name))
+    name = str(Path(path))
+    with open_h5(path) as f:
+        obj = np.asarray(read_dataset(f, name, "object", hint=_HINT))
+        probe = np.asarray(read_dataset(f, name, "probe", hint=_HINT))
         if obj.ndim != 4:
             raise InputError(f"{name}: 'object' must be (state, slice, y, x), got {obj.shape}")
         if probe.ndim != 3:
             raise InputError(f"{name}: 'probe' must be (mode, y, x), got {probe.shape}")
-        loss = np.asarray(_need(f, "loss", name), dtype=np.float64)
-        pixel = np.asarray(_need(f, "pixel_size_A", name, "attr"), dtype=np.float64).ravel()
+        loss = np.asarray(read_dataset(f, name, "loss", hint=_HINT), dtype=np.float64)
+        pixel = np.asarray(read_attr(f, name, "pixel_size_A", hint=_HINT), dtype=np.float64).ravel()
         if pixel.size == 1:
             pixel = np.repeat(pixel, 2)
         thickness = np.atleast_1d(
-            np.asarray(_need(f, "slice_thickness_A", name, "attr"), dtype=np.float64)
+            np.asarray(read_attr(f, name, "slice_thickness_A", hint=_HINT), dtype=np.float64)
         )
         if thickness.size == 1 and obj.shape[1] > 1:
             thickness = np.repeat(thickness, obj.shape[1])
@@ -159,12 +157,12 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             raise InputError(
                 f"{name}: 'slice_thickness_A' has {thickness.size} values for {obj.shape[1]} slices"
             )
-        origin = np.asarray(_need(f, "object_origin_A", name, "attr"), dtype=np.float64).ravel()
-        raw_config = _need(f, "configuration", name, "attr")
-        if isinstance(raw_config, bytes):
-            raw_config = raw_config.decode()
+        origin = np.asarray(
+            read_attr(f, name, "object_origin_A", hint=_HINT), dtype=np.float64
+        ).ravel()
+        raw_config = read_attr(f, name, "configuration", hint=_HINT)
         try:
-            config_dict = json.loads(raw_config)
+            config_dict = json.loads(as_text(raw_config))
         except (TypeError, json.JSONDecodeError) as exc:
             raise InputError(f"{name}: attribute 'configuration' is not valid JSON") from exc
         config = ReconstructionConfig.from_dict(config_dict, source=f"{name} (configuration)")
@@ -188,13 +186,13 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             iteration=int(loss.size),
         )
         if "resume" in f:
-            res = f["resume"]
-            state.stage_index = int(res.attrs["stage_index"])
-            state.stage_iteration = int(res.attrs["stage_iteration"])
-            state.iteration = int(res.attrs["iteration"])
-            state.tilt_mrad = np.asarray(res.attrs["tilt_mrad"], dtype=np.float64)
+            res, where = f["resume"], f"{name}:resume"
+            state.stage_index = int(read_attr(res, where, "stage_index"))
+            state.stage_iteration = int(read_attr(res, where, "stage_iteration"))
+            state.iteration = int(read_attr(res, where, "iteration"))
+            state.tilt_mrad = np.asarray(read_attr(res, where, "tilt_mrad"), dtype=np.float64)
             if "rng_state" in res.attrs:
-                state.rng_state = json.loads(res.attrs["rng_state"])
+                state.rng_state = json.loads(as_text(res.attrs["rng_state"]))
             if "optimiser" in res:
                 state.optimiser_state = _read_optimiser(res["optimiser"])
         return state

@@ -14,7 +14,8 @@ from caviar_napari._napari.stem_layers import (
     stem_layer_data,
     virtual_bright_field,
 )
-from caviar_napari.io.dataset import STEMDataset, read_stem_h5
+from caviar_napari.data.dataset import STEMDataset
+from caviar_napari.io.dataset import read_stem_h5
 
 PRESETS = ("hbn-static", "hbn-einstein", "hbn-correlated", "hbn-correlated-psc", "si110-static")
 

@@ -91,3 +91,15 @@ def test_scatter_plan_matches_add_at():
     single = plan(values.astype(np.complex64))
     assert single.dtype == np.complex64
     np.testing.assert_allclose(single, ref, atol=1e-5)
+
+
+def test_names_are_the_configuration_choices():
+    """The static types of devices, precisions and losses spell the configuration's tuples."""
+    from typing import get_args
+
+    from caviar_napari.core import loss
+    from caviar_napari.core.backend import DeviceName, PrecisionName
+    from caviar_napari.data.config import DEVICES, LOSSES, PRECISIONS
+
+    assert get_args(DeviceName) == DEVICES and get_args(PrecisionName) == PRECISIONS
+    assert get_args(loss.LossKind) == LOSSES and loss.LOSSES is LOSSES

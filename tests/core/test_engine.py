@@ -10,7 +10,6 @@ import pytest
 
 from caviar_napari.core import engine, optics
 from caviar_napari.core.backend import Backend, get_backend
-from caviar_napari.core.config import ReconstructionConfig, StageConfig, single_stage
 from caviar_napari.core.engine import (
     RunControl,
     initial_state,
@@ -24,9 +23,11 @@ from caviar_napari.core.engine import (
 )
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.optimise import LBFGS
+from caviar_napari.data.beam import wavelength_A
+from caviar_napari.data.config import ReconstructionConfig, StageConfig, single_stage
+from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError, MemoryBudgetError
-from caviar_napari.io.dataset import STEMDataset
-from caviar_napari.io.reconstruction import load_reconstruction
+from caviar_napari.io.reconstruction import checkpoint_writer, load_reconstruction
 
 E_EV, ALPHA, K, DK, STEP, DEFOCUS = 80e3, 25.0, 24, 4.0, 0.8, 30.0
 NONE = dict(detector_padding="none", device="cpu")
@@ -47,7 +48,7 @@ def _forward_dataset(scan=(5, 5), slices=1, dz=1.0, tilt=(0.0, 0.0), seed=0):
     probe = optics.make_probe((K, K), grid.pixel_size_A, E_EV, ALPHA, defocus_A=DEFOCUS) * 100.0
     model = MultisliceModel(
         get_backend("cpu", "double"),
-        wavelength_A=optics.wavelength_A(E_EV),
+        wavelength_A=wavelength_A(E_EV),
         pixel_size_A=grid.pixel_size_A,
         slice_thickness_A=[dz] * slices,
         positions_px=grid.positions_px,
@@ -399,14 +400,26 @@ def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
     data, _, _ = _forward_dataset()
     ckpt = tmp_path / "ck.h5"
     cfg = _two_stage(checkpoint_every=3, checkpoint_path=str(ckpt))
-    ref = run_to_end(data, cfg)
+    seen = []
+    ref = run_to_end(data, cfg, on_checkpoint=lambda st: seen.append(st.iteration))
+    assert seen == [3, 6, 9] and not ckpt.exists()  # the engine itself writes nothing
     control = RunControl()
-    _collect(run(data, cfg, control=control), 7, control)  # checkpoints at 3 and 6
+    run_ckpt = run(data, cfg, control=control, on_checkpoint=checkpoint_writer(ckpt))
+    _collect(run_ckpt, 7, control)  # checkpoints at 3 and 6
     state = load_reconstruction(ckpt)
     assert (state.iteration, state.stage_index, state.stage_iteration) == (6, 1, 2)
     assert state.optimiser_state["n_pairs"] >= 1 and state.rng_state is not None
-    resumed = run_to_end(data, cfg, state=state)
+    seen.clear()
+    resumed = run_to_end(data, cfg, state=state, on_checkpoint=lambda st: seen.append(st.iteration))
+    assert seen == [9]
     _same(resumed, ref)
+
+
+def test_checkpoints_without_a_writer_are_refused():
+    data, _, _ = _forward_dataset()
+    cfg = single_stage(iterations=2, checkpoint_every=1, checkpoint_path="ck.h5", **NONE)
+    with pytest.raises(InputError, match=r"'checkpoint_every' is 1 but .* no checkpoint writer"):
+        run_to_end(data, cfg)
 
 
 def test_control_stop_while_paused_and_finished_state():

@@ -8,13 +8,14 @@ import pytest
 from caviar_napari.core import optics
 from caviar_napari.core.backend import get_backend
 from caviar_napari.core.multislice import MultisliceModel
+from caviar_napari.data.beam import wavelength_A
 
 pytestmark = pytest.mark.gpu
 
 K, H, W = 32, 48, 52
 N, S, M = 3, 3, 2
 D = 0.25
-LAM = optics.wavelength_A(200e3)
+LAM = wavelength_A(200e3)
 
 
 def _setup(precision):

@@ -15,12 +15,13 @@ from caviar_napari.core import loss as loss_mod
 from caviar_napari.core import optics
 from caviar_napari.core.backend import get_backend
 from caviar_napari.core.multislice import MultisliceModel
+from caviar_napari.data.beam import wavelength_A
 
 DOUBLE = get_backend("cpu", "double")
 K, H, W = 16, 30, 32
 N, S, M = 2, 3, 2
 D = 0.3
-LAM = optics.wavelength_A(200e3)
+LAM = wavelength_A(200e3)
 DZ = (2.0, 3.0, 2.5)
 TILT = np.array([1.5, -2.0])
 POS = np.array([[12.3, 11.7], [14.6, 15.2], [16.1, 13.4], [17.45, 18.55], [13.0, 16.5]])

@@ -11,11 +11,12 @@ import pytest
 from caviar_napari.core import optics
 from caviar_napari.core.backend import get_backend
 from caviar_napari.core.multislice import MultisliceModel, window_corners
+from caviar_napari.data.beam import interaction_constant, wavelength_A
 from caviar_napari.errors import InputError
 
 E_EV = 200e3
-LAM = optics.wavelength_A(E_EV)
-SIGMA = optics.interaction_constant(E_EV)
+LAM = wavelength_A(E_EV)
+SIGMA = interaction_constant(E_EV)
 D = 0.2  # Å per pixel
 DOUBLE = get_backend("cpu", "double")
 

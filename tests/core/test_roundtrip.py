@@ -14,10 +14,11 @@ import pytest
 
 from caviar_napari.core import optics
 from caviar_napari.core.backend import get_backend
-from caviar_napari.core.config import ReconstructionConfig, StageConfig, single_stage
 from caviar_napari.core.engine import plan_geometry, run_to_end
 from caviar_napari.core.multislice import MultisliceModel
-from caviar_napari.io.dataset import STEMDataset
+from caviar_napari.data.beam import wavelength_A
+from caviar_napari.data.config import ReconstructionConfig, StageConfig, single_stage
+from caviar_napari.data.dataset import STEMDataset
 
 E_EV, ALPHA, K, DK, STEP, DEFOCUS, SCAN = 80e3, 25.0, 32, 3.0, 0.8, 40.0, (8, 8)
 
@@ -42,7 +43,7 @@ def _dataset(grid, objects, probe) -> STEMDataset:
     """Mean-over-states intensities of ``objects`` (N, 1, H, W) with ``probe`` (M, K, K)."""
     model = MultisliceModel(
         get_backend("cpu", "double"),
-        wavelength_A=optics.wavelength_A(E_EV),
+        wavelength_A=wavelength_A(E_EV),
         pixel_size_A=grid.pixel_size_A,
         slice_thickness_A=[1.0],
         positions_px=grid.positions_px,

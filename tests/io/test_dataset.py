@@ -8,8 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
+from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
-from caviar_napari.io.dataset import STEMDataset, read_stem_h5, write_stem_h5
+from caviar_napari.io.dataset import read_stem_h5, write_stem_h5
 
 
 def _dataset(**kw) -> STEMDataset:
@@ -183,7 +184,7 @@ def test_bad_calibration_values(tmp_path, attr, value, pattern):
 def test_negative_counts_clipped_with_warning(caplog):
     data = np.ones((2, 2, 4, 4), np.float32)
     data[0, 0, 0, :2] = -3.0
-    with caplog.at_level(logging.WARNING, logger="caviar_napari.io.dataset"):
+    with caplog.at_level(logging.WARNING, logger="caviar_napari.data.dataset"):
         ds = _dataset(intensities=data)
     assert "2 negative value(s)" in caplog.text
     assert ds.intensities.min() == 0.0

@@ -9,10 +9,13 @@ import h5py
 import numpy as np
 import pytest
 
-from caviar_napari.core.optics import wavelength_A
+from caviar_napari._napari.readers import filename_patterns, get_reader
+from caviar_napari.data.beam import wavelength_A
+from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
-from caviar_napari.io.dataset import STEMDataset, write_stem_h5
-from caviar_napari.io.readers import detect_kind, load_stem
+from caviar_napari.io import readers
+from caviar_napari.io.dataset import write_stem_h5
+from caviar_napari.io.readers import READERS, Reader, detect_kind, load_stem, reader_for
 
 CAL = {
     "energy_eV": 60e3,
@@ -280,6 +283,73 @@ def test_detect_kind_reconstruction_atoms_and_others(tmp_path, data):
     assert detect_kind(tmp_path / "lonely.raw") is None
     (tmp_path / "settings.xml").write_text("<config><a>1</a></config>")
     assert detect_kind(tmp_path / "settings.xml") is None
+
+
+# ------------------------------------------------------------------------------ registry
+def test_hdf_and_py4dstem_extensions_are_read_and_offered_to_napari(tmp_path, data):
+    spec = tmp_path / "scan.hdf"
+    write_stem_h5(spec, STEMDataset(data, 60e3, 30.0, (0.3, 0.25), (1.5, 1.25)))
+    cube = tmp_path / "cube.py4dstem"
+    _write_emd(cube, data, dims={0: ([0, 0.3], "A"), 1: ([0, 0.25], "A")})
+    _check(load_stem(spec), data)
+    ds = load_stem(
+        cube, energy_eV=60e3, convergence_semiangle_mrad=30.0, angular_sampling_mrad=[1.5, 1.25]
+    )
+    _check(ds, data)
+    assert detect_kind(spec) == detect_kind(cube) == "stem"
+    assert get_reader(str(spec)) is not None and get_reader(str(cube)) is not None
+    assert {"*.hdf", "*.py4dstem"} <= set(filename_patterns())
+
+
+def test_registry_order_and_hdf5_by_content(tmp_path, data):
+    odd = tmp_path / "scan.data"  # HDF5 under an extension no entry lists
+    write_stem_h5(odd, STEMDataset(data, 60e3, 30.0, (0.3, 0.25), (1.5, 1.25)))
+    assert reader_for(odd).name.startswith("HDF5")
+    _check(load_stem(odd), data)
+    assert reader_for(_npy(tmp_path, data)).extensions == (".npy",)
+    assert reader_for(tmp_path) is None  # a folder that is no zarr store
+    (tmp_path / "notes.txt").write_text("hello")
+    assert reader_for(tmp_path / "notes.txt") is None
+    extensions = [ext for r in READERS for ext in r.extensions]
+    assert len(extensions) == len(set(extensions)), "an extension belongs to one entry"
+    assert all(ext == ext.lower() and ext.startswith(".") for ext in extensions)
+
+
+def test_lazy_entries_leave_the_data_in_the_file(tmp_path, data):
+    """``lazy`` is what the loader does: memory-mapped intensities, not a copy in memory."""
+    npy = _npy(tmp_path, data)
+    npz = tmp_path / "scan.npz"
+    np.savez(npz, intensities=data)
+    npz.with_suffix(".json").write_text(json.dumps(CAL))
+    h5 = tmp_path / "scan.h5"
+    write_stem_h5(h5, STEMDataset(data, 60e3, 30.0, (0.3, 0.25), (1.5, 1.25)))
+    for path in (npy, npz, h5):
+        ds = load_stem(path)
+        mapped = isinstance(ds.intensities.base, np.memmap)
+        assert mapped == reader_for(path).lazy, path.name
+        _check(ds, data)
+
+
+def test_adding_a_reader_is_one_entry(tmp_path, data, monkeypatch):
+    """A new format: one registry entry (extension, sniffer, loader) reaches load_stem,
+    detect_kind, the napari hook and the patterns napari.yaml must list."""
+    path = tmp_path / "scan.tsv4d"
+    path.write_text(json.dumps({"shape": data.shape, "values": data.ravel().tolist()}))
+
+    def sniff(p):
+        return "stem" if "shape" in p.read_text() else None
+
+    def load(p, override):
+        doc = json.loads(p.read_text())
+        values = np.asarray(doc["values"], np.float32).reshape(doc["shape"])
+        return readers._dataset(values, readers.Calibration(**CAL).merged(override, p.name), p.name)
+
+    with pytest.raises(InputError, match="unknown 4D-STEM file type"):
+        load_stem(path)
+    monkeypatch.setattr(readers, "READERS", (*READERS, Reader("test", (".tsv4d",), sniff, load)))
+    _check(load_stem(path), data)
+    assert detect_kind(path) == "stem" and get_reader(str(path)) is not None
+    assert "*.tsv4d" in filename_patterns()
 
 
 # ------------------------------------------------------------------------------ bad files

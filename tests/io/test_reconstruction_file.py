@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from caviar_napari import __version__
-from caviar_napari.core.config import two_stage_preset
-from caviar_napari.core.engine import ReconState
+from caviar_napari.data.config import two_stage_preset
+from caviar_napari.data.recon import ReconState
 from caviar_napari.errors import InputError
 from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction
 

@@ -1,4 +1,5 @@
-"""Reconstruction configuration: YAML round trip, validation messages, presets, overrides."""
+"""Reconstruction configuration: YAML round trips (text and file), validation messages, presets,
+overrides."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from caviar_napari.core.config import (
+from caviar_napari.data.config import (
     ReconstructionConfig,
     StageConfig,
     apply_overrides,
-    load_yaml,
-    save_yaml,
+    config_from_yaml,
+    config_to_yaml,
     single_stage,
     two_stage_preset,
 )
 from caviar_napari.errors import InputError
+from caviar_napari.io.config_file import load_yaml, save_yaml
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "resources" / "example-config.yaml"
 
@@ -35,6 +37,18 @@ def test_yaml_round_trip(tmp_path):
     assert back.stages[0].thicknesses_A() == [4.0, 6.0]
     assert back.stages[1].thicknesses_A() == [10.0, 10.0]
     assert back.tilt_mrad == (1.5, -0.5)
+
+
+def test_yaml_text_round_trip_and_file_is_that_text(tmp_path):
+    cfg = two_stage_preset(object_states=4, probe_modes=2, seed=5, device="cpu")
+    text = config_to_yaml(cfg)
+    assert config_from_yaml(text) == cfg
+    path = tmp_path / "c.yaml"
+    save_yaml(path, cfg)
+    assert path.read_text(encoding="utf-8") == text
+    assert config_from_yaml("") == ReconstructionConfig().validate()
+    with pytest.raises(InputError, match=r"^here: not valid YAML"):
+        config_from_yaml("stages: [unclosed\n", source="here")
 
 
 def test_example_config_loads():

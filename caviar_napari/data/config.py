@@ -1,0 +1,475 @@
+"""Reconstruction configuration: typed, validated dataclasses with YAML/JSON text round trips.
+
+A reconstruction is a list of :class:`StageConfig` run in order, each starting from the result of
+the previous one (paper, "staged reconstruction"): e.g. (1) one object state and several probe
+modes, (2) keep that probe and fit 10–20 object states. :func:`two_stage_preset` builds that
+recipe, :func:`single_stage` a one-stage configuration from the CLI flags.
+
+Reading and writing configuration *files* is :mod:`caviar_napari.io.config_file`
+(``load_yaml``/``save_yaml``); this module converts to and from text only.
+
+YAML layout (the keys are the dataclass fields; unknown keys are an error naming the key)::
+
+    device: auto            # auto | cpu | gpu
+    precision: single       # single (complex64) | double (complex128)
+    loss: gaussian          # gaussian (amplitude, paper eq. S8) | poisson
+    seed: 0
+    batch_size: 64          # patterns per forward/adjoint batch
+    stages:
+      - name: mean object
+        iterations: 50
+        probe_modes: 4
+        refine: [object, probe]
+      - name: thermal states
+        iterations: 100
+        object_states: 10
+        refine: [object]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from caviar_napari.data.checks import check_choice as _check_choice
+from caviar_napari.data.checks import check_float as _check_float
+from caviar_napari.data.checks import check_int as _check_int
+from caviar_napari.data.checks import where as _where
+from caviar_napari.errors import InputError
+
+__all__ = [
+    "DEVICES",
+    "LOSSES",
+    "OPTIMIZERS",
+    "PADDINGS",
+    "PRECISIONS",
+    "REFINABLE",
+    "ReconstructionConfig",
+    "StageConfig",
+    "apply_overrides",
+    "config_from_yaml",
+    "config_json",
+    "config_to_yaml",
+    "single_stage",
+    "two_stage_preset",
+]
+
+#: Blocks a stage may refine.
+REFINABLE = ("object", "probe", "tilt")
+#: Optimisers: L-BFGS, gradient descent.
+OPTIMIZERS = ("lbfgs", "gd")
+#: Compute devices.
+DEVICES = ("auto", "cpu", "gpu")
+#: Floating-point precisions (complex64, complex128).
+PRECISIONS = ("single", "double")
+#: Data losses (:mod:`caviar_napari.core.loss`): Gaussian amplitude (paper eq. S8), Poisson.
+LOSSES = ("gaussian", "poisson")
+#: Detector padding modes.
+PADDINGS = ("auto", "none")
+
+
+@dataclass
+class StageConfig:
+    """One stage of a staged reconstruction.
+
+    Attributes
+    ----------
+    name
+        Label shown in progress reports.
+    iterations
+        Optimiser iterations (each one a full pass over all patterns: one loss/gradient
+        evaluation plus line-search evaluations).
+    object_states
+        N, number of object states (thermal snapshots of equal weight). If it differs from the
+        previous stage, new states are the previous mean object × exp(i·noise).
+    probe_modes
+        M, number of probe modes (incoherent, powers = occupancies). Modes are added (Hermite–
+        Gauss-like, small power) or removed keeping the first ones.
+    slices
+        S, number of multislice slices. On a change the total transmission is redistributed
+        evenly over the new slices.
+    slice_thickness_A
+        Thickness of each slice (Å): a number for all slices or a list of ``slices`` values.
+    refine
+        Which blocks the optimiser changes: a subset of ``("object", "probe", "tilt")``.
+    l1_absorption
+        Weight λ₁ of the l1 absorption penalty ``λ₁ Σ |log|O||`` per object pixel, which pulls the
+        amplitude towards 1 (weak absorber). Units: data units (the loss's units) per pixel.
+    missing_wedge
+        Weight of the missing-wedge penalty (multislice only, ignored for one slice): penalises
+        the power of the object's 3D Fourier transform (over slices, y, x) in the cone
+        ``|k_z| > β |k_r|`` that a single projection direction cannot measure.
+    missing_wedge_beta
+        Cone parameter β of the missing wedge (dimensionless, slope ``|k_z| / |k_r|``).
+    optimizer
+        ``"lbfgs"`` (default) or ``"gd"`` (gradient descent with backtracking).
+    lbfgs_memory
+        Number of (s, y) pairs kept by L-BFGS.
+    state_noise_rad
+        Standard deviation (rad) of the random phase given to new object states. It only has
+        to break the symmetry of identical states; the thermal phase differences between states
+        are a few 0.01 rad at atoms (3 pm displacements), so large noise (0.05 rad everywhere)
+        must first be fitted away and slows the states down (on exact-model hBN data, 300
+        iterations: nearest-neighbour CSM 0.99 from 0.005 rad, 0.94 from 0.05 rad).
+    """
+
+    name: str = "stage"
+    iterations: int = 50
+    object_states: int = 1
+    probe_modes: int = 1
+    slices: int = 1
+    slice_thickness_A: float | list[float] = 10.0
+    refine: tuple[str, ...] = ("object", "probe")
+    l1_absorption: float = 0.0
+    missing_wedge: float = 0.0
+    missing_wedge_beta: float = 1.0
+    optimizer: str = "lbfgs"
+    lbfgs_memory: int = 10
+    state_noise_rad: float = 0.005
+
+    def validate(self, source: str = "") -> StageConfig:
+        """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
+        where = f"{source} stage '{self.name}'" if source else f"stage '{self.name}'"
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(f"{_where(source)}stage 'name' must be a non-empty string")
+        self.iterations = _check_int(self.iterations, "iterations", 0, where)
+        self.object_states = _check_int(self.object_states, "object_states", 1, where)
+        self.probe_modes = _check_int(self.probe_modes, "probe_modes", 1, where)
+        self.slices = _check_int(self.slices, "slices", 1, where)
+        if isinstance(self.slice_thickness_A, list | tuple):
+            if len(self.slice_thickness_A) != self.slices:
+                raise InputError(
+                    f"{where}: 'slice_thickness_A' has {len(self.slice_thickness_A)} values but "
+                    f"'slices' is {self.slices}"
+                )
+            self.slice_thickness_A = [
+                _check_float(v, "slice_thickness_A", where, minimum=0.0, strict=True)
+                for v in self.slice_thickness_A
+            ]
+        else:
+            self.slice_thickness_A = _check_float(
+                self.slice_thickness_A, "slice_thickness_A", where, minimum=0.0, strict=True
+            )
+        if isinstance(self.refine, str):
+            self.refine = (self.refine,)
+        if not isinstance(self.refine, list | tuple):
+            raise InputError(f"{where}: 'refine' must be a list, got {self.refine!r}")
+        for item in self.refine:
+            _check_choice(item, "refine", REFINABLE, where)
+        if not self.refine:
+            raise InputError(f"{where}: 'refine' is empty: nothing to optimise")
+        self.refine = tuple(r for r in REFINABLE if r in self.refine)
+        self.l1_absorption = _check_float(self.l1_absorption, "l1_absorption", where, minimum=0.0)
+        self.missing_wedge = _check_float(self.missing_wedge, "missing_wedge", where, minimum=0.0)
+        self.missing_wedge_beta = _check_float(
+            self.missing_wedge_beta, "missing_wedge_beta", where, minimum=0.0, strict=True
+        )
+        self.optimizer = _check_choice(self.optimizer, "optimizer", OPTIMIZERS, where)
+        self.lbfgs_memory = _check_int(self.lbfgs_memory, "lbfgs_memory", 1, where)
+        self.state_noise_rad = _check_float(
+            self.state_noise_rad, "state_noise_rad", where, minimum=0.0
+        )
+        return self
+
+    def thicknesses_A(self) -> list[float]:
+        """Per-slice thickness (Å), a list of ``slices`` values."""
+        if isinstance(self.slice_thickness_A, list | tuple):
+            return [float(v) for v in self.slice_thickness_A]
+        return [float(self.slice_thickness_A)] * self.slices
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python (YAML/JSON-safe) dictionary of the fields."""
+        d = dataclasses.asdict(self)
+        d["refine"] = list(self.refine)
+        if isinstance(self.slice_thickness_A, list | tuple):
+            d["slice_thickness_A"] = list(self.slice_thickness_A)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "", index: int = 0) -> StageConfig:
+        """Build from a mapping; unknown keys are an InputError naming the key (and file)."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"{_where(source)}stages[{index}] must be a mapping, got {data!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in names:
+                raise InputError(
+                    f"{_where(source)}unknown key '{key}' in stages[{index}]; "
+                    f"allowed: {', '.join(sorted(names))}"
+                )
+        kw = dict(data)
+        if "refine" in kw and isinstance(kw["refine"], list):
+            kw["refine"] = tuple(kw["refine"])
+        return cls(**kw).validate(source)
+
+
+@dataclass
+class ReconstructionConfig:
+    """Global settings of a reconstruction and its list of stages.
+
+    Attributes
+    ----------
+    device
+        ``"auto"`` (GPU when usable, else CPU with a logged notice), ``"cpu"`` or ``"gpu"``.
+    precision
+        ``"single"`` (complex64, default) or ``"double"`` (complex128).
+    loss
+        ``"gaussian"`` (amplitude loss, paper eq. S8) or ``"poisson"``.
+    seed
+        Seed of every random choice (new object states' phase noise).
+    batch_size
+        Number of scan positions per forward/adjoint batch (bounds the working memory);
+        None (``auto`` in YAML) lets the model size it: cache-sized batches, one per core in
+        flight, on the CPU; half the free device memory on the GPU.
+    update_every
+        Every how many iterations a :class:`~caviar_napari.core.engine.Progress` carries host
+        copies of the object and probe (0: never).
+    checkpoint_every
+        Write a checkpoint every N iterations (0: never): the engine hands the state to the
+        ``on_checkpoint`` callback of :func:`caviar_napari.core.engine.run` (the CLI's writes
+        ``checkpoint_path`` with :func:`caviar_napari.io.reconstruction.checkpoint_writer`).
+    checkpoint_path
+        Checkpoint file (conventions §6 reconstruction file with a ``resume`` group).
+    tilt_mrad
+        Initial crystal tilt ``(α_y, α_x)`` in mrad.
+    defocus_A
+        Probe defocus Δf (Å) overriding the dataset's ``defocus_A``; ``None`` keeps the dataset's.
+    object_padding_px
+        Extra object pixels beyond the scanned area plus half a probe window, on every side.
+    detector_padding
+        ``"auto"``: zero-pad the detector in reciprocal space when the data reach beyond the
+        2/3-Nyquist band limit of the unpadded window (padding excluded from the loss);
+        ``"none"``: never pad (pixels beyond the band limit are then excluded from the loss).
+    stages
+        The stages, run in order.
+    """
+
+    device: str = "auto"
+    precision: str = "single"
+    loss: str = "gaussian"
+    seed: int = 0
+    batch_size: int | None = None
+    update_every: int = 10
+    checkpoint_every: int = 0
+    checkpoint_path: str | None = None
+    tilt_mrad: tuple[float, float] = (0.0, 0.0)
+    defocus_A: float | None = None
+    object_padding_px: int = 4
+    detector_padding: str = "auto"
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+
+    def validate(self, source: str = "") -> ReconstructionConfig:
+        """Check every field (and every stage); return ``self`` normalised. Raises InputError."""
+        self.device = _check_choice(self.device, "device", DEVICES, source)
+        self.precision = _check_choice(self.precision, "precision", PRECISIONS, source)
+        self.loss = _check_choice(self.loss, "loss", LOSSES, source)
+        self.seed = _check_int(self.seed, "seed", 0, source)
+        if self.batch_size in (None, "auto"):
+            self.batch_size = None
+        else:
+            self.batch_size = _check_int(self.batch_size, "batch_size", 1, source)
+        self.update_every = _check_int(self.update_every, "update_every", 0, source)
+        self.checkpoint_every = _check_int(self.checkpoint_every, "checkpoint_every", 0, source)
+        if self.checkpoint_path is not None and not isinstance(self.checkpoint_path, str | Path):
+            raise InputError(f"{_where(source)}'checkpoint_path' must be a path string")
+        if self.checkpoint_path is not None:
+            self.checkpoint_path = str(self.checkpoint_path)
+        if self.checkpoint_every and not self.checkpoint_path:
+            raise InputError(
+                f"{_where(source)}'checkpoint_every' is {self.checkpoint_every} but no "
+                "'checkpoint_path' is set"
+            )
+        tilt = self.tilt_mrad
+        if isinstance(tilt, int | float) and not isinstance(tilt, bool):
+            tilt = (tilt, tilt)
+        if not isinstance(tilt, list | tuple) or len(tilt) != 2:
+            raise InputError(f"{_where(source)}'tilt_mrad' must be a (y, x) pair, got {tilt!r}")
+        self.tilt_mrad = tuple(_check_float(v, "tilt_mrad", source) for v in tilt)
+        if self.defocus_A is not None:
+            self.defocus_A = _check_float(self.defocus_A, "defocus_A", source)
+        self.object_padding_px = _check_int(self.object_padding_px, "object_padding_px", 0, source)
+        self.detector_padding = _check_choice(
+            self.detector_padding, "detector_padding", PADDINGS, source
+        )
+        if not isinstance(self.stages, list | tuple) or not self.stages:
+            raise InputError(f"{_where(source)}'stages' must be a non-empty list")
+        stages = []
+        for i, st in enumerate(self.stages):
+            if isinstance(st, Mapping):
+                st = StageConfig.from_dict(st, source, i)
+            if not isinstance(st, StageConfig):
+                raise InputError(f"{_where(source)}stages[{i}] is not a stage: {st!r}")
+            stages.append(st.validate(source))
+        self.stages = stages
+        return self
+
+    @property
+    def total_iterations(self) -> int:
+        """Sum of the iterations of all stages."""
+        return sum(s.iterations for s in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python (YAML/JSON-safe) dictionary, stages as a list of dictionaries."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "stages"}
+        d["tilt_mrad"] = [float(v) for v in self.tilt_mrad]
+        d["stages"] = [s.to_dict() for s in self.stages]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> ReconstructionConfig:
+        """Build and validate from a mapping; unknown keys are an InputError naming the key."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"{_where(source)}the configuration must be a mapping, got {data!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in names:
+                raise InputError(
+                    f"{_where(source)}unknown key '{key}'; allowed: {', '.join(sorted(names))}"
+                )
+        kw = dict(data)
+        if "stages" in kw:
+            if not isinstance(kw["stages"], list | tuple):
+                raise InputError(f"{_where(source)}'stages' must be a list")
+            kw["stages"] = [StageConfig.from_dict(s, source, i) for i, s in enumerate(kw["stages"])]
+        if isinstance(kw.get("tilt_mrad"), list):
+            kw["tilt_mrad"] = tuple(kw["tilt_mrad"])
+        return cls(**kw).validate(source)
+
+
+def config_from_yaml(text: str, source: str = "") -> ReconstructionConfig:
+    """Parse and validate a configuration from YAML text (``yaml.safe_load``; empty: defaults).
+
+    Parameters
+    ----------
+    text
+        The YAML document.
+    source
+        Where the text came from (a file name), for the messages.
+
+    Raises
+    ------
+    InputError
+        Unparsable YAML, unknown key (named, with the source) or invalid value.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{_where(source)}not valid YAML ({exc})") from exc
+    if data is None:
+        data = {}
+    return ReconstructionConfig.from_dict(data, source=source)
+
+
+def config_to_yaml(config: ReconstructionConfig) -> str:
+    """The configuration as YAML text (readable back with :func:`config_from_yaml`)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def config_json(config: ReconstructionConfig) -> str:
+    """The configuration as a JSON string (recorded in every output; keys sorted)."""
+    return json.dumps(config.to_dict(), sort_keys=True)
+
+
+def single_stage(
+    *,
+    iterations: int = 50,
+    object_states: int = 1,
+    probe_modes: int = 1,
+    slices: int = 1,
+    slice_thickness_A: float = 10.0,
+    refine: Sequence[str] = ("object", "probe"),
+    **global_options: Any,
+) -> ReconstructionConfig:
+    """One-stage configuration, as the CLI flags describe it.
+
+    ``global_options`` are :class:`ReconstructionConfig` fields (device, seed, …).
+    """
+    stage = StageConfig(
+        name="reconstruction",
+        iterations=iterations,
+        object_states=object_states,
+        probe_modes=probe_modes,
+        slices=slices,
+        slice_thickness_A=slice_thickness_A,
+        refine=tuple(refine),
+    )
+    return ReconstructionConfig(stages=[stage], **global_options).validate()
+
+
+def two_stage_preset(
+    *,
+    object_states: int = 10,
+    probe_modes: int = 4,
+    slices: int = 1,
+    slice_thickness_A: float = 10.0,
+    iterations: tuple[int, int] = (50, 100),
+    **global_options: Any,
+) -> ReconstructionConfig:
+    """The paper's staged recipe.
+
+    Stage 1 ("mean object"): one object state, ``probe_modes`` probe modes, object and probe
+    refined. Stage 2 ("object states"): the probe of stage 1 is kept fixed and ``object_states``
+    states (the stage-1 object plus seeded phase noise) are fitted.
+    """
+    common = dict(probe_modes=probe_modes, slices=slices, slice_thickness_A=slice_thickness_A)
+    stages = [
+        StageConfig(
+            name="mean object",
+            iterations=iterations[0],
+            object_states=1,
+            refine=("object", "probe"),
+            **common,
+        ),
+        StageConfig(
+            name="object states",
+            iterations=iterations[1],
+            object_states=object_states,
+            refine=("object",),
+            **common,
+        ),
+    ]
+    return ReconstructionConfig(stages=stages, **global_options).validate()
+
+
+def apply_overrides(
+    config: ReconstructionConfig,
+    *,
+    iterations: int | None = None,
+    object_states: int | None = None,
+    probe_modes: int | None = None,
+    slices: int | None = None,
+    slice_thickness_A: float | None = None,
+    **global_options: Any,
+) -> ReconstructionConfig:
+    """Return a copy of ``config`` with command-line values put over it.
+
+    ``iterations``, ``probe_modes``, ``slices`` and ``slice_thickness_A`` set every stage;
+    ``object_states`` sets the last stage only (earlier stages of a staged recipe fit the mean
+    object with one state). ``global_options`` that are not ``None`` replace global fields.
+    """
+    data = config.to_dict()
+    for key, value in global_options.items():
+        if value is not None:
+            if key not in data or key == "stages":
+                raise InputError(f"unknown configuration option '{key}'")
+            data[key] = value
+    for st in data["stages"]:
+        if iterations is not None:
+            st["iterations"] = iterations
+        if probe_modes is not None:
+            st["probe_modes"] = probe_modes
+        if slices is not None:
+            st["slices"] = slices
+            if isinstance(st["slice_thickness_A"], list) and len(st["slice_thickness_A"]) != slices:
+                st["slice_thickness_A"] = float(sum(st["slice_thickness_A"]) / slices)
+        if slice_thickness_A is not None:
+            st["slice_thickness_A"] = slice_thickness_A
+    if object_states is not None:
+        data["stages"][-1]["object_states"] = object_states
+    return ReconstructionConfig.from_dict(data)

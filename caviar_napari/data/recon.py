@@ -1,0 +1,89 @@
+"""The state of a reconstruction: its result, and everything needed to continue it exactly.
+
+:class:`ReconState` is what :func:`caviar_napari.core.engine.run` returns and takes back to
+resume, and what :mod:`caviar_napari.io.reconstruction` writes and reads (the reconstruction
+file and its checkpoints, conventions §6).  Arrays are host numpy arrays.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from caviar_napari.data.config import ReconstructionConfig
+
+__all__ = ["ReconState"]
+
+
+@dataclass
+class ReconState:
+    """Everything a reconstruction is, and everything needed to continue it.
+
+    Attributes
+    ----------
+    object
+        ``(N, S, H, W)`` complex transmission functions (host numpy).
+    probe
+        ``(M, Ky, Kx)`` complex probe modes, real space, centred (host numpy).
+    tilt_mrad
+        ``(2,)`` crystal tilt ``(α_y, α_x)``, mrad.
+    loss
+        ``(iterations,)`` objective after every iteration (dimensionless, see
+        :mod:`caviar_napari.core.engine`).
+    pixel_size_A
+        ``(dy, dx)`` object pixel, Å.
+    object_origin_A
+        ``(y, x)`` of object pixel ``[0, 0]`` in the frame of the scan positions, Å.
+    slice_thickness_A
+        ``(S,)`` slice thicknesses, Å.
+    config
+        The configuration that produced (or continues) the state.
+    stage_index, stage_iteration, iteration
+        Current stage, iterations done in it, iterations done in total.
+    optimiser_state
+        Exported optimiser memory of the current stage (None at a stage start).
+    rng_state
+        State of the seeded ``numpy.random.Generator`` (``bit_generator.state``).
+    source
+        Name of the input data file.
+    scan_positions_A
+        ``(P, 2)`` probe positions ``(y, x)`` in the object frame, Å.
+    scan_rotation_deg
+        Scan rotation applied to the positions, degrees.
+    version
+        Version of caviar-napari that made the state (the engine, or the file it was read
+        from); ``""`` when unknown.
+    """
+
+    object: np.ndarray
+    probe: np.ndarray
+    tilt_mrad: np.ndarray
+    loss: list[float]
+    pixel_size_A: tuple[float, float]
+    object_origin_A: tuple[float, float]
+    slice_thickness_A: np.ndarray
+    config: ReconstructionConfig
+    stage_index: int = 0
+    stage_iteration: int = 0
+    iteration: int = 0
+    optimiser_state: dict[str, Any] | None = None
+    rng_state: dict[str, Any] | None = None
+    source: str = ""
+    scan_positions_A: np.ndarray | None = None
+    scan_rotation_deg: float = 0.0
+    version: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """True when every stage has run all its iterations."""
+        stages = self.config.stages
+        if self.stage_index >= len(stages):
+            return True
+        return self.stage_index == len(stages) - 1 and self.stage_iteration >= stages[-1].iterations
+
+    def copy(self) -> ReconState:
+        """Deep copy (arrays, memory and configuration)."""
+        return copy.deepcopy(self)
