@@ -110,9 +110,7 @@ def window_frequencies(window: tuple[int, int], pixel_size_A: tuple[float, float
     return np.stack(np.meshgrid(ky, kx, indexing="ij"))
 
 
-def _ramps(
-    backend: Backend, k: Any, sigma_A: float, quad: SourceQuadrature
-) -> tuple[Any, Any]:
+def _ramps(backend: Backend, k: Any, sigma_A: float, quad: SourceQuadrature) -> tuple[Any, Any]:
     """Shift ramps ``√w_j exp(−2πi σ k·ξ_j)`` ``(J, Ky, Kx)`` and the phases ``2π k·ξ_j``."""
     xp = backend.xp
     nodes = xp.asarray(quad.nodes, dtype=backend.real_dtype)

@@ -5,50 +5,15 @@ returns the final :class:`ReconState` (``StopIteration.value``; :func:`run_to_en
 you). It honours a :class:`RunControl` between iterations: ``stop()`` makes it return the
 current state, ``pause()`` blocks it until ``resume()`` or ``stop()``.
 
-Setup (:func:`plan_geometry`)
-    * Detector data are padded (if needed) and ``ifftshift``-ed once into FFT order; the model
-      works on amplitudes ``sqrt(I)``.
-    * The probe window is the detector. When more than ``PAD_TOLERANCE`` of the mean pattern's
-      intensity lies beyond the 2/3-Nyquist band limit of that window (the model's waves cannot
-      reach it), the detector is zero-padded in reciprocal space to the smallest FFT-friendly
-      even size whose band limit contains the data (``detector_padding: auto``). Padded pixels,
-      and any measured pixel beyond the band limit, are excluded from the loss by the detector
-      mask. The reconstruction pixel is ``1 / (K_padded · dk)``.
-    * Scan positions are rotated into the detector frame by ``scan_rotation_deg``
-      (:meth:`STEMDataset.rotated_positions_A`: ``y' = y cos θ + x sin θ``,
-      ``x' = x cos θ − y sin θ``); the object lives in that frame, which is the scan frame when
-      θ = 0. The object grid covers every probe window (scan extent + half a window on each side)
-      plus ``object_padding_px`` (rounded up to FFT-friendly sizes on the far side);
-      ``object_origin_A`` is the position of pixel ``[0, 0]``.
-    * The initial probe comes from the optics (aperture, defocus) and is scaled so that its total
-      power equals the data's mean total intensity per pattern (``norm="ortho"`` FFTs).
-    * The initial object is 1 (vacuum), one state, the stage's slices.
-
-Objective
-    ``f = L_data / C + R_l1 + R_mw`` with ``C`` the total measured intensity inside the detector
-    mask, so the reported loss is dimensionless (the relative squared amplitude error for the
-    Gaussian loss) and regulariser weights are comparable across datasets. The losses are those
-    of :mod:`caviar_napari.core.loss`; the data term is paper eq. S8 divided by ``C``.
-
-Regularisers (object only, when the object is refined)
-    * l1 absorption, :func:`l1_absorption`: ``λ₁ · mean_pixels sqrt(a² + ε²)`` with
-      ``a = −log|O|`` (the absorption), a smoothed ``|a|`` (``ε = 1e-3``) so that L-BFGS sees a
-      differentiable objective. It pulls the amplitude towards 1.
-    * Missing wedge, :func:`missing_wedge` (multislice only): applied as a *penalty*, not as a
-      filter, so the optimiser minimises one consistent objective:
-      ``w · mean_pixels Σ_k W(k) |F₃O(k)|²`` with the 3-D unitary FFT over (slice, y, x) of each
-      state and ``W = 1 − (2/π) arctan(β² k_r² / k_z²)`` (``W = 0`` at ``k_z = 0``), which is ~1
-      in the cone ``|k_z| ≫ β k_r`` that a single projection cannot measure and → 0 outside it.
-      The projected (slice-summed) structure, ``k_z = 0``, is never penalised.
-    Regulariser gradients are projected onto the object band limit, as the data gradient is.
-
-Stages
-    Each stage starts from the previous stage's result. A change of the number of object states
-    replaces all states by the previous mean object × ``exp(i·noise)`` with seeded, band-limited
-    Gaussian phase noise of standard deviation ``state_noise_rad`` (one state: the mean itself).
-    A change of probe modes keeps the first modes and adds Hermite–Gauss modes orthogonalised
-    against them, total power preserved. A change of slices redistributes the total
-    transmission evenly: each new slice is ``exp(Σ_j log O_j / S_new)``.
+The parts it drives
+    * :mod:`caviar_napari.core.geometry` — probe window, detector padding and mask, object grid;
+    * :mod:`caviar_napari.core.objective` — data loss, regularisers, probe model (partial
+      coherence);
+    * :mod:`caviar_napari.core.states` — what a stage change does to states, modes and slices;
+    * :mod:`caviar_napari.core.optimise` — L-BFGS with per-block scaling.
+    The initial probe comes from the optics (aperture, defocus) and is scaled so that its total
+    power equals the data's mean total intensity per pattern (``norm="ortho"`` FFTs); the
+    initial object is 1 (vacuum), one state, the first stage's slices.
 
 Convergence
     A stage ends early when an iteration finds no decrease at all (L-BFGS and the
@@ -78,16 +43,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 from caviar_napari import __version__
 from caviar_napari.core import optics
 from caviar_napari.core.backend import Backend, get_backend
+from caviar_napari.core.geometry import (
+    Geometry,
+    masked_total,
+    measured_amplitudes,
+    plan_geometry,
+)
 from caviar_napari.core.memory import MemoryEstimate, estimate_memory, require_memory
 from caviar_napari.core.multislice import MultisliceModel
-from caviar_napari.core.optics import BAND_LIMIT
+from caviar_napari.core.objective import Objective
 from caviar_napari.core.optimise import make_optimiser
-from caviar_napari.data.config import ReconstructionConfig, StageConfig, config_json
+from caviar_napari.core.states import MODE_DECAY, adapt_state
+from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.data.recon import ReconState
 from caviar_napari.errors import InputError
@@ -97,32 +68,12 @@ log = logging.getLogger(__name__)
 #: Called with the state at every checkpoint (see :func:`run`); must not keep the arrays.
 CheckpointCallback = Callable[[ReconState], None]
 
-#: Largest fraction of the mean pattern's intensity allowed beyond the band limit unpadded (and
-#: left beyond the band limit of the padded window).  It must be far below the thermal diffuse
-#: signal the object states are fitted to: on the hBN validation data (60 kV, 35 mrad, 300 K) the
-#: whole incoherent part of the data is worth about 2e-7 of the loss, and with 1e-3 (84 × 48
-#: unpadded, 2e-4 of the intensity beyond the band limit) the band-limited object could not
-#: represent the data to better than 3e-6: the states then fitted that misfit instead of the
-#: vibrations (docs/validation.md).
-PAD_TOLERANCE = 1e-6
-#: Smoothing of the l1 absorption penalty, ``sqrt(a² + ε²)``.
-L1_EPS = 1e-3
-#: Relative power of the probe modes added at a stage change (ratio of successive modes).
-MODE_DECAY = 0.3
-
 __all__ = [
-    "BAND_LIMIT",
     "CheckpointCallback",
-    "Geometry",
-    "config_json",
-    "initial_state",
-    "measured_amplitudes",
     "Progress",
-    "ReconState",
     "RunControl",
     "estimate_run_memory",
-    "l1_absorption",
-    "missing_wedge",
+    "initial_state",
     "plan_geometry",
     "run",
     "run_to_end",
@@ -209,277 +160,6 @@ class RunControl:
         """Block while paused; return True when the run must stop."""
         self._running.wait(timeout)
         return self._stop.is_set()
-
-
-# ---------------------------------------------------------------- geometry
-@dataclass(frozen=True)
-class Geometry:
-    """Grids of a reconstruction derived from a dataset.
-
-    Attributes
-    ----------
-    window
-        ``(Ky, Kx)`` probe window (the detector, possibly zero-padded).
-    pad_offset
-        ``(oy, ox)`` where the measured detector sits inside the (fft-shifted) window.
-    pixel_size_A
-        ``(dy, dx)`` object pixel, Å.
-    detector_mask
-        ``(Ky, Kx)`` bool, FFT order: pixels in the loss (measured and inside the band limit).
-    positions_A
-        ``(P, 2)`` probe positions in the object frame (rotated), Å.
-    positions_px
-        ``(P, 2)`` probe positions in object pixel coordinates.
-    object_shape
-        ``(H, W)``.
-    object_origin_A
-        ``(y, x)`` of pixel ``[0, 0]``, Å.
-    """
-
-    window: tuple[int, int]
-    pad_offset: tuple[int, int]
-    pixel_size_A: tuple[float, float]
-    detector_mask: np.ndarray
-    positions_A: np.ndarray
-    positions_px: np.ndarray
-    object_shape: tuple[int, int]
-    object_origin_A: tuple[float, float]
-
-
-def _fast_even(n: int) -> int:
-    n = int(n)
-    while True:
-        m = scipy.fft.next_fast_len(n)
-        if m % 2 == 0:
-            return m
-        n = m + 1
-
-
-def _padded_window(dataset: STEMDataset, mode: str) -> tuple[int, int]:
-    ky, kx = dataset.detector_shape
-    if mode == "none":
-        return ky, kx
-    dky, dkx = dataset.reciprocal_sampling_invA
-    mean = dataset.intensities.mean(axis=(0, 1), dtype=np.float64)
-    qy = (np.arange(ky) - ky // 2)[:, None] * dky
-    qx = (np.arange(kx) - kx // 2)[None, :] * dkx
-    q = np.sqrt(qy**2 + qx**2)
-    cutoff = BAND_LIMIT * min(ky * dky, kx * dkx) / 2.0
-    total = float(mean.sum())
-    outside = float(mean[q > cutoff * (1 + 1e-12)].sum()) / total
-    if outside <= PAD_TOLERANCE:
-        return ky, kx
-    order = np.argsort(q, axis=None)
-    cum = np.cumsum(mean.ravel()[order]) / total
-    r_data = float(q.ravel()[order][min(np.searchsorted(cum, 1 - PAD_TOLERANCE), q.size - 1)])
-    new = (
-        max(ky, _fast_even(math.ceil(r_data * 2 / (BAND_LIMIT * dky) - 1e-9))),
-        max(kx, _fast_even(math.ceil(r_data * 2 / (BAND_LIMIT * dkx) - 1e-9))),
-    )
-    log.info(
-        "%.2g %% of the intensity lies beyond the 2/3 band limit of the %d×%d detector: "
-        "zero-padding it to %d×%d (padding excluded from the loss)",
-        100 * outside,
-        ky,
-        kx,
-        *new,
-    )
-    return new
-
-
-def plan_geometry(dataset: STEMDataset, config: ReconstructionConfig) -> Geometry:
-    """Probe window, pixel size, detector mask, positions and object grid for ``dataset``."""
-    ky0, kx0 = dataset.detector_shape
-    ky, kx = _padded_window(dataset, config.detector_padding)
-    dky, dkx = dataset.reciprocal_sampling_invA
-    pixel = (1.0 / (ky * dky), 1.0 / (kx * dkx))
-    oy, ox = ky // 2 - ky0 // 2, kx // 2 - kx0 // 2
-    measured = np.zeros((ky, kx), bool)
-    measured[oy : oy + ky0, ox : ox + kx0] = True
-    band = optics.band_limit_mask((ky, kx), pixel, BAND_LIMIT) > 0  # FFT order
-    mask = np.fft.ifftshift(measured) & band
-
-    pos = dataset.rotated_positions_A().reshape(-1, 2)
-    d = np.asarray(pixel)
-    half = np.array([ky // 2, kx // 2]) + config.object_padding_px
-    origin = pos.min(axis=0) - half * d
-    pos_px = (pos - origin) / d
-    far = np.floor(pos_px.max(axis=0) + 0.5).astype(int)
-    # FFT-friendly sizes (band-limit projections of the object run every evaluation)
-    shape = (
-        scipy.fft.next_fast_len(int(far[0] + (ky - ky // 2) + config.object_padding_px)),
-        scipy.fft.next_fast_len(int(far[1] + (kx - kx // 2) + config.object_padding_px)),
-    )
-    return Geometry(
-        window=(ky, kx),
-        pad_offset=(oy, ox),
-        pixel_size_A=(float(pixel[0]), float(pixel[1])),
-        detector_mask=mask,
-        positions_A=pos,
-        positions_px=pos_px,
-        object_shape=shape,
-        object_origin_A=(float(origin[0]), float(origin[1])),
-    )
-
-
-def measured_amplitudes(dataset: STEMDataset, geom: Geometry) -> np.ndarray:
-    """``(P, Ky, Kx)`` float32 amplitudes ``sqrt(I)``, zero-padded, in FFT (unshifted) order."""
-    sy, sx = dataset.scan_shape
-    ky0, kx0 = dataset.detector_shape
-    ky, kx = geom.window
-    oy, ox = geom.pad_offset
-    padded = np.zeros((sy * sx, ky, kx), np.float32)
-    padded[:, oy : oy + ky0, ox : ox + kx0] = dataset.intensities.reshape(sy * sx, ky0, kx0)
-    padded = np.fft.ifftshift(padded, axes=(-2, -1))
-    return np.sqrt(padded, out=padded)
-
-
-def _masked_total(dataset: STEMDataset, geom: Geometry) -> float:
-    """Total measured intensity inside the detector mask (all patterns), the loss normaliser."""
-    ky0, kx0 = dataset.detector_shape
-    oy, ox = geom.pad_offset
-    summed = np.zeros(geom.window)
-    summed[oy : oy + ky0, ox : ox + kx0] = dataset.intensities.sum(axis=(0, 1), dtype=np.float64)
-    total = float(np.sum(np.fft.ifftshift(summed) * geom.detector_mask))
-    if not total > 0:
-        raise InputError(
-            f"{dataset.source or 'dataset'}: no measured intensity inside the band-limited "
-            "detector area"
-        )
-    return total
-
-
-# ---------------------------------------------------------------- regularisers
-def l1_absorption(obj: Any, weight: float, xp: Any = np, eps: float = L1_EPS) -> tuple[float, Any]:
-    """Smoothed l1 penalty on the absorption ``a = −log|O|`` and its Wirtinger gradient.
-
-    ``R = weight · mean(sqrt(a² + ε²) − ε)``;
-    ``∂R/∂O* = weight/n · (a / sqrt(a² + ε²)) · ∂a/∂O*`` with ``∂a/∂O* = −O / (2|O|²)``.
-
-    Parameters
-    ----------
-    obj
-        ``(N, S, H, W)`` complex transmission.
-    weight
-        λ₁ (dimensionless, relative to the normalised data loss).
-
-    Returns
-    -------
-    penalty, gradient
-        Float and ``∂R/∂O*`` of the shape and dtype of ``obj``.
-    """
-    n = obj.size
-    mag2 = obj.real**2 + obj.imag**2
-    mag2 = xp.maximum(mag2, np.finfo(mag2.dtype).tiny)
-    a = -0.5 * xp.log(mag2)
-    root = xp.sqrt(a * a + eps * eps)
-    value = weight * float(xp.sum(root - eps, dtype=np.float64)) / n
-    coef = (-(weight / n) * 0.5) * (a / root) / mag2
-    return value, (coef * obj).astype(obj.dtype, copy=False)
-
-
-def wedge_weight(
-    n_slices: int,
-    object_shape: tuple[int, int],
-    pixel_size_A: tuple[float, float],
-    dz_A: float,
-    beta: float,
-) -> np.ndarray:
-    """``(S, H, W)`` missing-wedge weight ``1 − (2/π) arctan(β² k_r² / k_z²)`` (0 at k_z = 0)."""
-    kz = np.fft.fftfreq(n_slices, dz_A)[:, None, None]
-    ky = np.fft.fftfreq(object_shape[0], pixel_size_A[0])[None, :, None]
-    kx = np.fft.fftfreq(object_shape[1], pixel_size_A[1])[None, None, :]
-    kr2 = ky**2 + kx**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = 1.0 - (2.0 / np.pi) * np.arctan(beta**2 * kr2 / kz**2)
-    return np.where(kz == 0, 0.0, w)
-
-
-def missing_wedge(obj: Any, weight: float, wedge: Any, backend: Backend) -> tuple[float, Any]:
-    """Missing-wedge penalty ``weight · mean_pixels Σ W |F₃O|²`` and its Wirtinger gradient.
-
-    Parameters
-    ----------
-    obj
-        ``(N, S, H, W)`` complex transmission.
-    weight
-        Penalty weight (dimensionless, relative to the normalised data loss).
-    wedge
-        ``(S, H, W)`` weight from :func:`wedge_weight` (backend array).
-
-    Returns
-    -------
-    penalty, gradient
-        ``R`` and ``∂R/∂O* = weight/n · F₃⁻¹(W · F₃O)`` (unitary transforms).
-    """
-    xp = backend.xp
-    n = obj.size
-    spec = xp.fft.fft(backend.fft2(obj), axis=1, norm="ortho")
-    weighted = spec * wedge
-    value = weight * float(xp.sum((weighted * spec.conj()).real, dtype=np.float64)) / n
-    grad = backend.ifft2(xp.fft.ifft(weighted, axis=1, norm="ortho"), overwrite=True)
-    grad *= weight / n
-    return value, grad.astype(obj.dtype, copy=False)
-
-
-# ---------------------------------------------------------------- stage changes
-def _band_limited_noise(
-    rng: np.random.Generator, shape: tuple[int, ...], sigma: float, pixel: tuple[float, float]
-) -> np.ndarray:
-    """Gaussian noise ``(…, H, W)`` filtered to the object band limit, std ``sigma``."""
-    white = rng.standard_normal(shape)
-    mask = optics.band_limit_mask(shape[-2:], pixel, BAND_LIMIT)
-    noise = np.fft.ifft2(np.fft.fft2(white) * mask).real
-    std = float(noise.std())
-    return noise * (sigma / std) if std > 0 else noise
-
-
-def _adapt_object(
-    obj: np.ndarray, stage: StageConfig, rng: np.random.Generator, pixel: tuple[float, float]
-) -> np.ndarray:
-    n_old, s_old = obj.shape[:2]
-    if s_old != stage.slices:
-        total = np.log(obj).sum(axis=1, keepdims=True)  # per-slice logs: no phase wrapping
-        obj = np.repeat(np.exp(total / stage.slices), stage.slices, axis=1).astype(obj.dtype)
-    if n_old != stage.object_states:
-        mean = obj.mean(axis=0, keepdims=True)
-        if stage.object_states == 1:
-            obj = mean
-        else:
-            shape = (stage.object_states, *obj.shape[1:])
-            noise = _band_limited_noise(rng, shape, stage.state_noise_rad, pixel)
-            obj = (mean * np.exp(1j * noise)).astype(obj.dtype)
-    return np.ascontiguousarray(obj)
-
-
-def _adapt_probe(probe: np.ndarray, n_modes: int) -> np.ndarray:
-    m_old = probe.shape[0]
-    if m_old == n_modes:
-        return probe
-    power = float(np.sum(np.abs(probe) ** 2))
-    if n_modes < m_old:
-        kept = probe[:n_modes]
-    else:
-        cand = optics.probe_modes(probe[0], n_modes, decay=MODE_DECAY)[m_old:]
-        old = probe.reshape(m_old, -1).astype(np.complex128)
-        new = cand.reshape(n_modes - m_old, -1)
-        # orthogonalise the new modes against the kept ones, keep their powers
-        basis = np.linalg.qr(old.T)[0]  # (K², m_old) orthonormal
-        new_norm = np.linalg.norm(new, axis=1, keepdims=True)
-        new = new - (new @ basis.conj()) @ basis.T
-        q = np.linalg.qr(new.T)[0].T  # orthonormal among themselves
-        new = q * new_norm
-        kept = np.concatenate([old, new]).reshape(n_modes, *probe.shape[1:])
-    kept = kept * math.sqrt(power / float(np.sum(np.abs(kept) ** 2)))
-    return kept.astype(probe.dtype)
-
-
-def _adapt_state(state: ReconState, stage: StageConfig, rng: np.random.Generator) -> None:
-    state.object = _adapt_object(state.object, stage, rng, state.pixel_size_A)
-    state.probe = _adapt_probe(state.probe, stage.probe_modes)
-    state.slice_thickness_A = np.asarray(stage.thicknesses_A(), dtype=np.float64)
-    state.optimiser_state = None
-    state.rng_state = copy.deepcopy(rng.bit_generator.state)
 
 
 # ---------------------------------------------------------------- setup
@@ -576,63 +256,6 @@ def estimate_run_memory(
     )
 
 
-# ---------------------------------------------------------------- objective
-class _Objective:
-    """``f(x) = L_data/C + regularisers`` over the refined blocks of one stage."""
-
-    def __init__(
-        self,
-        model: MultisliceModel,
-        backend: Backend,
-        stage: StageConfig,
-        fixed: dict[str, Any],
-        norm: float,
-        pixel: tuple[float, float],
-    ) -> None:
-        self.model = model
-        self.backend = backend
-        self.stage = stage
-        self.fixed = fixed
-        self.inv_norm = 1.0 / norm
-        self.want = frozenset(stage.refine)
-        xp = backend.xp
-        shape = model.object_shape
-        self.obj_band = xp.asarray(
-            optics.band_limit_mask(shape, pixel, BAND_LIMIT), dtype=backend.real_dtype
-        )
-        self.wedge = None
-        if stage.missing_wedge > 0 and stage.slices > 1:
-            dz = float(np.mean(stage.thicknesses_A()))
-            w = wedge_weight(stage.slices, shape, pixel, dz, stage.missing_wedge_beta)
-            self.wedge = xp.asarray(
-                w * optics.band_limit_mask(shape, pixel, BAND_LIMIT)[None], dtype=backend.real_dtype
-            )
-
-    def blocks(self, x: dict[str, Any]) -> tuple[Any, Any, Any]:
-        get = lambda k: x[k] if k in x else self.fixed[k]  # noqa: E731
-        return get("object"), get("probe"), get("tilt")
-
-    def __call__(self, x: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        be = self.backend
-        obj, probe, tilt = self.blocks(x)
-        loss, grads = self.model.loss_and_gradient(obj, probe, tilt, want=self.want)
-        f = loss * self.inv_norm
-        out = {k: grads[k] * self.inv_norm for k in self.want}
-        if "object" in self.want:
-            reg = None
-            if self.stage.l1_absorption > 0:
-                v, reg = l1_absorption(obj, self.stage.l1_absorption, be.xp)
-                f += v
-                reg = be.ifft2(be.fft2(reg) * self.obj_band, overwrite=True)
-            if self.wedge is not None:
-                v, g = missing_wedge(obj, self.stage.missing_wedge, self.wedge, be)
-                f += v
-                reg = g if reg is None else reg + g
-            if reg is not None:
-                out["object"] = out["object"] + reg.astype(out["object"].dtype, copy=False)
-        return f, out
-
-
 # ---------------------------------------------------------------- the run
 def _host_copy(backend: Backend, a: Any) -> np.ndarray:
     return np.array(backend.to_host(a), copy=True)
@@ -710,7 +333,7 @@ def run(
         rng.bit_generator.state = copy.deepcopy(state.rng_state)
 
     amplitudes_dev = xp.asarray(measured_amplitudes(dataset, geom))
-    norm = _masked_total(dataset, geom)
+    norm = masked_total(dataset, geom)
     n_stages = len(config.stages)
     start_iteration = state.iteration
     t0 = time.perf_counter()
@@ -723,7 +346,7 @@ def run(
     while True:
         stage = config.stages[state.stage_index]
         if state.stage_iteration == 0 and state.optimiser_state is None:
-            _adapt_state(state, stage, rng)
+            adapt_state(state, stage, rng)
         if state.stage_iteration < stage.iterations:
             stopped = yield from _run_stage(
                 state,
@@ -783,7 +406,7 @@ def _run_stage(
     }
     x = {k: v for k, v in blocks.items() if k in stage.refine}
     fixed = {k: v for k, v in blocks.items() if k not in stage.refine}
-    fun = _Objective(model, backend, stage, fixed, norm, geom.pixel_size_A)
+    fun = Objective(model, backend, stage, fixed, norm, geom.pixel_size_A)
     opt = make_optimiser(
         stage.optimizer,
         memory=stage.lbfgs_memory,

@@ -49,6 +49,7 @@ __all__ = [
     "OPTIMIZERS",
     "PADDINGS",
     "PRECISIONS",
+    "PARTIAL_COHERENCE",
     "REFINABLE",
     "ReconstructionConfig",
     "StageConfig",
@@ -60,8 +61,11 @@ __all__ = [
     "two_stage_preset",
 ]
 
-#: Blocks a stage may refine.
-REFINABLE = ("object", "probe", "tilt")
+#: Blocks a stage may refine (``source``: the source size of a partially coherent probe).
+REFINABLE = ("object", "probe", "tilt", "source")
+#: Models of the probe's spatial coherence: ``none`` (each mode coherent) or ``gaussian`` (a
+#: Gaussian source of fitted size, :mod:`caviar_napari.core.coherence`).
+PARTIAL_COHERENCE = ("none", "gaussian")
 #: Optimisers: L-BFGS, gradient descent.
 OPTIMIZERS = ("lbfgs", "gd")
 #: Compute devices.
@@ -97,7 +101,15 @@ class StageConfig:
     slice_thickness_A
         Thickness of each slice (Å): a number for all slices or a list of ``slices`` values.
     refine
-        Which blocks the optimiser changes: a subset of ``("object", "probe", "tilt")``.
+        Which blocks the optimiser changes: a subset of ``("object", "probe", "tilt",
+        "source")``; ``source`` (the source size) needs ``partial_coherence: gaussian``.
+    partial_coherence
+        ``"none"``: the probe modes are coherent. ``"gaussian"``: partial spatial coherence of a
+        Gaussian source whose size (FWHM at the specimen, Å) is one fitted parameter; every
+        probe mode becomes ``coherence_order²`` incoherent shifted copies (the cost of that
+        many modes), :mod:`caviar_napari.core.coherence`.
+    coherence_order
+        Gauss–Hermite points per axis of the source quadrature (3: 9 copies per mode).
     l1_absorption
         Weight λ₁ of the l1 absorption penalty ``λ₁ Σ |log|O||`` per object pixel, which pulls the
         amplitude towards 1 (weak absorber). Units: data units (the loss's units) per pixel.
@@ -126,6 +138,8 @@ class StageConfig:
     slices: int = 1
     slice_thickness_A: float | list[float] = 10.0
     refine: tuple[str, ...] = ("object", "probe")
+    partial_coherence: str = "none"
+    coherence_order: int = 3
     l1_absorption: float = 0.0
     missing_wedge: float = 0.0
     missing_wedge_beta: float = 1.0
@@ -165,6 +179,15 @@ class StageConfig:
         if not self.refine:
             raise InputError(f"{where}: 'refine' is empty: nothing to optimise")
         self.refine = tuple(r for r in REFINABLE if r in self.refine)
+        self.partial_coherence = _check_choice(
+            self.partial_coherence, "partial_coherence", PARTIAL_COHERENCE, where
+        )
+        self.coherence_order = _check_int(self.coherence_order, "coherence_order", 1, where)
+        if "source" in self.refine and self.partial_coherence == "none":
+            raise InputError(
+                f"{where}: 'refine' has 'source' but 'partial_coherence' is 'none': the source "
+                "size is a parameter of partial_coherence: gaussian"
+            )
         self.l1_absorption = _check_float(self.l1_absorption, "l1_absorption", where, minimum=0.0)
         self.missing_wedge = _check_float(self.missing_wedge, "missing_wedge", where, minimum=0.0)
         self.missing_wedge_beta = _check_float(
@@ -242,6 +265,10 @@ class ReconstructionConfig:
         Probe defocus Δf (Å) overriding the dataset's ``defocus_A``; ``None`` keeps the dataset's.
     object_padding_px
         Extra object pixels beyond the scanned area plus half a probe window, on every side.
+    source_fwhm_A
+        Starting source size (FWHM at the specimen, Å) of stages with ``partial_coherence:
+        gaussian``; it must not be 0 when the size is refined (the intensity is even in it, so
+        its gradient vanishes at 0). A cold field-emission gun at 60–300 kV gives 0.3–0.6 Å.
     detector_padding
         ``"auto"``: zero-pad the detector in reciprocal space when the data reach beyond the
         2/3-Nyquist band limit of the unpadded window (padding excluded from the loss);
@@ -261,6 +288,7 @@ class ReconstructionConfig:
     tilt_mrad: tuple[float, float] = (0.0, 0.0)
     defocus_A: float | None = None
     object_padding_px: int = 4
+    source_fwhm_A: float = 0.3
     detector_padding: str = "auto"
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
 
@@ -294,6 +322,7 @@ class ReconstructionConfig:
         if self.defocus_A is not None:
             self.defocus_A = _check_float(self.defocus_A, "defocus_A", source)
         self.object_padding_px = _check_int(self.object_padding_px, "object_padding_px", 0, source)
+        self.source_fwhm_A = _check_float(self.source_fwhm_A, "source_fwhm_A", source, minimum=0.0)
         self.detector_padding = _check_choice(
             self.detector_padding, "detector_padding", PADDINGS, source
         )

@@ -53,6 +53,9 @@ class ReconState:
         ``(P, 2)`` probe positions ``(y, x)`` in the object frame, Å.
     scan_rotation_deg
         Scan rotation applied to the positions, degrees.
+    source_fwhm_A
+        Source size (FWHM at the specimen, Å) of a partially coherent probe
+        (``partial_coherence: gaussian``); 0 for a coherent one.
     version
         Version of caviar-napari that made the state (the engine, or the file it was read
         from); ``""`` when unknown.
@@ -74,6 +77,7 @@ class ReconState:
     source: str = ""
     scan_positions_A: np.ndarray | None = None
     scan_rotation_deg: float = 0.0
+    source_fwhm_A: float = 0.0
     version: str = ""
 
     @property

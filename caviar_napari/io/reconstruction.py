@@ -3,11 +3,13 @@
 Layout::
 
     /object                 (state, slice, y, x) complex64 (complex128 for double precision)
-    /probe                  (mode, y, x) complex, real space, centred
+    /probe                  (mode, y, x) complex, real space, centred; the coherent modes (with
+                            a Gaussian source, source_fwhm_A > 0, each is an incoherent set of
+                            shifted copies, core.coherence)
     /loss                   (iterations,) float64, objective after every iteration
     /scan_positions_A       (P, 2) probe positions (y, x) in the object frame, Å
     attrs pixel_size_A (dy, dx), slice_thickness_A (S,), object_origin_A (y, x),
-          tilt_mrad (α_y, α_x), scan_rotation_deg, configuration (JSON), version,
+          tilt_mrad (α_y, α_x), scan_rotation_deg, source_fwhm_A, configuration (JSON), version,
           source (input file name), format = "caviar-reconstruction"
     /resume                 what an exact continuation needs
         attrs stage_index, stage_iteration, iteration, tilt_mrad, rng_state (JSON)
@@ -73,6 +75,7 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
         f.attrs["object_origin_A"] = np.asarray(state.object_origin_A, dtype=np.float64)
         f.attrs["tilt_mrad"] = np.asarray(state.tilt_mrad, dtype=np.float64)
         f.attrs["scan_rotation_deg"] = float(state.scan_rotation_deg)
+        f.attrs["source_fwhm_A"] = float(state.source_fwhm_A)
         f.attrs["configuration"] = config_json(state.config)
         f.attrs["version"] = __version__
         f.attrs["source"] = source or state.source or ""
@@ -180,6 +183,7 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             source=str(f.attrs.get("source", "")),
             scan_positions_A=positions,
             scan_rotation_deg=float(f.attrs.get("scan_rotation_deg", 0.0)),
+            source_fwhm_A=float(f.attrs.get("source_fwhm_A", 0.0)),
             version=str(f.attrs.get("version", "")),
             stage_index=len(config.stages) - 1,
             stage_iteration=config.stages[-1].iterations,

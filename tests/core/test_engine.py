@@ -8,20 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from caviar_napari.core import engine, optics
+from caviar_napari.core import engine, optics, states
 from caviar_napari.core.backend import Backend, get_backend
-from caviar_napari.core.engine import (
-    RunControl,
-    initial_state,
-    l1_absorption,
-    measured_amplitudes,
-    missing_wedge,
-    plan_geometry,
-    run,
-    run_to_end,
-    wedge_weight,
-)
+from caviar_napari.core.engine import RunControl, initial_state, run, run_to_end
+from caviar_napari.core.geometry import measured_amplitudes, plan_geometry
 from caviar_napari.core.multislice import MultisliceModel
+from caviar_napari.core.objective import l1_absorption, missing_wedge, wedge_weight
 from caviar_napari.core.optimise import LBFGS
 from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.config import ReconstructionConfig, StageConfig, single_stage
@@ -231,8 +223,8 @@ def test_stage_changes_of_states_slices_and_modes():
     pixel = (0.3, 0.3)
     obj = np.exp(1j * rng.normal(scale=0.3, size=(1, 1, 16, 16))).astype(np.complex64)
     st3 = StageConfig(object_states=3, state_noise_rad=0.05).validate()
-    a = engine._adapt_object(obj, st3, np.random.default_rng(9), pixel)
-    b = engine._adapt_object(obj, st3, np.random.default_rng(9), pixel)
+    a = states.adapt_object(obj, st3, np.random.default_rng(9), pixel)
+    b = states.adapt_object(obj, st3, np.random.default_rng(9), pixel)
     np.testing.assert_array_equal(a, b)  # seeded
     noise = np.angle(a / obj)
     assert noise.std() == pytest.approx(0.05, rel=0.05)
@@ -241,22 +233,22 @@ def test_stage_changes_of_states_slices_and_modes():
     spec = np.abs(np.fft.fft2(noise)) ** 2
     assert spec[:, :, optics.band_limit_mask((16, 16), pixel) == 0].sum() < 1e-10 * spec.sum()
     # back to one state: the mean
-    one = engine._adapt_object(a, StageConfig().validate(), np.random.default_rng(0), pixel)
+    one = states.adapt_object(a, StageConfig().validate(), np.random.default_rng(0), pixel)
     np.testing.assert_allclose(one[0], a.mean(axis=0), rtol=1e-6)
     # slices 1 → 3: the product of the slices is the old transmission
-    s3 = engine._adapt_object(obj, StageConfig(slices=3).validate(), rng, pixel)
+    s3 = states.adapt_object(obj, StageConfig(slices=3).validate(), rng, pixel)
     assert s3.shape == (1, 3, 16, 16)
     np.testing.assert_allclose(s3.prod(axis=1), obj[:, 0], rtol=1e-5, atol=1e-6)
 
     probe = optics.probe_modes(optics.make_probe((16, 16), pixel, E_EV, ALPHA), 2) * 10.0
-    p4 = engine._adapt_probe(probe.astype(np.complex64), 4)
+    p4 = states.adapt_probe(probe.astype(np.complex64), 4)
     assert p4.shape == (4, 16, 16)
     gram = np.einsum("iyx,jyx->ij", p4.conj(), p4)
     np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-3 * abs(gram[0, 0]))
     assert np.abs(gram).trace() == pytest.approx(np.sum(np.abs(probe) ** 2), rel=1e-5)
     scale = np.sqrt(np.abs(gram[0, 0]) / np.sum(np.abs(probe[0]) ** 2))
     np.testing.assert_allclose(p4[:2], probe * scale, rtol=1e-4, atol=1e-6)
-    p1 = engine._adapt_probe(p4, 1)
+    p1 = states.adapt_probe(p4, 1)
     np.testing.assert_allclose(p1[0] / p4[0], p1[0, 8, 8] / p4[0, 8, 8], rtol=1e-5)
 
 

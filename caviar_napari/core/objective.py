@@ -1,0 +1,171 @@
+"""The objective of one stage: the normalised data loss plus the regularisers, over the refined
+blocks, with the probe model between the optimiser's variables and the forward model.
+
+``f = L_data / C + R_l1 + R_mw`` with ``C`` the total measured intensity inside the detector
+mask, so the reported loss is dimensionless (the relative squared amplitude error for the
+Gaussian loss) and regulariser weights are comparable across datasets. The losses are those of
+:mod:`caviar_napari.core.loss`; the data term is paper eq. S8 divided by ``C``.
+
+Regularisers (object only, when the object is refined)
+    * l1 absorption, :func:`l1_absorption`: ``λ₁ · mean_pixels sqrt(a² + ε²)`` with
+      ``a = −log|O|`` (the absorption), a smoothed ``|a|`` (``ε = 1e-3``) so that L-BFGS sees a
+      differentiable objective. It pulls the amplitude towards 1.
+    * Missing wedge, :func:`missing_wedge` (multislice only): applied as a *penalty*, not as a
+      filter, so the optimiser minimises one consistent objective:
+      ``w · mean_pixels Σ_k W(k) |F₃O(k)|²`` with the 3-D unitary FFT over (slice, y, x) of each
+      state and ``W = 1 − (2/π) arctan(β² k_r² / k_z²)`` (``W = 0`` at ``k_z = 0``), which is ~1
+      in the cone ``|k_z| ≫ β k_r`` that a single projection cannot measure and → 0 outside it.
+      The projected (slice-summed) structure, ``k_z = 0``, is never penalised.
+    Regulariser gradients are projected onto the object band limit, as the data gradient is.
+
+Probe model
+    With ``partial_coherence: gaussian`` the optimiser's ``probe`` block holds the coherent
+    modes and its ``source`` block the source's standard deviation σ (Å); the forward model
+    sees their expansion into shifted copies (:mod:`caviar_napari.core.coherence`), and the
+    gradients are contracted back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from caviar_napari.core import optics
+from caviar_napari.core.backend import Backend
+from caviar_napari.core.multislice import MultisliceModel
+from caviar_napari.core.optics import BAND_LIMIT
+from caviar_napari.data.config import StageConfig
+
+__all__ = ["L1_EPS", "Objective", "l1_absorption", "missing_wedge", "wedge_weight"]
+
+#: Smoothing of the l1 absorption penalty, ``sqrt(a² + ε²)``.
+L1_EPS = 1e-3
+
+
+def l1_absorption(obj: Any, weight: float, xp: Any = np, eps: float = L1_EPS) -> tuple[float, Any]:
+    """Smoothed l1 penalty on the absorption ``a = −log|O|`` and its Wirtinger gradient.
+
+    ``R = weight · mean(sqrt(a² + ε²) − ε)``;
+    ``∂R/∂O* = weight/n · (a / sqrt(a² + ε²)) · ∂a/∂O*`` with ``∂a/∂O* = −O / (2|O|²)``.
+
+    Parameters
+    ----------
+    obj
+        ``(N, S, H, W)`` complex transmission.
+    weight
+        λ₁ (dimensionless, relative to the normalised data loss).
+
+    Returns
+    -------
+    penalty, gradient
+        Float and ``∂R/∂O*`` of the shape and dtype of ``obj``.
+    """
+    n = obj.size
+    mag2 = obj.real**2 + obj.imag**2
+    mag2 = xp.maximum(mag2, np.finfo(mag2.dtype).tiny)
+    a = -0.5 * xp.log(mag2)
+    root = xp.sqrt(a * a + eps * eps)
+    value = weight * float(xp.sum(root - eps, dtype=np.float64)) / n
+    coef = (-(weight / n) * 0.5) * (a / root) / mag2
+    return value, (coef * obj).astype(obj.dtype, copy=False)
+
+
+def wedge_weight(
+    n_slices: int,
+    object_shape: tuple[int, int],
+    pixel_size_A: tuple[float, float],
+    dz_A: float,
+    beta: float,
+) -> np.ndarray:
+    """``(S, H, W)`` missing-wedge weight ``1 − (2/π) arctan(β² k_r² / k_z²)`` (0 at k_z = 0)."""
+    kz = np.fft.fftfreq(n_slices, dz_A)[:, None, None]
+    ky = np.fft.fftfreq(object_shape[0], pixel_size_A[0])[None, :, None]
+    kx = np.fft.fftfreq(object_shape[1], pixel_size_A[1])[None, None, :]
+    kr2 = ky**2 + kx**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = 1.0 - (2.0 / np.pi) * np.arctan(beta**2 * kr2 / kz**2)
+    return np.where(kz == 0, 0.0, w)
+
+
+def missing_wedge(obj: Any, weight: float, wedge: Any, backend: Backend) -> tuple[float, Any]:
+    """Missing-wedge penalty ``weight · mean_pixels Σ W |F₃O|²`` and its Wirtinger gradient.
+
+    Parameters
+    ----------
+    obj
+        ``(N, S, H, W)`` complex transmission.
+    weight
+        Penalty weight (dimensionless, relative to the normalised data loss).
+    wedge
+        ``(S, H, W)`` weight from :func:`wedge_weight` (backend array).
+
+    Returns
+    -------
+    penalty, gradient
+        ``R`` and ``∂R/∂O* = weight/n · F₃⁻¹(W · F₃O)`` (unitary transforms).
+    """
+    xp = backend.xp
+    n = obj.size
+    spec = xp.fft.fft(backend.fft2(obj), axis=1, norm="ortho")
+    weighted = spec * wedge
+    value = weight * float(xp.sum((weighted * spec.conj()).real, dtype=np.float64)) / n
+    grad = backend.ifft2(xp.fft.ifft(weighted, axis=1, norm="ortho"), overwrite=True)
+    grad *= weight / n
+    return value, grad.astype(obj.dtype, copy=False)
+
+
+class Objective:
+    """``f(x) = L_data/C + regularisers`` over the refined blocks of one stage."""
+
+    def __init__(
+        self,
+        model: MultisliceModel,
+        backend: Backend,
+        stage: StageConfig,
+        fixed: dict[str, Any],
+        norm: float,
+        pixel: tuple[float, float],
+    ) -> None:
+        self.model = model
+        self.backend = backend
+        self.stage = stage
+        self.fixed = fixed
+        self.inv_norm = 1.0 / norm
+        self.want = frozenset(stage.refine)
+        xp = backend.xp
+        shape = model.object_shape
+        self.obj_band = xp.asarray(
+            optics.band_limit_mask(shape, pixel, BAND_LIMIT), dtype=backend.real_dtype
+        )
+        self.wedge = None
+        if stage.missing_wedge > 0 and stage.slices > 1:
+            dz = float(np.mean(stage.thicknesses_A()))
+            w = wedge_weight(stage.slices, shape, pixel, dz, stage.missing_wedge_beta)
+            self.wedge = xp.asarray(
+                w * optics.band_limit_mask(shape, pixel, BAND_LIMIT)[None], dtype=backend.real_dtype
+            )
+
+    def blocks(self, x: dict[str, Any]) -> tuple[Any, Any, Any]:
+        get = lambda k: x[k] if k in x else self.fixed[k]  # noqa: E731
+        return get("object"), get("probe"), get("tilt")
+
+    def __call__(self, x: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        be = self.backend
+        obj, probe, tilt = self.blocks(x)
+        loss, grads = self.model.loss_and_gradient(obj, probe, tilt, want=self.want)
+        f = loss * self.inv_norm
+        out = {k: grads[k] * self.inv_norm for k in self.want}
+        if "object" in self.want:
+            reg = None
+            if self.stage.l1_absorption > 0:
+                v, reg = l1_absorption(obj, self.stage.l1_absorption, be.xp)
+                f += v
+                reg = be.ifft2(be.fft2(reg) * self.obj_band, overwrite=True)
+            if self.wedge is not None:
+                v, g = missing_wedge(obj, self.stage.missing_wedge, self.wedge, be)
+                f += v
+                reg = g if reg is None else reg + g
+            if reg is not None:
+                out["object"] = out["object"] + reg.astype(out["object"].dtype, copy=False)
+        return f, out

@@ -1,0 +1,87 @@
+"""What happens to the object and probe when a stage changes the number of states, modes or
+slices.
+
+* A change of the number of object states replaces all states by the previous mean object ×
+  ``exp(i·noise)`` with seeded, band-limited Gaussian phase noise of standard deviation
+  ``state_noise_rad`` (one state: the mean itself).
+* A change of probe modes keeps the first modes and adds Hermite–Gauss modes orthogonalised
+  against them, total power preserved.
+* A change of slices redistributes the total transmission evenly: each new slice is
+  ``exp(Σ_j log O_j / S_new)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+
+from caviar_napari.core import optics
+from caviar_napari.core.optics import BAND_LIMIT
+from caviar_napari.data.config import StageConfig
+from caviar_napari.data.recon import ReconState
+
+__all__ = ["MODE_DECAY", "adapt_object", "adapt_probe", "adapt_state", "band_limited_noise"]
+
+#: Relative power of the probe modes added at a stage change (ratio of successive modes).
+MODE_DECAY = 0.3
+
+
+def band_limited_noise(
+    rng: np.random.Generator, shape: tuple[int, ...], sigma: float, pixel: tuple[float, float]
+) -> np.ndarray:
+    """Gaussian noise ``(…, H, W)`` filtered to the object band limit, std ``sigma``."""
+    white = rng.standard_normal(shape)
+    mask = optics.band_limit_mask(shape[-2:], pixel, BAND_LIMIT)
+    noise = np.fft.ifft2(np.fft.fft2(white) * mask).real
+    std = float(noise.std())
+    return noise * (sigma / std) if std > 0 else noise
+
+
+def adapt_object(
+    obj: np.ndarray, stage: StageConfig, rng: np.random.Generator, pixel: tuple[float, float]
+) -> np.ndarray:
+    n_old, s_old = obj.shape[:2]
+    if s_old != stage.slices:
+        total = np.log(obj).sum(axis=1, keepdims=True)  # per-slice logs: no phase wrapping
+        obj = np.repeat(np.exp(total / stage.slices), stage.slices, axis=1).astype(obj.dtype)
+    if n_old != stage.object_states:
+        mean = obj.mean(axis=0, keepdims=True)
+        if stage.object_states == 1:
+            obj = mean
+        else:
+            shape = (stage.object_states, *obj.shape[1:])
+            noise = band_limited_noise(rng, shape, stage.state_noise_rad, pixel)
+            obj = (mean * np.exp(1j * noise)).astype(obj.dtype)
+    return np.ascontiguousarray(obj)
+
+
+def adapt_probe(probe: np.ndarray, n_modes: int) -> np.ndarray:
+    m_old = probe.shape[0]
+    if m_old == n_modes:
+        return probe
+    power = float(np.sum(np.abs(probe) ** 2))
+    if n_modes < m_old:
+        kept = probe[:n_modes]
+    else:
+        cand = optics.probe_modes(probe[0], n_modes, decay=MODE_DECAY)[m_old:]
+        old = probe.reshape(m_old, -1).astype(np.complex128)
+        new = cand.reshape(n_modes - m_old, -1)
+        # orthogonalise the new modes against the kept ones, keep their powers
+        basis = np.linalg.qr(old.T)[0]  # (K², m_old) orthonormal
+        new_norm = np.linalg.norm(new, axis=1, keepdims=True)
+        new = new - (new @ basis.conj()) @ basis.T
+        q = np.linalg.qr(new.T)[0].T  # orthonormal among themselves
+        new = q * new_norm
+        kept = np.concatenate([old, new]).reshape(n_modes, *probe.shape[1:])
+    kept = kept * math.sqrt(power / float(np.sum(np.abs(kept) ** 2)))
+    return kept.astype(probe.dtype)
+
+
+def adapt_state(state: ReconState, stage: StageConfig, rng: np.random.Generator) -> None:
+    state.object = adapt_object(state.object, stage, rng, state.pixel_size_A)
+    state.probe = adapt_probe(state.probe, stage.probe_modes)
+    state.slice_thickness_A = np.asarray(stage.thicknesses_A(), dtype=np.float64)
+    state.optimiser_state = None
+    state.rng_state = copy.deepcopy(rng.bit_generator.state)
