@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from caviar_napari import __version__
-from caviar_napari.core import optics
+from caviar_napari.core import coherence, optics
 from caviar_napari.core.backend import Backend, get_backend
 from caviar_napari.core.geometry import (
     Geometry,
@@ -102,6 +102,8 @@ class Progress:
     object, probe
         Host numpy copies every ``config.update_every`` iterations (and at a stage's last
         iteration), else None.
+    source_fwhm_A
+        Source size of a partially coherent probe (FWHM, Å); 0 for a coherent one.
     """
 
     stage_name: str
@@ -118,6 +120,7 @@ class Progress:
     n_evals: int = 0
     object: np.ndarray | None = None
     probe: np.ndarray | None = None
+    source_fwhm_A: float = 0.0
 
 
 class RunControl:
@@ -191,6 +194,7 @@ def initial_state(
         source=dataset.source,
         scan_positions_A=geom.positions_A.copy(),
         scan_rotation_deg=dataset.scan_rotation_deg,
+        source_fwhm_A=config.source_fwhm_A if stage.partial_coherence == "gaussian" else 0.0,
         version=__version__,
     )
 
@@ -240,7 +244,7 @@ def estimate_run_memory(
             batch_size=config.batch_size,
         )
         want = frozenset(stage.refine)
-        n, m = stage.object_states, stage.probe_modes
+        n, m = stage.object_states, stage.model_modes
         return model.batch_size_for(n, m, want), model.working_bytes(n, m, want)
 
     return estimate_memory(
@@ -346,7 +350,7 @@ def run(
     while True:
         stage = config.stages[state.stage_index]
         if state.stage_iteration == 0 and state.optimiser_state is None:
-            adapt_state(state, stage, rng)
+            adapt_state(state, stage, rng, config.source_fwhm_A)
         if state.stage_iteration < stage.iterations:
             stopped = yield from _run_stage(
                 state,
@@ -403,6 +407,9 @@ def _run_stage(
         "object": backend.asarray(state.object, dtype=cdt),
         "probe": backend.asarray(state.probe, dtype=cdt),
         "tilt": backend.asarray(state.tilt_mrad, dtype=backend.real_dtype),
+        "source": backend.asarray(
+            [state.source_fwhm_A / coherence.FWHM_PER_SIGMA], dtype=backend.real_dtype
+        ),
     }
     x = {k: v for k, v in blocks.items() if k in stage.refine}
     fixed = {k: v for k, v in blocks.items() if k not in stage.refine}
@@ -411,7 +418,7 @@ def _run_stage(
         stage.optimizer,
         memory=stage.lbfgs_memory,
         xp=backend.xp,
-        typical={"tilt": 1.0},
+        typical={"tilt": 1.0, "source": 0.1},
         state_blocks=("object",),
     )
     if state.optimiser_state is not None:
@@ -422,6 +429,8 @@ def _run_stage(
         state.object = _host_copy(backend, obj)
         state.probe = _host_copy(backend, probe)
         state.tilt_mrad = np.asarray(backend.to_host(tilt), dtype=np.float64).copy()
+        if stage.partial_coherence == "gaussian":
+            state.source_fwhm_A = abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA
         state.optimiser_state = opt.export_state()
 
     n_stages = len(config.stages)
@@ -473,6 +482,7 @@ def _run_stage(
             n_evals=info.n_evals,
             object=obj_copy,
             probe=probe_copy,
+            source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
     return False
 

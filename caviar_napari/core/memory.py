@@ -130,11 +130,13 @@ def stage_parts(
     h, w = (int(v) for v in object_shape)
     copies = 6 + (2 * stage.lbfgs_memory if stage.optimizer == "lbfgs" else 0)
     obj = stage.object_states * stage.slices * h * w * complex_itemsize
+    # coherent modes in the optimiser's copies, plus the forward model's (expanded) modes
     probe = stage.probe_modes * ky * kx * complex_itemsize
+    model_probe = 3 * stage.model_modes * ky * kx * complex_itemsize
     per_pattern = MultisliceModel.bytes_per_pattern(
         (ky, kx),
         stage.object_states,
-        stage.probe_modes,
+        stage.model_modes,
         stage.slices,
         complex_itemsize,
         tilt="tilt" in stage.refine,
@@ -142,7 +144,7 @@ def stage_parts(
     return {
         "data": n_patterns * ky * kx * complex_itemsize // 2,
         "object": copies * obj,
-        "probe": copies * probe,
+        "probe": copies * probe + (model_probe if stage.model_modes > stage.probe_modes else 0),
         "batch": (
             int(batch_bytes)
             if batch_bytes is not None

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from caviar_napari.core import optics
+from caviar_napari.core import coherence, optics
 from caviar_napari.core.backend import Backend
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.optics import BAND_LIMIT
@@ -126,6 +126,7 @@ class Objective:
         fixed: dict[str, Any],
         norm: float,
         pixel: tuple[float, float],
+        compression: float = coherence.COMPRESSION_TOLERANCE,
     ) -> None:
         self.model = model
         self.backend = backend
@@ -138,6 +139,17 @@ class Objective:
         self.obj_band = xp.asarray(
             optics.band_limit_mask(shape, pixel, BAND_LIMIT), dtype=backend.real_dtype
         )
+        self.source = None
+        self.compression = compression
+        if stage.partial_coherence == "gaussian":
+            self.source = coherence.gauss_hermite_source(stage.coherence_order)
+            self.k = xp.asarray(
+                coherence.window_frequencies(model.window, pixel), dtype=backend.real_dtype
+            )
+        # the forward model's gradient blocks: the source size needs the (expanded) probe's
+        self.model_want = frozenset(
+            ({"probe"} if "source" in self.want else set()) | (self.want - {"source"})
+        )
         self.wedge = None
         if stage.missing_wedge > 0 and stage.slices > 1:
             dz = float(np.mean(stage.thicknesses_A()))
@@ -147,13 +159,47 @@ class Objective:
             )
 
     def blocks(self, x: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """Object, coherent probe modes and tilt at ``x`` (refined or fixed)."""
         get = lambda k: x[k] if k in x else self.fixed[k]  # noqa: E731
         return get("object"), get("probe"), get("tilt")
+
+    def sigma_A(self, x: dict[str, Any]) -> float:
+        """The source's standard deviation σ (Å) at ``x``; 0 for a coherent probe."""
+        if self.source is None:
+            return 0.0
+        block = x["source"] if "source" in x else self.fixed["source"]
+        return float(self.backend.to_host(block)[0])
+
+    def model_probe(self, x: dict[str, Any]) -> tuple[Any, Any]:
+        """The probe modes the forward model sees, and the mixing matrix behind them.
+
+        A coherent probe: its modes and None. A Gaussian source: the coherent modes expanded
+        into shifted copies, compressed to the orthogonal modes that carry them, and the
+        ``(copies, modes)`` mixing matrix (:func:`coherence.compress_modes`).
+        """
+        probe = self.blocks(x)[1]
+        if self.source is None:
+            return probe, None
+        copies = coherence.expand_modes(self.backend, probe, self.sigma_A(x), self.source, self.k)
+        return coherence.compress_modes(self.backend, copies, self.compression)
 
     def __call__(self, x: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         be = self.backend
         obj, probe, tilt = self.blocks(x)
-        loss, grads = self.model.loss_and_gradient(obj, probe, tilt, want=self.want)
+        modes, mixing = self.model_probe(x)
+        loss, grads = self.model.loss_and_gradient(obj, modes, tilt, want=self.model_want)
+        if self.source is not None and "probe" in self.model_want:
+            g_copies = mixing.conj() @ grads["probe"].reshape(modes.shape[0], -1)
+            g_probe, g_sigma = coherence.contract_gradient(
+                be,
+                probe,
+                self.sigma_A(x),
+                self.source,
+                self.k,
+                g_copies.reshape(mixing.shape[0], *modes.shape[1:]),
+            )
+            grads["probe"] = g_probe
+            grads["source"] = be.xp.asarray([g_sigma], dtype=be.real_dtype)
         f = loss * self.inv_norm
         out = {k: grads[k] * self.inv_norm for k in self.want}
         if "object" in self.want:

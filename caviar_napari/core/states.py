@@ -79,9 +79,21 @@ def adapt_probe(probe: np.ndarray, n_modes: int) -> np.ndarray:
     return kept.astype(probe.dtype)
 
 
-def adapt_state(state: ReconState, stage: StageConfig, rng: np.random.Generator) -> None:
+def adapt_state(
+    state: ReconState, stage: StageConfig, rng: np.random.Generator, source_fwhm_A: float
+) -> None:
+    """Adapt ``state`` in place to the start of ``stage`` (states, modes, slices, source).
+
+    A stage with a Gaussian source starts from the previous stage's source size, or from
+    ``source_fwhm_A`` (the configuration's start value) after a coherent stage; a coherent stage
+    sets the size to 0.
+    """
     state.object = adapt_object(state.object, stage, rng, state.pixel_size_A)
     state.probe = adapt_probe(state.probe, stage.probe_modes)
+    if stage.partial_coherence == "gaussian":
+        state.source_fwhm_A = state.source_fwhm_A or float(source_fwhm_A)
+    else:
+        state.source_fwhm_A = 0.0
     state.slice_thickness_A = np.asarray(stage.thicknesses_A(), dtype=np.float64)
     state.optimiser_state = None
     state.rng_state = copy.deepcopy(rng.bit_generator.state)

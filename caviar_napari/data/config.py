@@ -106,10 +106,11 @@ class StageConfig:
     partial_coherence
         ``"none"``: the probe modes are coherent. ``"gaussian"``: partial spatial coherence of a
         Gaussian source whose size (FWHM at the specimen, Å) is one fitted parameter; every
-        probe mode becomes ``coherence_order²`` incoherent shifted copies (the cost of that
-        many modes), :mod:`caviar_napari.core.coherence`.
+        probe mode becomes ``coherence_order²`` incoherent shifted copies, propagated as the
+        few orthogonal modes that carry them (:mod:`caviar_napari.core.coherence`).
     coherence_order
-        Gauss–Hermite points per axis of the source quadrature (3: 9 copies per mode).
+        Gauss–Hermite points per axis of the source quadrature (5: 25 shifted copies per mode,
+        compressed to the few orthogonal modes that carry them).
     l1_absorption
         Weight λ₁ of the l1 absorption penalty ``λ₁ Σ |log|O||`` per object pixel, which pulls the
         amplitude towards 1 (weak absorber). Units: data units (the loss's units) per pixel.
@@ -139,7 +140,7 @@ class StageConfig:
     slice_thickness_A: float | list[float] = 10.0
     refine: tuple[str, ...] = ("object", "probe")
     partial_coherence: str = "none"
-    coherence_order: int = 3
+    coherence_order: int = 5
     l1_absorption: float = 0.0
     missing_wedge: float = 0.0
     missing_wedge_beta: float = 1.0
@@ -199,6 +200,14 @@ class StageConfig:
             self.state_noise_rad, "state_noise_rad", where, minimum=0.0
         )
         return self
+
+    @property
+    def model_modes(self) -> int:
+        """Incoherent modes the forward model propagates: ``probe_modes``, times
+        ``coherence_order²`` shifted copies with a Gaussian source."""
+        if self.partial_coherence == "gaussian":
+            return self.probe_modes * self.coherence_order**2
+        return self.probe_modes
 
     def thicknesses_A(self) -> list[float]:
         """Per-slice thickness (Å), a list of ``slices`` values."""

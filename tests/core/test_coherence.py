@@ -138,3 +138,78 @@ def test_gradients_of_probe_and_source_size_against_finite_differences():
     d = rng.standard_normal(probe.shape) + 1j * rng.standard_normal(probe.shape)
     fd_probe = (loss(probe + h * d, sigma0) - loss(probe - h * d, sigma0)) / (2 * h)
     assert 2 * np.real(np.vdot(g_probe, d)) == pytest.approx(fd_probe, rel=1e-6)
+
+
+def test_compressed_modes_give_the_same_intensity_with_fewer_modes():
+    rng = np.random.default_rng(8)
+    obj = _object(rng)
+    probe = optics.probe_modes(optics.make_probe((K, K), D, 60e3, 35.0, 25.0), 2) * 20.0
+    k = coherence.window_frequencies((K, K), (D, D))
+    modes = coherence.expand_modes(DOUBLE, probe, 0.15, coherence.gauss_hermite_source(3), k)
+    model = _model()
+    exact = model.intensities(obj, modes, (0.0, 0.0))
+    lossless, _ = coherence.compress_modes(DOUBLE, modes, 0.0)
+    np.testing.assert_allclose(model.intensities(obj, lossless, (0.0, 0.0)), exact, rtol=1e-9)
+    compact, mixing = coherence.compress_modes(DOUBLE, modes, 1e-5)
+    assert mixing.shape == (modes.shape[0], compact.shape[0])
+    assert compact.shape[0] < modes.shape[0]
+    flat = compact.reshape(compact.shape[0], -1)
+    gram = flat.conj() @ flat.T
+    np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-9 * gram[0, 0].real)
+    err = np.abs(model.intensities(obj, compact, (0.0, 0.0)) - exact).sum() / exact.sum()
+    assert err < 1e-5
+
+
+def _objective_case(compression):
+    from caviar_napari.core.objective import Objective
+    from caviar_napari.data.config import StageConfig
+
+    rng = np.random.default_rng(11)
+    obj = _object(rng)
+    probe = optics.make_probe((K, K), D, 60e3, 35.0, 25.0)[None] * 20.0
+    k = coherence.window_frequencies((K, K), (D, D))
+    truth = coherence.expand_modes(DOUBLE, probe * 1.05, 0.3, coherence.gauss_hermite_source(5), k)
+    amp = np.sqrt(_model().intensities(obj * 0.98, truth, (0.0, 0.0)))
+    stage = StageConfig(
+        object_states=2,
+        slices=2,
+        slice_thickness_A=[3.0, 2.0],
+        refine=("object", "probe", "source"),
+        partial_coherence="gaussian",
+    ).validate()
+    fixed = {"tilt": np.zeros(2)}
+    fun = Objective(_model(amp), DOUBLE, stage, fixed, 1.0, (D, D), compression=compression)
+    x = {"object": obj, "probe": probe, "source": np.array([0.2])}
+    return fun, x, rng
+
+
+def test_objective_gradients_with_a_gaussian_source():
+    """Object, coherent probe and source size through expansion and (lossless) compression."""
+    fun, x, rng = _objective_case(compression=0.0)
+    f0, g = fun(x)
+    h = 1e-6
+    for name in ("object", "probe", "source"):
+        base = x[name]
+        if np.iscomplexobj(base):
+            d = rng.standard_normal(base.shape) + 1j * rng.standard_normal(base.shape)
+            if name == "object":  # the object gradient lives in the band-limited subspace
+                d = np.fft.ifft2(np.fft.fft2(d) * optics.band_limit_mask((H, W), (D, D)))
+            analytic = 2 * np.real(np.vdot(g[name], d))
+        else:
+            d = np.ones_like(base)
+            analytic = float(np.sum(g[name] * d))
+        plus = fun({**x, name: base + h * d})[0]
+        minus = fun({**x, name: base - h * d})[0]
+        assert analytic == pytest.approx((plus - minus) / (2 * h), rel=1e-6), name
+
+
+def test_compression_changes_the_loss_and_gradient_by_little():
+    exact_fun, x, _ = _objective_case(compression=0.0)
+    fun, _, _ = _objective_case(compression=coherence.COMPRESSION_TOLERANCE)
+    f_exact, g_exact = exact_fun(x)
+    f, g = fun(x)
+    assert fun.model_probe(x)[0].shape[0] < exact_fun.model_probe(x)[0].shape[0]
+    assert f == pytest.approx(f_exact, rel=5e-3)
+    for name in ("probe", "source"):
+        err = np.linalg.norm(g[name] - g_exact[name]) / np.linalg.norm(g_exact[name])
+        assert err < 2e-2, name
