@@ -1,9 +1,8 @@
 """End-to-end validation of CAVIAR on simulated data (issue 8; the logic of the paper's Fig. 2).
 
-For every case of a study this module runs the whole pipeline **through the command line's own
-code** (each step parses a ``caviar …`` argument list with :func:`caviar_napari.cli.build_parser`
-and calls the sub-command's ``run``, so the files it leaves behind are exactly what a user typing
-the recorded commands gets):
+For every case of a study this module runs the whole pipeline through the same workflow
+functions as the ``caviar`` command line (:mod:`caviar_napari.workflows`), so the files it leaves
+behind are exactly what a user typing the recorded ``caviar`` commands gets:
 
 1. ``caviar simulate PRESET`` — abTEM data with the ground truth inside (one file per preset,
    shared by the cases that reconstruct it);
@@ -27,7 +26,7 @@ Start positions
     by the atom matching is reported as a check).  Either way the refinement never sees the
     truth beyond its starting point.
 
-Metrics (all from :mod:`caviar_napari.analysis.correlations`)
+Metrics (:mod:`caviar_napari.workflows.truth_metrics`)
     * LSM (eq. 3, reported as the mean over vectors: 1 = equal lengths) and CSM (eq. 4) over
       two pair sets, as ``caviar correlations --ground-truth`` chooses them: the reference atom
       (the matched atom nearest the centre of the field of view) with its ``reference_neighbours``
@@ -61,22 +60,24 @@ Nothing in the metrics is fitted or tuned to the data; the pair sets are fixed b
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import logging
 import math
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from caviar_napari.errors import CaviarError, InputError
+from caviar_napari.errors import InputError
+from caviar_napari.workflows import truth_metrics as tm
+from caviar_napari.workflows.summary import StepSummary
+from caviar_napari.workflows.truth_metrics import Comparison, StateRecovery
 
 if TYPE_CHECKING:
     from caviar_napari.core.config import ReconstructionConfig
@@ -92,23 +93,18 @@ __all__ = [
     "START_POSITIONS",
     "Case",
     "CaseResult",
-    "Comparison",
-    "StateRecovery",
     "StudyConfig",
     "StudyResult",
     "StudySize",
     "default_cases",
-    "field_of_view",
     "forward_model_data",
-    "offset_A2",
     "reconstruction_config",
     "replace_size",
-    "rms_displacement_A",
     "run_case",
-    "run_cli",
     "run_study",
+    "select_cases",
     "simulate_argv",
-    "state_recovery",
+    "simulate_overrides",
 ]
 
 #: Presets of the study (issue 8), in the order of the paper's Fig. 2 b–e.
@@ -380,32 +376,68 @@ class StudyConfig:
         return self.workdir / (f"{preset}.h5" if data == "abtem" else f"{preset}_{data}.h5")
 
 
-# ------------------------------------------------------------------------------ CLI plumbing
-def run_cli(argv: Sequence[str]) -> str:
-    """Run one ``caviar`` sub-command in-process and return what it printed.
+def select_cases(
+    size: StudySize,
+    *,
+    psc_modes: Sequence[int] = (),
+    control: bool = False,
+    only: Sequence[str] = (),
+) -> tuple[Case, ...]:
+    """The cases of a study: :func:`default_cases`, changed by the options.
 
-    The arguments are parsed by the ``caviar`` parser and the sub-command's ``run`` is called
-    directly, so errors propagate with their traceback (``caviar`` itself would turn them into
-    exit status 2).
+    Parameters
+    ----------
+    size
+        The study size.
+    psc_modes
+        Probe modes of the correlated + PSC reconstructions (replacing the default 1 and
+        ``size.psc_probe_modes``; repeats dropped, order kept).
+    control
+        Add the forward-model control of the reference dataset.
+    only
+        Keep only these cases, by preset or :attr:`Case.key`.
 
     Raises
     ------
-    CaviarError
-        From the sub-command, or when it returns a non-zero status.
+    InputError
+        A probe-mode count below 1, or an unknown case name.
     """
-    from caviar_napari.cli import build_parser
+    cases = default_cases(size)
+    modes = tuple(dict.fromkeys(int(m) for m in psc_modes))
+    if modes:
+        if min(modes) < 1:
+            raise InputError(f"--psc-modes must be ≥ 1, got {list(psc_modes)}")
+        psc = "hbn-correlated-psc"
+        cases = tuple(c for c in cases if c.preset != psc)
+        cases += tuple(Case(psc, m) for m in modes)
+    if control:
+        cases += (Case(REFERENCE_PRESET, 1, "forward-model"),)
+    if only:
+        unknown = set(only) - {c.key for c in cases} - {c.preset for c in cases}
+        if unknown:
+            raise InputError(f"unknown case(s) {sorted(unknown)}; known: {[c.key for c in cases]}")
+        cases = tuple(c for c in cases if c.key in only or c.preset in only)
+    return cases
 
-    args = build_parser().parse_args([str(a) for a in argv])
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        status = int(args.func(args) or 0)
-    if status:
-        raise CaviarError(f"caviar {' '.join(map(str, argv))}: exit status {status}")
-    return buf.getvalue()
+
+def simulate_overrides(preset: str, size: StudySize, seed: int) -> dict[str, Any]:
+    """The simulation parameters of ``preset`` at ``size`` (noise-free, as the presets)."""
+    overrides: dict[str, Any] = {
+        "cells": size.cells,
+        "detector_shape": size.detector_shape,
+        "scan_shape": size.scan_shape,
+        "scan_step_A": size.scan_step_A,
+        "seed": seed,
+    }
+    if preset != "hbn-static":
+        overrides["n_configs"] = size.n_configs
+    if size.temperature_K is not None:
+        overrides["temperature_K"] = size.temperature_K
+    return overrides
 
 
 def simulate_argv(preset: str, size: StudySize, seed: int, out: Path) -> list[str]:
-    """``caviar simulate`` arguments of ``preset`` at ``size`` (noise-free, as the presets)."""
+    """``caviar simulate`` arguments with the parameters of :func:`simulate_overrides`."""
     argv = [
         "simulate",
         preset,
@@ -450,7 +482,7 @@ def reconstruction_config(
     )
 
 
-def forward_model_data(source: Path, out: Path) -> None:
+def forward_model_data(source: Path, out: Path, *, overwrite: bool = False) -> None:
     """Re-make a simulated file's intensities with the engine's own forward model (a control).
 
     Every configuration's true phase (``ground_truth/phase_configs``, summed over its slices, on
@@ -468,13 +500,17 @@ def forward_model_data(source: Path, out: Path) -> None:
     out
         Output 4D-STEM file; the ``ground_truth`` group is copied, with the attribute
         ``intensity_model`` describing the control.
+    overwrite
+        Replace an existing ``out`` that this program did not write, or of another kind.
     """
     import h5py
 
     from caviar_napari.core.backend import get_backend
     from caviar_napari.core.multislice import MultisliceModel
     from caviar_napari.io.dataset import read_stem_h5, write_stem_h5
+    from caviar_napari.io.outputs import OutputTarget
 
+    target = OutputTarget.prepare(out, "stem", inputs={"source": source}, overwrite=overwrite)
     ds = read_stem_h5(source)
     try:
         with h5py.File(source, "r") as f:
@@ -518,152 +554,7 @@ def forward_model_data(source: Path, out: Path) -> None:
         )
         f["ground_truth"].attrs["control_of"] = Path(source).name
 
-    write_stem_h5(out, control, extra=copy_truth)
-
-
-# ------------------------------------------------------------------------------ geometry
-def field_of_view(scan_positions_A: ArrayLike, margin_A: float = 0.0) -> np.ndarray:
-    """``[[y_min, x_min], [y_max, x_max]]`` of the scan positions, shrunk by ``margin_A`` (Å)."""
-    pos = np.asarray(scan_positions_A, dtype=float).reshape(-1, 2)
-    lo, hi = pos.min(axis=0) + margin_A, pos.max(axis=0) - margin_A
-    if np.any(hi <= lo):
-        raise InputError(
-            f"field of view margin {margin_A} Å leaves no area inside the scan "
-            f"({pos.min(axis=0)} … {pos.max(axis=0)} Å)"
-        )
-    return np.stack([lo, hi])
-
-
-def _inside(positions_A: np.ndarray, fov: np.ndarray) -> np.ndarray:
-    return np.all((positions_A >= fov[0]) & (positions_A <= fov[1]), axis=1)
-
-
-# ------------------------------------------------------------------------------ metrics
-def offset_A2(green_A2: ArrayLike) -> float:
-    """Uniform x–x / y–y offset: mean over pairs of distinct atoms of ``(G_yy + G_xx) / 2``, Å².
-
-    Atoms with non-finite entries are left out.
-    """
-    g = np.asarray(green_A2, dtype=float)
-    n = g.shape[0] // 2
-    blocks = g.reshape(n, 2, n, 2)
-    diag = 0.5 * (blocks[:, 0, :, 0] + blocks[:, 1, :, 1])  # (n, n)
-    valid = np.isfinite(np.diagonal(g)).reshape(n, 2).all(axis=1)
-    mask = valid[:, None] & valid[None, :] & ~np.eye(n, dtype=bool)
-    if not mask.any():
-        raise InputError("offset needs at least two atoms with finite correlations")
-    return float(diag[mask].mean())
-
-
-def rms_displacement_A(green_A2: ArrayLike) -> float:
-    """``sqrt(mean diag G)``: rms displacement per direction over atoms with finite entries, Å."""
-    d = np.diagonal(np.asarray(green_A2, dtype=float))
-    d = d[np.isfinite(d)]
-    return float(np.sqrt(d.mean())) if d.size else math.nan
-
-
-@dataclass(frozen=True)
-class StateRecovery:
-    """How well the object states reproduce the individual configurations.
-
-    Attributes
-    ----------
-    assigned_r
-        ``(min(N, C),)`` Pearson correlation of each state's displacement field with the
-        configuration assigned to it (one-to-one, maximum total correlation).
-    null_r
-        Mean assigned correlation when the atoms of the configurations are randomly permuted
-        (same fields, no relation to the states): what the assignment's selection alone gives.
-    assignment
-        ``(min(N, C), 2)`` pairs ``(state, configuration)``.
-    """
-
-    assigned_r: np.ndarray
-    null_r: float
-    assignment: np.ndarray
-
-    @property
-    def mean_r(self) -> float:
-        """Mean correlation of the assigned pairs."""
-        return float(self.assigned_r.mean()) if self.assigned_r.size else math.nan
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, C)`` correlation of the rows of ``a`` ``(N, D)`` with those of ``b`` ``(C, D)``."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a @ b.T) / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
-    return np.where(np.isfinite(r), r, 0.0)
-
-
-def state_recovery(
-    states_u_A: ArrayLike, configs_u_A: ArrayLike, n_null: int = 50, seed: int = 0
-) -> StateRecovery:
-    """Assign states to configurations by displacement-field correlation (Hungarian algorithm).
-
-    Parameters
-    ----------
-    states_u_A
-        ``(N, A, 2)`` displacements of the reconstructed states (from their mean), Å.
-    configs_u_A
-        ``(C, A, 2)`` displacements of the configurations (from their mean), same atoms, Å.
-    n_null
-        Random atom permutations of the configurations averaged for :attr:`StateRecovery.null_r`.
-    seed
-        Seed of those permutations.
-
-    Returns
-    -------
-    StateRecovery
-        Atoms with a non-finite displacement in any state are left out.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    s = np.asarray(states_u_A, dtype=float)
-    c = np.asarray(configs_u_A, dtype=float)
-    if s.ndim != 3 or c.ndim != 3 or s.shape[1:] != c.shape[1:] or s.shape[2] != 2:
-        raise InputError(f"state recovery needs (N, A, 2) and (C, A, 2), got {s.shape}, {c.shape}")
-    ok = np.isfinite(s).all(axis=(0, 2)) & np.isfinite(c).all(axis=(0, 2))
-    if ok.sum() < 2:
-        raise InputError("state recovery needs at least two atoms with finite positions")
-    s, c = s[:, ok], c[:, ok]
-    a = s.reshape(s.shape[0], -1)
-    r = _pearson(a, c.reshape(c.shape[0], -1))
-    rows, cols = linear_sum_assignment(-r)
-    rng = np.random.default_rng(seed)
-    perms = np.argsort(rng.random((n_null, c.shape[1])), axis=1)  # (n_null, A)
-    null = []
-    for perm in perms:  # a few dozen small assignments, not a hot path
-        rn = _pearson(a, c[:, perm].reshape(c.shape[0], -1))
-        i, j = linear_sum_assignment(-rn)
-        null.append(rn[i, j].mean())
-    return StateRecovery(
-        assigned_r=r[rows, cols],
-        null_r=float(np.mean(null)),
-        assignment=np.stack([rows, cols], axis=1),
-    )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """LSM / CSM of a reconstruction against one truth, over the two pair sets.
-
-    ``None`` entries are undefined (a truth that is identically zero); ``note`` says why.
-    LSM is eq. 3 as a mean over vectors (``lsm_sum`` keeps eq. 3 as printed).
-    """
-
-    truth: str
-    lsm_reference: float | None = None
-    csm_reference: float | None = None
-    lsm_sum_reference: float | None = None
-    lsm_nn: float | None = None
-    csm_nn: float | None = None
-    lsm_sum_nn: float | None = None
-    csm_nn_cross: float | None = None
-    n_pairs_reference: int = 0
-    n_pairs_nn: int = 0
-    note: str = ""
+    target.write(lambda p: write_stem_h5(p, control, extra=copy_truth))
 
 
 @dataclass
@@ -712,7 +603,9 @@ class CaseResult:
     fov_A
         ``(2, 2)`` analysed field of view.
     cli_output
-        What the four commands printed.
+        The commands and what their workflows reported (the ``caviar`` output).
+    warnings
+        The warnings of every step, each prefixed by its command.
     """
 
     case: Case
@@ -744,6 +637,7 @@ class CaseResult:
     pixel_size_A: tuple[float, float] = (1.0, 1.0)
     fov_A: np.ndarray | None = None
     cli_output: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -763,16 +657,13 @@ class StudyResult:
 
 
 # ------------------------------------------------------------------------------ the pipeline
-def _simulation_matches(path: Path, argv: Sequence[str]) -> bool:
-    """Whether ``path`` holds a simulation with exactly the parameters ``argv`` asks for."""
+def _simulation_matches(path: Path, preset: str, overrides: dict[str, Any]) -> bool:
+    """Whether ``path`` holds a simulation with exactly the parameters asked for."""
     import h5py
 
-    from caviar_napari.cli import build_parser
-    from caviar_napari.cli.simulate import overrides_from_args
     from caviar_napari.simulate.presets import preset_config
 
-    args = build_parser().parse_args(list(argv))
-    want = json.loads(preset_config(args.preset, **overrides_from_args(args)).to_json())
+    want = json.loads(preset_config(preset, **overrides).to_json())
     try:
         with h5py.File(path, "r") as f:
             have = json.loads(f["ground_truth"].attrs["parameters"])
@@ -800,53 +691,32 @@ def _step(
     result: CaseResult,
     name: str,
     argv: list[str],
-    reuse: bool,
+    run: Callable[[], StepSummary] | None,
     report: Callable[[str], None],
 ) -> bool:
-    """Run ``caviar ARGV`` unless ``reuse``; record the command and time. True if it ran."""
-    command = "caviar " + " ".join(argv)
+    """Run one workflow (``run``; None: reuse its output); record the equivalent ``caviar``
+    command, its report, warnings and time.  True if it ran."""
+    command = shlex.join(["caviar", *argv])
     result.commands.append(command)
-    if reuse:
+    if run is None:
         report(f"  {name}: reusing {argv[argv.index('--out') + 1]}")
         return False
     t0 = time.perf_counter()
-    text = run_cli(argv)
+    summary = run()
     result.timings_s[name] = time.perf_counter() - t0
-    result.cli_output += f"$ {command}\n{text}"
+    result.cli_output += f"$ {command}\n{summary.text}\n"
+    result.warnings += [f"caviar {name}: {w}" for w in summary.warnings]
     report(f"  {name}: {result.timings_s[name]:.1f} s")
+    for warning in summary.warnings:
+        report(f"  {name}: warning: {warning}")
     return True
 
 
-def _compare(
-    green: np.ndarray,
-    positions: np.ndarray,
-    truth_green: np.ndarray,
-    truth_positions: np.ndarray,
-    ref_pairs: np.ndarray,
-    nn_pairs: np.ndarray,
-    label: str,
-) -> Comparison:
-    from caviar_napari.analysis import correlations as corr
+def _simulate(preset: str, size: StudySize, seed: int, out: Path) -> Callable[[], StepSummary]:
+    from caviar_napari.workflows.simulate import SimulateOptions, run_simulate
 
-    if not np.any(truth_green):
-        return Comparison(truth=label, note="truth is identically zero: LSM/CSM undefined")
-    ref = corr.compare_to_truth(green, positions, truth_green, truth_positions, ref_pairs)
-    nn = corr.compare_to_truth(green, positions, truth_green, truth_positions, nn_pairs)
-    cross_pairs = nn.pairs[nn.pairs[:, 0] != nn.pairs[:, 1]]
-    truth_re = corr.reindex_green(truth_green, nn.match.truth_index)
-    cross = corr.similarity(green, truth_re, cross_pairs)
-    return Comparison(
-        truth=label,
-        lsm_reference=ref.similarity.lsm_mean,
-        csm_reference=ref.similarity.csm,
-        lsm_sum_reference=ref.similarity.lsm_sum,
-        lsm_nn=nn.similarity.lsm_mean,
-        csm_nn=nn.similarity.csm,
-        lsm_sum_nn=nn.similarity.lsm_sum,
-        csm_nn_cross=cross.csm,
-        n_pairs_reference=ref.similarity.n_pairs,
-        n_pairs_nn=nn.similarity.n_pairs,
-    )
+    options = SimulateOptions(preset, out, simulate_overrides(preset, size, seed))
+    return lambda: run_simulate(options)
 
 
 def _start_positions(
@@ -859,14 +729,14 @@ def _start_positions(
     state = load_reconstruction(recon_path)
     if state.scan_positions_A is None:
         raise InputError(f"{recon_path}: no scan_positions_A (needed for the field of view)")
-    fov = field_of_view(state.scan_positions_A, margin_A)
+    fov = tm.field_of_view(state.scan_positions_A, margin_A)
     if mode == "truth":
         start = truth_mean_A
     else:
         phase = np.angle(np.asarray(state.object)).astype(np.float32)
         image = am.detection_image(phase)
         start = am.detect_atoms(image, state.pixel_size_A, state.object_origin_A)
-    start = start[_inside(start, fov)]
+    start = start[tm.inside_field_of_view(start, fov)]
     if len(start) < 3:
         raise InputError(
             f"{recon_path}: only {len(start)} start position(s) ({mode}) inside the field of "
@@ -902,6 +772,9 @@ def run_case(
     from caviar_napari.core.config import save_yaml
     from caviar_napari.io.atoms_file import write_positions_csv
     from caviar_napari.io.correlations_file import read_ground_truth
+    from caviar_napari.workflows.atoms import AtomsOptions, run_atoms
+    from caviar_napari.workflows.correlations import CorrelationsOptions, run_correlations
+    from caviar_napari.workflows.reconstruct import ReconstructOptions, run_reconstruct
 
     size, wd = config.size, config.workdir
     simulated = set() if simulated is None else simulated
@@ -920,13 +793,15 @@ def run_case(
     # 1. simulate: data made earlier in this study (or, with reuse, before) with the same
     #    parameters are used as they are (the simulation is deterministic for a seed)
     abtem_data = config.data_path(case.preset)
-    argv = simulate_argv(case.preset, size, config.seed, abtem_data)
+    overrides = simulate_overrides(case.preset, size, config.seed)
     reuse = (
         abtem_data.exists()
         and (abtem_data in simulated or config.reuse)
-        and _simulation_matches(abtem_data, argv)
+        and _simulation_matches(abtem_data, case.preset, overrides)
     )
-    fresh = _step(result, "simulate", argv, reuse, report)
+    argv = simulate_argv(case.preset, size, config.seed, abtem_data)
+    run = None if reuse else _simulate(case.preset, size, config.seed, abtem_data)
+    fresh = _step(result, "simulate", argv, run, report)
     simulated.add(abtem_data)
     if case.data == "forward-model" and (fresh or not data.exists() or not config.reuse):
         t0 = time.perf_counter()
@@ -937,26 +812,22 @@ def run_case(
     if case.data == "forward-model":
         result.commands.append(
             f"# {data.name}: intensities of {abtem_data.name} re-made by the engine's forward "
-            "model (caviar_napari.validation.forward_model_data)"
+            "model (caviar_napari.workflows.study.forward_model_data)"
         )
     # 2. reconstruct
     rcfg = reconstruction_config(size, case.probe_modes, device=config.device, seed=config.seed)
     save_yaml(paths["config"], rcfg)
-    argv = [
-        "reconstruct",
-        str(data),
-        "--out",
-        str(paths["recon"]),
-        "--config",
-        str(paths["config"]),
-    ]
+    argv = ["reconstruct", str(data), "--out", str(paths["recon"])]
+    argv += ["--config", str(paths["config"])]
     reuse = (
         config.reuse
         and not fresh
         and paths["recon"].exists()
         and _reconstruction_matches(paths["recon"], rcfg, data)
     )
-    _step(result, "reconstruct", argv, reuse, report)
+    recon_options = ReconstructOptions(data=data, out=paths["recon"], config=paths["config"])
+    _step(result, "reconstruct", argv, None if reuse else lambda: run_reconstruct(recon_options),
+          report)  # fmt: skip
     # 3. atoms from start positions in the field of view
     truth = read_ground_truth(data)
     start, fov = _start_positions(
@@ -964,13 +835,19 @@ def run_case(
     )
     write_positions_csv(paths["start"], start)
     argv = ["atoms", str(paths["recon"]), "--out", str(paths["atoms"])]
-    _step(result, "atoms", [*argv, "--positions", str(paths["start"])], False, report)
-    # 4. correlations (the CLI prints the comparison over every nearest-neighbour pair; a
-    #    static dataset's truth is zero, which has no LSM/CSM: its comparison is left out)
+    argv += ["--positions", str(paths["start"])]
+    atoms_options = AtomsOptions(recon=paths["recon"], out=paths["atoms"], positions=paths["start"])
+    _step(result, "atoms", argv, lambda: run_atoms(atoms_options), report)
+    # 4. correlations (the comparison over every nearest-neighbour pair; a static dataset's
+    #    truth is zero, which has no LSM/CSM: its comparison is left out)
     argv = ["correlations", str(paths["atoms"]), "--out", str(paths["corr"])]
-    if np.any(truth.green_realised_A2):
+    compare = bool(np.any(truth.green_realised_A2))
+    if compare:
         argv += ["--ground-truth", str(data)]
-    _step(result, "correlations", argv, False, report)
+    corr_options = CorrelationsOptions(
+        atoms=paths["atoms"], out=paths["corr"], ground_truth=data if compare else None
+    )
+    _step(result, "correlations", argv, lambda: run_correlations(corr_options), report)
     _measure(result, truth, fov, reference_data, config.reference_neighbours)
     report(
         f"  CSM nn (own) {_fmt(result.own.csm_nn)}, ρ_nn rec {result.rho_nn_rec:+.3f} / truth "
@@ -987,7 +864,7 @@ def _measure(
     reference_data: Path | None,
     n_neighbours: int,
 ) -> None:
-    """Fill the metrics of ``result`` from the files the CLI wrote (``result.paths``)."""
+    """Fill the metrics of ``result`` from the files the workflows wrote (``result.paths``)."""
     from caviar_napari.analysis import correlations as corr
     from caviar_napari.io.atoms_file import read_atoms
     from caviar_napari.io.correlations_file import read_correlations, read_ground_truth
@@ -1018,22 +895,19 @@ def _measure(
     centre = fov.mean(axis=0)
     dist = np.linalg.norm(positions - centre, axis=1)
     ref_atom = int(np.nanargmin(dist))
-    nbrs = corr.neighbours(positions, ref_atom, n_nearest=n_neighbours)
-    ref_pairs = corr.reference_pairs(ref_atom, nbrs)
-    nn_pairs = corr.pairs_within_radius(
-        positions, 1.15 * corr.nearest_neighbour_distance(positions)
-    )
+    ref_pairs, nbrs = tm.reference_pair_set(positions, ref_atom, n_neighbours)
+    nn_pairs = tm.nearest_neighbour_pair_set(positions)
     result.reference_atom, result.reference_neighbours = ref_atom, nbrs
 
     args = (ref_pairs, nn_pairs)
-    result.own = _compare(
+    result.own = tm.compare_pair_sets(
         green, positions, truth.green_realised_A2, truth.mean_positions_A, *args, "own"
     )
     green_truth = corr.reindex_green(truth.green_realised_A2, match.truth_index)
     result.green_rec_A2, result.green_truth_A2 = green, green_truth
     if reference_data is not None:
         ref_truth = read_ground_truth(reference_data)
-        result.reference = _compare(
+        result.reference = tm.compare_pair_sets(
             green,
             positions,
             ref_truth.green_realised_A2,
@@ -1053,8 +927,9 @@ def _measure(
     keep = np.isfinite(positions).all(axis=1)
     g_keep = green[np.repeat(keep, 2)][:, np.repeat(keep, 2)]
     t_keep = green_truth[np.repeat(keep, 2)][:, np.repeat(keep, 2)]
-    result.rms_rec_A, result.rms_truth_A = rms_displacement_A(g_keep), rms_displacement_A(t_keep)
-    result.offset_rec_A2, result.offset_truth_A2 = offset_A2(g_keep), offset_A2(t_keep)
+    result.rms_rec_A = tm.rms_displacement_A(g_keep)
+    result.rms_truth_A = tm.rms_displacement_A(t_keep)
+    result.offset_rec_A2, result.offset_truth_A2 = tm.offset_A2(g_keep), tm.offset_A2(t_keep)
 
     # state recovery: per-state displacement fields (mean over slices) vs configurations
     if truth.positions_A.shape[0] > 1 and np.any(truth.green_realised_A2):
@@ -1064,7 +939,7 @@ def _measure(
         u_rec = per_state[:, sel] - per_state[:, sel].mean(axis=0, keepdims=True)
         cfg = truth.positions_A[:, match.truth_index[sel]]
         u_true = cfg - cfg.mean(axis=0, keepdims=True)
-        result.recovery = state_recovery(u_rec, u_true)
+        result.recovery = tm.state_recovery(u_rec, u_true)
 
 
 def _fmt(v: float | None) -> str:
@@ -1077,15 +952,22 @@ def run_study(config: StudyConfig, report: Callable[[str], None] = log.info) -> 
     The reference truth (:data:`REFERENCE_PRESET`) is simulated when no case uses it, so that
     every case can be compared with it.
     """
+    from caviar_napari.workflows.simulate import SimulateOptions, run_simulate
+
     t0 = time.perf_counter()
     simulated: set[Path] = set()
     ref_data = config.data_path(REFERENCE_PRESET)
     if REFERENCE_PRESET not in {c.preset for c in config.cases}:
         config.workdir.mkdir(parents=True, exist_ok=True)
-        argv = simulate_argv(REFERENCE_PRESET, config.size, config.seed, ref_data)
-        if not (config.reuse and ref_data.exists() and _simulation_matches(ref_data, argv)):
-            report(f"reference truth: caviar {' '.join(argv)}")
-            run_cli(argv)
+        overrides = simulate_overrides(REFERENCE_PRESET, config.size, config.seed)
+        if not (
+            config.reuse
+            and ref_data.exists()
+            and _simulation_matches(ref_data, REFERENCE_PRESET, overrides)
+        ):
+            argv = simulate_argv(REFERENCE_PRESET, config.size, config.seed, ref_data)
+            report(f"reference truth: {shlex.join(['caviar', *argv])}")
+            run_simulate(SimulateOptions(REFERENCE_PRESET, ref_data, overrides))
         simulated.add(ref_data)
     # the reference dataset first, so that its truth exists for every comparison
     cases = sorted(config.cases, key=lambda c: c.preset != REFERENCE_PRESET)
