@@ -6,13 +6,15 @@
         [--sigma-min-A S] [--sigma-max-A S] [--num-sigma K] [--threshold T]
         [--min-distance-A D] [--exclude-border-A B] [--slice J]
         [--lattice-vectors-A A1Y A1X A2Y A2X] [--n-basis K] [--no-lattice]
-        [--species NAME ...]
+        [--species NAME ...] [--overwrite]
 
 Start positions come from ``--positions`` (CSV ``y_A,x_A[,species]`` or an ATOMS file, in Å in
 the scan frame) or, without it, from Laplacian-of-Gaussian detection on the phase summed over
 slices and averaged over states (or one slice, ``--slice``).  They are refined by the
 phase-weighted centre of mass on that image, then in every state and slice (conventions §3), indexed
-on a lattice, and written as a conventions §6 ATOMS file.  Prints the counts of atoms and failures.
+on a lattice, given species (``--species``, the start positions' species, or the ground truth of a
+simulated source file) and written as a conventions §6 ATOMS file
+(:func:`caviar_napari.workflows.atoms.run_atoms`).  Prints the counts of atoms and failures.
 """
 
 from __future__ import annotations

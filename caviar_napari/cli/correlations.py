@@ -2,7 +2,7 @@
 
 ::
 
-    caviar correlations ATOMS.h5 --out CORR.h5 [--slices A:B]
+    caviar correlations ATOMS.h5 --out CORR.h5 [--slices A:B] [--overwrite]
         [--ground-truth DATA.h5 [--reference-atom I] [--neighbours N] [--match-tolerance-A T]]
 
 Prints the number of atoms, the excluded ones, the mean B factor and the nearest-neighbour

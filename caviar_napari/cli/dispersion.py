@@ -4,6 +4,7 @@
 
     caviar dispersion ATOMS.h5 --out DISP.h5 --temperature-K T [--mass SPECIES=AMU]...
         [--slices A:B] [--single-mass] [--bootstrap N] [--path "G=0,0; M=1/2,0; …"] [--seed K]
+        [--overwrite]
 
 Masses default to the standard atomic weights of the species in the ATOMS file; ``--mass``
 (repeatable) overrides them, and a species with no known mass is an error naming it.  Prints the

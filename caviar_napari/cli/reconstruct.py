@@ -5,13 +5,17 @@
     caviar reconstruct DATA.h5 --out RECON.h5 [--config CONFIG.yaml] [--device auto|cpu|gpu]
         [--iterations N] [--object-states N] [--probe-modes M] [--slices S]
         [--slice-thickness-A DZ] [--seed K] [--resume RECON.h5] [--checkpoint-every N]
+        [--overwrite]
 
 Flags override the configuration file (:func:`caviar_napari.core.config.apply_overrides`:
 ``--iterations``, ``--probe-modes``, ``--slices`` and ``--slice-thickness-A`` set every stage,
 ``--object-states`` the last stage). Without ``--config`` the reconstruction is one stage built
 from the flags. ``--resume`` continues a checkpoint (or a finished reconstruction with more
 iterations) exactly where it stopped, with the configuration stored in it unless ``--config`` is
-given. A progress bar goes to stderr and a one-line summary to stdout.
+given. A progress bar goes to stderr and a one-line summary to stdout. The work is done by
+:func:`caviar_napari.workflows.reconstruct.run_reconstruct`: the output (and the checkpoint file)
+is checked before the reconstruction starts, ``--iterations 0`` is an error, and Ctrl-C says
+where the last checkpoint is and how to resume it (or how to keep the progress next time).
 """
 
 from __future__ import annotations

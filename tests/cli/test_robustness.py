@@ -16,7 +16,6 @@ from caviar_napari.core.config import ReconstructionConfig
 from caviar_napari.core.engine import ReconState
 from caviar_napari.io.atoms_file import AtomsData, read_atoms, write_atoms, write_positions_csv
 from caviar_napari.io.dispersion_file import read_dispersion
-from caviar_napari.io.outputs import read_warnings
 from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction
 
 
@@ -107,6 +106,8 @@ def test_infinite_positions_are_a_counted_exclusion(atoms_and_truth, capsys):
     assert "1 atom excluded: non-finite position (±Inf in the ATOMS file): 5" in captured.out
     assert "excluded atoms (NaN positions): none" not in captured.out
     assert "caviar correlations: warning: 1 atom excluded: non-finite position" in captured.err
+    from caviar_napari.io.outputs import read_warnings
+
     assert "non-finite position" in read_warnings(out)[0]
 
 
