@@ -169,6 +169,11 @@ def _nearest_existing(folder: Path) -> Path:
     return folder
 
 
+def _a(name: str) -> str:
+    """``name`` with its indefinite article."""
+    return f"{'an' if name[:1] in 'AEIOUaeiou' else 'a'} {name}"
+
+
 def _human(n_bytes: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n_bytes < 1024 or unit == "GiB":
@@ -311,7 +316,7 @@ class OutputTarget:
             )
         if have != self.kind:
             raise OutputError(
-                f"{p}: exists and is a {OUTPUT_KINDS[have]}, not a {OUTPUT_KINDS[self.kind]}; "
+                f"{p}: exists and is {_a(OUTPUT_KINDS[have])}, not {_a(OUTPUT_KINDS[self.kind])}; "
                 "refusing to replace it (give --overwrite to replace it)"
             )
 
