@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from caviar_napari.errors import InputError
-from caviar_napari.workflows.study import (
+from caviar_napari.workflows.study_config import (
     SIZES,
     Case,
     StudyConfig,

@@ -32,7 +32,7 @@ def add_arguments(
     images_default: Path | None = None,
 ) -> None:
     """The options of the study (shared with ``benchmarks/reproduce_fig2.py``)."""
-    from caviar_napari.workflows.study import SIZES, START_POSITIONS
+    from caviar_napari.workflows.study_config import SIZES, START_POSITIONS
 
     p.add_argument("--size", choices=sorted(SIZES), default="cpu", help="study size (default cpu)")
     p.add_argument(
@@ -143,11 +143,11 @@ def run_validation(args: argparse.Namespace, command: str) -> int:
 
     ``command`` is the command line recorded in the document.
     """
-    from caviar_napari.workflows.study import (
+    from caviar_napari.workflows.study import run_study
+    from caviar_napari.workflows.study_config import (
         SIZES,
         StudyConfig,
         replace_size,
-        run_study,
         select_cases,
     )
     from caviar_napari.workflows.study_report import (

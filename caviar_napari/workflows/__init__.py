@@ -13,7 +13,8 @@ writes nothing when it fails.
 ``atoms.run_atoms``           :class:`AtomsOptions` → :class:`AtomsSummary`
 ``correlations.run_correlations``  :class:`CorrelationsOptions` → :class:`CorrelationsSummary`
 ``dispersion.run_dispersion``  :class:`DispersionOptions` → :class:`DispersionSummary`
-``study.run_study``           the simulated validation study (``caviar validate``)
+``study.run_study``           the simulated validation study (``caviar validate``;
+                              its sizes and cases in ``study_config``)
 ============================  ==========================================================
 
 ``truth_metrics`` holds the comparisons with a known truth (pair sets, LSM/CSM, rms, offset,

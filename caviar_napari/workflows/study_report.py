@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from caviar_napari.workflows.study import REFERENCE_PRESET, CaseResult, StudyResult
+from caviar_napari.workflows.study import CaseResult, StudyResult
+from caviar_napari.workflows.study_config import REFERENCE_PRESET
 
 __all__ = [
     "arrow_figure",
