@@ -46,15 +46,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from caviar_napari.analysis.correlations import parse_slice_spec
-from caviar_napari.errors import InputError
-from caviar_napari.io.dispersion_file import DispersionData
-from caviar_napari.simulate.harmonic import (
+from caviar_napari.analysis.phonons import (
     KB_EV_PER_K,
     STANDARD_ATOMIC_WEIGHTS_AMU,
     commensurate_q_frac,
     eigenvalues_to_THz,
     reciprocal_vectors,
 )
+from caviar_napari.errors import InputError
+from caviar_napari.io.dispersion_file import DispersionData
 
 if TYPE_CHECKING:
     from caviar_napari.io.atoms_file import AtomsData
@@ -461,7 +461,7 @@ def fourier_displacements(u_cells: ArrayLike) -> np.ndarray:
     Returns
     -------
     ndarray, complex, shape ``(..., L1·L2, 2κ)``
-        q in the order of :func:`~caviar_napari.simulate.harmonic.commensurate_q_frac`; index
+        q in the order of :func:`~caviar_napari.analysis.phonons.commensurate_q_frac`; index
         ``2κ + α`` (α = 0 y, 1 x); Å.
     """
     u = np.asarray(u_cells, dtype=float)
