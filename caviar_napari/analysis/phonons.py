@@ -184,6 +184,63 @@ def commensurate_q_frac(L1: int, L2: int) -> np.ndarray:
     return np.stack([m1.ravel(), m2.ravel()], axis=-1)
 
 
+def bond_force_constants_q(
+    q_frac: ArrayLike,
+    source: ArrayLike,
+    target: ArrayLike,
+    offset: ArrayLike,
+    K: ArrayLike,
+    n_basis: int,
+    group: ArrayLike | None = None,
+    n_groups: int = 1,
+) -> np.ndarray:
+    """``Φ̃(q)`` (eV/Å²) of bonds with stiffness tensors, the acoustic sum rule built in.
+
+    Every bond must be listed from both ends (as :class:`Bonds` does).  Bond ``n`` joins atom
+    ``(cell 0, source[n])`` to ``(cell offset[n], target[n])`` with the tensor ``K[n]``; the
+    potential is ``½ Σ (u_i − u_j)ᵀ K (u_i − u_j)`` over bonds, so ``Φ(0s; Δt) = −K`` and the
+    self term is ``Σ K`` over the bonds of the atom (the acoustic sum rule).
+
+    Parameters
+    ----------
+    q_frac
+        ``(..., 2)`` reduced wave vectors.
+    source, target, offset, K
+        ``(nb,)``, ``(nb,)``, ``(nb, 2)`` int and ``(nb, 2, 2)`` (eV/Å²).
+    n_basis
+        Number of basis atoms κ.
+    group, n_groups
+        Optional ``(nb,)`` index in ``0 … n_groups − 1``: the bonds of each group give one
+        matrix (the derivative of Φ̃ with respect to a force-constant parameter).
+
+    Returns
+    -------
+    ndarray, complex, shape ``(..., n_groups, 2κ, 2κ)``
+        Hermitian per group; index ``2 b + a``.
+    """
+    q = np.asarray(q_frac, dtype=float)
+    if q.shape[-1:] != (2,):
+        raise InputError(f"q_frac must have a last axis of length 2, got shape {q.shape}")
+    kappa = int(n_basis)
+    src = np.asarray(source, dtype=int)
+    tgt = np.asarray(target, dtype=int)
+    off_cells = np.asarray(offset, dtype=float).reshape(-1, 2)
+    tensors = np.asarray(K, dtype=float).reshape(-1, 2, 2)
+    grp = np.zeros(src.size, dtype=int) if group is None else np.asarray(group, dtype=int)
+    lead = q.shape[:-1]
+    qf = q.reshape(-1, 2)
+    # row of atom (0, s): Φ(0s; Δ t) = −K, exp(−i q·R) with R = 0 − Δ → exp(+2πi q·Δ)
+    phase = np.exp(2j * np.pi * (qf @ off_cells.T))  # (nq, nb)
+    onehot_g = np.eye(int(n_groups))[grp]  # (nb, p)
+    onehot_s = np.eye(kappa)[src]  # (nb, κ)
+    onehot_t = np.eye(kappa)[tgt]
+    weights = np.einsum("np,ns,nt,nab->npsatb", onehot_g, onehot_s, onehot_t, tensors)
+    out = -np.tensordot(phase, weights, axes=(1, 0))  # (nq, p, κ, 2, κ, 2)
+    diag = np.einsum("np,ns,nab->psab", onehot_g, onehot_s, tensors)  # Σ K of atom s
+    out += np.einsum("st,psab->psatb", np.eye(kappa), diag)[None]
+    return out.reshape(*lead, int(n_groups), 2 * kappa, 2 * kappa)
+
+
 @dataclass(frozen=True)
 class Spring:
     """Springs joining every pair of atoms at one distance.
@@ -368,21 +425,10 @@ class HarmonicLattice:
         ndarray, complex, shape ``(..., 2κ, 2κ)``
             Hermitian; index ``2 b + a``.
         """
-        q = np.asarray(q_frac, dtype=float)
-        if q.shape[-1:] != (2,):
-            raise InputError(f"q_frac must have a last axis of length 2, got shape {q.shape}")
         bonds = self._bonds
-        kappa = self.n_basis
-        lead = q.shape[:-1]
-        qf = q.reshape(-1, 2)
-        # row of atom (0, s): Φ(0s; Δ t) = −K, exp(−i q·R) with R = 0 − Δ → exp(+2πi q·Δ)
-        phase = np.exp(2j * np.pi * (qf @ bonds.offset.T))  # (nq, nb)
-        onehot_s = np.eye(kappa)[bonds.source]  # (nb, κ)
-        onehot_t = np.eye(kappa)[bonds.target]
-        off = -np.einsum("qn,ns,nt,nab->qsatb", phase, onehot_s, onehot_t, bonds.K)
-        diag = np.einsum("ns,nab->sab", onehot_s, bonds.K)  # Σ K over bonds of atom s
-        off += np.einsum("st,sab->satb", np.eye(kappa), diag)[None]
-        return off.reshape(*lead, 2 * kappa, 2 * kappa)
+        return bond_force_constants_q(
+            q_frac, bonds.source, bonds.target, bonds.offset, bonds.K, self.n_basis
+        )[..., 0, :, :]
 
     def dynamical_matrix(self, q_frac: ArrayLike) -> np.ndarray:
         """Dynamical matrix ``D(q) = M^(−½) Φ̃(q) M^(−½)``, eV/(Å² amu), ``(..., 2κ, 2κ)``."""
