@@ -233,7 +233,9 @@ def markdown(args, small, many, gof, window, elapsed) -> str:
         "commensurate grid (acoustic Γ left out); bias = mean signed error per branch (sorted "
         "band index: TA, LA, TO, LO).  Force-constant coverage: fraction of the 6 fitted constants "
         "within 1 or 2 stated standard errors of the true ones (F: Fisher, B: bootstrap over "
-        f"states, {args.bootstrap} refits).",
+        f"states, {args.bootstrap} refits).  Time: median of one `compute_dispersion` call "
+        f"(force constants with {args.bootstrap} bootstrap refits and the shell test; green "
+        "without bootstrap), one thread.",
         "",
         "## Few states",
         "",

@@ -26,7 +26,8 @@ Pipeline (:func:`compute_dispersion`):
    ``force-constants`` — Born–von Kármán force constants of the first ``shells`` neighbour shells,
    symmetric tensors tied together by the space group, acoustic sum rule built in, fitted by
    maximum likelihood (:mod:`.force_constants`; the block is one period of the crystal with
-   ``boundary="periodic"`` or a window cut out of a larger one with ``"open"``).  Frequencies at
+   ``boundary="periodic"``, a window cut out of a larger one with ``"open"``, and ``"auto"``
+   fits both and keeps the likelier).  Frequencies at
    any q follow from the fitted constants: the commensurate grid, the path's commensurate points
    and a dense path.  A likelihood-ratio test says whether one more shell is needed.
 4. **Frequencies** ``ν = sign(λ) sqrt(|λ|)/2π`` in THz, sorted ascending: branches are labelled
@@ -86,7 +87,7 @@ from caviar_napari.analysis.crystal_symmetry import (
 )
 from caviar_napari.analysis.dispersion_checks import frequency_warnings, green_states_warning
 from caviar_napari.analysis.force_constant_dispersion import force_constant_dispersion
-from caviar_napari.analysis.force_constants import BOUNDARIES, DEFAULT_ALPHA
+from caviar_napari.analysis.force_constants import BOUNDARIES, DEFAULT_ALPHA, ShellTest
 from caviar_napari.analysis.phonons import (
     KB_EV_PER_K,
     commensurate_q_frac,
@@ -500,7 +501,7 @@ def compute_dispersion(
         if message:
             warnings.append(message)
     else:
-        items, _ = force_constant_dispersion(
+        items, fit = force_constant_dispersion(
             block,
             temperature_K=config.temperature_K,
             masses_amu=freq_masses,
@@ -517,13 +518,8 @@ def compute_dispersion(
             tolerance_A=config.symmetry_tolerance_A,
             alpha=config.alpha,
         )
-        test = items["force_constants"]
-        if test.more_shells_needed:
-            warnings.append(
-                f"goodness of fit: {config.shells} shells are rejected against "
-                f"{config.shells + 1} (p = {test.next_shell_p_value:.2g}); refit with "
-                f"--shells {config.shells + 1}"
-            )
+        if fit.shell_test is not None and fit.shell_test.more_shells_needed:
+            warnings.append(fit.shell_test.summary())
     n_ops = items.pop("symmetry_operations", len(ops))
     freqs = items["frequencies_THz"]
     warnings += frequency_warnings(
@@ -765,15 +761,15 @@ def format_dispersion_report(data: DispersionData) -> str:
                 f"boundary: {data.boundary}, chosen by likelihood (−2 log L periodic − open = "
                 f"{fc.boundary_comparison:+.1f})"
             )
-        if np.isfinite(fc.next_shell_p_value):
-            verdict = "more shells needed" if fc.more_shells_needed else "no further shell needed"
-            lines.append(
-                f"goodness of fit, {data.shells} vs {data.shells + 1} shells: 2ΔlogL = "
-                f"{fc.next_shell_statistic:.2f} on {fc.next_shell_dof} dof, p = "
-                f"{fc.next_shell_p_value:.3g} ({verdict} at α = {fc.alpha:g})"
-            )
-        else:
-            lines.append(f"goodness of fit: not tested ({fc.next_shell_note})")
+        test = ShellTest(
+            data.shells,
+            fc.next_shell_statistic,
+            fc.next_shell_dof,
+            fc.next_shell_p_value,
+            fc.alpha,
+            fc.next_shell_note,
+        )
+        lines.append(test.summary())
         parts.append("\n".join(lines))
     parts += [f"warning: {w}" for w in data.warnings]
     return "\n".join(parts)

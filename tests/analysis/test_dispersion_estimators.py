@@ -100,7 +100,7 @@ def test_force_constant_dispersion_items(lattice, fc_result):
     assert fc.dof == 9 and fc.next_shell_dof == 2 and 0 <= fc.next_shell_p_value <= 1
     assert fc.more_shells_needed == (fc.next_shell_p_value < fc.alpha)
     report = format_dispersion_report(data)
-    for text in ("shell 2 N–N transverse", "goodness of fit, 2 vs 3 shells", "dense path"):
+    for text in ("shell 2 N–N transverse", "likelihood ratio 2 vs 3 shells", "dense path"):
         assert text in report
     assert "chosen by likelihood" in report
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from caviar_napari.analysis import force_constant_likelihood as fcl
 from caviar_napari.analysis import force_constants as fc
 from caviar_napari.analysis.dispersion_truth import coverage, dispersion_accuracy
 from caviar_napari.analysis.phonons import KB_EV_PER_K, HarmonicLattice, Spring
@@ -120,10 +121,10 @@ def test_likelihood_gradients_match_finite_differences(hbn):
     lattice, model, truth = hbn
     stats = block_stats(lattice, 4, 6, 3)
     theta = truth * 1.1 + np.array([0, 0.3, 0, 0.2, 0, -0.1])
-    periodic = fc._PeriodicLikelihood(model, stats, KT)
+    periodic = fcl.PeriodicLikelihood(model, stats, KT)
     _fd_check(periodic, theta, periodic.observed_hessian(theta))
     window = fc.displacement_statistics(stats.u[:, :, :3, :3])
-    opened = fc._OpenLikelihood(model, window, KT, (12, 12))
+    opened = fcl.OpenLikelihood(model, window, KT, (12, 12))
     _fd_check(opened, theta, opened.observed_hessian(theta))
 
 
@@ -149,10 +150,10 @@ def test_likelihoods_equal_the_gaussian_density_of_the_supercell(hbn):
         return nu * np.linalg.slogdet(Sig)[1] + np.trace(np.linalg.solve(Sig, S))
 
     whole = fc.displacement_statistics(u[:, None])
-    per = fc._PeriodicLikelihood(model, whole, KT)
+    per = fcl.PeriodicLikelihood(model, whole, KT)
     assert per.evaluate(truth, False)[0] + per.offset == pytest.approx(brute(u, 6), rel=1e-10)
     window = fc.displacement_statistics(u[:, None, :4, :4])
-    opened = fc._OpenLikelihood(model, window, KT, (6, 6))
+    opened = fcl.OpenLikelihood(model, window, KT, (6, 6))
     assert opened.evaluate(truth, False)[0] + opened.offset == pytest.approx(
         brute(u[:, :4, :4], 4), rel=1e-10
     )
