@@ -20,7 +20,7 @@ from caviar_napari.workflows.inputs import read_checked_atoms
 from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
-    from caviar_napari.io.dispersion_file import DispersionData
+    from caviar_napari.data.dispersion import DispersionData
 
 __all__ = ["DispersionOptions", "DispersionSummary", "run_dispersion", "summary_lines"]
 
