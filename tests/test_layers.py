@@ -37,11 +37,7 @@ ONLY: dict[str, frozenset[str]] = {
 #: ``(importing module, imported module)``.  The lead empties this list after merging those
 #: branches; an entry that no longer matches an import fails the test, so it cannot go stale.
 #: Violations inside data/, core/ and io/ are never allowed here.
-ALLOWED: dict[tuple[str, str], str] = {
-    # analysis takes lattice-dynamics helpers from the simulator (issue 18: the phonon model
-    # moves into analysis/)
-    ("caviar_napari.analysis.dispersion", "caviar_napari.simulate.harmonic"): "phonon model move",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 #: Re-export shims left at old import paths for code in other branches (the lead's final import
 #: sweep deletes them with these entries): ``core.config`` still offers ``load_yaml`` and
 #: ``save_yaml``, which moved to ``io.config_file``.

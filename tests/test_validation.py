@@ -1,9 +1,10 @@
-"""The end-to-end validation pipeline (issue 8): its metrics, its CLI plumbing, and a small study.
+"""The end-to-end validation study (issue 8): its metrics, its recorded commands, a small study.
 
-The helpers are checked against known answers; the study runs the whole pipeline (abTEM →
-``caviar reconstruct`` → ``caviar atoms`` → ``caviar correlations``) at the ``test`` size on fixed
-seeds and asserts the ordering the paper's Fig. 2 shows: correlated vibrations are recovered with
-a higher CSM than uncorrelated (Einstein) ones.
+The metrics (:mod:`caviar_napari.workflows.truth_metrics`) are checked against known answers; the
+study (:mod:`caviar_napari.workflows.study`) runs the whole pipeline through the workflow
+functions (abTEM → reconstruct → atoms → correlations) at the ``test`` size on fixed seeds and
+asserts the ordering the paper's Fig. 2 shows: correlated vibrations are recovered with a higher
+CSM than uncorrelated (Einstein) ones.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import numpy as np
 import pytest
 
 from caviar_napari.errors import InputError
-from caviar_napari.validation import (
+from caviar_napari.workflows.study_config import (
     SIZES,
     Case,
     StudyConfig,
-    field_of_view,
-    offset_A2,
     reconstruction_config,
     replace_size,
-    rms_displacement_A,
-    run_cli,
+    select_cases,
     simulate_argv,
+    simulate_overrides,
+)
+from caviar_napari.workflows.truth_metrics import (
+    field_of_view,
+    offset_A2,
+    rms_displacement_A,
     state_recovery,
 )
 
@@ -89,15 +93,18 @@ def test_field_of_view_and_bad_inputs():
         Case("hbn-liquid")
 
 
-def test_cli_arguments_mean_what_the_study_says(tmp_path):
-    """The simulate arguments parse to the study's sizes; the recipe is the paper's."""
+def test_recorded_commands_mean_what_the_study_runs(tmp_path):
+    """The recorded ``caviar simulate`` command parses to the options the study runs; the
+    recipe is the paper's."""
     from caviar_napari.cli import build_parser
     from caviar_napari.cli.simulate import overrides_from_args
     from caviar_napari.simulate.presets import preset_config
 
     size = SIZES["test"]
     argv = simulate_argv("hbn-correlated", size, 5, tmp_path / "d.h5")
-    cfg = preset_config("hbn-correlated", **overrides_from_args(build_parser().parse_args(argv)))
+    parsed = overrides_from_args(build_parser().parse_args(argv))
+    assert parsed == simulate_overrides("hbn-correlated", size, 5)
+    cfg = preset_config("hbn-correlated", **parsed)
     assert cfg.cells == size.cells and cfg.detector_shape == size.detector_shape
     assert cfg.scan_shape == size.scan_shape and cfg.scan_step_A == size.scan_step_A
     assert cfg.n_configs == size.n_configs and cfg.seed == 5
@@ -115,8 +122,30 @@ def test_cli_arguments_mean_what_the_study_says(tmp_path):
         ("object",),
     )
     assert [first.iterations, second.iterations] == list(size.iterations)
+    # a step's error reaches the study as the workflow's InputError
+    from caviar_napari.workflows.correlations import CorrelationsOptions, run_correlations
+
     with pytest.raises(InputError):
-        run_cli(["correlations", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "c.h5")])
+        run_correlations(CorrelationsOptions(tmp_path / "missing.h5", tmp_path / "c.h5"))
+
+
+def test_case_selection():
+    size = SIZES["test"]
+    keys = [c.key for c in select_cases(size, psc_modes=[1, 3, 3], control=True)]
+    assert keys == [
+        "hbn-static_m1",
+        "hbn-einstein_m1",
+        "hbn-correlated_m1",
+        "hbn-correlated-psc_m1",
+        "hbn-correlated-psc_m3",
+        "hbn-correlated_m1_forward-model",
+    ]
+    only = select_cases(size, only=["hbn-einstein", "hbn-correlated-psc_m3"])
+    assert [c.key for c in only] == ["hbn-einstein_m1", "hbn-correlated-psc_m3"]
+    with pytest.raises(InputError, match="unknown case"):
+        select_cases(size, only=["hbn-liquid"])
+    with pytest.raises(InputError, match="--psc-modes"):
+        select_cases(size, psc_modes=[0])
 
 
 # ------------------------------------------------------------------------------ the study
@@ -130,7 +159,7 @@ def test_small_study_recovers_correlated_better_than_einstein(tmp_path):
     −0.06 (truth −0.05); against the correlated truth, as in the paper, the Einstein
     reconstruction scores 0.40 (−0.04).
     """
-    from caviar_napari.validation import run_study
+    from caviar_napari.workflows.study import run_study
 
     config = StudyConfig(
         size=SIZES["test"],
@@ -141,7 +170,7 @@ def test_small_study_recovers_correlated_better_than_einstein(tmp_path):
     result = run_study(config)
     ein, cor = result.by_key("hbn-einstein_m1"), result.by_key("hbn-correlated_m1")
     for r in (ein, cor):
-        # the steps ran through the CLI and left its files
+        # the steps ran through the workflows and left their files
         assert [c.split()[1] for c in r.commands] == [
             "simulate",
             "reconstruct",
@@ -158,7 +187,7 @@ def test_small_study_recovers_correlated_better_than_einstein(tmp_path):
     # true configurations' phases and probe give the simulated intensities back (measured
     # relative difference 0.17 %)
     from caviar_napari.io.dataset import read_stem_h5
-    from caviar_napari.validation import forward_model_data
+    from caviar_napari.workflows.study import forward_model_data
 
     forward_model_data(cor.paths["data"], tmp_path / "control.h5")
     sim, control = read_stem_h5(cor.paths["data"]), read_stem_h5(tmp_path / "control.h5")

@@ -1,6 +1,10 @@
 """The ``caviar`` command line: headless access to the same engine as the napari widgets.
 
-Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args)``.
+Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args)``; ``run``
+turns the arguments into the options of a :mod:`caviar_napari.workflows` function, calls it and
+prints its summary (warnings on stderr).  Errors are one line on stderr with exit status 2: every
+:class:`~caviar_napari.errors.CaviarError` and every :class:`OSError` (named path and reason), never
+a traceback; Ctrl-C exits with 130 and says what was kept.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from collections.abc import Sequence
 
 from caviar_napari import __version__
 from caviar_napari.errors import CaviarError
+from caviar_napari.io.outputs import os_error_message
 
-SUBCOMMANDS = ("simulate", "reconstruct", "atoms", "correlations", "dispersion")
+SUBCOMMANDS = ("simulate", "reconstruct", "atoms", "correlations", "dispersion", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CaviarError as exc:
         print(f"caviar {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"caviar {args.command}: interrupted", file=sys.stderr)
+    except OSError as exc:
+        print(f"caviar {args.command}: error: {os_error_message(None, exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        detail = str(exc)
+        print(f"caviar {args.command}: interrupted" + (f" {detail}" if detail else ""),
+              file=sys.stderr)  # fmt: skip
         return 130
 
 

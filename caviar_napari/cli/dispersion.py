@@ -4,6 +4,7 @@
 
     caviar dispersion ATOMS.h5 --out DISP.h5 --temperature-K T [--mass SPECIES=AMU]...
         [--slices A:B] [--single-mass] [--bootstrap N] [--path "G=0,0; M=1/2,0; …"] [--seed K]
+        [--overwrite]
 
 Masses default to the standard atomic weights of the species in the ATOMS file; ``--mass``
 (repeatable) overrides them, and a species with no known mass is an error naming it.  Prints the
@@ -14,12 +15,13 @@ block of whole unit cells used, the commensurate q on the path and the table of 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-
-import numpy as np
+from pathlib import Path
 
 from caviar_napari.analysis import dispersion as disp
-from caviar_napari.io.dispersion_file import DispersionData, write_dispersion
+from caviar_napari.cli._common import add_overwrite, print_summary
+from caviar_napari.workflows.dispersion import DispersionOptions, run_dispersion, summary_lines
+
+__all__ = ["add_parser", "options_from_args", "run", "summary_lines"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -80,48 +82,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(fractions allowed, G = Γ); default: Γ-M-K-Γ (hexagonal), Γ-X-M-Γ / Γ-X-S-Y-Γ (90°)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws (default 0)")
+    add_overwrite(p)
     p.set_defaults(func=run)
 
 
-def summary_lines(data: DispersionData) -> list[str]:
-    """Human-readable summary of a dispersion result."""
-    L1, L2 = data.cells
-    masses = ", ".join(f"{k} {v:g} amu" for k, v in data.masses_amu.items())
-    n_path = np.unique(data.path_q_index).size
-    lines = [
-        f"unit cells: {L1} × {L2} block of whole cells from cell index "
-        f"{tuple(data.cell_origin)}; {data.excluded_atoms.size} atoms outside it or with NaN "
-        "positions left out",
-        f"states: {data.n_states}, slices: {', '.join(str(s) for s in data.slices)}; "
-        f"masses: {masses}" + (" (single harmonic-mean mass used)" if data.single_mass else ""),
-        f"commensurate q: {data.q_frac.shape[0]} on the grid, {n_path} distinct on the path "
-        f"{'–'.join(data.path_labels)}",
-    ]
-    if n_path < 3:
-        lines.append(
-            "warning: fewer than 3 commensurate q on the path; the averages are rough "
-            "(a larger block of cells gives more)"
-        )
-    return lines
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``caviar dispersion``; returns the exit status."""
-    from caviar_napari.io.atoms_file import read_atoms
-
-    config = disp.DispersionConfig(
+def options_from_args(args: argparse.Namespace) -> DispersionOptions:
+    """The workflow options of parsed ``caviar dispersion`` arguments."""
+    return DispersionOptions(
+        atoms=Path(args.atoms),
+        out=Path(args.out),
         temperature_K=args.temperature_K,
         masses_amu=disp.parse_masses(args.mass),
         single_mass=args.single_mass,
         slices=args.slices,
         bootstrap=args.bootstrap,
-        path=None if args.path is None else disp.parse_path(args.path),
+        path=args.path,
         seed=args.seed,
+        overwrite=args.overwrite,
     )
-    atoms = read_atoms(args.atoms)
-    data = disp.dispersion_from_atoms(atoms, config)
-    data = dataclasses.replace(data, source=str(args.atoms))
-    write_dispersion(args.out, data)
-    lines = [*summary_lines(data), disp.format_branch_table(data), f"wrote {args.out}"]
-    print("\n".join(lines))
-    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``caviar dispersion``; returns the exit status."""
+    return print_summary("dispersion", run_dispersion(options_from_args(args)))

@@ -9,17 +9,16 @@ the common ones: ``--temperature``, ``--configs``, ``--scan``, ``--step``, ``--d
 from __future__ import annotations
 
 import argparse
-import logging
-import shlex
-import time
 import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from caviar_napari.cli._common import add_overwrite, print_summary
 from caviar_napari.errors import InputError
+from caviar_napari.workflows.simulate import SimulateOptions, canonical_command, run_simulate
 
-log = logging.getLogger(__name__)
+__all__ = ["ALIASES", "add_parser", "canonical_command", "overrides_from_args", "run"]
 
 #: Short aliases of the most used options.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -96,6 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the resolved parameters and the output size, do not simulate",
     )
+    add_overwrite(p)
     hints = typing.get_type_hints(SimulationConfig)
     group = p.add_argument_group("simulation parameters (defaults: the preset's)")
     for f in fields(SimulationConfig):
@@ -153,52 +153,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def canonical_command(preset: str, out: Path, overrides: dict[str, Any]) -> str:
-    """A command line that reproduces the simulation (recorded in the output file)."""
-    parts = ["caviar", "simulate", preset, "--out", str(out)]
-    for name, value in sorted(overrides.items()):
-        opt = _option(name)
-        if isinstance(value, dict):
-            for k, v in sorted(value.items()):
-                parts += [opt, f"{k}={v:g}"]
-        elif isinstance(value, tuple):
-            parts += [opt, *(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
-        else:
-            parts += [opt, f"{value:g}" if isinstance(value, float) else str(value)]
-    return shlex.join(parts)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``caviar simulate``; returns the exit status."""
-    from caviar_napari.simulate.presets import (
-        build_structure,
-        preset_config,
-        simulate,
-        write_simulation,
+    options = SimulateOptions(
+        preset=args.preset,
+        out=args.out,
+        overrides=overrides_from_args(args),
+        dry_run=args.dry_run,
+        overwrite=args.overwrite,
     )
-
-    overrides = overrides_from_args(args)
-    config = preset_config(args.preset, **overrides)
-    structure = build_structure(config)
-    ky, kx = config.detector_shape
-    sy, sx = config.scan_shape
-    box = structure.box_A
-    summary = (
-        f"{config.preset}: {structure.n_atoms} atoms in a {box[0]:.2f} × {box[1]:.2f} × "
-        f"{box[2]:.2f} Å box, {config.thermal_model} model, {config.n_configs} configuration(s); "
-        f"scan {sy} × {sx} at {config.scan_step_A[0]:g} × {config.scan_step_A[1]:g} Å; detector "
-        f"{ky} × {kx} (pixel {box[0] / ky:.4f} × {box[1] / kx:.4f} Å); "
-        f"about {sy * sx * ky * kx * 4 / 2**20:.1f} MiB of intensities"
-    )
-    if args.dry_run:
-        print(summary)
-        print(config.to_json())
-        return 0
-    log.info(summary)
-    command = canonical_command(args.preset, args.out, overrides)
-    t0 = time.perf_counter()
-    result = simulate(config)
-    write_simulation(args.out, result, command=command)
-    size = args.out.stat().st_size / 2**20
-    print(f"{summary}\nwrote {args.out} ({size:.1f} MiB) in {time.perf_counter() - t0:.1f} s")
-    return 0
+    return print_summary("simulate", run_simulate(options))

@@ -12,7 +12,121 @@ import numpy as np
 
 from caviar_napari.errors import InputError
 
-__all__ = ["DispersionData"]
+__all__ = ["ESTIMATORS", "DensePathFrequencies", "DispersionData", "ForceConstantTable"]
+
+
+@dataclass(frozen=True, eq=False)
+class ForceConstantTable:
+    """Fitted force constants (issue 14), as stored in a DISP file.
+
+    Attributes
+    ----------
+    names, species_pair, component
+        ``p`` texts per constant.
+    shell
+        ``(p,)`` neighbour shell of each constant.
+    bond_vector_A, distance_A
+        ``(p, 2)`` representative bond vector ``(y, x)`` and ``(p,)`` its length, Å.
+    value_eV_per_A2, err_fisher_eV_per_A2, err_bootstrap_eV_per_A2
+        ``(p,)`` constants and their errors (bootstrap NaN when none), eV/Å².
+    covariance_eV2_per_A4
+        ``(p, p)`` inverse observed Fisher information.
+    neg2_log_likelihood
+        ``−2 log L`` at the optimum (up to a data-only constant).
+    dof
+        Degrees of freedom ν of the scatter, ``slices · (N − 1)``.
+    n_bootstrap
+        Bootstrap replicas behind ``err_bootstrap``.
+    next_shell_statistic, next_shell_dof, next_shell_p_value, alpha, more_shells_needed,
+    next_shell_note
+        Likelihood-ratio test against one more shell (NaN and a note when not made).
+    boundary_comparison
+        ``−2 log L`` of the periodic minus the open description of the block when both were
+        fitted (negative favours periodic), NaN otherwise.
+    """
+
+    names: tuple[str, ...]
+    shell: np.ndarray
+    species_pair: tuple[str, ...]
+    component: tuple[str, ...]
+    bond_vector_A: np.ndarray
+    distance_A: np.ndarray
+    value_eV_per_A2: np.ndarray
+    err_fisher_eV_per_A2: np.ndarray
+    err_bootstrap_eV_per_A2: np.ndarray
+    covariance_eV2_per_A4: np.ndarray
+    neg2_log_likelihood: float
+    dof: int
+    n_bootstrap: int
+    next_shell_statistic: float
+    next_shell_dof: int
+    next_shell_p_value: float
+    alpha: float
+    more_shells_needed: bool
+    next_shell_note: str = ""
+    boundary_comparison: float = float("nan")
+
+    def __post_init__(self) -> None:
+        p = len(self.names)
+        checks = {
+            "shell": (np.shape(self.shell), (p,)),
+            "bond_vector_A": (np.shape(self.bond_vector_A), (p, 2)),
+            "distance_A": (np.shape(self.distance_A), (p,)),
+            "value_eV_per_A2": (np.shape(self.value_eV_per_A2), (p,)),
+            "err_fisher_eV_per_A2": (np.shape(self.err_fisher_eV_per_A2), (p,)),
+            "err_bootstrap_eV_per_A2": (np.shape(self.err_bootstrap_eV_per_A2), (p,)),
+            "covariance_eV2_per_A4": (np.shape(self.covariance_eV2_per_A4), (p, p)),
+        }
+        if len(self.species_pair) != p or len(self.component) != p:
+            raise InputError(f"force_constants: {p} names but other item counts differ")
+        for key, (got, want) in checks.items():
+            if got != want:
+                raise InputError(f"force_constants/{key}: shape {got}, expected {want}")
+
+
+@dataclass(frozen=True, eq=False)
+class DensePathFrequencies:
+    """Frequencies of a fitted model along a densely sampled path.
+
+    Attributes
+    ----------
+    q_frac
+        ``(nd, 2)`` points, reduced coordinates.
+    distance_invA
+        ``(nd,)`` distance along the path, 1/Å.
+    frequencies_THz, frequencies_err_THz, frequencies_fisher_err_THz
+        ``(nd, nb)`` frequencies and errors (as the grid's).
+    branch_average_THz, branch_average_err_THz
+        ``(nb,)`` arc-length mean along the path and its error.
+    """
+
+    q_frac: np.ndarray
+    distance_invA: np.ndarray
+    frequencies_THz: np.ndarray
+    frequencies_err_THz: np.ndarray
+    frequencies_fisher_err_THz: np.ndarray
+    branch_average_THz: np.ndarray
+    branch_average_err_THz: np.ndarray
+
+    def __post_init__(self) -> None:
+        nd = np.shape(self.q_frac)[0]
+        nb = np.shape(self.frequencies_THz)[-1]
+        checks = {
+            "q_frac": (np.shape(self.q_frac), (nd, 2)),
+            "distance_invA": (np.shape(self.distance_invA), (nd,)),
+            "frequencies_THz": (np.shape(self.frequencies_THz), (nd, nb)),
+            "frequencies_err_THz": (np.shape(self.frequencies_err_THz), (nd, nb)),
+            "frequencies_fisher_err_THz": (np.shape(self.frequencies_fisher_err_THz), (nd, nb)),
+            "branch_average_THz": (np.shape(self.branch_average_THz), (nb,)),
+            "branch_average_err_THz": (np.shape(self.branch_average_err_THz), (nb,)),
+        }
+        for key, (got, want) in checks.items():
+            if got != want:
+                raise InputError(f"dense_path/{key}: shape {got}, expected {want}")
+
+
+#: Estimators a DISP file can come from.
+ESTIMATORS: tuple[str, ...] = ("green", "force-constants")
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +181,26 @@ class DispersionData:
         ``(k,)`` atoms not in the block (outside it, or NaN in a used state/slice).
     source
         The input file.
+    estimator
+        ``"green"`` (eq. 6) or ``"force-constants"`` (issue 14).
+    symmetry_operations
+        Space-group operations used (star pooling or constraints; 1 = none).
+    error_method
+        What the ``*_err_THz`` are (bootstrap over states, or the Fisher information).
+    boundary
+        Force constants: ``"periodic"`` or ``"open"``; ``""`` for green.
+    shells
+        Force constants: neighbour shells fitted; 0 for green.
+    crystal_cells
+        Force constants: the periodic crystal the block was taken from (``(0, 0)`` for green).
+    frequencies_fisher_err_THz
+        Force constants: ``(nq, nb)`` errors from the Fisher information; None for green.
+    dense_path
+        Force constants: :class:`DensePathFrequencies`; None for green.
+    force_constants
+        Force constants: :class:`ForceConstantTable`; None for green.
+    warnings
+        Warnings about the result (unphysical frequencies, too few states for green).
     """
 
     q_frac: np.ndarray
@@ -95,6 +229,16 @@ class DispersionData:
     n_bootstrap: int
     excluded_atoms: np.ndarray
     source: str = ""
+    estimator: str = "green"
+    symmetry_operations: int = 1
+    error_method: str = "bootstrap over states"
+    boundary: str = ""
+    shells: int = 0
+    crystal_cells: tuple[int, int] = (0, 0)
+    frequencies_fisher_err_THz: np.ndarray | None = None
+    dense_path: DensePathFrequencies | None = None
+    force_constants: ForceConstantTable | None = None
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         nq = self.q_frac.shape[0]
@@ -126,6 +270,15 @@ class DispersionData:
             raise InputError(f"path_q_index outside 0..{nq - 1}")
         if tuple(self.cells) and int(self.cells[0]) * int(self.cells[1]) != nq:
             raise InputError(f"cells {tuple(self.cells)} do not give {nq} q points")
+        if self.estimator not in ESTIMATORS:
+            raise InputError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        fisher = self.frequencies_fisher_err_THz
+        if fisher is not None and np.shape(fisher) != (nq, nb):
+            raise InputError(
+                f"frequencies_fisher_err_THz: shape {np.shape(fisher)}, expected {(nq, nb)}"
+            )
+        if self.dense_path is not None and self.dense_path.frequencies_THz.shape[-1] != nb:
+            raise InputError(f"dense_path has {self.dense_path.frequencies_THz.shape[-1]} branches")
 
     @property
     def n_branches(self) -> int:

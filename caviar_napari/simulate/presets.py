@@ -58,12 +58,13 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from caviar_napari import __version__
+from caviar_napari.analysis.phonons import HarmonicLattice, Supercell, standard_mass_amu
 from caviar_napari.core.grid import as_pair
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset, write_stem_h5
-from caviar_napari.simulate.harmonic import HarmonicLattice, Supercell, standard_mass_amu
 from caviar_napari.simulate.psc import DEFAULT_TRUNCATE, gaussian_scan_average, psc_margin
 from caviar_napari.simulate.thermal import (
     THERMAL_MODELS,
@@ -83,7 +84,10 @@ __all__ = [
     "Structure",
     "build_structure",
     "preset_config",
+    "library_versions",
+    "poisson_counts",
     "simulate",
+    "thermal_ensemble",
     "write_simulation",
 ]
 
@@ -485,6 +489,34 @@ def build_structure(config: SimulationConfig) -> Structure:
     return _si110_structure(config)
 
 
+def _random_streams(config: SimulationConfig) -> tuple[np.random.Generator, np.random.Generator]:
+    """The two independent streams of a simulation: thermal configurations, then noise."""
+    thermal, noise = np.random.SeedSequence(config.seed).spawn(2)
+    return np.random.default_rng(thermal), np.random.default_rng(noise)
+
+
+def thermal_ensemble(config: SimulationConfig, structure: Structure | None = None) -> Ensemble:
+    """The atom configurations of ``config`` (exactly those :func:`simulate` uses; no abTEM).
+
+    Parameters
+    ----------
+    config
+        Validated parameters.
+    structure
+        Its ideal structure (default: :func:`build_structure` of ``config``).
+
+    Returns
+    -------
+    Ensemble
+        Displacements ``(config, atom, 3)`` from the ideal sites (Å) and the model Green's
+        tensor.  The same seed gives the same displacements on every machine, BLAS and thread
+        count, to within rounding (the samplers use no eigenvector; tests pin them to 1e-9 Å).
+    """
+    if structure is None:
+        structure = build_structure(config)
+    return _ensemble(config, structure, _random_streams(config)[0])
+
+
 def _ensemble(config: SimulationConfig, structure: Structure, rng: np.random.Generator) -> Ensemble:
     if config.thermal_model == "static":
         return static_ensemble(structure.n_atoms, config.n_configs)
@@ -498,6 +530,59 @@ def _ensemble(config: SimulationConfig, structure: Structure, rng: np.random.Gen
     return correlated_ensemble(
         structure.supercell, config.temperature_K, config.n_configs, rng, structure.atom_map
     )
+
+
+def poisson_counts(mean: ArrayLike, rng: np.random.Generator) -> np.ndarray:
+    """Poisson counts with the given means, by inversion: one uniform number per pixel.
+
+    ``k = F⁻¹(v; mean)`` with ``v`` uniform in (0, 1) and ``F`` the Poisson distribution
+    function.  Unlike a rejection sampler, which draws a variable number of random numbers per
+    pixel, this consumes exactly one per pixel, so a last-bit difference in one mean (FFT
+    rounding on another machine) can change at most that pixel's count, by one, and never shifts
+    the stream for the others.
+
+    Parameters
+    ----------
+    mean
+        Expected counts (≥ 0), any shape.
+    rng
+        The noise stream.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 counts, the shape of ``mean``.
+    """
+    from scipy import stats
+
+    lam = np.asarray(mean, dtype=np.float64)
+    v = rng.random(lam.shape)
+    v = np.where(v > 0.0, v, 0.5 * np.finfo(np.float64).eps)  # (0, 1): F⁻¹(0) is −1
+    counts = stats.poisson.ppf(v, lam)
+    return np.where(lam > 0, counts, 0.0).astype(np.float64)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the software that made a simulated dataset (recorded in ``ground_truth``).
+
+    Returns
+    -------
+    dict
+        ``{"python": …, "numpy": …, "scipy": …, "h5py": …, "abtem": …, "ase": …,
+        "caviar_napari": …}``; a library that is not installed is recorded as
+        ``"not installed"``.
+    """
+    import importlib
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", "scipy", "h5py", "abtem", "ase"):
+        try:
+            versions[name] = str(importlib.import_module(name).__version__)
+        except ImportError:  # pragma: no cover - all are dependencies of a simulation
+            versions[name] = "not installed"
+    versions["caviar_napari"] = __version__
+    return versions
 
 
 # ------------------------------------------------------------------------------ ground truth
@@ -536,6 +621,7 @@ class GroundTruth:
     psc_fwhm_A: float
     dose_e_per_A2: float | None
     config_json: str
+    versions: dict[str, str] = field(default_factory=library_versions)
 
 
 @dataclass(frozen=True)
@@ -597,8 +683,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     abtem = _abtem()
     from abtem.core.energy import energy2sigma
 
-    seeds = np.random.SeedSequence(config.seed).spawn(2)
-    rng_thermal, rng_noise = (np.random.default_rng(s) for s in seeds)
+    rng_thermal, rng_noise = _random_streams(config)
     structure = build_structure(config)
     ensemble = _ensemble(config, structure, rng_thermal)
     box = structure.box_A
@@ -702,7 +787,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     scale = 1.0
     if config.dose_e_per_A2 is not None:
         scale = config.dose_e_per_A2 * config.scan_step_A[0] * config.scan_step_A[1]
-        intensities = rng_noise.poisson(np.clip(intensities, 0, None) * scale).astype(np.float64)
+        intensities = poisson_counts(np.clip(intensities, 0, None) * scale, rng_noise)
     else:
         intensities = np.clip(intensities, 0, None)
 
@@ -805,13 +890,8 @@ def _write_truth(group: Any, truth: GroundTruth, command: str) -> None:
         "mean over configurations of abTEM multislice patterns (full far field sums to 1), then "
         "Gaussian PSC average, then Poisson noise with mean dose*dy*dx*I when a dose is given"
     )
-    a["caviar_napari_version"] = __version__
-    try:
-        import abtem
-
-        a["abtem_version"] = str(abtem.__version__)
-    except ImportError:  # pragma: no cover
-        pass
+    for name, version in truth.versions.items():
+        a[f"{name}_version"] = version
 
 
 def write_simulation(path: Any, result: SimulationResult, command: str = "") -> None:

@@ -7,10 +7,11 @@ Three models (issue 3; the paper's datasets 1–3):
   deviation (rms displacement per Cartesian direction); no correlation between different atoms
   or directions;
 * **correlated** — exact classical thermal snapshots of a harmonic lattice
-  (:mod:`caviar_napari.simulate.harmonic`: nearest- and next-nearest-neighbour springs, periodic
-  supercell, temperature, per-species masses), sampled from its normal modes, so the Green's
-  tensor and the dispersion are known exactly.  The harmonic model is in-plane: the out-of-plane
-  displacement is 0.
+  (:mod:`caviar_napari.analysis.phonons`: nearest- and next-nearest-neighbour springs, periodic
+  supercell, temperature, per-species masses), drawn through a Cholesky factor of the
+  supercell's dynamical matrix (no eigenvector gauge, reproducible on any machine), so the
+  Green's tensor and the dispersion are known exactly.  The harmonic model is in-plane: the
+  out-of-plane displacement is 0.
 
 Displacements are ``(config, atom, 3)`` ordered ``(y, x, z)`` in Å (conventions §1 order, z last).
 Green's tensors are in-plane, ``(2·atoms, 2·atoms)`` with dof ``2 i + a`` (``a = 0`` y, 1 x).
@@ -28,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from caviar_napari.analysis.phonons import Supercell
 from caviar_napari.errors import InputError
-from caviar_napari.simulate.harmonic import Supercell
 
 __all__ = [
     "THERMAL_MODELS",
@@ -187,12 +188,12 @@ def correlated_ensemble(
     rng: np.random.Generator | int | None = None,
     atom_map: ArrayLike | None = None,
 ) -> Ensemble:
-    """Correlated thermal snapshots of a harmonic supercell (exact normal-mode sampling).
+    """Correlated thermal snapshots of a harmonic supercell (exact, gauge-independent sampling).
 
     Parameters
     ----------
     supercell
-        The periodic harmonic supercell (:class:`~caviar_napari.simulate.harmonic.Supercell`).
+        The periodic harmonic supercell (:class:`~caviar_napari.analysis.phonons.Supercell`).
     temperature_K
         Temperature (K).
     n_configs

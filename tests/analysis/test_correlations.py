@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from caviar_napari.analysis import correlations as corr
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.errors import InputError
 from caviar_napari.simulate import presets, thermal
-from caviar_napari.simulate.harmonic import HarmonicLattice
 
 
 def _random_spd(rng: np.random.Generator, n: int, scale: float = 1e-3) -> np.ndarray:

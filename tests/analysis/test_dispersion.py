@@ -22,13 +22,13 @@ from caviar_napari.analysis.dispersion import (
     parse_path,
     path_points,
 )
-from caviar_napari.errors import InputError
-from caviar_napari.simulate.harmonic import (
+from caviar_napari.analysis.phonons import (
     KB_EV_PER_K,
     THZ_PER_SQRT_EIGENVALUE,
     HarmonicLattice,
     commensurate_q_frac,
 )
+from caviar_napari.errors import InputError
 
 T = 300.0
 

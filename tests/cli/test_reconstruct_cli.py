@@ -8,41 +8,10 @@ import pytest
 import yaml
 
 from caviar_napari.cli import main
-from caviar_napari.core import optics
-from caviar_napari.core.backend import get_backend
-from caviar_napari.core.config import ReconstructionConfig
 from caviar_napari.core.engine import plan_geometry
-from caviar_napari.core.multislice import MultisliceModel
-from caviar_napari.io.dataset import STEMDataset, write_stem_h5
 from caviar_napari.io.reconstruction import load_reconstruction
 
-E_EV, ALPHA, K, DK, STEP = 80e3, 25.0, 24, 4.0, 0.8
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    """A 4×4-scan, 24×24-detector file made with the forward model (two phase peaks)."""
-    dummy = STEMDataset(np.ones((4, 4, K, K), np.float32), E_EV, ALPHA, STEP, DK, 20.0)
-    grid = plan_geometry(dummy, ReconstructionConfig().validate())
-    yy, xx = np.mgrid[: grid.object_shape[0], : grid.object_shape[1]]
-    c = grid.positions_px.mean(0)
-    phase = sum(0.3 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 2) for y, x in (c - 1.5, c + 1.5))
-    probe = optics.make_probe((K, K), grid.pixel_size_A, E_EV, ALPHA, defocus_A=20.0) * 50.0
-    model = MultisliceModel(
-        get_backend("cpu", "single"),
-        wavelength_A=optics.wavelength_A(E_EV),
-        pixel_size_A=grid.pixel_size_A,
-        slice_thickness_A=[1.0],
-        positions_px=grid.positions_px,
-        object_shape=grid.object_shape,
-        window=(K, K),
-    )
-    inten = np.fft.fftshift(
-        np.asarray(model.intensities(np.exp(1j * phase)[None, None], probe[None])), axes=(-2, -1)
-    )
-    path = tmp_path_factory.mktemp("cli") / "tiny.h5"
-    write_stem_h5(path, STEMDataset(inten.reshape(4, 4, K, K), E_EV, ALPHA, STEP, DK, 20.0))
-    return path
+K = 24  # detector pixels of the shared `data_file` fixture (tests/cli/conftest.py)
 
 
 def test_end_to_end_writes_valid_reconstruction(data_file, tmp_path, capsys):

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
+from caviar_napari.analysis.phonons import standard_mass_amu
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import read_stem_h5
-from caviar_napari.simulate.harmonic import standard_mass_amu
 from caviar_napari.simulate.presets import (
     PRESETS,
     build_structure,
@@ -98,6 +98,10 @@ def test_preset_writes_spec_input_and_ground_truth(name, tmp_path):
         assert masses == {s: standard_mass_amu(s) for s in set(g["species"].asstr()[()])}
         assert json.loads(g.attrs["parameters"])["n_configs"] == n_cfg
         assert g.attrs["command"].startswith("caviar simulate")
+        # the software that made it (issue 12: reproducibility needs the versions)
+        for lib in ("python", "numpy", "scipy", "h5py", "abtem", "caviar_napari"):
+            assert g.attrs[f"{lib}_version"], lib
+        assert g.attrs["numpy_version"] == np.__version__
         # the probe's power equals the data's units (probabilities: 1)
         assert np.sum(np.abs(g["probe"][()]) ** 2) == pytest.approx(1.0, rel=1e-5)
         # the phase is positive on atoms and the mean structure's phase is the static one

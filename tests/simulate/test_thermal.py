@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.errors import InputError
-from caviar_napari.simulate.harmonic import HarmonicLattice
 from caviar_napari.simulate.thermal import (
     correlated_ensemble,
     einstein_ensemble,
