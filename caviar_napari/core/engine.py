@@ -34,6 +34,7 @@ Checkpoints
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import threading
@@ -57,6 +58,12 @@ from caviar_napari.core.memory import MemoryEstimate, estimate_memory, require_m
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
 from caviar_napari.core.optimise import make_optimiser
+from caviar_napari.core.separation import (
+    NoiseLevel,
+    SeparationReport,
+    noise_level,
+    separation_report,
+)
 from caviar_napari.core.states import MODE_DECAY, adapt_state
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
@@ -321,6 +328,9 @@ def run(
         )
     backend = get_backend(config.device, config.precision)
     xp = backend.xp
+    scale = dataset.counts_scale()
+    if scale != 1.0:  # a dose is known for data in other units: fit expected counts
+        dataset = dataclasses.replace(dataset, intensities=dataset.intensities * np.float32(scale))
     geom = plan_geometry(dataset, config)
     require_memory(estimate_run_memory(dataset, config, backend, geom))
     cdt = backend.complex_dtype
@@ -336,11 +346,26 @@ def run(
     if state.rng_state is not None:
         rng.bit_generator.state = copy.deepcopy(state.rng_state)
 
-    amplitudes_dev = xp.asarray(measured_amplitudes(dataset, geom))
+    amplitudes = measured_amplitudes(dataset, geom)
     norm = masked_total(dataset, geom)
+    loss_kind = resolve_loss(config.loss, dataset)
+    if config.loss == "auto":
+        state.diagnostics["loss"] = loss_kind
+    ctx = _RunContext(
+        config=config,
+        dataset=dataset,
+        geom=geom,
+        backend=backend,
+        amplitudes=xp.asarray(amplitudes),
+        norm=norm,
+        loss=loss_kind,
+        noise=noise_level(loss_kind, amplitudes, geom.detector_mask, norm, dataset.is_counts),
+        control=control,
+        on_checkpoint=on_checkpoint,
+        start_iteration=state.iteration,
+        t0=time.perf_counter(),
+    )
     n_stages = len(config.stages)
-    start_iteration = state.iteration
-    t0 = time.perf_counter()
 
     if state.stage_index >= n_stages:
         raise InputError(
@@ -352,20 +377,7 @@ def run(
         if state.stage_iteration == 0 and state.optimiser_state is None:
             adapt_state(state, stage, rng, config.source_fwhm_A)
         if state.stage_iteration < stage.iterations:
-            stopped = yield from _run_stage(
-                state,
-                stage,
-                config,
-                dataset,
-                geom,
-                backend,
-                amplitudes_dev,
-                norm,
-                control,
-                on_checkpoint,
-                start_iteration,
-                t0,
-            )
+            stopped = yield from _run_stage(state, stage, ctx)
             if stopped:
                 return state
         if state.stage_index == n_stages - 1:
@@ -375,21 +387,45 @@ def run(
         state.optimiser_state = None
 
 
+@dataclass(frozen=True)
+class _RunContext:
+    """What every stage of one run shares."""
+
+    config: ReconstructionConfig
+    dataset: STEMDataset
+    geom: Geometry
+    backend: Backend
+    amplitudes: Any  # (P, Ky, Kx) measured amplitudes on the device, FFT order
+    norm: float  # total measured intensity in the loss mask
+    loss: str  # the data loss in use ("gaussian" or "poisson")
+    noise: NoiseLevel
+    control: RunControl | None
+    on_checkpoint: CheckpointCallback | None
+    start_iteration: int
+    t0: float
+
+
+def resolve_loss(loss: str, dataset: STEMDataset) -> str:
+    """The data loss of ``loss: auto``: Poisson for counts, Gaussian (amplitudes) otherwise.
+
+    Counts are integer intensities or a dataset with a known dose (``dose_e_per_A2``); the
+    choice is logged. A named loss is returned as it is.
+    """
+    if loss != "auto":
+        return loss
+    if dataset.is_counts:
+        log.info("loss: auto -> poisson (the intensities are counts)")
+        return "poisson"
+    log.info("loss: auto -> gaussian (the intensities are not counts)")
+    return "gaussian"
+
+
 def _run_stage(
-    state: ReconState,
-    stage: StageConfig,
-    config: ReconstructionConfig,
-    dataset: STEMDataset,
-    geom: Geometry,
-    backend: Backend,
-    amplitudes: Any,
-    norm: float,
-    control: RunControl | None,
-    on_checkpoint: CheckpointCallback | None,
-    start_iteration: int,
-    t0: float,
+    state: ReconState, stage: StageConfig, ctx: _RunContext
 ) -> Generator[Progress, None, bool]:
     """Iterate one stage from ``state.stage_iteration``; returns True when stopped."""
+    config, dataset, geom, backend = ctx.config, ctx.dataset, ctx.geom, ctx.backend
+    control, on_checkpoint = ctx.control, ctx.on_checkpoint
     cdt = backend.complex_dtype
     model = MultisliceModel(
         backend,
@@ -398,9 +434,9 @@ def _run_stage(
         slice_thickness_A=state.slice_thickness_A,
         positions_px=geom.positions_px,
         object_shape=geom.object_shape,
-        amplitudes=amplitudes,
+        amplitudes=ctx.amplitudes,
         detector_mask=geom.detector_mask,
-        loss=config.loss,
+        loss=ctx.loss,
         batch_size=config.batch_size,
     )
     blocks = {
@@ -413,7 +449,7 @@ def _run_stage(
     }
     x = {k: v for k, v in blocks.items() if k in stage.refine}
     fixed = {k: v for k, v in blocks.items() if k not in stage.refine}
-    fun = Objective(model, backend, stage, fixed, norm, geom.pixel_size_A)
+    fun = Objective(model, backend, stage, fixed, ctx.norm, geom.pixel_size_A)
     opt = make_optimiser(
         stage.optimizer,
         memory=stage.lbfgs_memory,
@@ -461,8 +497,10 @@ def _run_stage(
         if due_ckpt and on_checkpoint is not None:
             on_checkpoint(state)
             log.debug("checkpoint at iteration %d", state.iteration)
-        elapsed = time.perf_counter() - t0
-        done = state.iteration - start_iteration
+        if last and stage.object_states > 1 and "object" in stage.refine:
+            _report_separation(state, stage, fun, x, ctx)
+        elapsed = time.perf_counter() - ctx.t0
+        done = state.iteration - ctx.start_iteration
         obj_copy = probe_copy = None
         if due_update:
             obj, probe, _ = fun.blocks(x)
@@ -485,6 +523,44 @@ def _run_stage(
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
     return False
+
+
+def _report_separation(
+    state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _RunContext
+) -> None:
+    """Measure whether the states of the finished ``stage`` separated (into diagnostics)."""
+    geom = ctx.geom
+    loss_states, loss_mean = fun.data_losses(x)
+    lo = np.floor(geom.positions_px.min(axis=0)).astype(int)
+    hi = np.ceil(geom.positions_px.max(axis=0)).astype(int) + 1
+    region = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+    band = optics.band_limit_mask(geom.object_shape, geom.pixel_size_A, optics.BAND_LIMIT)
+    area = int(np.prod(hi - lo)) * float(np.mean(band))
+    report = separation_report(
+        stage=stage.name,
+        n_states=stage.object_states,
+        obj=state.object,
+        region=region,
+        loss_history=state.loss[-stage.iterations :],
+        loss_states=loss_states,
+        loss_mean=loss_mean,
+        loss_floor=ctx.noise.floor,
+        noise_per_parameter=ctx.noise.per_parameter,
+        n_parameters=int(2 * area * stage.slices * (stage.object_states - 1)),
+    )
+    reports = [r for r in state.diagnostics.get("separation", []) if r["stage"] != stage.name]
+    state.diagnostics["separation"] = [*reports, report.to_dict()]
+    state.diagnostics["warnings"] = [
+        w for r in state.diagnostics["separation"] for w in SeparationReport.from_dict(r).warnings
+    ]
+    for line in report.warnings:
+        log.warning(line)
+    log.info(
+        "stage '%s': states spread %.3g rad, explain %.1f %% of the mean object's misfit",
+        stage.name,
+        report.spread_rad,
+        100 * report.gain,
+    )
 
 
 def run_to_end(

@@ -46,6 +46,7 @@ from caviar_napari.errors import InputError
 __all__ = [
     "DEVICES",
     "LOSSES",
+    "LOSS_CHOICES",
     "OPTIMIZERS",
     "PADDINGS",
     "PRECISIONS",
@@ -74,6 +75,8 @@ DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("single", "double")
 #: Data losses (:mod:`caviar_napari.core.loss`): Gaussian amplitude (paper eq. S8), Poisson.
 LOSSES = ("gaussian", "poisson")
+#: Loss choices of a configuration: ``auto`` picks Poisson for counts, else Gaussian.
+LOSS_CHOICES = ("auto", *LOSSES)
 #: Detector padding modes.
 PADDINGS = ("auto", "none")
 
@@ -130,6 +133,18 @@ class StageConfig:
         are a few 0.01 rad at atoms (3 pm displacements), so large noise (0.05 rad everywhere)
         must first be fitted away and slows the states down (on exact-model hBN data, 300
         iterations: nearest-neighbour CSM 0.99 from 0.005 rad, 0.94 from 0.05 rad).
+    remove_state_shifts
+        Keep the object states from moving rigidly against each other (default true). A state
+        that is the mean object shifted by ``s`` gives exactly the intensity of a probe shifted
+        by ``−s``: rigid shifts between states are the same thing as partial spatial coherence
+        (a finite source) or scan jitter, so the data cannot tell them from the source, and
+        states left free take up the source blur as a uniform offset of the x–x / y–y
+        correlations (the paper's PSC offset). With this on, the states' deviations from the
+        mean object are kept orthogonal to the two translations of the mean object (the
+        object gradient is projected), so the blur goes where it belongs (the source size of
+        ``partial_coherence: gaussian``, or the probe modes). The displacements of a state are
+        then measured relative to its own centre, as the uniform part of thermal motion in the
+        field of view cannot be measured anyway.
     """
 
     name: str = "stage"
@@ -147,6 +162,7 @@ class StageConfig:
     optimizer: str = "lbfgs"
     lbfgs_memory: int = 10
     state_noise_rad: float = 0.005
+    remove_state_shifts: bool = True
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -196,6 +212,11 @@ class StageConfig:
         )
         self.optimizer = _check_choice(self.optimizer, "optimizer", OPTIMIZERS, where)
         self.lbfgs_memory = _check_int(self.lbfgs_memory, "lbfgs_memory", 1, where)
+        if not isinstance(self.remove_state_shifts, bool):
+            raise InputError(
+                f"{where}: 'remove_state_shifts' must be true or false, got "
+                f"{self.remove_state_shifts!r}"
+            )
         self.state_noise_rad = _check_float(
             self.state_noise_rad, "state_noise_rad", where, minimum=0.0
         )
@@ -252,7 +273,12 @@ class ReconstructionConfig:
     precision
         ``"single"`` (complex64, default) or ``"double"`` (complex128).
     loss
-        ``"gaussian"`` (amplitude loss, paper eq. S8) or ``"poisson"``.
+        ``"auto"`` (default): ``"poisson"`` when the intensities are electron counts (whole
+        numbers, or a dose is given), ``"gaussian"`` otherwise; the choice is logged and
+        recorded in the reconstruction's diagnostics. ``"gaussian"``: the amplitude loss (paper
+        eq. S8). ``"poisson"``: the Poisson negative log-likelihood, the right one for counts
+        (on hBN at 1e5 e/Å² it gives a phase correlation of 0.94 with the truth where the
+        amplitude loss gives 0.88).
     seed
         Seed of every random choice (new object states' phase noise).
     batch_size
@@ -288,7 +314,7 @@ class ReconstructionConfig:
 
     device: str = "auto"
     precision: str = "single"
-    loss: str = "gaussian"
+    loss: str = "auto"
     seed: int = 0
     batch_size: int | None = None
     update_every: int = 10
@@ -305,7 +331,7 @@ class ReconstructionConfig:
         """Check every field (and every stage); return ``self`` normalised. Raises InputError."""
         self.device = _check_choice(self.device, "device", DEVICES, source)
         self.precision = _check_choice(self.precision, "precision", PRECISIONS, source)
-        self.loss = _check_choice(self.loss, "loss", LOSSES, source)
+        self.loss = _check_choice(self.loss, "loss", LOSS_CHOICES, source)
         self.seed = _check_int(self.seed, "seed", 0, source)
         if self.batch_size in (None, "auto"):
             self.batch_size = None

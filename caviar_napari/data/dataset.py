@@ -76,6 +76,9 @@ class STEMDataset:
         regular grid from ``scan_step_A`` starting at ``(0, 0)``.
     source
         Name of the file the data came from (used in error messages and recorded in outputs).
+    dose_e_per_A2
+        Electron dose (e/Å²) when known: the intensities are then counts, or proportional to
+        counts with ``dose × scan step area`` electrons per pattern (:meth:`counts_scale`).
     """
 
     intensities: np.ndarray
@@ -87,6 +90,7 @@ class STEMDataset:
     scan_rotation_deg: float = 0.0
     positions_A: np.ndarray | None = None
     source: str = field(default="")
+    dose_e_per_A2: float | None = None
 
     def __post_init__(self) -> None:
         src = self.source
@@ -135,6 +139,10 @@ class STEMDataset:
         )
         self.defocus_A = finite_scalar(self.defocus_A, "defocus_A", src)
         self.scan_rotation_deg = finite_scalar(self.scan_rotation_deg, "scan_rotation_deg", src)
+        if self.dose_e_per_A2 is not None:
+            self.dose_e_per_A2 = finite_scalar(
+                self.dose_e_per_A2, "dose_e_per_A2", src, positive=True
+            )
 
         sy, sx = data.shape[:2]
         if self.positions_A is None:
@@ -186,6 +194,30 @@ class STEMDataset:
     def mean_total_intensity(self) -> float:
         """Mean over scan positions of the total intensity of a pattern (data units)."""
         return float(self.intensities.sum(axis=(2, 3), dtype=np.float64).mean())
+
+    @property
+    def integer_valued(self) -> bool:
+        """Whether the intensities are whole numbers (counts), judged on up to 64 patterns."""
+        flat = self.intensities.reshape(-1, *self.detector_shape)
+        step = max(1, flat.shape[0] // 64)
+        sample = flat[::step][:64]
+        return bool(np.all(sample == np.round(sample)))
+
+    @property
+    def is_counts(self) -> bool:
+        """Whether the intensities are electron counts (whole numbers, or a dose is known)."""
+        return self.dose_e_per_A2 is not None or self.integer_valued
+
+    def counts_scale(self) -> float:
+        """Factor that turns the intensities into expected electron counts.
+
+        1 for whole-number intensities; ``dose × dy dx / mean total`` when a dose is known and
+        the intensities are in other units; 1 (no counts known) otherwise.
+        """
+        if self.dose_e_per_A2 is None or self.integer_valued:
+            return 1.0
+        electrons = self.dose_e_per_A2 * self.scan_step_A[0] * self.scan_step_A[1]
+        return electrons / self.mean_total_intensity
 
     def rotated_positions_A(self) -> np.ndarray:
         """Probe positions in the detector-aligned (object) frame, ``(Sy, Sx, 2)`` in Å.

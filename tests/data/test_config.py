@@ -89,7 +89,7 @@ def test_yaml_file_errors(tmp_path):
     [
         ({"device": "tpu"}, r"'device' must be one of auto, cpu, gpu; got 'tpu'"),
         ({"precision": "half"}, r"'precision' must be one of single, double"),
-        ({"loss": "l2"}, r"'loss' must be one of gaussian, poisson"),
+        ({"loss": "l2"}, r"'loss' must be one of auto, gaussian, poisson"),
         ({"seed": -1}, r"'seed' must be ≥ 0"),
         ({"batch_size": 0}, r"'batch_size' must be ≥ 1"),
         ({"batch_size": 2.5}, r"'batch_size' must be an integer"),
