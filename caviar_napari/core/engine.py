@@ -57,14 +57,14 @@ from caviar_napari.core.geometry import (
 from caviar_napari.core.memory import MemoryEstimate, estimate_memory, require_memory
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
-from caviar_napari.core.optimise import make_optimiser
+from caviar_napari.core.optimise import LBFGS, GradientDescent, make_optimiser
 from caviar_napari.core.separation import (
     NoiseLevel,
     SeparationReport,
     noise_level,
     separation_report,
 )
-from caviar_napari.core.states import MODE_DECAY, adapt_state
+from caviar_napari.core.states import MODE_DECAY, adapt_state, orthogonal_mixing
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.data.recon import ReconState
@@ -480,6 +480,9 @@ def _run_stage(
         state.stage_iteration += 1
         state.iteration += 1
         state.loss.append(float(f))
+        every = stage.orthogonalise_probe_every
+        if every and state.stage_iteration % every == 0 and _orthogonalise_probe(backend, x, opt):
+            f, g = fun(x)  # as a resumed run computes it, so that resuming stays exact
         if info.method == "stalled":
             # no decrease along the gradient either: converged to the arithmetic's precision;
             # further iterations would repeat the same failed search
@@ -523,6 +526,22 @@ def _run_stage(
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
     return False
+
+
+def _orthogonalise_probe(backend: Backend, x: dict[str, Any], opt: LBFGS | GradientDescent) -> bool:
+    """Make refined probe modes orthogonal again, in place, with the optimiser's memory
+    following the same unitary change of variables; False when there is nothing to do."""
+    if "probe" not in x or x["probe"].shape[0] < 2:
+        return False
+    probe = x["probe"]
+    w = orthogonal_mixing(backend.xp, probe)
+
+    def mix(a: Any) -> Any:
+        return (w @ a.reshape(w.shape[0], -1)).reshape(a.shape).astype(a.dtype, copy=False)
+
+    x["probe"] = mix(probe)
+    opt.change_variables("probe", mix)
+    return True
 
 
 def _report_separation(

@@ -300,6 +300,10 @@ class GradientDescent(_Base):
         self.step_length = 2.0 * alpha
         return xa, fa, ga, StepInfo("gd", alpha, n)
 
+    def change_variables(self, block: str, isometry: Callable[[Any], Any]) -> None:
+        """Nothing to do: gradient descent keeps no memory of past steps (see
+        :meth:`LBFGS.change_variables`)."""
+
     def export_state(self) -> dict[str, Any]:
         """Plain numpy/float state for exact resume (see :meth:`import_state`)."""
         d = self._export_common()
@@ -516,6 +520,19 @@ class LBFGS(_Base):
                 self.s.pop(0)
                 self.y.pop(0)
         return xa, fa, ga, StepInfo(method, alpha, n)
+
+    def change_variables(self, block: str, isometry: Callable[[Any], Any]) -> None:
+        """Follow a change of variables of ``block`` that leaves the objective unchanged.
+
+        ``isometry`` is a linear map preserving the inner product (e.g. a unitary mixing of
+        probe modes, applied to re-orthogonalise them); the stored pairs are mapped with it, so
+        the curvature the memory holds stays that of the new variables.  The caller maps the
+        iterate and its gradient the same way.
+        """
+        for pairs in (self.s, self.y):
+            for pair in pairs:
+                if block in pair:
+                    pair[block] = isometry(pair[block])
 
     def export_state(self) -> dict[str, Any]:
         """Plain numpy/float state for exact resume: scales, step, and the stacked (s, y) pairs.

@@ -133,6 +133,11 @@ class StageConfig:
         are a few 0.01 rad at atoms (3 pm displacements), so large noise (0.05 rad everywhere)
         must first be fitted away and slows the states down (on exact-model hBN data, 300
         iterations: nearest-neighbour CSM 0.99 from 0.005 rad, 0.94 from 0.05 rad).
+    orthogonalise_probe_every
+        Every how many iterations the refined probe modes are made orthogonal again (0:
+        never; they always are at a stage's start): a unitary mixing that leaves the intensity
+        unchanged, with the optimiser's memory mixed alike (so nothing is lost), and the modes
+        ordered by decreasing power. Each costs one extra evaluation.
     remove_state_shifts
         Keep the object states from moving rigidly against each other (default true). A state
         that is the mean object shifted by ``s`` gives exactly the intensity of a probe shifted
@@ -163,6 +168,7 @@ class StageConfig:
     lbfgs_memory: int = 10
     state_noise_rad: float = 0.005
     remove_state_shifts: bool = True
+    orthogonalise_probe_every: int = 10
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -212,6 +218,9 @@ class StageConfig:
         )
         self.optimizer = _check_choice(self.optimizer, "optimizer", OPTIMIZERS, where)
         self.lbfgs_memory = _check_int(self.lbfgs_memory, "lbfgs_memory", 1, where)
+        self.orthogonalise_probe_every = _check_int(
+            self.orthogonalise_probe_every, "orthogonalise_probe_every", 0, where
+        )
         if not isinstance(self.remove_state_shifts, bool):
             raise InputError(
                 f"{where}: 'remove_state_shifts' must be true or false, got "

@@ -218,3 +218,31 @@ def test_a_finite_source_goes_into_the_source_size_not_into_the_states():
         **NONE,
     ).validate()
     assert rigid_shifts_A(run_to_end(blurred, free)) > 0.2 * sigma
+
+
+# ------------------------------------------------------------------------ probe modes
+def test_probe_modes_kept_orthogonal_without_changing_the_run():
+    from test_engine import _collect, _same
+
+    from caviar_napari.core.engine import RunControl, run
+
+    data, _, _ = _forward_dataset(scan=(4, 4))
+
+    def config(every):
+        stage = StageConfig(
+            iterations=9, probe_modes=3, refine=("object", "probe"), orthogonalise_probe_every=every
+        )
+        return ReconstructionConfig(stages=[stage], precision="double", **NONE).validate()
+
+    plain, kept = run_to_end(data, config(0)), run_to_end(data, config(3))
+    flat = kept.probe.reshape(3, -1)
+    gram = flat.conj() @ flat.T
+    off = gram - np.diag(np.diag(gram))
+    assert np.abs(off).max() < 1e-9 * np.abs(gram).max()
+    assert np.all(np.diff(np.diag(gram).real) <= 0)  # strongest first
+    # an isometric change of variables: the same iterates (the memory follows it)
+    np.testing.assert_allclose(kept.loss, plain.loss, rtol=1e-9)
+    # and a stopped run resumes exactly across an orthogonalisation
+    control = RunControl()
+    stopped, _ = _collect(run(data, config(3), control=control), 4, control)
+    _same(run_to_end(data, config(3), state=stopped), kept)
