@@ -15,6 +15,7 @@ from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
 from caviar_napari.io import readers
 from caviar_napari.io.dataset import write_stem_h5
+from caviar_napari.io.reader_common import make_dataset
 from caviar_napari.io.readers import READERS, Reader, detect_kind, load_stem, reader_for
 
 CAL = {
@@ -339,10 +340,11 @@ def test_adding_a_reader_is_one_entry(tmp_path, data, monkeypatch):
     def sniff(p):
         return "stem" if "shape" in p.read_text() else None
 
-    def load(p, override):
+    def load(p, override, options):
         doc = json.loads(p.read_text())
         values = np.asarray(doc["values"], np.float32).reshape(doc["shape"])
-        return readers._dataset(values, readers.Calibration(**CAL).merged(override, p.name), p.name)
+        cal = readers.Calibration(**CAL).merged(override, p.name)
+        return make_dataset(values, cal, p.name, options=options)
 
     with pytest.raises(InputError, match="unknown 4D-STEM file type"):
         load_stem(path)
