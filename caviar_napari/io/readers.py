@@ -764,3 +764,39 @@ def detect_kind(path: str | os.PathLike) -> Kind | None:
         return None
     reader = reader_for(p)
     return None if reader is None else reader.sniff(p)
+
+
+def stored_intensities(path: str | os.PathLike) -> tuple[str, bool] | None:
+    """Where an HDF5 file keeps the 4D data that :func:`load_stem` returns unchanged.
+
+    Returns
+    -------
+    tuple or None
+        ``(key, as_read)``: the HDF5 path of the stored 4D dataset and whether
+        :func:`load_stem` (without crop or binning) returns it as stored (no detector
+        attributes, no py4DSTEM ``QR_flip``); None for a file that is not HDF5 or has no such
+        dataset (e.g. another format, or data behind an external link).
+    """
+    p = Path(path)
+    if not p.is_file() or not h5py.is_hdf5(p):
+        return None
+    from caviar_napari.io.dataset import DETECTOR_ATTRS
+
+    with open_h5(p) as f:
+        link = f.get("intensities", getlink=True)
+        if link is not None:
+            if not isinstance(link, h5py.HardLink):
+                return None
+            dset = f["intensities"]
+            if not isinstance(dset, h5py.Dataset) or dset.ndim != 4:
+                return None
+            return "/intensities", not any(k in f.attrs for k in DETECTOR_ATTRS)
+        arrays = _emd_arrays(f)
+        if len(arrays) != 1:
+            return None
+        group = arrays[0]
+        root = f.get(group.name.strip("/").split("/")[0])
+        meta = _emd_metadata(root) if isinstance(root, h5py.Group) else {}
+        meta.update(_emd_metadata(group))
+        flip = bool(np.asarray(meta.get("QR_flip", False)))
+        return f"{group.name}/data", not flip

@@ -49,6 +49,8 @@ class DefocusFit:
     ----------
     defocus_A
         Δf = −C10 (Å).
+    rotation_deg
+        Scan rotation θ at the optimum (refined from the given one, or the given one).
     explained
         Fraction of the bright-field fluctuation power that the weak-phase model explains at
         the best Δf (1 = all).
@@ -62,6 +64,7 @@ class DefocusFit:
     """
 
     defocus_A: float
+    rotation_deg: float
     explained: float
     contrast: float
     width_A: float
@@ -109,6 +112,7 @@ def fit_defocus(
     rotation_deg: float,
     start_A: float,
     search_A: float = 500.0,
+    refine_rotation_deg: float = 2.0,
 ) -> DefocusFit:
     """Fit Δf to the bright-field pixels of ``patterns`` (module docstring).
 
@@ -133,6 +137,10 @@ def fit_defocus(
         Centre of the search (the stated defocus).
     search_A
         Half-width of the search (Å).
+    refine_rotation_deg
+        Refine θ jointly with Δf within this many degrees of ``rotation_deg`` (0: keep it);
+        the parallax fixes θ more precisely than the centre of mass where the probe is
+        defocused.
     """
     sy, sx = patterns.shape[:2]
     if min(sy, sx) < 6:
@@ -152,14 +160,12 @@ def fit_defocus(
     fluct = (window[..., bright] - mean[bright]) / plateau  # (ny, nx, Nk)
     g = np.fft.fft2(fluct, axes=(0, 1)) / math.sqrt(ny * nx)
 
-    # spatial frequencies of the scan (scan frame) → detector frame: q_det = R(θ) q_scan
+    # spatial frequencies of the scan (scan frame); turned into the detector frame in terms()
     qy = np.fft.fftfreq(ny, scan_step_A[0])[:, None] * np.ones((1, nx))
     qx = np.fft.fftfreq(nx, scan_step_A[1])[None, :] * np.ones((ny, 1))
-    t = math.radians(rotation_deg)
-    q_det = np.stack([qy * math.cos(t) + qx * math.sin(t), qx * math.cos(t) - qy * math.sin(t)], -1)
     alpha = float(np.mean(radius * np.asarray(sampling_mrad))) * 1e-3  # rad
     qmax = 2 * alpha / wavelength_A
-    qn = np.hypot(q_det[..., 0], q_det[..., 1])
+    qn = np.hypot(qy, qx)
     ok = (qn > 0) & (qn < qmax)
     power = np.sum(np.abs(g) ** 2, axis=-1)
     idx = np.flatnonzero(ok.ravel())
@@ -167,27 +173,37 @@ def fit_defocus(
     if idx.size < 4:
         raise InputError("too few spatial frequencies of the scan inside 2α: no defocus fit")
     gq = g.reshape(-1, g.shape[-1])[idx]  # (Nq, Nk)
-    q = q_det.reshape(-1, 2)[idx]  # (Nq, 2) 1/Å
-
-    # detector pixels in 1/Å and pixels; the probe amplitude at k ± q
+    q_scan = np.stack([qy.ravel()[idx], qx.ravel()[idx]], axis=-1)  # (Nq, 2) scan frame
     dk = np.asarray(sampling_mrad) * 1e-3 / wavelength_A  # 1/Å per pixel
     kk = k_px[bright] * dk  # (Nk, 2)
     a_k = amp[bright]
-    q_px = q / dk
-    a_minus = _disc(k_px[bright][None] - q_px[:, None], radius) * a_k
-    a_plus = _disc(k_px[bright][None] + q_px[:, None], radius) * a_k
-    kq = kk @ q.T  # (Nk, Nq)
-    q2 = np.sum(q * q, axis=1)
-    p1 = math.pi * wavelength_A * (2 * kq.T - q2[:, None])
-    p2 = math.pi * wavelength_A * (2 * kq.T + q2[:, None])
     total = float(np.sum(np.abs(gq) ** 2))
 
-    def explained(df: float) -> float:
+    def terms(theta_deg: float) -> tuple[np.ndarray, ...]:
+        tr = math.radians(theta_deg)  # q_det = R(θ) q_scan (conventions §2)
+        c, s = math.cos(tr), math.sin(tr)
+        q = np.stack([q_scan[:, 0] * c + q_scan[:, 1] * s, q_scan[:, 1] * c - q_scan[:, 0] * s], -1)
+        q_px = q / dk
+        a_minus = _disc(k_px[bright][None] - q_px[:, None], radius) * a_k
+        a_plus = _disc(k_px[bright][None] + q_px[:, None], radius) * a_k
+        kq = (kk @ q.T).T  # (Nq, Nk)
+        q2 = np.sum(q * q, axis=1)[:, None]
+        p1 = math.pi * wavelength_A * (2 * kq - q2)
+        p2 = math.pi * wavelength_A * (2 * kq + q2)
+        return a_minus, a_plus, p1, p2
+
+    def power_of(df: float, parts: tuple[np.ndarray, ...]) -> float:
+        a_minus, a_plus, p1, p2 = parts
         tt = 1j * (a_minus * np.exp(-1j * df * p1) - a_plus * np.exp(-1j * df * p2))
         num = np.abs(np.sum(np.conj(tt) * gq, axis=1)) ** 2
         den = np.sum(np.abs(tt) ** 2, axis=1)
         good = den > 1e-12
         return float(np.sum(num[good] / den[good]))
+
+    fixed = terms(rotation_deg)
+
+    def explained(df: float) -> float:
+        return power_of(df, fixed)
 
     step = 0.25 * wavelength_A / alpha**2
     lo, hi = start_A - search_A, start_A + search_A
@@ -200,7 +216,25 @@ def fit_defocus(
     best = minimize_scalar(lambda d: -explained(d), bounds=(a, b), method="bounded",
                            options={"xatol": 1e-3 * step})  # fmt: skip
     df = float(best.x)
-    f_max = -float(best.fun)
+    theta = float(rotation_deg)
+    if refine_rotation_deg > 0:  # alternate θ and Δf refinements around the optimum
+        for _ in range(2):
+            r = minimize_scalar(
+                lambda th, d=df: -power_of(d, terms(th)),
+                bounds=(theta - refine_rotation_deg, theta + refine_rotation_deg),
+                method="bounded",
+                options={"xatol": 1e-3},
+            )
+            theta = float(r.x)
+            fixed = terms(theta)
+            r = minimize_scalar(
+                lambda d, parts=fixed: -power_of(d, parts),
+                bounds=(df - step, df + step),
+                method="bounded",
+                options={"xatol": 1e-3 * step},
+            )
+            df = float(r.x)
+    f_max = power_of(df, terms(theta))
     f_med = float(np.median(values))
     half = f_med + 0.5 * (f_max - f_med)
     j0 = i
@@ -211,6 +245,7 @@ def fit_defocus(
         j1 += 1
     return DefocusFit(
         defocus_A=df,
+        rotation_deg=theta,
         explained=f_max / total if total > 0 else 0.0,
         contrast=(f_max - f_med) / f_max if f_max > 0 else 0.0,
         width_A=float(grid[j1] - grid[j0] + step),
