@@ -58,6 +58,14 @@ from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
 from caviar_napari.io._h5util import as_text, open_h5
 from caviar_napari.io.dataset import read_stem_h5
+from caviar_napari.io.instrument_formats import (
+    is_dectris_master,
+    is_nion_h5,
+    load_dectris,
+    load_nion_h5,
+    load_nion_ndata,
+    ndata_kind,
+)
 from caviar_napari.io.reader_common import (
     _REQUIRED,
     CALIBRATION_KEYS,
@@ -316,6 +324,10 @@ def _swapped(pair: Any) -> Any:
 def _load_hdf5(path: Path, override: Calibration, options: ReadOptions) -> STEMDataset:
     with open_h5(path) as f:
         if "intensities" not in f:
+            if is_dectris_master(f):
+                return load_dectris(path, f, override, options)
+            if is_nion_h5(f):
+                return load_nion_h5(path, f, override, options)
             return _load_emd(path, f, override, options)
     ds = read_stem_h5(path, crop=options.crop, bin=options.bin)
     if all(getattr(override, fl.name) is None for fl in fields(override)):
@@ -353,7 +365,9 @@ def _hdf5_kind(path: Path) -> Kind | None:
         dset = f.get("intensities")
         if isinstance(dset, h5py.Dataset) and dset.ndim == 4:
             return "stem"
-        if _emd_arrays(f):
+        if _emd_arrays(f) or is_dectris_master(f):
+            return "stem"
+        if is_nion_h5(f) and f["data"].ndim == 4:
             return "stem"
     return None
 
@@ -653,11 +667,13 @@ def _rsciio(name: str, extensions: tuple[str, ...], plugin: str) -> Reader:
 READERS: tuple[Reader, ...] = (
     Reader("numpy array + JSON sidecar", (".npy",), _npy_kind, _load_numpy, lazy=True),
     Reader("numpy archive + JSON sidecar", (".npz",), _npz_kind, _load_numpy),
+    Reader("Nion Swift data item (zip)", (".ndata",), ndata_kind, load_nion_ndata, lazy=True),
     Reader(
-        "HDF5: conventions §6, EMD 1.0, py4DSTEM",
+        "HDF5: conventions §6, EMD 1.0, py4DSTEM, Nion Swift, Dectris Arina/Quadro master",
         (".h5", ".hdf5", ".hdf", ".emd", ".py4dstem"),
         _hdf5_kind,
         _load_hdf5,
+        lazy=True,
         by_content=h5py.is_hdf5,
     ),
     Reader(

@@ -9,9 +9,7 @@ Steps (each in its own module of this package):
    condition, the 180° choice from the sign of the integrated phase;
 3. the patterns centred (and transposed) as the reader will deliver them
    (:class:`~caviar_napari.io.detector.DetectorGeometry`);
-4. the defocus from a weak-phase fit of the bright-field parallax (:mod:`.defocus`), which
-   also refines the scan rotation (within 2° of the centre-of-mass value: the parallax is
-   more precise where the probe is defocused, the centre of mass has no 180° ambiguity);
+4. the defocus from a weak-phase fit of the bright-field parallax (:mod:`.defocus`);
 5. with a vacuum pattern, a starting probe (:mod:`.probe`).
 
 The result's :attr:`CalibrationResult.geometry` is relative to the patterns as they were
@@ -80,8 +78,7 @@ class CalibrationResult:
     geometry
         Transpose and centring of the dataset's patterns (its stored frame).
     rotation_deg
-        Scan rotation θ (conventions §2), for the transposed and centred patterns: the
-        centre-of-mass value refined by the parallax fit when the defocus is fitted.
+        Scan rotation θ (conventions §2), for the transposed and centred patterns.
     defocus_A
         Δf (the fitted one, or the stated one when not fitted).
     angular_sampling_mrad
@@ -110,7 +107,6 @@ class CalibrationResult:
         d = self.disc
         out: dict[str, Any] = {
             "scan_rotation_deg": self.rotation_deg,
-            "scan_rotation_com_deg": self.rotation.rotation_deg,
             "detector_transposed": self.geometry.transposed,
             "pattern_centre_px": list(d.centre_px),
             "pattern_centre_stderr_px": d.centre_stderr_px,
@@ -153,9 +149,8 @@ class CalibrationResult:
             f"({'applied' if self.geometry.descan_px_per_A is not None else 'not applied'})",
             f"detector transposed: {'yes' if self.geometry.transposed else 'no'} (curl ratio "
             f"{r.transpose_ratio:.1f} between the two choices)",
-            f"scan rotation: {self.rotation_deg:.2f}° (centre of mass {r.rotation_deg:.2f}° with "
-            f"{100 * r.curl_fraction:.2f}% curl left, sign contrast {r.sign_contrast:.2f}"
-            + ("; refined by the parallax fit)" if self.defocus is not None else ")"),
+            f"scan rotation: {self.rotation_deg:.2f}° (curl left {100 * r.curl_fraction:.2f}%, "
+            f"sign contrast {r.sign_contrast:.2f})",
         ]
         if self.defocus is not None:
             f = self.defocus
@@ -249,7 +244,6 @@ def calibrate(dataset: STEMDataset, options: CalibrationOptions | None = None) -
             search_A=opts.defocus_search_A,
         )
         defocus = defocus_fit.defocus_A
-        rotation_deg = defocus_fit.rotation_deg
         warnings += defocus_fit.warnings()
 
     probe = None

@@ -50,7 +50,7 @@ class DefocusFit:
     defocus_A
         Δf = −C10 (Å).
     rotation_deg
-        Scan rotation θ at the optimum (refined from the given one, or the given one).
+        Scan rotation θ the fit used (from the centre of mass).
     explained
         Fraction of the bright-field fluctuation power that the weak-phase model explains at
         the best Δf (1 = all).
@@ -112,7 +112,6 @@ def fit_defocus(
     rotation_deg: float,
     start_A: float,
     search_A: float = 500.0,
-    refine_rotation_deg: float = 2.0,
 ) -> DefocusFit:
     """Fit Δf to the bright-field pixels of ``patterns`` (module docstring).
 
@@ -137,10 +136,6 @@ def fit_defocus(
         Centre of the search (the stated defocus).
     search_A
         Half-width of the search (Å).
-    refine_rotation_deg
-        Refine θ jointly with Δf within this many degrees of ``rotation_deg`` (0: keep it);
-        the parallax fixes θ more precisely than the centre of mass where the probe is
-        defocused.
     """
     sy, sx = patterns.shape[:2]
     if min(sy, sx) < 6:
@@ -217,23 +212,6 @@ def fit_defocus(
                            options={"xatol": 1e-3 * step})  # fmt: skip
     df = float(best.x)
     theta = float(rotation_deg)
-    if refine_rotation_deg > 0:  # alternate θ and Δf refinements around the optimum
-        for _ in range(2):
-            r = minimize_scalar(
-                lambda th, d=df: -power_of(d, terms(th)),
-                bounds=(theta - refine_rotation_deg, theta + refine_rotation_deg),
-                method="bounded",
-                options={"xatol": 1e-3},
-            )
-            theta = float(r.x)
-            fixed = terms(theta)
-            r = minimize_scalar(
-                lambda d, parts=fixed: -power_of(d, parts),
-                bounds=(df - step, df + step),
-                method="bounded",
-                options={"xatol": 1e-3 * step},
-            )
-            df = float(r.x)
     f_max = power_of(df, terms(theta))
     f_med = float(np.median(values))
     half = f_med + 0.5 * (f_max - f_med)
