@@ -118,7 +118,10 @@ def _ndata_members(path: Path) -> tuple[dict[str, Any], np.memmap]:
         start = info.header_offset + 30 + int(name_len) + int(extra_len)
         fp.seek(start)
         version = np.lib.format.read_magic(fp)
-        shape, fortran, dtype = np.lib.format._read_array_header(fp, version)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
         offset = fp.tell()
     if fortran:
         raise InputError(f"{path}: data.npy is in Fortran order; not supported")
