@@ -317,17 +317,18 @@ def test_registry_order_and_hdf5_by_content(tmp_path, data):
 
 
 def test_lazy_entries_leave_the_data_in_the_file(tmp_path, data):
-    """``lazy`` is what the loader does: memory-mapped intensities, not a copy in memory."""
+    """``lazy`` is what the loader does: a float32 ``.npy`` is memory-mapped (no copy), HDF5
+    is read block by block (lazy, not mapped), an ``.npz`` is read whole (not lazy)."""
     npy = _npy(tmp_path, data)
     npz = tmp_path / "scan.npz"
     np.savez(npz, intensities=data)
     npz.with_suffix(".json").write_text(json.dumps(CAL))
     h5 = tmp_path / "scan.h5"
     write_stem_h5(h5, STEMDataset(data, 60e3, 30.0, (0.3, 0.25), (1.5, 1.25)))
-    for path in (npy, npz, h5):
+    for path, lazy, mapped in ((npy, True, True), (npz, False, False), (h5, True, False)):
         ds = load_stem(path)
-        mapped = isinstance(ds.intensities.base, np.memmap)
-        assert mapped == reader_for(path).lazy, path.name
+        assert isinstance(ds.intensities.base, np.memmap) == mapped, path.name
+        assert reader_for(path).lazy == lazy, path.name
         _check(ds, data)
 
 
