@@ -45,7 +45,9 @@ def _option(name: str) -> str:
 
 
 def _kind(tp: Any) -> str:
-    """'pair-int', 'pair-float', 'dict', 'float', 'int', 'str' or 'optional-float'."""
+    """'bool', 'pair-int', 'pair-float', 'dict', 'float', 'int', 'str' or 'optional-float'."""
+    if tp is bool:
+        return "bool"
     text = str(tp)
     if "tuple[int" in text:
         return "pair-int"
@@ -113,6 +115,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         elif kind == "dict":
             kw.update(action="append", metavar="SPECIES=VALUE")
             kw["help"] += " (repeatable)"
+        elif kind == "bool":
+            kw.update(action="store_const", const=True)
         elif kind in ("float", "optional-float"):
             kw.update(type=float)
         elif kind == "int":

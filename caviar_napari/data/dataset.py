@@ -21,7 +21,7 @@ from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.checks import finite_scalar, positive_pair, where
 from caviar_napari.errors import InputError
 
-__all__ = ["STEMDataset", "regular_positions_A"]
+__all__ = ["STEMDataset", "regular_positions_A", "rotate_positions_A"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,33 @@ def regular_positions_A(
     sy, sx = scan_shape
     iy, ix = np.meshgrid(np.arange(sy), np.arange(sx), indexing="ij")
     return np.stack([iy * scan_step_A[0], ix * scan_step_A[1]], axis=-1).astype(np.float64)
+
+
+def rotate_positions_A(positions_A: np.ndarray, scan_rotation_deg: float) -> np.ndarray:
+    """Scan-frame positions turned into the detector-aligned (object) frame (conventions §2).
+
+    ``y' = y cos θ + x sin θ``, ``x' = x cos θ − y sin θ`` for θ = ``scan_rotation_deg``: the
+    scan axes are rotated by +θ (from +x towards +y) relative to the detector axes.
+
+    Parameters
+    ----------
+    positions_A
+        ``(..., 2)`` positions ``(y, x)`` in Å, scan frame.
+    scan_rotation_deg
+        θ in degrees.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., 2)`` float64 positions in the object frame (a copy).
+    """
+    pos = np.asarray(positions_A, dtype=np.float64)
+    theta = np.deg2rad(float(scan_rotation_deg))
+    if theta == 0.0:
+        return pos.copy()
+    c, s = np.cos(theta), np.sin(theta)
+    y, x = pos[..., 0], pos[..., 1]
+    return np.stack([y * c + x * s, x * c - y * s], axis=-1)
 
 
 @dataclass
@@ -228,10 +255,4 @@ class STEMDataset:
         ``y' = y cos θ + x sin θ`` and ``x' = x cos θ − y sin θ``. With θ = 0 (the default) the
         two frames coincide.
         """
-        pos = np.asarray(self.positions_A, dtype=np.float64)
-        theta = np.deg2rad(self.scan_rotation_deg)
-        if theta == 0.0:
-            return pos.copy()
-        c, s = np.cos(theta), np.sin(theta)
-        y, x = pos[..., 0], pos[..., 1]
-        return np.stack([y * c + x * s, x * c - y * s], axis=-1)
+        return rotate_positions_A(self.positions_A, self.scan_rotation_deg)

@@ -17,6 +17,15 @@ Scan position ``(0, 0)`` (the first scan point) sits at ``scan_start_A`` in the 
 ground-truth position is given in that *scan frame* (box coordinates minus ``scan_start_A``).
 abTEM's arrays are ``(x, y)``-ordered and are transposed to the project's ``(y, x)`` here.
 
+Geometry errors (for testing calibration and position refinement): the true probe positions
+are the nominal raster plus a linear drift (``drift_A`` along ``drift_angle_deg``) and a
+zero-mean seeded jitter (``position_jitter_A``), turned into the detector frame by the true
+``scan_rotation_deg`` (:func:`scan_positions_A`).  abTEM simulates at exactly those positions;
+the file states the nominal raster, ``recorded_scan_rotation_deg`` (0 unless told) and
+``recorded_defocus_A`` (the true defocus unless told), and with ``detector_transposed`` stores
+the patterns as ``(kx, ky)`` without saying so.  The ground truth records the true positions
+(``scan_positions_A``), rotation and transposition.
+
 Intensities are probabilities (abTEM normalises the full far field to 1; the cropped detector
 holds slightly less) or, with a dose ``D`` (e/Å²), Poisson counts with mean
 ``D · dy_scan · dx_scan · I``.  Configurations are averaged (``I = mean over configurations``),
@@ -85,6 +94,7 @@ __all__ = [
     "build_structure",
     "preset_config",
     "library_versions",
+    "scan_positions_A",
     "poisson_counts",
     "simulate",
     "thermal_ensemble",
@@ -165,6 +175,31 @@ class SimulationConfig:
         unit="Å",
         default_factory=dict,
     )
+    scan_rotation_deg: float = _f(
+        "true rotation of the scan axes relative to the detector (conventions §2 sign); the "
+        "file records --recorded-scan-rotation-deg",
+        0.0,
+        unit="°",
+    )
+    recorded_scan_rotation_deg: float = _f(
+        "scan rotation the file states (a calibration error when it differs from the true one)",
+        0.0,
+        unit="°",
+    )
+    recorded_defocus_A: float | None = _f(
+        "defocus the file states (default: the true --defocus-A)", None, unit="Å"
+    )
+    detector_transposed: bool = _f(
+        "store the patterns with ky and kx swapped (a transposed detector) without saying so",
+        False,
+    )
+    position_jitter_A: float = _f(
+        "rms random error of each scan position per axis (zero mean; seeded)", 0.0, unit="Å"
+    )
+    drift_A: float = _f(
+        "total linear drift of the scan positions from the first to the last point", 0.0, unit="Å"
+    )
+    drift_angle_deg: float = _f("direction of the drift, from +x towards +y", 30.0, unit="°")
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> InputError:
@@ -186,13 +221,45 @@ class SimulationConfig:
                 continue
             if not (_is_real(v) and math.isfinite(v) and v > 0):
                 raise bad(name, "must be a finite positive number")
-        for name in ("defocus_A", "k_nn", "t_nn", "k_nnn", "t_nnn", "psc_fwhm_A"):
+        for name in (
+            "defocus_A",
+            "k_nn",
+            "t_nn",
+            "k_nnn",
+            "t_nnn",
+            "psc_fwhm_A",
+            "scan_rotation_deg",
+            "recorded_scan_rotation_deg",
+            "position_jitter_A",
+            "drift_A",
+            "drift_angle_deg",
+        ):
             v = getattr(self, name)
             if not (_is_real(v) and math.isfinite(v)):
                 raise bad(name, "must be a finite number")
-        for name in ("k_nn", "t_nn", "k_nnn", "t_nnn", "psc_fwhm_A"):
+        for name in (
+            "k_nn",
+            "t_nn",
+            "k_nnn",
+            "t_nnn",
+            "psc_fwhm_A",
+            "position_jitter_A",
+            "drift_A",
+        ):
             if getattr(self, name) < 0:
                 raise bad(name, "must be ≥ 0")
+        if self.recorded_defocus_A is not None and not (
+            _is_real(self.recorded_defocus_A) and math.isfinite(self.recorded_defocus_A)
+        ):
+            raise bad("recorded_defocus_A", "must be a finite number or None")
+        if not isinstance(self.detector_transposed, (bool, np.bool_)):
+            raise bad("detector_transposed", "must be true or false")
+        object.__setattr__(self, "detector_transposed", bool(self.detector_transposed))
+        if self.psc_fwhm_A > 0 and (self.position_jitter_A > 0 or self.drift_A > 0):
+            raise InputError(
+                "simulation parameters 'psc_fwhm_A' and 'position_jitter_A'/'drift_A': the "
+                "partial-coherence average needs a regular scan; give one or the other"
+            )
         for name in ("n_configs", "oversampling", "truth_slices", "thickness_cells", "seed"):
             v = getattr(self, name)
             lowest = 0 if name == "seed" else 1
@@ -621,6 +688,9 @@ class GroundTruth:
     psc_fwhm_A: float
     dose_e_per_A2: float | None
     config_json: str
+    scan_positions_A: np.ndarray | None = None
+    scan_rotation_deg: float = 0.0
+    detector_transposed: bool = False
     versions: dict[str, str] = field(default_factory=library_versions)
 
 
@@ -649,18 +719,51 @@ def _ase_atoms(symbols: np.ndarray, positions_yxz: np.ndarray, box: tuple[float,
     return Atoms(symbols=list(symbols), positions=xyz, cell=[box[1], box[0], box[2]], pbc=True)
 
 
+def scan_positions_A(config: SimulationConfig) -> np.ndarray:
+    """The true probe positions of ``config`` in the object (detector) frame, Å.
+
+    The nominal raster ``(iy dy, ix dx)`` (what the file states), plus a linear drift of total
+    size ``drift_A`` along ``drift_angle_deg`` (from 0 at the first scan point to ``drift_A``
+    at the last, in raster order), plus a zero-mean Gaussian jitter of rms
+    ``position_jitter_A`` per axis (its own random stream of the seed), all in the scan frame;
+    then turned into the detector frame by the true ``scan_rotation_deg`` (conventions §2).
+    The frame's origin is the first nominal scan point (the ground truth's frame).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Sy, Sx, 2)`` float64 ``(y, x)``.
+    """
+    from caviar_napari.data.dataset import regular_positions_A, rotate_positions_A
+
+    sy, sx = config.scan_shape
+    pos = regular_positions_A((sy, sx), config.scan_step_A)
+    if config.drift_A > 0:
+        t = np.arange(sy * sx, dtype=np.float64).reshape(sy, sx) / max(sy * sx - 1, 1)
+        phi = math.radians(config.drift_angle_deg)
+        direction = np.array([math.sin(phi), math.cos(phi)])
+        pos = pos + config.drift_A * t[..., None] * direction
+    if config.position_jitter_A > 0:
+        rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(3)[2])
+        jitter = rng.standard_normal((sy, sx, 2)) * config.position_jitter_A
+        pos = pos + (jitter - jitter.mean(axis=(0, 1)))
+    return rotate_positions_A(pos, config.scan_rotation_deg)
+
+
 def _phase_window(
-    config: SimulationConfig, pixel: tuple[float, float]
+    config: SimulationConfig, pixel: tuple[float, float], positions_A: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Box pixel indices covering the scan plus the probe window, and the window's origin."""
+    """Box pixel indices covering the scan positions (object frame) plus the probe window,
+    and the window's origin."""
     out_idx = []
     origin = []
     for ax in range(2):
         d, k = pixel[ax], config.detector_shape[ax]
         start = config.scan_start_A[ax]
-        n0 = math.floor((start - (k // 2) * d) / d + 1e-9)
+        lo, hi = float(positions_A[..., ax].min()), float(positions_A[..., ax].max())
+        n0 = math.floor((start + lo - (k // 2) * d) / d + 1e-9)
         org = n0 * d - start  # scan frame
-        end = (config.scan_shape[ax] - 1) * config.scan_step_A[ax] + (k - k // 2) * d
+        end = hi + (k - k // 2) * d
         n = int(math.ceil((end - org) / d - 1e-9)) + 1
         out_idx.append(np.mod(n0 + np.arange(n), k))
         origin.append(org)
@@ -699,14 +802,17 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     margin = psc_margin(config.scan_step_A, config.psc_fwhm_A, DEFAULT_TRUNCATE)
     sy, sx = config.scan_shape
     ey, ex = sy + 2 * margin[0], sx + 2 * margin[1]
-    iy, ix = np.meshgrid(np.arange(ey) - margin[0], np.arange(ex) - margin[1], indexing="ij")
-    scan_box = np.stack(
-        [
-            config.scan_start_A[0] + iy * config.scan_step_A[0],
-            config.scan_start_A[1] + ix * config.scan_step_A[1],
-        ],
-        axis=-1,
-    ).reshape(-1, 2)
+    true_positions = scan_positions_A(config)  # object frame, (0, 0) = first nominal point
+    if margin == (0, 0):
+        scan_box = (np.asarray(config.scan_start_A) + true_positions).reshape(-1, 2)
+    else:  # a regular (possibly rotated) raster extended by the PSC margins
+        from caviar_napari.data.dataset import rotate_positions_A
+
+        iy, ix = np.meshgrid(np.arange(ey) - margin[0], np.arange(ex) - margin[1], indexing="ij")
+        raster = np.stack([iy * config.scan_step_A[0], ix * config.scan_step_A[1]], axis=-1)
+        scan_box = (
+            np.asarray(config.scan_start_A) + rotate_positions_A(raster, config.scan_rotation_deg)
+        ).reshape(-1, 2)
 
     n_slices = max(1, int(math.ceil(box[2] / config.slice_thickness_A - 1e-9)))
     log.info(
@@ -794,7 +900,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     sigma = energy2sigma(config.energy_eV)
     v_configs = v_configs.reshape(len(atoms_list), config.truth_slices, kx, ky)
     v_mean = v_mean.reshape(config.truth_slices, kx, ky)
-    wy, wx, origin = _phase_window(config, pixel)
+    wy, wx, origin = _phase_window(config, pixel, true_positions)
     phase_configs = (sigma * v_configs).transpose(0, 1, 3, 2)[..., wy[:, None], wx[None, :]]
     phase = (sigma * v_mean).transpose(0, 2, 1)[..., wy[:, None], wx[None, :]]
     psi = np.asarray(true_probe).reshape(kx, ky).T
@@ -834,15 +940,23 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         psc_fwhm_A=config.psc_fwhm_A,
         dose_e_per_A2=config.dose_e_per_A2,
         config_json=config.to_json(),
+        scan_positions_A=true_positions,
+        scan_rotation_deg=config.scan_rotation_deg,
+        detector_transposed=config.detector_transposed,
     )
+    if config.detector_transposed:  # stored (kx, ky): the file does not say so
+        intensities = intensities.transpose(0, 1, 3, 2)
+        angular = (angular[1], angular[0])
     dataset = STEMDataset(
-        intensities=intensities.astype(np.float32),
+        intensities=np.ascontiguousarray(intensities, dtype=np.float32),
         energy_eV=config.energy_eV,
         convergence_semiangle_mrad=config.convergence_semiangle_mrad,
         scan_step_A=config.scan_step_A,
         angular_sampling_mrad=angular,
-        defocus_A=config.defocus_A,
-        scan_rotation_deg=0.0,
+        defocus_A=(
+            config.defocus_A if config.recorded_defocus_A is None else config.recorded_defocus_A
+        ),
+        scan_rotation_deg=config.recorded_scan_rotation_deg,
         source=f"caviar simulate {config.preset}",
     )
     return SimulationResult(dataset=dataset, truth=truth)
@@ -883,9 +997,17 @@ def _write_truth(group: Any, truth: GroundTruth, command: str) -> None:
     a["scan_start_A"] = np.asarray(truth.scan_start_A)
     a["psc_fwhm_A"] = float(truth.psc_fwhm_A)
     a["dose_e_per_A2"] = float(truth.dose_e_per_A2) if truth.dose_e_per_A2 is not None else np.nan
+    if truth.scan_positions_A is not None:
+        group.create_dataset("scan_positions_A", data=truth.scan_positions_A)
+    a["scan_rotation_deg"] = float(truth.scan_rotation_deg)
+    a["detector_transposed"] = bool(truth.detector_transposed)
     a["parameters"] = truth.config_json
     a["command"] = command
-    a["frame"] = "scan frame: (0, 0) is the first scan point; positions (y, x) in Å"
+    a["frame"] = (
+        "scan frame: (0, 0) is the first scan point; positions (y, x) in Å; with a scan "
+        "rotation, the detector-aligned (object) frame of conventions §2; scan_positions_A are "
+        "the true probe positions in it (the file states the nominal raster)"
+    )
     a["intensity_model"] = (
         "mean over configurations of abTEM multislice patterns (full far field sums to 1), then "
         "Gaussian PSC average, then Poisson noise with mean dose*dy*dx*I when a dose is given"

@@ -1,0 +1,282 @@
+"""Calibrate a 4D-STEM dataset from its own patterns (issue 15): one function, one result.
+
+Steps (each in its own module of this package):
+
+1. the mean pattern's bright-field disc (:mod:`.disc`): the pattern centre, radius and
+   ellipticity, checked against the stated convergence angle and detector sampling;
+2. the centre of mass of every pattern from that centre (:mod:`.com`): a linear descan fit
+   (applied only when asked), then the scan rotation and detector transpose from the curl-free
+   condition, the 180° choice from the sign of the integrated phase;
+3. the patterns centred (and transposed) as the reader will deliver them
+   (:class:`~caviar_napari.io.detector.DetectorGeometry`);
+4. the defocus from a weak-phase fit of the bright-field parallax (:mod:`.defocus`);
+5. with a vacuum pattern, a starting probe (:mod:`.probe`).
+
+The result's :attr:`CalibrationResult.geometry` is relative to the patterns as they were
+given (the dataset's frame); the workflow stores it as detector attributes (conventions §6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from caviar_napari.analysis.calibration.com import (
+    DescanFit,
+    RotationFit,
+    centre_of_mass_px,
+    fit_descan,
+    fit_rotation,
+)
+from caviar_napari.analysis.calibration.defocus import DefocusFit, fit_defocus
+from caviar_napari.analysis.calibration.disc import DiscFit, fit_disc, mean_pattern
+from caviar_napari.analysis.calibration.probe import probe_from_vacuum
+from caviar_napari.data.dataset import STEMDataset
+from caviar_napari.errors import InputError
+from caviar_napari.io.detector import DetectorGeometry, read_patterns
+
+__all__ = ["CalibrationOptions", "CalibrationResult", "calibrate"]
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """What :func:`calibrate` does.
+
+    Attributes
+    ----------
+    descan
+        Apply the fitted linear descan (per-position centring); it is always measured.
+    defocus
+        Fit the defocus (else keep the stated one).
+    defocus_search_A
+        Half-width of the defocus search around the stated value (Å).
+    vacuum_pattern
+        ``(Ky, Kx)`` mean vacuum pattern on the dataset's detector (its frame, before the
+        calibration's transpose and centring); None: no probe.
+    """
+
+    descan: bool = False
+    defocus: bool = True
+    defocus_search_A: float = 500.0
+    vacuum_pattern: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        s = self.defocus_search_A
+        if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0):
+            raise InputError(f"defocus search half-width must be a positive number of Å, got {s!r}")
+
+
+@dataclass
+class CalibrationResult:
+    """Everything :func:`calibrate` found.
+
+    Attributes
+    ----------
+    geometry
+        Transpose and centring of the dataset's patterns (its stored frame).
+    rotation_deg
+        Scan rotation θ (conventions §2), for the transposed and centred patterns.
+    defocus_A
+        Δf (the fitted one, or the stated one when not fitted).
+    angular_sampling_mrad
+        ``(dky, dkx)`` of the calibrated patterns (swapped when transposed).
+    disc, descan, rotation, defocus
+        The fits, with their confidence values.
+    probe_initial
+        ``(1, Ky', Kx')`` probe from the vacuum pattern, or None.
+    warnings
+        What is uncertain or disagrees with the stated calibration.
+    """
+
+    geometry: DetectorGeometry
+    rotation_deg: float
+    defocus_A: float
+    angular_sampling_mrad: tuple[float, float]
+    disc: DiscFit
+    descan: DescanFit
+    rotation: RotationFit
+    defocus: DefocusFit | None
+    probe_initial: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The values and confidences as plain JSON types (the ``--json`` line)."""
+        d = self.disc
+        out: dict[str, Any] = {
+            "scan_rotation_deg": self.rotation_deg,
+            "detector_transposed": self.geometry.transposed,
+            "pattern_centre_px": list(d.centre_px),
+            "pattern_centre_stderr_px": d.centre_stderr_px,
+            "disc_radius_mrad": d.radius_mrad,
+            "disc_extent_px": list(d.extent_px),
+            "disc_expected_px": list(d.expected_px),
+            "disc_ellipticity": d.ellipticity,
+            "disc_angle_deg": d.angle_deg,
+            "angular_sampling_mrad": list(self.angular_sampling_mrad),
+            "descan_span_px": self.descan.span_px,
+            "descan_px_per_A": self.descan.gradient_px_per_A.tolist(),
+            "descan_applied": self.geometry.descan_px_per_A is not None,
+            "curl_fraction": self.rotation.curl_fraction,
+            "transpose_ratio": self.rotation.transpose_ratio,
+            "sign_contrast": self.rotation.sign_contrast,
+            "defocus_A": self.defocus_A,
+            "defocus_fitted": self.defocus is not None,
+            "probe_initial": self.probe_initial is not None,
+            "warnings": list(self.warnings),
+        }
+        if self.defocus is not None:
+            out.update(
+                defocus_explained=self.defocus.explained,
+                defocus_contrast=self.defocus.contrast,
+                defocus_width_A=self.defocus.width_A,
+                defocus_search_A=list(self.defocus.search_A),
+            )
+        return out
+
+    def lines(self) -> list[str]:
+        """The values and confidences, one per line (what the CLI prints)."""
+        d, r = self.disc, self.rotation
+        out = [
+            f"pattern centre: ({d.centre_px[0]:.2f}, {d.centre_px[1]:.2f}) px "
+            f"± {d.centre_stderr_px:.3f} px (stored detector frame)",
+            f"bright-field disc: radius {d.radius_mrad:.2f} mrad (ky {d.extent_px[0]:.2f}, kx "
+            f"{d.extent_px[1]:.2f}; stated α predicts {d.expected_px[0]:.2f}, "
+            f"{d.expected_px[1]:.2f} px), ellipticity {d.ellipticity:.4f}",
+            f"descan: {self.descan.span_px:.2f} px across the scan "
+            f"({'applied' if self.geometry.descan_px_per_A is not None else 'not applied'})",
+            f"detector transposed: {'yes' if self.geometry.transposed else 'no'} (curl ratio "
+            f"{r.transpose_ratio:.1f} between the two choices)",
+            f"scan rotation: {self.rotation_deg:.2f}° (curl left {100 * r.curl_fraction:.2f}%, "
+            f"sign contrast {r.sign_contrast:.2f})",
+        ]
+        if self.defocus is not None:
+            f = self.defocus
+            out.append(
+                f"defocus: {self.defocus_A:.1f} Å (parallax fit, width {f.width_A:.0f} Å, "
+                f"explains {100 * f.explained:.0f}% of the bright-field signal, searched "
+                f"{f.search_A[0]:.0f}…{f.search_A[1]:.0f} Å)"
+            )
+        else:
+            out.append(f"defocus: {self.defocus_A:.1f} Å (stated, not fitted)")
+        if self.probe_initial is not None:
+            out.append(f"probe from the vacuum pattern: {self.probe_initial.shape[1:]} pixels")
+        return out
+
+
+def _regular_step(dataset: STEMDataset) -> tuple[float, float]:
+    step = tuple(float(v) for v in dataset.scan_step_A)
+    pos = dataset.positions_A
+    from caviar_napari.data.dataset import regular_positions_A
+
+    nominal = regular_positions_A(dataset.scan_shape, step) + pos[0, 0]
+    if not np.allclose(pos, nominal, atol=1e-3 * min(step)):
+        raise InputError(
+            f"{dataset.source}: the calibration needs a regular scan raster; the file's "
+            "scan/positions_A are not one"
+        )
+    return step  # type: ignore[return-value]
+
+
+def calibrate(dataset: STEMDataset, options: CalibrationOptions | None = None) -> CalibrationResult:
+    """Calibrate ``dataset`` from its patterns (module docstring).
+
+    Parameters
+    ----------
+    dataset
+        The data as read (its frame: what the file stores, after any detector attributes the
+        file already had); a regular scan.
+    options
+        See :class:`CalibrationOptions`.
+
+    Returns
+    -------
+    CalibrationResult
+
+    Raises
+    ------
+    InputError
+        No bright-field disc, a scan too small, an irregular raster.
+    """
+    opts = options or CalibrationOptions()
+    step = _regular_step(dataset)
+    warnings: list[str] = []
+    sampling = tuple(float(v) for v in dataset.angular_sampling_mrad)
+    alpha = float(dataset.convergence_semiangle_mrad)
+
+    disc = fit_disc(mean_pattern(dataset.intensities), alpha, sampling)  # type: ignore[arg-type]
+    warnings += disc.check(alpha, sampling)  # type: ignore[arg-type]
+
+    com = centre_of_mass_px(dataset.intensities, disc.centre_px)
+    descan = fit_descan(com, dataset.positions_A)
+    rel = dataset.positions_A - dataset.positions_A[0, 0]
+    plane = np.asarray(descan.offset_px) + rel @ descan.gradient_px_per_A.T
+    rotation = fit_rotation((com - plane) * np.asarray(sampling), step, dataset.wavelength_A)
+    warnings += rotation.warnings()
+
+    flip = rotation.transposed
+    centre = disc.centre_px[::-1] if flip else disc.centre_px
+    gradient = None
+    if opts.descan:
+        gradient = descan.gradient_px_per_A[::-1] if flip else descan.gradient_px_per_A
+    geometry = DetectorGeometry(transposed=flip, centre_px=centre, descan_px_per_A=gradient)
+    out_sampling = geometry.angular_sampling(sampling)
+
+    defocus_fit = None
+    defocus = float(dataset.defocus_A)
+    rotation_deg = rotation.rotation_deg
+    if opts.defocus:
+        patterns = read_patterns(dataset.intensities, geometry, dataset.positions_A)
+        k = patterns.shape[2:]
+        residual = np.asarray(centre) - np.floor(np.asarray(centre) + 0.5)
+        extent = disc.extent_px[::-1] if flip else disc.extent_px
+        defocus_fit = fit_defocus(
+            patterns,
+            centre_px=(k[0] // 2 + residual[0], k[1] // 2 + residual[1]),
+            radius_px=extent,
+            sampling_mrad=out_sampling,
+            wavelength_A=dataset.wavelength_A,
+            scan_step_A=step,
+            rotation_deg=rotation.rotation_deg,
+            start_A=defocus,
+            search_A=opts.defocus_search_A,
+        )
+        defocus = defocus_fit.defocus_A
+        warnings += defocus_fit.warnings()
+
+    probe = None
+    if opts.vacuum_pattern is not None:
+        vac = np.asarray(opts.vacuum_pattern, dtype=np.float64)
+        if vac.shape != dataset.detector_shape:
+            raise InputError(
+                f"the vacuum pattern has {vac.shape} pixels, the data {dataset.detector_shape}"
+            )
+        centred = read_patterns(
+            vac[None, None].astype(np.float32),
+            DetectorGeometry(transposed=flip, centre_px=centre),
+        )[0, 0]
+        probe = probe_from_vacuum(
+            centred,
+            sampling_mrad=out_sampling,
+            wavelength_A=dataset.wavelength_A,
+            defocus_A=defocus,
+            total_intensity=dataset.mean_total_intensity,
+        )
+        if opts.descan:
+            warnings.append(
+                "the vacuum probe is centred with the pattern centre of the first scan point"
+            )
+    return CalibrationResult(
+        geometry=geometry,
+        rotation_deg=rotation_deg,
+        defocus_A=defocus,
+        angular_sampling_mrad=out_sampling,
+        disc=disc,
+        descan=descan,
+        rotation=rotation,
+        defocus=defocus_fit,
+        probe_initial=probe,
+        warnings=warnings,
+    )

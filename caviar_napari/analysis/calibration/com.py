@@ -1,0 +1,266 @@
+"""Centre-of-mass field: descan, scan rotation, detector transpose and the sign check.
+
+The centre of mass (CoM) of each pattern, measured from the zero scattering angle, is the
+deflection of the beam, ``C = (λ/2π) ∇φ`` averaged over the probe (conventions §2: it points
+from the probe towards an atom, where the phase is positive).  In the scan frame this field is
+a gradient, so it has no curl — but only once its components are turned from the detector
+frame into the scan frame with the right rotation θ (and, for a transposed detector, after
+swapping them).  This is the standard DPC calibration; here it is solved in closed form:
+
+for a field ``C`` and ``V_θ = R(θ)ᵀ C`` (the detector→scan turn of conventions §2),
+
+    curl V_θ = cos θ · curl C + sin θ · div C,
+
+so ``Σ (curl V_θ)²`` is a quadratic form in ``(cos θ, sin θ)`` whose smallest eigenvector is the
+best θ (modulo 180°), and its eigenvalue, as a fraction of ``Σ (curl² + div²)`` (which does not
+depend on θ), is the curl left over.  The same is done with the components swapped; the
+smaller residual says whether the detector is transposed, and the ratio of the two residuals is
+the confidence.  The remaining 180° is decided by the sign of the phase: the field is
+integrated (iDPC, mirror-extended so that it is periodic) and the phase must be positive on
+atoms, i.e. its skewness positive (sparse positive peaks on a flat background); the skewness
+is reported as the sign's contrast.
+
+A linear descan (the pattern moving with the scan position) adds a plane ``c0 + G r`` to the
+CoM, i.e. constants to its curl and divergence: their means are removed, so the rotation does
+not depend on it.  The plane itself is fitted by least squares (:func:`fit_descan`) and
+removed before the integration of the sign check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from caviar_napari.errors import InputError
+
+__all__ = [
+    "DescanFit",
+    "RotationFit",
+    "centre_of_mass_px",
+    "fit_descan",
+    "fit_rotation",
+    "integrate_gradient",
+]
+
+#: Below this |skewness| of the integrated phase the 180° choice is called ambiguous.
+SIGN_MIN_CONTRAST = 0.2
+#: Below this ratio of the curl residuals the transpose choice is called ambiguous.
+TRANSPOSE_MIN_RATIO = 2.0
+
+
+def centre_of_mass_px(
+    intensities: np.ndarray, centre_px: tuple[float, float], block: int = 16
+) -> np.ndarray:
+    """Centre of mass of each pattern relative to ``centre_px``, ``(Sy, Sx, 2)`` pixels
+    ``(ky, kx)`` of the patterns' own axes (read in blocks of scan rows)."""
+    sy, sx, ky, kx = intensities.shape
+    ay = np.arange(ky, dtype=np.float64) - centre_px[0]
+    ax = np.arange(kx, dtype=np.float64) - centre_px[1]
+    out = np.empty((sy, sx, 2))
+    for r0 in range(0, sy, block):
+        chunk = np.asarray(intensities[r0 : r0 + block], dtype=np.float64)
+        total = chunk.sum(axis=(2, 3))
+        total = np.where(total > 0, total, 1.0)
+        out[r0 : r0 + block, :, 0] = (chunk.sum(axis=3) @ ay) / total
+        out[r0 : r0 + block, :, 1] = (chunk.sum(axis=2) @ ax) / total
+    return out
+
+
+@dataclass(frozen=True)
+class DescanFit:
+    """Linear descan: pattern centre ``c(r) = offset_px + gradient_px_per_A @ r``.
+
+    Attributes
+    ----------
+    offset_px
+        ``(ky, kx)`` CoM shift at the first scan point (relative to the disc centre it was
+        measured from).
+    gradient_px_per_A
+        ``(2, 2)`` rows ky, kx; columns d/dy, d/dx (scan frame).
+    span_px
+        Largest change of the centre across the scan (pixels).
+    """
+
+    offset_px: tuple[float, float]
+    gradient_px_per_A: np.ndarray
+    span_px: float
+
+
+def fit_descan(com_px: np.ndarray, positions_A: np.ndarray) -> DescanFit:
+    """Least-squares plane of the CoM over the scan positions (scan frame, from the first)."""
+    rel = np.asarray(positions_A, dtype=float) - positions_A[0, 0]
+    design = np.column_stack([np.ones(rel[..., 0].size), rel[..., 0].ravel(), rel[..., 1].ravel()])
+    coef, *_ = np.linalg.lstsq(design, com_px.reshape(-1, 2), rcond=None)
+    gradient = coef[1:].T  # rows ky, kx; columns y, x
+    corners = rel.reshape(-1, 2) @ gradient.T
+    span = float(np.max(np.linalg.norm(corners - corners[0], axis=1)))
+    return DescanFit((float(coef[0, 0]), float(coef[0, 1])), gradient, span)
+
+
+def _d4(f: np.ndarray, h: float, axis: int) -> np.ndarray:
+    """Fourth-order central difference along ``axis`` on the points two away from the edges."""
+    n = f.shape[axis]
+
+    def take(a: int, b: int) -> np.ndarray:
+        return np.take(f, np.arange(a, n + b), axis=axis)
+
+    d = (-take(4, 0) + 8 * take(3, -1) - 8 * take(1, -3) + take(0, -4)) / (12 * h)
+    other = 1 - axis
+    return np.take(d, np.arange(2, f.shape[other] - 2), axis=other)
+
+
+def _derivatives(field: np.ndarray, step: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Curl and divergence of a ``(Sy, Sx, 2)`` field on the points two away from the edges
+    (fourth-order central differences), each less its mean.
+
+    A linear field (descan) adds a constant to both, so removing the means makes the rotation
+    fit independent of any descan, without fitting a plane to the field (which would itself
+    add curl).
+    """
+    curl = _d4(field[..., 1], step[0], 0) - _d4(field[..., 0], step[1], 1)
+    div = _d4(field[..., 0], step[0], 0) + _d4(field[..., 1], step[1], 1)
+    return curl - curl.mean(), div - div.mean()
+
+
+def _to_scan_frame(field: np.ndarray, theta_deg: float) -> np.ndarray:
+    """``R(θ)ᵀ C``: detector-frame vector components → scan frame (conventions §2)."""
+    t = math.radians(theta_deg)
+    c, s = math.cos(t), math.sin(t)
+    fy, fx = field[..., 0], field[..., 1]
+    return np.stack([c * fy - s * fx, s * fy + c * fx], axis=-1)
+
+
+def integrate_gradient(field: np.ndarray, step: tuple[float, float]) -> np.ndarray:
+    """The potential ``φ`` of a gradient field ``∇φ`` on a scan grid (least squares, Fourier).
+
+    The field is mirror-extended to twice its size (``φ`` even across each edge, so ``∂φ/∂y``
+    odd across the y edges), which makes it periodic without edge jumps; ``φ`` has zero mean.
+    """
+    fy, fx = field[..., 0], field[..., 1]
+    ey = np.block([[fy, fy[:, ::-1]], [-fy[::-1], -fy[::-1, ::-1]]])
+    ex = np.block([[fx, -fx[:, ::-1]], [fx[::-1], -fx[::-1, ::-1]]])
+    ny, nx = ey.shape
+    qy = np.fft.fftfreq(ny, step[0])[:, None]
+    qx = np.fft.fftfreq(nx, step[1])[None, :]
+    q2 = qy**2 + qx**2
+    q2[0, 0] = 1.0
+    phi_q = (qy * np.fft.fft2(ey) + qx * np.fft.fft2(ex)) / (2j * math.pi * q2)
+    phi_q[0, 0] = 0.0
+    phi = np.real(np.fft.ifft2(phi_q))[: fy.shape[0], : fy.shape[1]]
+    return phi - phi.mean()
+
+
+def _skewness(values: np.ndarray) -> float:
+    v = np.ravel(values) - np.mean(values)
+    sd = np.sqrt(np.mean(v**2))
+    return float(np.mean(v**3) / sd**3) if sd > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RotationFit:
+    """Scan rotation and detector transpose from the CoM field.
+
+    Attributes
+    ----------
+    rotation_deg
+        θ of conventions §2 in ``(−180, 180]``, after the transpose.
+    transposed
+        Whether the detector axes are swapped.
+    curl_fraction
+        Curl left at the best θ, as a fraction of ``Σ(curl² + div²)`` (0 for a perfect
+        gradient field).
+    transpose_ratio
+        Curl fraction of the other transpose choice over that of this one (≫ 1: sure).
+    sign_contrast
+        Skewness of the integrated phase with the chosen θ (> 0; near 0: the 180° choice is
+        uncertain).
+    phase
+        ``(Sy, Sx)`` integrated phase (rad) with the chosen θ, scan frame.
+    """
+
+    rotation_deg: float
+    transposed: bool
+    curl_fraction: float
+    transpose_ratio: float
+    sign_contrast: float
+    phase: np.ndarray
+
+    def warnings(self) -> list[str]:
+        """What is uncertain about this fit."""
+        out = []
+        if self.transpose_ratio < TRANSPOSE_MIN_RATIO:
+            out.append(
+                f"detector transpose uncertain: the curl residuals of the two choices differ "
+                f"only by a factor {self.transpose_ratio:.2f}"
+            )
+        if self.sign_contrast < SIGN_MIN_CONTRAST:
+            out.append(
+                f"the 180° choice of the scan rotation is uncertain: the integrated phase has "
+                f"skewness {self.sign_contrast:.2f} (atoms are not clearly positive peaks)"
+            )
+        if self.curl_fraction > 0.25:
+            out.append(
+                f"{100 * self.curl_fraction:.0f}% of the centre-of-mass field is curl at the best "
+                "rotation: the field is not a phase gradient (thick sample, noise, or a "
+                "geometry the fit does not model)"
+            )
+        return out
+
+
+def fit_rotation(
+    com_mrad: np.ndarray, scan_step_A: tuple[float, float], wavelength_A: float
+) -> RotationFit:
+    """Scan rotation and transpose from a CoM field (descan already removed).
+
+    Parameters
+    ----------
+    com_mrad
+        ``(Sy, Sx, 2)`` deflection (mrad) along the patterns' stored axes; a descan plane
+        may be left in it (it does not change θ), but should be removed for the sign check.
+    scan_step_A
+        ``(dy, dx)`` of the regular scan (Å).
+    wavelength_A
+        λ (Å), for the phase's scale.
+
+    Returns
+    -------
+    RotationFit
+    """
+    if min(com_mrad.shape[:2]) < 6:
+        raise InputError(
+            f"the scan ({com_mrad.shape[0]} × {com_mrad.shape[1]}) is too small for the "
+            "centre-of-mass calibration: at least 6 × 6 positions"
+        )
+    results = []
+    for transposed in (False, True):
+        field = com_mrad[..., ::-1] if transposed else com_mrad
+        curl, div = _derivatives(field, scan_step_A)
+        m = np.array(
+            [[np.sum(curl * curl), np.sum(curl * div)], [np.sum(curl * div), np.sum(div * div)]]
+        )
+        w, v = np.linalg.eigh(m)
+        total = float(w.sum())
+        frac = float(w[0] / total) if total > 0 else 1.0
+        theta = math.degrees(math.atan2(v[1, 0], v[0, 0])) % 180.0
+        results.append((frac, transposed, theta, field))
+    results.sort(key=lambda r: r[0])
+    frac, transposed, theta, field = results[0]
+    ratio = results[1][0] / frac if frac > 0 else math.inf
+    scale = 2 * math.pi / wavelength_A * 1e-3  # mrad → rad/Å of phase gradient
+    phase = integrate_gradient(_to_scan_frame(field, theta) * scale, scan_step_A)
+    skew = _skewness(phase)
+    if skew < 0:
+        theta, phase, skew = theta + 180.0, -phase, -skew
+    theta = (theta + 180.0) % 360.0 - 180.0
+    if theta == -180.0:
+        theta = 180.0
+    return RotationFit(
+        rotation_deg=float(theta),
+        transposed=bool(transposed),
+        curl_fraction=frac,
+        transpose_ratio=float(ratio),
+        sign_contrast=float(skew),
+        phase=phase,
+    )
