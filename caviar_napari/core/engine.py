@@ -176,16 +176,21 @@ class RunControl:
 def initial_state(
     dataset: STEMDataset, config: ReconstructionConfig, geom: Geometry, dtype: Any
 ) -> ReconState:
-    """Flat object (1 state of the first stage's slices), optics probe scaled to the data."""
+    """Flat object (1 state of the first stage's slices) and a probe scaled to the data: the
+    dataset's measured ``probe_initial`` (moved onto the padded window) when it has one, else
+    the optics' probe (aperture, defocus)."""
     stage = config.stages[0]
-    defocus = dataset.defocus_A if config.defocus_A is None else config.defocus_A
-    probe = optics.make_probe(
-        geom.window,
-        geom.pixel_size_A,
-        dataset.energy_eV,
-        dataset.convergence_semiangle_mrad,
-        defocus_A=defocus,
-    )
+    if dataset.probe_initial is not None:
+        probe = _on_window(dataset.probe_initial, geom.window)
+    else:
+        defocus = dataset.defocus_A if config.defocus_A is None else config.defocus_A
+        probe = optics.make_probe(
+            geom.window,
+            geom.pixel_size_A,
+            dataset.energy_eV,
+            dataset.convergence_semiangle_mrad,
+            defocus_A=defocus,
+        )
     probe = probe * math.sqrt(dataset.mean_total_intensity / float(np.sum(np.abs(probe) ** 2)))
     probe = optics.probe_modes(probe, stage.probe_modes, decay=MODE_DECAY)
     obj = np.ones((1, stage.slices, *geom.object_shape), dtype=dtype)
@@ -204,6 +209,21 @@ def initial_state(
         source_fwhm_A=config.source_fwhm_A if stage.partial_coherence == "gaussian" else 0.0,
         version=__version__,
     )
+
+
+def _on_window(probe: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """A centred real-space probe on the detector grid, zero-padded in reciprocal space onto a
+    (larger) probe window: the same angles, a finer real-space pixel."""
+    p = np.asarray(probe)
+    if p.ndim == 3:
+        p = p[0]  # the strongest mode; the engine makes the others
+    ky0, kx0 = p.shape
+    ky, kx = window
+    spectrum = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(p), norm="ortho"))
+    padded = np.zeros((ky, kx), complex)
+    oy, ox = ky // 2 - ky0 // 2, kx // 2 - kx0 // 2
+    padded[oy : oy + ky0, ox : ox + kx0] = spectrum
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(padded), norm="ortho"))
 
 
 def _check_state(state: ReconState, geom: Geometry) -> None:

@@ -106,6 +106,10 @@ class STEMDataset:
     dose_e_per_A2
         Electron dose (e/Å²) when known: the intensities are then counts, or proportional to
         counts with ``dose × scan step area`` electrons per pattern (:meth:`counts_scale`).
+    probe_initial
+        Optional ``(mode, Ky, Kx)`` complex starting probe on this detector's grid, real space,
+        centred (e.g. measured in vacuum by ``caviar calibrate``); the reconstruction starts
+        from it instead of the aperture-and-defocus probe.
     """
 
     intensities: np.ndarray
@@ -118,6 +122,7 @@ class STEMDataset:
     positions_A: np.ndarray | None = None
     source: str = field(default="")
     dose_e_per_A2: float | None = None
+    probe_initial: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         src = self.source
@@ -166,6 +171,16 @@ class STEMDataset:
         )
         self.defocus_A = finite_scalar(self.defocus_A, "defocus_A", src)
         self.scan_rotation_deg = finite_scalar(self.scan_rotation_deg, "scan_rotation_deg", src)
+        if self.probe_initial is not None:
+            probe = np.asarray(self.probe_initial)
+            if probe.ndim == 2:
+                probe = probe[None]
+            if probe.ndim != 3 or tuple(probe.shape[1:]) != data.shape[2:]:
+                raise InputError(
+                    f"{where(src)}'probe_initial' must be (mode, {data.shape[2]}, "
+                    f"{data.shape[3]}) on the detector grid, got {probe.shape}"
+                )
+            self.probe_initial = probe.astype(np.complex128)
         if self.dose_e_per_A2 is not None:
             self.dose_e_per_A2 = finite_scalar(
                 self.dose_e_per_A2, "dose_e_per_A2", src, positive=True

@@ -247,7 +247,23 @@ def read_stem_h5(
             scan_rotation_deg=f.attrs.get("scan_rotation_deg", 0.0),
             positions_A=positions,
             source=p.name,
+            dose_e_per_A2=f.attrs.get("dose_e_per_A2"),
+            probe_initial=_probe_initial(f, name),
         )
+
+
+def _probe_initial(f: h5py.File, name: str) -> np.ndarray | None:
+    if "probe_initial" not in f:
+        return None
+    probe = np.asarray(f["probe_initial"][()])
+    if probe.ndim == 2:
+        probe = probe[None]
+    if probe.ndim != 3 or not np.iscomplexobj(probe) or not np.all(np.isfinite(probe)):
+        raise InputError(
+            f"{name}: 'probe_initial' must be finite complex (mode, Ky, Kx), got {probe.dtype} "
+            f"{probe.shape}"
+        )
+    return probe
 
 
 # ---------------------------------------------------------------------------------- writing

@@ -246,3 +246,27 @@ def test_probe_modes_kept_orthogonal_without_changing_the_run():
     control = RunControl()
     stopped, _ = _collect(run(data, config(3), control=control), 4, control)
     _same(run_to_end(data, config(3), state=stopped), kept)
+
+
+def test_a_measured_starting_probe_is_used_on_the_padded_window():
+    from caviar_napari.core.engine import initial_state
+    from caviar_napari.core.geometry import plan_geometry
+
+    data, grid, _ = _forward_dataset(scan=(3, 3))
+    measured = optics.make_probe((K, K), grid.pixel_size_A, E_EV, ALPHA, defocus_A=-40.0)
+    with_probe = STEMDataset(
+        data.intensities, E_EV, ALPHA, STEP, DK, DEFOCUS, probe_initial=measured[None]
+    )
+    cfg = ReconstructionConfig(detector_padding="none", device="cpu").validate()
+    geom = plan_geometry(with_probe, cfg)
+    start = initial_state(with_probe, cfg, geom, np.complex128).probe[0]
+    scale = np.sqrt(np.sum(np.abs(start) ** 2) / np.sum(np.abs(measured) ** 2))
+    np.testing.assert_allclose(start, measured * scale, atol=1e-12 * np.abs(start).max())
+    # on a padded window the probe keeps its angles: the same spectrum, zero beyond
+    from caviar_napari.core.engine import _on_window
+
+    big = _on_window(measured, (2 * K, 2 * K))
+    spec = lambda a: np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(a), norm="ortho"))  # noqa: E731
+    inner = spec(big)[K // 2 : K // 2 + K, K // 2 : K // 2 + K]
+    np.testing.assert_allclose(inner, spec(measured), atol=1e-12)
+    assert np.sum(np.abs(big) ** 2) == pytest.approx(np.sum(np.abs(measured) ** 2))
