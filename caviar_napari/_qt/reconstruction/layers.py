@@ -1,39 +1,52 @@
-"""Main-thread layer updates of the Reconstruction widget.
+"""Main-thread layer updates of the Reconstruction dock.
 
-The worker computes the images (``reconstruction_images``, off the main thread); the slot here
-only assigns the arrays to existing layers (or adds them the first time), resets the contrast
-limits, and leaves everything the user set (visibility, colormap, opacity) alone.
+The worker computes the images, their contrast limits and the limits' ranges
+(:mod:`caviar_napari.viewmodels.recon_images`); the functions here only assign them to existing
+layers (or add the layers the first time), and leave everything the user set (visibility,
+colormap, opacity) alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Points
 
-from caviar_napari._napari.reconstruction_layers import LayerDataTuple
+from caviar_napari.viewmodels.layer_keys import RECON_ROLE_KEY
+from caviar_napari.viewmodels.recon_images import LayerDataTuple
 
 #: The layer kinds updated here and their napari classes (read-only).
 _LAYER_TYPES = MappingProxyType({"image": Image, "points": Points})
 
 
-def _find(viewer: Any, name: str):
+def _find(viewer: Any, name: str) -> Any:
     for layer in viewer.layers:
         if layer.name == name:
             return layer
     return None
 
 
+def _set_contrast(layer: Any, kwargs: Mapping[str, Any], ranges: Mapping[str, Any]) -> None:
+    """Slider range (given, by the layer's role) and limits (given) of an image layer."""
+    role = kwargs.get("metadata", {}).get(RECON_ROLE_KEY)
+    if role in ranges:
+        layer.contrast_limits_range = ranges[role]
+    if kwargs.get("contrast_limits") is not None:
+        layer.contrast_limits = kwargs["contrast_limits"]
+
+
 def apply_layer_tuples(
     viewer: Any,
     tuples: list[LayerDataTuple],
     *,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
     max_new: int | None = None,
     skip_hidden: bool = False,
 ) -> tuple[list[Any], bool, bool]:
-    """Update the named image layers in place, adding those that do not exist yet.
+    """Update the named layers in place, adding those that do not exist yet.
 
     The metadata of an updated layer is replaced by the new one (a running reconstruction's
     layer must not keep the saved state of an earlier result).
@@ -43,11 +56,14 @@ def apply_layer_tuples(
     viewer
         The napari viewer.
     tuples
-        ``(data, kwargs, "image")`` as made by ``layer_tuples``; ``kwargs["name"]`` identifies
-        the layer to update.
+        ``(data, kwargs, "image" | "points")`` as made by ``layer_tuples``; ``kwargs["name"]``
+        identifies the layer to update.
+    ranges
+        Contrast-slider range of the image layers by role (``RECON_ROLE_KEY``), computed with
+        the images (nothing is computed from the data here).
     max_new
         Add at most this many new layers now (adding a layer costs far more than updating
-        one; a live display spreads the additions over several event-loop turns).
+        one).
     skip_hidden
         Leave invisible layers untouched (a live display updates what is seen).
 
@@ -60,6 +76,7 @@ def apply_layer_tuples(
     complete
         False when some layers were left out because of ``max_new``.
     """
+    ranges = ranges or {}
     layers: list[Any] = []
     added = 0
     complete = True
@@ -74,27 +91,23 @@ def apply_layer_tuples(
             if layer is not None:
                 viewer.layers.remove(layer)
             layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
+            if kind == "image":
+                _set_contrast(layer, kwargs, ranges)
             added += 1
         elif skip_hidden and not layer.visible:
             continue
         elif kind == "points":  # probe positions: replaced only when they changed
-            if layer.data.shape != data.shape or not np.allclose(layer.data, data):
+            if layer.data.shape != data.shape or not np.array_equal(layer.data, data):
                 layer.data = data
             layer.metadata = dict(kwargs.get("metadata", {}))
         else:
             # geometry only when it changed: each assignment refreshes the layer
-            if not np.allclose(layer.scale, kwargs["scale"]):
+            if tuple(layer.scale) != tuple(kwargs["scale"]):
                 layer.scale = kwargs["scale"]
-            if not np.allclose(layer.translate, kwargs["translate"]):
+            if tuple(layer.translate) != tuple(kwargs["translate"]):
                 layer.translate = kwargs["translate"]
             layer.data = data
             layer.metadata = dict(kwargs.get("metadata", {}))
-            # limits over the whole (state, slice) stack, so the sliders compare states on
-            # one scale: given ones (e.g. from the scanned area) or the data range
-            layer.reset_contrast_limits_range(mode="data")
-            if kwargs.get("contrast_limits") is not None:
-                layer.contrast_limits = kwargs["contrast_limits"]
-            else:
-                layer.reset_contrast_limits(mode="data")
+            _set_contrast(layer, kwargs, ranges)
         layers.append(layer)
     return layers, bool(added), complete
