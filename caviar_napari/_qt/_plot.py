@@ -149,3 +149,51 @@ class ColourBar(QWidget):
             self.label,
         )
         painter.end()
+
+
+class ProgressStrip(QWidget):
+    """A thin progress bar with a caption, repainted with the rest of the window.
+
+    ``QProgressBar.setValue`` repaints synchronously (a whole-window composite on displays
+    without hardware OpenGL); this strip only schedules its repaint, so it joins the status
+    line's in one event-loop turn.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._value = 0
+        self._maximum = 1
+        self.setFixedHeight(14)
+
+    def value(self) -> int:
+        """The value shown."""
+        return self._value
+
+    def maximum(self) -> int:
+        """The value of a full bar."""
+        return self._maximum
+
+    def set_range(self, maximum: int) -> None:
+        """Full bar at ``maximum`` (at least 1); the value goes to 0."""
+        self._maximum = max(int(maximum), 1)
+        self._value = 0
+        self.update()
+
+    def set_value(self, value: int) -> None:
+        """Show ``value`` (clipped to the range)."""
+        value = min(max(int(value), 0), self._maximum)
+        if value != self._value:
+            self._value = value
+            self.update()
+
+    def paintEvent(self, event: Any) -> None:
+        painter = QPainter(self)
+        rect = QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5)
+        painter.fillRect(rect, QColor(BACKGROUND))
+        done = QRectF(rect)
+        done.setWidth(rect.width() * self._value / self._maximum)
+        painter.fillRect(done, QColor("#3c6e8f"))
+        painter.setPen(QPen(QColor(FOREGROUND), 1))
+        painter.drawRect(rect)
+        painter.drawText(rect, Qt.AlignCenter, f"{self._value} / {self._maximum} iterations")
+        painter.end()

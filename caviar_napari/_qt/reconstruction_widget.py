@@ -33,7 +33,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QProgressBar,
     QSizePolicy,
     QVBoxLayout,
 )
@@ -41,6 +40,7 @@ from qtpy.QtWidgets import (
 from caviar_napari._qt._dock import ViewerDock, follow_layers
 from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
 from caviar_napari._qt._forms import ERROR_STYLE, check_box, push_button, text_label
+from caviar_napari._qt._plot import ProgressStrip
 from caviar_napari._qt._worker import error_message, start_worker
 from caviar_napari._qt.reconstruction.data_panel import DataPanel
 from caviar_napari._qt.reconstruction.live_display import LiveDisplay
@@ -185,10 +185,7 @@ class ReconstructionWidget(ViewerDock):
         ):
             controls.addWidget(b)
         layout.addLayout(controls)
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("%v / %m iterations")
-        self.progress.setMaximumHeight(16)
+        self.progress = ProgressStrip()
         layout.addWidget(self.progress)
         self.status_label = text_label("idle", selectable=True)
         layout.addWidget(self.status_label)
@@ -449,6 +446,13 @@ class ReconstructionWidget(ViewerDock):
         self.worker = None
         self._run_worker = None
         self.vm.end()
+        self._update_buttons()
+        # the rest in a later event-loop turn: the result's repaint comes first
+        QTimer.singleShot(0, self._after_run)
+
+    def _after_run(self) -> None:
+        if self.is_running:  # a new run started meanwhile
+            return
         self.refresh_inputs()
         self._set_running(False)
         self.schedule_estimate()

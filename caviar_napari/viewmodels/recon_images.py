@@ -114,6 +114,8 @@ def reconstruction_images(
     pixel_size_A: float | tuple[float, float],
     object_origin_A: tuple[float, float],
     scan_positions_A: np.ndarray | None = None,
+    *,
+    states_shown: int | None = None,
 ) -> ReconImages:
     """Compute the phase, amplitude and probe images of a reconstruction (host, float32).
 
@@ -129,6 +131,10 @@ def reconstruction_images(
         ``(y0, x0)`` position of object pixel ``[0, 0]`` in the scan frame (Å).
     scan_positions_A
         ``(P, 2)`` probe positions in the object frame (Å), shown as a Points layer.
+    states_shown
+        Show a single-state object in this many state slots (a read-only broadcast, no copy):
+        a live display keeps its layers' shape through a run whose first stage has one state,
+        so napari's dims never change mid-run.  None: the object's own states.
     """
     obj = np.asarray(obj)
     if obj.ndim != 4:
@@ -148,6 +154,15 @@ def reconstruction_images(
         else np.asarray(scan_positions_A, dtype=np.float64).reshape(-1, 2)
     )
     window = scanned_window(positions, (dy, dx), (y0, x0), (height, width))
+    limits = {
+        "phase_limits": display_limits(phase[..., window[0], window[1]]),
+        "amplitude_limits": display_limits(amplitude[..., window[0], window[1]]),
+        "phase_range": value_range(phase),
+        "amplitude_range": value_range(amplitude),
+    }
+    if states_shown is not None and obj.shape[0] == 1 and states_shown > 1:
+        phase = np.broadcast_to(phase, (int(states_shown), *phase.shape[1:]))
+        amplitude = np.broadcast_to(amplitude, (int(states_shown), *amplitude.shape[1:]))
     return ReconImages(
         phase=phase,
         amplitude=amplitude,
@@ -157,10 +172,7 @@ def reconstruction_images(
         object_origin_A=(y0, x0),
         probe_origin_A=probe_origin,
         scan_positions_A=positions,
-        phase_limits=display_limits(phase[..., window[0], window[1]]),
-        amplitude_limits=display_limits(amplitude[..., window[0], window[1]]),
-        phase_range=value_range(phase),
-        amplitude_range=value_range(amplitude),
+        **limits,
     )
 
 

@@ -244,6 +244,16 @@ class RunResult:
     warnings: tuple[str, ...] = ()
 
 
+def states_shown(config: cfg.ReconstructionConfig, state: engine.ReconState | None) -> int:
+    """The number of state slots a live display shows during a run: the most object states
+    of the stages still to run (and of the start state), so the layers keep one shape."""
+    first = 0 if state is None else min(state.stage_index, len(config.stages) - 1)
+    counts = [stage.object_states for stage in config.stages[first:]]
+    if state is not None:
+        counts.append(int(np.shape(state.object)[0]))
+    return max(counts)
+
+
 def reconstruction_job(
     dataset: STEMDataset,
     config: cfg.ReconstructionConfig,
@@ -263,8 +273,12 @@ def reconstruction_job(
         every ``config.update_every`` iterations) only while this event is set, and it is
         cleared when they are yielded; the display sets it again when it wants new ones.
         ``None``: images at every update.
+
+    The live images of a one-state stage fill :func:`states_shown` state slots (the layers
+    keep their shape through the run); the result's images have the result's own states.
     """
     lower_thread_priority()
+    shown = states_shown(config, state)
     geometry = engine.plan_geometry(dataset, config)
     pixel, origin = geometry.pixel_size_A, geometry.object_origin_A
     gen = engine.run(dataset, config, state=state, control=control)
@@ -280,7 +294,12 @@ def reconstruction_job(
             if images_wanted is not None:
                 images_wanted.clear()
             images = reconstruction_images(
-                progress.object, progress.probe, pixel, origin, geometry.positions_A
+                progress.object,
+                progress.probe,
+                pixel,
+                origin,
+                geometry.positions_A,
+                states_shown=shown,
             )
         yield RunUpdate(
             iteration=int(progress.iteration),
@@ -311,10 +330,12 @@ def prepare_job(
     """The images the run's layers are created with before the run starts.
 
     A continued run shows its start state; a new run a flat object (phase 0, amplitude 1) of
-    the first stage's states and slices on the run's grid, and an empty probe montage.
+    the first stage's slices on the run's grid, and an empty probe montage; both in
+    :func:`states_shown` state slots.
     """
     yield None
     geometry = engine.plan_geometry(dataset, config)
+    shown = states_shown(config, state)
     if state is not None:
         positions = geometry.positions_A if state.scan_positions_A is None else None
         return reconstruction_images(
@@ -323,13 +344,19 @@ def prepare_job(
             state.pixel_size_A,
             state.object_origin_A,
             state.scan_positions_A if positions is None else positions,
+            states_shown=shown,
         )
     first = config.stages[0]
     h, w = geometry.object_shape
-    flat = np.ones((first.object_states, first.slices, h, w), np.complex64)
+    flat = np.ones((1, first.slices, h, w), np.complex64)
     probe = np.zeros((first.probe_modes, *geometry.window), np.complex64)
     return reconstruction_images(
-        flat, probe, geometry.pixel_size_A, geometry.object_origin_A, geometry.positions_A
+        flat,
+        probe,
+        geometry.pixel_size_A,
+        geometry.object_origin_A,
+        geometry.positions_A,
+        states_shown=shown,
     )
 
 
@@ -683,21 +710,29 @@ def linear_ticks(lo: float, hi: float, count: int = 6) -> list[int]:
 class PacerSettings:
     """How often a live display shows what (seconds).
 
+    A layer update makes napari redraw its canvas: a few ms with hardware OpenGL, about 100 ms
+    on software OpenGL (Xvfb, VNC, remote desktops), where it stalls the event loop.  So layer
+    updates come at most every ``image_interval_s`` while the display's measured cost of one
+    update stays under ``cheap_update_s``, and at most every ``slow_image_interval_s`` when it
+    is above: the eye then gets a fresh image every few seconds and the GUI stays responsive.
+
     Attributes
     ----------
     text_interval_s
         Shortest time between two updates of the status line, progress bar and loss plot.
     image_interval_s
-        Shortest time between two live layer updates.  A layer update redraws napari's canvas
-        (tens of ms on software OpenGL), so it is the display's costly part.
-    image_rest_s
-        How long after showing images new ones are asked from the worker (they arrive at the
-        worker's next due iteration).
+        Shortest time between two live layer updates on a fast display (≤ 4 Hz).
+    slow_image_interval_s
+        Shortest time between two live layer updates on a slow display.
+    cheap_update_s
+        An update costing the main thread more than this (its slot and the repaint that
+        follows) makes the display slow.
     """
 
     text_interval_s: float = 0.5
-    image_interval_s: float = 2.0
-    image_rest_s: float = 1.0
+    image_interval_s: float = 0.25
+    slow_image_interval_s: float = 2.5
+    cheap_update_s: float = 0.04
 
 
 @dataclass(frozen=True)
@@ -714,9 +749,11 @@ class LivePacer:
     The worker's yielded slot hands every :class:`RunUpdate` to :meth:`offer` (O(1)); the
     display timer calls :meth:`tick`, which returns at most the newest update (status line,
     progress, loss plot: at most every ``text_interval_s``) and the newest images (layers: at
-    most every ``image_interval_s``), so the main thread's work per second is bounded however
-    fast the run iterates.  Images are asked from the worker (:attr:`images_wanted`) only
-    ``image_rest_s`` after the previous ones were shown.
+    most every :attr:`image_interval_s`, which follows the measured cost of the display's
+    updates, see :class:`PacerSettings`), so the main thread's work per second is bounded
+    however fast the run iterates.  Images are asked from the worker (:attr:`images_wanted`)
+    half an image interval after the previous ones were shown, so they are at most one
+    iteration old when shown.
 
     Parameters
     ----------
@@ -734,11 +771,21 @@ class LivePacer:
         self.history = LossHistory()
         self.images_wanted = threading.Event()
         self.images_shown = 0
+        #: cost (s) of the last layer update as measured by the display
+        self.last_update_cost_s = 0.0
         self._latest: RunUpdate | None = None
         self._shown: RunUpdate | None = None
         self._images: ReconImages | None = None
         self._text_t = -math.inf
         self._images_t = -math.inf
+
+    @property
+    def image_interval_s(self) -> float:
+        """The current shortest time between two layer updates."""
+        s = self.settings
+        if self.last_update_cost_s > s.cheap_update_s:
+            return max(s.slow_image_interval_s, s.image_interval_s)
+        return s.image_interval_s
 
     def begin(self) -> threading.Event:
         """Start a run; returns a fresh ``images_wanted`` event (set) for the worker."""
@@ -769,18 +816,20 @@ class LivePacer:
         if self._latest is not self._shown and (force or now - self._text_t >= s.text_interval_s):
             update = self._shown = self._latest
             self._text_t = now
+        interval = self.image_interval_s
         images = None
-        if self._images is not None and (force or now - self._images_t >= s.image_interval_s):
+        if self._images is not None and (force or now - self._images_t >= interval):
             images, self._images = self._images, None
-        elif not self.images_wanted.is_set() and now - self._images_t >= s.image_rest_s:
-            if self._images is None:
-                self.images_wanted.set()
+        elif self._images is None and now - self._images_t >= interval / 2:
+            self.images_wanted.set()
         return Frame(update=update, images=images)
 
-    def images_done(self) -> None:
-        """The display put the images of the last frame into the layers."""
+    def images_done(self, cost_s: float = 0.0) -> None:
+        """The display put the images of the last frame into the layers, at a main-thread
+        cost of ``cost_s`` (its slot and the repaint that followed)."""
         self.images_shown += 1
         self._images_t = self.clock()
+        self.last_update_cost_s = float(cost_s)
 
     def drop_images(self) -> None:
         """Forget pending images (superseded by a result)."""

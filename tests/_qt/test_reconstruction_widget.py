@@ -137,9 +137,13 @@ def test_run_updates_phase_layer_and_finishes(viewer_widget, qtbot, monkeypatch)
     updates = []
     original = live_display.apply_layer_tuples
 
+    arrays = []  # the phase layer's own array after each update
+
     def spy(viewer_, tuples, **options):
         updates.append({kw["name"]: (data, kw["metadata"]) for data, kw, _ in tuples})
-        return original(viewer_, tuples, **options)
+        out = original(viewer_, tuples, **options)
+        arrays.append(_layer(viewer_, "reconstruction phase").data)
+        return out
 
     monkeypatch.setattr(live_display, "apply_layer_tuples", spy)
     worker = widget.start()
@@ -149,17 +153,21 @@ def test_run_updates_phase_layer_and_finishes(viewer_widget, qtbot, monkeypatch)
 
     geometry = engine.plan_geometry(dataset, widget.current_config())
     h, w = geometry.object_shape
-    # the layers are created before the run, from a flat object of stage 1's shape
+    # the layers are created before the run, from a flat object, in the run's 2 state slots
     first, _meta = updates[0]["reconstruction phase"]
-    assert first.shape == (1, 1, h, w) and not first.any()
+    assert first.shape == (2, 1, h, w) and not first.any()
     # images every 2nd iteration (as fast as the display takes them), then the result
     live = [u["reconstruction phase"] for u in updates[1:]]
     live = [data for data, meta in live if STATE_KEY not in meta]
     distinct = [a for i, a in enumerate(live) if all(a is not b for b in live[:i])]
     assert len(distinct) == widget.images_shown == 5  # iterations 2, 4, ..., 10
-    assert distinct[0].shape == (1, 1, h, w)  # stage 1: one object state
-    assert distinct[-1].shape == (2, 1, h, w)  # stage 2: two states
+    # stage 1 has one object state, shown in both slots: the layer keeps its shape (napari's
+    # dims never change during the run) and its own array (updated in place)
+    assert distinct[0].shape == (2, 1, h, w) and np.array_equal(distinct[0][0], distinct[0][1])
+    assert not np.allclose(distinct[-1][0], distinct[-1][1])  # stage 2: two states
     assert not np.allclose(distinct[0][0], distinct[1][0])  # the object changes between updates
+    assert all(a is arrays[0] for a in arrays)
+    assert not any(a is arrays[0] for a in distinct)  # never the worker's array
     phase = _layer(viewer, "reconstruction phase")
     assert phase.data.shape == (2, 1, h, w)
     assert phase.axis_labels == ("state", "slice", "y", "x")

@@ -1,9 +1,11 @@
 """Main-thread layer updates of the Reconstruction dock.
 
 The worker computes the images, their contrast limits and the limits' ranges
-(:mod:`caviar_napari.viewmodels.recon_images`); the functions here only assign them to existing
+(:mod:`caviar_napari.viewmodels.recon_images`); the functions here only put them into existing
 layers (or add the layers the first time), and leave everything the user set (visibility,
-colormap, opacity) alone.
+colormap, opacity) alone.  An image of the layer's shape is copied into the layer's own array,
+followed by a refresh of what is displayed: assigning ``layer.data`` makes napari re-check the
+viewer's dims and costs several times more main-thread time.
 """
 
 from __future__ import annotations
@@ -29,13 +31,43 @@ def _find(viewer: Any, name: str) -> Any:
     return None
 
 
+def _differ(a: Any, b: Any) -> bool:
+    return tuple(float(v) for v in a) != tuple(float(v) for v in b)
+
+
 def _set_contrast(layer: Any, kwargs: Mapping[str, Any], ranges: Mapping[str, Any]) -> None:
-    """Slider range (given, by the layer's role) and limits (given) of an image layer."""
+    """Slider range (given, by the layer's role) and limits (given) of an image layer; each
+    assignment only when it changes something (each one refreshes the layer)."""
     role = kwargs.get("metadata", {}).get(RECON_ROLE_KEY)
-    if role in ranges:
+    if role in ranges and _differ(layer.contrast_limits_range, ranges[role]):
         layer.contrast_limits_range = ranges[role]
-    if kwargs.get("contrast_limits") is not None:
-        layer.contrast_limits = kwargs["contrast_limits"]
+    limits = kwargs.get("contrast_limits")
+    if limits is not None and _differ(layer.contrast_limits, limits):
+        layer.contrast_limits = limits
+
+
+def _put_image(layer: Any, data: np.ndarray) -> None:
+    """Show ``data`` in an Image layer: copied into the layer's own array when the shapes and
+    types match, else as a private copy (the layer never shares the worker's arrays)."""
+    current = layer.data
+    if (
+        isinstance(current, np.ndarray)
+        and current.flags.writeable
+        and current.shape == data.shape
+        and current.dtype == data.dtype
+    ):
+        np.copyto(current, data)
+        layer.refresh(extent=False, highlight=False)
+    else:
+        layer.data = np.array(data)
+
+
+def _set_metadata(layer: Any, metadata: Mapping[str, Any]) -> None:
+    """Replace the layer's metadata unless it holds the same objects already."""
+    if dict(layer.metadata).keys() != metadata.keys() or any(
+        layer.metadata[k] is not v for k, v in metadata.items()
+    ):
+        layer.metadata = dict(metadata)
 
 
 def apply_layer_tuples(
@@ -90,7 +122,7 @@ def apply_layer_tuples(
                 continue
             if layer is not None:
                 viewer.layers.remove(layer)
-            layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
+            layer = getattr(viewer, f"add_{kind}")(np.array(data), **kwargs)
             if kind == "image":
                 _set_contrast(layer, kwargs, ranges)
             added += 1
@@ -99,15 +131,15 @@ def apply_layer_tuples(
         elif kind == "points":  # probe positions: replaced only when they changed
             if layer.data.shape != data.shape or not np.array_equal(layer.data, data):
                 layer.data = data
-            layer.metadata = dict(kwargs.get("metadata", {}))
+            _set_metadata(layer, kwargs.get("metadata", {}))
         else:
             # geometry only when it changed: each assignment refreshes the layer
             if tuple(layer.scale) != tuple(kwargs["scale"]):
                 layer.scale = kwargs["scale"]
             if tuple(layer.translate) != tuple(kwargs["translate"]):
                 layer.translate = kwargs["translate"]
-            layer.data = data
-            layer.metadata = dict(kwargs.get("metadata", {}))
+            _put_image(layer, data)
+            _set_metadata(layer, kwargs.get("metadata", {}))
             _set_contrast(layer, kwargs, ranges)
         layers.append(layer)
     return layers, bool(added), complete

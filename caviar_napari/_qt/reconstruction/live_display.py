@@ -12,12 +12,14 @@ and napari never stalls (``benchmarks/bench_gui_stall.py``).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from napari.utils import progress
 from qtpy.QtCore import QObject, QTimer
-from qtpy.QtWidgets import QCheckBox, QLabel, QProgressBar
+from qtpy.QtWidgets import QCheckBox, QLabel
 
+from caviar_napari._qt._plot import ProgressStrip
 from caviar_napari._qt.reconstruction.layers import apply_layer_tuples
 from caviar_napari._qt.reconstruction.loss_plot import LossPlot
 from caviar_napari.viewmodels.layer_keys import SOURCE_KEY, STATE_KEY
@@ -59,7 +61,7 @@ class LiveDisplay(QObject):
         self,
         viewer: Any,
         status: QLabel,
-        bar: QProgressBar,
+        bar: ProgressStrip,
         plot: LossPlot,
         pacer: LivePacer,
         use_napari_progress: QCheckBox,
@@ -80,6 +82,12 @@ class LiveDisplay(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self.refresh)
+        self._applied_at: float | None = None
+        self._apply_cost = 0.0
+        self._lag = QTimer(self)
+        self._lag.setSingleShot(True)
+        self._lag.setInterval(0)
+        self._lag.timeout.connect(self._measured)
 
     @property
     def images_shown(self) -> int:
@@ -93,10 +101,12 @@ class LiveDisplay(QObject):
 
     def set_intervals(self, tick_ms: int, text_s: float, image_s: float) -> None:
         """Timer period (ms), shortest time between status updates and between layer updates
-        (s); the worker is asked for new images half an image interval after a layer update."""
+        (s, whatever the display's speed)."""
         self._timer.setInterval(int(tick_ms))
         self.pacer.settings = PacerSettings(
-            text_interval_s=float(text_s), image_interval_s=float(image_s), image_rest_s=image_s / 2
+            text_interval_s=float(text_s),
+            image_interval_s=float(image_s),
+            slow_image_interval_s=float(image_s),
         )
 
     # ------------------------------------------------------------------ run life cycle
@@ -121,8 +131,7 @@ class LiveDisplay(QObject):
         self._shown_desc = ""
         wanted = self.pacer.begin()
         self.status.setText("starting…")
-        self.bar.setRange(0, max(total, 1))
-        self.bar.setValue(0)
+        self.bar.set_range(total)
         if self.use_napari_progress.isChecked():
             self.progress_bar = progress(total=max(total, 0), desc="CAVIAR reconstruction")
         self._timer.start()
@@ -145,12 +154,24 @@ class LiveDisplay(QObject):
         if frame.update is not None:
             update = frame.update
             self.status.setText(status_text(update, self._paused))
-            self.bar.setValue(update.iteration - self._start_iteration)
+            self.bar.set_value(update.iteration - self._start_iteration)
             self.plot.update()
             self._sync_napari_progress(update)
         if frame.images is not None:
+            start = time.perf_counter()
             self.show_images(frame.images, {SOURCE_KEY: self._source}, live=True)
-            self.pacer.images_done()
+            # the cost of an update: this slot and the repaint after it (measured by the lag
+            # of a zero timer, which fires once the pending paint events are done)
+            self._applied_at = time.perf_counter()
+            self._apply_cost = self._applied_at - start
+            self._lag.start()
+
+    def _measured(self) -> None:
+        if self._applied_at is None:
+            return
+        lag = time.perf_counter() - self._applied_at
+        self._applied_at = None
+        self.pacer.images_done(self._apply_cost + lag)
 
     def show_result(self, result: RunResult, text: str) -> None:
         """Show the final (or stopped) state, its metadata holding the full state."""
@@ -163,6 +184,8 @@ class LiveDisplay(QObject):
     def end(self) -> None:
         """The run is over (finished, stopped or failed): stop the timer, close the bar."""
         self._timer.stop()
+        self._lag.stop()
+        self._measured()
         self.plot.update()
         bar, self.progress_bar = self.progress_bar, None
         if bar is not None:  # last: napari's progress bar processes events when it closes
