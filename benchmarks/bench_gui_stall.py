@@ -70,7 +70,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument(
         "--napari-progress",
         action="store_true",
-        help="tick the dock's 'also a progress bar in napari's activity dock'",
+        help="tick the dock's 'progress also in napari's activity dock'",
     )
     p.add_argument(
         "--baseline-s", type=float, default=10.0, help="idle measurement before the run (s)"

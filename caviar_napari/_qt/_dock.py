@@ -78,6 +78,8 @@ class ViewerDock(QWidget):
         None when the widget is idle.
     body
         Layout of the dock's controls (inside the scroll area).
+    footer
+        Layout below the scroll area, always in view (e.g. the run controls).
     warning_banner
         Where :meth:`show_warnings` puts the view-model's warnings.
     """
@@ -97,16 +99,28 @@ class ViewerDock(QWidget):
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         content = QWidget()
         self.scroll.setWidget(content)
-        outer.addWidget(self.scroll)
+        outer.addWidget(self.scroll, 1)
         self.body = QVBoxLayout(content)
         self.body.setContentsMargins(4, 4, 4, 4)
         self.body.setSpacing(6)
+        self.footer = QVBoxLayout()
+        self.footer.setContentsMargins(4, 0, 4, 4)
+        outer.addLayout(self.footer)
+
+    def showEvent(self, event: Any) -> None:
+        """Fit the width again once napari's style sheet has sized the controls."""
+        super().showEvent(event)
+        self.fit_width()
 
     def fit_width(self) -> None:
         """Make the dock at least as wide as its content (no horizontal scrolling)."""
         content = self.scroll.widget()
         self.setMinimumWidth(
-            content.minimumSizeHint().width() + self.scroll.verticalScrollBar().sizeHint().width()
+            max(
+                content.minimumSizeHint().width()
+                + self.scroll.verticalScrollBar().sizeHint().width(),
+                self.footer.minimumSize().width(),
+            )
         )
 
     def show_warnings(self, warnings: Sequence[str], *, notify: bool = True) -> None:

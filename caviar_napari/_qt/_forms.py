@@ -184,8 +184,11 @@ def centred(widget: QWidget) -> QWidget:
 
 
 def combo(items: Sequence[str], tooltip: str = "", *, current: str = "") -> QComboBox:
-    """A ``QComboBox`` of ``items`` (``current`` selected when given)."""
+    """A ``QComboBox`` of ``items`` (``current`` selected when given) that may be narrower
+    than its longest item (the list shows the whole texts)."""
     box = QComboBox()
+    box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(14)
     box.addItems(list(items))
     if current:
         box.setCurrentText(current)
@@ -279,10 +282,18 @@ class ParamForm:
             native = widget.native
             if f.tooltip:
                 widget.tooltip = f.tooltip
-            if f.suffix and hasattr(native, "setSuffix"):
-                native.setSuffix(f.suffix)
-            if f.special and hasattr(native, "setSpecialValueText"):
-                native.setSpecialValueText(f.special)
+            # magicgui's integer box (superqt's QLargeIntSpinBox) shows neither a suffix nor a
+            # special text: the label says them instead
+            if f.suffix:
+                if isinstance(native, QSpinBox | QDoubleSpinBox):
+                    native.setSuffix(f.suffix)
+                else:
+                    widget.label = f"{f.label} ({f.suffix.strip()})"
+            if f.special:
+                if isinstance(native, QSpinBox | QDoubleSpinBox):
+                    native.setSpecialValueText(f.special)
+                else:
+                    widget.label = f"{widget.label} ({options.get('min', 0)} = {f.special})"
             if f.placeholder and hasattr(native, "setPlaceholderText"):
                 native.setPlaceholderText(f.placeholder)
             widgets.append(widget)

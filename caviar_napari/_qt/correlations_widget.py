@@ -202,16 +202,15 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.reference_spin = int_spin(0, 0)
         self.reference_spin.valueChanged.connect(self._on_selection_changed)
         self.click_check = check_box("pick by clicking an atom", True)
-        form.addRow("reference atom", hrow(self.reference_spin, self.click_check))
+        form.addRow("reference atom", self.reference_spin)
+        form.addRow("", self.click_check)
         self.nearest_radio = QRadioButton("n nearest")
         self.radius_radio = QRadioButton("within radius")
         self.nearest_radio.setChecked(True)
         self.n_nearest_spin = int_spin(1, 99, 3)
         self.radius_spin = double_spin(0.1, 100.0, 3.0, step=0.1, decimals=2, suffix=" Å")
-        form.addRow(
-            "neighbours",
-            hrow(self.nearest_radio, self.n_nearest_spin, self.radius_radio, self.radius_spin),
-        )
+        form.addRow("neighbours", hrow(self.nearest_radio, (self.n_nearest_spin, 1)))
+        form.addRow("", hrow(self.radius_radio, (self.radius_spin, 1)))
         for w in (self.nearest_radio, self.radius_radio):
             w.toggled.connect(self._on_selection_changed)
         self.n_nearest_spin.valueChanged.connect(self._on_selection_changed)
@@ -232,10 +231,11 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.frame_combo = combo([FRAME_LAB, FRAME_LOCAL])
         self.frame_combo.currentIndexChanged.connect(self._on_options_changed)
         self.frame_neighbour_spin = int_spin(
-            1, 6, prefix="NN #", tooltip="local x points to this nearest neighbour"
+            1, 6, tooltip="in the local frame, x points to this nearest neighbour of the reference"
         )
         self.frame_neighbour_spin.valueChanged.connect(self._on_options_changed)
-        form.addRow("frame", hrow((self.frame_combo, 1), self.frame_neighbour_spin))
+        form.addRow("frame", self.frame_combo)
+        form.addRow("local x to NN #", self.frame_neighbour_spin)
         self.scale_slider = QSlider(Qt.Horizontal)
         self.scale_slider.setRange(0, SCALE_SLIDER_MAX)
         self.scale_slider.setValue(SCALE_SLIDER_MAX // 2)

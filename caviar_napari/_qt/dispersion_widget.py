@@ -61,11 +61,11 @@ FORM_FIELDS = (
     ParamField("temperature_K", "temperature", {"min": 0.1, "max": 5000.0, "step": 0.1}, " K"),
     ParamField(
         "single_mass",
-        "one harmonic-mean mass for all atoms (paper)",
+        "one mean mass (paper)",
         {"widget_type": "CheckBox"},
         tooltip=(
-            "default: one mass per basis atom; the paper's single mass distorts the branches "
-            "when the masses differ"
+            "one harmonic-mean mass for all atoms, as in the paper; default: one mass per basis "
+            "atom (the paper's single mass distorts the branches when the masses differ)"
         ),
     ),
     ParamField(
@@ -76,7 +76,7 @@ FORM_FIELDS = (
     ),
     ParamField(
         "custom_path",
-        "custom path (below) instead of the standard one",
+        "custom path",
         {"widget_type": "CheckBox"},
         tooltip=f"standard: {PATH_STANDARD}",
     ),
@@ -128,6 +128,11 @@ class DispersionWidget(AtomsAnalysisDock):
         """The last dispersion."""
         return self.vm.result
 
+    @property
+    def is_rendering(self) -> bool:
+        """Whether the plot is being rendered again (e.g. after a resize)."""
+        return self._plot_worker is not None
+
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
         layout = self.body
@@ -161,7 +166,7 @@ class DispersionWidget(AtomsAnalysisDock):
         layout.addWidget(self.plot, 1)
 
         self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["branch", "mean ν along path (THz)", "± (THz)"])
+        self.table.setHorizontalHeaderLabels(["branch", "mean ν (THz)", "± (THz)"])
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from caviar_napari._qt._dock import ViewerDock, follow_layers
 from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
-from caviar_napari._qt._forms import ERROR_STYLE, check_box, push_button, text_label
+from caviar_napari._qt._forms import ERROR_STYLE, check_box, hrow, push_button, text_label
 from caviar_napari._qt._plot import ProgressStrip
 from caviar_napari._qt._worker import error_message, start_worker
 from caviar_napari._qt.reconstruction.data_panel import DataPanel
@@ -107,6 +107,7 @@ class ReconstructionWidget(ViewerDock):
         self.refresh_inputs()
         self._detect_worker = start_worker(detect_job, on_yield=self.settings.show_devices)
         self._set_running(False)
+        self.fit_width()
 
     # ================================================================== layout
     def _build(self, pacer: LivePacer) -> None:
@@ -135,8 +136,8 @@ class ReconstructionWidget(ViewerDock):
         layout.addWidget(self.settings)
 
         layout.addWidget(self._build_run_box())
-        self.loss_plot = LossPlot(pacer.history)
-        layout.addWidget(self.loss_plot, 1)
+        layout.addStretch(1)
+        self._build_footer(pacer)
         self.data.message.connect(self.status_label.setText)
         self.fit_width()
 
@@ -155,17 +156,22 @@ class ReconstructionWidget(ViewerDock):
         self.start_combo.currentIndexChanged.connect(self._on_start_from_changed)
         form.addRow("Start from:", self.start_combo)
         self.progress_check = check_box(
-            "also a progress bar in napari's activity dock",
+            "progress also in napari's activity dock",
             False,
             "napari's activity indicator animates while a progress bar exists; on displays "
             "without hardware OpenGL (Xvfb, VNC, remote desktops) each frame repaints the "
-            "whole window and the GUI stalls. The progress bar below is always shown.",
+            "whole window and the GUI stalls. The dock's own progress bar is always shown.",
         )
-        form.addRow("", self.progress_check)
         layout.addLayout(form)
+        layout.addWidget(self.progress_check)
         self.memory_label = text_label("memory: –")
         self.memory_label.setToolTip("Estimated memory of the most demanding stage.")
         layout.addWidget(self.memory_label)
+        return box
+
+    def _build_footer(self, pacer: LivePacer) -> None:
+        """Run buttons, progress, status and loss plot: below the scroll area, always seen."""
+        footer = self.footer
         controls = QHBoxLayout()
         self.start_button = push_button("Start", self.start, "Start the reconstruction.")
         self.pause_button = push_button("Pause", self.pause, "Pause after the current iteration.")
@@ -173,23 +179,22 @@ class ReconstructionWidget(ViewerDock):
         self.stop_button = push_button(
             "Stop", self.stop, "Stop after the current iteration; keep the result."
         )
-        self.save_button = push_button(
-            "Save…", self._choose_result_path, "Save the result as a reconstruction file (HDF5)."
-        )
-        for b in (
-            self.start_button,
-            self.pause_button,
-            self.resume_button,
-            self.stop_button,
-            self.save_button,
-        ):
+        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
             controls.addWidget(b)
-        layout.addLayout(controls)
+        footer.addLayout(controls)
         self.progress = ProgressStrip()
-        layout.addWidget(self.progress)
+        self.save_button = push_button(
+            "Save result…",
+            self._choose_result_path,
+            "Save the result as a reconstruction file (HDF5).",
+        )
+        footer.addLayout(hrow((self.progress, 1), self.save_button))
         self.status_label = text_label("idle", selectable=True)
-        layout.addWidget(self.status_label)
-        return box
+        footer.addWidget(self.status_label)
+        self.loss_plot = LossPlot(pacer.history)
+        self.loss_plot.setMinimumHeight(120)
+        self.loss_plot.setMaximumHeight(220)
+        footer.addWidget(self.loss_plot)
 
     # ------------------------------------------------------------------ shortcuts
     @property

@@ -591,7 +591,7 @@ class ReconstructionViewModel:
             text = f"stopped at iteration {state.iteration}; loss {loss}"
         else:
             text = f"finished: {state.iteration} iterations; loss {loss}"
-        return f"{text} — result in '{RUN_LAYER_NAME} phase', Save… to keep it"
+        return f"{text} — result in '{RUN_LAYER_NAME} phase'; Save result… keeps it"
 
     def end(self) -> None:
         """The run is over (finished, stopped or failed)."""

@@ -14,10 +14,17 @@ from caviar_napari.viewmodels.reconstruction import Calibration
 
 
 def _field(
-    lo: float, hi: float, decimals: int, step: float, suffix: str, tip: str, blank: bool = True
+    lo: float,
+    hi: float,
+    decimals: int,
+    step: float,
+    suffix: str,
+    tip: str,
+    blank: bool = True,
+    prefix: str = "",
 ) -> QDoubleSpinBox:
     """A calibration box: no arrows, no keyboard tracking; the minimum (not physical) is shown
-    as "–" (no dataset) when ``blank``."""
+    as "–" (no dataset) when ``blank``; ``prefix`` names the axis of a pair's box."""
     box = double_spin(
         lo,
         hi,
@@ -29,6 +36,8 @@ def _field(
     )
     box.setButtonSymbols(QAbstractSpinBox.NoButtons)
     box.setKeyboardTracking(False)
+    if prefix:
+        box.setPrefix(prefix)
     return box
 
 
@@ -46,14 +55,14 @@ class OpticsForm(QWidget):
             0.01, 500.0, 3, 0.5, "mrad", "Convergence semi-angle α of the probe-forming aperture."
         )
         tip_det = "Detector pixel size in scattering angle, (ky, kx) in mrad per pixel."
-        self.sampling_y_mrad = _field(1e-4, 100.0, 4, 0.01, "mrad", tip_det + " ky.")
-        self.sampling_x_mrad = _field(1e-4, 100.0, 4, 0.01, "mrad", tip_det + " kx.")
+        self.sampling_y_mrad = _field(1e-4, 100.0, 4, 0.01, "mrad", tip_det, prefix="ky ")
+        self.sampling_x_mrad = _field(1e-4, 100.0, 4, 0.01, "mrad", tip_det, prefix="kx ")
         tip_step = (
             "Scan step (y, x) in Å. Editing it rescales the stored probe positions about the "
             "first scan position."
         )
-        self.step_y_A = _field(1e-4, 1e3, 4, 0.01, "Å", tip_step + " y.")
-        self.step_x_A = _field(1e-4, 1e3, 4, 0.01, "Å", tip_step + " x.")
+        self.step_y_A = _field(1e-4, 1e3, 4, 0.01, "Å", tip_step, prefix="y ")
+        self.step_x_A = _field(1e-4, 1e3, 4, 0.01, "Å", tip_step, prefix="x ")
         self.defocus_A = _field(
             -1e5,
             1e5,
@@ -78,8 +87,8 @@ class OpticsForm(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Energy:", self.energy_eV)
         form.addRow("Convergence α:", self.convergence_mrad)
-        form.addRow("Detector px (ky, kx):", row_widget(self.sampling_y_mrad, self.sampling_x_mrad))
-        form.addRow("Scan step (y, x):", row_widget(self.step_y_A, self.step_x_A))
+        form.addRow("Detector px:", row_widget(self.sampling_y_mrad, self.sampling_x_mrad))
+        form.addRow("Scan step:", row_widget(self.step_y_A, self.step_x_A))
         form.addRow("Defocus Δf:", self.defocus_A)
         form.addRow("Scan rotation:", self.rotation_deg)
         self.setEnabled(False)

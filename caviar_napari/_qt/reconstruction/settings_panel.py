@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from caviar_napari._qt._file_dialogs import YAML_FILTER, ask_and_run
 from caviar_napari._qt._forms import ParamField, ParamForm, push_button, text_label
@@ -104,7 +104,7 @@ class SettingsPanel(QGroupBox):
         self.device_info = text_label("detecting devices…", hint=True)
         layout.addWidget(self.device_info)
 
-        layout.addWidget(QLabel("Stages (run in order, each from the previous result):"))
+        layout.addWidget(text_label("Stages (run in order, each from the previous result):"))
         self.stage_table = StageTable()
         layout.addWidget(self.stage_table)
         self.add_stage_button = push_button(
