@@ -450,14 +450,12 @@ class ReconstructionWidget(ViewerDock):
     def _on_done(self) -> None:
         self.worker = None
         self._run_worker = None
-        self.vm.end()
-        self._update_buttons()
-        # the rest in a later event-loop turn: the result's repaint comes first
+        # the rest in a later event-loop turn, so the result's repaint comes first; the dock
+        # counts as running until then
         QTimer.singleShot(0, self._after_run)
 
     def _after_run(self) -> None:
-        if self.is_running:  # a new run started meanwhile
-            return
+        self.vm.end()
         self.refresh_inputs()
         self._set_running(False)
         self.schedule_estimate()
