@@ -109,6 +109,9 @@ def main(out: Path, figure: Path | None = None) -> None:
         viewer.layers["atoms (atoms)"].visible = False
         viewer.layers.selection.active = viewer.layers["correlations: arrows"]
         viewer.reset_view()
+        for toast in QApplication.allWidgets():  # notifications would cover the canvas
+            if type(toast).__name__ == "NapariQtNotification":
+                toast.close()
         for _ in range(5):
             QApplication.processEvents()
             time.sleep(0.05)

@@ -584,3 +584,29 @@ def test_writer_refuses_layer_without_state(tmp_path):
     with pytest.raises(InputError, match="no reconstruction state"):
         rl.write_reconstruction(str(tmp_path / "x.h5"), np.zeros((2, 2)), {"name": "vbf"})
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_warnings_of_the_result_show_in_the_banner(viewer_widget, qtbot, monkeypatch):
+    """A warning the engine puts on the state (e.g. states that did not separate) appears
+    above the dock and as a napari notification."""
+    from caviar_napari._qt import _dock
+
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config(iterations=(1, 1), update_every=1))
+    real_run = engine.run
+    warning = "the object states did not separate: spread at the noise floor (test)"
+
+    def warned_run(*args, **kwargs):
+        state = yield from real_run(*args, **kwargs)
+        state.warnings = [warning]
+        return state
+
+    notified = []
+    monkeypatch.setattr(engine, "run", warned_run)
+    monkeypatch.setattr(_dock, "show_warning", notified.append)
+    assert not widget.warning_banner.isVisibleTo(widget)
+    widget.start()
+    _wait_idle(qtbot, widget)
+    assert widget.vm.warnings == [warning] and notified == [warning]
+    assert widget.warning_banner.isVisibleTo(widget)
+    assert widget.warning_banner.text() == f"⚠ {warning}"

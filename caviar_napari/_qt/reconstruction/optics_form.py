@@ -55,8 +55,8 @@ class OpticsForm(QWidget):
             0.01, 500.0, 3, 0.5, "mrad", "Convergence semi-angle α of the probe-forming aperture."
         )
         tip_det = "Detector pixel size in scattering angle, (ky, kx) in mrad per pixel."
-        self.sampling_y_mrad = _field(1e-4, 100.0, 4, 0.01, "mrad", tip_det, prefix="ky ")
-        self.sampling_x_mrad = _field(1e-4, 100.0, 4, 0.01, "mrad", tip_det, prefix="kx ")
+        self.sampling_y_mrad = _field(1e-3, 100.0, 3, 0.01, "mrad", tip_det, prefix="ky ")
+        self.sampling_x_mrad = _field(1e-3, 100.0, 3, 0.01, "mrad", tip_det, prefix="kx ")
         tip_step = (
             "Scan step (y, x) in Å. Editing it rescales the stored probe positions about the "
             "first scan position."
