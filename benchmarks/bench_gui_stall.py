@@ -105,6 +105,7 @@ def main() -> int:
         (LiveDisplay, "on_update"),
         (LiveDisplay, "refresh"),
         (ReconstructionWidget, "_launch"),
+        (ReconstructionWidget, "_create_layers"),
         (ReconstructionWidget, "_on_result"),
         (ReconstructionWidget, "_on_done"),
     ):

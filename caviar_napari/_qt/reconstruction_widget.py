@@ -92,6 +92,7 @@ class ReconstructionWidget(ViewerDock):
         self._estimate_worker = None
         self._estimate_again = False
         self._run_worker = None
+        self._launching = False
         self._estimate_timer = QTimer(self)
         self._estimate_timer.setSingleShot(True)
         self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
@@ -382,11 +383,24 @@ class ReconstructionWidget(ViewerDock):
         return self.worker
 
     def _launch(self, images: ReconImages) -> None:
-        """The layers' images are ready: create the layers, then start the run."""
+        """The layers' images are ready: create the layers (one per event-loop turn), then
+        start the run."""
         request = self.vm.request
         if request is None or request.control.stopped:
             return
-        self.display.create_layers(images, request.dataset.source)
+        self._launching = True
+        self._create_layers(images)
+
+    def _create_layers(self, images: ReconImages) -> None:
+        request = self.vm.request
+        if request is None or request.control.stopped:  # stopped while the layers were made
+            self._launching = False
+            self._on_done()
+            return
+        if not self.display.create_layers(images, request.dataset.source):
+            QTimer.singleShot(0, lambda: self._create_layers(images))
+            return
+        self._launching = False
         # everything that may process events (napari's progress bar does) happens before the
         # worker starts, so its signals can only arrive once the widget is in the running state
         images_wanted = self.display.begin(
@@ -410,7 +424,7 @@ class ReconstructionWidget(ViewerDock):
         self._update_buttons()
 
     def _prepare_done(self) -> None:
-        if self._run_worker is None:  # failed or stopped before the run started
+        if self._run_worker is None and not self._launching:  # failed or stopped before
             self._on_done()
 
     def _refuse(self, reason: str) -> None:

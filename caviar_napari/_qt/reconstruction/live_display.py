@@ -110,15 +110,19 @@ class LiveDisplay(QObject):
         )
 
     # ------------------------------------------------------------------ run life cycle
-    def create_layers(self, images: ReconImages, source: str) -> None:
-        """Create (or update) the run's layers from ``images`` before the run starts, frame
-        the scanned area and select the phase layer."""
+    def create_layers(self, images: ReconImages, source: str) -> bool:
+        """Create (or update) the run's layers from ``images`` before the run starts: at most
+        one new layer per call (each costs hundreds of ms on software OpenGL; the window
+        repaints between calls).  When all exist, frame the scanned area, select the phase
+        layer and return True."""
         tuples = layer_tuples(images, name=RUN_LAYER_NAME, metadata={SOURCE_KEY: source})
-        layers, _added, _complete = apply_layer_tuples(
-            self.viewer, tuples, ranges=contrast_ranges(images)
+        layers, _added, complete = apply_layer_tuples(
+            self.viewer, tuples, ranges=contrast_ranges(images), max_new=1
         )
-        self.fit_view(images)
-        self.viewer.layers.selection.active = layers[0]
+        if complete:
+            self.fit_view(images)
+            self.viewer.layers.selection.active = layers[0]
+        return complete
 
     def begin(self, *, source: str, total: int, start_iteration: int) -> Any:
         """Prepare for a run of ``total`` iterations; return the worker's ``images_wanted``.
