@@ -55,8 +55,8 @@ class OpticsForm(QWidget):
             0.01, 500.0, 3, 0.5, "mrad", "Convergence semi-angle α of the probe-forming aperture."
         )
         tip_det = "Detector pixel size in scattering angle, (ky, kx) in mrad per pixel."
-        self.sampling_y_mrad = _field(1e-3, 100.0, 3, 0.01, "mrad", tip_det, prefix="ky ")
-        self.sampling_x_mrad = _field(1e-3, 100.0, 3, 0.01, "mrad", tip_det, prefix="kx ")
+        self.sampling_y_mrad = _field(1e-3, 100.0, 3, 0.01, "", tip_det, prefix="ky ")
+        self.sampling_x_mrad = _field(1e-3, 100.0, 3, 0.01, "", tip_det, prefix="kx ")
         tip_step = (
             "Scan step (y, x) in Å. Editing it rescales the stored probe positions about the "
             "first scan position."
@@ -87,7 +87,7 @@ class OpticsForm(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Energy:", self.energy_eV)
         form.addRow("Convergence α:", self.convergence_mrad)
-        form.addRow("Detector px:", row_widget(self.sampling_y_mrad, self.sampling_x_mrad))
+        form.addRow("Detector (mrad):", row_widget(self.sampling_y_mrad, self.sampling_x_mrad))
         form.addRow("Scan step:", row_widget(self.step_y_A, self.step_x_A))
         form.addRow("Defocus Δf:", self.defocus_A)
         form.addRow("Scan rotation:", self.rotation_deg)
