@@ -194,8 +194,12 @@ class ReconstructionWidget(ViewerDock):
         footer.addWidget(self.status_label)
         self.loss_plot = LossPlot(pacer.history)
         self.loss_plot.setMinimumHeight(120)
-        self.loss_plot.setMaximumHeight(220)
-        footer.addWidget(self.loss_plot)
+        self.loss_plot.setMaximumHeight(320)
+        footer.addWidget(self.loss_plot, 1)
+        # a tall dock gives a third of the extra height to the plot
+        outer = self.layout()
+        outer.setStretchFactor(self.scroll, 2)
+        outer.setStretchFactor(footer, 1)
 
     # ------------------------------------------------------------------ shortcuts
     @property
