@@ -711,25 +711,28 @@ class PacerSettings:
     """How often a live display shows what (seconds).
 
     A layer update makes napari redraw its canvas: a few ms with hardware OpenGL, about 100 ms
-    on software OpenGL (Xvfb, VNC, remote desktops), where it stalls the event loop.  So layer
-    updates come at most every ``image_interval_s`` while the display's measured cost of one
-    update stays under ``cheap_update_s``, and at most every ``slow_image_interval_s`` when it
-    is above: the eye then gets a fresh image every few seconds and the GUI stays responsive.
+    on software OpenGL (Xvfb, VNC, remote desktops), where it stalls the event loop; even a
+    status-line update repaints the whole window there (tens of ms, more on a busy machine).
+    So each kind of update comes at its fast interval while the display's measured cost of
+    one stays under ``cheap_update_s``, and at its slow interval when it is above: the eye then
+    gets a fresh image every few seconds and the GUI stays responsive.  A status update joins
+    each layer update (one repaint for both).
 
     Attributes
     ----------
-    text_interval_s
-        Shortest time between two updates of the status line, progress bar and loss plot.
-    image_interval_s
-        Shortest time between two live layer updates on a fast display (≤ 4 Hz).
-    slow_image_interval_s
-        Shortest time between two live layer updates on a slow display.
+    text_interval_s, slow_text_interval_s
+        Shortest time between two updates of the status line, progress bar and loss plot, on a
+        fast and on a slow display.
+    image_interval_s, slow_image_interval_s
+        Shortest time between two live layer updates on a fast display (≤ 4 Hz) and on a slow
+        one.
     cheap_update_s
         An update costing the main thread more than this (its slot and the repaint that
         follows) makes the display slow.
     """
 
     text_interval_s: float = 0.5
+    slow_text_interval_s: float = 1.5
     image_interval_s: float = 0.25
     slow_image_interval_s: float = 2.5
     cheap_update_s: float = 0.04
@@ -773,6 +776,8 @@ class LivePacer:
         self.images_shown = 0
         #: cost (s) of the last layer update as measured by the display
         self.last_update_cost_s = 0.0
+        #: cost (s) of the last status-only update as measured by the display
+        self.last_text_cost_s = 0.0
         self._latest: RunUpdate | None = None
         self._shown: RunUpdate | None = None
         self._images: ReconImages | None = None
@@ -786,6 +791,14 @@ class LivePacer:
         if self.last_update_cost_s > s.cheap_update_s:
             return max(s.slow_image_interval_s, s.image_interval_s)
         return s.image_interval_s
+
+    @property
+    def text_interval_s(self) -> float:
+        """The current shortest time between two status updates."""
+        s = self.settings
+        if self.last_text_cost_s > s.cheap_update_s:
+            return max(s.slow_text_interval_s, s.text_interval_s)
+        return s.text_interval_s
 
     def begin(self) -> threading.Event:
         """Start a run; returns a fresh ``images_wanted`` event (set) for the worker."""
@@ -811,18 +824,22 @@ class LivePacer:
     def tick(self, *, force: bool = False) -> Frame:
         """What to show now (``force``: everything new, whatever the intervals)."""
         now = self.clock()
-        s = self.settings
-        update = None
-        if self._latest is not self._shown and (force or now - self._text_t >= s.text_interval_s):
-            update = self._shown = self._latest
-            self._text_t = now
         interval = self.image_interval_s
         images = None
         if self._images is not None and (force or now - self._images_t >= interval):
             images, self._images = self._images, None
         elif self._images is None and now - self._images_t >= interval / 2:
             self.images_wanted.set()
+        update = None
+        due = force or images is not None or now - self._text_t >= self.text_interval_s
+        if self._latest is not self._shown and due:
+            update = self._shown = self._latest
+            self._text_t = now
         return Frame(update=update, images=images)
+
+    def text_done(self, cost_s: float) -> None:
+        """The display showed a status-only frame at a main-thread cost of ``cost_s``."""
+        self.last_text_cost_s = float(cost_s)
 
     def images_done(self, cost_s: float = 0.0) -> None:
         """The display put the images of the last frame into the layers, at a main-thread

@@ -189,7 +189,11 @@ def _update(i: int, images=None, stage: str = "s1") -> rvm.RunUpdate:
 def test_pacer_shows_the_newest_at_most_at_the_intervals():
     clock = FakeClock()
     settings = rvm.PacerSettings(
-        text_interval_s=0.5, image_interval_s=0.25, slow_image_interval_s=2.0, cheap_update_s=0.04
+        text_interval_s=0.5,
+        slow_text_interval_s=1.5,
+        image_interval_s=0.25,
+        slow_image_interval_s=2.0,
+        cheap_update_s=0.04,
     )
     pacer = rvm.LivePacer(settings, clock)
     wanted = pacer.begin()
@@ -217,7 +221,20 @@ def test_pacer_shows_the_newest_at_most_at_the_intervals():
     clock.t = 2.25
     pacer.tick()
     assert wanted.is_set()  # half an interval after the last images: ask for new ones
-    assert list(pacer.history.iterations) == [1, 2, 3]
+    # a status update joins a layer update; a slow status repaint slows the status down
+    pacer.offer(_update(4))
+    pacer.offer(_update(5, image_a))
+    clock.t = 2.4
+    frame = pacer.tick()
+    assert frame.images is image_a and frame.update.iteration == 5  # text not due, joins
+    pacer.text_done(cost_s=0.08)
+    assert pacer.text_interval_s == 1.5
+    pacer.offer(_update(6))
+    clock.t = 3.0
+    assert pacer.tick().update is None  # 0.6 s after the last: due only after 1.5 s
+    clock.t = 3.95
+    assert pacer.tick().update.iteration == 6
+    assert list(pacer.history.iterations) == [1, 2, 3, 4, 5, 6]
     assert pacer.history.stage_starts == [(1, "s1")]
 
 

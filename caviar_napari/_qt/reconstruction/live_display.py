@@ -84,6 +84,7 @@ class LiveDisplay(QObject):
         self._timer.timeout.connect(self.refresh)
         self._applied_at: float | None = None
         self._apply_cost = 0.0
+        self._applied_images = False
         self._lag = QTimer(self)
         self._lag.setSingleShot(True)
         self._lag.setInterval(0)
@@ -105,6 +106,7 @@ class LiveDisplay(QObject):
         self._timer.setInterval(int(tick_ms))
         self.pacer.settings = PacerSettings(
             text_interval_s=float(text_s),
+            slow_text_interval_s=float(text_s),
             image_interval_s=float(image_s),
             slow_image_interval_s=float(image_s),
         )
@@ -154,6 +156,7 @@ class LiveDisplay(QObject):
 
     def refresh(self, *, force: bool = False) -> None:
         """Timer: what the pacer says is due — status, progress, loss plot, layers."""
+        start = time.perf_counter()
         frame = self.pacer.tick(force=force)
         if frame.update is not None:
             update = frame.update
@@ -162,20 +165,25 @@ class LiveDisplay(QObject):
             self.plot.update()
             self._sync_napari_progress(update)
         if frame.images is not None:
-            start = time.perf_counter()
             self.show_images(frame.images, {SOURCE_KEY: self._source}, live=True)
-            # the cost of an update: this slot and the repaint after it (measured by the lag
-            # of a zero timer, which fires once the pending paint events are done)
+        if frame.update is not None or frame.images is not None:
+            # the cost of a frame: this slot and the repaint after it (measured by the lag of
+            # a zero timer, which fires once the pending paint events are done)
+            self._measured()  # a frame still being measured counts as done now
             self._applied_at = time.perf_counter()
             self._apply_cost = self._applied_at - start
+            self._applied_images = frame.images is not None
             self._lag.start()
 
     def _measured(self) -> None:
         if self._applied_at is None:
             return
-        lag = time.perf_counter() - self._applied_at
+        cost = self._apply_cost + time.perf_counter() - self._applied_at
         self._applied_at = None
-        self.pacer.images_done(self._apply_cost + lag)
+        if self._applied_images:
+            self.pacer.images_done(cost)
+        else:
+            self.pacer.text_done(cost)
 
     def show_result(self, result: RunResult, text: str) -> None:
         """Show the final (or stopped) state, its metadata holding the full state."""
