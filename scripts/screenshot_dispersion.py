@@ -53,10 +53,13 @@ def main(out: str = "docs/images/dispersion-widget.png") -> None:
         widget.open_atoms_file(path)
         widget.compute()
         deadline = time.monotonic() + 60
-        while widget.worker is not None and time.monotonic() < deadline:
+        while (widget.worker is not None or widget.is_rendering) and time.monotonic() < deadline:
             QApplication.processEvents()
             time.sleep(0.02)
-    for _ in range(20):
+    for _ in range(40):  # a resize renders the plot again (debounced, in a worker)
+        QApplication.processEvents()
+        time.sleep(0.02)
+    while widget.is_rendering and time.monotonic() < deadline:
         QApplication.processEvents()
         time.sleep(0.02)
     for w in QApplication.allWidgets():  # hide napari's toasts (the PyQt5 deprecation notice)

@@ -1,4 +1,4 @@
-"""Matplotlib figures of the Correlations widget: the Green's tensor image and the exported figure.
+"""Matplotlib figures of the Correlations dock (Qt-free): Green's tensor, exported figure.
 
 The exported figure has two panels: the correlation arrows over the current 2D view of the
 topmost visible image (atoms coloured by B factor, reference and neighbours ringed) and the
@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from caviar_napari._qt._plot import BACKGROUND, FOREGROUND
 from caviar_napari.analysis import correlations as corr
+from caviar_napari.viewmodels.figures import BACKGROUND, FOREGROUND
 
 #: Arrow colours of the paper (conventions §4), by :data:`corr.ARROW_KINDS`.
 ARROW_COLOURS = {
@@ -73,32 +73,6 @@ class ArrowsPanel:
     pad_A: float
     title: str
     background: ImageView | None = None
-
-
-def current_image_view(viewer: Any) -> ImageView | None:
-    """The current 2D view of the topmost visible non-RGB Image layer and its extent in Å.
-
-    The leading (state, slice, …) indices are those of the viewer's current dims point.
-    Returns None when there is no such layer.
-    """
-    images = [
-        layer
-        for layer in viewer.layers
-        if layer.__class__.__name__ == "Image" and layer.visible and not layer.rgb
-    ]
-    if not images:
-        return None
-    layer = images[-1]
-    data = layer.data[0] if layer.multiscale else layer.data
-    shape = data.shape
-    point = np.asarray(layer.world_to_data(viewer.dims.point))
-    index = tuple(int(np.clip(round(point[k]), 0, shape[k] - 1)) for k in range(len(shape) - 2))
-    image = np.asarray(data[index], dtype=float)
-    dy, dx = np.asarray(layer.scale)[-2:]
-    ty, tx = np.asarray(layer.translate)[-2:]
-    h, w = image.shape
-    extent = [tx - dx / 2, tx + (w - 0.5) * dx, ty + (h - 0.5) * dy, ty - dy / 2]
-    return image, extent
 
 
 def draw_arrows_panel(ax: Any, panel: ArrowsPanel) -> None:
@@ -202,8 +176,7 @@ def draw_green_matrix(
     g = np.asarray(green_A2) * PM2_PER_A2
     n = g.shape[0] // 2
     vmax = float(np.nanmax(np.abs(g))) if np.isfinite(g).any() else 1.0
-    cmap = mpl.colormaps["RdBu_r"].copy()
-    cmap.set_bad("#808080")
+    cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="#808080")
     im = ax.imshow(
         np.ma.masked_invalid(g), cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest"
     )

@@ -1,4 +1,4 @@
-"""Stage table of the Reconstruction widget: add, remove and edit the stages of a run.
+"""Stage table of the Reconstruction dock: add, remove and edit the stages of a run.
 
 Each row is one :class:`~caviar_napari.core.config.StageConfig`. The table shows the fields a
 user changes between stages; the other fields of a stage loaded from YAML (optimiser memory,
@@ -14,11 +14,9 @@ from typing import Any
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
-    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QHBoxLayout,
     QHeaderView,
     QLineEdit,
     QSpinBox,
@@ -26,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from caviar_napari._qt._forms import centred, combo, double_spin, int_spin
 from caviar_napari.core.config import OPTIMIZERS, StageConfig
 
 #: (key, header, tooltip) of every column, in display order.
@@ -44,35 +43,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("optimizer", "Optim.", "lbfgs: L-BFGS with Wolfe line search; gd: gradient descent."),
 )
 _KEYS = [c[0] for c in COLUMNS]
-
-
-def _int_box(lo: int, hi: int) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(lo, hi)
-    box.setFrame(False)
-    box.setButtonSymbols(QAbstractSpinBox.NoButtons)
-    box.setAlignment(Qt.AlignRight)
-    return box
-
-
-def _float_box(lo: float, hi: float, decimals: int, step: float) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setFrame(False)
-    box.setButtonSymbols(QAbstractSpinBox.NoButtons)
-    box.setAlignment(Qt.AlignRight)
-    return box
-
-
-def _centred(check: QCheckBox) -> QWidget:
-    holder = QWidget()
-    layout = QHBoxLayout(holder)
-    layout.setContentsMargins(0, 0, 0, 0)
-    layout.setAlignment(Qt.AlignCenter)
-    layout.addWidget(check)
-    return holder
 
 
 class StageTable(QTableWidget):
@@ -149,10 +119,9 @@ class StageTable(QTableWidget):
             ("probe_modes", 64),
             ("slices", 512),
         ):
-            box = _int_box(0 if key == "iterations" else 1, hi)
-            box.setValue(int(getattr(stage, key)))
+            box = int_spin(0 if key == "iterations" else 1, hi, int(getattr(stage, key)), bare=True)
             widgets[key] = (box, box, "valueChanged")
-        dz = _float_box(0.01, 1e4, 2, 0.5)
+        dz = double_spin(0.01, 1e4, step=0.5, decimals=2, bare=True)
         thicknesses = stage.thicknesses_A()
         dz.setValue(sum(thicknesses) / len(thicknesses))
         if len(set(thicknesses)) > 1:
@@ -161,14 +130,13 @@ class StageTable(QTableWidget):
         for key in ("object", "probe", "tilt"):
             check = QCheckBox()
             check.setChecked(key in stage.refine)
-            widgets[key] = (_centred(check), check, "toggled")
+            widgets[key] = (centred(check), check, "toggled")
         for key in ("l1_absorption", "missing_wedge"):
-            box = _float_box(0.0, 1e9, 4, 0.01)
-            box.setValue(float(getattr(stage, key)))
+            box = double_spin(
+                0.0, 1e9, float(getattr(stage, key)), step=0.01, decimals=4, bare=True
+            )
             widgets[key] = (box, box, "valueChanged")
-        optim = QComboBox()
-        optim.addItems(list(OPTIMIZERS))
-        optim.setCurrentText(stage.optimizer)
+        optim = combo(OPTIMIZERS, current=stage.optimizer)
         widgets["optimizer"] = (optim, optim, "currentIndexChanged")
 
         for key, (cell, inner, signal_name) in widgets.items():

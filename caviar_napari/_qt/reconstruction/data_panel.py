@@ -1,8 +1,9 @@
-"""Input panel of the Reconstruction widget: which 4D-STEM data to reconstruct.
+"""Input panel of the Reconstruction dock: which 4D-STEM data to reconstruct.
 
 Sources, in the list: 4D-STEM layers opened by the plugin's reader (their metadata hold the
 :class:`~caviar_napari.io.dataset.STEMDataset`), files opened here (read in a worker), and data
-"kept here" after their layers left the view (see :meth:`DataPanel.park_selected_layer`).
+"kept here" after their layers left the view (see :meth:`DataPanel.park_selected_layer`); the
+list itself is the view-model's :class:`~caviar_napari.viewmodels.reconstruction.DataSources`.
 """
 
 from __future__ import annotations
@@ -12,31 +13,25 @@ from typing import Any
 
 from napari.utils.notifications import show_info
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QGridLayout, QGroupBox, QLabel, QSizePolicy
+from qtpy.QtWidgets import QComboBox, QGridLayout, QGroupBox, QSizePolicy
 
-from caviar_napari._napari.stem_layers import DATASET_KEY, PATH_KEY
+from caviar_napari._qt._file_dialogs import STEM_FILTER, ask_path
+from caviar_napari._qt._forms import push_button, text_label
 from caviar_napari._qt._worker import error_message, start_worker
-from caviar_napari._qt.recon_run import load_job
-from caviar_napari._qt.recon_settings import button
 from caviar_napari.io.dataset import STEMDataset
-
-NO_DATA = "no 4D-STEM data: open a file or a sample (File ▸ Open Sample)"
-FILE_FILTER = "4D-STEM data (*.h5 *.hdf5 *.emd *.npy *.npz *.zarr *.mib *.dm4 *.raw);;All files (*)"
-
-
-def describe(dataset: STEMDataset) -> str:
-    """One line: source, scan and detector size, reconstruction pixel, wavelength."""
-    sy, sx = dataset.scan_shape
-    ky, kx = dataset.detector_shape
-    dy, dx = dataset.pixel_size_A
-    return (
-        f"{dataset.source or 'data'}: scan {sy}×{sx}, detector {ky}×{kx} px, "
-        f"object pixel {dy:.4g}×{dx:.4g} Å, λ = {dataset.wavelength_A * 100:.4g} pm"
-    )
+from caviar_napari.viewmodels.layer_keys import DATASET_KEY, PATH_KEY
+from caviar_napari.viewmodels.reconstruction import NO_DATA, DataSources, describe, load_job
 
 
 class DataPanel(QGroupBox):
     """Group box "Data": the list of 4D-STEM sources and an Open… button.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer (its 4D-STEM layers are sources).
+    sources
+        The view-model's files and kept data.
 
     Signals
     -------
@@ -49,12 +44,11 @@ class DataPanel(QGroupBox):
     selection_changed = Signal()
     message = Signal(str)
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: Any, sources: DataSources) -> None:
         super().__init__("Data")
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
         self.viewer = viewer
-        self._files: dict[str, STEMDataset] = {}
-        self._kept: dict[str, STEMDataset] = {}
+        self.sources = sources
         self.combo = QComboBox()
         self.combo.setToolTip(
             "4D-STEM data to reconstruct: a layer opened with the caviar-napari reader, "
@@ -62,11 +56,10 @@ class DataPanel(QGroupBox):
         )
         self.combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.combo.currentIndexChanged.connect(self._on_index_changed)
-        self.open_button = button("Open…", "Open a 4D-STEM file (HDF5, npy/npz + json, EMD…).")
-        self.open_button.clicked.connect(self._choose_file)
-        self.info = QLabel(NO_DATA)
-        self.info.setWordWrap(True)
-        self.info.setStyleSheet("color: #9ba0a8;")
+        self.open_button = push_button(
+            "Open…", self._choose_file, "Open a 4D-STEM file (HDF5, npy/npz + json, EMD…)."
+        )
+        self.info = text_label(NO_DATA, hint=True)
         layout = QGridLayout(self)
         layout.addWidget(self.combo, 0, 0)
         layout.addWidget(self.open_button, 0, 1)
@@ -74,20 +67,20 @@ class DataPanel(QGroupBox):
         layout.setColumnStretch(0, 1)
 
     # ------------------------------------------------------------------ sources
-    def _stem_layers(self) -> list[Any]:
-        return [layer for layer in self.viewer.layers if DATASET_KEY in layer.metadata]
+    def _stem_layers(self) -> dict[str, STEMDataset]:
+        return {
+            layer.name: layer.metadata[DATASET_KEY]
+            for layer in self.viewer.layers
+            if DATASET_KEY in layer.metadata
+        }
 
     def refresh(self) -> None:
-        """Refill the list from the viewer's layers and the files; keep the selection."""
+        """Refill the list from the viewer's layers and the sources; keep the selection."""
         current = self.combo.currentData()
         self.combo.blockSignals(True)
         self.combo.clear()
-        for layer in self._stem_layers():
-            self.combo.addItem(f"layer: {layer.name}", f"layer:{layer.name}")
-        for path in self._files:
-            self.combo.addItem(f"file: {Path(path).name}", f"file:{path}")
-        for name in self._kept:
-            self.combo.addItem(f"data: {name} (kept here)", f"kept:{name}")
+        for label, key in self.sources.entries(self._stem_layers()):
+            self.combo.addItem(label, key)
         index = self.combo.findData(current) if current is not None else -1
         self.combo.setCurrentIndex(index if index >= 0 else 0)
         self.combo.blockSignals(False)
@@ -100,18 +93,7 @@ class DataPanel(QGroupBox):
 
     def dataset(self) -> STEMDataset | None:
         """The selected dataset as stored, or None."""
-        data = self.combo.currentData()
-        if data is None:
-            return None
-        kind, key = str(data).split(":", 1)
-        if kind == "file":
-            return self._files.get(key)
-        if kind == "kept":
-            return self._kept.get(key)
-        for layer in self.viewer.layers:
-            if layer.name == key and DATASET_KEY in layer.metadata:
-                return layer.metadata[DATASET_KEY]
-        return None
+        return self.sources.dataset(self.combo.currentData(), self._stem_layers())
 
     def _on_index_changed(self, *_: Any) -> None:
         dataset = self.dataset()
@@ -120,7 +102,7 @@ class DataPanel(QGroupBox):
 
     # ------------------------------------------------------------------ files
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open 4D-STEM data", "", FILE_FILTER)
+        path = ask_path(self, "Open 4D-STEM data", STEM_FILTER)
         if path:
             self.open_file(path)
 
@@ -131,9 +113,9 @@ class DataPanel(QGroupBox):
         self.message.emit(f"reading {name}…")
 
         def loaded(dataset: STEMDataset) -> None:
-            self._files[str(path)] = dataset
+            key = self.sources.add_file(str(path), dataset)
             self.refresh()
-            self.select(f"file:{path}")
+            self.select(key)
             self.message.emit(f"read {name}")
 
         def failed(exc: BaseException) -> None:
@@ -181,12 +163,12 @@ class DataPanel(QGroupBox):
                 and tuple(la.axis_labels) == labels
             )
         ]
-        self._kept[name] = dataset
+        key = self.sources.keep(name, dataset)
         names = [la.name for la in parked]
         for la in parked:
             self.viewer.layers.remove(la)
         self.refresh()
-        self.select(f"kept:{name}")
+        self.select(key)
         listed = ", ".join(f"'{n}'" for n in names)
         show_info(
             f"caviar: {listed} moved out of the view for the reconstruction's (state, slice, "
