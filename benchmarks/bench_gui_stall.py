@@ -96,7 +96,7 @@ def main() -> int:
     from caviar_napari._qt import launcher
     from caviar_napari._qt.reconstruction.live_display import LiveDisplay
     from caviar_napari._qt.reconstruction_widget import ReconstructionWidget
-    from caviar_napari.core import config as cfg
+    from caviar_napari.data import config as cfg
 
     # time spent in the dock's own main-thread code (slots and display timer)
     own: list[float] = []

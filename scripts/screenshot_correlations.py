@@ -23,8 +23,8 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from caviar_napari._qt.correlations_widget import CorrelationsWidget
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
-from caviar_napari.simulate.harmonic import HarmonicLattice
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFSET_A = np.array([2.0, 6.0])

@@ -31,7 +31,7 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication, QWidget
 
     from caviar_napari._qt import launcher
-    from caviar_napari.core import config as cfg
+    from caviar_napari.data import config as cfg
 
     viewer = napari.Viewer(title="CAVIAR — napari")
     widget = launcher.open_window(viewer, sample=launcher.DEFAULT_SAMPLE)["Reconstruction"]

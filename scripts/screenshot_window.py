@@ -43,7 +43,7 @@ def shoot(
     from qtpy.QtWidgets import QApplication, QTabBar, QWidget
 
     from caviar_napari._qt import launcher
-    from caviar_napari.core import config as cfg
+    from caviar_napari.data import config as cfg
 
     get_settings().application.gui_notification_level = "none"
     viewer = napari.Viewer(title="CAVIAR — napari")

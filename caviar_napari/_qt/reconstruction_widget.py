@@ -3,7 +3,7 @@
 Input is a 4D-STEM layer opened by the plugin's reader (its metadata holds the
 :class:`~caviar_napari.io.dataset.STEMDataset`) or a file chosen here; the optics and scan
 calibration is editable; the reconstruction settings are the engine's
-:class:`~caviar_napari.core.config.ReconstructionConfig`, loadable from and savable to the YAML
+:class:`~caviar_napari.data.config.ReconstructionConfig`, loadable from and savable to the YAML
 file ``caviar reconstruct --config`` reads.  Before Start the memory estimate and the device are
 shown, and a run that does not fit is refused.
 
@@ -47,9 +47,9 @@ from caviar_napari._qt.reconstruction.live_display import LiveDisplay
 from caviar_napari._qt.reconstruction.loss_plot import LossPlot
 from caviar_napari._qt.reconstruction.optics_form import OpticsForm
 from caviar_napari._qt.reconstruction.settings_panel import SettingsPanel
-from caviar_napari.core import config as cfg
 from caviar_napari.core.engine import ReconState
 from caviar_napari.core.memory import MemoryEstimate
+from caviar_napari.data import config as cfg
 from caviar_napari.errors import CaviarError
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.viewmodels.layer_keys import STATE_KEY

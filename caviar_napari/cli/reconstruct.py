@@ -7,7 +7,7 @@
         [--slice-thickness-A DZ] [--seed K] [--resume RECON.h5] [--checkpoint-every N]
         [--overwrite]
 
-Flags override the configuration file (:func:`caviar_napari.core.config.apply_overrides`:
+Flags override the configuration file (:func:`caviar_napari.data.config.apply_overrides`:
 ``--iterations``, ``--probe-modes``, ``--slices`` and ``--slice-thickness-A`` set every stage,
 ``--object-states`` the last stage). Without ``--config`` the reconstruction is one stage built
 from the flags. ``--resume`` continues a checkpoint (or a finished reconstruction with more

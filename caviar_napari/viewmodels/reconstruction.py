@@ -1,7 +1,7 @@
 """View-model of the **Reconstruction** dock (Qt-free).
 
 State: the selected 4D-STEM dataset and its editable :class:`Calibration`, the engine's
-:class:`~caviar_napari.core.config.ReconstructionConfig`, the memory estimate, the run's
+:class:`~caviar_napari.data.config.ReconstructionConfig`, the memory estimate, the run's
 :class:`~caviar_napari.core.engine.RunControl` and the last result.  Jobs for a worker thread:
 :func:`reconstruction_job` (the run; the layer images are computed in the worker),
 :func:`prepare_job` (the images the run's layers are created with before the run starts),
@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from caviar_napari.core import config as cfg
 from caviar_napari.core import engine
 from caviar_napari.core.memory import MemoryEstimate
+from caviar_napari.data import config as cfg
 from caviar_napari.errors import CaviarError, InputError
+from caviar_napari.io.config_file import load_yaml, save_yaml
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.viewmodels.notices import result_warnings
 from caviar_napari.viewmodels.recon_images import ReconImages, reconstruction_images
@@ -281,7 +282,10 @@ def reconstruction_job(
     shown = states_shown(config, state)
     geometry = engine.plan_geometry(dataset, config)
     pixel, origin = geometry.pixel_size_A, geometry.object_origin_A
-    gen = engine.run(dataset, config, state=state, control=control)
+    from caviar_napari.io.reconstruction import checkpoint_writer
+
+    on_checkpoint = checkpoint_writer(config.checkpoint_path) if config.checkpoint_every else None
+    gen = engine.run(dataset, config, state=state, control=control, on_checkpoint=on_checkpoint)
     while True:
         try:
             progress = next(gen)
@@ -507,11 +511,11 @@ class ReconstructionViewModel:
 
     def load_config(self, path: str | os.PathLike) -> cfg.ReconstructionConfig:
         """Read a configuration YAML (the CLI's format) and keep it."""
-        return self.set_config(cfg.load_yaml(path))
+        return self.set_config(load_yaml(path))
 
     def save_config(self, path: str | os.PathLike) -> None:
         """Write the configuration as YAML (the CLI's format)."""
-        cfg.save_yaml(path, self.config)
+        save_yaml(path, self.config)
 
     # ------------------------------------------------------------------ memory estimate
     def accept_estimate(self, estimate: MemoryEstimate | CaviarError) -> tuple[str, bool]:

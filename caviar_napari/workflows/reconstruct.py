@@ -21,8 +21,8 @@ from caviar_napari.io.outputs import OutputTarget
 from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
-    from caviar_napari.core.config import ReconstructionConfig
     from caviar_napari.core.engine import Progress, ReconState, RunControl
+    from caviar_napari.data.config import ReconstructionConfig
     from caviar_napari.io.dataset import STEMDataset
 
 __all__ = [
@@ -56,7 +56,7 @@ class ReconstructOptions:
     base_config
         A configuration object used instead of a file (the widgets); not with ``config``.
     device, iterations, object_states, probe_modes, slices, slice_thickness_A, seed
-        Overrides (:func:`caviar_napari.core.config.apply_overrides`): ``iterations``,
+        Overrides (:func:`caviar_napari.data.config.apply_overrides`): ``iterations``,
         ``probe_modes``, ``slices`` and ``slice_thickness_A`` set every stage,
         ``object_states`` the last one.
     resume
@@ -124,7 +124,8 @@ def build_config(
 ) -> ReconstructionConfig:
     """The configuration: ``options.config`` (or ``base_config``, or ``stored``, or the
     defaults) with the overrides of ``options`` over it."""
-    from caviar_napari.core.config import ReconstructionConfig, apply_overrides, load_yaml
+    from caviar_napari.data.config import ReconstructionConfig, apply_overrides
+    from caviar_napari.io.config_file import load_yaml
 
     if options.config is not None and options.base_config is not None:
         raise InputError("give a configuration file or a configuration object, not both")

@@ -88,7 +88,7 @@ from caviar_napari.workflows.summary import StepSummary
 from caviar_napari.workflows.truth_metrics import Comparison, StateRecovery
 
 if TYPE_CHECKING:
-    from caviar_napari.core.config import ReconstructionConfig
+    from caviar_napari.data.config import ReconstructionConfig
     from caviar_napari.io.correlations_file import GroundTruth as GroundTruthData
 
 log = logging.getLogger(__name__)
@@ -383,8 +383,8 @@ def run_case(
         Data files made earlier in this study (reused when their parameters match); the
         case's data file is added to it.
     """
-    from caviar_napari.core.config import save_yaml
     from caviar_napari.io.atoms_file import write_positions_csv
+    from caviar_napari.io.config_file import save_yaml
     from caviar_napari.io.correlations_file import read_ground_truth
     from caviar_napari.workflows.atoms import AtomsOptions, run_atoms
     from caviar_napari.workflows.correlations import CorrelationsOptions, run_correlations

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 from caviar_napari.errors import InputError
 
 if TYPE_CHECKING:
-    from caviar_napari.core.config import ReconstructionConfig
+    from caviar_napari.data.config import ReconstructionConfig
 
 __all__ = [
     "CASE_PRESETS",
@@ -398,7 +398,7 @@ def reconstruction_config(
     Stage 1 ("mean object"): 1 object state, ``probe_modes`` modes, object and probe refined.
     Stage 2 ("object states"): ``size.object_states`` states, the stage-1 probe kept fixed.
     """
-    from caviar_napari.core.config import two_stage_preset
+    from caviar_napari.data.config import two_stage_preset
 
     return two_stage_preset(
         object_states=size.object_states,

@@ -7,9 +7,9 @@ import pytest
 from qtpy.QtCore import Qt
 
 from caviar_napari._qt.dispersion_widget import DispersionWidget
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
 from caviar_napari.io.dispersion_file import read_dispersion
-from caviar_napari.simulate.harmonic import HarmonicLattice
 
 
 def write_atoms_file(path, species=("B", "N"), n_states=20, L=(6, 6)):

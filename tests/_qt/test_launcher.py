@@ -11,8 +11,8 @@ import pytest
 from caviar_napari._napari import sample_data
 from caviar_napari._qt import launcher
 from caviar_napari._qt import reconstruction_widget as rw
-from caviar_napari.core import config as cfg
 from caviar_napari.core import engine
+from caviar_napari.data import config as cfg
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.io.reconstruction import save_reconstruction

@@ -12,9 +12,10 @@ from caviar_napari._napari import reconstruction_layers as rl
 from caviar_napari._qt import _worker
 from caviar_napari._qt import reconstruction_widget as rw
 from caviar_napari._qt.reconstruction import live_display
-from caviar_napari.core import config as cfg
 from caviar_napari.core import engine
+from caviar_napari.data import config as cfg
 from caviar_napari.errors import InputError
+from caviar_napari.io.config_file import load_yaml
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.io.reconstruction import load_reconstruction
 from caviar_napari.viewmodels import recon_images as ri
@@ -469,7 +470,7 @@ def test_config_buttons_save_preset_and_load(viewer_widget, tmp_path, click, ans
     path = tmp_path / "config.yaml"
     assert answer_dialogs(path) == []
     click(widget.settings.save_button)
-    loaded = cfg.load_yaml(path)  # the CLI's reader
+    loaded = load_yaml(path)  # the CLI's reader
     assert loaded.seed == 11 and loaded.tilt_mrad == (0.5, -0.25)
     assert loaded.stages[0].probe_modes == 3 and loaded.stages[1].lbfgs_memory == 4
     assert loaded.stages[1].slice_thickness_A == 2.5

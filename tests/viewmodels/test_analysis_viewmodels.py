@@ -194,7 +194,7 @@ def test_drawing_job_arrows_markers_rings_and_matrix():
 
 # ================================================================================ dispersion
 def test_dispersion_config_rows_plot_and_export(tmp_path):
-    from caviar_napari.simulate.harmonic import HarmonicLattice
+    from caviar_napari.analysis.phonons import HarmonicLattice
 
     lat = HarmonicLattice.honeycomb(masses_amu=(10.81, 14.007))
     sc = lat.supercell(4, 4)

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from caviar_napari.core import config as cfg
 from caviar_napari.core import engine
+from caviar_napari.data import config as cfg
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.viewmodels import reconstruction as rvm

@@ -2,7 +2,7 @@
 
 Global fields (device, precision, loss, seed, update interval, batch size) are a magicgui form
 (:class:`~caviar_napari._qt._forms.ParamForm`) over
-:class:`~caviar_napari.core.config.ReconstructionConfig`; the stages are the
+:class:`~caviar_napari.data.config.ReconstructionConfig`; the stages are the
 :class:`~caviar_napari._qt.reconstruction.stage_table.StageTable`.  Fields the panel does not
 show (tilt, padding, checkpoints, …) are kept from the last configuration set.
 """
@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QSizePolicy, QVBoxLayout, QWi
 from caviar_napari._qt._file_dialogs import YAML_FILTER, ask_and_run
 from caviar_napari._qt._forms import ParamField, ParamForm, push_button, text_label
 from caviar_napari._qt.reconstruction.stage_table import StageTable
-from caviar_napari.core import config as cfg
+from caviar_napari.data import config as cfg
 from caviar_napari.viewmodels.reconstruction import device_summary_text
 
 #: The global fields of the form.
@@ -39,7 +39,7 @@ GLOBAL_FIELDS = (
     ParamField(
         "loss",
         "Loss",
-        {"widget_type": "ComboBox", "choices": cfg.LOSSES},
+        {"widget_type": "ComboBox", "choices": cfg.LOSS_CHOICES},
         tooltip="gaussian: amplitude loss (paper eq. S8); poisson: counts.",
     ),
     ParamField(

@@ -1,6 +1,6 @@
 """Stage table of the Reconstruction dock: add, remove and edit the stages of a run.
 
-Each row is one :class:`~caviar_napari.core.config.StageConfig`. The table shows the fields a
+Each row is one :class:`~caviar_napari.data.config.StageConfig`. The table shows the fields a
 user changes between stages; the other fields of a stage loaded from YAML (optimiser memory,
 missing-wedge slope, state noise, per-slice thicknesses) are kept as they were unless the
 corresponding visible cell is edited.
@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from caviar_napari._qt._forms import centred, combo, double_spin, int_spin
-from caviar_napari.core.config import OPTIMIZERS, StageConfig
+from caviar_napari.data.config import OPTIMIZERS, StageConfig
 
 #: (key, header, tooltip) of every column, in display order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
