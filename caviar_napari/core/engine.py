@@ -54,6 +54,7 @@ from caviar_napari.core.geometry import (
     measured_amplitudes,
     plan_geometry,
 )
+from caviar_napari.core.holdout import PatternSplit, holdout_fraction, pattern_split
 from caviar_napari.core.memory import MemoryEstimate, estimate_memory, require_memory
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
@@ -367,19 +368,25 @@ def run(
         rng.bit_generator.state = copy.deepcopy(state.rng_state)
 
     amplitudes = measured_amplitudes(dataset, geom)
-    norm = masked_total(dataset, geom)
+    masked_total(dataset, geom)  # raises when the mask holds no intensity
     loss_kind = resolve_loss(config.loss, dataset)
     if config.loss == "auto":
         state.diagnostics["loss"] = loss_kind
+    fraction = holdout_fraction(config.holdout_fraction, dataset.is_counts)
+    split = pattern_split(dataset.scan_shape, fraction, amplitudes, geom.detector_mask)
+    if split.holds_out:
+        state.diagnostics["held_out_patterns"] = int(split.held.size)
+        log.info("%d of %d scan positions held out of the fit", split.held.size, len(amplitudes))
+    fitted = amplitudes[split.fit]
     ctx = _RunContext(
         config=config,
         dataset=dataset,
         geom=geom,
         backend=backend,
         amplitudes=xp.asarray(amplitudes),
-        norm=norm,
+        split=split,
         loss=loss_kind,
-        noise=noise_level(loss_kind, amplitudes, geom.detector_mask, norm, dataset.is_counts),
+        noise=noise_level(loss_kind, fitted, geom.detector_mask, split.fit_norm, dataset.is_counts),
         control=control,
         on_checkpoint=on_checkpoint,
         start_iteration=state.iteration,
@@ -416,7 +423,7 @@ class _RunContext:
     geom: Geometry
     backend: Backend
     amplitudes: Any  # (P, Ky, Kx) measured amplitudes on the device, FFT order
-    norm: float  # total measured intensity in the loss mask
+    split: PatternSplit  # fitted and held-out patterns, with their loss normalisers
     loss: str  # the data loss in use ("gaussian" or "poisson")
     noise: NoiseLevel
     control: RunControl | None
@@ -469,7 +476,9 @@ def _run_stage(
     }
     x = {k: v for k, v in blocks.items() if k in stage.refine}
     fixed = {k: v for k, v in blocks.items() if k not in stage.refine}
-    fun = Objective(model, backend, stage, fixed, ctx.norm, geom.pixel_size_A)
+    fun = Objective(
+        model, backend, stage, fixed, ctx.split.fit_norm, geom.pixel_size_A, split=ctx.split
+    )
     opt = make_optimiser(
         stage.optimizer,
         memory=stage.lbfgs_memory,
@@ -512,6 +521,8 @@ def _run_stage(
                 state.stage_iteration,
             )
             state.stage_iteration = stage.iterations
+        elif _stopping_rule(state, stage, fun, x, ctx):
+            state.stage_iteration = stage.iterations
         last = state.stage_iteration == stage.iterations
         due_update = config.update_every and (state.iteration % config.update_every == 0 or last)
         due_ckpt = config.checkpoint_every and state.iteration % config.checkpoint_every == 0
@@ -545,6 +556,49 @@ def _run_stage(
             probe=probe_copy,
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
+    return False
+
+
+def _stopping_rule(
+    state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _RunContext
+) -> bool:
+    """Whether ``stage`` should end now (``stop_patience``, ``stop_tolerance``; see
+    :class:`~caviar_napari.data.config.StageConfig`); logs why. The held-out record lives in
+    ``state.diagnostics["held_out"]`` so that a resumed run decides as an uninterrupted one."""
+    patience = stage.stop_patience
+    k = state.stage_iteration
+    if ctx.split.holds_out:
+        held = fun.held_out_loss(x)
+        record = state.diagnostics.setdefault("held_out", {}).setdefault(stage.name, {})
+        record.setdefault("loss", []).append(held)
+        if held < record.get("best", math.inf):
+            record["best"], record["best_iteration"] = held, k
+        if patience and k - record["best_iteration"] >= patience:
+            log.info(
+                "stage '%s': held-out loss has not improved for %d iterations (best at %d): "
+                "ending the stage at iteration %d",
+                stage.name,
+                patience,
+                record["best_iteration"],
+                k,
+            )
+            return True
+        return False
+    if not patience or k <= patience:
+        return False
+    losses = state.loss[-patience - 1 :]
+    old, new = losses[0] - ctx.noise.floor, losses[-1] - ctx.noise.floor
+    if old > 0 and (old - new) / old < stage.stop_tolerance:
+        log.info(
+            "stage '%s': the misfit fell by %.2g %% over the last %d iterations (< %.2g %%): "
+            "ending the stage at iteration %d",
+            stage.name,
+            100 * (old - new) / old,
+            patience,
+            100 * stage.stop_tolerance,
+            k,
+        )
+        return True
     return False
 
 
@@ -586,6 +640,7 @@ def _report_separation(
         loss_floor=ctx.noise.floor,
         noise_per_parameter=ctx.noise.per_parameter,
         n_parameters=int(2 * area * stage.slices * (stage.object_states - 1)),
+        held_losses=fun.data_losses(x, held=True) if ctx.split.holds_out else None,
     )
     reports = [r for r in state.diagnostics.get("separation", []) if r["stage"] != stage.name]
     state.diagnostics["separation"] = [*reports, report.to_dict()]

@@ -33,6 +33,7 @@ import numpy as np
 
 from caviar_napari.core import coherence, optics
 from caviar_napari.core.backend import Backend
+from caviar_napari.core.holdout import PatternSplit
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.optics import BAND_LIMIT
 from caviar_napari.data.config import StageConfig
@@ -127,12 +128,17 @@ class Objective:
         norm: float,
         pixel: tuple[float, float],
         compression: float = coherence.COMPRESSION_TOLERANCE,
+        split: PatternSplit | None = None,
     ) -> None:
         self.model = model
         self.backend = backend
         self.stage = stage
         self.fixed = fixed
         self.inv_norm = 1.0 / norm
+        # fitted patterns (None: all) and held-out ones, each with its own normaliser
+        self.fit = None if split is None or not split.holds_out else split.fit
+        self.held = None if split is None or not split.holds_out else split.held
+        self.inv_held_norm = 1.0 / split.held_norm if self.held is not None else 0.0
         self.want = frozenset(stage.refine)
         xp = backend.xp
         shape = model.object_shape
@@ -192,7 +198,9 @@ class Objective:
         be = self.backend
         obj, probe, tilt = self.blocks(x)
         modes, mixing = self.model_probe(x)
-        loss, grads = self.model.loss_and_gradient(obj, modes, tilt, want=self.model_want)
+        loss, grads = self.model.loss_and_gradient(
+            obj, modes, tilt, want=self.model_want, indices=self.fit
+        )
         if self.source is not None and "probe" in self.model_want:
             g_copies = mixing.conj() @ grads["probe"].reshape(modes.shape[0], -1)
             g_probe, g_sigma = coherence.contract_gradient(
@@ -224,13 +232,23 @@ class Objective:
                 out["object"] = shifts.project(out["object"])
         return f, out
 
-    def data_losses(self, x: dict[str, Any]) -> tuple[float, float]:
-        """Normalised data loss at ``x`` with its states, and with their mean object alone."""
+    def data_losses(self, x: dict[str, Any], held: bool = False) -> tuple[float, float]:
+        """Normalised data loss at ``x`` with its states, and with their mean object alone,
+        over the fitted patterns (or the held-out ones)."""
         obj, _, tilt = self.blocks(x)
         modes, _ = self.model_probe(x)
-        with_states = self.model.loss(obj, modes, tilt) * self.inv_norm
-        mean = self.model.loss(obj.mean(axis=0, keepdims=True), modes, tilt) * self.inv_norm
+        idx, scale = (self.held, self.inv_held_norm) if held else (self.fit, self.inv_norm)
+        with_states = self.model.loss(obj, modes, tilt, indices=idx) * scale
+        mean = self.model.loss(obj.mean(axis=0, keepdims=True), modes, tilt, indices=idx) * scale
         return float(with_states), float(mean)
+
+    def held_out_loss(self, x: dict[str, Any]) -> float:
+        """Normalised data loss of the held-out patterns at ``x`` (NaN when none)."""
+        if self.held is None:
+            return float("nan")
+        obj, _, tilt = self.blocks(x)
+        modes, _ = self.model_probe(x)
+        return float(self.model.loss(obj, modes, tilt, indices=self.held) * self.inv_held_norm)
 
 
 class StateShifts:

@@ -16,8 +16,10 @@ mean. With ``L_states`` the final objective and ``L_mean`` the mean object's,
   scanned area, and ``trend`` the relative decrease of ``L_states − L_floor`` over the stage's
   last :data:`TREND_WINDOW` iterations.
 
-The states **separated** when ``gain ≥`` :data:`MIN_GAIN` and ``noise_gain ≥``
-:data:`MIN_NOISE_GAIN`; they **stopped improving** when ``trend <`` :data:`STILL_IMPROVING`.
+The states **separated** when ``gain ≥`` :data:`MIN_GAIN` and the data support them: with
+held-out patterns (:mod:`caviar_napari.core.holdout`) the states must also lower their loss
+(``held_gain > 0``); without, ``noise_gain ≥`` :data:`MIN_NOISE_GAIN`. They **stopped
+improving** when ``trend <`` :data:`STILL_IMPROVING` (or a stopping rule ended the stage).
 Each failed test is one plain sentence in :attr:`SeparationReport.warnings`, which the CLI,
 the widget and the reconstruction file show.
 """
@@ -77,7 +79,11 @@ class SeparationReport:
     trend
         Relative decrease of the misfit over the last :data:`TREND_WINDOW` iterations.
     separated
-        ``gain ≥ MIN_GAIN`` and ``noise_gain ≥ MIN_NOISE_GAIN``.
+        ``gain ≥ MIN_GAIN``, and the states also lower the loss of the held-out patterns
+        (``held_gain > 0``), or, without held-out patterns, ``noise_gain ≥ MIN_NOISE_GAIN``.
+    held_gain
+        ``(L_mean − L_states) / L_mean`` on the held-out patterns (NaN when none): positive
+        when the states describe what unseen patterns share, not each pattern's noise.
     converged
         ``trend < STILL_IMPROVING``.
     """
@@ -93,13 +99,19 @@ class SeparationReport:
     trend: float
     separated: bool
     converged: bool
+    held_gain: float = math.nan
 
     @property
     def warnings(self) -> list[str]:
         """Plain sentences for every test the states failed (empty when all passed)."""
         out = []
         if not self.separated:
-            if self.noise_gain < MIN_NOISE_GAIN:
+            if math.isfinite(self.held_gain) and self.held_gain <= 0 and self.gain >= MIN_GAIN:
+                why = (
+                    "they lower the loss of the fitted patterns but not of the held-out ones: "
+                    "they fit counting noise"
+                )
+            elif self.noise_gain < MIN_NOISE_GAIN:
                 why = (
                     f"the loss fell by only {self.noise_gain:.1f}× what fitting the counting "
                     "noise alone would give: the incoherent signal is at the noise floor"
@@ -123,16 +135,20 @@ class SeparationReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain (JSON-safe) dictionary; infinities as the strings ``"inf"``."""
-        return {
-            k: ("inf" if isinstance(v, float) and math.isinf(v) else v)
-            for k, v in asdict(self).items()
-        }
+        """Plain (JSON-safe) dictionary; infinities and NaN as the strings ``"inf"``, ``"nan"``."""
+
+        def safe(v: Any) -> Any:
+            if isinstance(v, float) and not math.isfinite(v):
+                return "nan" if math.isnan(v) else "inf"
+            return v
+
+        return {k: safe(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeparationReport:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{k: (math.inf if v == "inf" else v) for k, v in data.items()})
+        special = {"inf": math.inf, "nan": math.nan}
+        return cls(**{k: special.get(v, v) if isinstance(v, str) else v for k, v in data.items()})
 
 
 def state_spread_rad(obj: np.ndarray, region: tuple[slice, slice] | None = None) -> float:
@@ -274,6 +290,7 @@ def separation_report(
     loss_floor: float = 0.0,
     noise_per_parameter: float = 0.0,
     n_parameters: int = 0,
+    held_losses: tuple[float, float] | None = None,
 ) -> SeparationReport:
     """Build the :class:`SeparationReport` of a multi-state stage.
 
@@ -294,6 +311,8 @@ def separation_report(
         noise-free data).
     n_parameters
         Real parameters the states add to the mean object.
+    held_losses
+        ``(L_states, L_mean)`` on the held-out patterns, or None.
     """
     misfit = max(loss_mean - loss_floor, 0.0)
     decrease = loss_mean - loss_states
@@ -305,6 +324,13 @@ def separation_report(
         trend = (old - new) / old if old > 0 else 0.0
     else:
         trend = math.inf if len(loss_history) > 1 else 0.0
+    held_gain = math.nan
+    if held_losses is not None:
+        held_states, held_mean = held_losses
+        held_gain = (held_mean - held_states) / held_mean if held_mean > 0 else 0.0
+        support = held_gain > 0
+    else:
+        support = noise_gain >= MIN_NOISE_GAIN
     return SeparationReport(
         stage=stage,
         n_states=int(n_states),
@@ -315,6 +341,7 @@ def separation_report(
         gain=float(gain),
         noise_gain=float(noise_gain),
         trend=float(trend),
-        separated=bool(gain >= MIN_GAIN and noise_gain >= MIN_NOISE_GAIN),
+        separated=bool(gain >= MIN_GAIN and support),
         converged=bool(trend < STILL_IMPROVING),
+        held_gain=float(held_gain),
     )

@@ -133,6 +133,13 @@ class StageConfig:
         are a few 0.01 rad at atoms (3 pm displacements), so large noise (0.05 rad everywhere)
         must first be fitted away and slows the states down (on exact-model hBN data, 300
         iterations: nearest-neighbour CSM 0.99 from 0.005 rad, 0.94 from 0.05 rad).
+    stop_patience, stop_tolerance
+        The stopping rule (``iterations`` is then the most a stage may run; ``stop_patience:
+        0`` runs them all). With held-out patterns (``holdout_fraction``) the stage ends when
+        their loss has not reached a new minimum for ``stop_patience`` iterations: past that
+        point the fit learns the counting noise. Without, it ends when the misfit (the loss
+        above the counting-noise floor) fell by less than ``stop_tolerance`` (a fraction) over
+        the last ``stop_patience`` iterations.
     orthogonalise_probe_every
         Every how many iterations the refined probe modes are made orthogonal again (0:
         never; they always are at a stage's start): a unitary mixing that leaves the intensity
@@ -169,6 +176,8 @@ class StageConfig:
     state_noise_rad: float = 0.005
     remove_state_shifts: bool = True
     orthogonalise_probe_every: int = 10
+    stop_patience: int = 20
+    stop_tolerance: float = 0.01
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -218,6 +227,10 @@ class StageConfig:
         )
         self.optimizer = _check_choice(self.optimizer, "optimizer", OPTIMIZERS, where)
         self.lbfgs_memory = _check_int(self.lbfgs_memory, "lbfgs_memory", 1, where)
+        self.stop_patience = _check_int(self.stop_patience, "stop_patience", 0, where)
+        self.stop_tolerance = _check_float(
+            self.stop_tolerance, "stop_tolerance", where, minimum=0.0
+        )
         self.orthogonalise_probe_every = _check_int(
             self.orthogonalise_probe_every, "orthogonalise_probe_every", 0, where
         )
@@ -313,6 +326,11 @@ class ReconstructionConfig:
         Starting source size (FWHM at the specimen, Å) of stages with ``partial_coherence:
         gaussian``; it must not be 0 when the size is refined (the intensity is even in it, so
         its gradient vanishes at 0). A cold field-emission gun at 60–300 kV gives 0.3–0.6 Å.
+    holdout_fraction
+        Fraction of the scan positions left out of the fit and scored (:mod:`~caviar_napari.
+        core.holdout`): they stop each stage when the fit starts learning the noise, and show
+        whether object states capture signal. ``"auto"`` (default): 0.1 for counts, 0 for
+        noise-free data.
     detector_padding
         ``"auto"``: zero-pad the detector in reciprocal space when the data reach beyond the
         2/3-Nyquist band limit of the unpadded window (padding excluded from the loss);
@@ -333,6 +351,7 @@ class ReconstructionConfig:
     defocus_A: float | None = None
     object_padding_px: int = 4
     source_fwhm_A: float = 0.3
+    holdout_fraction: float | str = "auto"
     detector_padding: str = "auto"
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
 
@@ -367,6 +386,15 @@ class ReconstructionConfig:
             self.defocus_A = _check_float(self.defocus_A, "defocus_A", source)
         self.object_padding_px = _check_int(self.object_padding_px, "object_padding_px", 0, source)
         self.source_fwhm_A = _check_float(self.source_fwhm_A, "source_fwhm_A", source, minimum=0.0)
+        if self.holdout_fraction != "auto":
+            self.holdout_fraction = _check_float(
+                self.holdout_fraction, "holdout_fraction", source, minimum=0.0
+            )
+            if self.holdout_fraction > 0.5:
+                raise InputError(
+                    f"{_where(source)}'holdout_fraction' must be 'auto' or in [0, 0.5], got "
+                    f"{self.holdout_fraction!r}"
+                )
         self.detector_padding = _check_choice(
             self.detector_padding, "detector_padding", PADDINGS, source
         )

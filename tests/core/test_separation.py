@@ -270,3 +270,44 @@ def test_a_measured_starting_probe_is_used_on_the_padded_window():
     inner = spec(big)[K // 2 : K // 2 + K, K // 2 : K // 2 + K]
     np.testing.assert_allclose(inner, spec(measured), atol=1e-12)
     assert np.sum(np.abs(big) ** 2) == pytest.approx(np.sum(np.abs(measured) ** 2))
+
+
+# ------------------------------------------------------------------------ held-out patterns
+def test_held_out_positions_form_an_even_lattice():
+    from caviar_napari.core.holdout import holdout_fraction, split_positions
+
+    fit, held = split_positions((12, 12), 0.1)
+    assert len(held) == pytest.approx(14.4, abs=2) and len(fit) + len(held) == 144
+    assert not set(fit) & set(held)
+    iy, ix = np.divmod(held, 12)
+    assert np.ptp(iy) >= 10 and np.ptp(ix) >= 10  # spread over the whole scan
+    assert holdout_fraction("auto", True) == 0.1 and holdout_fraction("auto", False) == 0.0
+    assert split_positions((4, 4), 0.0)[1].size == 0
+
+
+def test_held_out_patterns_stop_the_fit_before_it_learns_the_noise():
+    """Low-dose counts: the held-out loss ends the stage early, and the object is closer to
+    the truth than after running all iterations on every pattern."""
+    data, grid, obj = _forward_dataset(scan=(10, 10))
+    per_pattern = data.intensities / data.intensities.sum(axis=(2, 3), keepdims=True)
+    counts = np.random.default_rng(0).poisson(per_pattern * 3e3).astype(np.float32)
+    noisy = STEMDataset(counts, E_EV, ALPHA, STEP, DK, DEFOCUS)
+    lo = np.floor(grid.positions_px.min(0)).astype(int)
+    hi = np.ceil(grid.positions_px.max(0)).astype(int)
+    inside = np.s_[lo[0] : hi[0], lo[1] : hi[1]]
+
+    def correlation(state):
+        phase = np.angle(state.object.mean(axis=0).sum(axis=0))[inside]
+        return np.corrcoef(phase.ravel(), np.angle(obj[0, 0])[inside].ravel())[0, 1]
+
+    def config(**kw):
+        stage = StageConfig(iterations=300, refine=("object", "probe"), **kw)
+        holdout = "auto" if kw.get("stop_patience", 1) else 0.0
+        return ReconstructionConfig(stages=[stage], holdout_fraction=holdout, **NONE)
+
+    held = run_to_end(noisy, config().validate())
+    assert held.diagnostics["loss"] == "poisson" and held.diagnostics["held_out_patterns"] > 5
+    assert len(held.loss) < 100
+    everything = run_to_end(noisy, config(stop_patience=0).validate())
+    assert len(everything.loss) == 300
+    assert correlation(held) > correlation(everything) + 0.05
