@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from caviar_napari.analysis import dispersion as disp
-from caviar_napari.analysis.dispersion import STANDARD_ATOMIC_WEIGHTS_AMU
+from caviar_napari.analysis.phonons import STANDARD_ATOMIC_WEIGHTS_AMU
 from caviar_napari.errors import InputError
 from caviar_napari.io.dispersion_file import DispersionData, write_dispersion
 from caviar_napari.viewmodels.figures import (
