@@ -29,7 +29,9 @@ the patterns as ``(kx, ky)`` without saying so.  The ground truth records the tr
 Intensities are probabilities (abTEM normalises the full far field to 1; the cropped detector
 holds slightly less) or, with a dose ``D`` (e/Å²), Poisson counts with mean
 ``D · dy_scan · dx_scan · I``.  Configurations are averaged (``I = mean over configurations``),
-then partial spatial coherence is applied (:mod:`caviar_napari.simulate.psc`), then noise.
+partial spatial coherence is a continuous Gaussian source (each pattern the weighted sum of
+patterns of probes displaced by the points of a Gauss–Hermite rule,
+:mod:`caviar_napari.simulate.psc`), then noise.
 
 Signs (checked by the tests against the simulation itself)
 ---------------------------------------------------------
@@ -74,7 +76,7 @@ from caviar_napari.analysis.phonons import HarmonicLattice, Supercell, standard_
 from caviar_napari.core.grid import as_pair
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset, write_stem_h5
-from caviar_napari.simulate.psc import DEFAULT_TRUNCATE, gaussian_scan_average, psc_margin
+from caviar_napari.simulate.psc import source_average, source_offsets_A
 from caviar_napari.simulate.thermal import (
     THERMAL_MODELS,
     Ensemble,
@@ -255,11 +257,6 @@ class SimulationConfig:
         if not isinstance(self.detector_transposed, (bool, np.bool_)):
             raise bad("detector_transposed", "must be true or false")
         object.__setattr__(self, "detector_transposed", bool(self.detector_transposed))
-        if self.psc_fwhm_A > 0 and (self.position_jitter_A > 0 or self.drift_A > 0):
-            raise InputError(
-                "simulation parameters 'psc_fwhm_A' and 'position_jitter_A'/'drift_A': the "
-                "partial-coherence average needs a regular scan; give one or the other"
-            )
         for name in ("n_configs", "oversampling", "truth_slices", "thickness_cells", "seed"):
             v = getattr(self, name)
             lowest = 0 if name == "seed" else 1
@@ -798,21 +795,13 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     conf_pos = structure.positions_A[None] + ensemble.displacements_A  # (config, atom, 3)
     atoms_list = [_ase_atoms(structure.species, p, box) for p in conf_pos]
 
-    # scan (extended by the PSC margins), box frame, raster order
-    margin = psc_margin(config.scan_step_A, config.psc_fwhm_A, DEFAULT_TRUNCATE)
+    # scan, box frame, raster order; a finite source adds, around every scan point, the probe
+    # positions of its Gauss–Hermite rule (a continuous Gaussian source, simulate.psc)
     sy, sx = config.scan_shape
-    ey, ex = sy + 2 * margin[0], sx + 2 * margin[1]
     true_positions = scan_positions_A(config)  # object frame, (0, 0) = first nominal point
-    if margin == (0, 0):
-        scan_box = (np.asarray(config.scan_start_A) + true_positions).reshape(-1, 2)
-    else:  # a regular (possibly rotated) raster extended by the PSC margins
-        from caviar_napari.data.dataset import rotate_positions_A
-
-        iy, ix = np.meshgrid(np.arange(ey) - margin[0], np.arange(ex) - margin[1], indexing="ij")
-        raster = np.stack([iy * config.scan_step_A[0], ix * config.scan_step_A[1]], axis=-1)
-        scan_box = (
-            np.asarray(config.scan_start_A) + rotate_positions_A(raster, config.scan_rotation_deg)
-        ).reshape(-1, 2)
+    scan_box = (np.asarray(config.scan_start_A) + true_positions).reshape(-1, 2)
+    offsets, weights = source_offsets_A(config.psc_fwhm_A)
+    scan_box = (scan_box[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
 
     n_slices = max(1, int(math.ceil(box[2] / config.slice_thickness_A - 1e-9)))
     log.info(
@@ -852,7 +841,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             arr = np.fft.fftshift(arr, axes=(-2, -1))
         nxs, nys = arr.shape[-2:]
         cx, cy = nxs // 2 - kx // 2, nys // 2 - ky // 2
-        arr = arr[:, cx : cx + kx, cy : cy + ky].transpose(0, 2, 1).reshape(ey, ex, ky, kx)
+        arr = arr[:, cx : cx + kx, cy : cy + ky].transpose(0, 2, 1)
 
         # ground truth on the reconstruction grid
         truth_dz = box[2] / config.truth_slices
@@ -889,7 +878,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             .compute()
             .array
         )
-    intensities = gaussian_scan_average(arr, config.scan_step_A, config.psc_fwhm_A)
+    intensities = source_average(arr, weights).reshape(sy, sx, ky, kx)
     scale = 1.0
     if config.dose_e_per_A2 is not None:
         scale = config.dose_e_per_A2 * config.scan_step_A[0] * config.scan_step_A[1]

@@ -44,8 +44,8 @@ def test_true_positions_drift_jitter_rotation():
     np.testing.assert_allclose(rot[0, 1], (0.4, 0.0), atol=1e-12)  # +x turns to +y
 
 
-def test_psc_needs_a_regular_scan():
-    with pytest.raises(InputError, match="psc_fwhm_A"):
-        preset_config("hbn-correlated-psc", position_jitter_A=0.05)
+def test_source_and_jitter_combine_but_negative_jitter_is_refused():
+    # a finite source displaces the probe around each true position, jittered or not
+    assert preset_config("hbn-correlated-psc", position_jitter_A=0.05).position_jitter_A == 0.05
     with pytest.raises(InputError, match="position_jitter_A"):
         preset_config("hbn-static", position_jitter_A=-1.0)
