@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from caviar_napari.analysis import correlations as corr
+from caviar_napari.analysis.truth import nearest_neighbour_pair_set, rms_displacement_A
 from caviar_napari.errors import InputError
 from caviar_napari.io.outputs import OutputTarget
 from caviar_napari.workflows.inputs import index_list, read_checked_atoms
 from caviar_napari.workflows.summary import StepSummary
-from caviar_napari.workflows.truth_metrics import nearest_neighbour_pair_set, rms_displacement_A
 
 if TYPE_CHECKING:
     from caviar_napari.io.correlations_file import CorrelationsData, GroundTruth

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from caviar_napari import cli
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.cli import main
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
 from caviar_napari.io.dispersion_file import read_dispersion
-from caviar_napari.simulate.harmonic import HarmonicLattice
 
 
 @pytest.fixture(autouse=True)
