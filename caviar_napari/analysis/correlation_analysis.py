@@ -318,8 +318,8 @@ def analyse_correlations(
         out["green"] = g
         out["b"] = corr.b_factors(g)
         out["b_mean"] = np.mean(out["b"])
-        diagonal = np.diagonal(g)
-        out["rms"] = np.sqrt(np.mean(diagonal)) if np.all(diagonal >= 0) else np.nan
+        mean_square = np.mean(np.diagonal(g))
+        out["rms"] = np.sqrt(mean_square) if mean_square >= 0 else np.nan
         if nn_k.size:
             with np.errstate(invalid="ignore", divide="ignore"):
                 out["rho_nn"] = np.mean(corr.correlation_coefficients(g, nn_k))

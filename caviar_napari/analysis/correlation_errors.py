@@ -27,15 +27,17 @@ Methods (:class:`Resampling`):
     ``replicas`` draws of N states with replacement from a seeded generator (numpy's PCG64, the
     same numbers on every machine and thread count), ``var = Σ_r (θ_r − θ̄)² / (R − 1)``.
 
-Calibration with 10 states (``benchmarks/bench_correlation_errors.py``; Gaussian displacements,
-4000 datasets): the bootstrap variance of a cross-covariance entry is 0.75 of the true sampling
-variance (its standard errors are 13 % too small), the jackknife's is 1.07–1.14 (5 % too large),
-the analytic Wishart estimate with the unbiased plug-in 0.98–1.03; the coefficient of variation
-of the error itself is 0.43 (bootstrap, jackknife) and 0.35 (Wishart, which assumes
-Gaussianity).  The jackknife is the default: the best calibrated of the distribution-free
-methods, and it never underestimates.  Significance is not judged from ``|value| / error`` (with
-9 degrees of freedom that ratio has heavy tails): :mod:`.correlation_significance` uses exact
-tests with the degrees of freedom of :func:`effective_dof`.
+Calibration with 10 states (``benchmarks/bench_correlation_errors.py``,
+``docs/benchmarks/correlation-errors.md``; Gaussian displacements, 4000 datasets): the bootstrap
+variance of a cross-covariance entry is 0.73 of the true sampling variance (its standard errors
+are 15 % too small), the jackknife's 1.04–1.10 (4 % too large), the analytic Wishart estimate
+with the unbiased plug-in 0.96–1.01; the coefficient of variation of the error itself is 0.42
+(bootstrap), 0.43 (jackknife) and 0.35 (Wishart, which assumes Gaussian displacements).  The
+jackknife is the default: the best calibrated of the distribution-free methods, and it does not
+underestimate.  Significance is not judged from ``|value| / error`` (with 9 degrees of freedom
+that ratio has heavy tails: the largest of a block's four entries exceeds 2 errors in 18 %
+(jackknife) or 33 % (bootstrap) of independent blocks); :mod:`.correlation_significance` uses
+exact tests with the degrees of freedom of :func:`effective_dof`.
 """
 
 from __future__ import annotations

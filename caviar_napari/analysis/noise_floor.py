@@ -22,9 +22,19 @@ Where ``σ`` comes from, in this order:
    says so.
 
 With one slice and no given floor, the positions alone cannot separate noise from motion (both
-are random per state and atom): nothing is claimed, and the summary says how to supply a floor.
+are random per state and atom): no floor is claimed, and the summary says how to supply one.
 The reconstruction's own verdict (its state-separation report, when the RECON file has one) is
 checked by the workflows (:mod:`caviar_napari.workflows.noise_floor`).
+
+A physical floor applies whatever the noise (:func:`physical_floor_warnings`): no atom in a solid
+moves less than its zero-point motion.  An oscillator of stiffness K has
+``⟨u²⟩ ≥ ħ / (2 sqrt(m K))`` per direction (its ground state; temperature only adds), and no atom
+feels more than ``K_max = 500 eV/Å²``
+(:data:`~caviar_napari.analysis.dispersion_checks.MAX_STIFFNESS_EV_PER_A2`): 2.1 pm for boron,
+1.0 pm for the heaviest atoms (240 amu, used when the species are unknown).  Displacements below
+:data:`ZERO_POINT_FRACTION` of that cannot be vibrations (classical simulations below ~10 K
+excepted, which have no zero-point motion): the states did not separate, or they lost the
+amplitude.
 """
 
 from __future__ import annotations
@@ -33,21 +43,78 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import constants
 
+from caviar_napari.analysis.dispersion_checks import MAX_STIFFNESS_EV_PER_A2
 from caviar_napari.data.correlations import NoiseFloor
 from caviar_napari.errors import InputError
 
 __all__ = [
+    "HEAVIEST_ATOM_AMU",
     "NOISE_FRACTION_LIMIT",
+    "ZERO_POINT_FRACTION",
     "assess_noise_floor",
     "noise_floor_lines",
     "noise_floor_warnings",
+    "physical_floor_warnings",
     "rms_displacement_A",
     "slice_noise_A",
+    "zero_point_rms_A",
 ]
 
 #: Noise fraction σ²/⟨u²⟩ from which the displacements are "at the noise floor".
 NOISE_FRACTION_LIMIT = 0.5
+
+#: The method text of the between-slices estimate.
+SLICE_METHOD = "spread between the slices of each state"
+
+#: Mass assumed when the species are unknown (amu): the heaviest atoms.
+HEAVIEST_ATOM_AMU = 240.0
+
+#: Displacements below this fraction of the smallest zero-point rms cannot be vibrations.
+ZERO_POINT_FRACTION = 0.5
+
+
+def zero_point_rms_A(
+    mass_amu: float, stiffness_eV_per_A2: float = MAX_STIFFNESS_EV_PER_A2
+) -> float:
+    """Zero-point rms displacement per direction of an oscillator, ``sqrt(ħ / (2 sqrt(m K)))``, Å.
+
+    Parameters
+    ----------
+    mass_amu
+        Mass, amu.
+    stiffness_eV_per_A2
+        Stiffness K, eV/Å² (default: the largest any atom feels in a solid).
+    """
+    m = float(mass_amu) * constants.atomic_mass
+    k = float(stiffness_eV_per_A2) * constants.e / 1e-20
+    return float(math.sqrt(constants.hbar / (2.0 * math.sqrt(m * k))) * 1e10)
+
+
+def physical_floor_warnings(rms_A: float, masses_amu: ArrayLike | None = None) -> list[str]:
+    """A warning when the rms displacement is below what any vibration gives (module docstring).
+
+    Parameters
+    ----------
+    rms_A
+        rms displacement per direction, Å.
+    masses_amu
+        Masses of the atoms (the heaviest sets the floor); None or empty: unknown, the heaviest
+        atoms are assumed.
+    """
+    masses = np.asarray([] if masses_amu is None else masses_amu, dtype=float).ravel()
+    masses = masses[np.isfinite(masses) & (masses > 0)]
+    heaviest = float(masses.max()) if masses.size else HEAVIEST_ATOM_AMU
+    floor = zero_point_rms_A(heaviest)
+    if not (math.isfinite(rms_A) and rms_A < ZERO_POINT_FRACTION * floor):
+        return []
+    which = f"atoms of {heaviest:.4g} amu" if masses.size else "any atom (up to 240 amu)"
+    return [
+        f"displacements below any vibration: rms {100 * rms_A:.2f} pm per direction, while the "
+        f"zero-point motion of {which} in any solid is at least {100 * floor:.2f} pm: the object "
+        "states do not describe the vibrations (they did not separate, or lost the amplitude)"
+    ]
 
 
 def rms_displacement_A(u_A: ArrayLike) -> float:
@@ -108,10 +175,7 @@ def assess_noise_floor(
         floor, method = g, f"given ({given_source})" if given_source else "given"
     elif slice_noise is not None:
         floor = float(slice_noise)
-        method = (
-            "spread between the slices of each state (exact when the slices image the same "
-            "atoms, an upper bound when they hold different atoms that move independently)"
-        )
+        method = SLICE_METHOD
     else:
         floor, method = math.nan, "unknown"
     rms = float(rms_A)
@@ -131,8 +195,14 @@ def noise_floor_lines(floor: NoiseFloor) -> list[str]:
             f"{rms_pm:.2f} pm per direction cannot be told from positional noise here; give "
             "--noise-floor-A (e.g. the rms of a static control analysed the same way)"
         ]
+    caveat = (
+        " (exact when the slices image the same atoms, an upper bound when they hold different "
+        "atoms that move independently)"
+        if floor.method == SLICE_METHOD
+        else ""
+    )
     return [
-        f"noise floor: {100 * floor.floor_A:.2f} pm per direction, {floor.method}; rms "
+        f"noise floor: {100 * floor.floor_A:.2f} pm per direction, {floor.method}{caveat}; rms "
         f"displacement {rms_pm:.2f} pm; noise fraction σ²/⟨u²⟩ = {floor.noise_fraction:.2f}"
     ]
 

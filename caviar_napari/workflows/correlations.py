@@ -29,7 +29,12 @@ from caviar_napari.analysis.correlation_analysis import (
 )
 from caviar_napari.analysis.correlation_errors import RESAMPLING_METHODS, Resampling
 from caviar_napari.analysis.correlation_significance import SIGNIFICANCE_SIGMA
-from caviar_napari.analysis.noise_floor import noise_floor_lines, noise_floor_warnings
+from caviar_napari.analysis.noise_floor import (
+    noise_floor_lines,
+    noise_floor_warnings,
+    physical_floor_warnings,
+)
+from caviar_napari.analysis.phonons import STANDARD_ATOMIC_WEIGHTS_AMU
 from caviar_napari.errors import InputError
 from caviar_napari.io.outputs import OutputTarget
 from caviar_napari.workflows.inputs import index_list, read_checked_atoms
@@ -186,16 +191,21 @@ def summary_lines(analysis: CorrelationAnalysis) -> list[str]:
     o = data.offset
     if o is not None:
         pairs = (
-            "all pairs of distinct atoms"
+            "every pair of distinct atoms"
             if o.min_distance_A == 0
-            else (f"pairs at least {o.min_distance_A:g} Å apart")
+            else f"distinct atoms at least {o.min_distance_A:g} Å apart"
         )
         err = (
             f" ± ({_pm2(o.stderr_A2).replace('+', '')})" if np.all(np.isfinite(o.stderr_A2)) else ""
         )
         lines.append(
-            f"uniform offset (c_y, c_x): ({_pm2(o.offset_A2)}){err} pm² over {o.n_pairs} "
-            f"{pairs}; " + ("subtracted from the tensor" if o.subtracted else "not subtracted")
+            f"uniform offset (c_y, c_x): ({_pm2(o.offset_A2)}){err} pm² over {o.n_pairs} pairs "
+            f"({pairs}); "
+            + (
+                "subtracted from the tensor"
+                if o.subtracted
+                else "not subtracted (--subtract-offset)"
+            )
         )
     nb = analysis.neighbours
     if nb is not None:
@@ -254,6 +264,18 @@ def _static_truth_lines(analysis: CorrelationAnalysis, truth_path: str | Path, n
     ]
 
 
+def _masses(data: CorrelationsData) -> list[float]:
+    """Standard atomic weights of the species of the atoms used (unknown species left out)."""
+    if data.species is None:
+        return []
+    used = data.species[np.isfinite(data.b_factor_A2)]
+    return [
+        STANDARD_ATOMIC_WEIGHTS_AMU[s]
+        for s in set(used.tolist())
+        if s in STANDARD_ATOMIC_WEIGHTS_AMU
+    ]
+
+
 def run_correlations(options: CorrelationsOptions) -> CorrelationsSummary:
     """Analyse the correlations of an ATOMS file, compare them with a truth, write the CORR file.
 
@@ -308,6 +330,8 @@ def run_correlations(options: CorrelationsOptions) -> CorrelationsSummary:
     summary.warnings += recon_warnings
     if data.noise_floor is not None:
         summary.warnings += noise_floor_warnings(data.noise_floor)
+    if data.rms_displacement_A is not None:
+        summary.warnings += physical_floor_warnings(data.rms_displacement_A.value, _masses(data))
     if data.uncertainty is None and config.resampling is not None:
         summary.warnings.append(
             f"only {data.n_states} object states: no standard errors (at least 3 are needed)"

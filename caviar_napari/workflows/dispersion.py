@@ -32,6 +32,7 @@ from caviar_napari.analysis.noise_floor import (
     assess_noise_floor,
     noise_floor_lines,
     noise_floor_warnings,
+    physical_floor_warnings,
     rms_displacement_A,
     slice_noise_A,
 )
@@ -204,6 +205,7 @@ def run_dispersion(options: DispersionOptions) -> DispersionSummary:
     if floor is not None:
         summary.lines += noise_floor_lines(floor)
         summary.warnings += noise_floor_warnings(floor)
+        summary.warnings += physical_floor_warnings(floor.rms_displacement_A, data.basis_masses_amu)
     summary.lines += recon_lines
     summary.warnings += recon_warnings
     if np.unique(data.path_q_index).size < 3:
