@@ -50,7 +50,7 @@ from caviar_napari.analysis.truth import (
     reference_pair_set,
     state_recovery,
 )
-from caviar_napari.analysis.uniform_offset import offset_pairs, subtract_offset
+from caviar_napari.analysis.uniform_offset import OffsetPairs, offset_pairs, subtract_offset
 from caviar_napari.data.correlations import (
     CorrelationsData,
     Estimate,
@@ -261,6 +261,8 @@ def analyse_correlations(
 ) -> CorrelationAnalysis:
     """Tensor, errors, offset, significance, noise floor and LSM/CSM (module docstring).
 
+    With fewer than 3 states no errors are computed (``data.uncertainty`` is None).
+
     Parameters
     ----------
     atoms
@@ -271,13 +273,16 @@ def analyse_correlations(
     truth
         A ground truth to compare with (its realised tensor must not be all zero).
 
-    With fewer than 3 states no errors are computed (``data.uncertainty`` is None).
+    Returns
+    -------
+    CorrelationAnalysis
+        The CORR contents, the nearest-neighbour significance, the truth comparison.
 
     Raises
     ------
     InputError
-        Fewer than 2 states, no atom with finite positions in every used state
-        and slice, bad options, or no pair matched to the truth.
+        Fewer than 2 states, no atom with finite positions in every used state and slice, bad
+        options, or no pair matched to the truth.
     """
     config = CorrelationConfig() if config is None else config
     positions_all = np.asarray(atoms.positions_A, dtype=float)
@@ -432,7 +437,7 @@ def _prepare_truth(
     disp: corr.StateDisplacements,
     positions: np.ndarray,
     green_k: np.ndarray,
-    offset_set,
+    offset_set: OffsetPairs | None,
     config: CorrelationConfig,
 ) -> tuple[corr.TruthComparison, _TruthReplicas, np.ndarray]:
     """Match atoms, the full-sample comparison, and the truth's replicas over the kept atoms."""
