@@ -1,7 +1,7 @@
 """Comparisons of a reconstruction with a known truth (simulated data; the paper's Fig. 2).
 
 Arrays in, numbers out: nothing here reads or writes files or parses arguments (the module
-moved here from ``workflows/truth_metrics.py``, which re-exports it for old imports).  Every
+moved here from ``workflows/truth_metrics.py``).  Every
 function works on Green's tensors ``(2N, 2N)`` in Å² with the dof index ``2i + a`` (``a = 0``
 y, ``1`` x; conventions §4) and mean positions ``(N, 2)`` ``(y, x)`` in Å; NaN positions or
 tensor rows mark excluded atoms.
