@@ -1,6 +1,6 @@
 """The end-to-end validation study (issue 8): its metrics, its recorded commands, a small study.
 
-The metrics (:mod:`caviar_napari.workflows.truth_metrics`) are checked against known answers; the
+The metrics (:mod:`caviar_napari.analysis.truth`) are checked against known answers; the
 study (:mod:`caviar_napari.workflows.study`) runs the whole pipeline through the workflow
 functions (abTEM → reconstruct → atoms → correlations) at the ``test`` size on fixed seeds and
 asserts the ordering the paper's Fig. 2 shows: correlated vibrations are recovered with a higher
@@ -12,6 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from caviar_napari.analysis.truth import (
+    field_of_view,
+    offset_A2,
+    rms_displacement_A,
+    state_recovery,
+)
 from caviar_napari.errors import InputError
 from caviar_napari.workflows.study_config import (
     SIZES,
@@ -22,12 +28,6 @@ from caviar_napari.workflows.study_config import (
     select_cases,
     simulate_argv,
     simulate_overrides,
-)
-from caviar_napari.workflows.truth_metrics import (
-    field_of_view,
-    offset_A2,
-    rms_displacement_A,
-    state_recovery,
 )
 
 

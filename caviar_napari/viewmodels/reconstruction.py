@@ -284,8 +284,10 @@ def reconstruction_job(
     pixel, origin = geometry.pixel_size_A, geometry.object_origin_A
     from caviar_napari.io.reconstruction import checkpoint_writer
 
-    on_checkpoint = checkpoint_writer(config.checkpoint_path) if config.checkpoint_every else None
-    gen = engine.run(dataset, config, state=state, control=control, on_checkpoint=on_checkpoint)
+    extra = {}
+    if config.checkpoint_every:
+        extra["on_checkpoint"] = checkpoint_writer(config.checkpoint_path)
+    gen = engine.run(dataset, config, state=state, control=control, **extra)
     while True:
         try:
             progress = next(gen)

@@ -26,7 +26,7 @@ Start positions
     by the atom matching is reported as a check).  Either way the refinement never sees the
     truth beyond its starting point.
 
-Metrics (:mod:`caviar_napari.workflows.truth_metrics`)
+Metrics (:mod:`caviar_napari.analysis.truth`)
     * LSM (eq. 3, reported as the mean over vectors: 1 = equal lengths) and CSM (eq. 4) over
       two pair sets, as ``caviar correlations --ground-truth`` chooses them: the reference atom
       (the matched atom nearest the centre of the field of view) with its ``reference_neighbours``
@@ -73,8 +73,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from caviar_napari.analysis import truth as tm
+from caviar_napari.analysis.truth import Comparison, StateRecovery
 from caviar_napari.errors import InputError
-from caviar_napari.workflows import truth_metrics as tm
 from caviar_napari.workflows.study_config import (
     REFERENCE_PRESET,
     Case,
@@ -85,7 +86,6 @@ from caviar_napari.workflows.study_config import (
     simulate_overrides,
 )
 from caviar_napari.workflows.summary import StepSummary
-from caviar_napari.workflows.truth_metrics import Comparison, StateRecovery
 
 if TYPE_CHECKING:
     from caviar_napari.data.config import ReconstructionConfig

@@ -1,9 +1,10 @@
 """Comparisons of a reconstruction with a known truth (simulated data; the paper's Fig. 2).
 
-Arrays in, numbers out: nothing here reads or writes files or parses arguments, so the module
-can move to ``analysis/`` as it is.  Every function works on Green's tensors ``(2N, 2N)`` in Å²
-with the dof index ``2i + a`` (``a = 0`` y, ``1`` x; conventions §4) and mean positions
-``(N, 2)`` ``(y, x)`` in Å; NaN positions or tensor rows mark excluded atoms.
+Arrays in, numbers out: nothing here reads or writes files or parses arguments (the module
+moved here from ``workflows/truth_metrics.py``).  Every
+function works on Green's tensors ``(2N, 2N)`` in Å² with the dof index ``2i + a`` (``a = 0``
+y, ``1`` x; conventions §4) and mean positions ``(N, 2)`` ``(y, x)`` in Å; NaN positions or
+tensor rows mark excluded atoms.
 
 * Pair sets, fixed by geometry: :func:`nearest_neighbour_pair_set` (every self block and every
   nearest-neighbour pair) and :func:`reference_pair_set` (an atom and its nearest neighbours).
@@ -25,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from caviar_napari.analysis import correlations as corr
+from caviar_napari.analysis.uniform_offset import OffsetPairs
 from caviar_napari.errors import InputError
 
 __all__ = [
@@ -99,17 +101,16 @@ def reference_pair_set(
 def offset_A2(green_A2: ArrayLike) -> float:
     """Uniform x–x / y–y offset: mean over pairs of distinct atoms of ``(G_yy + G_xx) / 2``, Å².
 
-    Atoms with non-finite entries are left out.
+    Atoms with non-finite entries are left out (per direction:
+    :mod:`caviar_napari.analysis.uniform_offset`).
     """
     g = np.asarray(green_A2, dtype=float)
     n = g.shape[0] // 2
-    blocks = g.reshape(n, 2, n, 2)
-    diag = 0.5 * (blocks[:, 0, :, 0] + blocks[:, 1, :, 1])  # (n, n)
-    valid = np.isfinite(np.diagonal(g)).reshape(n, 2).all(axis=1)
-    mask = valid[:, None] & valid[None, :] & ~np.eye(n, dtype=bool)
-    if not mask.any():
+    valid = np.flatnonzero(np.isfinite(np.diagonal(g)).reshape(n, 2).all(axis=1))
+    if valid.size < 2:
         raise InputError("offset needs at least two atoms with finite correlations")
-    return float(diag[mask].mean())
+    pairs = OffsetPairs(atoms=valid, near=np.empty((0, 2), dtype=int), min_distance_A=0.0)
+    return float(pairs.offset(g).mean())
 
 
 def rms_displacement_A(green_A2: ArrayLike) -> float:
