@@ -1,9 +1,11 @@
 """Reconstruction configuration: typed, validated dataclasses with YAML/JSON text round trips.
 
 A reconstruction is a list of :class:`StageConfig` run in order, each starting from the result of
-the previous one (paper, "staged reconstruction"): e.g. (1) one object state and several probe
-modes, (2) keep that probe and fit 10–20 object states. :func:`two_stage_preset` builds that
-recipe, :func:`single_stage` a one-stage configuration from the CLI flags.
+the previous one (paper, "staged reconstruction"). The default is :func:`recommended_stages`:
+(1) one object state with a coherent probe seen through a Gaussian source of fitted size, (2)
+the object states, with the probe and the source still refined and the states kept from
+shifting rigidly. :func:`two_stage_preset` is the paper's variant with free probe modes,
+:func:`single_stage` a one-stage configuration.
 
 Reading and writing configuration *files* is :mod:`caviar_napari.io.config_file`
 (``load_yaml``/``save_yaml``); this module converts to and from text only.
@@ -12,18 +14,18 @@ YAML layout (the keys are the dataclass fields; unknown keys are an error naming
 
     device: auto            # auto | cpu | gpu
     precision: single       # single (complex64) | double (complex128)
-    loss: gaussian          # gaussian (amplitude, paper eq. S8) | poisson
+    loss: auto              # auto (Poisson for counts) | gaussian | poisson
     seed: 0
-    batch_size: 64          # patterns per forward/adjoint batch
     stages:
       - name: mean object
-        iterations: 50
-        probe_modes: 4
-        refine: [object, probe]
-      - name: thermal states
-        iterations: 100
+        iterations: 120
+        partial_coherence: gaussian
+        refine: [object, probe, source]
+      - name: object states
+        iterations: 200
         object_states: 10
-        refine: [object]
+        partial_coherence: gaussian
+        refine: [object, probe, source]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from caviar_napari.data.checks import check_choice as _check_choice
@@ -59,6 +62,8 @@ __all__ = [
     "config_json",
     "config_to_yaml",
     "single_stage",
+    "recommended_recipe",
+    "recommended_stages",
     "two_stage_preset",
 ]
 
@@ -350,10 +355,10 @@ class ReconstructionConfig:
     tilt_mrad: tuple[float, float] = (0.0, 0.0)
     defocus_A: float | None = None
     object_padding_px: int = 4
-    source_fwhm_A: float = 0.3
+    source_fwhm_A: float = 0.2
     holdout_fraction: float | str = "auto"
     detector_padding: str = "auto"
-    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    stages: list[StageConfig] = field(default_factory=lambda: recommended_stages())
 
     def validate(self, source: str = "") -> ReconstructionConfig:
         """Check every field (and every stage); return ``self`` normalised. Raises InputError."""
@@ -503,6 +508,60 @@ def single_stage(
     return ReconstructionConfig(stages=[stage], **global_options).validate()
 
 
+def recommended_stages(
+    *,
+    object_states: int = 1,
+    slices: int = 1,
+    slice_thickness_A: float | list[float] = 10.0,
+    iterations: tuple[int, int] = (50, 100),
+) -> list[StageConfig]:
+    """The recommended staged recipe (the default of every configuration).
+
+    Stage 1, "mean object": one object state and one coherent probe mode seen through a
+    Gaussian source of fitted size (``partial_coherence: gaussian``), object, probe and source
+    refined. Stage 2, "object states": ``object_states`` states, still with the probe and the
+    source refined, and the states kept from shifting rigidly against each other
+    (``remove_state_shifts``). A coherent probe cannot take up the states' incoherence (so
+    refining it with the states is safe, unlike free probe modes, which share a mixture with
+    the states), and the source size is one physical number that takes up partial spatial
+    coherence instead of the states. Each stage stops by its rule (``stop_patience``) or at its
+    ``iterations``.
+    """
+    common = dict(
+        slices=slices,
+        slice_thickness_A=slice_thickness_A,
+        partial_coherence="gaussian",
+        refine=("object", "probe", "source"),
+    )
+    return [
+        StageConfig(name="mean object", iterations=iterations[0], **common),
+        StageConfig(
+            name="object states",
+            iterations=iterations[1],
+            object_states=object_states,
+            **common,
+        ),
+    ]
+
+
+def recommended_recipe(
+    *,
+    object_states: int = 10,
+    slices: int = 1,
+    slice_thickness_A: float | list[float] = 10.0,
+    iterations: tuple[int, int] = (50, 100),
+    **global_options: Any,
+) -> ReconstructionConfig:
+    """:func:`recommended_stages` as a configuration (``global_options`` are its fields)."""
+    stages = recommended_stages(
+        object_states=object_states,
+        slices=slices,
+        slice_thickness_A=slice_thickness_A,
+        iterations=iterations,
+    )
+    return ReconstructionConfig(stages=stages, **global_options).validate()
+
+
 def two_stage_preset(
     *,
     object_states: int = 10,
@@ -512,11 +571,13 @@ def two_stage_preset(
     iterations: tuple[int, int] = (50, 100),
     **global_options: Any,
 ) -> ReconstructionConfig:
-    """The paper's staged recipe.
+    """The paper's staged recipe, with free probe modes.
 
     Stage 1 ("mean object"): one object state, ``probe_modes`` probe modes, object and probe
     refined. Stage 2 ("object states"): the probe of stage 1 is kept fixed and ``object_states``
-    states (the stage-1 object plus seeded phase noise) are fitted.
+    states (the stage-1 object plus seeded phase noise) are fitted. On data with thermal
+    diffuse scattering the free modes of stage 1 take up part of the incoherence the states
+    should fit; :func:`recommended_recipe` is the default.
     """
     common = dict(probe_modes=probe_modes, slices=slices, slice_thickness_A=slice_thickness_A)
     stages = [
@@ -538,6 +599,31 @@ def two_stage_preset(
     return ReconstructionConfig(stages=stages, **global_options).validate()
 
 
+def share_iterations(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` iterations over stages in proportion to ``weights`` (largest remainders;
+    every stage gets at least one when there are enough).
+
+    Examples
+    --------
+    >>> share_iterations(150, [50, 100]), share_iterations(4, [50, 100])
+    ([50, 100], [1, 3])
+    >>> share_iterations(3, [0, 0]), share_iterations(2, [1, 99])
+    ([2, 1], [1, 1])
+    """
+    total = _check_int(total, "iterations", 0, "")
+    w = np.asarray([max(int(v), 0) for v in weights], dtype=float)
+    if not w.sum():
+        w = np.ones(len(w))
+    exact = total * w / w.sum()
+    share = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - share), kind="stable")
+    share[order[: total - int(share.sum())]] += 1
+    while total >= len(share) and share.min() == 0:  # a stage with 0 would be skipped
+        share[int(np.argmax(share))] -= 1
+        share[int(np.argmin(share))] += 1
+    return [int(v) for v in share]
+
+
 def apply_overrides(
     config: ReconstructionConfig,
     *,
@@ -550,19 +636,24 @@ def apply_overrides(
 ) -> ReconstructionConfig:
     """Return a copy of ``config`` with command-line values put over it.
 
-    ``iterations``, ``probe_modes``, ``slices`` and ``slice_thickness_A`` set every stage;
-    ``object_states`` sets the last stage only (earlier stages of a staged recipe fit the mean
-    object with one state). ``global_options`` that are not ``None`` replace global fields.
+    ``iterations`` is the total over the stages, shared in proportion to the stages' own
+    iterations (:func:`share_iterations`); ``probe_modes``, ``slices`` and
+    ``slice_thickness_A`` set every stage; ``object_states`` sets the last stage only (earlier
+    stages of a staged recipe fit the mean object with one state). ``global_options`` that are
+    not ``None`` replace global fields.
     """
     data = config.to_dict()
+    shares = None
+    if iterations is not None:
+        shares = share_iterations(iterations, [st["iterations"] for st in data["stages"]])
     for key, value in global_options.items():
         if value is not None:
             if key not in data or key == "stages":
                 raise InputError(f"unknown configuration option '{key}'")
             data[key] = value
-    for st in data["stages"]:
-        if iterations is not None:
-            st["iterations"] = iterations
+    for i, st in enumerate(data["stages"]):
+        if shares is not None:
+            st["iterations"] = shares[i]
         if probe_modes is not None:
             st["probe_modes"] = probe_modes
         if slices is not None:

@@ -56,9 +56,9 @@ class ReconstructOptions:
     base_config
         A configuration object used instead of a file (the widgets); not with ``config``.
     device, iterations, object_states, probe_modes, slices, slice_thickness_A, seed
-        Overrides (:func:`caviar_napari.data.config.apply_overrides`): ``iterations``,
-        ``probe_modes``, ``slices`` and ``slice_thickness_A`` set every stage,
-        ``object_states`` the last one.
+        Overrides (:func:`caviar_napari.data.config.apply_overrides`): ``iterations`` is the
+        total, shared over the stages like their own iterations; ``probe_modes``, ``slices``
+        and ``slice_thickness_A`` set every stage, ``object_states`` the last one.
     resume
         A checkpoint or reconstruction file to continue exactly where it stopped.
     checkpoint_every

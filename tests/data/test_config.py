@@ -136,7 +136,7 @@ def test_overrides_follow_documented_rules():
     out = apply_overrides(
         cfg, iterations=3, object_states=6, probe_modes=2, slices=2, device="cpu", seed=None
     )
-    assert [s.iterations for s in out.stages] == [3, 3]
+    assert [s.iterations for s in out.stages] == [1, 2]  # 3 in total, shared like 50:100
     assert [s.object_states for s in out.stages] == [1, 6]  # only the last stage
     assert [s.probe_modes for s in out.stages] == [2, 2]
     assert [s.thicknesses_A() for s in out.stages] == [[8.0, 8.0]] * 2
