@@ -8,17 +8,17 @@
         [--overwrite]
 
 Flags override the configuration file (:func:`caviar_napari.data.config.apply_overrides`:
-``--iterations`` is the total, shared over the stages like their own iterations;
-``--probe-modes``, ``--slices`` and ``--slice-thickness-A`` set every stage, ``--object-states``
-the last stage). Without ``--config`` the recommended two-stage recipe is used
-(:func:`caviar_napari.data.config.recommended_stages`: a mean object with a coherent probe
-and a fitted source size, then the object states; 50 + 100 iterations at most, each stage
-ending earlier by its stopping rule). ``--resume`` continues a checkpoint (or a finished
-reconstruction with more iterations) exactly where it stopped, with the configuration stored in
-it unless ``--config`` is given. A progress bar goes to stderr and a one-line summary to stdout. The work is done by
+``--iterations`` is the total, shared over the stages like their own iterations; ``--probe-modes``,
+``--slices`` and ``--slice-thickness-A`` set every stage, ``--object-states`` the last stage).
+Without ``--config`` the recommended two-stage recipe is used
+(:func:`caviar_napari.data.config.recommended_stages`: a mean object with a coherent probe and a
+fitted source size, then the object states; 50 + 100 iterations at most, each stage ending earlier
+by its stopping rule). ``--resume`` continues a checkpoint (or a finished reconstruction with more
+iterations) exactly where it stopped, with the configuration stored in it unless ``--config`` is
+given. A progress bar goes to stderr and a one-line summary to stdout. The work is done by
 :func:`caviar_napari.workflows.reconstruct.run_reconstruct`: the output (and the checkpoint file)
-is checked before the reconstruction starts, ``--iterations 0`` is an error, and Ctrl-C says
-where the last checkpoint is and how to resume it (or how to keep the progress next time).
+is checked before the reconstruction starts, ``--iterations 0`` is an error, and Ctrl-C says where
+the last checkpoint is and how to resume it (or how to keep the progress next time).
 """
 
 from __future__ import annotations
