@@ -99,6 +99,8 @@ class StudySize:
         Reconstruction slices and their thickness, Å (a monolayer: one slice of the box).
     temperature_K
         Specimen temperature; ``None`` keeps the presets' (300 K).
+    dose_e_per_A2
+        Electron dose of Poisson-noisy data (e/Å²); ``None``: noise-free.
     """
 
     name: str
@@ -113,6 +115,7 @@ class StudySize:
     slices: int = 1
     slice_thickness_A: float = 4.0
     temperature_K: float | None = None
+    dose_e_per_A2: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -139,6 +142,11 @@ class StudySize:
             if not (math.isfinite(tk) and tk > 0):
                 raise InputError(f"study parameter 'temperature_K' must be > 0, got {tk!r}")
             set_(self, "temperature_K", tk)
+        if self.dose_e_per_A2 is not None:
+            dose = float(self.dose_e_per_A2)
+            if not (math.isfinite(dose) and dose > 0):
+                raise InputError(f"study parameter 'dose_e_per_A2' must be > 0, got {dose!r}")
+            set_(self, "dose_e_per_A2", dose)
 
 
 #: Predefined sizes.  ``test``: the unit test (about 3 min for two datasets on 2 cores);
@@ -371,7 +379,8 @@ def select_cases(
 
 
 def simulate_overrides(preset: str, size: StudySize, seed: int) -> dict[str, Any]:
-    """The simulation parameters of ``preset`` at ``size`` (noise-free, as the presets)."""
+    """The simulation parameters of ``preset`` at ``size`` (noise-free, as the presets, unless
+    the size gives a dose)."""
     overrides: dict[str, Any] = {
         "cells": size.cells,
         "detector_shape": size.detector_shape,
@@ -383,6 +392,8 @@ def simulate_overrides(preset: str, size: StudySize, seed: int) -> dict[str, Any
         overrides["n_configs"] = size.n_configs
     if size.temperature_K is not None:
         overrides["temperature_K"] = size.temperature_K
+    if size.dose_e_per_A2 is not None:
+        overrides["dose_e_per_A2"] = size.dose_e_per_A2
     return overrides
 
 
@@ -408,6 +419,8 @@ def simulate_argv(preset: str, size: StudySize, seed: int, out: Path) -> list[st
         argv += ["--configs", str(size.n_configs)]
     if size.temperature_K is not None:
         argv += ["--temperature", f"{size.temperature_K:g}"]
+    if size.dose_e_per_A2 is not None:
+        argv += ["--dose-per-A2", f"{size.dose_e_per_A2:g}"]
     return argv
 
 

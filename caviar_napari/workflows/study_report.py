@@ -442,11 +442,15 @@ def report_suffix(
     temperature_K: float | None = None,
     start_positions: str = "log",
     psc_modes: Sequence[int] = (),
+    dose_e_per_A2: float | None = None,
 ) -> str:
-    """Name of a study's section and figures: ``test``, ``cpu-150K``, ``test-psc-modes-1-3``."""
+    """Name of a study's section and figures: ``test``, ``cpu-150K``, ``test-psc-modes-1-3``,
+    ``cpu-dose-1e+06``."""
     suffix = size_name
     if temperature_K is not None:
         suffix += f"-{temperature_K:g}K"
+    if dose_e_per_A2 is not None:
+        suffix += f"-dose-{dose_e_per_A2:.0e}"
     if start_positions != "log":
         suffix += f"-{start_positions}"
     modes = tuple(dict.fromkeys(int(m) for m in psc_modes))
