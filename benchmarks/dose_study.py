@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         f"![CSM against dose]({Path('images') / figure.name})",
         "",
         f"Command: `python benchmarks/dose_study.py {' '.join(sys.argv[1:])}`; "
-        f"{time.perf_counter() - t_all:.0f} s; {time.strftime('%Y-%m-%d')}; {machine_description('cpu')}.",
+        f"{time.perf_counter() - t_all:.0f} s; {time.strftime('%Y-%m-%d')}; "
+        f"{machine_description('cpu')}.",
     ]
     write_document(args.doc, f"dose-{args.size}", "\n".join(lines))
     print("\n".join(lines))
