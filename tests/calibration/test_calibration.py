@@ -17,6 +17,7 @@ from caviar_napari.analysis.calibration.defocus import BrightFieldParallax, skew
 from caviar_napari.analysis.calibration.halfturn import choose_half_turn, dark_field_correlation
 from caviar_napari.cli import main
 from caviar_napari.io.dataset import read_probe_initial, read_stem_h5
+from caviar_napari.io.readers import load_stem
 
 pytest.importorskip("abtem")
 
@@ -128,6 +129,43 @@ def test_half_turn_under_defocus(rotated_defocused):
     assert phase_only.half_turn.dark_field_correlation is None
     assert phase_only.rotation_deg == pytest.approx(result.rotation_deg)
     assert phase_only.defocus_A == pytest.approx(result.defocus_A, abs=0.5)
+    # a stated defocus 100 Å off on either side
+    for stated in (160.0, -40.0):
+        off = calibrate(load_stem(rotated_defocused, defocus_A=stated))
+        assert abs(off.defocus_A - 60.0) < 10.0 and abs(off.rotation_deg - 15.0) < 0.5
+
+
+@pytest.fixture(scope="module")
+def noisy_defocused(tmp_path_factory):
+    """Scan rotated by 15°, 60 Å underfocus stated as 0 Å, 3·10⁵ e/Å² (2700 electrons per
+    pattern): the centre of mass is mostly noise."""
+    return _simulate(
+        tmp_path_factory,
+        "noisy",
+        scan_rotation_deg=15.0,
+        defocus_A=60.0,
+        recorded_defocus_A=0.0,
+        dose_e_per_A2=3e5,
+    )
+
+
+def test_noisy_rotation_from_the_parallax(noisy_defocused):
+    """Where the centre of mass is too noisy (its curl-free fit is 50° off and cannot tell the
+    transpose), the rotation and transpose come from the bright-field parallax, which keeps
+    the signal of every bright-field pixel; the half-turn and the defocus follow."""
+    from caviar_napari.analysis.calibration.com import fit_rotation, pattern_signals
+
+    ds = read_stem_h5(noisy_defocused)
+    result = calibrate(ds)
+    com, _ = pattern_signals(ds.intensities, result.disc.centre_px)
+    com_only = fit_rotation((com - com.mean(axis=(0, 1))) * ds.angular_sampling_mrad, (0.3, 0.3))
+    assert com_only.uncertain and abs(com_only.rotation_deg - 15.0) > 20.0
+    assert result.rotation.method == "bright-field parallax"
+    assert abs(result.rotation_deg - 15.0) < 0.5 and not result.geometry.transposed
+    assert result.parallax_rotation.transpose_ratio > 2.0
+    assert result.half_turn.confidence > 0.4  # by the bright-field phase
+    assert abs(result.defocus_A - 60.0) < 10.0
+    assert any("bright-field parallax" in w for w in result.warnings)
 
 
 def test_transpose_rotation_and_defocus_found(transposed_defocused):
@@ -176,6 +214,9 @@ def test_half_turn_from_the_dark_field():
     assert h.dark_field_correlation == -0.1 and h.idpc_skewness == -0.5
     h = choose_half_turn(20.0, dark_correlation=None, phase_skewness=0.05, idpc_skewness=0.1)
     assert h.decided_by == "iDPC skewness" and len(h.warnings()) == 1
+    # none reaching its threshold: the nearest decides (0.12 of 0.3 beats 0.05 of 0.2)
+    h = choose_half_turn(20.0, dark_correlation=-0.12, phase_skewness=0.05, idpc_skewness=0.05)
+    assert h.decided_by == "dark field" and h.flipped and "uncertain" in h.warnings()[0]
     # a bright-field phase that contradicts the dark field is warned of
     h = choose_half_turn(20.0, dark_correlation=0.6, phase_skewness=-0.9, idpc_skewness=0.1)
     assert h.rotation_deg == 20.0 and any("bright-field phase" in w for w in h.warnings())
@@ -199,6 +240,11 @@ def test_parallax_half_turn_symmetry():
             model.phase(df, theta + 180.0), -model.phase(-df, theta), atol=1e-12
         )
         assert model.explained(df, theta) != pytest.approx(model.explained(-df, theta))
+    # the recurrence over a defocus grid is the direct sum
+    grid = np.arange(-200.0, 200.0, 12.5)
+    for n_q in (20, 512):
+        direct = [model.explained(d, 33.0, n_q) for d in grid]
+        np.testing.assert_allclose(model.explained_grid(grid, 33.0, n_q), direct, rtol=1e-10)
 
 
 def test_cli_writes_a_reconstructable_file(transposed_defocused, tmp_path, capsys):

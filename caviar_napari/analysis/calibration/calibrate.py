@@ -31,6 +31,7 @@ import numpy as np
 from caviar_napari.analysis.calibration.com import (
     DescanFit,
     RotationFit,
+    curl_fraction,
     fit_descan,
     fit_rotation,
     idpc_phase,
@@ -50,6 +51,10 @@ from caviar_napari.analysis.calibration.halfturn import (
     dark_field_correlation,
     dark_field_decides,
     dark_field_mask,
+)
+from caviar_napari.analysis.calibration.parallax_rotation import (
+    ParallaxRotationFit,
+    fit_rotation_parallax,
 )
 from caviar_napari.analysis.calibration.probe import probe_from_vacuum
 from caviar_napari.data.dataset import STEMDataset
@@ -108,6 +113,9 @@ class CalibrationResult:
         ``(dky, dkx)`` of the calibrated patterns (swapped when transposed).
     disc, descan, rotation, half_turn, defocus
         The fits, with their confidence values.
+    parallax_rotation
+        The joint fit of rotation, transpose and defocus to the bright-field parallax, when
+        the centre of mass was uncertain (``rotation.method``), else None.
     probe_initial
         ``(1, Ky', Kx')`` probe from the vacuum pattern, or None.
     warnings
@@ -123,6 +131,7 @@ class CalibrationResult:
     rotation: RotationFit
     half_turn: HalfTurn
     defocus: DefocusFit | None
+    parallax_rotation: ParallaxRotationFit | None = None
     probe_initial: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -143,6 +152,7 @@ class CalibrationResult:
             "descan_span_px": self.descan.span_px,
             "descan_px_per_A": self.descan.gradient_px_per_A.tolist(),
             "descan_applied": self.geometry.descan_px_per_A is not None,
+            "rotation_method": self.rotation.method,
             "curl_fraction": self.rotation.curl_fraction,
             "transpose_ratio": self.rotation.transpose_ratio,
             "half_turn_decided_by": self.half_turn.decided_by,
@@ -180,10 +190,12 @@ class CalibrationResult:
             f"{d.expected_px[1]:.2f} px), ellipticity {d.ellipticity:.4f}",
             f"descan: {self.descan.span_px:.2f} px across the scan "
             f"({'applied' if self.geometry.descan_px_per_A is not None else 'not applied'})",
-            f"detector transposed: {'yes' if self.geometry.transposed else 'no'} (curl ratio "
-            f"{r.transpose_ratio:.1f} between the two choices)",
-            f"scan rotation: {self.rotation_deg:.2f}° (curl left {100 * r.curl_fraction:.2f}%; "
-            f"half-turn by the {h.decided_by}: {', '.join(indicators)})",
+            f"detector transposed: {'yes' if self.geometry.transposed else 'no'} ("
+            + ("curl" if r.method == "centre of mass" else "explained-power")
+            + f" ratio {r.transpose_ratio:.1f} between the two choices)",
+            f"scan rotation: {self.rotation_deg:.2f}° (from the {r.method}; curl left "
+            f"{100 * r.curl_fraction:.2f}%; half-turn by the {h.decided_by}: "
+            f"{', '.join(indicators)})",
         ]
         if self.defocus is not None:
             f = self.defocus
@@ -211,6 +223,36 @@ def _regular_step(dataset: STEMDataset) -> tuple[float, float]:
             "scan/positions_A are not one"
         )
     return step  # type: ignore[return-value]
+
+
+def _geometry(
+    disc: DiscFit, descan: DescanFit, transposed: bool, apply_descan: bool
+) -> DetectorGeometry:
+    """The detector geometry of the calibration (centre and descan in the transposed frame)."""
+    centre = disc.centre_px[::-1] if transposed else disc.centre_px
+    gradient = None
+    if apply_descan:
+        gradient = descan.gradient_px_per_A[::-1] if transposed else descan.gradient_px_per_A
+    return DetectorGeometry(transposed=transposed, centre_px=centre, descan_px_per_A=gradient)
+
+
+def _parallax(
+    dataset: STEMDataset, disc: DiscFit, geometry: DetectorGeometry, step: tuple[float, float]
+) -> BrightFieldParallax:
+    """The bright-field parallax model of the central scan window, read with ``geometry``."""
+    patterns = _central_patterns(dataset, geometry)
+    k = patterns.shape[2:]
+    centre = np.asarray(geometry.centre_px)
+    residual = centre - np.floor(centre + 0.5)
+    extent = disc.extent_px[::-1] if geometry.transposed else disc.extent_px
+    return BrightFieldParallax(
+        patterns,
+        centre_px=(k[0] // 2 + residual[0], k[1] // 2 + residual[1]),
+        radius_px=extent,
+        sampling_mrad=geometry.angular_sampling(dataset.angular_sampling_mrad),
+        wavelength_A=dataset.wavelength_A,
+        scan_step_A=step,
+    )
 
 
 def _central_patterns(dataset: STEMDataset, geometry: DetectorGeometry) -> np.ndarray:
@@ -262,53 +304,67 @@ def calibrate(dataset: STEMDataset, options: CalibrationOptions | None = None) -
     descan = fit_descan(com, dataset.positions_A)
     rel = dataset.positions_A - dataset.positions_A[0, 0]
     plane = np.asarray(descan.offset_px) + rel @ descan.gradient_px_per_A.T
-    rotation = fit_rotation((com - plane) * np.asarray(sampling), step)
-    warnings += rotation.warnings()
+    deflection = (com - plane) * np.asarray(sampling)
+    rotation = fit_rotation(deflection, step)
+    stated = float(dataset.defocus_A)
+    models: dict[bool, BrightFieldParallax] = {}
+
+    def parallax(transposed: bool) -> BrightFieldParallax:
+        if transposed not in models:
+            geometry = _geometry(disc, descan, transposed, opts.descan)
+            models[transposed] = _parallax(dataset, disc, geometry, step)
+        return models[transposed]
+
+    parallax_fit = None
+    if opts.defocus and rotation.uncertain:
+        reach = abs(stated) + opts.defocus_search_A
+        parallax_fit = fit_rotation_parallax(
+            {t: parallax(t) for t in (False, True)}, defocus_range_A=(-reach, reach)
+        )
+        warnings.append(
+            f"the centre of mass cannot give the scan rotation ({100 * rotation.curl_fraction:.0f}"
+            f"% curl, transpose ratio {rotation.transpose_ratio:.1f}: noise, or not a phase "
+            "gradient): the rotation and the transpose come from the bright-field parallax"
+        )
+        rotation = RotationFit(
+            rotation_deg=parallax_fit.rotation_deg,
+            transposed=parallax_fit.transposed,
+            curl_fraction=curl_fraction(
+                deflection, step, parallax_fit.rotation_deg, parallax_fit.transposed
+            ),
+            transpose_ratio=parallax_fit.transpose_ratio,
+            field_mrad=deflection[..., ::-1] if parallax_fit.transposed else deflection,
+            method="bright-field parallax",
+        )
+        warnings += parallax_fit.warnings()
+    else:
+        warnings += rotation.warnings()
     theta0 = rotation.rotation_deg  # modulo 180°
     idpc = idpc_phase(rotation.field_mrad, theta0, step, dataset.wavelength_A)
     rho = None if dark is None else dark_field_correlation(dark, idpc)
-
     swap = rotation.transposed
-    centre = disc.centre_px[::-1] if swap else disc.centre_px
-    gradient = None
-    if opts.descan:
-        gradient = descan.gradient_px_per_A[::-1] if swap else descan.gradient_px_per_A
-    geometry = DetectorGeometry(transposed=swap, centre_px=centre, descan_px_per_A=gradient)
+    geometry = _geometry(disc, descan, swap, opts.descan)
+    centre = geometry.centre_px
     out_sampling = geometry.angular_sampling(sampling)
-    extent = disc.extent_px[::-1] if swap else disc.extent_px
 
-    def parallax() -> BrightFieldParallax:
-        patterns = _central_patterns(dataset, geometry)
-        k = patterns.shape[2:]
-        residual = np.asarray(centre) - np.floor(np.asarray(centre) + 0.5)
-        return BrightFieldParallax(
-            patterns,
-            centre_px=(k[0] // 2 + residual[0], k[1] // 2 + residual[1]),
-            radius_px=extent,
-            sampling_mrad=out_sampling,
-            wavelength_A=dataset.wavelength_A,
-            scan_step_A=step,
-        )
-
-    stated = float(dataset.defocus_A)
     fits: dict[bool, DefocusFit] = {}
     phase_indicator = None
     if dark_field_decides(rho):
         if opts.defocus:
             flipped = bool(rho < 0)  # type: ignore[operator]
-            fit = fit_defocus(parallax(), rotation_deg=theta0 + 180.0 * flipped, start_A=stated,
-                              search_A=opts.defocus_search_A)  # fmt: skip
+            fit = fit_defocus(parallax(swap), rotation_deg=theta0 + 180.0 * flipped,
+                              start_A=stated, search_A=opts.defocus_search_A)  # fmt: skip
             fits[flipped] = fit
             phase_indicator = -fit.phase_skewness if flipped else fit.phase_skewness
     elif opts.defocus:
-        model = parallax()
+        model = parallax(swap)
         for flipped in (False, True):
             fits[flipped] = fit_defocus(model, rotation_deg=theta0 + 180.0 * flipped,
                                         start_A=stated, search_A=opts.defocus_search_A)  # fmt: skip
         phase_indicator = 0.5 * (fits[False].phase_skewness - fits[True].phase_skewness)
     else:
         try:
-            model = parallax()
+            model = parallax(swap)
         except InputError:  # no bright-field phase: the other indicators decide
             model = None
         if model is not None:
@@ -357,6 +413,7 @@ def calibrate(dataset: STEMDataset, options: CalibrationOptions | None = None) -
         rotation=rotation,
         half_turn=half_turn,
         defocus=defocus_fit,
+        parallax_rotation=parallax_fit,
         probe_initial=probe,
         warnings=warnings,
     )

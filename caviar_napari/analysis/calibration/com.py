@@ -44,6 +44,7 @@ from caviar_napari.errors import InputError
 __all__ = [
     "DescanFit",
     "RotationFit",
+    "curl_fraction",
     "fit_descan",
     "fit_rotation",
     "idpc_phase",
@@ -55,6 +56,8 @@ __all__ = [
 SMOOTHING_PX = 1.0
 #: Below this ratio of the curl residuals the transpose choice is called ambiguous.
 TRANSPOSE_MIN_RATIO = 2.0
+#: Above this fraction of curl the field is not a phase gradient (noise, thick sample).
+CURL_MAX = 0.25
 
 
 def pattern_signals(
@@ -225,6 +228,10 @@ class RotationFit:
         Curl fraction of the other transpose choice over that of this one (≫ 1: sure).
     field_mrad
         ``(Sy, Sx, 2)`` the deflection field the fit used, along the transposed axes (mrad).
+    method
+        ``"centre of mass"`` (the curl-free fit), or ``"bright-field parallax"`` where that
+        was uncertain (:mod:`.parallax_rotation`; ``curl_fraction`` is then the field's at
+        the parallax's θ and ``transpose_ratio`` the parallax's).
     """
 
     rotation_deg: float
@@ -232,6 +239,13 @@ class RotationFit:
     curl_fraction: float
     transpose_ratio: float
     field_mrad: np.ndarray
+    method: str = "centre of mass"
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the curl-free fit cannot be trusted: more than :data:`CURL_MAX` curl, or
+        transpose choices closer than :data:`TRANSPOSE_MIN_RATIO`."""
+        return self.curl_fraction > CURL_MAX or self.transpose_ratio < TRANSPOSE_MIN_RATIO
 
     def warnings(self) -> list[str]:
         """What is uncertain about this fit."""
@@ -241,13 +255,26 @@ class RotationFit:
                 f"detector transpose uncertain: the curl residuals of the two choices differ "
                 f"only by a factor {self.transpose_ratio:.2f}"
             )
-        if self.curl_fraction > 0.25:
+        if self.curl_fraction > CURL_MAX:
             out.append(
                 f"{100 * self.curl_fraction:.0f}% of the centre-of-mass field is curl at the best "
                 "rotation: the field is not a phase gradient (thick sample, noise, or a "
                 "geometry the fit does not model)"
             )
         return out
+
+
+def curl_fraction(
+    com_mrad: np.ndarray, scan_step_A: tuple[float, float], rotation_deg: float, transposed: bool
+) -> float:
+    """The curl left in a CoM field (stored axes) turned by θ after the transpose, as a
+    fraction of ``Σ(curl² + div²)`` (module docstring)."""
+    field = com_mrad[..., ::-1] if transposed else com_mrad
+    curl, div = _derivatives(field, scan_step_A)
+    t = math.radians(rotation_deg)
+    total = float(np.sum(curl * curl) + np.sum(div * div))
+    left = float(np.sum((math.cos(t) * curl + math.sin(t) * div) ** 2))
+    return left / total if total > 0 else 1.0
 
 
 def fit_rotation(com_mrad: np.ndarray, scan_step_A: tuple[float, float]) -> RotationFit:

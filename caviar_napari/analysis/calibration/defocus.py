@@ -198,20 +198,20 @@ class BrightFieldParallax:
         self.dk = np.asarray(sampling_mrad, dtype=float) * 1e-3 / wavelength_A  # 1/Å per px
         self.k_px = k_px[bright]
         self.amp = amp[bright]
-        self.total = float(np.sum(np.abs(self.g[self.strongest]) ** 2))
-        self._cache: dict[tuple[float, bool], tuple[np.ndarray, ...]] = {}
+        self._cache: dict[tuple[float, int | None], tuple[np.ndarray, ...]] = {}
 
     @property
     def defocus_step_A(self) -> float:
         """Grid step of the defocus search: the phase at the disc's edge changes by π/4."""
         return 0.25 * self.wavelength_A / self.alpha_rad**2
 
-    def _terms(self, rotation_deg: float, strongest: bool) -> tuple[np.ndarray, ...]:
-        """The Δf-independent parts of ``T`` (cached per rotation): the two shifted apertures
-        and the two phase factors per unit defocus."""
-        key = (float(rotation_deg), strongest)
+    def _terms(self, rotation_deg: float, n_q: int | None) -> tuple[np.ndarray, ...]:
+        """The Δf-independent parts of ``T`` (cached per rotation) for the ``n_q`` strongest
+        frequencies (None: every one inside 2α): the two shifted apertures and the two phase
+        factors per unit defocus."""
+        key = (float(rotation_deg), n_q)
         if key not in self._cache:
-            which = self.strongest if strongest else np.arange(self.inside.size)
+            which = self.strongest[:n_q] if n_q is not None else np.arange(self.inside.size)
             tr = math.radians(rotation_deg)  # q_det = R(θ) q_scan (conventions §2)
             c, s = math.cos(tr), math.sin(tr)
             qs = self.q_scan[which]
@@ -228,24 +228,62 @@ class BrightFieldParallax:
         return self._cache[key]
 
     def _least_squares(
-        self, defocus_A: float, rotation_deg: float, strongest: bool
+        self, defocus_A: float, rotation_deg: float, n_q: int | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``Σ_k T* G``, ``Σ_k |T|²``, where the latter is not zero, and the frequencies."""
-        which, a_minus, a_plus, p1, p2 = self._terms(rotation_deg, strongest)
+        which, a_minus, a_plus, p1, p2 = self._terms(rotation_deg, n_q)
         tt = 1j * (a_minus * np.exp(-1j * defocus_A * p1) - a_plus * np.exp(-1j * defocus_A * p2))
         num = np.sum(np.conj(tt) * self.g[which], axis=1)
         den = np.sum(np.abs(tt) ** 2, axis=1)
         return num, den, den > 1e-12, which
 
-    def explained(self, defocus_A: float, rotation_deg: float) -> float:
-        """``F(Δf)`` over the :data:`MAX_Q` strongest frequencies (module docstring)."""
-        num, den, good, _ = self._least_squares(defocus_A, rotation_deg, strongest=True)
+    def explained(self, defocus_A: float, rotation_deg: float, n_q: int = MAX_Q) -> float:
+        """``F(Δf)`` over the ``n_q`` (at most :data:`MAX_Q`) strongest frequencies (module
+        docstring); at most :meth:`power`."""
+        num, den, good, _ = self._least_squares(defocus_A, rotation_deg, min(n_q, MAX_Q))
         return float(np.sum(np.abs(num[good]) ** 2 / den[good]))
+
+    def explained_grid(
+        self, defocus_A: np.ndarray, rotation_deg: float, n_q: int = MAX_Q
+    ) -> np.ndarray:
+        """:meth:`explained` at every value of a uniform grid of Δf, by a recurrence instead
+        of exponentials: with ``u = k·q`` and ``c = πλ|q|²``,
+        ``Σ_k T* G = −i (e^{−iΔf c} S₋ − e^{iΔf c} S₊)``, ``S± = Σ_k A(k ∓ q) A(k) G
+        e^{2πiλΔf u}``, and ``Σ_k |T|² = Σ_k (A₋² + A₊²) − 2 cos(2Δf c) Σ_k A₋ A₊``; the
+        factor ``e^{2πiλΔf u}`` advances by one multiplication per grid step."""
+        grid = np.asarray(defocus_A, dtype=float)
+        if grid.size == 0:
+            return np.zeros(0)
+        n = min(n_q, MAX_Q)
+        which, a_minus, a_plus, p1, p2 = self._terms(rotation_deg, n)
+        g = self.g[which]
+        u_phase = 0.5 * (p1 + p2)  # 2πλ u
+        c = 0.5 * (p2 - p1)[:, 0]  # πλ|q|², the same for every k
+        weights = np.stack([a_minus * g, a_plus * g])  # (2, Nq, Nk)
+        amp2 = np.sum(a_minus**2 + a_plus**2, axis=1)
+        cross = np.sum(a_minus * a_plus, axis=1)
+        step = float(grid[1] - grid[0]) if grid.size > 1 else 0.0
+        factor = np.exp(1j * grid[0] * u_phase)
+        advance = np.exp(1j * step * u_phase)
+        out = np.empty(grid.size)
+        for i, df in enumerate(grid):
+            s_minus, s_plus = np.einsum("sqk,qk->sq", weights, factor)
+            num = np.exp(-1j * df * c) * s_minus - np.exp(1j * df * c) * s_plus
+            den = amp2 - 2.0 * np.cos(2.0 * df * c) * cross
+            good = den > 1e-12
+            out[i] = float(np.sum(np.abs(num[good]) ** 2 / den[good]))
+            factor *= advance
+        return out
+
+    def power(self, n_q: int = MAX_Q) -> float:
+        """``Σ |G|²`` over the ``n_q`` strongest frequencies (what :meth:`explained` can reach
+        at most)."""
+        return float(np.sum(np.abs(self.g[self.strongest[: min(n_q, MAX_Q)]]) ** 2))
 
     def phase(self, defocus_A: float, rotation_deg: float) -> np.ndarray:
         """The SSB phase image (rad, zero mean) of the scan window, ``(ny, nx)`` scan frame:
         the least-squares ``φ(q)`` at every frequency inside 2α."""
-        num, den, good, which = self._least_squares(defocus_A, rotation_deg, strongest=False)
+        num, den, good, which = self._least_squares(defocus_A, rotation_deg, None)
         phi_q = np.zeros(self.window_shape[0] * self.window_shape[1], dtype=np.complex128)
         phi_q[self.inside[which[good]]] = num[good] / den[good]
         phi = np.fft.ifft2(phi_q.reshape(self.window_shape)) * math.sqrt(phi_q.size)
@@ -278,7 +316,7 @@ def fit_defocus(
     step = parallax.defocus_step_A
     lo, hi = start_A - search_A, start_A + search_A
     grid = np.arange(lo, hi + 0.5 * step, step)
-    values = np.array([parallax.explained(float(d), theta) for d in grid])
+    values = parallax.explained_grid(grid, theta)
     i = int(np.argmax(values))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     best = minimize_scalar(lambda d: -parallax.explained(d, theta), bounds=(a, b),
@@ -293,7 +331,7 @@ def fit_defocus(
     j1 = i
     while j1 < grid.size - 1 and values[j1 + 1] >= half:
         j1 += 1
-    total = parallax.total
+    total = parallax.power()
     return DefocusFit(
         defocus_A=df,
         rotation_deg=theta,

@@ -27,9 +27,10 @@ indicators of it, each given for the candidate θ (its negative is the value for
 
 Rule: the dark field decides when ``|ρ| ≥`` :data:`DARK_MIN_CORRELATION`; else the
 bright-field phase when it was computed and ``|skewness| ≥`` :data:`SKEW_MIN`; else the iDPC
-skewness.  Every indicator computed is reported with the sign it has for the chosen θ (> 0:
-agrees); a bright-field phase that disagrees with the dark field beyond its threshold is warned
-of.
+skewness when it reaches :data:`SKEW_MIN`; and when none reaches its threshold, the one that
+comes nearest (the largest ratio of its magnitude to its threshold), with a warning.  Every
+indicator computed is reported with the sign it has for the chosen θ (> 0: agrees); a
+bright-field phase that disagrees with the dark field beyond its threshold is warned of.
 """
 
 from __future__ import annotations
@@ -148,9 +149,9 @@ class HalfTurn:
             )
         elif self.decided_by == "iDPC skewness":
             out.append(
-                "the 180° choice of the scan rotation rests on the iDPC skewness alone "
-                f"({self.confidence:.2f}; no dark-field pixels and no bright-field phase), "
-                "which is unreliable under defocus"
+                "the 180° choice of the scan rotation rests on the iDPC skewness "
+                f"({self.confidence:.2f}): the dark field and the bright-field phase were "
+                "missing or weak, and the iDPC skewness is unreliable under defocus"
             )
         if (
             self.decided_by == "dark field"
@@ -187,12 +188,14 @@ def choose_half_turn(
         The indicators for ``rotation_deg`` (> 0: it is right; their negatives hold for
         θ + 180°); None where not computed.
     """
-    if dark_field_decides(dark_correlation):
-        by, value = "dark field", float(dark_correlation)  # type: ignore[arg-type]
-    elif phase_skewness is not None and abs(phase_skewness) >= SKEW_MIN:
-        by, value = "bright-field phase", float(phase_skewness)
-    else:
-        by, value = "iDPC skewness", float(idpc_skewness)
+    candidates = [
+        ("dark field", dark_correlation, DARK_MIN_CORRELATION),
+        ("bright-field phase", phase_skewness, SKEW_MIN),
+        ("iDPC skewness", idpc_skewness, SKEW_MIN),
+    ]
+    available = [(n, float(v), t) for n, v, t in candidates if v is not None]
+    passing = [c for c in available if abs(c[1]) >= c[2]]
+    by, value, _ = passing[0] if passing else max(available, key=lambda c: abs(c[1]) / c[2])
     flip = value < 0
     sign = -1.0 if flip else 1.0
 
