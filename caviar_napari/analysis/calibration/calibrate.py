@@ -6,7 +6,9 @@ Steps (each in its own module of this package):
    ellipticity, checked against the stated convergence angle and detector sampling;
 2. the centre of mass and the dark-field fraction of every pattern, in one pass (:mod:`.com`):
    a linear descan fit (applied only when asked), then the scan rotation modulo 180° and the
-   detector transpose from the curl-free condition;
+   detector transpose from the curl-free condition — or, where that is uncertain (noise under
+   defocus) and the defocus is fitted, from the bright-field parallax
+   (:mod:`.parallax_rotation`);
 3. the patterns centred (and transposed) as the reader will deliver them
    (:class:`~caviar_napari.io.detector.DetectorGeometry`);
 4. the half-turn of θ (:mod:`.halfturn`) and the defocus from a weak-phase fit of the
