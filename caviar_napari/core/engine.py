@@ -47,19 +47,22 @@ import numpy as np
 from caviar_napari import __version__
 from caviar_napari.core import coherence, optics
 from caviar_napari.core.backend import Backend, get_backend
-from caviar_napari.core.geometry import (
-    Geometry,
-    masked_total,
-    measured_amplitudes,
-    plan_geometry,
+from caviar_napari.core.geometry import Geometry, masked_total, plan_geometry
+from caviar_napari.core.memory import (
+    USABLE_FRACTION,
+    MemoryEstimate,
+    MemoryInputs,
+    plan_memory,
+    require_memory,
 )
-from caviar_napari.core.memory import MemoryEstimate, estimate_memory, require_memory
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
 from caviar_napari.core.optimise import make_optimiser
+from caviar_napari.core.patterns import PatternFeed
 from caviar_napari.core.states import MODE_DECAY, adapt_state
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
+from caviar_napari.data.lazy import LazyIntensities, pattern_mean
 from caviar_napari.data.recon import ReconState
 from caviar_napari.errors import InputError
 
@@ -221,15 +224,42 @@ def _check_state(state: ReconState, geom: Geometry) -> None:
         )
 
 
+def memory_budgets(config: ReconstructionConfig, backend: Backend) -> tuple[int, int]:
+    """``(device, host)`` bytes the run may use: what is free, or the configured caps."""
+    host = _host_available(backend)
+    device = backend.free_memory_bytes()
+    if config.host_memory_MB is not None:
+        host = min(host, int(config.host_memory_MB * 1e6))
+    if config.device_memory_MB is not None:
+        device = min(device, int(config.device_memory_MB * 1e6))
+    if backend.name == "cpu":
+        device = min(device, host)  # the CPU's device is the host
+        host = device
+    return device, host
+
+
+def _host_available(backend: Backend) -> int:
+    from caviar_napari.core.backend import _host_available_bytes
+
+    return _host_available_bytes() if backend.name == "gpu" else backend.free_memory_bytes()
+
+
 def estimate_run_memory(
     dataset: STEMDataset,
     config: ReconstructionConfig,
     backend: Backend | None = None,
     geom: Geometry | None = None,
 ) -> MemoryEstimate:
-    """Memory estimate of ``config`` on ``dataset`` (see :mod:`caviar_napari.core.memory`)."""
+    """The memory plan of ``config`` on ``dataset`` (see :mod:`caviar_napari.core.memory`):
+    placements of the data and the L-BFGS history, bytes by part and pool."""
     backend = backend or get_backend(config.device, config.precision)
     geom = geom or plan_geometry(dataset, config)
+    device_bytes, host_bytes = memory_budgets(config, backend)
+    workers = _cluster_workers(config)
+
+    # a GPU batch takes the room the rest of the plan leaves (sized in a second pass)
+    gpu_auto = backend.name == "gpu" and config.batch_size is None
+    gpu_batch = [1]
 
     def batch_plan(stage: StageConfig) -> tuple[int, int]:
         # the same model the stage will build (forward-only: no data needed to size it)
@@ -241,23 +271,110 @@ def estimate_run_memory(
             positions_px=geom.positions_px,
             object_shape=geom.object_shape,
             window=geom.window,
-            batch_size=config.batch_size,
+            batch_size=gpu_batch[0] if gpu_auto else config.batch_size,
         )
         want = frozenset(stage.refine)
         n, m = stage.object_states, stage.model_modes
         return model.batch_size_for(n, m, want), model.working_bytes(n, m, want)
 
-    return estimate_memory(
+    inputs = MemoryInputs(
         n_patterns=geom.positions_px.shape[0],
+        detector_shape=dataset.detector_shape,
         window=geom.window,
         object_shape=geom.object_shape,
-        stages=config.stages,
-        batch_size=config.batch_size or 1,
         complex_itemsize=np.dtype(backend.complex_dtype).itemsize,
-        available_bytes=backend.free_memory_bytes(),
         device=backend.name,
+        device_bytes=device_bytes,
+        host_bytes=host_bytes,
+        lazy=isinstance(dataset.intensities, LazyIntensities),
+        workers=workers,
         batch_plan=batch_plan,
+        batch_size=config.batch_size or 1,
     )
+    plan = plan_memory(inputs, config.stages, config.lbfgs_history, config.data_placement)
+    if gpu_auto and plan.fits:
+        itemsize = np.dtype(backend.complex_dtype).itemsize
+        per = max(
+            MultisliceModel.bytes_per_pattern(
+                geom.window,
+                st.object_states,
+                st.model_modes,
+                st.slices,
+                itemsize,
+                tilt="tilt" in st.refine,
+            )
+            + geom.window[0] * geom.window[1] * itemsize // 2
+            for st in config.stages
+        )
+        room = USABLE_FRACTION * plan.available_bytes - plan.needed_bytes
+        local = -(-geom.positions_px.shape[0] // workers)
+        gpu_batch[0] = int(max(1, min(local, 1 + room // per)))
+        plan = plan_memory(inputs, config.stages, plan.history, plan.data)
+    return plan
+
+
+def _cluster_workers(config: ReconstructionConfig) -> int:
+    """Worker processes of ``config.cluster`` as far as known before connecting (local:N)."""
+    if config.cluster and config.cluster.startswith("local:"):
+        return int(config.cluster.split(":")[1])
+    return 1
+
+
+# ---------------------------------------------------------------- the data
+@dataclass
+class _DataSource:
+    """The measured data of a run and how every stage's forward model reaches them."""
+
+    dataset: STEMDataset
+    config: ReconstructionConfig
+    backend: Backend
+    geom: Geometry
+    plan: MemoryEstimate
+    feed: PatternFeed | None
+    loss_eps: float
+    evaluator: Any = None  # a distributed evaluator (core.distributed), or None
+
+    def model(self, slice_thickness_A: Any) -> Any:
+        """The stage's forward model: in this process, or spread over the cluster."""
+        kw = dict(
+            wavelength_A=self.dataset.wavelength_A,
+            pixel_size_A=self.geom.pixel_size_A,
+            slice_thickness_A=slice_thickness_A,
+            positions_px=self.geom.positions_px,
+            object_shape=self.geom.object_shape,
+            detector_mask=self.geom.detector_mask,
+            loss=self.config.loss,
+            batch_size=self.config.batch_size or _plan_batch(self.backend, self.plan),
+            loss_eps=self.loss_eps,
+        )
+        if self.evaluator is not None:
+            return self.evaluator.model(**kw)
+        return MultisliceModel(self.backend, patterns=self.feed, **kw)
+
+
+def _plan_batch(backend: Backend, plan: MemoryEstimate) -> int | None:
+    """The GPU batch the memory plan left room for (None: the model sizes CPU batches)."""
+    return plan.batch_size if backend.name == "gpu" else None
+
+
+def _data_source(
+    dataset: STEMDataset,
+    config: ReconstructionConfig,
+    backend: Backend,
+    geom: Geometry,
+    plan: MemoryEstimate,
+    mean: np.ndarray,
+) -> _DataSource:
+    sy, sx = dataset.scan_shape
+    per_pixel = float(mean.sum()) / (geom.window[0] * geom.window[1])
+    eps = max(1e-6 * per_pixel, 1e-30)  # the model's default, from the whole dataset
+    if config.cluster:
+        from caviar_napari.core.distributed import DistributedEvaluator
+
+        evaluator = DistributedEvaluator(config, dataset, geom, plan)
+        return _DataSource(dataset, config, backend, geom, plan, None, eps, evaluator)
+    feed = PatternFeed(backend, dataset.intensities, geom.window, geom.pad_offset, plan.data)
+    return _DataSource(dataset, config, backend, geom, plan, feed, eps)
 
 
 # ---------------------------------------------------------------- the run
@@ -320,9 +437,10 @@ def run(
             f"checkpoint writer for '{config.checkpoint_path}' (engine.run(on_checkpoint=...))"
         )
     backend = get_backend(config.device, config.precision)
-    xp = backend.xp
-    geom = plan_geometry(dataset, config)
-    require_memory(estimate_run_memory(dataset, config, backend, geom))
+    mean = pattern_mean(dataset.intensities)  # one pass over the data (streamed when lazy)
+    geom = plan_geometry(dataset, config, mean_pattern=mean)
+    plan = require_memory(estimate_run_memory(dataset, config, backend, geom))
+    log.info("%s", plan.plan_text())
     cdt = backend.complex_dtype
     if state is None:
         state = initial_state(dataset, config, geom, cdt)
@@ -336,8 +454,8 @@ def run(
     if state.rng_state is not None:
         rng.bit_generator.state = copy.deepcopy(state.rng_state)
 
-    amplitudes_dev = xp.asarray(measured_amplitudes(dataset, geom))
-    norm = masked_total(dataset, geom)
+    norm = masked_total(dataset, geom, mean)
+    data = _data_source(dataset, config, backend, geom, plan, mean)
     n_stages = len(config.stages)
     start_iteration = state.iteration
     t0 = time.perf_counter()
@@ -359,7 +477,7 @@ def run(
                 dataset,
                 geom,
                 backend,
-                amplitudes_dev,
+                data,
                 norm,
                 control,
                 on_checkpoint,
@@ -382,7 +500,7 @@ def _run_stage(
     dataset: STEMDataset,
     geom: Geometry,
     backend: Backend,
-    amplitudes: Any,
+    data: Any,
     norm: float,
     control: RunControl | None,
     on_checkpoint: CheckpointCallback | None,
@@ -391,18 +509,7 @@ def _run_stage(
 ) -> Generator[Progress, None, bool]:
     """Iterate one stage from ``state.stage_iteration``; returns True when stopped."""
     cdt = backend.complex_dtype
-    model = MultisliceModel(
-        backend,
-        wavelength_A=dataset.wavelength_A,
-        pixel_size_A=geom.pixel_size_A,
-        slice_thickness_A=state.slice_thickness_A,
-        positions_px=geom.positions_px,
-        object_shape=geom.object_shape,
-        amplitudes=amplitudes,
-        detector_mask=geom.detector_mask,
-        loss=config.loss,
-        batch_size=config.batch_size,
-    )
+    model = data.model(state.slice_thickness_A)
     blocks = {
         "object": backend.asarray(state.object, dtype=cdt),
         "probe": backend.asarray(state.probe, dtype=cdt),
@@ -420,6 +527,7 @@ def _run_stage(
         xp=backend.xp,
         typical={"tilt": 1.0, "source": 0.1},
         state_blocks=("object",),
+        history=data.plan.history,
     )
     if state.optimiser_state is not None:
         opt.import_state(state.optimiser_state)

@@ -47,6 +47,7 @@ from caviar_napari.core import loss as loss_mod
 from caviar_napari.core import optics
 from caviar_napari.core.backend import Backend, ScatterPlan
 from caviar_napari.core.grid import as_pair
+from caviar_napari.core.patterns import PatternFeed
 from caviar_napari.errors import InputError
 
 __all__ = ["GRADIENT_BLOCKS", "MultisliceModel", "window_corners"]
@@ -173,7 +174,10 @@ class MultisliceModel:
         ``(H, W)`` of the object in pixels; every probe window must lie inside it.
     amplitudes
         ``(P, Ky, Kx)`` measured amplitudes ``sqrt(I_meas)`` in FFT (unshifted) order, or None
-        (forward model only).
+        (forward model only, or ``patterns`` given).
+    patterns
+        The measured data as a :class:`~caviar_napari.core.patterns.PatternFeed` (unpadded,
+        on the device, the host or in the file; padded per batch) instead of ``amplitudes``.
     detector_mask
         ``(Ky, Kx)`` bool, FFT order: pixels counted in the loss (None: all).
     loss
@@ -200,6 +204,7 @@ class MultisliceModel:
         positions_px: Any,
         object_shape: Sequence[int],
         amplitudes: Any | None = None,
+        patterns: PatternFeed | None = None,
         detector_mask: Any | None = None,
         loss: str = "gaussian",
         batch_size: int | None = None,
@@ -228,13 +233,21 @@ class MultisliceModel:
         self.slice_thickness_A = dz
         self.loss_kind = loss_mod.check_kind(loss)
 
+        if amplitudes is not None and patterns is not None:
+            raise InputError("give the measured data as amplitudes or as patterns, not both")
         if amplitudes is not None:
             amp_shape = tuple(amplitudes.shape)
             if len(amp_shape) != 3:
                 raise InputError(f"amplitudes must be (P, Ky, Kx), got shape {amp_shape}")
             if window is not None and tuple(int(v) for v in window) != amp_shape[1:]:
                 raise InputError(f"window {tuple(window)} differs from amplitudes {amp_shape[1:]}")
-            window = amp_shape[1:]
+            patterns = PatternFeed.from_window_amplitudes(backend, amplitudes)
+        if patterns is not None:
+            if window is not None and tuple(int(v) for v in window) != patterns.window:
+                raise InputError(
+                    f"window {tuple(window)} differs from the data's {patterns.window}"
+                )
+            window = patterns.window
         if window is None:
             raise InputError("window (Ky, Kx) is required when amplitudes is None")
         self.window = (int(window[0]), int(window[1]))
@@ -260,17 +273,12 @@ class MultisliceModel:
         self._frac = frac
         self.n_patterns = corners.shape[0]
 
-        if amplitudes is not None:
-            if amplitudes.shape[0] != self.n_patterns:
-                raise InputError(
-                    f"amplitudes has {amplitudes.shape[0]} patterns but positions_px has "
-                    f"{self.n_patterns}"
-                )
-            self._amp = xp.asarray(amplitudes, dtype=backend.real_dtype)
-            if not bool(xp.all(xp.isfinite(self._amp))) or bool(xp.any(self._amp < 0)):
-                raise InputError("amplitudes must be finite and non-negative")
-        else:
-            self._amp = None
+        if patterns is not None and patterns.n_patterns != self.n_patterns:
+            raise InputError(
+                f"the data have {patterns.n_patterns} patterns but positions_px has "
+                f"{self.n_patterns}"
+            )
+        self._feed = patterns
         if detector_mask is not None:
             mask = np.asarray(backend.to_host(xp.asarray(detector_mask)))
             if mask.shape != self.window:
@@ -279,7 +287,10 @@ class MultisliceModel:
         else:
             self._mask = None
         if loss_eps is None:
-            loss_eps = loss_mod.default_eps(self._amp, xp) if self._amp is not None else 1e-12
+            loss_eps = 1e-12
+            if patterns is not None:  # 1e-6 × the mean measured intensity per window pixel
+                per_pixel = patterns.total_intensity() / (self.n_patterns * math.prod(self.window))
+                loss_eps = max(1e-6 * per_pixel, 1e-30)
         if not loss_eps > 0:
             raise InputError(f"loss_eps must be positive, got {loss_eps!r}")
         self.loss_eps = float(loss_eps)
@@ -650,8 +661,8 @@ class MultisliceModel:
             ``(M, Ky, Kx)`` complex; ``"tilt"``: ``∂L/∂α`` ``(2,)`` real, per mrad.  Backend
             arrays in the backend's precision.
         """
-        if self._amp is None:
-            raise InputError("loss_and_gradient needs measured amplitudes (amplitudes=None)")
+        if self._feed is None:
+            raise InputError("loss_and_gradient needs measured data (amplitudes or patterns)")
         want = frozenset(want)
         unknown = want - GRADIENT_BLOCKS
         if unknown:
@@ -729,8 +740,9 @@ class MultisliceModel:
             ctx, b, ws, store=bool(want), keep_fourier=want_tilt, workers=workers
         )
         intensity = self._intensity(psi_k, ws)
+        measured = self._feed.batch(b.sel, out=ws.get("amp", intensity.shape, be.real_dtype))
         loss_b, dl_di = loss_mod.loss_and_dI(
-            self.loss_kind, intensity, self._amp[b.sel], self._mask, self.loss_eps, xp
+            self.loss_kind, intensity, measured, self._mask, self.loss_eps, xp
         )
         acc.total += loss_b
         if not (want_obj or want_probe or want_tilt):

@@ -41,6 +41,7 @@ from caviar_napari.data.checks import check_choice as _check_choice
 from caviar_napari.data.checks import check_float as _check_float
 from caviar_napari.data.checks import check_int as _check_int
 from caviar_napari.data.checks import where as _where
+from caviar_napari.data.padding import check_cluster, check_detector_padding
 from caviar_napari.errors import InputError
 
 __all__ = [
@@ -74,7 +75,8 @@ DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("single", "double")
 #: Data losses (:mod:`caviar_napari.core.loss`): Gaussian amplitude (paper eq. S8), Poisson.
 LOSSES = ("gaussian", "poisson")
-#: Detector padding modes.
+#: Detector padding modes with a name; a window ``"NxM"`` or a pixel size (Å) is also accepted
+#: (:mod:`caviar_napari.data.padding`).
 PADDINGS = ("auto", "none")
 
 
@@ -281,7 +283,23 @@ class ReconstructionConfig:
     detector_padding
         ``"auto"``: zero-pad the detector in reciprocal space when the data reach beyond the
         2/3-Nyquist band limit of the unpadded window (padding excluded from the loss);
-        ``"none"``: never pad (pixels beyond the band limit are then excluded from the loss).
+        ``"none"``: never pad (pixels beyond the band limit are then excluded from the loss);
+        ``"NxM"``: pad to that window; a number: the reconstruction pixel size in Å
+        (:mod:`caviar_napari.data.padding`).
+    host_memory_MB, device_memory_MB
+        Memory the run may use on the host and on the compute device (MB = 10⁶ bytes); None:
+        what is free. The memory plan (:mod:`caviar_napari.core.memory`) keeps data or the
+        L-BFGS history off a device that is short, and data larger than the host in their file.
+    lbfgs_history
+        Where the L-BFGS pairs live: ``auto`` (the memory plan chooses), ``device``, ``host``
+        (GPU: page-locked host memory, streamed) or ``half`` (half precision).
+    data_placement
+        Where the measured data live: ``auto``, ``device``, ``host`` (GPU: copied per batch) or
+        ``file`` (read per batch from a chunked HDF5 file: out-of-core).
+    cluster
+        None (one process) or a Dask cluster for data-parallel evaluation: ``local:N`` (N
+        worker processes on this machine) or a scheduler address ``tcp://HOST:PORT``
+        (:mod:`caviar_napari.core.distributed`).
     stages
         The stages, run in order.
     """
@@ -298,7 +316,12 @@ class ReconstructionConfig:
     defocus_A: float | None = None
     object_padding_px: int = 4
     source_fwhm_A: float = 0.3
-    detector_padding: str = "auto"
+    detector_padding: str | float = "auto"
+    host_memory_MB: float | None = None
+    device_memory_MB: float | None = None
+    lbfgs_history: str = "auto"
+    data_placement: str = "auto"
+    cluster: str | None = None
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
 
     def validate(self, source: str = "") -> ReconstructionConfig:
@@ -332,9 +355,19 @@ class ReconstructionConfig:
             self.defocus_A = _check_float(self.defocus_A, "defocus_A", source)
         self.object_padding_px = _check_int(self.object_padding_px, "object_padding_px", 0, source)
         self.source_fwhm_A = _check_float(self.source_fwhm_A, "source_fwhm_A", source, minimum=0.0)
-        self.detector_padding = _check_choice(
-            self.detector_padding, "detector_padding", PADDINGS, source
+        self.detector_padding = check_detector_padding(self.detector_padding, source=source)
+        for name in ("host_memory_MB", "device_memory_MB"):
+            if getattr(self, name) is not None:
+                value = _check_float(getattr(self, name), name, source, minimum=0.0, strict=True)
+                setattr(self, name, value)
+        self.lbfgs_history = _check_choice(
+            self.lbfgs_history, "lbfgs_history", ("auto", "device", "host", "half"), source
         )
+        self.data_placement = _check_choice(
+            self.data_placement, "data_placement", ("auto", "device", "host", "file"), source
+        )
+        if self.cluster is not None:
+            self.cluster = check_cluster(self.cluster, source)
         if not isinstance(self.stages, list | tuple) or not self.stages:
             raise InputError(f"{_where(source)}'stages' must be a non-empty list")
         stages = []

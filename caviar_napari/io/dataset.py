@@ -24,13 +24,16 @@ import numpy as np
 from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.checks import finite_scalar, positive_pair
 from caviar_napari.data.dataset import STEMDataset, regular_positions_A
+from caviar_napari.data.lazy import LazyIntensities
 from caviar_napari.errors import InputError
 from caviar_napari.io._h5util import get_dataset, open_h5, read_attr
 from caviar_napari.io.atomic import atomic_h5
 
 __all__ = [
     "CALIBRATION_RTOL",
+    "H5Intensities",
     "STEMDataset",
+    "stem_h5_nbytes",
     "read_stem_h5",
     "regular_positions_A",
     "write_stem_h5",
@@ -70,13 +73,54 @@ def _angular_sampling(f: h5py.File, path: str, energy_eV: float) -> tuple[float,
     return ang if ang is not None else rec_as_ang  # type: ignore[return-value]
 
 
-def read_stem_h5(path: str | os.PathLike) -> STEMDataset:
+class H5Intensities(LazyIntensities):
+    """The ``intensities`` of a conventions §6 HDF5 file, read pattern by pattern (out-of-core).
+
+    The file is opened for each read (so the store pickles to a distributed worker, which then
+    reads its own patterns); reads of increasing flat indices go through h5py's fancy indexing
+    of the scan axes, which touches only the chunks holding them.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...]) -> None:
+        self.path = str(path)
+        self.source = Path(path).name
+        self.shape = tuple(int(v) for v in shape)  # type: ignore[assignment]
+
+    def _read_sorted(self, flat: np.ndarray) -> np.ndarray:
+        sy, sx = self.shape[:2]
+        out = np.empty((flat.size, *self.shape[2:]), dtype=np.float32)
+        rows = flat // sx
+        with open_h5(Path(self.path)) as f:
+            dset = get_dataset(f, self.path, "intensities", hint=_HINT)
+            # one read per scan row touched: rows are contiguous runs of flat indices
+            for iy in np.unique(rows):
+                sel = rows == iy
+                cols = flat[sel] - iy * sx
+                block = dset[int(iy), int(cols[0]) : int(cols[-1]) + 1]
+                out[sel] = block[cols - cols[0]]
+        return out
+
+    def __reduce__(self) -> tuple:
+        return (H5Intensities, (self.path, self.shape))
+
+
+def stem_h5_nbytes(path: str | os.PathLike) -> int:
+    """Bytes of a conventions §6 file's intensities as float32 (0 when it has none)."""
+    with open_h5(Path(path)) as f:
+        dset = f.get("intensities")
+        return 0 if dset is None else int(np.prod(dset.shape)) * 4
+
+
+def read_stem_h5(path: str | os.PathLike, lazy: bool = False) -> STEMDataset:
     """Read and validate a conventions §6 4D-STEM HDF5 file.
 
     Parameters
     ----------
     path
         File to read.
+    lazy
+        Leave the intensities in the file (:class:`H5Intensities`, read by pattern: out-of-core
+        reconstruction); their values are checked as they are read.
 
     Returns
     -------
@@ -105,12 +149,17 @@ def read_stem_h5(path: str | os.PathLike) -> STEMDataset:
         positions = None
         if "scan" in f and "positions_A" in f["scan"]:
             positions = np.asarray(f["scan/positions_A"][()])
-        try:
-            intensities = dset.astype(np.float32)[()]
-        except (OSError, TypeError, ValueError) as exc:
-            raise InputError(
-                f"{name}: 'intensities' cannot be read as real numbers ({exc})"
-            ) from exc
+        if lazy:
+            if not np.issubdtype(dset.dtype, np.number) or np.iscomplexobj(np.empty(0, dset.dtype)):
+                raise InputError(f"{name}: 'intensities' must be real numbers, got {dset.dtype}")
+            intensities = H5Intensities(p, dset.shape)
+        else:
+            try:
+                intensities = dset.astype(np.float32)[()]
+            except (OSError, TypeError, ValueError) as exc:
+                raise InputError(
+                    f"{name}: 'intensities' cannot be read as real numbers ({exc})"
+                ) from exc
         return STEMDataset(
             intensities=intensities,
             energy_eV=energy,
