@@ -15,6 +15,7 @@ HDF5 schema (conventions §6)::
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,29 +77,46 @@ def _angular_sampling(f: h5py.File, path: str, energy_eV: float) -> tuple[float,
 class H5Intensities(LazyIntensities):
     """The ``intensities`` of a conventions §6 HDF5 file, read pattern by pattern (out-of-core).
 
-    The file is opened for each read (so the store pickles to a distributed worker, which then
-    reads its own patterns); reads of increasing flat indices go through h5py's fancy indexing
-    of the scan axes, which touches only the chunks holding them.
+    The file is opened (read-only) at the first read and kept open by this process; the store
+    pickles as its path and shape, so a distributed worker opens the file itself and reads its
+    own patterns.  Reads go one scan row at a time (a contiguous run of flat indices), touching
+    only the chunks that hold them.
     """
 
     def __init__(self, path: str | os.PathLike, shape: tuple[int, ...]) -> None:
         self.path = str(path)
         self.source = Path(path).name
         self.shape = tuple(int(v) for v in shape)  # type: ignore[assignment]
+        self._lock = threading.Lock()
+        self._file: h5py.File | None = None
+
+    def _dataset(self) -> h5py.Dataset:
+        if self._file is None:
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise InputError(f"{self.path}: cannot be read ({exc})") from exc
+        return get_dataset(self._file, self.path, "intensities", hint=_HINT)
 
     def _read_sorted(self, flat: np.ndarray) -> np.ndarray:
-        sy, sx = self.shape[:2]
+        sx = self.shape[1]
         out = np.empty((flat.size, *self.shape[2:]), dtype=np.float32)
         rows = flat // sx
-        with open_h5(Path(self.path)) as f:
-            dset = get_dataset(f, self.path, "intensities", hint=_HINT)
-            # one read per scan row touched: rows are contiguous runs of flat indices
+        with self._lock:  # one reader at a time (the model's batch threads share the store)
+            dset = self._dataset()
             for iy in np.unique(rows):
                 sel = rows == iy
                 cols = flat[sel] - iy * sx
                 block = dset[int(iy), int(cols[0]) : int(cols[-1]) + 1]
                 out[sel] = block[cols - cols[0]]
         return out
+
+    def close(self) -> None:
+        """Close the file (reopened by the next read)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def __reduce__(self) -> tuple:
         return (H5Intensities, (self.path, self.shape))
