@@ -64,7 +64,7 @@ from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.data.lazy import LazyIntensities, pattern_mean
 from caviar_napari.data.recon import ReconState
-from caviar_napari.errors import InputError
+from caviar_napari.errors import InputError, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -348,8 +348,13 @@ class _DataSource:
             loss_eps=self.loss_eps,
         )
         if self.evaluator is not None:
-            return self.evaluator.model(**kw)
+            return self.evaluator.model(window=self.geom.window, **kw)
         return MultisliceModel(self.backend, patterns=self.feed, **kw)
+
+    def close(self) -> None:
+        """Release the cluster of a distributed run."""
+        if self.evaluator is not None:
+            self.evaluator.close()
 
 
 def _plan_batch(backend: Backend, plan: MemoryEstimate) -> int | None:
@@ -455,7 +460,6 @@ def run(
         rng.bit_generator.state = copy.deepcopy(state.rng_state)
 
     norm = masked_total(dataset, geom, mean)
-    data = _data_source(dataset, config, backend, geom, plan, mean)
     n_stages = len(config.stages)
     start_iteration = state.iteration
     t0 = time.perf_counter()
@@ -465,6 +469,32 @@ def run(
             f"the starting state is at stage {state.stage_index}, but the configuration has "
             f"only {n_stages} stage(s)"
         )
+    data = _data_source(dataset, config, backend, geom, plan, mean)
+    try:
+        return (yield from _run_stages(
+            state, config, dataset, geom, backend, data, norm, control, on_checkpoint,
+            start_iteration, t0, rng,
+        ))  # fmt: skip
+    finally:
+        data.close()
+
+
+def _run_stages(
+    state: ReconState,
+    config: ReconstructionConfig,
+    dataset: STEMDataset,
+    geom: Geometry,
+    backend: Backend,
+    data: Any,
+    norm: float,
+    control: RunControl | None,
+    on_checkpoint: CheckpointCallback | None,
+    start_iteration: int,
+    t0: float,
+    rng: np.random.Generator,
+) -> Generator[Progress, None, ReconState]:
+    """The stages from ``state`` on (see :func:`run`)."""
+    n_stages = len(config.stages)
     while True:
         stage = config.stages[state.stage_index]
         if state.stage_iteration == 0 and state.optimiser_state is None:
@@ -543,12 +573,20 @@ def _run_stage(
 
     n_stages = len(config.stages)
     total_iterations = config.total_iterations
-    f, g = fun(x)
+    try:
+        f, g = fun(x)
+    except WorkerError as exc:
+        _save_on_failure(state, sync, x, on_checkpoint, exc)
+        raise
     while state.stage_iteration < stage.iterations:
         if control is not None and control.checkpoint():
             sync(x)
             return True
-        x, f, g, info = opt.step(fun, x, f, g)
+        try:
+            x, f, g, info = opt.step(fun, x, f, g)
+        except WorkerError as exc:  # a worker of a distributed run died: keep the last state
+            _save_on_failure(state, sync, x, on_checkpoint, exc)
+            raise
         state.stage_iteration += 1
         state.iteration += 1
         state.loss.append(float(f))
@@ -593,6 +631,21 @@ def _run_stage(
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
     return False
+
+
+def _save_on_failure(
+    state: ReconState,
+    sync: Callable[[dict[str, Any]], None],
+    x: dict[str, Any],
+    on_checkpoint: CheckpointCallback | None,
+    exc: WorkerError,
+) -> None:
+    """Bring ``state`` to the last accepted iterate, hand it to the checkpoint writer, and
+    attach it to ``exc`` (``exc.state``) for the caller to keep."""
+    sync(x)
+    if on_checkpoint is not None:
+        on_checkpoint(state)
+    exc.state = state  # type: ignore[attr-defined]
 
 
 def run_to_end(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from caviar_napari.errors import InputError
+from caviar_napari.errors import InputError, WorkerError
 from caviar_napari.io.outputs import OutputTarget
 from caviar_napari.workflows.summary import StepSummary
 
@@ -210,7 +210,8 @@ def _interrupt_message(
 
 def load_for_run(path: Path, config: ReconstructionConfig) -> STEMDataset:
     """The dataset at ``path``, its intensities left in the file (read per batch) when it is a
-    conventions §6 HDF5 file larger than the host memory the run may use."""
+    conventions §6 HDF5 file larger than the host memory the run may use, or when a cluster
+    evaluates it (each worker then reads its own patterns)."""
     from caviar_napari.core.backend import get_backend
     from caviar_napari.core.engine import memory_budgets
     from caviar_napari.core.memory import USABLE_FRACTION
@@ -224,6 +225,8 @@ def load_for_run(path: Path, config: ReconstructionConfig) -> STEMDataset:
         except InputError:
             size = 0
     if size:
+        if config.cluster:  # the workers read their own patterns from the file
+            return read_stem_h5(path, lazy=True)
         _device, host = memory_budgets(config, get_backend(config.device, config.precision))
         if size > USABLE_FRACTION * host / 2:  # the data may take half of what the run has
             return read_stem_h5(path, lazy=True)
@@ -321,6 +324,26 @@ def reconstruct_steps(
         gen.close()
         raise ReconstructionInterrupted(
             _interrupt_message(options, config, iteration, last_checkpoint)
+        ) from None
+    except WorkerError as exc:  # a worker of a distributed run died: keep the last state
+        kept = getattr(exc, "state", None)
+        if kept is None:
+            raise
+        ckpt = checkpoint or OutputTarget.prepare(
+            checkpoint_path_for(options.out),
+            "recon",
+            inputs={"DATA": options.data, "--config": options.config},
+            overwrite=options.overwrite,
+            option="checkpoint",
+        )
+        ckpt.write(lambda p: save_reconstruction(p, kept, source=dataset.source))
+        command = shlex.join(
+            ["caviar", "reconstruct", str(options.data), "--out", str(options.out), "--resume",
+             str(ckpt.path), "--cluster", "local:1"]
+        )  # fmt: skip
+        raise WorkerError(
+            f"{exc}; the state of iteration {kept.iteration} is in {ckpt.path}; continue with "
+            f"fewer workers, e.g.: {command}"
         ) from None
     elapsed = time.perf_counter() - t0
     done = state.iteration - start

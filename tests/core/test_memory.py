@@ -203,3 +203,16 @@ def test_out_of_core_run_matches_in_memory(tmp_path):
     np.testing.assert_array_equal(out_of_core.probe, in_memory.probe)
     assert out_of_core.loss == in_memory.loss
     assert out_of_core.loss[-1] < 0.8 * out_of_core.loss[0]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    from caviar_napari.cli import main
+
+    path = tmp_path / "d.h5"
+    write_stem_h5(path, _dataset(scan=(4, 4), k=24))
+    out = tmp_path / "r.h5"
+    assert main(["reconstruct", str(path), "--out", str(out), "--dry-run", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "memory plan" in text and "L-BFGS history: device; data: device" in text
+    assert "total" in text and "(fits)" in text
+    assert not out.exists()
