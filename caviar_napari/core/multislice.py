@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from caviar_napari.core import kernels, optics
 from caviar_napari.core import loss as loss_mod
-from caviar_napari.core import optics
 from caviar_napari.core.backend import Backend, ScatterPlan
 from caviar_napari.core.grid import as_pair
 from caviar_napari.core.patterns import PatternFeed
@@ -519,13 +519,20 @@ class MultisliceModel:
         xp.multiply(ctx.probe_k[None], batch.ramp, out=psi[0])  # shift: F⁻¹[B e^{−2πik·δ} Fψ]
         psi = be.ifft2(psi, overwrite=True, workers=workers)
         waves, patches, fourier = [], [], []
+        fused = kernels.is_cupy(xp)
         for j in range(s):
-            patch = self._gather(ctx.obj[:, j], batch)[:, :, None]  # (N, B, 1, Ky, Kx)
+            name = "exit" if j == s - 1 else (f"w{j + 1}" if store else f"t{j % 2}")
+            if fused:  # gather and multiply in one kernel; the adjoint gathers again
+                patch = None
+                phi = kernels.transmit(
+                    psi, ctx.obj, j, batch.corners, self.window, ws.get(name, shape, cdt), xp
+                )
+            else:
+                patch = self._gather(ctx.obj[:, j], batch)[:, :, None]  # (N, B, 1, Ky, Kx)
+                phi = xp.multiply(psi, patch, out=ws.get(name, shape, cdt))  # transmit
             if store:
                 waves.append(psi)
                 patches.append(patch)
-            name = "exit" if j == s - 1 else (f"w{j + 1}" if store else f"t{j % 2}")
-            phi = xp.multiply(psi, patch, out=ws.get(name, shape, cdt))  # transmit
             phi = be.fft2(phi, overwrite=True, workers=workers)
             if j == s - 1:
                 return phi, waves, patches, fourier
@@ -560,6 +567,8 @@ class MultisliceModel:
     def _intensity(self, psi_k: Any, ws: _Workspace) -> Any:
         """``(1/N) Σ_n Σ_m |Ψ|²`` of ``(N, B, M, Ky, Kx)`` → ``(B, Ky, Kx)`` real."""
         xp = self.xp
+        if kernels.is_cupy(xp):
+            return kernels.intensity(psi_k, xp)
         n, _b, m, _ky, _kx = psi_k.shape
         v = psi_k.view(self.backend.real_dtype)  # (N, B, M, Ky, 2 Kx): re, im interleaved
         sq = xp.square(v, out=ws.get("sq", v.shape, v.dtype))
@@ -741,15 +750,14 @@ class MultisliceModel:
         )
         intensity = self._intensity(psi_k, ws)
         measured = self._feed.batch(b.sel, out=ws.get("amp", intensity.shape, be.real_dtype))
-        loss_b, dl_di = loss_mod.loss_and_dI(
+        loss_b, dl_di = kernels.loss_and_dI(
             self.loss_kind, intensity, measured, self._mask, self.loss_eps, xp
         )
         acc.total += loss_b
         if not (want_obj or want_probe or want_tilt):
             return
         # conjugated adjoint: h_Ψ = conj(∂L/∂Ψ*) = (∂L/∂I / N) conj(Ψ)
-        hk = xp.conjugate(psi_k, out=psi_k)
-        hk *= (dl_di * (1.0 / n))[None, :, None].astype(be.real_dtype, copy=False)
+        hk = kernels.conj_scale(psi_k, (dl_di * (1.0 / n))[None, :, None], xp)
         hw = be.fft2(hk, overwrite=True, workers=workers)  # h_φ of the last slice
         for j in range(s - 1, -1, -1):
             if j < s - 1:
@@ -763,8 +771,11 @@ class MultisliceModel:
                 hw = be.fft2(hkk, overwrite=True, workers=workers)  # h_φ(j)
             if want_obj:
                 self._object_contribution(acc, ws, j, b, waves[j], hw)
-            if j > 0 or want_probe:
-                hw *= patches[j]  # h_ψ(j) = O · h_φ(j)
+            if j > 0 or want_probe:  # h_ψ(j) = O · h_φ(j)
+                if patches[j] is None:  # fused GPU path: gather the window again
+                    hw = kernels.transmit(hw, ctx.obj, j, b.corners, self.window, hw, xp)
+                else:
+                    hw *= patches[j]
         if want_probe:
             hp = hw.sum(axis=0) if n > 1 else hw[0]  # (B, M, Ky, Kx)
             hp = be.ifft2(hp, overwrite=True, workers=workers)
