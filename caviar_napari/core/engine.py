@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from caviar_napari import __version__
-from caviar_napari.core import coherence, optics
+from caviar_napari.core import coherence, minibatch, optics
 from caviar_napari.core.backend import Backend, get_backend
 from caviar_napari.core.geometry import Geometry, masked_total, plan_geometry
 from caviar_napari.core.memory import (
@@ -559,8 +559,12 @@ def _run_stage(
         state_blocks=("object",),
         history=data.plan.history,
     )
+    resumed_minibatch = None
     if state.optimiser_state is not None:
-        opt.import_state(state.optimiser_state)
+        if state.stage_iteration < stage.minibatch_epochs:  # stopped inside the epochs
+            resumed_minibatch = state.optimiser_state
+        else:
+            opt.import_state(state.optimiser_state)
 
     def sync(x: dict[str, Any]) -> None:
         obj, probe, tilt = fun.blocks(x)
@@ -573,6 +577,13 @@ def _run_stage(
 
     n_stages = len(config.stages)
     total_iterations = config.total_iterations
+    if state.stage_iteration < stage.minibatch_epochs:
+        x = yield from _minibatch_epochs(
+            state, stage, config, model, fun, x, control, sync, start_iteration, t0,
+            resumed_minibatch, on_checkpoint,
+        )  # fmt: skip
+        if state.stage_iteration < stage.minibatch_epochs:
+            return True  # stopped
     try:
         f, g = fun(x)
     except WorkerError as exc:
@@ -631,6 +642,78 @@ def _run_stage(
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
     return False
+
+
+def _minibatch_epochs(
+    state: ReconState,
+    stage: StageConfig,
+    config: ReconstructionConfig,
+    model: Any,
+    fun: Objective,
+    x: dict[str, Any],
+    control: RunControl | None,
+    sync: Callable[[dict[str, Any]], None],
+    start_iteration: int,
+    t0: float,
+    resumed: dict[str, Any] | None,
+    on_checkpoint: CheckpointCallback | None,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """The stage's first ``minibatch_epochs`` iterations as mini-batch epochs
+    (:mod:`caviar_napari.core.minibatch`); returns the point L-BFGS starts from.  The
+    gradient-descent state is the state's ``optimiser_state`` while the epochs last."""
+    if not isinstance(model, MultisliceModel):
+        raise InputError(
+            f"stage '{stage.name}': minibatch_epochs needs a single-process run (no cluster)"
+        )
+    gd = make_optimiser("gd", xp=model.xp, typical={"tilt": 1.0, "source": 0.1},
+                        state_blocks=("object",))  # fmt: skip
+    if resumed is not None:
+        gd.import_state(resumed)
+
+    def keep(x: dict[str, Any]) -> None:
+        sync(x)
+        # after the last epoch L-BFGS starts afresh, as in an uninterrupted run
+        done = state.stage_iteration >= stage.minibatch_epochs
+        state.optimiser_state = None if done else gd.export_state()
+
+    def objective(sub: Any) -> Objective:
+        restricted = copy.copy(fun)  # the same objective (masks, regularisers) on the subset
+        restricted.model = sub
+        return restricted
+
+    while state.stage_iteration < stage.minibatch_epochs:
+        if control is not None and control.checkpoint():
+            keep(x)
+            return x
+        batches = minibatch.epoch_batches(
+            model.n_patterns, stage.minibatch_size, config.seed, state.stage_index,
+            state.stage_iteration,
+        )  # fmt: skip
+        x, f, info = minibatch.run_epoch(objective, model, x, gd, batches)
+        state.stage_iteration += 1
+        state.iteration += 1
+        state.loss.append(float(f))
+        if config.checkpoint_every and state.iteration % config.checkpoint_every == 0:
+            keep(x)
+            if on_checkpoint is not None:
+                on_checkpoint(state)
+        elapsed = time.perf_counter() - t0
+        done = state.iteration - start_iteration
+        yield Progress(
+            stage_name=stage.name,
+            stage_index=state.stage_index,
+            n_stages=len(config.stages),
+            iteration=state.iteration,
+            total_iterations=config.total_iterations,
+            stage_iteration=state.stage_iteration,
+            stage_iterations=stage.iterations,
+            loss=float(f),
+            elapsed_s=elapsed,
+            eta_s=elapsed / done * (config.total_iterations - state.iteration),
+            method=info.method,
+            n_evals=info.n_evals,
+        )
+    return x
 
 
 def _save_on_failure(

@@ -132,6 +132,12 @@ class StageConfig:
         are a few 0.01 rad at atoms (3 pm displacements), so large noise (0.05 rad everywhere)
         must first be fitted away and slows the states down (on exact-model hBN data, 300
         iterations: nearest-neighbour CSM 0.99 from 0.005 rad, 0.94 from 0.05 rad).
+    minibatch_epochs
+        The first iterations of the stage that are stochastic mini-batch epochs (one
+        preconditioned gradient step per mini-batch, :mod:`caviar_napari.core.minibatch`)
+        before L-BFGS takes over; 0: none. For large scans far from the solution.
+    minibatch_size
+        Patterns per mini-batch of those epochs.
     """
 
     name: str = "stage"
@@ -149,6 +155,8 @@ class StageConfig:
     optimizer: str = "lbfgs"
     lbfgs_memory: int = 10
     state_noise_rad: float = 0.005
+    minibatch_epochs: int = 0
+    minibatch_size: int = 256
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -201,6 +209,8 @@ class StageConfig:
         self.state_noise_rad = _check_float(
             self.state_noise_rad, "state_noise_rad", where, minimum=0.0
         )
+        self.minibatch_epochs = _check_int(self.minibatch_epochs, "minibatch_epochs", 0, where)
+        self.minibatch_size = _check_int(self.minibatch_size, "minibatch_size", 1, where)
         return self
 
     @property

@@ -216,3 +216,29 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert "memory plan" in text and "L-BFGS history: device; data: device" in text
     assert "total" in text and "(fits)" in text
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- mini-batch epochs
+def test_minibatch_epochs_then_lbfgs_reduce_the_loss_and_resume_exactly():
+    from caviar_napari.core.engine import RunControl, run
+    from caviar_napari.core.minibatch import epoch_batches
+
+    batches = epoch_batches(10, 4, seed=1, stage=0, epoch=2)
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(10))
+    assert [b.size for b in batches] == [4, 4, 2]
+    data = _dataset(scan=(8, 8), k=24)
+    stage = StageConfig(iterations=6, minibatch_epochs=3, minibatch_size=16)
+    cfg = ReconstructionConfig(detector_padding="none", device="cpu", stages=[stage]).validate()
+    ref = run_to_end(data, cfg)
+    assert ref.iteration == 6 and ref.loss[-1] < 0.2 * ref.loss[0]
+    # stopped inside the mini-batch epochs and resumed: the same iterates
+    control = RunControl()
+    gen = run(data, cfg, control=control)
+    next(gen)
+    next(gen)
+    control.stop()
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    resumed = run_to_end(data, cfg, state=stop.value.value)
+    np.testing.assert_array_equal(resumed.object, ref.object)
+    assert resumed.loss == ref.loss
