@@ -281,7 +281,7 @@ class DistributedEvaluator:
             self._raise_if_dead()
             # the parameters go from the client straight to each worker (not via the scheduler)
             size = sum(v.nbytes for v in host.values())
-            limit = max(10.0, size / 50e6)  # a dead worker's scatter fails in seconds, not 30
+            limit = max(60.0, size / 50e6)  # bounded: a scatter to a dead worker fails
             shared = [
                 client.scatter([host], workers=[w], direct=True, hash=False, timeout=limit)[0]
                 for w in self.workers

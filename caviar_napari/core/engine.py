@@ -47,7 +47,14 @@ import numpy as np
 from caviar_napari import __version__
 from caviar_napari.core import coherence, minibatch, optics
 from caviar_napari.core.backend import Backend, get_backend
-from caviar_napari.core.geometry import Geometry, masked_total, plan_geometry
+from caviar_napari.core.geometry import (
+    Geometry,
+    masked_total,
+    plan_geometry,
+    resample_object,
+    resample_probe,
+    stage_padding,
+)
 from caviar_napari.core.memory import (
     USABLE_FRACTION,
     MemoryEstimate,
@@ -333,6 +340,30 @@ class _DataSource:
     feed: PatternFeed | None
     loss_eps: float
     evaluator: Any = None  # a distributed evaluator (core.distributed), or None
+    mean: np.ndarray | None = None  # the mean pattern (per-stage geometries and norms)
+
+    def stage(self, index: int) -> tuple[Geometry, float]:
+        """Geometry and loss normaliser of stage ``index`` (its own detector padding); the
+        source then serves that stage's window."""
+        padding = stage_padding(self.config, index)
+        if padding == stage_padding(self.config, 0) or self.mean is None:
+            geom = self.geom0
+        else:
+            geom = plan_geometry(self.dataset, self.config, padding=padding, mean_pattern=self.mean)
+        if geom.window != self.geom.window:
+            if self.evaluator is not None:
+                raise InputError(
+                    f"stage '{self.config.stages[index].name}': a per-stage detector_padding "
+                    "needs a single-process run (no cluster)"
+                )
+            self.geom = geom
+            self.feed = PatternFeed(
+                self.backend, self.dataset.intensities, geom.window, geom.pad_offset,
+                self.plan.data,
+            )  # fmt: skip
+            per_pixel = float(self.mean.sum()) / (geom.window[0] * geom.window[1])
+            self.loss_eps = max(1e-6 * per_pixel, 1e-30)
+        return self.geom, masked_total(self.dataset, self.geom, self.mean)
 
     def model(self, slice_thickness_A: Any) -> Any:
         """The stage's forward model: in this process, or spread over the cluster."""
@@ -350,6 +381,9 @@ class _DataSource:
         if self.evaluator is not None:
             return self.evaluator.model(window=self.geom.window, **kw)
         return MultisliceModel(self.backend, patterns=self.feed, **kw)
+
+    def __post_init__(self) -> None:
+        self.geom0 = self.geom
 
     def close(self) -> None:
         """Release the cluster of a distributed run."""
@@ -377,9 +411,9 @@ def _data_source(
         from caviar_napari.core.distributed import DistributedEvaluator
 
         evaluator = DistributedEvaluator(config, dataset, geom, plan)
-        return _DataSource(dataset, config, backend, geom, plan, None, eps, evaluator)
+        return _DataSource(dataset, config, backend, geom, plan, None, eps, evaluator, mean)
     feed = PatternFeed(backend, dataset.intensities, geom.window, geom.pad_offset, plan.data)
-    return _DataSource(dataset, config, backend, geom, plan, feed, eps)
+    return _DataSource(dataset, config, backend, geom, plan, feed, eps, None, mean)
 
 
 # ---------------------------------------------------------------- the run
@@ -443,14 +477,20 @@ def run(
         )
     backend = get_backend(config.device, config.precision)
     mean = pattern_mean(dataset.intensities)  # one pass over the data (streamed when lazy)
-    geom = plan_geometry(dataset, config, mean_pattern=mean)
-    plan = require_memory(estimate_run_memory(dataset, config, backend, geom))
+    geom = plan_geometry(dataset, config, padding=stage_padding(config, 0), mean_pattern=mean)
+    plan = require_memory(
+        estimate_run_memory(dataset, config, backend, _largest_geometry(dataset, config, mean))
+    )
     log.info("%s", plan.plan_text())
     cdt = backend.complex_dtype
     if state is None:
         state = initial_state(dataset, config, geom, cdt)
     else:
-        _check_state(state, geom)
+        index = min(state.stage_index, len(config.stages) - 1)
+        _check_state(
+            state,
+            plan_geometry(dataset, config, padding=stage_padding(config, index), mean_pattern=mean),
+        )
         state = state.copy()
         state.object = np.asarray(state.object, dtype=cdt)
         state.probe = np.asarray(state.probe, dtype=cdt)
@@ -459,7 +499,6 @@ def run(
     if state.rng_state is not None:
         rng.bit_generator.state = copy.deepcopy(state.rng_state)
 
-    norm = masked_total(dataset, geom, mean)
     n_stages = len(config.stages)
     start_iteration = state.iteration
     t0 = time.perf_counter()
@@ -472,8 +511,8 @@ def run(
     data = _data_source(dataset, config, backend, geom, plan, mean)
     try:
         return (yield from _run_stages(
-            state, config, dataset, geom, backend, data, norm, control, on_checkpoint,
-            start_iteration, t0, rng,
+            state, config, dataset, backend, data, control, on_checkpoint, start_iteration, t0,
+            rng,
         ))  # fmt: skip
     finally:
         data.close()
@@ -483,10 +522,8 @@ def _run_stages(
     state: ReconState,
     config: ReconstructionConfig,
     dataset: STEMDataset,
-    geom: Geometry,
     backend: Backend,
     data: Any,
-    norm: float,
     control: RunControl | None,
     on_checkpoint: CheckpointCallback | None,
     start_iteration: int,
@@ -497,6 +534,10 @@ def _run_stages(
     n_stages = len(config.stages)
     while True:
         stage = config.stages[state.stage_index]
+        previous = data.geom
+        geom, norm = data.stage(state.stage_index)
+        if geom.window != tuple(np.shape(state.probe)[1:]):  # this stage pads differently
+            _move_to_grid(state, previous, geom)
         if state.stage_iteration == 0 and state.optimiser_state is None:
             adapt_state(state, stage, rng, config.source_fwhm_A)
         if state.stage_iteration < stage.iterations:
@@ -714,6 +755,32 @@ def _minibatch_epochs(
             n_evals=info.n_evals,
         )
     return x
+
+
+def _largest_geometry(
+    dataset: STEMDataset, config: ReconstructionConfig, mean: np.ndarray
+) -> Geometry:
+    """The geometry of the stage with the largest probe window (the memory plan's)."""
+    geoms = {}
+    for i in range(len(config.stages)):
+        padding = stage_padding(config, i)
+        if padding not in geoms:
+            geoms[padding] = plan_geometry(dataset, config, padding=padding, mean_pattern=mean)
+    return max(geoms.values(), key=lambda g: g.window[0] * g.window[1])
+
+
+def _move_to_grid(state: ReconState, old: Geometry, new: Geometry) -> None:
+    """Resample the state's object and probe from ``old``'s grid onto ``new``'s (a stage with
+    another detector padding)."""
+    log.info(
+        "stage %d: probe window %d×%d -> %d×%d (pixel %.4f -> %.4f Å); object and probe resampled",
+        state.stage_index, *old.window, *new.window, old.pixel_size_A[0], new.pixel_size_A[0],
+    )  # fmt: skip
+    state.object = resample_object(state.object, old, new)
+    state.probe = resample_probe(state.probe, new.window)
+    state.pixel_size_A = new.pixel_size_A
+    state.object_origin_A = new.object_origin_A
+    state.scan_positions_A = new.positions_A.copy()
 
 
 def _save_on_failure(

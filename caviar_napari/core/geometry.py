@@ -44,6 +44,9 @@ __all__ = [
     "measured_amplitudes",
     "padded_window",
     "plan_geometry",
+    "resample_object",
+    "resample_probe",
+    "stage_padding",
 ]
 
 #: Largest fraction of the mean pattern's intensity allowed beyond the band limit unpadded (and
@@ -234,3 +237,50 @@ def masked_total(
             "detector area"
         )
     return total
+
+
+def stage_padding(config: ReconstructionConfig, stage_index: int) -> str | float:
+    """The ``detector_padding`` of a stage: its own, or the configuration's."""
+    own = config.stages[stage_index].detector_padding
+    return config.detector_padding if own is None else own
+
+
+def resample_probe(probe: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """Probe modes ``(M, Ky, Kx)`` on another probe window of the same detector sampling ``dk``.
+
+    The far field ``Ψ = F ψ`` (unitary FFT) is kept at every spatial frequency both windows
+    hold: zero-padded (larger window, finer pixel) or cropped (smaller window) about ``k = 0``.
+    """
+    p = np.asarray(probe)
+    spec = np.fft.fftshift(np.fft.fft2(p, norm="ortho"), axes=(-2, -1))
+    out = np.zeros((p.shape[0], *window), dtype=spec.dtype)
+    src, dst = [], []
+    for n_old, n_new in zip(p.shape[-2:], window):
+        n = min(n_old, n_new)
+        a_old, a_new = n_old // 2 - n // 2, n_new // 2 - n // 2
+        src.append(slice(a_old, a_old + n))
+        dst.append(slice(a_new, a_new + n))
+    out[:, dst[0], dst[1]] = spec[:, src[0], src[1]]
+    return np.fft.ifft2(np.fft.ifftshift(out, axes=(-2, -1)), norm="ortho").astype(p.dtype)
+
+
+def resample_object(obj: np.ndarray, old: Geometry, new: Geometry) -> np.ndarray:
+    """Object ``(N, S, H, W)`` on ``old``'s grid, evaluated on ``new``'s grid.
+
+    The engine keeps the object band-limited on its (periodic) grid, so its discrete Fourier
+    series is exact; it is evaluated at the new pixel positions (separable matrix products,
+    frequencies restricted to the new grid's band), i.e. trigonometric interpolation.
+    """
+    o = np.asarray(obj)
+    spec = np.fft.fft2(o) / (o.shape[-2] * o.shape[-1])
+    mats = []
+    for ax in range(2):
+        n_old, n_new = o.shape[-2 + ax], new.object_shape[ax]
+        k = np.fft.fftfreq(n_old, old.pixel_size_A[ax])
+        keep = np.abs(k) < 0.5 / new.pixel_size_A[ax] * (1 - 1e-9)
+        x = new.object_origin_A[ax] + np.arange(n_new) * new.pixel_size_A[ax]
+        x = x - old.object_origin_A[ax]
+        mats.append((keep, np.exp(2j * np.pi * x[:, None] * k[None, keep])))
+    (ky, ey), (kx, ex) = mats
+    coeffs = spec[..., ky, :][..., kx]
+    return np.einsum("yk,...kl,xl->...yx", ey, coeffs, ex, optimize=True).astype(o.dtype)

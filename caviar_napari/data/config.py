@@ -138,6 +138,11 @@ class StageConfig:
         before L-BFGS takes over; 0: none. For large scans far from the solution.
     minibatch_size
         Patterns per mini-batch of those epochs.
+    detector_padding
+        This stage's detector padding (see ``ReconstructionConfig.detector_padding``); None:
+        the configuration's. A stage that pads differently from the one before it starts
+        from the previous result resampled onto its grid (object: Fourier interpolation of the
+        band-limited object; probe: the far field kept at the frequencies both windows hold).
     """
 
     name: str = "stage"
@@ -157,6 +162,7 @@ class StageConfig:
     state_noise_rad: float = 0.005
     minibatch_epochs: int = 0
     minibatch_size: int = 256
+    detector_padding: str | float | None = None
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -211,6 +217,8 @@ class StageConfig:
         )
         self.minibatch_epochs = _check_int(self.minibatch_epochs, "minibatch_epochs", 0, where)
         self.minibatch_size = _check_int(self.minibatch_size, "minibatch_size", 1, where)
+        if self.detector_padding is not None:
+            self.detector_padding = check_detector_padding(self.detector_padding, source=where)
         return self
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -107,6 +108,9 @@ def test_a_dying_worker_is_reported_state_saved_and_run_resumes_on_fewer(monkeyp
     victim = sorted(client.scheduler_info()["workers"])[1]
     pid = client.run(os.getpid, workers=[victim])[victim]
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while victim in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+        time.sleep(0.2)  # the scheduler notices the closed connection
     with pytest.raises(WorkerError, match="died") as info:
         while True:
             next(gen)

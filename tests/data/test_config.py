@@ -95,7 +95,7 @@ def test_yaml_file_errors(tmp_path):
         ({"batch_size": 2.5}, r"'batch_size' must be an integer"),
         ({"checkpoint_every": 5}, r"'checkpoint_every' is 5 but no 'checkpoint_path'"),
         ({"tilt_mrad": [1, 2, 3]}, r"'tilt_mrad' must be a \(y, x\) pair"),
-        ({"detector_padding": "always"}, r"'detector_padding' must be one of auto, none"),
+        ({"detector_padding": "always"}, r"'detector_padding' must be auto, none"),
         ({"stages": []}, r"'stages' must be a non-empty list"),
         ({"stages": [{"iterations": -3}]}, r"stage 'stage'.*'iterations' must be ≥ 0"),
         ({"stages": [{"object_states": 0}]}, r"'object_states' must be ≥ 1"),
