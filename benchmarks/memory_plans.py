@@ -83,6 +83,7 @@ def main() -> None:
         "device GiB | host GiB | fits | GPUs needed (Dask workers) | per-GPU GiB |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for scan in (64, 128, 256):
         one = plan_memory(inputs(scan, gpu, host), paper_stages())
         side = inputs(scan, gpu, host).object_shape[0]
@@ -96,12 +97,27 @@ def main() -> None:
             f"{one.host_needed_bytes / GiB:.1f} | {'yes' if one.fits else 'no'} | "
             f"{workers if per.fits else '> 64'} | {per.needed_bytes / GiB:.1f} |"
         )
+        rows.append((scan, side))
         if scan == 128:
             print()
             print("```")
             print(one.plan_text())
             print("```")
             print()
+
+    print()
+    print("Data-parallel on W GPUs (Dask, one worker per GPU): per-GPU memory with everything on")
+    print("the devices (the client keeps the optimiser and its history in host memory):")
+    print()
+    print("| scan | W = 1 | W = 2 | W = 4 | W = 8 | client (host) |")
+    print("|---|---|---|---|---|---|")
+    for scan, _side in rows:
+        cells, client = [], 0
+        for w in (1, 2, 4, 8):
+            plan = plan_memory(inputs(scan, gpu, host, w), paper_stages(), "device", "device")
+            cells.append(f"{plan.needed_bytes / GiB:.1f} GiB" + ("" if plan.fits else " ✗"))
+            client = sum(plan.client_parts.values())
+        print(f"| {scan}×{scan} | " + " | ".join(cells) + f" | {client / GiB:.1f} GiB |")
 
 
 if __name__ == "__main__":
