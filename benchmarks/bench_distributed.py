@@ -96,7 +96,7 @@ def main() -> None:
         if args.scheduler:
             client, cluster = Client(args.scheduler), None
         else:
-            cluster = LocalCluster(n_workers=w, threads_per_worker=1, dashboard_address=None)
+            cluster = LocalCluster(n_workers=w, threads_per_worker=1, dashboard_address=":0")
             client = Client(cluster)
         ev = DistributedEvaluator(
             ReconstructionConfig(**{**cfg.to_dict(), "cluster": f"local:{w}"}),

@@ -69,15 +69,19 @@ def _kernels() -> dict[str, Any]:
         "conj_scale": cupy.ElementwiseKernel(
             "C psi, R w", "C h", "h = conj(psi) * w", "caviar_conj_scale"
         ),
-        "intensity": cupy.ReductionKernel(
-            "C psi",
-            "R out",
-            "psi.real() * psi.real() + psi.imag() * psi.imag()",
-            "a + b",
-            "out = a",
-            "0",
-            "caviar_intensity",
-        ),
+        # concrete types: a reduction's output type cannot be deduced from a complex input
+        **{
+            f"intensity_{c}": cupy.ReductionKernel(
+                f"{c} psi",
+                f"{r} out",
+                "psi.real() * psi.real() + psi.imag() * psi.imag()",
+                "a + b",
+                "out = a",
+                "0",
+                f"caviar_intensity_{c}",
+            )
+            for c, r in (("complex64", "float32"), ("complex128", "float64"))
+        },
         "transmit": cupy.ElementwiseKernel(
             "raw C psi, raw C obj, raw int64 corners, int64 j, int64 n_psi, int64 S, "
             "int64 B, int64 M, int64 KY, int64 KX, int64 H, int64 W",
@@ -135,7 +139,7 @@ def intensity(psi_k: Any, xp: ModuleType, out: Any = None) -> Any:
     """``(1/N) Σ_n Σ_m |Ψ|²`` of ``(N, B, M, Ky, Kx)`` → ``(B, Ky, Kx)`` real."""
     n = psi_k.shape[0]
     if is_cupy(xp):
-        res = _kernels()["intensity"](psi_k, axis=(0, 2))
+        res = _kernels()[f"intensity_{psi_k.dtype.name}"](psi_k, axis=(0, 2))
         res *= 1.0 / n
         return res
     v = psi_k.view(psi_k.real.dtype)
