@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from caviar_napari.core.backend import get_backend
-from caviar_napari.core.distributed import DistributedEvaluator
+from caviar_napari.core.distributed import DistributedEvaluator, communication_bytes
 from caviar_napari.core.geometry import plan_geometry
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.patterns import PatternFeed
@@ -119,10 +119,11 @@ def main() -> None:
     print("| workers | sent (parameters) GB | tree-reduction transfers GB | at 10 GB/s s |")
     print("|---|---|---|---|")
     for w in (2, 4, 8, 16):
+        total = communication_bytes((10, 30, 1125, 1125), w)
         sent = w * obj_bytes
-        tree = (w - 1) * obj_bytes + obj_bytes  # each add moves one partial sum; final to client
+        tree = total - sent  # each add moves one partial sum; the final sum goes to the client
         print(f"| {w} | {sent / 1e9:.1f} | {tree / 1e9:.1f} | "
-              f"{(sent + tree) / 10e9:.1f} (tree depth {math.ceil(math.log2(w))}) |")  # fmt: skip
+              f"{total / 10e9:.1f} (tree depth {math.ceil(math.log2(w))}) |")  # fmt: skip
 
 
 if __name__ == "__main__":

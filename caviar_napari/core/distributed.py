@@ -46,7 +46,13 @@ from caviar_napari.core.patterns import PatternFeed
 from caviar_napari.data.lazy import LazyIntensities, read_patterns
 from caviar_napari.errors import InputError, WorkerError
 
-__all__ = ["DistributedEvaluator", "DistributedModel", "EvaluationStats", "shard_indices"]
+__all__ = [
+    "DistributedEvaluator",
+    "DistributedModel",
+    "EvaluationStats",
+    "communication_bytes",
+    "shard_indices",
+]
 
 log = logging.getLogger(__name__)
 

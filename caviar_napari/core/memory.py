@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.data.config import StageConfig
@@ -465,8 +465,3 @@ def require_memory(estimate: MemoryEstimate) -> MemoryEstimate:
     if not estimate.fits:
         raise MemoryBudgetError(f"the reconstruction {estimate.describe()}; {estimate.advice()}")
     return estimate
-
-
-def with_batch(estimate: MemoryEstimate, batch_size: int) -> MemoryEstimate:
-    """The same plan with another batch size recorded (the parts are not recomputed)."""
-    return replace(estimate, batch_size=int(batch_size))

@@ -90,11 +90,6 @@ GRADIENT_FLOOR = 1e-10
 RESCALE_GROWTH = 100.0
 
 
-def _host(a: Any) -> np.ndarray:
-    """numpy copy of a numpy or cupy array."""
-    return a.get() if hasattr(a, "get") else np.array(a)
-
-
 def _dot(a: Any, b: Any, xp: ModuleType) -> float:
     """Real inner product ``Re Σ conj(a)·b``, accumulated in float64."""
     if xp.iscomplexobj(a) or xp.iscomplexobj(b):
