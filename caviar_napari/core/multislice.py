@@ -36,6 +36,7 @@ thread timing.  On the GPU batches are as large as half the free device memory a
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ GRADIENT_BLOCKS = frozenset({"object", "probe", "tilt"})
 # CPU batches are sized so that one batch's working set (per thread) stays near this many
 # bytes; GPU batches use this fraction of the free device memory.
 _CPU_BATCH_BYTES = 24 << 20
+#: Most bytes of batch index data (phase ramps, scatter plans) a model keeps between evaluations.
+_BATCH_CACHE_BYTES = 256 << 20
 _GPU_MEMORY_FRACTION = 0.5
 
 
@@ -144,6 +147,18 @@ class _Workspace:
             buf = self.xp.empty(size, dtype=dtype)
             self._buffers[name] = buf
         return buf[:size].reshape(shape)
+
+
+def _batch_bytes(batch: _Batch) -> int:
+    """Bytes a batch's index data hold (ramp, gather indices, scatter matrix)."""
+    total = int(batch.ramp.nbytes) + int(batch.corners.nbytes)
+    if batch.gather is not None:
+        total += int(batch.gather.nbytes)
+    if batch.scatter is not None:
+        m = batch.scatter.matrix
+        parts = (m.data, m.indices, m.indptr) if m is not None else (batch.scatter.index,)
+        total += sum(int(a.nbytes) for a in parts)
+    return total
 
 
 def _ordered_sum(arrays: list[Any]) -> Any:
@@ -317,6 +332,10 @@ class MultisliceModel:
         if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         self._batch_size = None if batch_size is None else int(batch_size)
+        # index data of the batches, reused by later evaluations (the scan does not change)
+        self._batches: dict[tuple, _Batch] = {}
+        self._batches_bytes = 0
+        self._batches_lock = threading.Lock()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -443,6 +462,21 @@ class MultisliceModel:
 
     # ------------------------------------------------------------------ batches
     def _make_batch(self, sel: np.ndarray, scatter: bool) -> _Batch:
+        """Index data of the patterns ``sel``, computed once and kept while the kept batches
+        take less than :data:`_BATCH_CACHE_BYTES` (later evaluations reuse them)."""
+        key = (bool(scatter), sel.size, int(sel[0]), hash(sel.tobytes()))
+        batch = self._batches.get(key)
+        if batch is not None and np.array_equal(batch.sel, sel):
+            return batch
+        batch = self._build_batch(sel, scatter)
+        size = _batch_bytes(batch)
+        with self._batches_lock:
+            if self._batches_bytes + size <= _BATCH_CACHE_BYTES:
+                self._batches[key] = batch
+                self._batches_bytes += size
+        return batch
+
+    def _build_batch(self, sel: np.ndarray, scatter: bool) -> _Batch:
         """Index data of the patterns ``sel`` (computed on the device)."""
         xp = self.xp
         ky, kx = self.window
