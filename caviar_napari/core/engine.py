@@ -380,6 +380,9 @@ class _DataSource:
         )
         if self.evaluator is not None:
             return self.evaluator.model(window=self.geom.window, **kw)
+        # batch index data are kept between evaluations in half the room the plan leaves
+        room = USABLE_FRACTION * self.plan.available_bytes - self.plan.needed_bytes
+        kw["batch_cache_bytes"] = int(min(256 << 20, max(0.0, room / 2)))
         return MultisliceModel(self.backend, patterns=self.feed, **kw)
 
     def __post_init__(self) -> None:

@@ -207,6 +207,9 @@ class MultisliceModel:
         Project the object gradient onto the band limit (on the object grid).
     loss_eps
         ``ε`` of the loss; None: ``1e-6 ×`` the mean measured intensity per pixel.
+    batch_cache_bytes
+        Most bytes of batch index data kept between evaluations (None: 256 MiB); the engine
+        gives what its memory plan leaves free.
     """
 
     def __init__(
@@ -227,6 +230,7 @@ class MultisliceModel:
         band_limit: float = optics.BAND_LIMIT,
         object_band_limit: bool = True,
         loss_eps: float | None = None,
+        batch_cache_bytes: int | None = None,
     ) -> None:
         self.backend = backend
         xp = backend.xp
@@ -336,6 +340,7 @@ class MultisliceModel:
         self._batches: dict[tuple, _Batch] = {}
         self._batches_bytes = 0
         self._batches_lock = threading.Lock()
+        self._cache_limit = _BATCH_CACHE_BYTES if batch_cache_bytes is None else batch_cache_bytes
 
     # ------------------------------------------------------------------ properties
     @property
@@ -471,7 +476,7 @@ class MultisliceModel:
         batch = self._build_batch(sel, scatter)
         size = _batch_bytes(batch)
         with self._batches_lock:
-            if self._batches_bytes + size <= _BATCH_CACHE_BYTES:
+            if self._batches_bytes + size <= self._cache_limit:
                 self._batches[key] = batch
                 self._batches_bytes += size
         return batch
