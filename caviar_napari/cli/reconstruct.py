@@ -64,6 +64,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slice-thickness-A", type=float, metavar="DZ", help="slice thickness in Å")
     p.add_argument("--seed", type=int, metavar="K", help="random seed (new object states)")
     p.add_argument(
+        "--refine-positions",
+        action="store_true",
+        help="refine the scan positions in every stage that refines the object: a shift of "
+        "each (at most position_bound_A, default 1 Å), a global affine map and a linear drift; "
+        "the refined positions go into the output",
+    )
+    p.add_argument(
         "--resume", metavar="RECON.h5", help="continue from a checkpoint or reconstruction file"
     )
     p.add_argument(
@@ -107,6 +114,7 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
         slices=args.slices,
         slice_thickness_A=args.slice_thickness_A,
         seed=args.seed,
+        refine_positions=args.refine_positions,
         resume=path(args.resume),
         checkpoint_every=args.checkpoint_every,
         overwrite=args.overwrite,

@@ -361,18 +361,31 @@ class DistributedModel:
         tilt_mrad: Any = (0.0, 0.0),
         want: frozenset[str] | set[str] = GRADIENT_BLOCKS,
         indices: Any = None,
+        shifts_px: Any = None,
     ) -> tuple[float, dict[str, Any]]:
         """Loss and gradients summed over every shard (see ``MultisliceModel``)."""
         if indices is not None:
             raise InputError("a distributed model evaluates all patterns (indices=None)")
+        if shifts_px is not None:
+            raise InputError(
+                "scan-position refinement (refine: positions/affine) needs a single-process run "
+                "(no cluster)"
+            )
         want = frozenset(want)
         xp = self.evaluator.backend.xp
         params = {"object": obj, "probe": probe, "tilt": xp.asarray(tilt_mrad, dtype=np.float64)}
         return self.evaluator.evaluate(self._key, self.kw, params, want)
 
-    def loss(self, obj: Any, probe: Any, tilt_mrad: Any = (0.0, 0.0), indices: Any = None) -> float:
+    def loss(
+        self,
+        obj: Any,
+        probe: Any,
+        tilt_mrad: Any = (0.0, 0.0),
+        indices: Any = None,
+        shifts_px: Any = None,
+    ) -> float:
         """The loss alone (over every pattern: ``indices`` must be None)."""
-        return self.loss_and_gradient(obj, probe, tilt_mrad, frozenset(), indices)[0]
+        return self.loss_and_gradient(obj, probe, tilt_mrad, frozenset(), indices, shifts_px)[0]
 
 
 def communication_bytes(object_shape: tuple[int, ...], n_workers: int, itemsize: int = 8) -> int:

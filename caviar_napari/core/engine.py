@@ -68,6 +68,7 @@ from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
 from caviar_napari.core.optimise import LBFGS, GradientDescent, make_optimiser
 from caviar_napari.core.patterns import PatternFeed
+from caviar_napari.core.positions import AFFINE_SIZE, ScanPositions
 from caviar_napari.core.separation import (
     NoiseLevel,
     SeparationReport,
@@ -85,6 +86,10 @@ log = logging.getLogger(__name__)
 
 #: Called with the state at every checkpoint (see :func:`run`); must not keep the arrays.
 CheckpointCallback = Callable[[ReconState], None]
+
+#: Per-element magnitudes of blocks that start at zero (the optimiser's first step sizes):
+#: tilt 1 mrad, source σ 0.1 Å, position shifts 0.05 Å, affine entries/drift 0.01.
+TYPICAL = {"tilt": 1.0, "source": 0.1, "positions": 0.05, "affine": 0.01}
 
 __all__ = [
     "CheckpointCallback",
@@ -699,16 +704,20 @@ def _run_stage(
             [state.source_fwhm_A / coherence.FWHM_PER_SIGMA], dtype=backend.real_dtype
         ),
     }
+    scan = _scan_positions(state, stage, config, geom)
+    if scan is not None:
+        blocks.update(_scan_blocks(state, backend, scan))
     x = {k: v for k, v in blocks.items() if k in stage.refine}
     fixed = {k: v for k, v in blocks.items() if k not in stage.refine}
     fun = Objective(
-        model, backend, stage, fixed, ctx.split.fit_norm, geom.pixel_size_A, split=ctx.split
-    )
+        model, backend, stage, fixed, ctx.split.fit_norm, geom.pixel_size_A, split=ctx.split,
+        scan=scan,
+    )  # fmt: skip
     opt = make_optimiser(
         stage.optimizer,
         memory=stage.lbfgs_memory,
         xp=backend.xp,
-        typical={"tilt": 1.0, "source": 0.1},
+        typical=TYPICAL,
         state_blocks=("object",),
         history=data.plan.history,
     )
@@ -726,6 +735,8 @@ def _run_stage(
         state.tilt_mrad = np.asarray(backend.to_host(tilt), dtype=np.float64).copy()
         if stage.partial_coherence == "gaussian":
             state.source_fwhm_A = abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA
+        if scan is not None:
+            _sync_scan(state, backend, fun, x)
         state.optimiser_state = opt.export_state()
 
     n_stages = len(config.stages)
@@ -802,6 +813,36 @@ def _run_stage(
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
     return False
+
+
+def _scan_positions(
+    state: ReconState, stage: StageConfig, config: ReconstructionConfig, geom: Geometry
+) -> ScanPositions | None:
+    """The scan-position map of a stage that refines the positions or inherits refined ones."""
+    refines = {"positions", "affine"} & set(stage.refine)
+    if not refines and state.positions_u is None and state.affine is None:
+        return None
+    return ScanPositions(geom.positions_A, config.position_bound_A, config.position_penalty)
+
+
+def _scan_blocks(state: ReconState, backend: Backend, scan: ScanPositions) -> dict[str, Any]:
+    """The ``positions`` and ``affine`` blocks (zero where never refined)."""
+    u = np.zeros((scan.n_positions, 2)) if state.positions_u is None else state.positions_u
+    affine = np.zeros(AFFINE_SIZE) if state.affine is None else state.affine
+    if np.shape(u) != (scan.n_positions, 2) or np.shape(affine) != (AFFINE_SIZE,):
+        raise InputError(
+            f"the starting state's scan-position variables {np.shape(u)}, {np.shape(affine)} do "
+            f"not fit this dataset's {scan.n_positions} positions"
+        )
+    real = backend.real_dtype
+    return {"positions": backend.asarray(u, dtype=real), "affine": backend.asarray(affine, real)}
+
+
+def _sync_scan(state: ReconState, backend: Backend, fun: Objective, x: dict[str, Any]) -> None:
+    """Copy the scan-position variables and the positions they give into ``state``."""
+    state.positions_u = _host_copy(backend, x.get("positions", fun.fixed.get("positions")))
+    state.affine = _host_copy(backend, x.get("affine", fun.fixed.get("affine")))
+    state.scan_positions_A = fun.scan.nominal_A + fun.scan_shifts_A(x)
 
 
 def _stopping_rule(
@@ -923,8 +964,7 @@ def _minibatch_epochs(
         raise InputError(
             f"stage '{stage.name}': minibatch_epochs needs a single-process run (no cluster)"
         )
-    gd = make_optimiser("gd", xp=model.xp, typical={"tilt": 1.0, "source": 0.1},
-                        state_blocks=("object",))  # fmt: skip
+    gd = make_optimiser("gd", xp=model.xp, typical=TYPICAL, state_blocks=("object",))
     if resumed is not None:
         gd.import_state(resumed)
 
@@ -997,7 +1037,10 @@ def _move_to_grid(state: ReconState, old: Geometry, new: Geometry) -> None:
     state.probe = resample_probe(state.probe, new.window)
     state.pixel_size_A = new.pixel_size_A
     state.object_origin_A = new.object_origin_A
-    state.scan_positions_A = new.positions_A.copy()
+    refined = np.zeros_like(old.positions_A)  # refined shifts carry over to the new frame
+    if state.scan_positions_A is not None and np.shape(state.scan_positions_A) == refined.shape:
+        refined = np.asarray(state.scan_positions_A) - old.positions_A
+    state.scan_positions_A = new.positions_A + refined
 
 
 def _save_on_failure(

@@ -39,12 +39,19 @@ class SubsetModel:
         return getattr(self._model, name)
 
     def loss_and_gradient(
-        self, obj: Any, probe: Any, tilt_mrad: Any = (0.0, 0.0), want: Any = None, indices=None
+        self,
+        obj: Any,
+        probe: Any,
+        tilt_mrad: Any = (0.0, 0.0),
+        want: Any = None,
+        indices: Any = None,
+        shifts_px: Any = None,
     ) -> tuple[float, dict[str, Any]]:
-        """The subset's loss and gradients, scaled to the full scan."""
+        """The subset's loss and gradients, scaled to the full scan (``shifts_px``: those of
+        every scan position, as for the full model)."""
         kw = {} if want is None else {"want": want}
         loss, grads = self._model.loss_and_gradient(
-            obj, probe, tilt_mrad, indices=self.indices, **kw
+            obj, probe, tilt_mrad, indices=self.indices, shifts_px=shifts_px, **kw
         )
         return loss * self.scale, {k: v * self.scale for k, v in grads.items()}
 

@@ -54,7 +54,7 @@ from caviar_napari.errors import InputError
 __all__ = ["GRADIENT_BLOCKS", "MultisliceModel", "window_corners"]
 
 #: Names of the gradient blocks :meth:`MultisliceModel.loss_and_gradient` can compute.
-GRADIENT_BLOCKS = frozenset({"object", "probe", "tilt"})
+GRADIENT_BLOCKS = frozenset({"object", "probe", "tilt", "shifts"})
 
 # CPU batches are sized so that one batch's working set (per thread) stays near this many
 # bytes; GPU batches use this fraction of the free device memory.
@@ -111,6 +111,7 @@ class _Context:
     obj: Any  # (N, S, H, W), C-contiguous
     probe_k: Any  # (M, Ky, Kx) probe modes in Fourier space
     props: Any  # (S-1, Ky, Kx) propagators
+    shifts: np.ndarray | None = None  # (P, 2) extra probe shifts (y, x) in pixels, host
 
 
 @dataclass
@@ -126,6 +127,7 @@ class _Accumulator:
     g_obj: Any = None  # (S, y1-y0, x1-x0, N) Σ ψ_j h_φ(j) scattered into the box
     q_probe: Any = None  # (M, Ky, Kx) Σ_b R_b F⁻¹ h_ψ(0) (the probe gradient before F, conj)
     t_acc: Any = None  # (S-1, Ky, Kx) tilt correlation T_j(k)
+    g_shift: dict[int, np.ndarray] | None = None  # batch offset → (B, 2) ∂L/∂shift (per px)
 
 
 class _Workspace:
@@ -555,7 +557,7 @@ class MultisliceModel:
         nb = batch.sel.size
         shape = (n, nb, m, *self.window)
         psi = ws.get("w0", (1, nb, m, *self.window), cdt)
-        xp.multiply(ctx.probe_k[None], batch.ramp, out=psi[0])  # shift: F⁻¹[B e^{−2πik·δ} Fψ]
+        xp.multiply(ctx.probe_k[None], self._ramp(ctx, batch), out=psi[0])  # F⁻¹[B e^{−2πik·δ} Fψ]
         psi = be.ifft2(psi, overwrite=True, workers=workers)
         waves, patches, fourier = [], [], []
         fused = kernels.is_cupy(xp)
@@ -616,12 +618,34 @@ class MultisliceModel:
         out *= 1.0 / n
         return out
 
-    def _context(self, obj: Any, probe: Any, tilt: tuple[float, float]) -> _Context:
+    def _context(
+        self, obj: Any, probe: Any, tilt: tuple[float, float], shifts_px: Any = None
+    ) -> _Context:
+        shifts = None
+        if shifts_px is not None:
+            shifts = np.asarray(self.backend.to_host(shifts_px), dtype=np.float64)
+            if shifts.shape != (self.n_patterns, 2) or not np.all(np.isfinite(shifts)):
+                raise InputError(
+                    f"shifts_px must be finite (P, 2) = ({self.n_patterns}, 2), got {shifts.shape}"
+                )
         return _Context(
             obj=obj,
             probe_k=self.backend.fft2(probe),
             props=self.propagators(tilt),
+            shifts=shifts,
         )
+
+    def _ramp(self, ctx: _Context, batch: _Batch) -> Any:
+        """The batch's probe ramps ``(B, 1, Ky, Kx)``: band limit × sub-pixel shift, times the
+        call's extra shifts (position refinement) when it has them."""
+        if ctx.shifts is None:
+            return batch.ramp
+        xp = self.xp
+        extra = xp.asarray(ctx.shifts[batch.sel])
+        ry = xp.exp((-2j * math.pi) * extra[:, 0, None] * self._fy[None, :])
+        rx = xp.exp((-2j * math.pi) * extra[:, 1, None] * self._fx[None, :])
+        shift = (ry[:, :, None] * rx[:, None, :]).astype(self.backend.complex_dtype)
+        return batch.ramp * shift[:, None]
 
     # ------------------------------------------------------------------ public API
     def exit_waves(
@@ -631,7 +655,12 @@ class MultisliceModel:
         return self._forward_all(obj, probe, tilt_mrad, indices, waves=True)
 
     def intensities(
-        self, obj: Any, probe: Any, tilt_mrad: Sequence[float] = (0.0, 0.0), indices: Any = None
+        self,
+        obj: Any,
+        probe: Any,
+        tilt_mrad: Sequence[float] = (0.0, 0.0),
+        indices: Any = None,
+        shifts_px: Any = None,
     ) -> Any:
         """Model intensities ``(B, Ky, Kx)`` (backend array, FFT order) of the patterns ``indices``.
 
@@ -645,13 +674,25 @@ class MultisliceModel:
             ``(α_y, α_x)`` crystal tilt, mrad.
         indices
             Pattern indices (default: all, in order).
+        shifts_px
+            Optional ``(P, 2)`` shifts ``(y, x)`` of every scan position from its position at
+            construction, in pixels (position refinement; a Fourier shift of the probe in its
+            window, so a few pixels at most).
         """
-        return self._forward_all(obj, probe, tilt_mrad, indices, waves=False)
+        return self._forward_all(obj, probe, tilt_mrad, indices, waves=False, shifts=shifts_px)
 
-    def _forward_all(self, obj: Any, probe: Any, tilt_mrad: Any, indices: Any, waves: bool) -> Any:
+    def _forward_all(
+        self,
+        obj: Any,
+        probe: Any,
+        tilt_mrad: Any,
+        indices: Any,
+        waves: bool,
+        shifts: Any = None,
+    ) -> Any:
         obj, probe, tilt = self._check_inputs(obj, probe, tilt_mrad)
         idx = self._indices(indices)
-        ctx = self._context(obj, probe, tilt)
+        ctx = self._context(obj, probe, tilt, shifts)
         n, m = obj.shape[0], probe.shape[0]
         if waves:
             out = self.xp.empty((n, idx.size, m, *self.window), dtype=self.backend.complex_dtype)
@@ -672,10 +713,15 @@ class MultisliceModel:
         return out
 
     def loss(
-        self, obj: Any, probe: Any, tilt_mrad: Sequence[float] = (0.0, 0.0), indices: Any = None
+        self,
+        obj: Any,
+        probe: Any,
+        tilt_mrad: Sequence[float] = (0.0, 0.0),
+        indices: Any = None,
+        shifts_px: Any = None,
     ) -> float:
         """The loss alone (no gradient, no stored waves)."""
-        return self.loss_and_gradient(obj, probe, tilt_mrad, frozenset(), indices)[0]
+        return self.loss_and_gradient(obj, probe, tilt_mrad, frozenset(), indices, shifts_px)[0]
 
     def loss_and_gradient(
         self,
@@ -684,6 +730,7 @@ class MultisliceModel:
         tilt_mrad: Sequence[float] = (0.0, 0.0),
         want: frozenset[str] | set[str] = GRADIENT_BLOCKS,
         indices: Any = None,
+        shifts_px: Any = None,
     ) -> tuple[float, dict[str, Any]]:
         """Loss and its gradients with respect to the requested blocks.
 
@@ -696,9 +743,12 @@ class MultisliceModel:
         tilt_mrad
             ``(α_y, α_x)`` crystal tilt, mrad.
         want
-            Subset of ``{"object", "probe", "tilt"}``; only those gradients are computed.
+            Subset of ``{"object", "probe", "tilt", "shifts"}``; only those gradients are
+            computed.
         indices
             Pattern indices (default: all): the loss is summed over these patterns.
+        shifts_px
+            Optional ``(P, 2)`` shifts of the scan positions in pixels (see :meth:`intensities`).
 
         Returns
         -------
@@ -706,8 +756,9 @@ class MultisliceModel:
             Float, summed over patterns and masked detector pixels.
         gradients
             ``"object"``: ``∂L/∂O*`` ``(N, S, H, W)`` complex; ``"probe"``: ``∂L/∂ψ*``
-            ``(M, Ky, Kx)`` complex; ``"tilt"``: ``∂L/∂α`` ``(2,)`` real, per mrad.  Backend
-            arrays in the backend's precision.
+            ``(M, Ky, Kx)`` complex; ``"tilt"``: ``∂L/∂α`` ``(2,)`` real, per mrad;
+            ``"shifts"``: ``∂L/∂s`` ``(P, 2)`` real host array, per pixel (0 for patterns not in
+            ``indices``). Backend arrays in the backend's precision.
         """
         if self._feed is None:
             raise InputError("loss_and_gradient needs measured data (amplitudes or patterns)")
@@ -723,9 +774,10 @@ class MultisliceModel:
         n, s, h, w = obj.shape
         m = probe.shape[0]
         cdt = be.complex_dtype
-        ctx = self._context(obj, probe, tilt)
+        ctx = self._context(obj, probe, tilt, shifts_px)
         want_obj, want_probe = "object" in want, "probe" in want
         want_tilt = "tilt" in want and s > 1
+        want_shift = "shifts" in want
         size = self.batch_size_for(n, m, want)
 
         def run_chunk(
@@ -744,6 +796,8 @@ class MultisliceModel:
                 acc.q_probe = xp.zeros((m, *self.window), dtype=cdt)
             if want_tilt:
                 acc.t_acc = xp.zeros((s - 1, *self.window), dtype=cdt)
+            if want_shift:
+                acc.g_shift = {}
             for _, sel in chunk:
                 self._loss_grad_batch(ctx, acc, ws, sel, want, workers)
             return acc
@@ -767,6 +821,12 @@ class MultisliceModel:
             grads["probe"] = xp.conjugate(be.fft2(q_probe)).astype(cdt, copy=False)
         if "tilt" in want:
             grads["tilt"] = self._tilt_gradient(t_acc, tilt)
+        if want_shift:
+            g_shift = np.zeros((self.n_patterns, 2))
+            for a in accs:
+                for sel, values in a.g_shift.values():
+                    g_shift[sel] = values
+            grads["shifts"] = g_shift
         return total, grads
 
     def _loss_grad_batch(
@@ -783,6 +843,8 @@ class MultisliceModel:
         n, s = ctx.obj.shape[:2]
         want_obj, want_probe = "object" in want, "probe" in want
         want_tilt = acc.t_acc is not None
+        want_shift = acc.g_shift is not None
+        want_h0 = want_probe or want_shift  # the gradient at the shifted probe ψ_0
         b = self._make_batch(sel, scatter=want_obj)
         psi_k, waves, patches, fourier = self._forward_batch(
             ctx, b, ws, store=bool(want), keep_fourier=want_tilt, workers=workers
@@ -793,7 +855,7 @@ class MultisliceModel:
             self.loss_kind, intensity, measured, self._mask, self.loss_eps, xp
         )
         acc.total += loss_b
-        if not (want_obj or want_probe or want_tilt):
+        if not (want_obj or want_h0 or want_tilt):
             return
         # conjugated adjoint: h_Ψ = conj(∂L/∂Ψ*) = (∂L/∂I / N) conj(Ψ)
         hk = kernels.conj_scale(psi_k, (dl_di * (1.0 / n))[None, :, None], xp)
@@ -804,22 +866,31 @@ class MultisliceModel:
                 if want_tilt:
                     prod = xp.multiply(hkk, fourier[j], out=ws.get("tmp", hkk.shape, hkk.dtype))
                     acc.t_acc[j] += prod.sum(axis=(0, 1, 2))
-                if j == 0 and not (want_obj or want_probe):
+                if j == 0 and not (want_obj or want_h0):
                     break  # tilt only: h_φ(0) is not needed
                 hkk *= ctx.props[j]
                 hw = be.fft2(hkk, overwrite=True, workers=workers)  # h_φ(j)
             if want_obj:
                 self._object_contribution(acc, ws, j, b, waves[j], hw)
-            if j > 0 or want_probe:  # h_ψ(j) = O · h_φ(j)
+            if j > 0 or want_h0:  # h_ψ(j) = O · h_φ(j)
                 if patches[j] is None:  # fused GPU path: gather the window again
                     hw = kernels.transmit(hw, ctx.obj, j, b.corners, self.window, hw, xp)
                 else:
                     hw *= patches[j]
-        if want_probe:
+        if want_h0:
             hp = hw.sum(axis=0) if n > 1 else hw[0]  # (B, M, Ky, Kx)
-            hp = be.ifft2(hp, overwrite=True, workers=workers)
-            hp *= b.ramp
-            acc.q_probe += hp.sum(axis=0)
+            hp = be.ifft2(hp, overwrite=True, workers=workers)  # conj(∂L/∂(Fψ_0)*)
+            ramp = self._ramp(ctx, b)
+            if want_shift:
+                # ∂(Fψ_0)/∂s_a = −2πi f_a Fψ_0  →  ∂L/∂s_a = 2 Re Σ h · (−2πi f_a) Fψ_0
+                t = hp * (ctx.probe_k[None] * ramp)
+                ty = (t.sum(axis=(1, 3)) * self._fy[None, :]).sum(axis=1)
+                tx = (t.sum(axis=(1, 2)) * self._fx[None, :]).sum(axis=1)
+                grad = 4.0 * math.pi * self.xp.stack([ty.imag, tx.imag], axis=-1)
+                acc.g_shift[int(sel[0])] = (sel, np.asarray(self.backend.to_host(grad), float))
+            if want_probe:
+                hp *= ramp
+                acc.q_probe += hp.sum(axis=0)
 
     def _object_contribution(
         self, acc: _Accumulator, ws: _Workspace, j: int, b: _Batch, wave: Any, h_phi: Any

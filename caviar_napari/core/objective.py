@@ -23,6 +23,12 @@ Probe model
     modes and its ``source`` block the source's standard deviation σ (Å); the forward model
     sees their expansion into shifted copies (:mod:`caviar_napari.core.coherence`), and the
     gradients are contracted back.
+
+Scan positions
+    With ``positions`` or ``affine`` refined (or carried over from an earlier stage), every
+    probe is shifted by ``s_p`` of :class:`~caviar_napari.core.positions.ScanPositions` from
+    its nominal place; the model's ``∂L/∂s`` is chained back to the per-position variables and
+    the affine/drift parameters, and the positions' penalty is added to ``f``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from caviar_napari.core.backend import Backend
 from caviar_napari.core.holdout import PatternSplit
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.optics import BAND_LIMIT
+from caviar_napari.core.positions import ScanPositions
 from caviar_napari.data.config import StageConfig
 
 __all__ = ["L1_EPS", "Objective", "l1_absorption", "missing_wedge", "wedge_weight"]
@@ -129,6 +136,7 @@ class Objective:
         pixel: tuple[float, float],
         compression: float = coherence.COMPRESSION_TOLERANCE,
         split: PatternSplit | None = None,
+        scan: ScanPositions | None = None,
     ) -> None:
         self.model = model
         self.backend = backend
@@ -152,9 +160,14 @@ class Objective:
             self.k = xp.asarray(
                 coherence.window_frequencies(model.window, pixel), dtype=backend.real_dtype
             )
-        # the forward model's gradient blocks: the source size needs the (expanded) probe's
+        # the forward model's gradient blocks: the source size needs the (expanded) probe's,
+        # the scan positions the shifts'
+        self.scan = scan
+        self.refines_scan = bool(self.want & {"positions", "affine"})
         self.model_want = frozenset(
-            ({"probe"} if "source" in self.want else set()) | (self.want - {"source"})
+            ({"probe"} if "source" in self.want else set())
+            | ({"shifts"} if self.refines_scan else set())
+            | (self.want - {"source", "positions", "affine"})
         )
         # rigid shifts between states are taken out of the object gradient (the generators
         # are those of the current mean object, so the objective depends on x alone and a
@@ -173,6 +186,24 @@ class Objective:
         """Object, coherent probe modes and tilt at ``x`` (refined or fixed)."""
         get = lambda k: x[k] if k in x else self.fixed[k]  # noqa: E731
         return get("object"), get("probe"), get("tilt")
+
+    def _optional(self, x: dict[str, Any], key: str) -> np.ndarray | None:
+        """Block ``key`` on the host (refined or fixed), None when the run has none."""
+        block = x.get(key, self.fixed.get(key))
+        return None if block is None else np.asarray(self.backend.to_host(block), np.float64)
+
+    def scan_shifts_A(self, x: dict[str, Any]) -> np.ndarray | None:
+        """``(P, 2)`` shifts of the scan positions at ``x``, Å; None when never refined."""
+        if self.scan is None:
+            return None
+        u, affine = self._optional(x, "positions"), self._optional(x, "affine")
+        if u is None and affine is None:
+            return None
+        return self.scan.shifts_A(u, affine)
+
+    def _shifts_px(self, x: dict[str, Any]) -> np.ndarray | None:
+        s = self.scan_shifts_A(x)
+        return None if s is None else s / np.asarray(self.pixel)
 
     def sigma_A(self, x: dict[str, Any]) -> float:
         """The source's standard deviation σ (Å) at ``x``; 0 for a coherent probe."""
@@ -199,7 +230,7 @@ class Objective:
         obj, probe, tilt = self.blocks(x)
         modes, mixing = self.model_probe(x)
         loss, grads = self.model.loss_and_gradient(
-            obj, modes, tilt, want=self.model_want, indices=self.fit
+            obj, modes, tilt, want=self.model_want, indices=self.fit, shifts_px=self._shifts_px(x)
         )
         if self.source is not None and "probe" in self.model_want:
             g_copies = mixing.conj() @ grads["probe"].reshape(modes.shape[0], -1)
@@ -214,7 +245,9 @@ class Objective:
             grads["probe"] = g_probe
             grads["source"] = be.xp.asarray([g_sigma], dtype=be.real_dtype)
         f = loss * self.inv_norm
-        out = {k: grads[k] * self.inv_norm for k in self.want}
+        out = {k: grads[k] * self.inv_norm for k in self.want - {"positions", "affine"}}
+        if self.refines_scan:
+            f += self._scan_gradients(x, grads["shifts"], out)
         if "object" in self.want:
             reg = None
             if self.stage.l1_absorption > 0:
@@ -232,14 +265,33 @@ class Objective:
                 out["object"] = shifts.project(out["object"])
         return f, out
 
+    def _scan_gradients(self, x: dict[str, Any], g_px: np.ndarray, out: dict[str, Any]) -> float:
+        """Chain ``∂L/∂s`` (per pixel) into the refined scan blocks of ``out``; returns the
+        positions' penalty (added to ``f``)."""
+        be = self.backend
+        g_A = np.asarray(g_px, np.float64) * (self.inv_norm / np.asarray(self.pixel))
+        u = self._optional(x, "positions")
+        g_u, g_affine = self.scan.chain(g_A, u)
+        penalty = 0.0
+        if "positions" in self.want:
+            penalty, g_pen = self.scan.penalty_and_gradient(u)
+            out["positions"] = be.asarray(g_u + g_pen, dtype=be.real_dtype)
+        if "affine" in self.want:
+            out["affine"] = be.asarray(g_affine, dtype=be.real_dtype)
+        return penalty
+
     def data_losses(self, x: dict[str, Any], held: bool = False) -> tuple[float, float]:
         """Normalised data loss at ``x`` with its states, and with their mean object alone,
         over the fitted patterns (or the held-out ones)."""
         obj, _, tilt = self.blocks(x)
         modes, _ = self.model_probe(x)
         idx, scale = (self.held, self.inv_held_norm) if held else (self.fit, self.inv_norm)
-        with_states = self.model.loss(obj, modes, tilt, indices=idx) * scale
-        mean = self.model.loss(obj.mean(axis=0, keepdims=True), modes, tilt, indices=idx) * scale
+        shifts = self._shifts_px(x)
+        with_states = self.model.loss(obj, modes, tilt, indices=idx, shifts_px=shifts) * scale
+        mean = self.model.loss(
+            obj.mean(axis=0, keepdims=True), modes, tilt, indices=idx, shifts_px=shifts
+        )
+        mean *= scale
         return float(with_states), float(mean)
 
     def held_out_loss(self, x: dict[str, Any]) -> float:
@@ -248,7 +300,8 @@ class Objective:
             return float("nan")
         obj, _, tilt = self.blocks(x)
         modes, _ = self.model_probe(x)
-        return float(self.model.loss(obj, modes, tilt, indices=self.held) * self.inv_held_norm)
+        loss = self.model.loss(obj, modes, tilt, indices=self.held, shifts_px=self._shifts_px(x))
+        return float(loss * self.inv_held_norm)
 
 
 class StateShifts:

@@ -163,7 +163,9 @@ class _Base:
         return out
 
     def _dot(self, a: Blocks, b: Blocks) -> float:
-        return sum(_dot(a[k], b[k], self.xp) for k in a)
+        # in a fixed block order: a history read back from a file lists its blocks
+        # alphabetically, and a resumed run must add the same numbers in the same order
+        return sum(_dot(a[k], b[k], self.xp) for k in sorted(a))
 
     def _block_norms(self, k: str, z: Any, g: Any) -> list[tuple[float, float]]:
         """``[(‖z‖, ‖G‖)]`` of the block, or of its mean and deviation parts (state blocks)."""

@@ -68,8 +68,10 @@ __all__ = [
     "two_stage_preset",
 ]
 
-#: Blocks a stage may refine (``source``: the source size of a partially coherent probe).
-REFINABLE = ("object", "probe", "tilt", "source")
+#: Blocks a stage may refine: ``source`` the source size of a partially coherent probe;
+#: ``positions`` a shift of every scan position; ``affine`` a global affine map of the scan and
+#: a linear drift (:mod:`caviar_napari.core.positions`).
+REFINABLE = ("object", "probe", "tilt", "source", "positions", "affine")
 #: Models of the probe's spatial coherence: ``none`` (each mode coherent) or ``gaussian`` (a
 #: Gaussian source of fitted size, :mod:`caviar_napari.core.coherence`).
 PARTIAL_COHERENCE = ("none", "gaussian")
@@ -112,7 +114,11 @@ class StageConfig:
         Thickness of each slice (Å): a number for all slices or a list of ``slices`` values.
     refine
         Which blocks the optimiser changes: a subset of ``("object", "probe", "tilt",
-        "source")``; ``source`` (the source size) needs ``partial_coherence: gaussian``.
+        "source", "positions", "affine")``; ``source`` (the source size) needs
+        ``partial_coherence: gaussian``; ``positions`` refines a shift of every scan position
+        and ``affine`` a global affine map of the scan plus a linear drift
+        (:mod:`caviar_napari.core.positions`). The refined positions carry over to the next
+        stages and into the reconstruction file.
     partial_coherence
         ``"none"``: the probe modes are coherent. ``"gaussian"``: partial spatial coherence of a
         Gaussian source whose size (FWHM at the specimen, Å) is one fitted parameter; every
@@ -351,6 +357,11 @@ class ReconstructionConfig:
         Starting source size (FWHM at the specimen, Å) of stages with ``partial_coherence:
         gaussian``; it must not be 0 when the size is refined (the intensity is even in it, so
         its gradient vanishes at 0). A cold field-emission gun at 60–300 kV gives 0.3–0.6 Å.
+    position_bound_A, position_penalty
+        Scan-position refinement (stages with ``positions`` in ``refine``): no position moves
+        further than ``position_bound_A`` (Å) from its nominal place, and a penalty of
+        ``position_penalty · mean |shift|²`` (per Å², in the units of the normalised loss)
+        pulls the shifts towards the nominal grid where the data say nothing.
     holdout_fraction
         Fraction of the scan positions left out of the fit and scored (:mod:`~caviar_napari.
         core.holdout`): they stop each stage when the fit starts learning the noise, and show
@@ -393,6 +404,8 @@ class ReconstructionConfig:
     object_padding_px: int = 4
     source_fwhm_A: float = 0.2
     holdout_fraction: float | str = "auto"
+    position_bound_A: float = 1.0
+    position_penalty: float = 1e-8
     detector_padding: str | float = "auto"
     host_memory_MB: float | None = None
     device_memory_MB: float | None = None
@@ -432,6 +445,12 @@ class ReconstructionConfig:
             self.defocus_A = _check_float(self.defocus_A, "defocus_A", source)
         self.object_padding_px = _check_int(self.object_padding_px, "object_padding_px", 0, source)
         self.source_fwhm_A = _check_float(self.source_fwhm_A, "source_fwhm_A", source, minimum=0.0)
+        self.position_bound_A = _check_float(
+            self.position_bound_A, "position_bound_A", source, minimum=0.0, strict=True
+        )
+        self.position_penalty = _check_float(
+            self.position_penalty, "position_penalty", source, minimum=0.0
+        )
         if self.holdout_fraction != "auto":
             self.holdout_fraction = _check_float(
                 self.holdout_fraction, "holdout_fraction", source, minimum=0.0
@@ -683,6 +702,7 @@ def apply_overrides(
     probe_modes: int | None = None,
     slices: int | None = None,
     slice_thickness_A: float | None = None,
+    refine_positions: bool = False,
     **global_options: Any,
 ) -> ReconstructionConfig:
     """Return a copy of ``config`` with command-line values put over it.
@@ -690,8 +710,9 @@ def apply_overrides(
     ``iterations`` is the total over the stages, shared in proportion to the stages' own
     iterations (:func:`share_iterations`); ``probe_modes``, ``slices`` and
     ``slice_thickness_A`` set every stage; ``object_states`` sets the last stage only (earlier
-    stages of a staged recipe fit the mean object with one state). ``global_options`` that are
-    not ``None`` replace global fields.
+    stages of a staged recipe fit the mean object with one state); ``refine_positions`` adds
+    the scan positions and their affine map/drift (``positions``, ``affine``) to every stage
+    that refines the object. ``global_options`` that are not ``None`` replace global fields.
     """
     data = config.to_dict()
     shares = None
@@ -713,6 +734,11 @@ def apply_overrides(
                 st["slice_thickness_A"] = float(sum(st["slice_thickness_A"]) / slices)
         if slice_thickness_A is not None:
             st["slice_thickness_A"] = slice_thickness_A
+        if refine_positions and "object" in st["refine"]:
+            st["refine"] = [
+                *st["refine"],
+                *(b for b in ("positions", "affine") if b not in st["refine"]),
+            ]
     if object_states is not None:
         data["stages"][-1]["object_states"] = object_states
     return ReconstructionConfig.from_dict(data)

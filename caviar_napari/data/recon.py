@@ -56,6 +56,10 @@ class ReconState:
     source_fwhm_A
         Source size (FWHM at the specimen, Å) of a partially coherent probe
         (``partial_coherence: gaussian``); 0 for a coherent one.
+    positions_u, affine
+        Scan-position refinement variables (:mod:`caviar_napari.core.positions`): ``(P, 2)``
+        per-position variables and the six affine/drift parameters; None when never refined.
+        ``scan_positions_A`` holds the refined positions they give.
     diagnostics
         What the engine measured about the run (JSON-safe): ``loss`` (the data loss used, when
         ``loss: auto`` chose it), ``separation`` (one report per finished multi-state stage,
@@ -83,6 +87,8 @@ class ReconState:
     scan_rotation_deg: float = 0.0
     source_fwhm_A: float = 0.0
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    positions_u: np.ndarray | None = None
+    affine: np.ndarray | None = None
     version: str = ""
 
     @property

@@ -7,7 +7,12 @@ Layout::
                             a Gaussian source, source_fwhm_A > 0, each is an incoherent set of
                             shifted copies, core.coherence)
     /loss                   (iterations,) float64, objective after every iteration
-    /scan_positions_A       (P, 2) probe positions (y, x) in the object frame, Å
+    /scan_positions_A       (P, 2) probe positions (y, x) in the object frame, Å (the refined
+                            ones when a stage refined positions or affine)
+    /scan_refinement        (only when refined; core.positions) datasets u (P, 2): the
+                            per-position variables (shift B·tanh(u/B), mean-free); affine (6,):
+                            A (2 × 2, row-major, scan distortion about the scan centre) and the
+                            drift (y, x) over the whole scan, Å
     attrs pixel_size_A (dy, dx), slice_thickness_A (S,), object_origin_A (y, x),
           tilt_mrad (α_y, α_x), scan_rotation_deg, source_fwhm_A, configuration (JSON), version,
           source (input file name), format = "caviar-reconstruction"
@@ -72,6 +77,11 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
         f.create_dataset("loss", data=np.asarray(state.loss, dtype=np.float64))
         if state.scan_positions_A is not None:
             f.create_dataset("scan_positions_A", data=np.asarray(state.scan_positions_A, float))
+        if state.positions_u is not None or state.affine is not None:
+            grp = f.create_group("scan_refinement")
+            for key, value in (("u", state.positions_u), ("affine", state.affine)):
+                if value is not None:
+                    grp.create_dataset(key, data=np.asarray(value, dtype=np.float64))
         f.attrs["format"] = FORMAT
         f.attrs["pixel_size_A"] = np.asarray(state.pixel_size_A, dtype=np.float64)
         f.attrs["slice_thickness_A"] = np.asarray(state.slice_thickness_A, dtype=np.float64)
@@ -103,6 +113,11 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
                     grp.create_dataset(key, data=value)
                 else:
                     grp.attrs[key] = value
+
+
+def _optional_dataset(f: h5py.File, key: str) -> np.ndarray | None:
+    """Dataset ``key`` as float64, None when absent."""
+    return np.asarray(f[key][()], dtype=np.float64) if key in f else None
 
 
 def _read_diagnostics(f: h5py.File, name: str) -> dict[str, Any]:
@@ -206,6 +221,8 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             source_fwhm_A=float(f.attrs.get("source_fwhm_A", 0.0)),
             version=str(f.attrs.get("version", "")),
             diagnostics=_read_diagnostics(f, name),
+            positions_u=_optional_dataset(f, "scan_refinement/u"),
+            affine=_optional_dataset(f, "scan_refinement/affine"),
             stage_index=len(config.stages) - 1,
             stage_iteration=config.stages[-1].iterations,
             iteration=int(loss.size),

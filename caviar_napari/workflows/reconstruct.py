@@ -59,6 +59,9 @@ class ReconstructOptions:
         Overrides (:func:`caviar_napari.data.config.apply_overrides`): ``iterations`` is the
         total, shared over the stages like their own iterations; ``probe_modes``, ``slices``
         and ``slice_thickness_A`` set every stage, ``object_states`` the last one.
+    refine_positions
+        Refine the scan positions (a shift of each, a global affine map and a linear drift,
+        :mod:`caviar_napari.core.positions`) in every stage that refines the object.
     resume
         A checkpoint or reconstruction file to continue exactly where it stopped.
     checkpoint_every
@@ -85,6 +88,7 @@ class ReconstructOptions:
     slices: int | None = None
     slice_thickness_A: float | None = None
     seed: int | None = None
+    refine_positions: bool = False
     resume: Path | None = None
     checkpoint_every: int | None = None
     overwrite: bool = False
@@ -155,6 +159,7 @@ def build_config(
         probe_modes=options.probe_modes,
         slices=options.slices,
         slice_thickness_A=options.slice_thickness_A,
+        refine_positions=options.refine_positions,
         device=options.device,
         seed=options.seed,
         checkpoint_every=options.checkpoint_every,
@@ -252,6 +257,7 @@ def reconstruct_steps(
         keep the progress next time.
     """
     from caviar_napari.core import engine
+    from caviar_napari.core.positions import describe_refinement
     from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction
 
     inputs = {"DATA": options.data, "--config": options.config, "--resume": options.resume}
@@ -375,6 +381,12 @@ def reconstruct_steps(
         f"({state.iteration} in total), final loss {summary.final_loss:.6g}, {elapsed:.1f} s, "
         f"object {tuple(state.object.shape)}, probe {tuple(state.probe.shape)} -> {options.out}"
     )
+    if state.positions_u is not None or state.affine is not None:
+        line, warnings = describe_refinement(
+            state.positions_u, state.affine, config.position_bound_A
+        )
+        summary.lines.append(line)
+        summary.warnings.extend(warnings)
     return summary
 
 

@@ -193,3 +193,27 @@ def test_loss_derivative_in_intensity(kind):
     )
     assert loss == pytest.approx(expected, rel=1e-12)
     assert np.all(dl[:, ~mask] == 0)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "poisson"])
+def test_scan_position_shift_gradient(case, kind):
+    """∂L/∂s of every pattern's shift (position refinement), at shifts beyond half a pixel."""
+    m = _model(case, kind, band_limit=True)
+    obj, probe, rng = case["obj"], case["probe"], case["rng"]
+    shifts = rng.uniform(-0.8, 0.8, size=(len(POS), 2))
+    loss, g = m.loss_and_gradient(obj, probe, TILT, shifts_px=shifts)
+    assert g["shifts"].shape == (len(POS), 2)
+    # the shift moves the probe: a zero shift is the model at its positions
+    assert m.loss(obj, probe, TILT, shifts_px=np.zeros((len(POS), 2))) == pytest.approx(
+        m.loss(obj, probe, TILT), rel=1e-12
+    )
+    for p in range(len(POS)):
+        for a in range(2):
+            e = np.zeros_like(shifts)
+            e[p, a] = 1.0
+            fd = _fd(lambda s: m.loss(obj, probe, TILT, shifts_px=s), shifts, e, 1e-5)
+            assert _rel(fd, g["shifts"][p, a]) < RTOL
+    # with indices, only those patterns have a gradient, and it is theirs
+    _, gi = m.loss_and_gradient(obj, probe, TILT, want={"shifts"}, indices=[1, 3], shifts_px=shifts)
+    np.testing.assert_allclose(gi["shifts"][[1, 3]], g["shifts"][[1, 3]], rtol=1e-12)
+    assert not gi["shifts"][[0, 2, 4]].any()
