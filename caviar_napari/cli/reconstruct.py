@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from caviar_napari.cli._common import add_overwrite, print_summary
+from caviar_napari.data.config import REFINABLE
 from caviar_napari.workflows.reconstruct import ReconstructOptions, run_reconstruct
 
 
@@ -63,6 +64,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slices", type=int, metavar="S", help="multislice slices of every stage")
     p.add_argument("--slice-thickness-A", type=float, metavar="DZ", help="slice thickness in Å")
     p.add_argument("--seed", type=int, metavar="K", help="random seed (new object states)")
+    p.add_argument(
+        "--refine",
+        metavar="BLOCKS",
+        help="comma-separated blocks every stage refines, e.g. object,probe,positions "
+        f"(of: {', '.join(REFINABLE)}); replaces the configuration's",
+    )
     p.add_argument(
         "--refine-positions",
         action="store_true",
@@ -114,6 +121,7 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
         slices=args.slices,
         slice_thickness_A=args.slice_thickness_A,
         seed=args.seed,
+        refine=None if args.refine is None else tuple(b.strip() for b in args.refine.split(",")),
         refine_positions=args.refine_positions,
         resume=path(args.resume),
         checkpoint_every=args.checkpoint_every,

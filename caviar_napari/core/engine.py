@@ -69,6 +69,7 @@ from caviar_napari.core.objective import Objective
 from caviar_napari.core.optimise import LBFGS, GradientDescent, make_optimiser
 from caviar_napari.core.patterns import PatternFeed
 from caviar_napari.core.positions import AFFINE_SIZE, ScanPositions
+from caviar_napari.core.probe_constraints import ProbeConstraint
 from caviar_napari.core.separation import (
     NoiseLevel,
     SeparationReport,
@@ -76,6 +77,7 @@ from caviar_napari.core.separation import (
     separation_report,
 )
 from caviar_napari.core.states import MODE_DECAY, adapt_state, orthogonal_mixing
+from caviar_napari.core.tilt import align_slices, estimate_tilt
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.data.lazy import LazyIntensities, pattern_mean
@@ -673,7 +675,10 @@ def _run_stages(
         if geom.window != tuple(np.shape(state.probe)[1:]):  # this stage pads differently
             _move_to_grid(state, previous, geom)
         if state.stage_iteration == 0 and state.optimiser_state is None:
+            state.probe_variable = None  # a new stage starts from the reported probe
             adapt_state(state, stage, rng, config.source_fwhm_A)
+            if stage.tilt_estimate:
+                _estimate_tilt(state, stage, geom)
         if state.stage_iteration < stage.iterations:
             stage_ctx = _StageContext(run=ctx, geom=geom, split=split, noise=noise)
             stopped = yield from _run_stage(state, stage, stage_ctx)
@@ -696,9 +701,10 @@ def _run_stage(
     start_iteration, t0 = run.start_iteration, run.t0
     cdt = backend.complex_dtype
     model = data.model(state.slice_thickness_A)
+    probe = state.probe if state.probe_variable is None else state.probe_variable
     blocks = {
         "object": backend.asarray(state.object, dtype=cdt),
-        "probe": backend.asarray(state.probe, dtype=cdt),
+        "probe": backend.asarray(probe, dtype=cdt),
         "tilt": backend.asarray(state.tilt_mrad, dtype=backend.real_dtype),
         "source": backend.asarray(
             [state.source_fwhm_A / coherence.FWHM_PER_SIGMA], dtype=backend.real_dtype
@@ -711,7 +717,7 @@ def _run_stage(
     fixed = {k: v for k, v in blocks.items() if k not in stage.refine}
     fun = Objective(
         model, backend, stage, fixed, ctx.split.fit_norm, geom.pixel_size_A, split=ctx.split,
-        scan=scan,
+        scan=scan, probe_constraint=_probe_constraint(stage, data.dataset, geom, backend),
     )  # fmt: skip
     opt = make_optimiser(
         stage.optimizer,
@@ -731,7 +737,9 @@ def _run_stage(
     def sync(x: dict[str, Any]) -> None:
         obj, probe, tilt = fun.blocks(x)
         state.object = _host_copy(backend, obj)
-        state.probe = _host_copy(backend, probe)
+        state.probe = _host_copy(backend, fun.probe_modes(x))
+        # the free modes behind constrained ones, for an exact resume inside the stage
+        state.probe_variable = None if fun.constraint is None else _host_copy(backend, probe)
         state.tilt_mrad = np.asarray(backend.to_host(tilt), dtype=np.float64).copy()
         if stage.partial_coherence == "gaussian":
             state.source_fwhm_A = abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA
@@ -793,8 +801,8 @@ def _run_stage(
         done = state.iteration - start_iteration
         obj_copy = probe_copy = None
         if due_update:
-            obj, probe, _ = fun.blocks(x)
-            obj_copy, probe_copy = _host_copy(backend, obj), _host_copy(backend, probe)
+            obj_copy = _host_copy(backend, fun.blocks(x)[0])
+            probe_copy = _host_copy(backend, fun.probe_modes(x))
         yield Progress(
             stage_name=stage.name,
             stage_index=state.stage_index,
@@ -813,6 +821,54 @@ def _run_stage(
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
     return False
+
+
+def _probe_constraint(
+    stage: StageConfig, dataset: STEMDataset, geom: Geometry, backend: Backend
+) -> ProbeConstraint | None:
+    """The stage's probe constraints (aperture support, fixed total intensity), or None."""
+    if stage.probe_support == "none" and not stage.fixed_probe_intensity:
+        return None
+    return ProbeConstraint(
+        backend,
+        geom.window,
+        geom.pixel_size_A,
+        dataset.wavelength_A,
+        convergence_mrad=(
+            dataset.convergence_semiangle_mrad if stage.probe_support == "aperture" else None
+        ),
+        intensity=dataset.mean_total_intensity if stage.fixed_probe_intensity else None,
+    )
+
+
+def _estimate_tilt(state: ReconState, stage: StageConfig, geom: Geometry) -> None:
+    """The paper's tilt estimate at the start of ``stage`` (``tilt_estimate``): the tilt from
+    adjacent slices of the current object, which is moved back into line (diagnostics)."""
+    if np.shape(state.object)[1] < 2:
+        raise InputError(
+            f"stage '{stage.name}': tilt_estimate needs a multislice object from an earlier stage"
+        )
+    estimate = estimate_tilt(
+        state.object,
+        state.slice_thickness_A,
+        geom.pixel_size_A,
+        tilt_used_mrad=tuple(state.tilt_mrad),
+        region=_scanned_region(geom),
+    )
+    state.object = align_slices(state.object, estimate.shift_per_gap_A, geom.pixel_size_A)
+    state.tilt_mrad = np.asarray(estimate.tilt_mrad, dtype=np.float64)
+    state.diagnostics.setdefault("tilt_estimate", {})[stage.name] = estimate.to_dict()
+    log.info(
+        "stage '%s': tilt from adjacent slices (%.2f, %.2f) mrad ± (%.2g, %.2g) over %d gaps",
+        stage.name, *estimate.tilt_mrad, *estimate.spread_mrad, estimate.n_gaps,
+    )  # fmt: skip
+
+
+def _scanned_region(geom: Geometry) -> tuple[slice, slice]:
+    """Object pixels the probe positions span."""
+    lo = np.floor(geom.positions_px.min(axis=0)).astype(int)
+    hi = np.ceil(geom.positions_px.max(axis=0)).astype(int) + 1
+    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
 
 
 def _scan_positions(
@@ -910,9 +966,9 @@ def _report_separation(
     """Measure whether the states of the finished ``stage`` separated (into diagnostics)."""
     geom = ctx.geom
     loss_states, loss_mean = fun.data_losses(x)
-    lo = np.floor(geom.positions_px.min(axis=0)).astype(int)
-    hi = np.ceil(geom.positions_px.max(axis=0)).astype(int) + 1
-    region = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+    region = _scanned_region(geom)
+    lo = np.array([region[0].start, region[1].start])
+    hi = np.array([region[0].stop, region[1].stop])
     band = optics.band_limit_mask(geom.object_shape, geom.pixel_size_A, optics.BAND_LIMIT)
     area = int(np.prod(hi - lo)) * float(np.mean(band))
     report = separation_report(

@@ -22,7 +22,8 @@ Probe model
     With ``partial_coherence: gaussian`` the optimiser's ``probe`` block holds the coherent
     modes and its ``source`` block the source's standard deviation σ (Å); the forward model
     sees their expansion into shifted copies (:mod:`caviar_napari.core.coherence`), and the
-    gradients are contracted back.
+    gradients are contracted back. Probe constraints (aperture support, fixed intensity) sit
+    before that expansion (:mod:`caviar_napari.core.probe_constraints`).
 
 Scan positions
     With ``positions`` or ``affine`` refined (or carried over from an earlier stage), every
@@ -43,6 +44,7 @@ from caviar_napari.core.holdout import PatternSplit
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.optics import BAND_LIMIT
 from caviar_napari.core.positions import ScanPositions
+from caviar_napari.core.probe_constraints import ProbeConstraint
 from caviar_napari.data.config import StageConfig
 
 __all__ = ["L1_EPS", "Objective", "l1_absorption", "missing_wedge", "wedge_weight"]
@@ -137,6 +139,7 @@ class Objective:
         compression: float = coherence.COMPRESSION_TOLERANCE,
         split: PatternSplit | None = None,
         scan: ScanPositions | None = None,
+        probe_constraint: ProbeConstraint | None = None,
     ) -> None:
         self.model = model
         self.backend = backend
@@ -163,6 +166,7 @@ class Objective:
         # the forward model's gradient blocks: the source size needs the (expanded) probe's,
         # the scan positions the shifts'
         self.scan = scan
+        self.constraint = probe_constraint if probe_constraint and probe_constraint.active else None
         self.refines_scan = bool(self.want & {"positions", "affine"})
         self.model_want = frozenset(
             ({"probe"} if "source" in self.want else set())
@@ -212,6 +216,12 @@ class Objective:
         block = x["source"] if "source" in x else self.fixed["source"]
         return float(self.backend.to_host(block)[0])
 
+    def probe_modes(self, x: dict[str, Any]) -> Any:
+        """The coherent probe modes at ``x`` with the stage's probe constraints applied
+        (:mod:`~caviar_napari.core.probe_constraints`): what the reconstruction reports."""
+        probe = self.blocks(x)[1]
+        return probe if self.constraint is None else self.constraint.apply(probe)
+
     def model_probe(self, x: dict[str, Any]) -> tuple[Any, Any]:
         """The probe modes the forward model sees, and the mixing matrix behind them.
 
@@ -219,7 +229,7 @@ class Objective:
         into shifted copies, compressed to the orthogonal modes that carry them, and the
         ``(copies, modes)`` mixing matrix (:func:`coherence.compress_modes`).
         """
-        probe = self.blocks(x)[1]
+        probe = self.probe_modes(x)
         if self.source is None:
             return probe, None
         copies = coherence.expand_modes(self.backend, probe, self.sigma_A(x), self.source, self.k)
@@ -236,7 +246,7 @@ class Objective:
             g_copies = mixing.conj() @ grads["probe"].reshape(modes.shape[0], -1)
             g_probe, g_sigma = coherence.contract_gradient(
                 be,
-                probe,
+                self.probe_modes(x) if self.constraint is not None else probe,
                 self.sigma_A(x),
                 self.source,
                 self.k,
@@ -244,6 +254,8 @@ class Objective:
             )
             grads["probe"] = g_probe
             grads["source"] = be.xp.asarray([g_sigma], dtype=be.real_dtype)
+        if self.constraint is not None and "probe" in self.want:
+            grads["probe"] = self.constraint.gradient(probe, grads["probe"])
         f = loss * self.inv_norm
         out = {k: grads[k] * self.inv_norm for k in self.want - {"positions", "affine"}}
         if self.refines_scan:

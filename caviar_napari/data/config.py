@@ -72,6 +72,9 @@ __all__ = [
 #: ``positions`` a shift of every scan position; ``affine`` a global affine map of the scan and
 #: a linear drift (:mod:`caviar_napari.core.positions`).
 REFINABLE = ("object", "probe", "tilt", "source", "positions", "affine")
+#: Probe constraints in Fourier space: ``aperture`` keeps the modes inside the condenser
+#: aperture (:mod:`caviar_napari.core.probe_constraints`).
+PROBE_SUPPORT = ("none", "aperture")
 #: Models of the probe's spatial coherence: ``none`` (each mode coherent) or ``gaussian`` (a
 #: Gaussian source of fitted size, :mod:`caviar_napari.core.coherence`).
 PARTIAL_COHERENCE = ("none", "gaussian")
@@ -158,6 +161,22 @@ class StageConfig:
         never; they always are at a stage's start): a unitary mixing that leaves the intensity
         unchanged, with the optimiser's memory mixed alike (so nothing is lost), and the modes
         ordered by decreasing power. Each costs one extra evaluation.
+    tilt_estimate
+        At the stage's start, estimate the crystal tilt by cross-correlating adjacent slices of
+        the current object (the paper's estimate, :mod:`caviar_napari.core.tilt`), move the
+        slices back into line, and use the tilted propagator from then on (fixed, unless
+        ``tilt`` is refined too). Needs a multislice object from an earlier stage. Slices
+        near the depth resolution ``λ/α²`` are not fully resolved, so one estimate gives part
+        of the tilt (about 60 %, tests/core/test_tilt_and_probe_constraints.py); a few short
+        stages with the estimate close most of what is left (within 0.5 mrad after four).
+    probe_support
+        ``"none"`` or ``"aperture"``: the probe modes are kept inside the condenser aperture in
+        Fourier space (a disc of 1.1 × the convergence angle, soft-edged), a constraint
+        built into the probe the forward model sees (its gradient is masked alike).
+    fixed_probe_intensity
+        Keep the probe's total intensity (all modes) at the data's mean pattern total: the
+        forward model sees the modes scaled to it, so the object cannot trade absorption for
+        probe power.
     remove_state_shifts
         Keep the object states from moving rigidly against each other (default true). A state
         that is the mean object shifted by ``s`` gives exactly the intensity of a probe shifted
@@ -199,6 +218,9 @@ class StageConfig:
     lbfgs_memory: int = 10
     state_noise_rad: float = 0.005
     remove_state_shifts: bool = True
+    tilt_estimate: bool = False
+    probe_support: str = "none"
+    fixed_probe_intensity: bool = False
     orthogonalise_probe_every: int = 10
     stop_patience: int = 20
     stop_tolerance: float = 0.01
@@ -261,11 +283,16 @@ class StageConfig:
         self.orthogonalise_probe_every = _check_int(
             self.orthogonalise_probe_every, "orthogonalise_probe_every", 0, where
         )
-        if not isinstance(self.remove_state_shifts, bool):
-            raise InputError(
-                f"{where}: 'remove_state_shifts' must be true or false, got "
-                f"{self.remove_state_shifts!r}"
-            )
+        for name in ("remove_state_shifts", "tilt_estimate", "fixed_probe_intensity"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(
+                    f"{where}: '{name}' must be true or false, got {getattr(self, name)!r}"
+                )
+        self.probe_support = _check_choice(
+            self.probe_support, "probe_support", PROBE_SUPPORT, where
+        )
+        if self.tilt_estimate and self.slices < 2:
+            raise InputError(f"{where}: 'tilt_estimate' needs slices ≥ 2, got {self.slices}")
         self.state_noise_rad = _check_float(
             self.state_noise_rad, "state_noise_rad", where, minimum=0.0
         )
@@ -702,6 +729,7 @@ def apply_overrides(
     probe_modes: int | None = None,
     slices: int | None = None,
     slice_thickness_A: float | None = None,
+    refine: Sequence[str] | None = None,
     refine_positions: bool = False,
     **global_options: Any,
 ) -> ReconstructionConfig:
@@ -710,7 +738,8 @@ def apply_overrides(
     ``iterations`` is the total over the stages, shared in proportion to the stages' own
     iterations (:func:`share_iterations`); ``probe_modes``, ``slices`` and
     ``slice_thickness_A`` set every stage; ``object_states`` sets the last stage only (earlier
-    stages of a staged recipe fit the mean object with one state); ``refine_positions`` adds
+    stages of a staged recipe fit the mean object with one state); ``refine`` sets every
+    stage's refined blocks; ``refine_positions`` adds
     the scan positions and their affine map/drift (``positions``, ``affine``) to every stage
     that refines the object. ``global_options`` that are not ``None`` replace global fields.
     """
@@ -734,6 +763,8 @@ def apply_overrides(
                 st["slice_thickness_A"] = float(sum(st["slice_thickness_A"]) / slices)
         if slice_thickness_A is not None:
             st["slice_thickness_A"] = slice_thickness_A
+        if refine is not None:
+            st["refine"] = list(refine)
         if refine_positions and "object" in st["refine"]:
             st["refine"] = [
                 *st["refine"],

@@ -60,6 +60,10 @@ class ReconState:
         Scan-position refinement variables (:mod:`caviar_napari.core.positions`): ``(P, 2)``
         per-position variables and the six affine/drift parameters; None when never refined.
         ``scan_positions_A`` holds the refined positions they give.
+    probe_variable
+        With probe constraints (``probe_support``, ``fixed_probe_intensity``) ``probe`` holds
+        the constrained modes and this the free modes behind them, so that a run stopped inside
+        the stage resumes exactly; None otherwise.
     diagnostics
         What the engine measured about the run (JSON-safe): ``loss`` (the data loss used, when
         ``loss: auto`` chose it), ``separation`` (one report per finished multi-state stage,
@@ -88,6 +92,7 @@ class ReconState:
     source_fwhm_A: float = 0.0
     diagnostics: dict[str, Any] = field(default_factory=dict)
     positions_u: np.ndarray | None = None
+    probe_variable: np.ndarray | None = None
     affine: np.ndarray | None = None
     version: str = ""
 

@@ -21,6 +21,7 @@ Layout::
                             warnings); /diagnostics/separation/<stage> the same reports as attrs
     /resume                 what an exact continuation needs
         attrs stage_index, stage_iteration, iteration, tilt_mrad, rng_state (JSON)
+        /resume/probe_variable  the free probe modes behind constrained ones (optional)
         /resume/optimiser   attrs: kind, scales, step sizes, n_pairs;
                             datasets s/<block>, y/<block> (n_pairs, *block shape)
 
@@ -104,6 +105,8 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
         res.attrs["stage_iteration"] = int(state.stage_iteration)
         res.attrs["iteration"] = int(state.iteration)
         res.attrs["tilt_mrad"] = np.asarray(state.tilt_mrad, dtype=np.float64)
+        if state.probe_variable is not None:
+            res.create_dataset("probe_variable", data=np.asarray(state.probe_variable))
         if state.rng_state is not None:
             res.attrs["rng_state"] = json.dumps(state.rng_state, default=json_default)
         if state.optimiser_state is not None:
@@ -233,6 +236,8 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             state.stage_iteration = int(read_attr(res, where, "stage_iteration"))
             state.iteration = int(read_attr(res, where, "iteration"))
             state.tilt_mrad = np.asarray(read_attr(res, where, "tilt_mrad"), dtype=np.float64)
+            if "probe_variable" in res:
+                state.probe_variable = np.asarray(res["probe_variable"][()])
             if "rng_state" in res.attrs:
                 state.rng_state = json.loads(as_text(res.attrs["rng_state"]))
             if "optimiser" in res:

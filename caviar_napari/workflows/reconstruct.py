@@ -59,6 +59,9 @@ class ReconstructOptions:
         Overrides (:func:`caviar_napari.data.config.apply_overrides`): ``iterations`` is the
         total, shared over the stages like their own iterations; ``probe_modes``, ``slices``
         and ``slice_thickness_A`` set every stage, ``object_states`` the last one.
+    refine
+        The blocks every stage refines (``object``, ``probe``, ``tilt``, ``source``,
+        ``positions``, ``affine``), replacing the configuration's.
     refine_positions
         Refine the scan positions (a shift of each, a global affine map and a linear drift,
         :mod:`caviar_napari.core.positions`) in every stage that refines the object.
@@ -88,6 +91,7 @@ class ReconstructOptions:
     slices: int | None = None
     slice_thickness_A: float | None = None
     seed: int | None = None
+    refine: tuple[str, ...] | None = None
     refine_positions: bool = False
     resume: Path | None = None
     checkpoint_every: int | None = None
@@ -159,6 +163,7 @@ def build_config(
         probe_modes=options.probe_modes,
         slices=options.slices,
         slice_thickness_A=options.slice_thickness_A,
+        refine=options.refine,
         refine_positions=options.refine_positions,
         device=options.device,
         seed=options.seed,

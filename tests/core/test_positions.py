@@ -232,3 +232,20 @@ def test_refinement_summary_names_the_drift_and_warns_at_the_bound():
     assert "max 0.500 Å" in line and len(warnings) == 1 and "position_bound_A = 0.5" in warnings[0]
     line, warnings = describe_refinement(np.zeros((2, 2)), np.zeros(AFFINE_SIZE), 0.5)
     assert "drift (+0.000, +0.000)" in line and not warnings
+
+
+def test_refine_flag_sets_every_stage_and_names_a_bad_block(tmp_path, capsys):
+    from caviar_napari.cli import main
+
+    data, _, _, _ = _shifted_dataset(scan=(3, 3))
+    from caviar_napari.io.dataset import write_stem_h5
+
+    write_stem_h5(tmp_path / "d.h5", data)
+    argv = ["reconstruct", str(tmp_path / "d.h5"), "--out", str(tmp_path / "r.h5")]
+    assert main([*argv, "--refine", "object,probe,positions", "--iterations", "2"]) == 0
+    state = load_reconstruction(tmp_path / "r.h5")
+    assert {tuple(st.refine) for st in state.config.stages} == {("object", "probe", "positions")}
+    assert "scan positions refined" in capsys.readouterr().out
+    assert main([*argv, "--refine", "object,wobble", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "wobble" in err and len(err.strip().splitlines()) == 1
