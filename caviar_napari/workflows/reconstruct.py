@@ -377,6 +377,8 @@ def reconstruct_steps(
             f"written to {options.out}; {kept}"
         )
         return summary
+    # what the engine found wrong with the result (states that did not separate, …)
+    summary.warnings.extend(state.diagnostics.get("warnings", []))
     summary.out = target.write(
         lambda p: save_reconstruction(p, state, source=dataset.source),
         warnings=summary.warnings,
