@@ -20,6 +20,7 @@ from caviar_napari.errors import CaviarError
 from caviar_napari.io.outputs import os_error_message
 
 SUBCOMMANDS = ("simulate", "reconstruct", "atoms", "correlations", "dispersion", "validate")
+SUBCOMMANDS += ("diagnostics",)  # issue 16
 
 
 def build_parser() -> argparse.ArgumentParser:
