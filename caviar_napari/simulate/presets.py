@@ -442,6 +442,9 @@ def _thick_preset_table() -> dict[str, Callable[[], SimulationConfig]]:
             twist_mn=(2, 3),  # 13.17°
             cells=(1, 1),
             detector_shape=(92, 52),
+            # one material, two independent fields with the same statistics (the paper's
+            # twisted bicrystal, Fig. 4 a–b): the lower layer has the upper layer's springs
+            lower_springs={"k_nn": 20.0, "t_nn": 6.0, "k_nnn": 4.0, "t_nnn": 0.0},
             **bilayer,
         ),
         "si110-correlated": lambda: SimulationConfig(

@@ -20,7 +20,9 @@ box), so that the two layers vibrate independently with their own correlation le
   the angle θ with ``cos θ = (m² + 4mn + n²) / (2 (m² + mn + n²))``.  Turning each layer so that
   its ``T`` lies along x makes both periodic in the orthogonal box ``(√3 L ny, L nx)``: (1, 2)
   gives 21.79° (L = 6.62 Å), (2, 3) gives 13.17° (L = 10.91 Å, the default: the closest small
-  cell to the paper's 11° bicrystal).  :func:`coincidence_cell` computes it.
+  cell to the paper's 11° bicrystal).  :func:`coincidence_cell` computes it.  Both layers have
+  the same springs here (one material, as the paper's bicrystal), so their unit-cell-averaged
+  correlations must agree, each in its own frame; their displacement fields are independent.
 
 Depth of field
 --------------
