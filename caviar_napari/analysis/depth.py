@@ -12,6 +12,8 @@ provides what comes next:
 * :func:`zrange_correlations`, :func:`zrange_unit_cell_averages` — each range's Green's tensor
   averaged over its slices (via :mod:`caviar_napari.analysis.correlations`' public functions) and
   its unit-cell averages in the range's own local lattice frame (x towards a nearest neighbour);
+  :func:`shell_averages` — per neighbour shell, the longitudinal and transverse correlations in
+  each bond's own frame with standard errors (orientation-free: turned layers compare directly);
 * :func:`match_layers` — which z-range shows which layer of a simulated layered specimen: by
   depth (the layer's entrance plane inside the range's extent) and by lateral lattice match
   (fraction of the range's atoms on the layer's sites, and the angle between the lattices);
@@ -44,11 +46,13 @@ from caviar_napari.errors import InputError
 __all__ = [
     "LayerComparison",
     "LayerMatch",
+    "ShellAverages",
     "compare_with_layer",
     "layer_index_map",
     "match_layers",
     "occupied_slices",
     "phase_correlation",
+    "shell_averages",
     "zrange_correlations",
     "zrange_from_spec",
     "zrange_phase",
@@ -173,6 +177,86 @@ def zrange_unit_cell_averages(
         positions,
         rotation,
         max_distance_A=max_distance_A,
+    )
+
+
+@dataclass(frozen=True)
+class ShellAverages:
+    """Correlations averaged over the pairs of each neighbour shell, in the bond frame.
+
+    For a pair (i, j) with unit bond vector ``e`` (from i to j) and ``t`` perpendicular to it,
+    the longitudinal correlation is ``eᵀ G_ij e`` and the transverse one ``tᵀ G_ij t``: both
+    are independent of the lattice's orientation, so two z-ranges of turned lattices (a twisted
+    bilayer) can be compared shell by shell.  Shell 0 is the self blocks (``e`` along x, and the
+    two values are ``G_xx`` and ``G_yy`` then averaged as (xx + yy)/2 for both).
+
+    Attributes
+    ----------
+    distance_A
+        ``(n,)`` mean distance of each shell (0 for the self shell), Å.
+    longitudinal_A2, transverse_A2
+        ``(n,)`` means over the shell's pairs, Å².
+    longitudinal_stderr_A2, transverse_stderr_A2
+        ``(n,)`` standard errors of those means (standard deviation over the pairs / sqrt(count);
+        pairs sharing an atom are not independent, so this is a lower bound on the error).
+    counts
+        ``(n,)`` pairs per shell.
+    """
+
+    distance_A: np.ndarray
+    longitudinal_A2: np.ndarray
+    transverse_A2: np.ndarray
+    longitudinal_stderr_A2: np.ndarray
+    transverse_stderr_A2: np.ndarray
+    counts: np.ndarray
+
+
+def shell_averages(
+    correlations: CorrelationsData, n_shells: int = 3, tolerance: float = 0.08
+) -> ShellAverages:
+    """Self and neighbour-shell averages of a z-range's Green's tensor (see ShellAverages).
+
+    Shells are runs of the sorted pair distances separated by gaps wider than ``tolerance`` ×
+    the nearest-neighbour distance.
+    """
+    positions = np.asarray(correlations.mean_positions_A, dtype=float)
+    green = np.asarray(correlations.green_A2, dtype=float)
+    valid = np.isfinite(np.diagonal(green)).reshape(-1, 2).all(axis=1)
+    valid &= np.isfinite(positions).all(axis=1)
+    kept = positions.copy()
+    kept[~valid] = np.nan
+    d_nn = corr.nearest_neighbour_distance(kept)
+    pairs = corr.pairs_within_radius(kept, (n_shells + 0.5) * d_nn, include_self=False)
+    sep = positions[pairs[:, 1]] - positions[pairs[:, 0]]
+    dist = np.hypot(sep[:, 0], sep[:, 1])
+    blocks = corr.pair_blocks(green, pairs)  # (P, 2, 2), (y, x) components
+    e = sep / dist[:, None]
+    t = np.stack([e[:, 1], -e[:, 0]], axis=1)
+    lon = np.einsum("pa,pab,pb->p", e, blocks, e)
+    tra = np.einsum("pa,pab,pb->p", t, blocks, t)
+    # shells: runs of sorted distances without a gap wider than tolerance × d_nn
+    order = np.argsort(dist)
+    gaps = np.flatnonzero(np.diff(dist[order]) > tolerance * d_nn)
+    starts = np.concatenate([[0], gaps + 1])
+    stops = np.concatenate([gaps + 1, [dist.size]])
+    groups = [order[a:b] for a, b in zip(starts, stops)][:n_shells]
+    selves = np.flatnonzero(valid)
+    self_blocks = corr.pair_blocks(green, np.stack([selves, selves], axis=1))
+    self_vals = 0.5 * (self_blocks[:, 0, 0] + self_blocks[:, 1, 1])
+    out = [(0.0, self_vals, self_vals)]
+    for member in groups:
+        out.append((float(dist[member].mean()), lon[member], tra[member]))
+
+    def sem(v: np.ndarray) -> float:
+        return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+    return ShellAverages(
+        distance_A=np.array([o[0] for o in out]),
+        longitudinal_A2=np.array([o[1].mean() for o in out]),
+        transverse_A2=np.array([o[2].mean() for o in out]),
+        longitudinal_stderr_A2=np.array([sem(o[1]) for o in out]),
+        transverse_stderr_A2=np.array([sem(o[2]) for o in out]),
+        counts=np.array([o[1].size for o in out]),
     )
 
 

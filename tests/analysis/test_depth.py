@@ -233,3 +233,26 @@ def test_zrange_from_spec():
         depth.zrange_from_spec("0:4:2", [1.0] * 4)
     with pytest.raises(InputError, match="selects no slice"):
         depth.zrange_from_spec("3:1", [1.0] * 4)
+
+
+def test_shell_averages_compare_turned_layers(bilayer):
+    """Bond-frame shell averages: equal springs (twisted) agree within their errors; the gap
+    bilayer's softer-bonded lower layer has a weaker nearest-neighbour longitudinal correlation
+    relative to its self term."""
+    ranges = list(bilayer["summary"].ranges.values())
+    shells = [depth.shell_averages(depth.zrange_correlations(a), n_shells=2) for a in ranges]
+    for s in shells:
+        assert s.distance_A[1] == pytest.approx(A / math.sqrt(3), abs=0.05)
+        assert s.distance_A[2] == pytest.approx(A, abs=0.05)
+        assert s.counts[0] > 20 and s.counts[1] > 20
+    up, low = shells
+    if bilayer["kind"] == "twisted":
+        for key in ("longitudinal", "transverse"):
+            a, b = getattr(up, f"{key}_A2"), getattr(low, f"{key}_A2")
+            ea, eb = getattr(up, f"{key}_stderr_A2"), getattr(low, f"{key}_stderr_A2")
+            # same material: within 4 combined standard errors (24 states; pairs share atoms)
+            assert np.all(np.abs(a - b) <= 4 * np.hypot(ea, eb) + 0.15 * np.abs(a)), key
+    else:
+        assert up.longitudinal_A2[1] / up.longitudinal_A2[0] > (
+            low.longitudinal_A2[1] / low.longitudinal_A2[0] + 0.1
+        )
