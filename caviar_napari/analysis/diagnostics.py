@@ -297,13 +297,15 @@ def information_limit(
         raise InputError(f"plateau_start must be in (0, 1), got {plateau_start}")
     k = spectrum.k_invA
     band = spectrum.band_limit_invA
-    lo = plateau_start * band
-    in_plateau = (k >= lo) & (k <= band) & np.isfinite(spectrum.radial_mean)
-    if in_plateau.sum() < 3:
+    usable = (k > 0) & (k <= band) & np.isfinite(spectrum.radial_mean)
+    if usable.sum() < 6:
         raise InputError(
-            "too few Fourier rings in the plateau band to estimate the noise (analyse a larger "
-            "area)"
+            f"only {int(usable.sum())} Fourier rings below the band limit: the analysed area is "
+            "too small for an information limit"
         )
+    # at least 3 rings in the plateau band (a small area has wide rings)
+    lo = min(plateau_start * band, float(np.sort(k[usable])[-3]))
+    in_plateau = usable & (k >= lo)
     values = spectrum.radial_mean[in_plateau]
     level = float(np.median(values))
     spread = float(1.4826 * np.median(np.abs(values - level)))
@@ -313,12 +315,11 @@ def information_limit(
     third = max(values.size // 3, 1)
     flat = np.median(values[:third]) <= FLAT_RATIO * np.median(values[-third:])
     criterion = (
-        f"largest ring below {plateau_start:g} × the band limit whose azimuthal average exceeds "
-        f"the noise plateau (median of the rings from {plateau_start:g} × the band limit to the "
-        f"band limit) {1 + snr:g}-fold (spectral SNR {snr:g}); when that band is no plateau "
-        f"(its first third {FLAT_RATIO:g}× above its last: the power still falls there) the "
-        f"information "
-        f"reaches it and d ≤ 1 / ({plateau_start:g} × band limit)"
+        f"largest ring below {lo / band:.2f} × the band limit whose azimuthal average exceeds "
+        f"the noise plateau (median of the rings from {lo / band:.2f} × the band limit to the "
+        f"band limit, at least 3 rings) {1 + snr:g}-fold (spectral SNR {snr:g}); when that band "
+        f"is no plateau (its first third {FLAT_RATIO:g}× above its last: the power still falls "
+        f"there) the information reaches it and d ≤ 1 / ({lo / band:.2f} × band limit)"
     )
     if not flat:
         k_info, bound = float(lo), "at least"
