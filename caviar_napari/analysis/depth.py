@@ -338,7 +338,8 @@ class LayerMatch:
     zrange, layer
         The range's label and the layer's name.
     depth_offset_A
-        Distance from the layer's entrance plane to the range's depth extent (0 when inside).
+        Distance from the layer's entrance plane to the range's depth extent ``[top, bottom)``
+        (0 when inside).
     site_fraction
         Fraction of the range's atoms within the tolerance of one of the layer's sites (in the
         layer's lattice, modulo the box, after a global shift).
@@ -396,13 +397,11 @@ def match_layers(
         atoms = zranges[label]
         z = atoms.zrange
         for j, layer in enumerate(layers):
-            if z is None:
-                offset = 0.0
-            else:
+            offset = 0.0
+            if z is not None:  # slices are [top, bottom): the bottom plane is the next range's
                 top, bottom = z.z_extent_A
-                offset = max(top - layer.entrance_z_A, layer.entrance_z_A - bottom, 0.0)
-                if layer.entrance_z_A == bottom:
-                    offset = max(offset, 1e-9)  # the bottom edge belongs to the next range
+                if not top <= layer.entrance_z_A < bottom:
+                    offset = min(abs(layer.entrance_z_A - top), abs(layer.entrance_z_A - bottom))
             index, _, _ = layer_index_map(
                 atoms.mean_positions_A, layer, layer, truth_mean_positions_A, box_yx_A,
                 tolerance_A=tolerance_A,

@@ -23,7 +23,7 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
     from caviar_napari.data.atoms import AtomsData, ZRange
+    from caviar_napari.data.recon import ReconState
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
 
 def _atoms_in_range(
     options: AtomsOptions,
-    state: Any,
+    state: ReconState,
     phase: np.ndarray,
     zrange: ZRange | None,
     start_positions: np.ndarray | None,
