@@ -225,6 +225,25 @@ def main() -> None:
               f"{own['lsm_nn_mean']:.2f} | {own['rho_nn_reconstructed']:+.3f} | "
               f"{own['rho_nn_truth']:+.3f} | {other['rho_nn_truth']:+.3f} | "
               f"{own['n_matched']}/{e['n_atoms']} |")  # fmt: skip
+    shells = {label: e["shells"] for label, e in results["correlations"].items()}
+    if len(shells) == 2:
+        (la, a), (lb, b) = shells.items()
+        print(f"\n| shell | distance (Å) | {la}: long. / trans. (pm²) | {lb}: long. / trans. "
+              "(pm²) | difference / combined s.e. |")  # fmt: skip
+        print("|---|---|---|---|---|")
+        for i, name in enumerate(("self", "1st neighbours", "2nd neighbours")[: len(a["counts"])]):
+            diffs = [
+                (a[k][i] - b[k][i]) / np.hypot(a[f"{k[:-3]}_stderr_A2"][i],
+                                               b[f"{k[:-3]}_stderr_A2"][i])
+                for k in ("longitudinal_A2", "transverse_A2")
+            ]  # fmt: skip
+            cells = [
+                f"{1e4 * d['longitudinal_A2'][i]:.2f} ± {1e4 * d['longitudinal_stderr_A2'][i]:.2f}"
+                f" / {1e4 * d['transverse_A2'][i]:.2f} ± {1e4 * d['transverse_stderr_A2'][i]:.2f}"
+                for d in (a, b)
+            ]
+            print(f"| {name} | {a['distance_A'][i]:.2f} | {cells[0]} | {cells[1]} | "
+                  f"{diffs[0]:+.1f} / {diffs[1]:+.1f} |")  # fmt: skip
     print(f"\ntimes (s): {json.dumps({k: round(v, 1) for k, v in times.items()})}")
 
 
