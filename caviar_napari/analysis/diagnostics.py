@@ -25,9 +25,14 @@ What the optics allow (:func:`optics_limits`):
   opposite edges of the aperture) — ptychography can pass it with dark-field data;
 * the detector limit ``d = λ / (α + θ_det)``, ``θ_det`` the largest collected angle — no
   reconstruction can resolve finer than the largest scattering vector the detector saw;
-* the depth of field ``2 λ / α²`` and the depth resolution of a lateral frequency q,
-  ``Δz(q) = 2 / (q (2α − λq))`` (:func:`caviar_napari.simulate.thick.depth_resolution_A` derives
-  it; repeated here as the analysis layer may not import the simulator).
+* the depth of field ``2 λ / α²`` and the bright-field depth resolution of a lateral frequency
+  q, ``Δz(q) = 2 / (q (2α − λq))``: two beams inside the aperture, at θ1 and θ2 = θ1 + λq,
+  interfere with ``k_z = q (θ1 + θ2) / 2`` (:func:`caviar_napari.simulate.thick.
+  depth_resolution_A` derives it; repeated here as the analysis layer may not import the
+  simulator).  It is the linear (weak-object, bright-field) estimate, not a hard bound: a beam
+  scattered once from the aperture edge into the dark field carries ``k_z`` up to
+  ``q (2α + λq) / 2``, so **single scattering** allows ``Δz_ss(q) = 2 / (q (2α + λq))``, and
+  multiple scattering in a strong object more.
 
 Depth: the 3-D power against k_z
 --------------------------------
@@ -36,10 +41,11 @@ of the stack removed, a Hann window in y and x), averages ``|FFT|²`` over state
 azimuthally in ``(k_y, k_x)``: ``P(k_r, k_z)``.  :func:`depth_resolution` reads the profile
 ``P(q, k_z)`` of the ring of a chosen reflection q (symmetrised in ±k_z) and finds ``k_z,half``,
 the smallest ``|k_z|`` at which it has fallen to half its ``k_z = 0`` value (linear
-interpolation); the depth resolution is ``Δz = 1 / k_z,half``.  The optics' ``Δz(q) = 1 /
-k_z,max`` uses the *edge* of the transfer, and the half-power point of a transfer lies at or
-inside its edge, so a consistent measurement gives ``Δz ≥ Δz(q)`` (equal for a flat transfer);
-one well below it would be resolving depth the optics cannot.  With ``S`` slices of ``dz`` the
+interpolation); the depth resolution is ``Δz = 1 / k_z,half``.  The optics' values ``1 /
+k_z,max`` use the *edge* of a transfer, and the half-power point lies at or inside the edge
+(equal for a flat transfer): a weak object's reconstruction gives ``Δz`` at or above the
+single-scattering ``Δz_ss(q)``, near the bright-field ``Δz(q)`` when the bright field dominates;
+only multiple scattering can take it below ``Δz_ss``.  With ``S`` slices of ``dz`` the
 k_z samples are ``1/(S dz)`` apart and reach ``1/(2 dz)``: a profile still above one half at the
 last sample only gives the bound ``Δz ≤ 2 dz`` (``bound = "at most"``), and a profile already
 below one half at the first sample ``1/(S dz)`` the bound ``Δz ≥ S dz / 2`` (``"at least"``;
@@ -112,12 +118,21 @@ class OpticsLimits:
     detector_mrad: float
 
     def depth_resolution_A(self, q_invA: ArrayLike) -> np.ndarray:
-        """``Δz(q) = 2 / (q (2α − λq))`` (Å), infinite where ``λq ≥ 2α``."""
+        """Bright-field ``Δz(q) = 2 / (q (2α − λq))`` (Å), infinite where ``λq ≥ 2α``."""
         q = np.abs(np.asarray(q_invA, dtype=float))
         alpha = self.alpha_mrad * 1e-3
         kz = q * (2 * alpha - self.wavelength_A * q) / 2
         with np.errstate(divide="ignore"):
             return np.where(kz > 0, 1.0 / np.where(kz > 0, kz, 1.0), np.inf)
+
+    def single_scattering_depth_A(self, q_invA: ArrayLike) -> np.ndarray:
+        """``Δz_ss(q) = 2 / (q (2α + λq))`` (Å): the finest depth any *singly* scattered beam
+        can carry (a beam entering at the aperture edge, leaving λq further out, inside the
+        detector; module docstring)."""
+        q = np.abs(np.asarray(q_invA, dtype=float))
+        alpha = self.alpha_mrad * 1e-3
+        with np.errstate(divide="ignore"):
+            return 2.0 / (q * (2 * alpha + self.wavelength_A * q))
 
 
 def optics_limits(
@@ -416,7 +431,8 @@ class DepthResolution:
     Attributes
     ----------
     q_invA
-        The reflection's lateral frequency (ring used).
+        Centre of the ring nearest the requested reflection (the frequency measured; the
+        optics' value is given for it).
     kz_half_invA
         ``k_z,half``: where the profile falls to half its ``k_z = 0`` value (NaN when it does
         not within the sampled k_z).
@@ -425,7 +441,9 @@ class DepthResolution:
         not fall to one half within the sampled k_z); with ``"at least"`` the fall happened
         before the first k_z sample (interpolated towards k_z = 0: a lower bound).
     optics_dz_A
-        ``Δz(q) = 2 / (q (2α − λq))`` of the optics.
+        The bright-field ``Δz(q) = 2 / (q (2α − λq))``.
+    single_scattering_dz_A
+        ``Δz_ss(q) = 2 / (q (2α + λq))``.
     bound
         ``""``, ``"at most"`` or ``"at least"``.
     profile
@@ -438,10 +456,11 @@ class DepthResolution:
     optics_dz_A: float
     bound: str
     profile: np.ndarray
+    single_scattering_dz_A: float = float("nan")
 
 
 def depth_resolution(
-    kz: KzPower, q_invA: float, optics: OpticsLimits, *, rings: int = 1
+    kz: KzPower, q_invA: float, optics: OpticsLimits, *, rings: int = 0
 ) -> DepthResolution:
     """The depth resolution at the reflection ``q_invA`` (module docstring).
 
@@ -457,7 +476,6 @@ def depth_resolution(
         Rings on each side of the reflection's ring summed into the profile.
     """
     k_r = kz.k_r_invA
-    width = k_r[1] - k_r[0]
     centre = int(np.argmin(np.abs(k_r - q_invA)))
     lo, hi = max(centre - rings, 1), min(centre + rings + 1, k_r.size)
     prof = kz.power[:, lo:hi].sum(axis=1)
@@ -479,11 +497,13 @@ def depth_resolution(
         f = (half[j - 1] - 0.5) / (half[j - 1] - half[j])
         kz_half = float(kz_pos[j - 1] + f * (kz_pos[j] - kz_pos[j - 1]))
         dz, bound = 1.0 / kz_half, ("at least" if j == 1 else "")
+    q_ring = float(k_r[centre])
     return DepthResolution(
-        q_invA=float(k_r[centre]) if abs(k_r[centre] - q_invA) <= width else float(q_invA),
+        q_invA=q_ring,
         kz_half_invA=kz_half,
         dz_A=float(dz),
-        optics_dz_A=float(optics.depth_resolution_A(q_invA)),
+        optics_dz_A=float(optics.depth_resolution_A(q_ring)),
+        single_scattering_dz_A=float(optics.single_scattering_depth_A(q_ring)),
         bound=bound,
         profile=prof / prof[zero],
     )

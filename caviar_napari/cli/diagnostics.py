@@ -8,7 +8,7 @@
 Prints the information limit d (pm, d/λ) of the power spectrum averaged over slices and states,
 the depth resolution at the chosen reflections from the azimuthally averaged 3-D power against
 k_z, and the optics' limits they are checked against (λ/(2α), λ/(α + θ_det), 2λ/α²,
-2/(q(2α − λq))); writes them to the DIAG file, with ``--json`` also to ``DIAG.json``, and the
+2/(q(2α ∓ λq))); writes them to the DIAG file, with ``--json`` also to ``DIAG.json``, and the
 figures ``DIAG_power.png``, ``DIAG_kz.png``, ``DIAG_rz.png``
 (:func:`caviar_napari.workflows.diagnostics.run_diagnostics`).
 """
@@ -87,6 +87,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a ring carries information when its azimuthal average exceeds (1 + R) × the noise "
         "plateau (spectral SNR R; default 1)",
     )
+    p.add_argument(
+        "--margin-A",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="analyse the scanned area widened by M Å on every side (default 0; a larger area "
+        "gives finer Fourier rings)",
+    )
     p.add_argument("--json", action="store_true", help="also write the numbers as DIAG.json")
     p.add_argument("--no-figures", action="store_true", help="do not write the PNG figures")
     add_overwrite(p)
@@ -106,6 +114,7 @@ def options_from_args(args: argparse.Namespace) -> DiagnosticsOptions:
         reflections_invA=tuple(args.reflection_invA or ()),
         plateau_start=args.plateau_start,
         snr=args.snr,
+        margin_A=args.margin_A,
         json=args.json,
         figures=not args.no_figures,
         overwrite=args.overwrite,

@@ -27,6 +27,7 @@ class ReflectionDepth:
     optics_dz_A: float
     bound: str
     profile: np.ndarray
+    single_scattering_dz_A: float = float("nan")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Layout (HDF5)::
     power_spectrum      (Ky, Kx)   float64  fft-shifted, mean |FFT|² over slices and states
     k_invA, radial_mean, radial_max   (n,)  its rings (1/Å)
     kz/k_r_invA (n_r,), kz/k_z_invA (n_z,), kz/power (n_z, n_r)   3-D power (multislice only)
-    reflections/<i>/profile (n_z,)  attrs q_invA, kz_half_invA, dz_A, optics_dz_A, bound
+    reflections/<i>/profile (n_z,)  attrs q_invA, kz_half_invA, dz_A, optics_dz_A,
+                                    single_scattering_dz_A, bound
     zrange/<label>/phase (S, n_r), r_A, z_A, column_profile   attrs slices, n_columns
     attrs: numbers_json (every scalar, see DiagnosticsData.numbers), power_pixel_invA, source
 """
@@ -42,7 +43,7 @@ def write_diagnostics(path: str | os.PathLike, data: DiagnosticsData) -> None:
         for i, r in enumerate(data.reflections):
             g = refl.create_group(str(i))
             g.create_dataset("profile", data=r.profile)
-            for key in ("q_invA", "kz_half_invA", "dz_A", "optics_dz_A"):
+            for key in ("q_invA", "kz_half_invA", "dz_A", "optics_dz_A", "single_scattering_dz_A"):
                 g.attrs[key] = float(getattr(r, key))
             g.attrs["bound"] = r.bound
         zr = f.create_group("zrange")
@@ -70,6 +71,7 @@ def write_diagnostics_json(path: str | os.PathLike, data: DiagnosticsData) -> No
                 "kz_half_invA": r.kz_half_invA,
                 "dz_A": r.dz_A,
                 "optics_dz_A": r.optics_dz_A,
+                "single_scattering_dz_A": r.single_scattering_dz_A,
                 "bound": r.bound,
             }
             for r in data.reflections
@@ -112,6 +114,7 @@ def read_diagnostics(path: str | os.PathLike) -> DiagnosticsData:
                     kz_half_invA=float(read_attr(g, w, "kz_half_invA")),
                     dz_A=float(read_attr(g, w, "dz_A")),
                     optics_dz_A=float(read_attr(g, w, "optics_dz_A")),
+                    single_scattering_dz_A=float(g.attrs.get("single_scattering_dz_A", np.nan)),
                     bound=as_text(read_attr(g, w, "bound")),
                     profile=np.asarray(read_dataset(g, w, "profile")),
                 )

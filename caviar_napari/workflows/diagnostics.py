@@ -75,6 +75,8 @@ class DiagnosticsOptions:
         empty: the two lowest Bragg rings of the power spectrum.
     plateau_start, snr
         Noise plateau band and threshold of the information limit.
+    margin_A
+        Widen the analysed area (the scanned area) by this on every side, Å.
     json
         Also write the numbers as ``<out>.json`` (same stem).
     figures
@@ -93,6 +95,7 @@ class DiagnosticsOptions:
     reflections_invA: tuple[float, ...] = ()
     plateau_start: float = 0.85
     snr: float = 1.0
+    margin_A: float = 0.0
     json: bool = False
     figures: bool = True
     overwrite: bool = False
@@ -112,12 +115,15 @@ def _scanned_region(
     pixel_size_A: tuple[float, float],
     origin_A: tuple[float, float],
     scan_positions_A: np.ndarray | None,
+    margin_A: float = 0.0,
 ) -> tuple[slice, slice] | None:
+    """Pixel slices of the rectangle spanned by the scan positions, widened by ``margin_A``."""
     if scan_positions_A is None or np.size(scan_positions_A) == 0:
         return None
-    px = (np.asarray(scan_positions_A, float).reshape(-1, 2) - origin_A) / np.asarray(pixel_size_A)
-    lo = np.clip(np.floor(px.min(axis=0)).astype(int), 0, None)
-    hi = np.minimum(np.ceil(px.max(axis=0)).astype(int) + 1, shape)
+    d = np.asarray(pixel_size_A)
+    px = (np.asarray(scan_positions_A, float).reshape(-1, 2) - origin_A) / d
+    lo = np.clip(np.floor(px.min(axis=0) - margin_A / d).astype(int), 0, None)
+    hi = np.minimum(np.ceil(px.max(axis=0) + margin_A / d).astype(int) + 1, shape)
     return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
 
 
@@ -135,6 +141,7 @@ def compute_diagnostics(
     reflections_invA: tuple[float, ...] = (),
     plateau_start: float = 0.85,
     snr: float = 1.0,
+    margin_A: float = 0.0,
     source: str = "",
 ) -> DiagnosticsData:
     """The Fig. 3 diagnostics of a reconstruction's phase (module docstring).
@@ -156,6 +163,8 @@ def compute_diagnostics(
     plateau_start, snr
         The information-limit criterion (:func:`~caviar_napari.analysis.diagnostics.
         information_limit`).
+    margin_A
+        The analysed area is the scanned area widened by this on every side (Å).
     source
         Name of the reconstruction (recorded).
     """
@@ -163,7 +172,9 @@ def compute_diagnostics(
 
     stack = as_phase_stack(phase)
     optics = dg.optics_limits(energy_eV, convergence_semiangle_mrad, detector_mrad)
-    region = _scanned_region(stack.shape[-2:], pixel_size_A, object_origin_A, scan_positions_A)
+    region = _scanned_region(
+        stack.shape[-2:], pixel_size_A, object_origin_A, scan_positions_A, margin_A
+    )
     spectrum = dg.power_spectrum(stack, pixel_size_A, region)
     info = dg.information_limit(spectrum, optics.wavelength_A, plateau_start=plateau_start, snr=snr)
     numbers: dict[str, Any] = {
@@ -172,6 +183,9 @@ def compute_diagnostics(
         "detector_mrad": optics.detector_mrad,
         "n_states": int(stack.shape[0]),
         "n_slices": int(stack.shape[1]),
+        "analysed_area_A": [
+            float((sl.stop - sl.start) * d) for sl, d in zip(region or (), pixel_size_A)
+        ],
         "slice_thickness_A": [float(v) for v in np.atleast_1d(slice_thickness_A)],
         "information_limit_A": info.d_A,
         "information_limit_pm": 100.0 * info.d_A,
@@ -186,7 +200,10 @@ def compute_diagnostics(
         "detector_formula": "λ / (α + θ_det)",
         "depth_of_field_A": optics.depth_of_field_A,
         "depth_of_field_formula": "2 λ / α²",
-        "depth_resolution_formula": "Δz(q) = 2 / (q (2α − λq)) (optics); measured 1 / k_z,half",
+        "depth_resolution_formula": (
+            "measured Δz = 1 / k_z,half; optics: bright field 2 / (q (2α − λq)), single "
+            "scattering 2 / (q (2α + λq))"
+        ),
         "depth_criterion": (
             "k_z,half: smallest |k_z| where the azimuthal 3-D power of the reflection's ring, "
             "symmetrised in ±k_z, falls to half its k_z = 0 value; Δz = 1 / k_z,half"
@@ -202,7 +219,13 @@ def compute_diagnostics(
             res = dg.depth_resolution(kz, float(q), optics)
             reflections.append(
                 ReflectionDepth(
-                    res.q_invA, res.kz_half_invA, res.dz_A, res.optics_dz_A, res.bound, res.profile
+                    res.q_invA,
+                    res.kz_half_invA,
+                    res.dz_A,
+                    res.optics_dz_A,
+                    res.bound,
+                    res.profile,
+                    res.single_scattering_dz_A,
                 )
             )
     else:
@@ -237,6 +260,9 @@ def diagnostics_lines(data: DiagnosticsData) -> list[str]:
     n = data.numbers
     lam = n["wavelength_A"]
     lines = []
+    if n["analysed_area_A"]:
+        area = n["analysed_area_A"]
+        lines.append(f"analysed area: {area[0]:.1f} × {area[1]:.1f} Å around the scan")
     if n["information_bound"] == "none":
         lines.append(
             "information limit: no ring stands out of the noise plateau (criterion: "
@@ -255,7 +281,9 @@ def diagnostics_lines(data: DiagnosticsData) -> list[str]:
         word = {"": "", "at most": "≤ ", "at least": "≥ "}[r.bound]
         lines.append(
             f"depth resolution at q = {r.q_invA:.3f} 1/Å (d = {1 / r.q_invA:.3f} Å): "
-            f"Δz = {word}{r.dz_A:.1f} Å; optics 2/(q(2α − λq)) = {r.optics_dz_A:.1f} Å"
+            f"Δz = {word}{r.dz_A:.1f} Å; optics: bright field 2/(q(2α − λq)) = "
+            f"{r.optics_dz_A:.1f} Å, single scattering 2/(q(2α + λq)) = "
+            f"{r.single_scattering_dz_A:.1f} Å"
         )
     for z in data.zranges:
         peak = int(np.argmax(z.column_profile))
@@ -412,6 +440,7 @@ def run_diagnostics(options: DiagnosticsOptions) -> DiagnosticsSummary:
         reflections_invA=options.reflections_invA,
         plateau_start=options.plateau_start,
         snr=options.snr,
+        margin_A=options.margin_A,
         source=str(options.recon),
     )
     summary = DiagnosticsSummary(data=data)

@@ -86,7 +86,11 @@ def test_depth_resolution_of_a_gaussian_depth_profile():
     res = dg.depth_resolution(kz, 1 / 1.3, optics)
     assert res.bound == ""
     assert res.dz_A == pytest.approx(2 * math.pi * sigma / math.sqrt(math.log(2)), rel=0.05)
-    assert res.optics_dz_A == pytest.approx(optics.depth_resolution_A(1 / 1.3))
+    assert abs(res.q_invA - 1 / 1.3) <= kz.k_r_invA[1] / 2  # the nearest ring
+    assert res.optics_dz_A == pytest.approx(optics.depth_resolution_A(res.q_invA))
+    assert res.single_scattering_dz_A == pytest.approx(
+        2 / (res.q_invA * (2 * 0.030 + optics.wavelength_A * res.q_invA))
+    )
     # a profile one slice thick does not fall within the sampled k_z: only a bound
     thin = np.zeros(n_slices)
     thin[3] = 1.0
