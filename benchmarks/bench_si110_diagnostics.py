@@ -5,7 +5,8 @@
 2. ``caviar reconstruct`` one object state, object + probe, with S slices of dz spanning more
    than the slab (default 12 × 10 Å = 120 Å, longer than the optics' depth resolution at the Si
    reflections, so that the k_z fall-off can be sampled);
-3. ``caviar diagnostics`` with the Si reflections (111) = √3/a, (220) = √8/a, (004) = 4/a.
+3. ``caviar diagnostics`` with the Si reflections (111) = √3/a, (220) = √8/a, (004) = 4/a, on
+   the scanned area widened by 4 Å (``--margin-A``; the demo scan is small).
 
 The measured information limit d is compared with the double-aperture limit λ/(2α) and the
 detector limit λ/(α + θ_det), and the measured depth resolution Δz = 1/k_z,half of each
@@ -64,6 +65,9 @@ def main() -> None:
     p.add_argument("--dz", type=float, default=10.0)
     p.add_argument("--iterations", type=int, default=60)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--margin", type=float, default=4.0, help="widen the analysed scanned area by this, Å"
+    )
     args = p.parse_args()
     wd = args.workdir
     wd.mkdir(parents=True, exist_ok=True)
@@ -80,7 +84,8 @@ def main() -> None:
                                     str(cfg), *over])  # fmt: skip
     q = [math.sqrt(3) / A_SI, math.sqrt(8) / A_SI, 4 / A_SI]
     times["diagnostics"] = run(["diagnostics", str(recon), "--out", str(diag), "--data",
-                                str(data), "--json", "--overwrite", "--reflection-invA",
+                                str(data), "--json", "--overwrite", "--margin-A",
+                                str(args.margin), "--reflection-invA",
                                 *(f"{v:.4f}" for v in q)])  # fmt: skip
     n = json.loads((wd / "diag.json").read_text())
     print(f"\ntimes (s): {json.dumps({k: round(v, 1) for k, v in times.items()})}")
@@ -91,8 +96,10 @@ def main() -> None:
           f"{100 * n['detector_limit_A']:.1f} pm |")  # fmt: skip
     for r, name in zip(n["reflections"], ("(111)", "(220)", "(004)")):
         word = {"": "", "at most": "≤ ", "at least": "≥ "}[r["bound"]]
-        print(f"| depth resolution Si {name}, q = {r['q_invA']:.3f} 1/Å | {word}{r['dz_A']:.0f} Å "
-              f"| 2/(q(2α − λq)) = {r['optics_dz_A']:.0f} Å |")  # fmt: skip
+        bf, ss = r["optics_dz_A"], r["single_scattering_dz_A"]
+        print(f"| depth resolution Si {name}, ring q = {r['q_invA']:.3f} 1/Å | "
+              f"{word}{r['dz_A']:.0f} Å | bright field 2/(q(2α − λq)) = {bf:.0f} Å; "
+              f"single scattering 2/(q(2α + λq)) = {ss:.0f} Å |")  # fmt: skip
     print(f"| depth of field | | 2λ/α² = {n['depth_of_field_A']:.1f} Å |")
 
 
