@@ -396,6 +396,17 @@ def _check_thick(config: SimulationConfig) -> None:
         if not (_is_real(s) and math.isfinite(s) and s >= 0):
             raise InputError(f"simulation parameter 'lower_springs' {k}={s!r} must be ≥ 0 eV/Å²")
     object.__setattr__(config, "lower_springs", {k: float(s) for k, s in springs.items()})
+    springs_now = tuple(getattr(config, k) for k in ("k_nn", "t_nn", "k_nnn", "t_nnn"))
+    hbn_springs = tuple(
+        f.default for f in fields(SimulationConfig) if f.name in ("k_nn", "t_nn", "k_nnn", "t_nnn")
+    )
+    if config.structure == "si110" and config.thermal_model == "correlated":
+        if springs_now == hbn_springs:
+            raise InputError(
+                "simulation parameter 'thermal_model': correlated si110 needs Si springs, not the "
+                "hbn defaults k_nn/t_nn/k_nnn/t_nnn = "
+                f"{hbn_springs}; use the preset si110-correlated or give --k-nn … --t-nnn"
+            )
     if config.structure == BILAYER:
         if config.layer_gap_A < config.slice_thickness_A:
             raise bad("layer_gap_A", f"must be ≥ the layer slab 'slice_thickness_A' "

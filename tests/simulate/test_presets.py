@@ -288,7 +288,10 @@ def test_bad_parameters_name_the_item():
         preset_config("hbn-static", n_configs=1.5)
     with pytest.raises(InputError, match="'dose_e_per_A2'"):
         preset_config("hbn-static", dose_e_per_A2=0.0)
-    assert preset_config("si110-static", thermal_model="correlated").structure == "si110"
+    with pytest.raises(InputError, match="correlated si110 needs Si springs"):
+        preset_config("si110-static", thermal_model="correlated")
+    springs = {k: getattr(preset_config("si110-correlated"), k) for k in ("k_nn", "t_nn")}
+    assert preset_config("si110-static", thermal_model="correlated", **springs).k_nn == 5.5
     with pytest.raises(InputError, match="'einstein_rms_A' is required"):
         preset_config("si110-static", thermal_model="einstein")
     with pytest.raises(InputError, match="'thickness_cells'"):
