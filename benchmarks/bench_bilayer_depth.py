@@ -70,6 +70,8 @@ stages:
     slice_thickness_A: {dz}
     refine: [object]
     missing_wedge: {wedge}
+    missing_wedge_beta: {wedge_beta}
+    state_noise_rad: {state_noise}
 """
 
 
@@ -100,6 +102,10 @@ def main() -> None:
     p.add_argument("--slices", type=int, default=4)
     p.add_argument("--dz", type=float, default=40.0, help="slice thickness, Å")
     p.add_argument("--wedge", type=float, default=0.0, help="missing-wedge weight of stage 2")
+    p.add_argument("--wedge-beta", type=float, default=1.0, help="missing-wedge cone slope β")
+    p.add_argument(
+        "--state-noise", type=float, default=0.005, help="phase noise of new states, rad"
+    )
     p.add_argument("--padding", default="auto", choices=("auto", "none"))
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
