@@ -88,10 +88,10 @@ def main() -> None:
     )
     widget = AtomsWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Atoms", area="right")
-    widget.sigma_min.setValue(0.15)
-    widget.sigma_max.setValue(0.45)
-    widget.border.setValue(0.5)
-    widget.species_edit.setText("C")
+    widget.detection_form["sigma_min_A"].value = 0.15
+    widget.detection_form["sigma_max_A"].value = 0.45
+    widget.detection_form["exclude_border_A"].value = 0.5
+    widget.refine_form["species"].value = "C"
     app = QApplication.instance()
     widget.detect()
     wait(app, widget)
@@ -99,7 +99,7 @@ def main() -> None:
     wait(app, widget)
     viewer.dims.set_current_step(0, 2)  # show state 2, slice 1
     viewer.dims.set_current_step(1, 1)
-    viewer.scale_bar.visible = True
+    viewer.canvas.overlays["scale_bar"].visible = True
     viewer.reset_view()
     for w in app.allWidgets():  # close toasts shown before the settings took effect
         if type(w).__name__ == "NapariQtNotification":

@@ -23,8 +23,8 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from caviar_napari._qt.correlations_widget import CorrelationsWidget
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
-from caviar_napari.simulate.harmonic import HarmonicLattice
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFSET_A = np.array([2.0, 6.0])
@@ -80,7 +80,7 @@ def phase_image(sites: np.ndarray, basis: np.ndarray, pixel_A: float = 0.1):
 
 def wait_for(widget: CorrelationsWidget, timeout_s: float = 30.0) -> None:
     start = time.monotonic()
-    while widget.worker is not None and time.monotonic() - start < timeout_s:
+    while (widget.worker is not None or widget.is_drawing) and time.monotonic() - start < timeout_s:
         QApplication.processEvents()
         time.sleep(0.01)
     QApplication.processEvents()
@@ -103,11 +103,15 @@ def main(out: Path, figure: Path | None = None) -> None:
         widget.set_reference(24)
         widget.self_combo.setCurrentText("all atoms")
         widget.set_scale_pm2_per_A(10.0)
+        wait_for(widget)
         widget.compare(str(truth_path))
         wait_for(widget)
         viewer.layers["atoms (atoms)"].visible = False
         viewer.layers.selection.active = viewer.layers["correlations: arrows"]
         viewer.reset_view()
+        for toast in QApplication.allWidgets():  # notifications would cover the canvas
+            if type(toast).__name__ == "NapariQtNotification":
+                toast.close()
         for _ in range(5):
             QApplication.processEvents()
             time.sleep(0.05)

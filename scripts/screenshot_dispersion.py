@@ -3,7 +3,7 @@
     xvfb-run -a python scripts/screenshot_dispersion.py [docs/images/dispersion-widget.png]
 
 The ATOMS file holds 20 exact thermal snapshots (300 K) of a 12 × 12-cell hBN-like harmonic
-lattice (``simulate.harmonic.HarmonicLattice.honeycomb``), i.e. perfect positions with the number
+lattice (``analysis.phonons.HarmonicLattice.honeycomb``), i.e. perfect positions with the number
 of object states of a real reconstruction: the error bars show the statistical error of 20 states.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from caviar_napari._qt.dispersion_widget import DispersionWidget
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
-from caviar_napari.simulate.harmonic import HarmonicLattice
 
 
 def make_atoms_file(path: Path, n_states: int = 20, cells: int = 12) -> None:
@@ -53,10 +53,13 @@ def main(out: str = "docs/images/dispersion-widget.png") -> None:
         widget.open_atoms_file(path)
         widget.compute()
         deadline = time.monotonic() + 60
-        while widget.worker is not None and time.monotonic() < deadline:
+        while (widget.worker is not None or widget.is_rendering) and time.monotonic() < deadline:
             QApplication.processEvents()
             time.sleep(0.02)
-    for _ in range(20):
+    for _ in range(40):  # a resize renders the plot again (debounced, in a worker)
+        QApplication.processEvents()
+        time.sleep(0.02)
+    while widget.is_rendering and time.monotonic() < deadline:
         QApplication.processEvents()
         time.sleep(0.02)
     for w in QApplication.allWidgets():  # hide napari's toasts (the PyQt5 deprecation notice)

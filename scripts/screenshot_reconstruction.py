@@ -7,7 +7,7 @@ stage (several object states) has updated the layers, and saves
 
 Run under a display (Xvfb on a headless machine)::
 
-    xvfb-run -a python scripts/screenshot_reconstruction.py [--out PATH]
+    xvfb-run -a -s "-screen 0 1680x1050x24" python scripts/screenshot_reconstruction.py [--out PATH]
 """
 
 from __future__ import annotations
@@ -31,13 +31,11 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication, QWidget
 
     from caviar_napari._qt import launcher
-    from caviar_napari.core import config as cfg
+    from caviar_napari.data import config as cfg
 
     viewer = napari.Viewer(title="CAVIAR — napari")
-    docks = launcher.add_docks(viewer)
-    launcher.open_sample(viewer, launcher.DEFAULT_SAMPLE)
-    dock, widget = docks["Reconstruction"]
-    dock.window().resize(1680, 1050)
+    widget = launcher.open_window(viewer, sample=launcher.DEFAULT_SAMPLE)["Reconstruction"]
+    window = widget.window()  # fitted to the screen
     app = QApplication.instance()
 
     def wait(condition, seconds: float) -> None:
@@ -60,7 +58,7 @@ def main() -> int:
     shown = widget.images_shown
     wait(lambda: widget.images_shown >= shown + 1 or not widget.is_running, args.timeout_s)
     # close napari's notification toasts (they would cover the canvas) and let it repaint
-    for toast in dock.window().findChildren(QWidget):
+    for toast in window.findChildren(QWidget):
         if type(toast).__name__ == "NapariQtNotification":
             toast.close()
     wait(lambda: False, 0.5)

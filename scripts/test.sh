@@ -24,4 +24,9 @@ fi
 
 .venv/bin/ruff check caviar_napari tests benchmarks scripts
 .venv/bin/ruff format --check caviar_napari tests benchmarks scripts
-.venv/bin/python -m pytest "$@"
+# The GUI runs on PyQt5 and on PyQt6 (napari deprecates PyQt5); the testing extra installs both.
+# qtpy and pytest-qt must use the same binding: name it for both.
+QT_API=pyqt5 PYTEST_QT_API=pyqt5 .venv/bin/python -m pytest "$@"
+if [ $# -eq 0 ]; then  # the whole suite: the GUI tests once more, under PyQt6
+  QT_API=pyqt6 PYTEST_QT_API=pyqt6 .venv/bin/python -m pytest -q tests/_qt tests/viewmodels
+fi

@@ -26,6 +26,10 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "core": frozenset({"io", *UPPER}),
     "io": frozenset(UPPER),
     "analysis": frozenset(UPPER) - {"analysis"},
+    "simulate": frozenset({"workflows", "cli", "viewmodels", "_qt", "_napari"}),
+    "workflows": frozenset({"cli", "viewmodels", "_qt", "_napari"}),
+    "cli": frozenset({"viewmodels", "_qt", "_napari"}),
+    "viewmodels": frozenset({"cli", "_qt", "_napari"}),
 }
 #: Layers that may import nothing of the package but the listed layers (and themselves).
 ONLY: dict[str, frozenset[str]] = {
@@ -41,9 +45,7 @@ ALLOWED: dict[tuple[str, str], str] = {}
 #: Re-export shims left at old import paths for code in other branches (the lead's final import
 #: sweep deletes them with these entries): ``core.config`` still offers ``load_yaml`` and
 #: ``save_yaml``, which moved to ``io.config_file``.
-SHIMS: dict[tuple[str, str], str] = {
-    ("caviar_napari.core.config", "caviar_napari.io.config_file"): "load_yaml/save_yaml shim",
-}
+SHIMS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

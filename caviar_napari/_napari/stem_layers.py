@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from caviar_napari.io.dataset import STEMDataset
+from caviar_napari.viewmodels.layer_keys import DATASET_KEY, PATH_KEY
 
 __all__ = [
     "DATASET_KEY",
@@ -27,10 +28,6 @@ __all__ = [
     "virtual_bright_field",
 ]
 
-#: Metadata key of the 4D layer holding the :class:`STEMDataset`.
-DATASET_KEY = "caviar_dataset"
-#: Metadata key of the 4D layer holding the file path.
-PATH_KEY = "caviar_path"
 #: Axis labels of the 4D layer.
 STEM_AXIS_LABELS = ("scan_y", "scan_x", "ky", "kx")
 

@@ -20,12 +20,12 @@ from numpy.typing import ArrayLike
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QLabel, QWidget
 
-from caviar_napari._napari.atoms_layers import ATOMS_METADATA_KEY
 from caviar_napari._qt._dock import ViewerDock, follow_layers
 from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
 from caviar_napari._qt._forms import hrow, push_button, replace_items
 from caviar_napari._qt._worker import start_worker
 from caviar_napari.errors import InputError
+from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY
 
 #: Marker size of a source layer opened from a file, relative to the nearest-neighbour distance.
 MARKER_SIZE_FACTOR = 0.3
@@ -95,9 +95,7 @@ class AtomsSourcePicker(QWidget):
         )
         self.combo.currentIndexChanged.connect(self._on_index_changed)
         self.open_button = push_button("Open ATOMS file…", self._ask_atoms_file)
-        row = hrow((self.combo, 1), self.open_button)
-        row.setContentsMargins(0, 0, 0, 0)
-        self.setLayout(row)
+        self.setLayout(hrow((self.combo, 1), self.open_button))
         self.refresh()
         follow_layers(self, viewer, self.refresh)
 
@@ -199,9 +197,10 @@ class AtomsAnalysisDock(ViewerDock):
         job: Callable[..., Generator],
         *args: Any,
         on_return: Callable[[Any], None],
-    ) -> None:
+    ) -> Any:
         """Run ``job(*args)`` in :attr:`worker`; ``label`` shows ``busy_text`` meanwhile and
-        ``failed: <error>`` if it fails; the controls are disabled until it ends."""
+        ``failed: <error>`` if it fails; the controls are disabled until it ends.  Returns the
+        worker."""
         label.setText(busy_text)
         self.worker = start_worker(
             job,
@@ -211,6 +210,7 @@ class AtomsAnalysisDock(ViewerDock):
             on_error=lambda exc: label.setText(f"failed: {exc}"),
         )
         self._set_enabled()
+        return self.worker
 
     def _on_worker_done(self) -> None:
         self.worker = None

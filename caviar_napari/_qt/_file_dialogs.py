@@ -19,6 +19,11 @@ from caviar_napari.errors import CaviarError
 HDF5_FILTER = "HDF5 (*.h5 *.hdf5)"
 CSV_FILTER = "CSV (*.csv)"
 FIGURE_FILTER = "PNG (*.png);;SVG (*.svg);;PDF (*.pdf)"
+YAML_FILTER = "YAML (*.yaml *.yml)"
+STEM_FILTER = (
+    "4D-STEM data (*.h5 *.hdf5 *.hdf *.emd *.npy *.npz *.zarr *.py4dstem *.mib *.dm3 *.dm4 *.raw "
+    "*.xml *.blo);;All files (*)"
+)
 
 
 def ask_path(parent: QWidget, title: str, filters: str, *, save_as: str | None = None) -> str:
@@ -39,7 +44,7 @@ def show_message(exc: BaseException) -> None:
 def run_guarded(
     action: Callable[..., Any],
     *args: Any,
-    errors: tuple[type[BaseException], ...] = (CaviarError,),
+    errors: tuple[type[BaseException], ...] = (CaviarError, OSError),
     on_error: Callable[[BaseException], None] = show_message,
 ) -> bool:
     """Call ``action(*args)``; an exception of type ``errors`` goes to ``on_error`` instead.
@@ -61,7 +66,7 @@ def ask_and_run(
     filters: str,
     *,
     save_as: str | None = None,
-    errors: tuple[type[BaseException], ...] = (CaviarError,),
+    errors: tuple[type[BaseException], ...] = (CaviarError, OSError),
     on_error: Callable[[BaseException], None] = show_message,
 ) -> str:
     """Ask for a path (see :func:`ask_path`) and run ``action(path)`` guarded by

@@ -1,16 +1,22 @@
-"""Small builders for the controls of the dock widgets: spin boxes, labels, buttons, form rows.
+"""The one set of form helpers of the dock widgets: spin boxes, labels, buttons, rows, and
+magicgui parameter forms bound to the view-models' typed dataclasses.
 
-Each returns a configured Qt object and does nothing else, so the widgets' ``_build_ui`` reads
+Each builder returns a configured widget and does nothing else, so a dock's ``_build_ui`` reads
 as a list of controls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from magicgui.widgets import Container, create_widget
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
@@ -22,18 +28,26 @@ from qtpy.QtWidgets import (
 
 _SpinBox = TypeVar("_SpinBox", QSpinBox, QDoubleSpinBox)
 
+#: Colour of secondary (hint) text on napari's dark theme.
+HINT_STYLE = "color: #9ba0a8;"
+#: Colour of an error text.
+ERROR_STYLE = "color: #ff6b6b;"
 
+
+# ==================================================================================== spin boxes
 def double_spin(
     lo: float,
     hi: float,
-    value: float,
+    value: float | None = None,
     *,
     step: float = 1.0,
     decimals: int = 2,
     suffix: str = "",
     special: str = "",
+    tooltip: str = "",
+    bare: bool = False,
 ) -> QDoubleSpinBox:
-    """A ``QDoubleSpinBox`` on ``[lo, hi]`` showing ``value``.
+    """A ``QDoubleSpinBox`` on ``[lo, hi]`` showing ``value`` (None: ``lo``).
 
     Parameters
     ----------
@@ -48,12 +62,16 @@ def double_spin(
         Unit shown after the number, e.g. ``" Å"``.
     special
         Text shown instead of the minimum value (e.g. ``"auto"``).
+    tooltip
+        Tooltip.
+    bare
+        No arrow buttons, no frame, right-aligned: an editor inside a table or a compact row.
     """
     box = QDoubleSpinBox()
     box.setRange(lo, hi)
     box.setDecimals(decimals)
     box.setSingleStep(step)
-    return _finish(box, value, suffix=suffix, special=special)
+    return _finish(box, value, suffix=suffix, special=special, tooltip=tooltip, bare=bare)
 
 
 def int_spin(
@@ -64,12 +82,17 @@ def int_spin(
     suffix: str = "",
     prefix: str = "",
     special: str = "",
+    tooltip: str = "",
+    bare: bool = False,
 ) -> QSpinBox:
     """A ``QSpinBox`` on ``[lo, hi]`` (initial ``value``, else ``lo``), with optional
-    ``suffix``/``prefix`` and ``special`` text shown at the minimum."""
+    ``suffix``/``prefix``, ``special`` text shown at the minimum, and the ``bare`` look of
+    :func:`double_spin`."""
     box = QSpinBox()
     box.setRange(lo, hi)
-    return _finish(box, value, suffix=suffix, prefix=prefix, special=special)
+    return _finish(
+        box, value, suffix=suffix, prefix=prefix, special=special, tooltip=tooltip, bare=bare
+    )
 
 
 def _finish(
@@ -79,6 +102,8 @@ def _finish(
     suffix: str = "",
     prefix: str = "",
     special: str = "",
+    tooltip: str = "",
+    bare: bool = False,
 ) -> _SpinBox:
     """Set the value (unless None) and the optional texts of a spin box whose range is set."""
     if value is not None:
@@ -89,34 +114,96 @@ def _finish(
         box.setPrefix(prefix)
     if special:
         box.setSpecialValueText(special)
+    if tooltip:
+        box.setToolTip(tooltip)
+    if bare:
+        box.setButtonSymbols(QAbstractSpinBox.NoButtons)
+        box.setFrame(False)
+        box.setAlignment(Qt.AlignRight)
     return box
 
 
-def text_label(text: str = "", *, selectable: bool = False) -> QLabel:
-    """A word-wrapped ``QLabel`` for status and result text (``selectable``: can be copied)."""
+def exact_value(box: QDoubleSpinBox, original: float) -> float:
+    """The value of ``box``, or ``original`` exactly when the box only shows it rounded."""
+    if abs(box.value() - round(original, box.decimals())) < 0.5 * 10.0 ** -box.decimals():
+        return float(original)
+    return float(box.value())
+
+
+# ==================================================================================== others
+def text_label(text: str = "", *, selectable: bool = False, hint: bool = False) -> QLabel:
+    """A word-wrapped ``QLabel`` for status and result text (``selectable``: can be copied;
+    ``hint``: secondary colour)."""
     label = QLabel(text)
     label.setWordWrap(True)
     if selectable:
         label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    if hint:
+        label.setStyleSheet(HINT_STYLE)
     return label
 
 
-def push_button(text: str, slot: Callable[..., Any], tooltip: str = "") -> QPushButton:
-    """A ``QPushButton`` whose ``clicked`` signal calls ``slot``."""
+def push_button(
+    text: str, slot: Callable[..., Any] | None = None, tooltip: str = ""
+) -> QPushButton:
+    """A ``QPushButton`` whose ``clicked`` signal calls ``slot`` (with no arguments)."""
     button = QPushButton(text)
     if tooltip:
         button.setToolTip(tooltip)
-    button.clicked.connect(slot)
+    if slot is not None:
+        button.clicked.connect(lambda *_: slot())
     return button
 
 
-def hrow(*items: QWidget | tuple[QWidget, int]) -> QHBoxLayout:
+def hrow(*items: QWidget | tuple[QWidget, int], margins: bool = False) -> QHBoxLayout:
     """A horizontal row of widgets; an item ``(widget, stretch)`` gets that stretch factor."""
     row = QHBoxLayout()
+    if not margins:
+        row.setContentsMargins(0, 0, 0, 0)
     for item in items:
         widget, stretch = item if isinstance(item, tuple) else (item, 0)
         row.addWidget(widget, stretch)
     return row
+
+
+def row_widget(*items: QWidget | tuple[QWidget, int]) -> QWidget:
+    """:func:`hrow` in a widget of its own (e.g. one field of a form)."""
+    holder = QWidget()
+    holder.setLayout(hrow(*items))
+    return holder
+
+
+def centred(widget: QWidget) -> QWidget:
+    """``widget`` centred in a holder (e.g. a check box in a table cell)."""
+    holder = QWidget()
+    layout = QHBoxLayout(holder)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setAlignment(Qt.AlignCenter)
+    layout.addWidget(widget)
+    return holder
+
+
+def combo(items: Sequence[str], tooltip: str = "", *, current: str = "") -> QComboBox:
+    """A ``QComboBox`` of ``items`` (``current`` selected when given) that may be narrower
+    than its longest item (the list shows the whole texts)."""
+    box = QComboBox()
+    box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(14)
+    box.addItems(list(items))
+    if current:
+        box.setCurrentText(current)
+    if tooltip:
+        box.setToolTip(tooltip)
+    return box
+
+
+def check_box(text: str, checked: bool = False, tooltip: str = "") -> QCheckBox:
+    """A ``QCheckBox``."""
+    box = QCheckBox(text)
+    box.setChecked(checked)
+    if tooltip:
+        box.setToolTip(tooltip)
+    return box
 
 
 def replace_items(combo: QComboBox, names: Sequence[str], select: str) -> None:
@@ -128,3 +215,119 @@ def replace_items(combo: QComboBox, names: Sequence[str], select: str) -> None:
     if select in names:
         combo.setCurrentText(select)
     combo.blockSignals(False)
+
+
+# ==================================================================================== magicgui
+@dataclass(frozen=True)
+class ParamField:
+    """One control of a magicgui parameter form, bound to a dataclass field.
+
+    Attributes
+    ----------
+    name
+        The dataclass field.
+    label
+        Row label.
+    options
+        magicgui widget options (``min``, ``max``, ``step``, ``widget_type`` …).
+    suffix
+        Unit shown after a number.
+    tooltip
+        Tooltip of the control.
+    special
+        Text a spin box shows at its minimum (e.g. ``"auto"``).
+    placeholder
+        Text a line edit shows while empty.
+    """
+
+    name: str
+    label: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    suffix: str = ""
+    tooltip: str = ""
+    special: str = ""
+    placeholder: str = ""
+
+
+class ParamForm:
+    """A magicgui :class:`~magicgui.widgets.Container` editing some fields of a dataclass.
+
+    Parameters
+    ----------
+    fields
+        The controls, in order.
+    values
+        The dataclass instance (or mapping) the controls start from.
+
+    Attributes
+    ----------
+    container
+        The magicgui container (``container.native`` is the Qt widget to add to a layout).
+    """
+
+    def __init__(self, fields: Sequence[ParamField], values: Any) -> None:
+        self.fields = list(fields)
+        start = values if isinstance(values, Mapping) else dataclasses.asdict(values)
+        widgets = []
+        for f in self.fields:
+            options = dict(f.options)
+            widget_type = options.pop("widget_type", None)
+            widget = create_widget(
+                value=start[f.name],
+                name=f.name,
+                label=f.label,
+                widget_type=widget_type,
+                options=options,
+            )
+            native = widget.native
+            if f.tooltip:
+                widget.tooltip = f.tooltip
+            # magicgui's integer box (superqt's QLargeIntSpinBox) shows neither a suffix nor a
+            # special text: the label says them instead
+            if f.suffix:
+                if isinstance(native, QSpinBox | QDoubleSpinBox):
+                    native.setSuffix(f.suffix)
+                else:
+                    widget.label = f"{f.label} ({f.suffix.strip()})"
+            if f.special:
+                if isinstance(native, QSpinBox | QDoubleSpinBox):
+                    native.setSpecialValueText(f.special)
+                else:
+                    widget.label = f"{widget.label} ({options.get('min', 0)} = {f.special})"
+            if f.placeholder and hasattr(native, "setPlaceholderText"):
+                native.setPlaceholderText(f.placeholder)
+            widgets.append(widget)
+        self.container = Container(widgets=widgets)
+        self.container.margins = (0, 0, 0, 0)
+
+    @property
+    def native(self) -> QWidget:
+        """The Qt widget of the form."""
+        return self.container.native
+
+    def __getitem__(self, name: str) -> Any:
+        """The magicgui widget of field ``name``."""
+        return self.container[name]
+
+    def values(self) -> dict[str, Any]:
+        """Field name → value as shown."""
+        return {f.name: self.container[f.name].value for f in self.fields}
+
+    def apply_to(self, instance: Any) -> Any:
+        """``dataclasses.replace(instance, **values)`` (the dataclass validates them)."""
+        return dataclasses.replace(instance, **self.values())
+
+    def set_values(self, values: Any) -> None:
+        """Show the fields of a dataclass instance (or mapping) without emitting changes."""
+        source = values if isinstance(values, Mapping) else dataclasses.asdict(values)
+        with self.container.changed.blocked():
+            for f in self.fields:
+                self.container[f.name].value = source[f.name]
+
+    def connect(self, slot: Callable[[], Any]) -> None:
+        """Call ``slot()`` whenever a control changes."""
+        self.container.changed.connect(lambda *_: slot())
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Enable or disable every control."""
+        self.container.enabled = enabled

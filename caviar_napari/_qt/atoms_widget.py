@@ -19,142 +19,115 @@ Workflow (conventions §3):
 After a refinement the ``atoms`` layer carries the :class:`~caviar_napari.io.atoms_file.AtomsData`
 in ``metadata["caviar_atoms"]``, the source the Correlations and Dispersion widgets read.
 Editing the points afterwards drops it (the refinement no longer matches the points).
+
+The parameters, jobs and drawings are those of the Qt-free
+:class:`~caviar_napari.viewmodels.atoms.AtomsViewModel`; the parameter forms are magicgui forms.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.colorbar import Colorbar
-from matplotlib.colors import Normalize
 from napari.layers import Image, Points, Vectors
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QGridLayout,
-    QGroupBox,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QVBoxLayout,
-)
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGridLayout, QGroupBox, QProgressBar, QVBoxLayout
 
-from caviar_napari._napari import atoms_layers as al
 from caviar_napari._qt._dock import ViewerDock, follow_layers
 from caviar_napari._qt._file_dialogs import CSV_FILTER, HDF5_FILTER, ask_and_run
-from caviar_napari._qt._forms import (
-    double_spin,
-    hrow,
-    int_spin,
-    push_button,
-    replace_items,
-    text_label,
-)
-from caviar_napari._qt._plot import PlotCanvas
+from caviar_napari._qt._forms import ParamField, ParamForm, push_button, replace_items, text_label
+from caviar_napari._qt._plot import ColourBar
 from caviar_napari._qt._worker import start_worker
 from caviar_napari.analysis import atoms as am
-from caviar_napari.analysis.lattice import LatticeIndex, index_lattice, species_by_strength
 from caviar_napari.core.grid import as_pair
 from caviar_napari.errors import CaviarError, InputError
-from caviar_napari.io.atoms_file import (
-    AtomsData,
-    read_atoms,
-    read_positions_csv,
-    write_atoms,
-    write_positions_csv,
+from caviar_napari.io.atoms_file import AtomsData
+from caviar_napari.viewmodels import atoms_layers as al
+from caviar_napari.viewmodels.atoms import (
+    LATTICE_NAME,
+    NO_ATOMS,
+    POINTS_NAME,
+    STATES_NAME,
+    AtomsResult,
+    AtomsViewModel,
+    LatticeRequest,
+    PhaseSource,
+    detect_job,
+    import_atoms_file,
+    refine_job,
 )
+from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY
 
-#: Metadata key of Points layers that carry an AtomsData (shared with the other widgets).
-ATOMS_METADATA_KEY = al.ATOMS_METADATA_KEY
-#: Names of the layers this widget owns.
-POINTS_NAME = "atoms"
-STATES_NAME = "atoms per state"
-LATTICE_NAME = "lattice vectors"
+__all__ = ["ATOMS_METADATA_KEY", "AtomsWidget"]
+
 #: Progress bar resolution.
 _PROGRESS_STEPS = 1000
 
-
-@dataclass(frozen=True)
-class PhaseSource:
-    """Host copy of what the workers need from the phase layer.
-
-    Attributes
-    ----------
-    phase
-        ``(state, slice, y, x)`` phase, rad.
-    pixel_size_A
-        ``(dy, dx)``, Å.
-    origin_A
-        ``(y, x)`` of pixel ``[0, 0]``, Å.
-    name
-        Layer name (recorded as the source of the ATOMS data).
-    """
-
-    phase: np.ndarray
-    pixel_size_A: tuple[float, float]
-    origin_A: tuple[float, float]
-    name: str
-
-
-@dataclass(frozen=True)
-class LatticeRequest:
-    """Lattice options of a refinement: ``enabled``, given ``vectors_A`` (or None), expected
-    ``n_basis`` (or None), ``species`` names weakest first (or empty)."""
-
-    enabled: bool = True
-    vectors_A: np.ndarray | None = None
-    n_basis: int | None = None
-    species: tuple[str, ...] = ()
-
-
-@dataclass
-class RefineOutcome:
-    """What the refinement worker returns."""
-
-    result: am.StateRefinement
-    index: LatticeIndex | None
-    species: np.ndarray | None
-    lattice_error: str = ""
-
-
-def _detect_job(source: PhaseSource, config: am.DetectionConfig, slice_index: int | None):
-    """Worker: LoG detection on the detection image; returns ``(atom, 2)`` Å."""
-    yield 0.0
-    image = am.detection_image(source.phase, slice_index)
-    yield 0.5
-    return am.detect_atoms(image, source.pixel_size_A, source.origin_A, config)
-
-
-def _refine_job(
-    source: PhaseSource, start_A: np.ndarray, config: am.RefineConfig, lattice: LatticeRequest
-) -> Generator[float, None, RefineOutcome]:
-    """Worker: refinement in every state and slice, then lattice indexing and species."""
-    gen = am.iter_refine_states(source.phase, start_A, source.pixel_size_A, source.origin_A, config)
-    try:
-        while True:
-            yield 0.95 * next(gen)
-    except StopIteration as stop:
-        result: am.StateRefinement = stop.value
-    index, species, error = None, None, ""
-    if lattice.enabled:
-        try:
-            index = index_lattice(
-                result.mean_positions_A, lattice.vectors_A, n_basis=lattice.n_basis
-            )
-            if lattice.species:
-                species = species_by_strength(result.strength, index.basis_index, lattice.species)
-        except InputError as exc:
-            error = str(exc)
-    yield 1.0
-    return RefineOutcome(result=result, index=index, species=species, lattice_error=error)
+#: The detection form (fields of :class:`~caviar_napari.analysis.atoms.DetectionConfig`).
+DETECTION_FIELDS = (
+    ParamField("sigma_min_A", "σ min", {"min": 0.01, "max": 10.0, "step": 0.05}, " Å"),
+    ParamField("sigma_max_A", "σ max", {"min": 0.01, "max": 10.0, "step": 0.05}, " Å"),
+    ParamField("num_sigma", "σ steps", {"min": 1, "max": 50}),
+    ParamField(
+        "threshold_rel",
+        "threshold",
+        {"min": 0.001, "max": 1.0, "step": 0.005},
+        tooltip="minimum LoG response relative to the strongest blob",
+    ),
+    ParamField(
+        "min_distance_A",
+        "merge within",
+        {"min": 0.0, "max": 10.0, "step": 0.05},
+        " Å",
+        tooltip="detections closer than this are merged into one atom",
+    ),
+    ParamField(
+        "exclude_border_A",
+        "border",
+        {"min": 0.0, "max": 100.0, "step": 0.1},
+        " Å",
+        tooltip="drop detections closer than this to the image border",
+    ),
+)
+#: The refinement and lattice form.
+REFINE_FIELDS = (
+    ParamField(
+        "radius_A",
+        "radius",
+        {"min": 0.0, "max": 10.0, "step": 0.05},
+        " Å",
+        tooltip="disc radius; auto = 0.35 × median nearest-neighbour distance",
+        special=f"auto ({am.DEFAULT_RADIUS_FACTOR} × d_nn)",
+    ),
+    ParamField("tol_px", "stop when shift <", {"min": 1e-4, "max": 0.1, "step": 5e-4}, " px"),
+    ParamField("lattice", "index lattice", {"widget_type": "CheckBox"}),
+    ParamField("n_basis", "basis atoms", {"min": 0, "max": 64}, special="any"),
+    ParamField(
+        "vectors",
+        "lattice vectors",
+        {"widget_type": "LineEdit"},
+        placeholder="estimate  (or a1y a1x a2y a2x in Å)",
+    ),
+    ParamField(
+        "species",
+        "species",
+        {"widget_type": "LineEdit"},
+        tooltip="species of the basis sites, assigned by phase strength",
+        placeholder="optional, weakest first, e.g. B N",
+    ),
+)
+REFINE_DEFAULTS = {
+    "radius_A": 0.0,
+    "tol_px": 1e-3,
+    "lattice": True,
+    "n_basis": 0,
+    "vectors": "",
+    "species": "",
+}
 
 
 class AtomsWidget(ViewerDock):
@@ -165,22 +138,34 @@ class AtomsWidget(ViewerDock):
     napari_viewer
         The viewer whose phase layer is analysed; the atoms, per-state atoms and lattice layers
         are drawn in it.
+
+    Attributes
+    ----------
+    vm
+        The view-model: parameters, jobs, the last result.
     """
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
-        self.atoms: AtomsData | None = None
-        self.index: LatticeIndex | None = None
+        self.vm = AtomsViewModel()
         self._updating = False
         self._build_ui()
         self._refresh_layers()
         follow_layers(self, self.viewer, self._refresh_layers)
 
+    @property
+    def atoms(self) -> AtomsData | None:
+        """The last refinement or imported ATOMS data (None after the points were edited)."""
+        return self.vm.atoms
+
+    @property
+    def index(self) -> Any:
+        """The lattice index of the last refinement (None if not indexed)."""
+        return None if self.vm.result is None else self.vm.result.index
+
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
-        defaults = am.DetectionConfig()
-
+        layout = self.body
         source = QGroupBox("Phase")
         form = QFormLayout(source)
         self.layer_combo = QComboBox()
@@ -198,116 +183,62 @@ class AtomsWidget(ViewerDock):
         layout.addWidget(source)
 
         detect = QGroupBox("Detection (Laplacian of Gaussian)")
-        grid = QGridLayout(detect)
-        self.sigma_min = double_spin(0.01, 10.0, defaults.sigma_min_A, step=0.05, suffix=" Å")
-        self.sigma_max = double_spin(0.01, 10.0, defaults.sigma_max_A, step=0.05, suffix=" Å")
-        self.num_sigma = int_spin(1, 50, defaults.num_sigma)
-        self.threshold = double_spin(0.001, 1.0, defaults.threshold_rel, step=0.01, decimals=3)
-        self.threshold.setToolTip("minimum LoG response relative to the strongest blob")
-        self.min_distance = double_spin(0.0, 10.0, defaults.min_distance_A, step=0.05, suffix=" Å")
-        self.min_distance.setToolTip("detections closer than this are merged into one atom")
-        self.border = double_spin(0.0, 100.0, defaults.exclude_border_A, step=0.1, suffix=" Å")
-        self.border.setToolTip("drop detections closer than this to the image border")
-        for row, (label, box, label2, box2) in enumerate(
-            [
-                ("σ min", self.sigma_min, "σ max", self.sigma_max),
-                ("σ steps", self.num_sigma, "threshold", self.threshold),
-                ("merge within", self.min_distance, "border", self.border),
-            ]
-        ):
-            grid.addWidget(QLabel(label), row, 0)
-            grid.addWidget(box, row, 1)
-            grid.addWidget(QLabel(label2), row, 2)
-            grid.addWidget(box2, row, 3)
+        box = QVBoxLayout(detect)
+        self.detection_form = ParamForm(DETECTION_FIELDS, self.vm.detection)
+        box.addWidget(self.detection_form.native)
         self.detect_button = push_button(
             "Detect",
             self.detect,
             "Find atoms and put them in the editable Points layer 'atoms' (add, move or "
             "delete points with napari's Points tools to pick by hand)",
         )
-        grid.addWidget(self.detect_button, 3, 0, 1, 4)
+        box.addWidget(self.detect_button)
         layout.addWidget(detect)
 
         refine = QGroupBox("Refinement (phase-weighted centre of mass)")
-        form = QFormLayout(refine)
-        self.radius = double_spin(
-            0.0,
-            10.0,
-            0.0,
-            step=0.05,
-            suffix=" Å",
-            special=f"auto ({am.DEFAULT_RADIUS_FACTOR} × d_nn)",
-        )
-        self.radius.setToolTip("disc radius; auto = 0.35 × median nearest-neighbour distance")
-        form.addRow("radius", self.radius)
-        self.tolerance = double_spin(1e-4, 0.1, 1e-3, step=1e-3, decimals=4, suffix=" px")
-        form.addRow("stop when shift <", self.tolerance)
-        self.lattice_check = QCheckBox("index lattice")
-        self.lattice_check.setChecked(True)
-        self.n_basis = int_spin(0, 64, special="any")
-        form.addRow(hrow(self.lattice_check, QLabel("basis atoms"), self.n_basis))
-        self.vectors_edit = QLineEdit()
-        self.vectors_edit.setPlaceholderText("estimate  (or a1y a1x a2y a2x in Å)")
-        form.addRow("lattice vectors", self.vectors_edit)
-        self.species_edit = QLineEdit()
-        self.species_edit.setPlaceholderText("optional, weakest first, e.g. B N")
-        self.species_edit.setToolTip("species of the basis sites, assigned by phase strength")
-        form.addRow("species", self.species_edit)
+        box = QVBoxLayout(refine)
+        self.refine_form = ParamForm(REFINE_FIELDS, REFINE_DEFAULTS)
+        box.addWidget(self.refine_form.native)
         self.refine_button = push_button("Refine in every state and slice", self.refine)
-        form.addRow(self.refine_button)
+        box.addWidget(self.refine_button)
         self.progress = QProgressBar()
         self.progress.setRange(0, _PROGRESS_STEPS)
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(8)
-        form.addRow(self.progress)
+        box.addWidget(self.progress)
         layout.addWidget(refine)
 
         results = QGroupBox("Result")
         box = QVBoxLayout(results)
-        self.status_label = text_label(
-            "No atoms yet: Detect, or add points to the 'atoms' layer.", selectable=True
-        )
+        self.status_label = text_label(NO_ATOMS, selectable=True)
         box.addWidget(self.status_label)
         self.lattice_label = text_label()
         box.addWidget(self.lattice_label)
-        self.colorbar = PlotCanvas(height_px=56)
-        self.colorbar.setFixedHeight(64)
+        self.colorbar = ColourBar(al.SPREAD_COLORMAP)
         self.colorbar.setToolTip("point colour: per-atom rms displacement over states")
         box.addWidget(self.colorbar)
-        self._draw_colorbar(None)
+        self._show_colorbar(None)
         files = QGridLayout()
-        buttons = [
-            ("Import CSV…", self._ask_import_csv),
-            ("Export CSV…", self._ask_export_csv),
-            ("Import ATOMS…", self._ask_import_atoms),
-            ("Export ATOMS…", self._ask_export_atoms),
+        self.import_csv_button = push_button("Import CSV…", self._ask_import_csv)
+        self.export_csv_button = push_button("Export CSV…", self._ask_export_csv)
+        self.import_atoms_button = push_button("Import ATOMS…", self._ask_import_atoms)
+        self.export_atoms_button = push_button("Export ATOMS…", self._ask_export_atoms)
+        self.file_buttons = [
+            self.import_csv_button,
+            self.export_csv_button,
+            self.import_atoms_button,
+            self.export_atoms_button,
         ]
-        self.file_buttons = []
-        for i, (text, slot) in enumerate(buttons):
-            button = push_button(text, slot)
+        for i, button in enumerate(self.file_buttons):
             files.addWidget(button, i // 2, i % 2)
-            self.file_buttons.append(button)
         box.addLayout(files)
         layout.addWidget(results)
         layout.addStretch(1)
+        self.fit_width()
 
-    def _draw_colorbar(self, limits: tuple[float, float] | None) -> None:
-        fig = self.colorbar.figure
-        fig.clear()
-        ax = fig.add_subplot(111)
-        lo, hi = limits if limits is not None else (0.0, 1.0)
-        bar = Colorbar(
-            ax,
-            cmap=colormaps[al.SPREAD_COLORMAP],
-            norm=Normalize(lo, hi),
-            orientation="horizontal",
-        )
+    def _show_colorbar(self, limits: tuple[float, float] | None) -> None:
         label = al.SPREAD_LABEL if limits is not None else f"{al.SPREAD_LABEL} — after Refine"
-        bar.set_label(label, color="#d6d8db", fontsize=8)
-        ax.tick_params(labelsize=7)
-        self.colorbar.style_axes(ax)
-        bar.outline.set_edgecolor("#d6d8db")
-        self.colorbar.redraw()
+        self.colorbar.set_limits(limits, label)
 
     # ------------------------------------------------------------------ layers
     def _phase_layers(self) -> list[Image]:
@@ -386,6 +317,7 @@ class AtomsWidget(ViewerDock):
         """The Vectors layer of the lattice vectors, if any."""
         return self._find(LATTICE_NAME, Vectors)
 
+    # ------------------------------------------------------------------ parameters
     def phase_source(self) -> PhaseSource:
         """Host copy of the chosen phase layer's data and geometry (raises InputError)."""
         layer = self._find(self.layer_combo.currentText(), Image)
@@ -402,46 +334,30 @@ class AtomsWidget(ViewerDock):
         return None if i <= 0 else i - 1
 
     def detection_config(self) -> am.DetectionConfig:
-        """The detection parameters of the widget."""
-        return am.DetectionConfig(
-            sigma_min_A=self.sigma_min.value(),
-            sigma_max_A=self.sigma_max.value(),
-            num_sigma=self.num_sigma.value(),
-            threshold_rel=self.threshold.value(),
-            min_distance_A=self.min_distance.value(),
-            exclude_border_A=self.border.value(),
-        )
+        """The detection parameters of the widget (validated)."""
+        self.vm.detection = self.detection_form.apply_to(self.vm.detection)
+        return self.vm.detection
 
     def refine_config(self) -> am.RefineConfig:
-        """The refinement parameters of the widget."""
-        radius = self.radius.value()
-        return am.RefineConfig(
+        """The refinement parameters of the widget (validated)."""
+        values = self.refine_form.values()
+        radius = float(values["radius_A"])
+        self.vm.refine = dataclasses.replace(
+            self.vm.refine,
             radius_A=radius if radius > 0 else None,
-            tol_px=self.tolerance.value(),
+            tol_px=float(values["tol_px"]),
             slice_index=self.slice_index(),
         )
+        return self.vm.refine
 
     def lattice_request(self) -> LatticeRequest:
         """The lattice options of the widget (raises InputError on malformed vectors)."""
-        text = self.vectors_edit.text().replace(",", " ").split()
-        vectors = None
-        if text:
-            try:
-                values = [float(v) for v in text]
-            except ValueError as exc:
-                raise InputError(
-                    f"lattice vectors: not numbers: {self.vectors_edit.text()!r}"
-                ) from exc
-            if len(values) != 4:
-                raise InputError(
-                    f"lattice vectors: give 4 numbers a1y a1x a2y a2x (Å), got {len(values)}"
-                )
-            vectors = np.reshape(values, (2, 2))
-        return LatticeRequest(
-            enabled=self.lattice_check.isChecked(),
-            vectors_A=vectors,
-            n_basis=self.n_basis.value() or None,
-            species=tuple(self.species_edit.text().replace(",", " ").split()),
+        values = self.refine_form.values()
+        return LatticeRequest.parse(
+            enabled=values["lattice"],
+            vectors_text=values["vectors"],
+            n_basis=values["n_basis"],
+            species_text=values["species"],
         )
 
     # ------------------------------------------------------------------ actions
@@ -471,12 +387,7 @@ class AtomsWidget(ViewerDock):
             self._fail(exc)
             return None
         return self._start(
-            "Detecting atoms…",
-            _detect_job,
-            source,
-            config,
-            slice_index,
-            on_return=self._on_detected,
+            "Detecting atoms…", detect_job, source, config, slice_index, on_return=self._on_detected
         )
 
     def _start(
@@ -498,17 +409,13 @@ class AtomsWidget(ViewerDock):
     def _on_detected(self, positions_A: np.ndarray) -> None:
         self.set_positions(positions_A)
         self.progress.setValue(_PROGRESS_STEPS)
-        self.status_label.setText(
-            f"{len(positions_A)} atoms detected. Add, move or delete points in the 'atoms' layer, "
-            "then Refine."
-        )
+        self.status_label.setText(self.vm.detected_text(len(positions_A)))
 
     def set_positions(self, positions_A: np.ndarray, species: np.ndarray | None = None) -> Points:
         """Replace the points of the 'atoms' layer (Å, ``(atom, 2)``); drops any refinement."""
         pos = np.asarray(positions_A, dtype=float).reshape(-1, 2)
-        pos = pos[np.all(np.isfinite(pos), axis=1)]
         data, kwargs, _ = al.mean_points_layer(pos, name=POINTS_NAME, species=species)
-        self._set_result(None, None)
+        self._set_result(None)
         self._remove(STATES_NAME)
         self._remove(LATTICE_NAME)
         return self._put_points(data, kwargs)
@@ -553,7 +460,7 @@ class AtomsWidget(ViewerDock):
         action = str(getattr(getattr(event, "action", None), "value", ""))
         if action in ("adding", "removing", "changing"):  # wait for the completed edit
             return
-        self._set_result(None, None)
+        self._set_result(None)
         layer = self.points_layer
         if layer is not None:
             layer.metadata.pop(ATOMS_METADATA_KEY, None)
@@ -562,9 +469,7 @@ class AtomsWidget(ViewerDock):
     def start_positions(self) -> np.ndarray:
         """Positions ``(atom, 2)`` Å of the 'atoms' layer (raises InputError if empty)."""
         layer = self.points_layer
-        if layer is None or len(layer.data) == 0:
-            raise InputError("no atoms to refine: Detect, import, or add points to 'atoms'")
-        return np.asarray(layer.data, dtype=float)[:, -2:]
+        return self.vm.start_positions(None if layer is None else np.asarray(layer.data))
 
     def refine(self) -> Any:
         """Start the refinement in every state and slice in a worker; returns the worker."""
@@ -580,89 +485,43 @@ class AtomsWidget(ViewerDock):
         n_states, n_slices = source.phase.shape[:2]
         return self._start(
             f"Refining {len(start)} atoms in {n_states} state(s) × {n_slices} slice(s)…",
-            _refine_job,
+            refine_job,
             source,
             start,
             config,
             lattice,
-            on_return=lambda outcome: self._on_refined(outcome, source, start, config),
+            on_return=self._on_refined,
         )
 
-    def _on_refined(
-        self,
-        outcome: RefineOutcome,
-        source: PhaseSource,
-        start: np.ndarray,
-        config: am.RefineConfig,
-    ) -> None:
-        result = outcome.result
-        provenance = {
-            "phase_layer": source.name,
-            "start": "Atoms widget points",
-            "refine": {k: v for k, v in config.__dict__.items() if k != "chunk_windows"},
-        }
-        atoms = result.to_atoms_data(
-            outcome.index, outcome.species, source=source.name, provenance=provenance
-        )
-        refined = np.all(np.isfinite(result.mean_positions_A), axis=1)
-        shown = np.where(refined[:, None], result.mean_positions_A, start)
-        self._set_result(atoms, outcome.index)
-        self._show_atoms(atoms, shown, refined)
+    def _on_refined(self, result: AtomsResult) -> None:
+        self._set_result(result)
+        self._show_result(result)
         self.progress.setValue(_PROGRESS_STEPS)
-        self.status_label.setText(self._summary(result))
-        if outcome.lattice_error:
-            self.lattice_label.setText(f"Lattice not indexed: {outcome.lattice_error}")
-            show_info(f"lattice not indexed: {outcome.lattice_error}")
+        self.status_label.setText(result.summary)
+        if result.lattice_error:
+            show_info(f"lattice not indexed: {result.lattice_error}")
 
-    @staticmethod
-    def _summary(result: am.StateRefinement) -> str:
-        n_states, n_slices, n_atoms = result.status.shape
-        n_win = result.status.size
-        reasons = ", ".join(f"{k} {v}" for k, v in result.counts().items() if k != "refined")
-        lines = [
-            f"{n_atoms} atoms, disc radius {result.radius_A:.3f} Å.",
-            f"Mean image: {n_atoms - result.n_failed_mean} refined, {result.n_failed_mean} failed.",
-            f"States × slices ({n_states} × {n_slices}): {n_win - result.n_failed} of {n_win} "
-            f"refined, {result.n_failed} failed (NaN)" + (f": {reasons}." if reasons else "."),
-        ]
-        return "\n".join(lines)
-
-    def _set_result(self, atoms: AtomsData | None, index: LatticeIndex | None) -> None:
-        self.atoms = atoms
-        self.index = index
-        if atoms is None:
+    def _set_result(self, result: AtomsResult | None) -> None:
+        self.vm.accept(result)
+        self.show_warnings(self.vm.warnings)
+        if result is None:
             self.lattice_label.setText("")
-            self._draw_colorbar(None)
+            self._show_colorbar(None)
 
-    def _show_atoms(self, atoms: AtomsData, shown_A: np.ndarray, refined: np.ndarray) -> None:
+    def _show_result(self, result: AtomsResult) -> None:
         """Draw the mean points, the per-state points, the lattice and the colour bar."""
-        spread_pm = 100.0 * am.rms_spread_A(atoms.positions_A)
-        size = al.point_size_A(shown_A)
-        data, kwargs, _ = al.mean_points_layer(
-            shown_A,
-            name=POINTS_NAME,
-            spread_pm=spread_pm,
-            refined=refined,
-            cell_index=atoms.cell_index,
-            basis_index=atoms.basis_index,
-            species=atoms.species,
-            size_A=size,
-        )
+        drawing = result.drawing
+        data, kwargs, _ = drawing.points
         self._put_points(data, kwargs)
-        sdata, skwargs, _ = al.states_points_layer(
-            atoms.positions_A, spread_pm, name=STATES_NAME, size_A=size
-        )
+        sdata, skwargs, _ = drawing.states
         added = self._put_layer(sdata, skwargs, "points", ndim=4)
-        if atoms.lattice_vectors_A is not None:
-            vdata, vkwargs, _ = al.lattice_layer(
-                atoms.lattice_vectors_A, atoms.mean_positions_A, name=LATTICE_NAME
-            )
+        if drawing.lattice is not None:
+            vdata, vkwargs, _ = drawing.lattice
             added |= self._put_layer(vdata, vkwargs, "vectors")
-            self.lattice_label.setText(self._lattice_text(atoms))
         else:
             self._remove(LATTICE_NAME)
-            self.lattice_label.setText("Lattice not indexed.")
-        self._draw_colorbar(al.spread_limits(spread_pm))
+        self.lattice_label.setText(drawing.lattice_text)
+        self._show_colorbar(drawing.spread_limits_pm)
         points = self.points_layer
         if added and points is not None:  # a new layer became active: the points stay editable
             self.viewer.layers.selection.active = points
@@ -690,85 +549,39 @@ class AtomsWidget(ViewerDock):
             layer.edge_color = kwargs["edge_color"]
         return False
 
-    def _lattice_text(self, atoms: AtomsData) -> str:
-        a1, a2 = atoms.lattice_vectors_A
-        n1, n2 = np.hypot(*a1), np.hypot(*a2)
-        angle = np.degrees(np.arccos(np.clip(a1 @ a2 / (n1 * n2), -1, 1)))
-        n_basis = int(atoms.basis_index.max()) + 1 if atoms.basis_index is not None else 0
-        text = (
-            f"Lattice: |a1| = {n1:.3f} Å (orange), |a2| = {n2:.3f} Å (cyan), "
-            f"angle {angle:.1f}°, {n_basis} basis atom(s)"
-        )
-        if atoms.species is not None:
-            text += f", species {' '.join(sorted(set(atoms.species.tolist()) - {''}))}"
-        return text + "."
-
     # ------------------------------------------------------------------ files
     def export_csv(self, path: str | os.PathLike) -> None:
         """Write the positions of the 'atoms' layer (and species, if known) as CSV."""
         layer = self.points_layer
-        if layer is None or len(layer.data) == 0:
-            raise InputError("no atoms to export: the 'atoms' layer is empty")
         species = None
-        if "species" in layer.features:
+        if layer is not None and "species" in layer.features:
             species = np.asarray(layer.features["species"], dtype=str)
-        write_positions_csv(path, np.asarray(layer.data)[:, -2:], species)
+        self.vm.export_csv(path, None if layer is None else np.asarray(layer.data), species)
 
     def import_csv(self, path: str | os.PathLike) -> Points:
         """Read a CSV position list into the 'atoms' layer (replaces its points)."""
-        positions, species = read_positions_csv(path)
+        positions, species = self.vm.import_csv(path)
         layer = self.set_positions(positions, species)
         self.status_label.setText(f"{len(layer.data)} atoms read from {Path(path).name}.")
         return layer
 
     def export_atoms(self, path: str | os.PathLike) -> None:
         """Write the last refinement (or imported ATOMS data) as an ATOMS file."""
-        if self.atoms is None:
-            raise InputError("nothing to export: Refine first (or import an ATOMS file)")
-        write_atoms(path, self.atoms)
+        self.vm.export_atoms(path)
 
     def import_atoms(self, path: str | os.PathLike) -> AtomsData:
         """Read an ATOMS file: mean positions, per-state positions and lattice are shown."""
-        atoms = read_atoms(path)
-        refined = np.all(np.isfinite(atoms.mean_positions_A), axis=1)
-        if not refined.any():
-            raise InputError(f"{path}: no finite mean position")
-        shown = np.where(refined[:, None], atoms.mean_positions_A, 0.0)
-        keep = refined  # atoms without a mean position cannot be drawn
-        sub = AtomsData(
-            positions_A=atoms.positions_A[:, :, keep],
-            mean_positions_A=atoms.mean_positions_A[keep],
-            cell_index=None if atoms.cell_index is None else atoms.cell_index[keep],
-            basis_index=None if atoms.basis_index is None else atoms.basis_index[keep],
-            species=None if atoms.species is None else atoms.species[keep],
-            lattice_vectors_A=atoms.lattice_vectors_A,
-            source=atoms.source,
-            status=None if atoms.status is None else atoms.status[:, :, keep],
-            provenance=atoms.provenance,
-        )
-        self._set_result(sub, None)
-        self._show_atoms(sub, shown[keep], refined[keep])
-        n_failed = sub.n_failed
-        self.status_label.setText(
-            f"{sub.n_atoms} atoms read from {Path(path).name} ({int((~refined).sum())} without a "
-            f"mean position left out); {n_failed} of {sub.positions_A[..., 0].size} "
-            "state×slice positions are NaN."
-        )
-        return sub
+        result = import_atoms_file(path)
+        self._set_result(result)
+        self._show_result(result)
+        self.status_label.setText(result.summary)
+        return result.atoms
 
     def _ask_file_action(
         self, action: Any, title: str, filters: str, save_as: str | None = None
     ) -> None:
         """Ask for a file, run ``action(path)``; errors go to the status line."""
-        path = ask_and_run(
-            self,
-            action,
-            title,
-            filters,
-            save_as=save_as,
-            errors=(CaviarError, OSError),
-            on_error=self._fail,
-        )
+        path = ask_and_run(self, action, title, filters, save_as=save_as, on_error=self._fail)
         if path:
             show_info(f"{Path(path).name}: done")
 

@@ -1,31 +1,29 @@
 """The **Correlations** dock widget: Green's tensor, correlation arrows (paper Fig. 2, 4), LSM/CSM.
 
 Source: an ATOMS file, or any napari Points layer whose ``metadata["caviar_atoms"]`` holds an
-``io.atoms_file.AtomsData`` (as made by the Atoms widget).  The Green's tensor (eq. 2), B factors,
-ρ_nn and unit-cell averages are computed in a background worker; drawing is on the main thread.
+``io.atoms_file.AtomsData`` (as made by the Atoms widget).  The dock binds its controls to the
+Qt-free :class:`~caviar_napari.viewmodels.correlations.CorrelationsViewModel`; the Green's tensor
+(eq. 2), B factors, ρ_nn and unit-cell averages, the drawing of a selection (arrows, rings,
+markers, frame axes, the Green's tensor image) and the comparison with a ground truth are
+computed in background workers; the main thread assigns the results to layers.
 
-Arrows (conventions §4), in a napari Vectors layer whose data are ``[start, projection]`` in Å world
-coordinates: at each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x purple);
-at each neighbour j of the reference atom i the rows of ``G_ij`` (pink: the reference's y row,
-light blue: its x row).  Arrow length on screen = correlation (pm²) / scale (pm² per Å).
+Arrows (conventions §4), in a napari Vectors layer whose data are ``[start, projection]`` in Å
+world coordinates: at each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x
+purple); at each neighbour j of the reference atom i the rows of ``G_ij`` (pink: the reference's
+y row, light blue: its x row).  Arrow length on screen = correlation (pm²) / scale (pm² per Å).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.colors import to_rgba
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -34,119 +32,89 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QRadioButton,
     QSlider,
-    QVBoxLayout,
     QWidget,
 )
 
-from caviar_napari._qt._atoms_source import (
-    ATOMS_METADATA_KEY,
-    AtomsAnalysisDock,
-    AtomsSourcePicker,
-)
+from caviar_napari._qt._atoms_source import AtomsAnalysisDock, AtomsSourcePicker
 from caviar_napari._qt._file_dialogs import FIGURE_FILTER, HDF5_FILTER, ask_and_run, ask_path
-from caviar_napari._qt._forms import double_spin, hrow, int_spin, push_button, text_label
-from caviar_napari._qt._plot import PlotCanvas
-from caviar_napari._qt.correlations_figure import (
+from caviar_napari._qt._forms import (
+    check_box,
+    combo,
+    double_spin,
+    hrow,
+    int_spin,
+    push_button,
+    text_label,
+)
+from caviar_napari._qt._plot import FigureView
+from caviar_napari._qt._worker import start_worker
+from caviar_napari.analysis import correlations as corr
+from caviar_napari.errors import InputError
+from caviar_napari.viewmodels import correlations as cvm
+from caviar_napari.viewmodels.correlations import (
+    FRAME_LAB,
+    FRAME_LOCAL,
+    LAYER_PREFIX,
+    MATCH_TOLERANCE_A,
+    PAIRS_DRAWN,
+    PAIRS_NN,
+    SCALE_SLIDER_MAX,
+    SELF_ALL,
+    SELF_NONE,
+    SELF_SELECTED,
+    ComputeResult,
+    CorrelationsDrawing,
+    CorrelationsViewModel,
+    VectorsDrawing,
+)
+from caviar_napari.viewmodels.correlations_figure import (
     ARROW_COLOURS,
     ARROW_LEGEND,
     NEIGHBOUR_COLOUR,
-    PM2_PER_A2,
     REFERENCE_COLOUR,
-    ArrowsPanel,
-    current_image_view,
-    draw_green_matrix,
-    save_correlations_figure,
+    ImageView,
 )
-from caviar_napari.analysis import correlations as corr
-from caviar_napari.errors import CaviarError, InputError
-from caviar_napari.io.correlations_file import (
-    CorrelationsData,
-    read_ground_truth,
-    write_correlations,
-)
+from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY
 
 __all__ = [
     "ARROW_COLOURS",
-    "ARROW_LEGEND",
     "ATOMS_METADATA_KEY",
     "FRAME_LAB",
     "FRAME_LOCAL",
-    "NEIGHBOUR_COLOUR",
     "PAIRS_DRAWN",
     "PAIRS_NN",
-    "REFERENCE_COLOUR",
     "SELF_ALL",
     "SELF_NONE",
     "SELF_SELECTED",
-    "ComputeResult",
     "CorrelationsWidget",
-    "draw_green_matrix",
+    "current_image_view",
 ]
 
-#: Slider position v → arrow scale S = 10^(SCALE_MAX_EXP − v / SCALE_STEPS_PER_DECADE) pm² per Å
-SCALE_MAX_EXP = 4.0
-SCALE_STEPS_PER_DECADE = 50
-SCALE_SLIDER_MAX = 200
 
-LAYER_PREFIX = "correlations"
+def current_image_view(viewer: Any) -> ImageView | None:
+    """The current 2D view of the topmost visible non-RGB Image layer and its extent in Å.
 
-SELF_ALL, SELF_SELECTED, SELF_NONE = "all atoms", "reference and neighbours", "no atoms"
-FRAME_LAB, FRAME_LOCAL = "lab (y, x)", "local lattice (x → neighbour)"
-PAIRS_DRAWN, PAIRS_NN = "reference + neighbours (drawn)", "all atoms: self + nearest neighbours"
-
-
-@dataclasses.dataclass(frozen=True)
-class ComputeResult:
-    """What the background computation returns to the widget."""
-
-    data: CorrelationsData
-    rho_nn: corr.NeighbourCorrelation | None
-    rho_error: str
-    averages: corr.UnitCellAverages | None
-    averages_distance_A: float
-    nn_distance_A: float
-
-
-def _compute(atoms: Any, slices: str | None) -> Generator[str, None, ComputeResult]:
-    """Worker: Green's tensor, B, ρ_nn and unit-cell averages of an AtomsData."""
-    yield "Green's tensor"
-    data = corr.correlations_from_atoms(atoms, slices)
-    positions = data.mean_positions_A.copy()
-    positions[data.excluded_atoms] = np.nan
-    yield "nearest neighbours"
-    d_nn = corr.nearest_neighbour_distance(positions)
-    try:
-        rho, rho_error = corr.nearest_neighbour_correlation(data.green_A2, positions), ""
-    except InputError as exc:
-        rho, rho_error = None, str(exc)
-    averages, distance = None, 0.0
-    if data.cell_index is not None and data.basis_index is not None:
-        yield "unit-cell averages"
-        distance = 4.0 * d_nn
-        averages = corr.unit_cell_averages(
-            data.green_A2, data.cell_index, data.basis_index, positions, max_distance_A=distance
-        )
-    return ComputeResult(data, rho, rho_error, averages, distance, d_nn)
-
-
-def _load_truth(
-    path: str, green: np.ndarray, positions: np.ndarray, tolerance_A: float
-) -> Generator[str, None, tuple]:
-    """Worker: read a ground truth, match atoms, re-index its realised tensor, ρ_nn of both.
-
-    Returns ``(path, AtomMatch, truth tensor in reconstructed order, ρ_nn of the
-    reconstruction, ρ per pair of the truth over the same pairs)``.
+    The leading (state, slice, …) indices are those of the viewer's current dims point.
+    Returns None when there is no such layer.
     """
-    yield "reading ground truth"
-    truth = read_ground_truth(path)
-    yield "matching atoms"
-    match = corr.match_atoms(positions, truth.mean_positions_A, tolerance_A)
-    truth_green = corr.reindex_green(truth.green_realised_A2, match.truth_index)
-    rho_positions = positions.copy()
-    rho_positions[match.truth_index < 0] = np.nan
-    rho_rec = corr.nearest_neighbour_correlation(green, rho_positions)
-    rho_truth = corr.correlation_coefficients(truth_green, rho_rec.pairs)
-    return path, match, truth_green, rho_rec, rho_truth
+    images = [
+        layer
+        for layer in viewer.layers
+        if layer.__class__.__name__ == "Image" and layer.visible and not layer.rgb
+    ]
+    if not images:
+        return None
+    layer = images[-1]
+    data = layer.data[0] if layer.multiscale else layer.data
+    shape = data.shape
+    point = np.asarray(layer.world_to_data(viewer.dims.point))
+    index = tuple(int(np.clip(round(point[k]), 0, shape[k] - 1)) for k in range(len(shape) - 2))
+    image = np.asarray(data[index], dtype=float)
+    dy, dx = np.asarray(layer.scale)[-2:]
+    ty, tx = np.asarray(layer.translate)[-2:]
+    h, w = image.shape
+    extent = [tx - dx / 2, tx + (w - 0.5) * dx, ty + (h - 0.5) * dy, ty - dy / 2]
+    return image, extent
 
 
 def _strict_marker_size_A(mean_positions_A: np.ndarray) -> float:
@@ -172,24 +140,47 @@ class CorrelationsWidget(AtomsAnalysisDock):
     napari_viewer
         The viewer whose atoms layers are the sources; the arrows, rings and markers are drawn
         in it and a click on an atom picks the reference.
+
+    Attributes
+    ----------
+    vm
+        The view-model: result, selection, options, comparison.
+    drawing
+        The last drawing applied to the layers (None before the first).
     """
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
-        self.atoms: Any = None
-        self.result: ComputeResult | None = None
-        self._truth: tuple | None = None
-        self.similarity: corr.Similarity | None = None
-        self._matrix_key: tuple | None = None
+        self.vm = CorrelationsViewModel()
+        self.drawing: CorrelationsDrawing | None = None
         self._layers: dict[str, Any] = {}
+        self._draw_worker = None
+        self._draw_again = False
+        self._matrix_reference: int | None = None
         self._build_ui()
         self.source_picker.changed.connect(self._set_enabled)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         self.destroyed.connect(functools.partial(_disconnect, self.viewer, self._on_mouse_drag))
 
+    # ------------------------------------------------------------------ shortcuts
+    @property
+    def result(self) -> ComputeResult | None:
+        """The last computation."""
+        return self.vm.result
+
+    @property
+    def similarity(self) -> corr.Similarity | None:
+        """LSM/CSM of the last comparison."""
+        return self.vm.similarity
+
+    @property
+    def is_drawing(self) -> bool:
+        """Whether a drawing is being computed (or one more is due)."""
+        return self._draw_worker is not None
+
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = self.body
 
         source = QGroupBox("Source")
         form = QFormLayout(source)
@@ -210,16 +201,16 @@ class CorrelationsWidget(AtomsAnalysisDock):
         form = QFormLayout(selection)
         self.reference_spin = int_spin(0, 0)
         self.reference_spin.valueChanged.connect(self._on_selection_changed)
-        self.click_check = QCheckBox("pick by clicking an atom")
-        self.click_check.setChecked(True)
-        form.addRow("reference atom", hrow(self.reference_spin, self.click_check))
+        self.click_check = check_box("pick by clicking an atom", True)
+        form.addRow("reference atom", self.reference_spin)
+        form.addRow("", self.click_check)
         self.nearest_radio = QRadioButton("n nearest")
         self.radius_radio = QRadioButton("within radius")
         self.nearest_radio.setChecked(True)
         self.n_nearest_spin = int_spin(1, 99, 3)
         self.radius_spin = double_spin(0.1, 100.0, 3.0, step=0.1, decimals=2, suffix=" Å")
-        row = hrow(self.nearest_radio, self.n_nearest_spin, self.radius_radio, self.radius_spin)
-        form.addRow("neighbours", row)
+        form.addRow("neighbours", hrow(self.nearest_radio, (self.n_nearest_spin, 1)))
+        form.addRow("", hrow(self.radius_radio, (self.radius_spin, 1)))
         for w in (self.nearest_radio, self.radius_radio):
             w.toggled.connect(self._on_selection_changed)
         self.n_nearest_spin.valueChanged.connect(self._on_selection_changed)
@@ -228,34 +219,33 @@ class CorrelationsWidget(AtomsAnalysisDock):
 
         arrows = QGroupBox("Arrows")
         form = QFormLayout(arrows)
-        self.self_combo = QComboBox()
-        self.self_combo.addItems([SELF_ALL, SELF_SELECTED, SELF_NONE])
-        self.self_combo.currentIndexChanged.connect(self._redraw_arrows)
+        self.self_combo = combo([SELF_ALL, SELF_SELECTED, SELF_NONE])
+        self.self_combo.currentIndexChanged.connect(self._on_options_changed)
         form.addRow("self arrows at", self.self_combo)
-        self.averaged_check = QCheckBox("unit-cell averages (same l − l′, κ, κ′)")
-        self.averaged_check.toggled.connect(self._redraw_arrows)
+        self.averaged_check = check_box("unit-cell averages (same l − l′, κ, κ′)")
+        self.averaged_check.toggled.connect(self._on_options_changed)
         form.addRow(self.averaged_check)
         self.average_label = text_label()
         self.average_label.setVisible(False)
         form.addRow(self.average_label)
-        self.frame_combo = QComboBox()
-        self.frame_combo.addItems([FRAME_LAB, FRAME_LOCAL])
-        self.frame_combo.currentIndexChanged.connect(self._redraw_frame)
-        self.frame_neighbour_spin = int_spin(1, 6, prefix="NN #")
-        self.frame_neighbour_spin.setToolTip("local x points to this nearest neighbour")
-        self.frame_neighbour_spin.valueChanged.connect(self._redraw_frame)
-        form.addRow("frame", hrow((self.frame_combo, 1), self.frame_neighbour_spin))
+        self.frame_combo = combo([FRAME_LAB, FRAME_LOCAL])
+        self.frame_combo.currentIndexChanged.connect(self._on_options_changed)
+        self.frame_neighbour_spin = int_spin(
+            1, 6, tooltip="in the local frame, x points to this nearest neighbour of the reference"
+        )
+        self.frame_neighbour_spin.valueChanged.connect(self._on_options_changed)
+        form.addRow("frame", self.frame_combo)
+        form.addRow("local x to NN #", self.frame_neighbour_spin)
         self.scale_slider = QSlider(Qt.Horizontal)
         self.scale_slider.setRange(0, SCALE_SLIDER_MAX)
         self.scale_slider.setValue(SCALE_SLIDER_MAX // 2)
         self.scale_slider.valueChanged.connect(self._on_scale_changed)
-        self.scale_label = QLabel()
+        self.scale_label = text_label()
         form.addRow("arrow scale", self.scale_slider)
         form.addRow(self.scale_label)
         form.addRow(self._legend())
-        self.b_check = QCheckBox("B factor as coloured rings on the atoms")
-        self.b_check.setChecked(True)
-        self.b_check.toggled.connect(self._redraw_b_factors)
+        self.b_check = check_box("B factor as coloured rings on the atoms", True)
+        self.b_check.toggled.connect(self._on_options_changed)
         form.addRow(self.b_check)
         self.b_label = text_label()
         form.addRow(self.b_label)
@@ -267,10 +257,9 @@ class CorrelationsWidget(AtomsAnalysisDock):
         form = QFormLayout(truth)
         self.truth_edit = QLineEdit()
         self.truth_edit.setPlaceholderText("DATA.h5 written by caviar simulate")
-        browse = push_button("Browse…", self._ask_truth_file)
-        form.addRow("file", hrow((self.truth_edit, 1), browse))
-        self.pairs_combo = QComboBox()
-        self.pairs_combo.addItems([PAIRS_DRAWN, PAIRS_NN])
+        self.browse_button = push_button("Browse…", self._ask_truth_file)
+        form.addRow("file", hrow((self.truth_edit, 1), self.browse_button))
+        self.pairs_combo = combo([PAIRS_DRAWN, PAIRS_NN])
         self.pairs_combo.currentIndexChanged.connect(self._update_comparison)
         form.addRow("pairs", self.pairs_combo)
         self.compare_button = push_button("Compare with realised truth", self.compare)
@@ -286,10 +275,12 @@ class CorrelationsWidget(AtomsAnalysisDock):
         export.addWidget(self.save_figure_button)
         layout.addLayout(export)
 
-        self.plot = PlotCanvas(self, height_px=300)
+        self.plot = FigureView(self, height_px=300)
+        self.plot.resized.connect(self._on_plot_resized)
         layout.addWidget(self.plot, 1)
         self._update_scale_label()
         self._set_enabled()
+        self.fit_width()
 
     @staticmethod
     def _legend() -> QWidget:
@@ -308,88 +299,111 @@ class CorrelationsWidget(AtomsAnalysisDock):
             mark = QLabel(symbol)
             mark.setStyleSheet(f"color: {colour}; font-size: 14pt; font-weight: bold;")
             grid.addWidget(mark, row, 0)
-            grid.addWidget(QLabel(text), row, 1)
+            label = QLabel(text)
+            label.setWordWrap(True)
+            grid.addWidget(label, row, 1)
         grid.setColumnStretch(1, 1)
         return legend
 
     def _set_enabled(self) -> None:
         busy = self.worker is not None
-        has = self.result is not None
+        has = self.vm.result is not None
         self.compute_button.setEnabled(not busy and self.atoms_source() is not None)
         self.compare_button.setEnabled(not busy and has)
         self.save_corr_button.setEnabled(has)
         self.save_figure_button.setEnabled(has)
-        self.averaged_check.setEnabled(has and self.result.averages is not None)
+        self.averaged_check.setEnabled(has and self.vm.result.averages is not None)
 
     # ------------------------------------------------------------------ compute
-    def compute(self) -> None:
-        """Start the background computation of the Green's tensor of the chosen source."""
+    def compute(self) -> Any:
+        """Start the background computation of the Green's tensor of the chosen source;
+        returns the worker (None when there is no source or a computation runs)."""
         atoms = self.atoms_source()
         if atoms is None or self.worker is not None:
-            return
+            return None
         slices = self.slices_edit.text().strip() or None
-        self.atoms = atoms
-        self._run_in_worker(
-            self.summary_label, "computing …", _compute, atoms, slices, on_return=self._on_computed
+        return self._run_in_worker(
+            self.summary_label,
+            "computing …",
+            cvm.compute_job,
+            atoms,
+            slices,
+            on_return=self._on_computed,
         )
 
     def _on_computed(self, result: ComputeResult) -> None:
-        self.result = result
-        self._truth = None
+        self.vm.accept(result)
         self.truth_label.setText("")
-        data = result.data
-        self.reference_spin.blockSignals(True)
-        self.reference_spin.setRange(0, data.n_atoms - 1)
-        valid = np.flatnonzero(np.isfinite(data.b_factor_A2))
-        if self.reference_spin.value() not in valid and valid.size:
-            centre = np.nanmean(data.mean_positions_A[valid], axis=0)
-            d = np.linalg.norm(data.mean_positions_A[valid] - centre, axis=1)
-            self.reference_spin.setValue(int(valid[np.argmin(d)]))
-        self.reference_spin.blockSignals(False)
-        self.radius_spin.blockSignals(True)
-        self.radius_spin.setValue(round(1.15 * result.nn_distance_A, 2))
-        self.radius_spin.blockSignals(False)
-        self._matrix_key = None
-        self._auto_scale()
-        self.summary_label.setText(self._summary_text())
+        self.show_warnings(self.vm.warnings)
+        selection, options = self.vm.selection, self.vm.options
+        for w in (self.reference_spin, self.radius_spin, self.scale_slider):
+            w.blockSignals(True)
+        self.reference_spin.setRange(0, result.data.n_atoms - 1)
+        self.reference_spin.setValue(selection.reference)
+        self.radius_spin.setValue(selection.radius_A)
+        self.scale_slider.setValue(cvm.scale_to_slider(options.scale_pm2_per_A))
+        for w in (self.reference_spin, self.radius_spin, self.scale_slider):
+            w.blockSignals(False)
+        self._update_scale_label()
+        self._matrix_reference = None
+        self.summary_label.setText(cvm.summary_text(result))
         self._set_enabled()
         self.redraw()
 
-    def _summary_text(self) -> str:
-        r = self.result
-        d = r.data
-        excluded = d.excluded_atoms
-        shown = ", ".join(map(str, excluded[:10])) + (" …" if excluded.size > 10 else "")
-        rho = (
-            f"ρ_nn = {r.rho_nn.mean:+.3f} ± {r.rho_nn.std:.3f} over {r.rho_nn.values.size} "
-            f"nearest-neighbour pairs (d_nn = {r.rho_nn.distance_A:.3f} Å)"
-            if r.rho_nn is not None
-            else f"ρ_nn: n/a ({r.rho_error})"
+    # ------------------------------------------------------------------ controls → view-model
+    def _read_controls(self) -> None:
+        self.vm.selection = cvm.Selection(
+            reference=int(self.reference_spin.value()),
+            by_radius=self.radius_radio.isChecked(),
+            n_nearest=int(self.n_nearest_spin.value()),
+            radius_A=float(self.radius_spin.value()),
         )
-        return (
-            f"{d.n_atoms} atoms, {d.n_states} states, slices {d.slices.min()}–{d.slices.max()} "
-            f"({d.slices.size}); excluded (NaN): {shown or 'none'}<br>{rho}"
+        self.vm.options = cvm.ArrowOptions(
+            self_atoms=self.self_combo.currentText(),
+            averaged=self.averaged_check.isChecked(),
+            frame=self.frame_combo.currentText(),
+            frame_neighbour=int(self.frame_neighbour_spin.value()),
+            scale_pm2_per_A=self.scale_pm2_per_A(),
+            b_factor_rings=self.b_check.isChecked(),
         )
+
+    def _on_selection_changed(self, *_: Any) -> None:
+        self.redraw()
+        self._update_comparison()
+
+    def _on_options_changed(self, *_: Any) -> None:
+        self.redraw()
+
+    def _on_scale_changed(self, *_: Any) -> None:
+        self._update_scale_label()
+        self.redraw()
+
+    def _update_scale_label(self) -> None:
+        self.scale_label.setText(cvm.scale_text(self.scale_pm2_per_A()))
+
+    def _on_plot_resized(self) -> None:
+        self._matrix_reference = None
+        self.redraw()
 
     # ------------------------------------------------------------------ reference selection
     def set_reference(self, atom: int) -> None:
         """Make ``atom`` the reference atom and redraw."""
         self.reference_spin.setValue(int(atom))
 
+    def reference(self) -> int:
+        """The current reference atom index."""
+        return int(self.reference_spin.value())
+
     def pick_reference_at(self, position_A: Any) -> int | None:
         """Make the valid atom nearest to a world position ``(…, y, x)`` (Å) the reference."""
-        if self.result is None:
-            return None
-        positions = self._positions()
-        finite = np.flatnonzero(np.isfinite(positions).all(axis=1))
-        yx = np.asarray(position_A, dtype=float)[-2:]
-        atom = int(finite[np.argmin(np.linalg.norm(positions[finite] - yx, axis=1))])
-        self.set_reference(atom)
+        atom = self.vm.nearest_atom(position_A)
+        if atom is not None:
+            self.set_reference(atom)
         return atom
 
     def _on_mouse_drag(self, viewer: Any, event: Any) -> Generator[None, None, None]:
         """Viewer mouse callback: a click (press and release without moving) picks an atom."""
-        if not self.click_check.isChecked() or self.result is None:
+        if not self.click_check.isChecked() or self.vm.result is None:
             return
         position = np.asarray(event.position, dtype=float)
         moved = False
@@ -401,121 +415,59 @@ class CorrelationsWidget(AtomsAnalysisDock):
             self.pick_reference_at(position)
 
     def _positions(self) -> np.ndarray:
-        positions = self.result.data.mean_positions_A.copy()
-        positions[self.result.data.excluded_atoms] = np.nan
-        return positions
-
-    def reference(self) -> int:
-        """The current reference atom index."""
-        return int(self.reference_spin.value())
+        return self.vm.result.positions_A
 
     def neighbour_atoms(self) -> np.ndarray:
         """Neighbours of the reference atom by the chosen rule, nearest first."""
-        positions = self._positions()
-        if self.radius_radio.isChecked():
-            return corr.neighbours(positions, self.reference(), radius_A=self.radius_spin.value())
-        return corr.neighbours(positions, self.reference(), n_nearest=self.n_nearest_spin.value())
-
-    def _on_selection_changed(self, *_: Any) -> None:
-        self._draw("arrows", "markers", "frame", "matrix")
-        self._update_comparison()
+        self._read_controls()
+        return self.vm.neighbour_atoms()
 
     # ------------------------------------------------------------------ scale
     def scale_pm2_per_A(self) -> float:
         """Arrow scale S: pm² of correlation per Å of arrow on screen."""
-        v = self.scale_slider.value()
-        return float(10.0 ** (SCALE_MAX_EXP - v / SCALE_STEPS_PER_DECADE))
+        return cvm.slider_to_scale(self.scale_slider.value())
 
     def set_scale_pm2_per_A(self, scale: float) -> None:
         """Set the slider to the position nearest to a scale S (pm² per Å)."""
-        v = round((SCALE_MAX_EXP - np.log10(scale)) * SCALE_STEPS_PER_DECADE)
-        self.scale_slider.setValue(int(np.clip(v, 0, SCALE_SLIDER_MAX)))
-
-    def _auto_scale(self) -> None:
-        d = self.result.data
-        diag = np.diagonal(d.green_A2)
-        typical = np.nanmedian(np.abs(diag)) * PM2_PER_A2
-        if np.isfinite(typical) and typical > 0:
-            self.set_scale_pm2_per_A(typical / (0.35 * self.result.nn_distance_A))
-
-    def _on_scale_changed(self, *_: Any) -> None:
-        self._update_scale_label()
-        self._draw("arrows")
-
-    def _update_scale_label(self) -> None:
-        s = self.scale_pm2_per_A()
-        self.scale_label.setText(
-            f"scale: {s:.3g} pm² per Å on screen (1 Å of arrow = {s:.3g} pm² = {s / 1e4:.3g} Å²)"
-        )
+        self.scale_slider.setValue(cvm.scale_to_slider(scale))
 
     # ------------------------------------------------------------------ drawing
-    def _frame(self) -> np.ndarray:
-        if self.frame_combo.currentText() != FRAME_LOCAL:
-            return np.eye(2)
-        positions = self._positions()
-        k = self.frame_neighbour_spin.value()
-        nearest = corr.neighbours(positions, self.reference(), n_nearest=k)
-        return corr.local_frame(positions, self.reference(), int(nearest[min(k, nearest.size) - 1]))
-
-    def _blocks(self, pairs: np.ndarray) -> np.ndarray:
-        """Blocks of pairs: per atom, or averaged over identical unit-cell pairs."""
-        d = self.result.data
-        if not self.averaged_check.isChecked() or self.result.averages is None:
-            return corr.pair_blocks(d.green_A2, pairs)
-        if pairs.size == 0:
-            return np.empty((0, 2, 2))
-        averages = self.result.averages
-        positions = self._positions()
-        distance = np.max(np.linalg.norm(positions[pairs[:, 1]] - positions[pairs[:, 0]], axis=1))
-        if distance > self.result.averages_distance_A:
-            averages = corr.unit_cell_averages(
-                d.green_A2,
-                d.cell_index,
-                d.basis_index,
-                positions,
-                max_distance_A=1.01 * distance,
-            )
-            self.result = dataclasses.replace(
-                self.result, averages=averages, averages_distance_A=1.01 * distance
-            )
-        classes = averages.class_of(d.cell_index, d.basis_index, pairs)
-        blocks = averages.lab_blocks_A2[np.where(classes < 0, 0, classes)]
-        blocks[classes < 0] = np.nan
-        return blocks
-
     def arrows(self) -> corr.Arrows:
         """The arrows for the current selection, frame and scale (Å world coordinates)."""
-        ref = self.reference()
-        nbrs = self.neighbour_atoms()
-        choice = self.self_combo.currentText()
-        valid = np.flatnonzero(np.isfinite(self.result.data.b_factor_A2))
-        if choice == SELF_ALL:
-            selves = valid
-        elif choice == SELF_SELECTED:
-            selves = np.concatenate([[ref], nbrs])
-        else:
-            selves = np.empty(0, dtype=int)
-        self_blocks = self._blocks(np.stack([selves, selves], axis=1))
-        ref_blocks = self._blocks(np.stack([np.full_like(nbrs, ref), nbrs], axis=1))
-        scale_A_per_A2 = PM2_PER_A2 / self.scale_pm2_per_A()
-        return corr.correlation_arrows(
-            self.result.data.mean_positions_A,
-            selves,
-            self_blocks,
-            nbrs,
-            ref_blocks,
-            scale_A_per_A2,
-            self._frame(),
+        self._read_controls()
+        return self.vm.arrows()
+
+    def redraw(self, *_: Any) -> Any:
+        """Draw the current selection in a worker (coalesced: at most one at a time, the
+        newest state drawn last); returns the worker, if one was started."""
+        if self.vm.result is None:
+            return None
+        if self._draw_worker is not None:
+            self._draw_again = True
+            return None
+        self._read_controls()
+        size = None
+        if self._matrix_reference != self.vm.selection.reference:
+            size = self.plot.render_size()
+            self._matrix_reference = self.vm.selection.reference
+        self._draw_again = False
+        self._draw_worker = start_worker(
+            cvm.drawing_job,
+            self.vm.request(size),
+            on_return=self._apply_drawing,
+            on_error=self._draw_failed,
+            on_done=self._draw_done,
         )
+        return self._draw_worker
 
-    def _redraw_arrows(self, *_: Any) -> None:
-        self._draw("arrows")
+    def _draw_done(self) -> None:
+        self._draw_worker = None
+        if self._draw_again:
+            self.redraw()
 
-    def _redraw_frame(self, *_: Any) -> None:
-        self._draw("arrows", "frame")
-
-    def _redraw_b_factors(self, *_: Any) -> None:
-        self._draw("b_factors")
+    def _draw_failed(self, exc: BaseException) -> None:
+        self._matrix_reference = None
+        self.summary_label.setText(f"drawing failed: {exc}")
 
     def _layer(self, key: str) -> Any:
         layer = self._layers.get(key)
@@ -523,242 +475,134 @@ class CorrelationsWidget(AtomsAnalysisDock):
             return layer
         return None
 
-    def redraw(self, *_: Any) -> None:
-        """Redraw arrows, markers, B-factor colours and the Green's tensor plot."""
-        self._draw("b_factors", "arrows", "markers", "frame", "matrix")
-
-    def _draw(self, *parts: str) -> None:
-        """Redraw only the named parts (b_factors, arrows, markers, frame, matrix)."""
-        if self.result is None:
-            return
-        errors = []
-        for part in parts:
-            try:
-                getattr(self, f"_draw_{part}")()
-            except CaviarError as exc:
-                errors.append(str(exc))
-        if errors:
-            show_error(errors[0])
-
-    def _averaged_note(self) -> str:
-        """How many identical unit-cell pairs each drawn averaged block is the mean of."""
-        averages = self.result.averages
-        if not self.averaged_check.isChecked() or averages is None:
-            return ""
-        d = self.result.data
-        ref, nbrs = self.reference(), self.neighbour_atoms()
-        pairs = np.concatenate([[[ref, ref]], np.c_[np.full_like(nbrs, ref), nbrs]])
-        classes = averages.class_of(d.cell_index, d.basis_index, pairs)
-        counts = averages.counts[classes[classes >= 0]]
-        return (
-            f"averages over identical unit-cell pairs: {averages.keys.shape[0]} classes within "
-            f"{self.result.averages_distance_A:.2f} Å; the reference's pairs are means of "
-            f"{counts.min()}–{counts.max()} atom pairs"
-        )
-
-    def _draw_arrows(self) -> None:
-        note = self._averaged_note()
-        self.average_label.setText(note)
-        self.average_label.setVisible(bool(note))
-        arrows = self.arrows()
-        kinds = np.array(corr.ARROW_KINDS)[arrows.kind]
-        colours = np.array([to_rgba(ARROW_COLOURS[k]) for k in kinds]).reshape(-1, 4)
-        features = {
-            "kind": kinds,
-            "atom": arrows.atom,
-            "value_y_pm2": arrows.values_A2[:, 0] * PM2_PER_A2,
-            "value_x_pm2": arrows.values_A2[:, 1] * PM2_PER_A2,
-        }
-        width = 0.06 * self.result.nn_distance_A
-        layer = self._layer("arrows")
-        if layer is None:
-            self._layers["arrows"] = self.viewer.add_vectors(
-                arrows.data,
-                name=f"{LAYER_PREFIX}: arrows",
-                edge_color=colours,
-                edge_width=width,
-                length=1.0,
-                vector_style="arrow",
-                features=features,
-            )
-            return
-        layer.data = arrows.data
-        layer.features = features
-        layer.edge_color = colours
-
-    def _draw_b_factors(self) -> None:
-        layer = self._layer("b_factor")
-        d = self.result.data
-        if not self.b_check.isChecked():
+    def _apply_drawing(self, drawing: CorrelationsDrawing) -> None:
+        """Put a drawing into the layers, labels and plot (assignments only)."""
+        self.vm.accept_drawing(drawing)
+        self.drawing = drawing
+        self.average_label.setText(drawing.averaged_note)
+        self.average_label.setVisible(bool(drawing.averaged_note))
+        self._put_vectors("arrows", f"{LAYER_PREFIX}: arrows", drawing.vectors)
+        self._put_rings(drawing)
+        self._put_markers(drawing)
+        if drawing.frame is None:
+            layer = self._layer("frame")
             if layer is not None:
                 layer.visible = False
-            self.b_label.setText("")
-            return
-        valid = np.flatnonzero(np.isfinite(d.b_factor_A2))
-        b = d.b_factor_A2[valid]
-        lo, hi = float(b.min()), float(b.max())
-        if hi <= lo:
-            hi = lo + 1e-12
-        features = {"atom": valid, "b_factor_A2": b}
+        else:
+            self._put_vectors("frame", f"{LAYER_PREFIX}: local frame (x, y)", drawing.frame)
+        self.frame_label.setText(drawing.frame_text)
+        if drawing.matrix is not None:
+            self.plot.show_figure(drawing.matrix)
+
+    def _put_vectors(self, key: str, name: str, vectors: VectorsDrawing) -> None:
+        layer = self._layer(key)
         if layer is None:
-            layer = self.viewer.add_points(
-                d.mean_positions_A[valid],
+            self._layers[key] = self.viewer.add_vectors(
+                vectors.data,
+                name=name,
+                edge_color=vectors.colours,
+                edge_width=vectors.width,
+                length=1.0,
+                vector_style="arrow",
+                features=vectors.features,
+            )
+            return
+        layer.data = vectors.data
+        layer.features = vectors.features
+        layer.edge_color = vectors.colours
+        layer.visible = True
+
+    def _put_rings(self, drawing: CorrelationsDrawing) -> None:
+        layer = self._layer("b_factor")
+        rings = drawing.rings
+        self.b_label.setText(drawing.rings_text)
+        if rings is None:
+            if layer is not None:
+                layer.visible = False
+            return
+        if layer is None:
+            self._layers["b_factor"] = self.viewer.add_points(
+                rings.points,
                 name=f"{LAYER_PREFIX}: B factor (Å²)",
-                size=0.55 * self.result.nn_distance_A,
-                features=features,
+                size=rings.size,
+                features=rings.features,
                 face_color="transparent",
                 border_color="b_factor_A2",
                 border_colormap="viridis",
-                border_contrast_limits=(lo, hi),
+                border_contrast_limits=rings.limits,
                 border_width=0.22,
             )
-            self._layers["b_factor"] = layer
-        else:
-            layer.data = d.mean_positions_A[valid]
-            layer.features = features
-            layer.border_color = "b_factor_A2"
-            layer.border_contrast_limits = (lo, hi)
-            layer.refresh_colors()
-            layer.visible = True
-        self.b_label.setText(
-            f"B = 8π²(⟨u_y²⟩ + ⟨u_x²⟩), rings: viridis from {lo:.3f} Å² (dark blue) to "
-            f"{hi:.3f} Å² (yellow), mean {b.mean():.3f} Å²"
-        )
+            return
+        layer.data = rings.points
+        layer.features = rings.features
+        layer.border_color = "b_factor_A2"
+        layer.border_contrast_limits = rings.limits
+        layer.refresh_colors()
+        layer.visible = True
 
-    def _draw_markers(self) -> None:
-        ref = self.reference()
-        nbrs = self.neighbour_atoms()
-        atoms = np.concatenate([[ref], nbrs])
-        points = self.result.data.mean_positions_A[atoms]
-        colours = [REFERENCE_COLOUR] + [NEIGHBOUR_COLOUR] * nbrs.size
+    def _put_markers(self, drawing: CorrelationsDrawing) -> None:
+        markers = drawing.markers
         layer = self._layer("markers")
-        size = 0.8 * self.result.nn_distance_A
         if layer is None:
             self._layers["markers"] = self.viewer.add_points(
-                points,
+                markers.points,
                 name=f"{LAYER_PREFIX}: reference and neighbours",
-                size=size,
+                size=markers.size,
                 face_color="transparent",
-                border_color=colours,
+                border_color=markers.colours,
                 border_width=0.12,
-                features={"atom": atoms},
+                features={"atom": markers.atoms},
             )
             return
-        layer.data = points
-        layer.features = {"atom": atoms}
-        layer.border_color = colours
+        layer.data = markers.points
+        layer.features = {"atom": markers.atoms}
+        layer.border_color = markers.colours
         layer.face_color = "transparent"
 
-    def _draw_frame(self) -> None:
-        layer = self._layer("frame")
-        local = self.frame_combo.currentText() == FRAME_LOCAL
-        if not local:
-            if layer is not None:
-                layer.visible = False
-            self.frame_label.setText("arrows in the lab frame: rows are y (down) and x (right)")
-            return
-        rot = self._frame()
-        positions = self._positions()
-        lo = np.nanmin(positions, axis=0)
-        hi = np.nanmax(positions, axis=0)
-        length = 1.5 * self.result.nn_distance_A
-        origin = np.array([hi[0] + length * 0.6, lo[1] - length * 0.6])  # lower left
-        data = np.stack([[origin, rot[1] * length], [origin, rot[0] * length]])
-        if layer is None:
-            self._layers["frame"] = self.viewer.add_vectors(
-                data,
-                name=f"{LAYER_PREFIX}: local frame (x, y)",
-                edge_color="white",
-                edge_width=0.06 * self.result.nn_distance_A,
-                vector_style="arrow",
-                features={"axis": np.array(["x", "y"])},
-            )
-        else:
-            layer.data = data
-            layer.visible = True
-        angle = np.degrees(np.arctan2(-rot[1, 0], rot[1, 1]))
-        self.frame_label.setText(
-            f"local frame: x towards NN #{self.frame_neighbour_spin.value()} of the reference, "
-            f"at {angle:+.1f}° from lab x (counter-clockwise on screen); arrows are the rows "
-            "along local y and x (white arrows, lower left)"
-        )
-
-    def _draw_matrix(self) -> None:
-        key = (id(self.result.data), self.reference())
-        if key == self._matrix_key:
-            return
-        self._matrix_key = key
-        fig = self.plot.figure
-        fig.clear()
-        ax = fig.add_subplot()
-        draw_green_matrix(fig, ax, self.result.data.green_A2, self.reference(), dark=True)
-        self.plot.style_axes(ax)
-        self.plot.redraw()
-
     # ------------------------------------------------------------------ ground truth
-    def compare(self, path: str | None = None) -> None:
-        """Load a ground-truth file in the background and compare with it."""
-        if self.result is None or self.worker is not None:
-            return
+    def compare(self, path: str | None = None) -> Any:
+        """Load a ground-truth file in the background and compare with it; returns the
+        worker (None when there is nothing to compare or no file was given)."""
+        if self.vm.result is None or self.worker is not None:
+            return None
         path = path or self.truth_edit.text().strip()
         if not path:
-            show_error("choose a ground-truth file (a DATA.h5 written by caviar simulate)")
-            return
+            message = "choose a ground-truth file (a DATA.h5 written by caviar simulate)"
+            show_error(message)
+            self.truth_label.setText(message)
+            return None
         self.truth_edit.setText(str(path))
-        self._run_in_worker(
+        return self._run_in_worker(
             self.truth_label,
             "comparing …",
-            _load_truth,
+            cvm.truth_job,
             str(path),
-            self.result.data.green_A2,
+            self.vm.result.data.green_A2,
             self._positions(),
-            0.5,
+            MATCH_TOLERANCE_A,
             on_return=self._on_truth_loaded,
         )
 
-    def _on_truth_loaded(self, loaded: tuple) -> None:
-        self._truth = loaded
+    def _on_truth_loaded(self, loaded: cvm.TruthMatch) -> None:
+        self.vm.truth = loaded
         self._update_comparison()
 
     def comparison_pairs(self) -> np.ndarray:
         """The pair set for LSM/CSM (reconstructed atom indices)."""
-        if self.pairs_combo.currentText() == PAIRS_DRAWN:
-            return corr.reference_pairs(self.reference(), self.neighbour_atoms())
-        positions = self._positions()
-        return corr.pairs_within_radius(
-            positions, 1.15 * corr.nearest_neighbour_distance(positions)
-        )
+        self._read_controls()
+        return self.vm.comparison_pairs(self.pairs_combo.currentText() == PAIRS_DRAWN)
 
     def _update_comparison(self, *_: Any) -> None:
-        if self._truth is None or self.result is None:
+        if self.vm.truth is None or self.vm.result is None:
             return
-        path, match, truth_green, rho_rec, rho_truth = self._truth
-        try:
-            pairs = self.comparison_pairs()
-            pairs = pairs[(match.truth_index[pairs] >= 0).all(axis=1)]
-            s = corr.similarity(self.result.data.green_A2, truth_green, pairs)
-        except CaviarError as exc:
-            self.similarity = None
-            self.truth_label.setText(f"no comparison: {exc}")
-            return
-        matched = int((match.truth_index >= 0).sum())
-        self.truth_label.setText(
-            f"vs realised truth of {Path(path).name}: matched {matched}/{match.truth_index.size}"
-            f" atoms<br>pairs: {self.pairs_combo.currentText()} ({s.n_pairs} pairs)"
-            f"<br>LSM (eq. 3 as printed, sum of {s.n_vectors} vectors) = {s.lsm_sum:.3f}"
-            f"<br>LSM (mean per vector) = {s.lsm_mean:.3f}"
-            f"<br>CSM (eq. 4) = {s.csm:+.3f}"
-            f"<br>ρ_nn: reconstruction {rho_rec.mean:+.3f}, truth {np.nanmean(rho_truth):+.3f}"
-            f" ({rho_rec.values.size} NN pairs)"
-        )
-        self.similarity = s
+        self._read_controls()
+        label = self.pairs_combo.currentText()
+        self.truth_label.setText(self.vm.compare(label == PAIRS_DRAWN, label))
 
     # ------------------------------------------------------------------ export
     def export_correlations(self, path: str | os.PathLike) -> None:
         """Write the CORR file of the current result (atomically)."""
-        if self.result is None:
-            raise InputError("nothing to save: compute the correlations first")
-        write_correlations(path, self.result.data)
+        self.vm.export_correlations(path)
         show_info(f"saved {path}")
 
     def export_figure(self, path: str | os.PathLike, *, dpi: int = 200) -> None:
@@ -766,26 +610,14 @@ class CorrelationsWidget(AtomsAnalysisDock):
 
         The format follows the extension (PNG, SVG, PDF); ``dpi`` applies to raster output.
         """
-        if self.result is None:
+        if self.vm.result is None:
             raise InputError("nothing to save: compute the correlations first")
-        background = current_image_view(self.viewer)
-        frame = "local lattice frame" if self.frame_combo.currentText() == FRAME_LOCAL else "lab"
-        mode = "unit-cell averaged" if self.averaged_check.isChecked() else "per atom"
-        panel = ArrowsPanel(
-            positions_A=self._positions(),
-            b_factor_A2=self.result.data.b_factor_A2,
-            arrows=self.arrows(),
-            reference=self.reference(),
-            neighbours=self.neighbour_atoms(),
-            pad_A=self.result.nn_distance_A,
-            title=f"correlations ({mode}, {frame}); scale {self.scale_pm2_per_A():.3g} pm² per Å",
-            background=background,
-        )
-        save_correlations_figure(path, panel, self.result.data.green_A2, dpi=dpi)
+        self._read_controls()
+        self.vm.export_figure(path, current_image_view(self.viewer), dpi=dpi)
 
     def _ask_export_correlations(self) -> None:
         ask_and_run(
-            self, self.export_correlations, "Save CORR file", "HDF5 (*.h5)", save_as="corr.h5"
+            self, self.export_correlations, "Save CORR file", HDF5_FILTER, save_as="corr.h5"
         )
 
     def _ask_export_figure(self) -> None:

@@ -1,22 +1,24 @@
 """The **Reconstruction** dock widget: live mixed-object ptychography in napari.
 
 Input is a 4D-STEM layer opened by the plugin's reader (its metadata holds the
-:class:`~caviar_napari.io.dataset.STEMDataset`) or a file chosen here (:mod:`.recon_data`); the
-optics and scan calibration is editable (:mod:`.recon_optics`); the reconstruction settings are
-the engine's :class:`~caviar_napari.core.config.ReconstructionConfig`, loadable from and savable
-to the YAML file ``caviar reconstruct --config`` reads (:mod:`.recon_settings`). Before Start the
-memory estimate and the device are shown, and a run that does not fit is refused.
+:class:`~caviar_napari.io.dataset.STEMDataset`) or a file chosen here; the optics and scan
+calibration is editable; the reconstruction settings are the engine's
+:class:`~caviar_napari.data.config.ReconstructionConfig`, loadable from and savable to the YAML
+file ``caviar reconstruct --config`` reads.  Before Start the memory estimate and the device are
+shown, and a run that does not fit is refused.
 
-The run happens in a napari generator worker (:func:`caviar_napari._qt._worker.start_worker`,
-job :func:`.recon_run.reconstruction_job`); the worker computes the layer images and the main
-thread only shows them (:mod:`.recon_display`): layers ``reconstruction phase`` (dims
-``(state, slice, y, x)``, Å scale, object origin as translate, so it sits in the scan frame),
-``… amplitude`` (hidden), ``… probe modes`` and ``… scan positions`` (hidden), the loss plot with
-stage boundaries, napari's progress bar and a status line with stage, iteration and ETA.
-Start/Pause/Resume/Stop act between iterations (:class:`~caviar_napari.core.engine.RunControl`);
-Stop keeps the state reached as the result, which can be saved, reopened with the plugin's
-reader and continued ("Start from"). Worker errors become a napari notification and the widget
-returns to idle with its inputs intact.
+The dock binds its controls (:mod:`caviar_napari._qt.reconstruction`) to the Qt-free
+:class:`~caviar_napari.viewmodels.reconstruction.ReconstructionViewModel`, which holds the state
+and the jobs.  Start prepares the run's layers in a worker and creates them once, then runs
+:func:`~caviar_napari.viewmodels.reconstruction.reconstruction_job` in a napari generator
+worker; the live display (:mod:`caviar_napari._qt.reconstruction.live_display`) shows the layers
+``reconstruction phase`` (dims ``(state, slice, y, x)``, Å scale, object origin as translate, so
+it sits in the scan frame), ``… amplitude`` (hidden), ``… probe modes`` and ``… scan positions``
+(hidden), the loss plot with stage boundaries, a progress bar and a status line with stage,
+iteration and ETA.  Start/Pause/Resume/Stop act between iterations; Stop keeps the state reached
+as the result, which can be saved, reopened with the plugin's reader and continued ("Start
+from").  Worker errors become a napari notification and the dock returns to idle with its inputs
+intact; the warnings a result carries are shown in the dock's banner.
 """
 
 from __future__ import annotations
@@ -25,107 +27,93 @@ from typing import Any
 
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
-    QWidget,
 )
 
-from caviar_napari._napari.reconstruction_layers import STATE_KEY
-from caviar_napari._napari.stem_layers import DATASET_KEY, PATH_KEY
+from caviar_napari._qt._dock import ViewerDock, follow_layers
+from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
+from caviar_napari._qt._forms import ERROR_STYLE, check_box, hrow, push_button, text_label
+from caviar_napari._qt._plot import ProgressStrip
 from caviar_napari._qt._worker import error_message, start_worker
-from caviar_napari._qt.recon_data import DataPanel
-from caviar_napari._qt.recon_display import (
-    RUN_LAYER_NAME,
-    LiveDisplay,
-    format_seconds,
-    history_starts,
-)
-from caviar_napari._qt.recon_optics import OpticsForm
-from caviar_napari._qt.recon_plot import LossPlot
-from caviar_napari._qt.recon_run import RunResult, detect_job, estimate_job, reconstruction_job
-from caviar_napari._qt.recon_settings import SettingsPanel, button
-from caviar_napari.core import config as cfg
-from caviar_napari.core.engine import ReconState, RunControl
+from caviar_napari._qt.reconstruction.data_panel import DataPanel
+from caviar_napari._qt.reconstruction.live_display import LiveDisplay
+from caviar_napari._qt.reconstruction.loss_plot import LossPlot
+from caviar_napari._qt.reconstruction.optics_form import OpticsForm
+from caviar_napari._qt.reconstruction.settings_panel import SettingsPanel
+from caviar_napari.core.engine import ReconState
 from caviar_napari.core.memory import MemoryEstimate
-from caviar_napari.errors import CaviarError, InputError
+from caviar_napari.data import config as cfg
+from caviar_napari.errors import CaviarError
 from caviar_napari.io.dataset import STEMDataset
+from caviar_napari.viewmodels.layer_keys import STATE_KEY
+from caviar_napari.viewmodels.recon_images import ReconImages
+from caviar_napari.viewmodels.reconstruction import (
+    NEW_START,
+    LivePacer,
+    ReconstructionViewModel,
+    RunResult,
+    detect_job,
+    estimate_job,
+    history_starts,
+    prepare_job,
+    reconstruction_job,
+)
 
-__all__ = ["DATASET_KEY", "PATH_KEY", "RUN_LAYER_NAME", "ReconstructionWidget", "format_seconds"]
+__all__ = ["ReconstructionWidget"]
 
-NEW_START = "new reconstruction (flat object)"
-#: The configuration the widget opens with: the paper's two stages, sized for a first try.
-DEFAULT_CONFIG = {
-    "object_states": 10,
-    "probe_modes": 4,
-    "iterations": (30, 60),
-    "update_every": 5,
-}
+#: Debounce of the memory estimate after an edit, ms.
+ESTIMATE_DELAY_MS = 300
 
 
-class ReconstructionWidget(QWidget):
+class ReconstructionWidget(ViewerDock):
     """Dock widget that runs, shows, stops, saves and continues CAVIAR reconstructions.
 
     Parameters
     ----------
     napari_viewer
         The viewer the widget docks into.
+
+    Attributes
+    ----------
+    vm
+        The view-model: state, validation, jobs.
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        #: the last finished or stopped state (what Save… writes)
-        self.result: ReconState | None = None
-        self._result_source = ""
-        self._run_source = ""
-        self._worker = None
-        self._control: RunControl | None = None
-        self._estimate: MemoryEstimate | None = None
+        super().__init__(napari_viewer)
+        self.vm = ReconstructionViewModel()
         self._estimate_worker = None
         self._estimate_again = False
+        self._run_worker = None
+        self._launching = False
         self._estimate_timer = QTimer(self)
         self._estimate_timer.setSingleShot(True)
-        self._estimate_timer.setInterval(300)
+        self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
         self._estimate_timer.timeout.connect(self._run_estimate)
-        self._build()
+        pacer = LivePacer()
+        self._build(pacer)
         self.display = LiveDisplay(
-            self.viewer, self.status_label, self.loss_plot, self.progress_check
-        )
-        self.settings.set_config(cfg.two_stage_preset(**DEFAULT_CONFIG))
-        events = self.viewer.layers.events
-        events.inserted.connect(self.refresh_inputs)
-        events.removed.connect(self.refresh_inputs)
+            self.viewer, self.status_label, self.progress, self.loss_plot, pacer,
+            self.progress_check,
+        )  # fmt: skip
+        self.settings.show_config(self.vm.config)
+        follow_layers(self, self.viewer, self.refresh_inputs)
         self.refresh_inputs()
         self._detect_worker = start_worker(detect_job, on_yield=self.settings.show_devices)
         self._set_running(False)
+        self.fit_width()
 
     # ================================================================== layout
-    def _build(self) -> None:
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        content = QWidget()
-        scroll.setWidget(content)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(content)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.setSpacing(6)
-
-        self.data = DataPanel(self.viewer)
+    def _build(self, pacer: LivePacer) -> None:
+        layout = self.body
+        self.data = DataPanel(self.viewer, self.vm.sources)
         self.data.selection_changed.connect(self._on_input_changed)
         layout.addWidget(self.data)
 
@@ -139,16 +127,20 @@ class ReconstructionWidget(QWidget):
 
         self.settings = SettingsPanel()
         self.settings.changed.connect(self.schedule_estimate)
+        self.settings.preset_button.clicked.connect(lambda *_: self.apply_two_stage_preset())
+        self.settings.load_button.clicked.connect(
+            lambda *_: self.settings.ask_load(self.load_config)
+        )
+        self.settings.save_button.clicked.connect(
+            lambda *_: self.settings.ask_save(self.save_config)
+        )
         layout.addWidget(self.settings)
 
         layout.addWidget(self._build_run_box())
-        self.loss_plot = LossPlot()
-        self.loss_plot.setToolTip("Loss (log scale) per iteration; dashed lines: stage starts.")
-        layout.addWidget(self.loss_plot, 1)
+        layout.addStretch(1)
+        self._build_footer(pacer)
         self.data.message.connect(self.status_label.setText)
-        self.setMinimumWidth(
-            content.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
-        )
+        self.fit_width()
 
     def _build_run_box(self) -> QGroupBox:
         box = QGroupBox("Run")
@@ -164,47 +156,57 @@ class ReconstructionWidget(QWidget):
         self.start_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.start_combo.currentIndexChanged.connect(self._on_start_from_changed)
         form.addRow("Start from:", self.start_combo)
-        self.progress_check = QCheckBox("progress bar in napari's activity dock")
-        self.progress_check.setChecked(True)
-        self.progress_check.setToolTip(
+        self.progress_check = check_box(
+            "progress also in napari's activity dock",
+            False,
             "napari's activity indicator animates while a progress bar exists; on displays "
             "without hardware OpenGL (Xvfb, VNC, remote desktops) each frame repaints the "
-            "whole window. Untick to keep such displays responsive; the status line below "
-            "still shows stage, iteration and ETA."
+            "whole window and the GUI stalls. The dock's own progress bar is always shown.",
         )
-        form.addRow("", self.progress_check)
         layout.addLayout(form)
-        self.memory_label = QLabel("memory: –")
-        self.memory_label.setWordWrap(True)
+        layout.addWidget(self.progress_check)
+        self.memory_label = text_label("memory: –")
         self.memory_label.setToolTip("Estimated memory of the most demanding stage.")
         layout.addWidget(self.memory_label)
-        controls = QHBoxLayout()
-        self.start_button = button("Start", "Start the reconstruction.")
-        self.start_button.clicked.connect(self.start)
-        self.pause_button = button("Pause", "Pause after the current iteration.")
-        self.pause_button.clicked.connect(self.pause)
-        self.resume_button = button("Resume", "Continue a paused run.")
-        self.resume_button.clicked.connect(self.resume)
-        self.stop_button = button("Stop", "Stop after the current iteration; keep the result.")
-        self.stop_button.clicked.connect(self.stop)
-        self.save_button = button("Save…", "Save the result as a reconstruction file (HDF5).")
-        self.save_button.clicked.connect(self._choose_result_path)
-        for b in (
-            self.start_button,
-            self.pause_button,
-            self.resume_button,
-            self.stop_button,
-            self.save_button,
-        ):
-            controls.addWidget(b)
-        layout.addLayout(controls)
-        self.status_label = QLabel("idle")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout.addWidget(self.status_label)
         return box
 
+    def _build_footer(self, pacer: LivePacer) -> None:
+        """Run buttons, progress, status and loss plot: below the scroll area, always seen."""
+        footer = self.footer
+        controls = QHBoxLayout()
+        self.start_button = push_button("Start", self.start, "Start the reconstruction.")
+        self.pause_button = push_button("Pause", self.pause, "Pause after the current iteration.")
+        self.resume_button = push_button("Resume", self.resume, "Continue a paused run.")
+        self.stop_button = push_button(
+            "Stop", self.stop, "Stop after the current iteration; keep the result."
+        )
+        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
+            controls.addWidget(b)
+        footer.addLayout(controls)
+        self.progress = ProgressStrip()
+        self.save_button = push_button(
+            "Save result…",
+            self._choose_result_path,
+            "Save the result as a reconstruction file (HDF5).",
+        )
+        footer.addLayout(hrow((self.progress, 1), self.save_button))
+        self.status_label = text_label("idle", selectable=True)
+        footer.addWidget(self.status_label)
+        self.loss_plot = LossPlot(pacer.history)
+        self.loss_plot.setMinimumHeight(120)
+        self.loss_plot.setMaximumHeight(320)
+        footer.addWidget(self.loss_plot, 1)
+        # a tall dock gives a third of the extra height to the plot
+        outer = self.layout()
+        outer.setStretchFactor(self.scroll, 2)
+        outer.setStretchFactor(footer, 1)
+
     # ------------------------------------------------------------------ shortcuts
+    @property
+    def result(self) -> ReconState | None:
+        """The last finished or stopped state (what Save… writes)."""
+        return self.vm.result
+
     @property
     def stage_table(self):
         """The stage table of the settings panel."""
@@ -220,9 +222,15 @@ class ReconstructionWidget(QWidget):
         """Live layer updates shown during the current (or last) run."""
         return self.display.images_shown
 
-    def set_refresh_intervals(self, display_ms: int, image_rest_ms: int) -> None:
-        """Period of the live display and the rest between two live layer updates (ms)."""
-        self.display.set_intervals(display_ms, image_rest_ms)
+    @property
+    def is_running(self) -> bool:
+        """Whether a reconstruction is being prepared, runs, or is paused."""
+        return self.vm.is_running
+
+    def set_refresh_intervals(self, tick_ms: int, text_s: float, image_s: float) -> None:
+        """Display timer period (ms) and the shortest times between status and between layer
+        updates (s)."""
+        self.display.set_intervals(tick_ms, text_s, image_s)
 
     # ================================================================== inputs
     def _state_layers(self) -> list[Any]:
@@ -250,47 +258,56 @@ class ReconstructionWidget(QWidget):
         """The selected dataset as stored (before the calibration edits), or None."""
         return self.data.dataset()
 
+    def _sync(self) -> None:
+        """Hand the controls' values to the view-model (``InputError`` if invalid)."""
+        if self.vm.dataset is not self.dataset():
+            self.vm.select(self.dataset())
+        self.vm.calibration = self.optics.calibration()
+        self.vm.set_config(self.settings.config())
+
     def calibrated_dataset(self) -> STEMDataset:
         """The selected dataset with the calibration of the optics form (validated)."""
-        dataset = self.dataset()
-        if dataset is None:
-            raise InputError("no 4D-STEM data selected: open a file or a 4D-STEM layer")
-        return self.optics.apply(dataset)
+        self._sync()
+        return self.vm.calibrated_dataset()
 
     def open_file(self, path: str) -> Any:
         """Read a 4D-STEM file in a worker and select it as the input; returns the worker."""
         return self.data.open_file(path)
 
     def _on_input_changed(self) -> None:
-        self.optics.set_dataset(self.dataset())
+        self.vm.select(self.dataset())
+        self.optics.show_calibration(self.vm.calibration)
+        self.optics.setEnabled(self.vm.calibration is not None and not self.is_running)
         self._update_buttons()
         self.schedule_estimate()
 
     # ================================================================== configuration
     def current_config(self) -> cfg.ReconstructionConfig:
         """The configuration shown in the widget, validated (``InputError`` otherwise)."""
-        return self.settings.current_config()
+        return self.vm.set_config(self.settings.config())
 
     def set_config(self, config: cfg.ReconstructionConfig) -> None:
         """Show ``config`` in the widget (fields the widget does not show are kept)."""
-        self.settings.set_config(config)
+        self.settings.show_config(self.vm.set_config(config))
 
     def apply_two_stage_preset(self) -> None:
         """Replace the stages by the paper's two-stage scheme (slices and dz kept)."""
-        self.settings.apply_two_stage_preset()
+        stages = self.vm.two_stage_stages(*self.settings.first_stage_slicing())
+        self.stage_table.set_stages(stages)
 
     def load_config(self, path: str) -> None:
         """Load a configuration YAML (the CLI's format) into the widget."""
-        self.settings.load_config(path)
+        self.settings.show_config(self.vm.load_config(path))
 
     def save_config(self, path: str) -> None:
         """Save the widget's configuration as YAML (the CLI's format)."""
-        self.settings.save_config(path)
+        self.current_config()
+        self.vm.save_config(path)
 
     # ================================================================== memory estimate
     def schedule_estimate(self, *_: Any) -> None:
         """Recompute the memory estimate soon (debounced; runs in a worker)."""
-        if self._worker is None:
+        if not self.is_running:
             self._estimate_timer.start()
 
     def _run_estimate(self) -> None:
@@ -299,7 +316,7 @@ class ReconstructionWidget(QWidget):
             return
         try:
             dataset = self.calibrated_dataset()
-            config = self.current_config()
+            config = self.vm.config
         except CaviarError as exc:
             self._show_estimate(exc)
             return
@@ -314,17 +331,9 @@ class ReconstructionWidget(QWidget):
             self._run_estimate()
 
     def _show_estimate(self, estimate: MemoryEstimate | CaviarError) -> None:
-        if isinstance(estimate, MemoryEstimate):
-            self._estimate = estimate
-            text = f"memory: {estimate.describe()}"
-            if not estimate.fits:
-                text += f" — does not fit: {estimate.advice()}"
-            self.memory_label.setText(text)
-            self.memory_label.setStyleSheet("" if estimate.fits else "color: #ff6b6b;")
-        else:
-            self._estimate = None
-            self.memory_label.setText(f"cannot start: {estimate}")
-            self.memory_label.setStyleSheet("color: #ff6b6b;")
+        text, ok = self.vm.accept_estimate(estimate)
+        self.memory_label.setText(text)
+        self.memory_label.setStyleSheet("" if ok else ERROR_STYLE)
         self._update_buttons()
 
     # ================================================================== start from
@@ -340,63 +349,87 @@ class ReconstructionWidget(QWidget):
             return
         state: ReconState = layer.metadata[STATE_KEY]
         self.set_config(state.config)
-        where = (
-            "finished: add iterations or a stage to continue"
-            if state.finished
-            else f"continues at stage {state.stage_index + 1}/{len(state.config.stages)}, "
-            f"iteration {state.iteration}"
-        )
-        self.status_label.setText(f"{layer.name}: {where}")
+        self.status_label.setText(self.vm.continue_text(layer.name, state))
         self.loss_plot.set_history(*history_starts(state))
 
     # ================================================================== run control
-    @property
-    def is_running(self) -> bool:
-        """Whether a reconstruction runs (or is paused)."""
-        return self._worker is not None
-
     def start(self) -> Any:
-        """Start (or continue) a reconstruction; returns the worker, or None if refused."""
+        """Start (or continue) a reconstruction; returns the worker, or None if refused.
+
+        The run's layers are prepared in a worker and created once before the run starts.
+        """
         if self.is_running:
             return None
-        try:
-            dataset = self.calibrated_dataset()
-            config = self.current_config()
-        except CaviarError as exc:
-            return self._refuse(str(exc))
-        if self._estimate is not None and not self._estimate.fits:
-            return self._refuse(f"the run {self._estimate.describe()}; {self._estimate.advice()}")
         start_layer = self._start_layer()
         state = start_layer.metadata[STATE_KEY] if start_layer is not None else None
-        self.data.park_selected_layer(dataset)
+        try:
+            self._sync()
+            request = self.vm.begin(state)
+        except CaviarError as exc:
+            return self._refuse(str(exc))
+        self.data.park_selected_layer(request.dataset)
         if state is None:
             self.loss_plot.clear()
         else:
             self.loss_plot.set_history(*history_starts(state))
-        done = state.iteration if state is not None else 0
-        control = RunControl()
-        self._control = control
-        self._run_source = dataset.source
+        self._set_running(True)
+        self.status_label.setText("preparing the run's layers…")
+        self._run_worker = None
+        self.worker = start_worker(
+            prepare_job,
+            request.dataset,
+            request.config,
+            request.state,
+            on_return=self._launch,
+            on_error=self._on_error,
+            on_done=self._prepare_done,
+        )
+        return self.worker
+
+    def _launch(self, images: ReconImages) -> None:
+        """The layers' images are ready: create the layers (one per event-loop turn), then
+        start the run."""
+        request = self.vm.request
+        if request is None or request.control.stopped:
+            return
+        self._launching = True
+        self._create_layers(images)
+
+    def _create_layers(self, images: ReconImages) -> None:
+        request = self.vm.request
+        if request is None or request.control.stopped:  # stopped while the layers were made
+            self._launching = False
+            self._on_done()
+            return
+        if not self.display.create_layers(images, request.dataset.source):
+            QTimer.singleShot(0, lambda: self._create_layers(images))
+            return
+        self._launching = False
         # everything that may process events (napari's progress bar does) happens before the
         # worker starts, so its signals can only arrive once the widget is in the running state
         images_wanted = self.display.begin(
-            source=dataset.source, total=config.total_iterations - done, start_iteration=done
+            source=request.dataset.source,
+            total=request.iterations_left,
+            start_iteration=request.start_iteration,
         )
-        self._set_running(True)
-        self._worker = start_worker(
+        self._run_worker = start_worker(
             reconstruction_job,
-            dataset,
-            config,
-            state=state,
-            control=control,
+            request.dataset,
+            request.config,
+            state=request.state,
+            control=request.control,
             images_wanted=images_wanted,
             on_yield=self.display.on_update,
             on_return=self._on_result,
             on_error=self._on_error,
             on_done=self._on_done,
         )
+        self.worker = self._run_worker
         self._update_buttons()
-        return self._worker
+
+    def _prepare_done(self) -> None:
+        if self._run_worker is None and not self._launching:  # failed or stopped before
+            self._on_done()
 
     def _refuse(self, reason: str) -> None:
         show_error(f"not started: {reason}")
@@ -404,37 +437,43 @@ class ReconstructionWidget(QWidget):
 
     def pause(self) -> None:
         """Hold the run after the current iteration."""
-        if self._control is not None and not self._control.stopped:
-            self._control.pause()
+        if self.is_running and not self.vm.stopping:
+            self.vm.pause()
             self.display.set_paused(True)
             self._update_buttons()
 
     def resume(self) -> None:
         """Continue a paused run."""
-        if self._control is not None:
-            self._control.resume()
+        if self.is_running:
+            self.vm.resume()
             self.display.set_paused(False)
             self._update_buttons()
 
     def stop(self) -> None:
         """Stop after the current iteration; the state reached becomes the result."""
-        if self._control is not None:
-            self._control.stop()
+        if self.is_running:
+            self.vm.stop()
             self.status_label.setText("stopping after the current iteration…")
             self._update_buttons()
 
     def _on_result(self, result: RunResult) -> None:
-        self.result = result.state
-        self._result_source = self._run_source
-        self.display.show_result(result)
+        text = self.vm.accept_result(result)
+        self.display.show_result(result, text)
+        self.show_warnings(self.vm.warnings)
 
     def _on_error(self, exc: BaseException) -> None:
-        self.display.refresh()  # show the last live state reached before the failure
+        self.display.refresh(force=True)  # show the last live state reached before the failure
         self.status_label.setText(f"failed: {error_message(exc)}")
 
     def _on_done(self) -> None:
-        self._worker = None
-        self._control = None
+        self.worker = None
+        self._run_worker = None
+        # the rest in a later event-loop turn, so the result's repaint comes first; the dock
+        # counts as running until then
+        QTimer.singleShot(0, self._after_run)
+
+    def _after_run(self) -> None:
+        self.vm.end()
         self.refresh_inputs()
         self._set_running(False)
         self.schedule_estimate()
@@ -448,45 +487,30 @@ class ReconstructionWidget(QWidget):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        running = self.is_running
-        paused = running and self._control is not None and self._control.paused
-        stopping = running and self._control is not None and self._control.stopped
-        fits = self._estimate is None or self._estimate.fits
-        self.start_button.setEnabled(not running and self.dataset() is not None and fits)
-        self.pause_button.setEnabled(running and not paused and not stopping)
-        self.resume_button.setEnabled(paused and not stopping)
-        self.stop_button.setEnabled(running and not stopping)
-        self.save_button.setEnabled(not running and self.result is not None)
+        states = self.vm.buttons()
+        self.start_button.setEnabled(states.start)
+        self.pause_button.setEnabled(states.pause)
+        self.resume_button.setEnabled(states.resume)
+        self.stop_button.setEnabled(states.stop)
+        self.save_button.setEnabled(states.save)
 
     # ================================================================== saving
     def save_result(self, path: str) -> str:
         """Save the last result to ``path`` (conventions §6); returns the path."""
-        from caviar_napari.io.reconstruction import save_reconstruction
-
-        if self.result is None:
-            raise InputError("no reconstruction to save yet: run or stop a reconstruction first")
-        save_reconstruction(path, self.result, source=self._result_source)
-        return str(path)
+        return self.vm.save_result(path)
 
     def _choose_result_path(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save reconstruction", "reconstruction.h5", "HDF5 (*.h5 *.hdf5)"
+        path = ask_and_run(
+            self, self.save_result, "Save reconstruction", HDF5_FILTER, save_as="reconstruction.h5"
         )
         if path:
-            try:
-                show_info(f"reconstruction saved to {self.save_result(path)}")
-            except (CaviarError, OSError) as exc:
-                show_error(error_message(exc))
+            show_info(f"reconstruction saved to {path}")
 
     # ================================================================== teardown
     def shutdown(self) -> None:
-        """Stop a running reconstruction and disconnect from the viewer (widget closing)."""
-        if self._control is not None:
-            self._control.stop()
+        """Stop a running reconstruction and the timers (the widget is closing)."""
+        self.vm.stop()
         self._estimate_timer.stop()
-        events = self.viewer.layers.events
-        for emitter in (events.inserted, events.removed):
-            emitter.disconnect(self.refresh_inputs)
 
     def closeEvent(self, event: Any) -> None:
         self.shutdown()

@@ -150,6 +150,86 @@ def _as_state_slice_atoms(positions_A: ArrayLike) -> np.ndarray:
     return positions
 
 
+@dataclass(frozen=True)
+class StateDisplacements:
+    """Displacements of eq. 1 of the atoms that enter the tensor, per state and used slice.
+
+    Attributes
+    ----------
+    u_A
+        ``(N, s, 2k)`` Å: ``u = R − mean_n R`` per slice, dof ``2m + a`` over the ``k`` kept
+        atoms (``m`` indexes :attr:`kept_atoms`).
+    kept_atoms
+        ``(k,)`` int, the atoms with finite positions in every used state and slice.
+    excluded_atoms
+        ``(n_atoms − k,)`` int, the others.
+    slices
+        ``(s,)`` int, the slices used.
+    n_atoms
+        All atoms, kept and excluded.
+    """
+
+    u_A: np.ndarray
+    kept_atoms: np.ndarray
+    excluded_atoms: np.ndarray
+    slices: np.ndarray
+    n_atoms: int
+
+    @property
+    def n_states(self) -> int:
+        """Number of object states N."""
+        return self.u_A.shape[0]
+
+    @property
+    def kept_dof(self) -> np.ndarray:
+        """``(2k,)`` dof indices ``2i + a`` of the kept atoms in the full tensor."""
+        return dof_indices(self.kept_atoms)
+
+    def green(self) -> np.ndarray:
+        """The ``(2k, 2k)`` tensor of eq. 2 of the kept atoms, averaged over the slices."""
+        n_states, n_slices = self.u_A.shape[:2]
+        return np.einsum("nsp,nsq->pq", self.u_A, self.u_A) / (n_states * n_slices)
+
+    def full_tensor(self, kept_tensor: np.ndarray) -> np.ndarray:
+        """Place a ``(2k, 2k)`` tensor of the kept atoms in a ``(2N, 2N)`` one, NaN elsewhere."""
+        full = np.full((2 * self.n_atoms, 2 * self.n_atoms), np.nan)
+        dof = self.kept_dof
+        full[np.ix_(dof, dof)] = kept_tensor
+        return full
+
+
+def state_displacements(
+    positions_A: ArrayLike, slices: ArrayLike | None = None
+) -> StateDisplacements:
+    """Displacements of eq. 1 (mean over the N states of each slice) of the atoms with finite
+    positions in every used state and slice.
+
+    Parameters
+    ----------
+    positions_A
+        ``(state, slice, atom, 2)`` (or ``(state, atom, 2)`` for a single slice), ``(y, x)`` Å.
+    slices
+        Indices of the slices to use; all slices when None.
+    """
+    positions = _as_state_slice_atoms(positions_A)
+    n_states, n_slices, n_atoms, _ = positions.shape
+    chosen = np.arange(n_slices) if slices is None else np.asarray(slices, dtype=int).ravel()
+    if chosen.size == 0 or chosen.min() < -n_slices or chosen.max() >= n_slices:
+        raise InputError(f"slices {chosen.tolist()} are not within the {n_slices} slices")
+    chosen = chosen % n_slices
+    used = positions[:, chosen]  # (N, s, atom, 2)
+    bad = np.isnan(used).any(axis=(0, 1, 3))
+    keep = np.flatnonzero(~bad)
+    u = displacements(used[:, :, keep])  # (N, s, k, 2)
+    return StateDisplacements(
+        u_A=u.reshape(n_states, chosen.size, 2 * keep.size),  # dof 2m + a
+        kept_atoms=keep,
+        excluded_atoms=np.flatnonzero(bad),
+        slices=chosen,
+        n_atoms=n_atoms,
+    )
+
+
 def green_tensor(positions_A: ArrayLike, slices: ArrayLike | None = None) -> GreenTensor:
     """Green's tensor (eq. 2, normalised by 1/N) for one slice or averaged over several.
 
@@ -169,28 +249,14 @@ def green_tensor(positions_A: ArrayLike, slices: ArrayLike | None = None) -> Gre
     GreenTensor
         The tensor with NaN rows/columns for excluded atoms, B factors, excluded atom indices.
     """
-    positions = _as_state_slice_atoms(positions_A)
-    n_states, n_slices, n_atoms, _ = positions.shape
-    chosen = np.arange(n_slices) if slices is None else np.asarray(slices, dtype=int).ravel()
-    if chosen.size == 0 or chosen.min() < -n_slices or chosen.max() >= n_slices:
-        raise InputError(f"slices {chosen.tolist()} are not within the {n_slices} slices")
-    chosen = chosen % n_slices
-    used = positions[:, chosen]  # (N, s, atom, 2)
-    bad = np.isnan(used).any(axis=(0, 1, 3))
-    excluded = np.flatnonzero(bad)
-    keep = np.flatnonzero(~bad)
-    u = displacements(used[:, :, keep])  # (N, s, k, 2)
-    u = u.reshape(n_states, chosen.size, 2 * keep.size)  # dof 2i + a
-    g_valid = np.einsum("nsp,nsq->pq", u, u) / (n_states * chosen.size)
-    dof = (2 * keep[:, None] + np.arange(2)).ravel()
-    green = np.full((2 * n_atoms, 2 * n_atoms), np.nan)
-    green[np.ix_(dof, dof)] = g_valid
+    disp = state_displacements(positions_A, slices)
+    green = disp.full_tensor(disp.green())
     return GreenTensor(
         green_A2=green,
         b_factor_A2=b_factors(green),
-        excluded_atoms=excluded,
-        slices=chosen,
-        n_states=n_states,
+        excluded_atoms=disp.excluded_atoms,
+        slices=disp.slices,
+        n_states=disp.n_states,
     )
 
 
@@ -634,12 +700,17 @@ class Arrows:
         ``(M,)`` atom at which each arrow is drawn.
     values_A2
         ``(M, 2)`` the correlation vector (block row) itself, Å².
+    sigma
+        ``(M,)`` significance of each arrow against zero in σ
+        (:func:`~caviar_napari.analysis.correlation_significance.arrow_significance`; ``+inf``
+        for self arrows), or None when not computed.
     """
 
     data: np.ndarray
     kind: np.ndarray
     atom: np.ndarray
     values_A2: np.ndarray
+    sigma: np.ndarray | None = None
 
 
 def correlation_arrows(
@@ -650,6 +721,7 @@ def correlation_arrows(
     reference_blocks_A2: ArrayLike,
     scale_A_per_A2: float,
     rotation: ArrayLike | None = None,
+    reference_sigma: ArrayLike | None = None,
 ) -> Arrows:
     """Arrows of paper Fig. 2: block rows drawn at atoms, scaled to lengths on screen.
 
@@ -671,6 +743,11 @@ def correlation_arrows(
         Optional lab → local frame rotation R: the arrows are then the rows of ``R G`` (the
         reference's displacement along the local y and x axes with j's displacement), still
         drawn in lab coordinates.
+    reference_sigma
+        Optional ``(P, 2)`` significance (σ) of the rows of ``R G_ij``
+        (:func:`~caviar_napari.analysis.correlation_significance.arrow_significance` with the same
+        rotation, or ``class_significance`` for unit-cell averages); carried into
+        :attr:`Arrows.sigma` (self arrows get ``+inf``).
 
     Returns
     -------
@@ -695,7 +772,18 @@ def correlation_arrows(
     starts = positions[atom]
     keep = np.isfinite(rows).all(axis=1) & np.isfinite(starts).all(axis=1)
     data = np.stack([starts, rows * scale_A_per_A2], axis=1)
-    return Arrows(data=data[keep], kind=kind[keep], atom=atom[keep], values_A2=rows[keep])
+    sigma = None
+    if reference_sigma is not None:
+        ref = np.asarray(reference_sigma, dtype=float).reshape(-1)
+        if ref.size != 2 * np.asarray(neighbour_atoms).size:
+            raise InputError(
+                f"reference_sigma has {ref.size} values for {np.asarray(neighbour_atoms).size} "
+                "neighbours (two rows each expected)"
+            )
+        sigma = np.concatenate([np.full(2 * n_self, np.inf), ref])[keep]
+    return Arrows(
+        data=data[keep], kind=kind[keep], atom=atom[keep], values_A2=rows[keep], sigma=sigma
+    )
 
 
 # --------------------------------------------------------------------------------------------

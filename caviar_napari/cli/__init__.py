@@ -19,8 +19,16 @@ from caviar_napari import __version__
 from caviar_napari.errors import CaviarError
 from caviar_napari.io.outputs import os_error_message
 
-SUBCOMMANDS = ("simulate", "reconstruct", "atoms", "correlations", "dispersion", "validate")
-SUBCOMMANDS += ("diagnostics",)  # issue 16
+SUBCOMMANDS = (
+    "simulate",
+    "calibrate",
+    "reconstruct",
+    "atoms",
+    "correlations",
+    "dispersion",
+    "validate",
+    "diagnostics",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

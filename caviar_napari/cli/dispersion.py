@@ -3,13 +3,17 @@
 ::
 
     caviar dispersion ATOMS.h5 --out DISP.h5 --temperature-K T [--mass SPECIES=AMU]...
-        [--slices A:B] [--single-mass] [--bootstrap N] [--path "G=0,0; M=1/2,0; …"] [--seed K]
-        [--overwrite]
+        [--estimator force-constants|green] [--shells N] [--boundary auto|open|periodic]
+        [--crystal-cells L1 L2] [--slices A:B] [--single-mass] [--bootstrap N]
+        [--path "G=0,0; M=1/2,0; …"] [--seed K] [--noise-floor-A F] [--overwrite]
 
 Masses default to the standard atomic weights of the species in the ATOMS file; ``--mass``
 (repeatable) overrides them, and a species with no known mass is an error naming it.  Prints the
 block of whole unit cells used, the commensurate q on the path and the table of branch averages
-± bootstrap error (conventions §5).
+± error (conventions §5); with force constants (the default) also the dense-path averages, the
+fitted constants in eV/Å² and the test for more shells.  Warnings (stderr and the DISP file): a
+biased green estimate, unphysical frequencies, displacements at the noise floor, and a
+reconstruction whose object states did not separate.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 from pathlib import Path
 
 from caviar_napari.analysis import dispersion as disp
+from caviar_napari.analysis.force_constants import BOUNDARIES
 from caviar_napari.cli._common import add_overwrite, print_summary
 from caviar_napari.workflows.dispersion import DispersionOptions, run_dispersion, summary_lines
 
@@ -30,10 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "dispersion",
         help="phonon dispersion from the correlations of an ATOMS file (DISP file)",
         description=(
-            "Infer the dynamical matrix D(q) = k_B T M^-1/2 <ũ ũ^H>^-1 M^-1/2 (paper eqs. 5-6) "
-            "on the q grid commensurate with the largest block of whole unit cells, and the "
-            "phonon frequencies ν = ω/2π in THz along a path (Γ-M-K-Γ for hexagonal lattices), "
-            "with bootstrap errors over the object states."
+            "Infer the phonon dispersion of the displacements: by default a Born–von Kármán "
+            "force-constant model fitted by maximum likelihood (unbiased with 10–20 states), or "
+            "eq. 6, D(q) = k_B T M^-1/2 <ũ ũ^H>^-1 M^-1/2, on the q grid commensurate with the "
+            "largest block of whole unit cells; phonon frequencies ν = ω/2π in THz along a path "
+            "(Γ-M-K-Γ for hexagonal lattices), with bootstrap errors over the object states."
         ),
     )
     p.add_argument("atoms", metavar="ATOMS.h5", help="ATOMS file (caviar atoms)")
@@ -82,6 +88,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(fractions allowed, G = Γ); default: Γ-M-K-Γ (hexagonal), Γ-X-M-Γ / Γ-X-S-Y-Γ (90°)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws (default 0)")
+    p.add_argument(
+        "--estimator",
+        choices=disp.ESTIMATORS,
+        default="force-constants",
+        help="force-constants (default): a force-constant model fitted to the states, unbiased "
+        "with few states; green: eq. 6, which needs hundreds of states to be unbiased",
+    )
+    p.add_argument(
+        "--shells",
+        type=int,
+        default=2,
+        metavar="N",
+        help="force constants: neighbour shells fitted (default 2)",
+    )
+    p.add_argument(
+        "--boundary",
+        choices=BOUNDARIES,
+        default="auto",
+        help="force constants: the cell block is a window of a larger crystal (open), one "
+        "period of a periodic one (periodic), or whichever is likelier (auto, default)",
+    )
+    p.add_argument(
+        "--crystal-cells",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("L1", "L2"),
+        help="force constants, open boundary: cells of the periodic crystal the field of view "
+        "was cut from (default: an infinite crystal)",
+    )
+    p.add_argument(
+        "--noise-floor-A",
+        type=float,
+        default=None,
+        metavar="F",
+        help="known positional noise per direction in Å, e.g. the rms displacement of a static "
+        "control (default: estimated from the spread between slices when several are used)",
+    )
     add_overwrite(p)
     p.set_defaults(func=run)
 
@@ -98,6 +142,11 @@ def options_from_args(args: argparse.Namespace) -> DispersionOptions:
         bootstrap=args.bootstrap,
         path=args.path,
         seed=args.seed,
+        estimator=args.estimator,
+        shells=args.shells,
+        boundary=args.boundary,
+        crystal_cells=None if args.crystal_cells is None else tuple(args.crystal_cells),
+        noise_floor_A=args.noise_floor_A,
         overwrite=args.overwrite,
     )
 

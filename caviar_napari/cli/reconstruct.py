@@ -5,17 +5,20 @@
     caviar reconstruct DATA.h5 --out RECON.h5 [--config CONFIG.yaml] [--device auto|cpu|gpu]
         [--iterations N] [--object-states N] [--probe-modes M] [--slices S]
         [--slice-thickness-A DZ] [--seed K] [--resume RECON.h5] [--checkpoint-every N]
-        [--overwrite]
+        [--cluster local:N|tcp://HOST:PORT] [--dry-run] [--overwrite]
 
-Flags override the configuration file (:func:`caviar_napari.core.config.apply_overrides`:
-``--iterations``, ``--probe-modes``, ``--slices`` and ``--slice-thickness-A`` set every stage,
-``--object-states`` the last stage). Without ``--config`` the reconstruction is one stage built
-from the flags. ``--resume`` continues a checkpoint (or a finished reconstruction with more
+Flags override the configuration file (:func:`caviar_napari.data.config.apply_overrides`:
+``--iterations`` is the total, shared over the stages like their own iterations; ``--probe-modes``,
+``--slices`` and ``--slice-thickness-A`` set every stage, ``--object-states`` the last stage).
+Without ``--config`` the recommended two-stage recipe is used
+(:func:`caviar_napari.data.config.recommended_stages`: a mean object with a coherent probe and a
+fitted source size, then the object states; 50 + 100 iterations at most, each stage ending earlier
+by its stopping rule). ``--resume`` continues a checkpoint (or a finished reconstruction with more
 iterations) exactly where it stopped, with the configuration stored in it unless ``--config`` is
 given. A progress bar goes to stderr and a one-line summary to stdout. The work is done by
 :func:`caviar_napari.workflows.reconstruct.run_reconstruct`: the output (and the checkpoint file)
-is checked before the reconstruction starts, ``--iterations 0`` is an error, and Ctrl-C says
-where the last checkpoint is and how to resume it (or how to keep the progress next time).
+is checked before the reconstruction starts, ``--iterations 0`` is an error, and Ctrl-C says where
+the last checkpoint is and how to resume it (or how to keep the progress next time).
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", choices=("auto", "cpu", "gpu"), help="compute device (default: auto)"
     )
-    p.add_argument("--iterations", type=int, metavar="N", help="iterations of every stage")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        metavar="N",
+        help="total iterations, shared over the stages like their own (default recipe: 50 + 100)",
+    )
     p.add_argument(
         "--object-states", type=int, metavar="N", help="object states (of the last stage)"
     )
@@ -64,6 +72,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="write a checkpoint every N iterations (to OUT with the suffix .checkpoint.h5, "
         "unless the configuration names checkpoint_path)",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="local:N|tcp://HOST:PORT",
+        help="evaluate on a Dask cluster, data-parallel over scan positions: local:N starts N "
+        "worker processes here, tcp://HOST:PORT joins a running scheduler (dask-cuda, "
+        "dask-jobqueue; docs/distributed.md)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the memory plan (where the data and the L-BFGS history go, bytes per part "
+        "and device) and exit",
     )
     add_overwrite(p)
     p.set_defaults(func=run)
@@ -89,6 +110,8 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
         resume=path(args.resume),
         checkpoint_every=args.checkpoint_every,
         overwrite=args.overwrite,
+        dry_run=args.dry_run,
+        cluster=args.cluster,
     )
 
 

@@ -2,8 +2,9 @@
 
 Every field of :class:`~caviar_napari.simulate.presets.SimulationConfig` is an option
 (``--energy-eV``, ``--scan-shape SY SX``, ``--einstein-rms-A B=0.06`` …), with short aliases for
-the common ones: ``--temperature``, ``--configs``, ``--scan``, ``--step``, ``--dose``,
-``--seed``, ``--psc-fwhm``, ``--mass``.  Options left out keep the preset's value.
+the common ones: ``--temperature``, ``--configs``, ``--scan``, ``--step``, ``--dose``
+(``--dose-per-A2``), ``--seed``, ``--psc-fwhm``, ``--mass``.  Options left out keep the preset's
+value.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "n_configs": ("--configs",),
     "scan_shape": ("--scan",),
     "scan_step_A": ("--step",),
-    "dose_e_per_A2": ("--dose",),
+    "dose_e_per_A2": ("--dose", "--dose-per-A2"),
     "psc_fwhm_A": ("--psc-fwhm",),
     "masses_amu": ("--mass",),
 }
@@ -53,7 +54,9 @@ def _option(name: str) -> str:
 
 
 def _kind(tp: Any) -> str:
-    """'pair-int', 'pair-float', 'dict', 'float', 'int', 'str' or 'optional-float'."""
+    """'bool', 'pair-int', 'pair-float', 'dict', 'float', 'int', 'str' or 'optional-float'."""
+    if tp is bool:
+        return "bool"
     text = str(tp)
     if "tuple[int" in text:
         return "pair-int"
@@ -121,6 +124,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         elif kind == "dict":
             kw.update(action="append", metavar="SPECIES=VALUE")
             kw["help"] += " (repeatable)"
+        elif kind == "bool":
+            kw.update(action="store_const", const=True)
         elif kind in ("float", "optional-float"):
             kw.update(type=float)
         elif kind == "int":

@@ -34,6 +34,7 @@ Checkpoints
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import threading
@@ -45,23 +46,40 @@ from typing import Any
 import numpy as np
 
 from caviar_napari import __version__
-from caviar_napari.core import coherence, optics
+from caviar_napari.core import coherence, minibatch, optics
 from caviar_napari.core.backend import Backend, get_backend
 from caviar_napari.core.geometry import (
     Geometry,
     masked_total,
-    measured_amplitudes,
     plan_geometry,
+    resample_object,
+    resample_probe,
+    stage_padding,
 )
-from caviar_napari.core.memory import MemoryEstimate, estimate_memory, require_memory
+from caviar_napari.core.holdout import PatternSplit, holdout_fraction, split_positions
+from caviar_napari.core.memory import (
+    USABLE_FRACTION,
+    MemoryEstimate,
+    MemoryInputs,
+    plan_memory,
+    require_memory,
+)
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
-from caviar_napari.core.optimise import make_optimiser
-from caviar_napari.core.states import MODE_DECAY, adapt_state
+from caviar_napari.core.optimise import LBFGS, GradientDescent, make_optimiser
+from caviar_napari.core.patterns import PatternFeed
+from caviar_napari.core.separation import (
+    NoiseLevel,
+    SeparationReport,
+    noise_level,
+    separation_report,
+)
+from caviar_napari.core.states import MODE_DECAY, adapt_state, orthogonal_mixing
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
+from caviar_napari.data.lazy import LazyIntensities, pattern_mean
 from caviar_napari.data.recon import ReconState
-from caviar_napari.errors import InputError
+from caviar_napari.errors import InputError, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -169,16 +187,21 @@ class RunControl:
 def initial_state(
     dataset: STEMDataset, config: ReconstructionConfig, geom: Geometry, dtype: Any
 ) -> ReconState:
-    """Flat object (1 state of the first stage's slices), optics probe scaled to the data."""
+    """Flat object (1 state of the first stage's slices) and a probe scaled to the data: the
+    dataset's measured ``probe_initial`` (moved onto the padded window) when it has one, else
+    the optics' probe (aperture, defocus)."""
     stage = config.stages[0]
-    defocus = dataset.defocus_A if config.defocus_A is None else config.defocus_A
-    probe = optics.make_probe(
-        geom.window,
-        geom.pixel_size_A,
-        dataset.energy_eV,
-        dataset.convergence_semiangle_mrad,
-        defocus_A=defocus,
-    )
+    if dataset.probe_initial is not None:
+        probe = _on_window(dataset.probe_initial, geom.window)
+    else:
+        defocus = dataset.defocus_A if config.defocus_A is None else config.defocus_A
+        probe = optics.make_probe(
+            geom.window,
+            geom.pixel_size_A,
+            dataset.energy_eV,
+            dataset.convergence_semiangle_mrad,
+            defocus_A=defocus,
+        )
     probe = probe * math.sqrt(dataset.mean_total_intensity / float(np.sum(np.abs(probe) ** 2)))
     probe = optics.probe_modes(probe, stage.probe_modes, decay=MODE_DECAY)
     obj = np.ones((1, stage.slices, *geom.object_shape), dtype=dtype)
@@ -197,6 +220,21 @@ def initial_state(
         source_fwhm_A=config.source_fwhm_A if stage.partial_coherence == "gaussian" else 0.0,
         version=__version__,
     )
+
+
+def _on_window(probe: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """A centred real-space probe on the detector grid, zero-padded in reciprocal space onto a
+    (larger) probe window: the same angles, a finer real-space pixel."""
+    p = np.asarray(probe)
+    if p.ndim == 3:
+        p = p[0]  # the strongest mode; the engine makes the others
+    ky0, kx0 = p.shape
+    ky, kx = window
+    spectrum = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(p), norm="ortho"))
+    padded = np.zeros((ky, kx), complex)
+    oy, ox = ky // 2 - ky0 // 2, kx // 2 - kx0 // 2
+    padded[oy : oy + ky0, ox : ox + kx0] = spectrum
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(padded), norm="ortho"))
 
 
 def _check_state(state: ReconState, geom: Geometry) -> None:
@@ -221,15 +259,42 @@ def _check_state(state: ReconState, geom: Geometry) -> None:
         )
 
 
+def memory_budgets(config: ReconstructionConfig, backend: Backend) -> tuple[int, int]:
+    """``(device, host)`` bytes the run may use: what is free, or the configured caps."""
+    host = _host_available(backend)
+    device = backend.free_memory_bytes()
+    if config.host_memory_MB is not None:
+        host = min(host, int(config.host_memory_MB * 1e6))
+    if config.device_memory_MB is not None:
+        device = min(device, int(config.device_memory_MB * 1e6))
+    if backend.name == "cpu":
+        device = min(device, host)  # the CPU's device is the host
+        host = device
+    return device, host
+
+
+def _host_available(backend: Backend) -> int:
+    from caviar_napari.core.backend import _host_available_bytes
+
+    return _host_available_bytes() if backend.name == "gpu" else backend.free_memory_bytes()
+
+
 def estimate_run_memory(
     dataset: STEMDataset,
     config: ReconstructionConfig,
     backend: Backend | None = None,
     geom: Geometry | None = None,
 ) -> MemoryEstimate:
-    """Memory estimate of ``config`` on ``dataset`` (see :mod:`caviar_napari.core.memory`)."""
+    """The memory plan of ``config`` on ``dataset`` (see :mod:`caviar_napari.core.memory`):
+    placements of the data and the L-BFGS history, bytes by part and pool."""
     backend = backend or get_backend(config.device, config.precision)
     geom = geom or plan_geometry(dataset, config)
+    device_bytes, host_bytes = memory_budgets(config, backend)
+    workers = _cluster_workers(config)
+
+    # a GPU batch takes the room the rest of the plan leaves (sized in a second pass)
+    gpu_auto = backend.name == "gpu" and config.batch_size is None
+    gpu_batch = [1]
 
     def batch_plan(stage: StageConfig) -> tuple[int, int]:
         # the same model the stage will build (forward-only: no data needed to size it)
@@ -241,23 +306,192 @@ def estimate_run_memory(
             positions_px=geom.positions_px,
             object_shape=geom.object_shape,
             window=geom.window,
-            batch_size=config.batch_size,
+            batch_size=gpu_batch[0] if gpu_auto else config.batch_size,
         )
         want = frozenset(stage.refine)
         n, m = stage.object_states, stage.model_modes
         return model.batch_size_for(n, m, want), model.working_bytes(n, m, want)
 
-    return estimate_memory(
+    inputs = MemoryInputs(
         n_patterns=geom.positions_px.shape[0],
+        detector_shape=dataset.detector_shape,
         window=geom.window,
         object_shape=geom.object_shape,
-        stages=config.stages,
-        batch_size=config.batch_size or 1,
         complex_itemsize=np.dtype(backend.complex_dtype).itemsize,
-        available_bytes=backend.free_memory_bytes(),
         device=backend.name,
+        device_bytes=device_bytes,
+        host_bytes=host_bytes,
+        lazy=isinstance(dataset.intensities, LazyIntensities),
+        workers=workers,
         batch_plan=batch_plan,
+        batch_size=config.batch_size or 1,
     )
+    plan = plan_memory(inputs, config.stages, config.lbfgs_history, config.data_placement)
+    if gpu_auto and plan.fits:
+        itemsize = np.dtype(backend.complex_dtype).itemsize
+        per = max(
+            MultisliceModel.bytes_per_pattern(
+                geom.window,
+                st.object_states,
+                st.model_modes,
+                st.slices,
+                itemsize,
+                tilt="tilt" in st.refine,
+            )
+            + geom.window[0] * geom.window[1] * itemsize // 2
+            for st in config.stages
+        )
+        room = USABLE_FRACTION * plan.available_bytes - plan.needed_bytes
+        local = -(-geom.positions_px.shape[0] // workers)
+        gpu_batch[0] = int(max(1, min(local, 1 + room // per)))
+        plan = plan_memory(inputs, config.stages, plan.history, plan.data)
+    return plan
+
+
+def _cluster_workers(config: ReconstructionConfig) -> int:
+    """Worker processes of ``config.cluster`` as far as known before connecting (local:N)."""
+    if config.cluster and config.cluster.startswith("local:"):
+        return int(config.cluster.split(":")[1])
+    return 1
+
+
+# ---------------------------------------------------------------- the data
+@dataclass
+class _DataSource:
+    """The measured data of a run and how every stage's forward model reaches them."""
+
+    dataset: STEMDataset
+    config: ReconstructionConfig
+    backend: Backend
+    geom: Geometry
+    plan: MemoryEstimate
+    feed: PatternFeed | None
+    loss_eps: float
+    evaluator: Any = None  # a distributed evaluator (core.distributed), or None
+    mean: np.ndarray | None = None  # the mean pattern (per-stage geometries and norms)
+    loss: str = "gaussian"  # the data loss in use (``loss: auto`` resolved)
+    fit: np.ndarray | None = None  # fitted pattern indices (None: all)
+    held: np.ndarray | None = None  # held-out pattern indices (None: none)
+
+    def stage(self, index: int) -> tuple[Geometry, PatternSplit, NoiseLevel]:
+        """Geometry, fitted/held-out patterns with their loss normalisers, and the counting
+        noise of stage ``index`` (its own detector padding); the source then serves that
+        stage's window."""
+        padding = stage_padding(self.config, index)
+        if padding == stage_padding(self.config, 0) or self.mean is None:
+            geom = self.geom0
+        else:
+            geom = plan_geometry(self.dataset, self.config, padding=padding, mean_pattern=self.mean)
+        if geom.window != self.geom.window:
+            if self.evaluator is not None:
+                raise InputError(
+                    f"stage '{self.config.stages[index].name}': a per-stage detector_padding "
+                    "needs a single-process run (no cluster)"
+                )
+            self.geom = geom
+            self.feed = PatternFeed(
+                self.backend, self.dataset.intensities, geom.window, geom.pad_offset,
+                self.plan.data,
+            )  # fmt: skip
+            per_pixel = float(self.mean.sum()) / (geom.window[0] * geom.window[1])
+            self.loss_eps = max(1e-6 * per_pixel, 1e-30)
+        total = masked_total(self.dataset, self.geom, self.mean)
+        n = self.dataset.scan_shape[0] * self.dataset.scan_shape[1]
+        fit = np.arange(n) if self.fit is None else self.fit
+        held = fit[:0] if self.held is None else self.held
+        # the patterns' totals are near the mean's: each set's normaliser is its share
+        split = PatternSplit(
+            fit=fit,
+            held=held,
+            fit_norm=total * fit.size / n,
+            held_norm=total * held.size / n if held.size else 1.0,
+        )
+        noise = noise_level(
+            self.loss,
+            _on_window_fft(self.mean, self.geom),
+            self.geom.detector_mask,
+            fit.size,
+            split.fit_norm,
+            self.dataset.is_counts,
+        )
+        return self.geom, split, noise
+
+    def model(self, slice_thickness_A: Any) -> Any:
+        """The stage's forward model: in this process, or spread over the cluster."""
+        kw = dict(
+            wavelength_A=self.dataset.wavelength_A,
+            pixel_size_A=self.geom.pixel_size_A,
+            slice_thickness_A=slice_thickness_A,
+            positions_px=self.geom.positions_px,
+            object_shape=self.geom.object_shape,
+            detector_mask=self.geom.detector_mask,
+            loss=self.loss,
+            batch_size=self.config.batch_size or _plan_batch(self.backend, self.plan),
+            loss_eps=self.loss_eps,
+        )
+        if self.evaluator is not None:
+            return self.evaluator.model(window=self.geom.window, **kw)
+        # batch index data are kept between evaluations in half the room the plan leaves
+        room = USABLE_FRACTION * self.plan.available_bytes - self.plan.needed_bytes
+        kw["batch_cache_bytes"] = int(min(256 << 20, max(0.0, room / 2)))
+        return MultisliceModel(self.backend, patterns=self.feed, **kw)
+
+    def __post_init__(self) -> None:
+        self.geom0 = self.geom
+
+    def close(self) -> None:
+        """Release the cluster of a distributed run."""
+        if self.evaluator is not None:
+            self.evaluator.close()
+
+
+def _on_window_fft(pattern: np.ndarray, geom: Geometry) -> np.ndarray:
+    """A stored (fft-shifted, unpadded) detector pattern on the probe window, FFT order."""
+    ky0, kx0 = pattern.shape
+    oy, ox = geom.pad_offset
+    padded = np.zeros(geom.window)
+    padded[oy : oy + ky0, ox : ox + kx0] = pattern
+    return np.fft.ifftshift(padded)
+
+
+def _plan_batch(backend: Backend, plan: MemoryEstimate) -> int | None:
+    """The GPU batch the memory plan left room for (None: the model sizes CPU batches)."""
+    return plan.batch_size if backend.name == "gpu" else None
+
+
+def _data_source(
+    dataset: STEMDataset,
+    config: ReconstructionConfig,
+    backend: Backend,
+    geom: Geometry,
+    plan: MemoryEstimate,
+    mean: np.ndarray,
+    loss: str,
+) -> _DataSource:
+    per_pixel = float(mean.sum()) / (geom.window[0] * geom.window[1])
+    eps = max(1e-6 * per_pixel, 1e-30)  # the model's default, from the whole dataset
+    fraction = holdout_fraction(config.holdout_fraction, dataset.is_counts)
+    if config.cluster and fraction:
+        if config.holdout_fraction != "auto":
+            raise InputError(
+                "'holdout_fraction' needs a single-process run: a distributed run fits every "
+                "pattern (set holdout_fraction: 0 with --cluster)"
+            )
+        log.info("distributed run: no scan positions held out")
+        fraction = 0.0
+    fit, held = split_positions(dataset.scan_shape, fraction)
+    split = dict(fit=fit if held.size else None, held=held if held.size else None)
+    if held.size:
+        log.info("%d of %d scan positions held out of the fit", held.size, fit.size + held.size)
+    if config.cluster:
+        from caviar_napari.core.distributed import DistributedEvaluator
+
+        evaluator = DistributedEvaluator(config, dataset, geom, plan)
+        return _DataSource(
+            dataset, config, backend, geom, plan, None, eps, evaluator, mean, loss, **split
+        )
+    feed = PatternFeed(backend, dataset.intensities, geom.window, geom.pad_offset, plan.data)
+    return _DataSource(dataset, config, backend, geom, plan, feed, eps, None, mean, loss, **split)
 
 
 # ---------------------------------------------------------------- the run
@@ -320,14 +554,29 @@ def run(
             f"checkpoint writer for '{config.checkpoint_path}' (engine.run(on_checkpoint=...))"
         )
     backend = get_backend(config.device, config.precision)
-    xp = backend.xp
-    geom = plan_geometry(dataset, config)
-    require_memory(estimate_run_memory(dataset, config, backend, geom))
+    scale = dataset.counts_scale()
+    if scale != 1.0:  # a dose is known for data in other units: fit expected counts
+        if isinstance(dataset.intensities, LazyIntensities):
+            raise InputError(
+                f"{dataset.source}: a dose for intensities that are not counts needs the data "
+                "in memory (data_placement other than 'file')"
+            )
+        dataset = dataclasses.replace(dataset, intensities=dataset.intensities * np.float32(scale))
+    mean = pattern_mean(dataset.intensities)  # one pass over the data (streamed when lazy)
+    geom = plan_geometry(dataset, config, padding=stage_padding(config, 0), mean_pattern=mean)
+    plan = require_memory(
+        estimate_run_memory(dataset, config, backend, _largest_geometry(dataset, config, mean))
+    )
+    log.info("%s", plan.plan_text())
     cdt = backend.complex_dtype
     if state is None:
         state = initial_state(dataset, config, geom, cdt)
     else:
-        _check_state(state, geom)
+        index = min(state.stage_index, len(config.stages) - 1)
+        _check_state(
+            state,
+            plan_geometry(dataset, config, padding=stage_padding(config, index), mean_pattern=mean),
+        )
         state = state.copy()
         state.object = np.asarray(state.object, dtype=cdt)
         state.probe = np.asarray(state.probe, dtype=cdt)
@@ -336,8 +585,6 @@ def run(
     if state.rng_state is not None:
         rng.bit_generator.state = copy.deepcopy(state.rng_state)
 
-    amplitudes_dev = xp.asarray(measured_amplitudes(dataset, geom))
-    norm = masked_total(dataset, geom)
     n_stages = len(config.stages)
     start_iteration = state.iteration
     t0 = time.perf_counter()
@@ -347,25 +594,84 @@ def run(
             f"the starting state is at stage {state.stage_index}, but the configuration has "
             f"only {n_stages} stage(s)"
         )
+    loss = resolve_loss(config.loss, dataset)
+    if config.loss == "auto":
+        state.diagnostics["loss"] = loss
+    data = _data_source(dataset, config, backend, geom, plan, mean, loss)
+    if data.held is not None:
+        state.diagnostics["held_out_patterns"] = int(data.held.size)
+    run_ctx = _RunContext(
+        config=config,
+        dataset=dataset,
+        backend=backend,
+        data=data,
+        control=control,
+        on_checkpoint=on_checkpoint,
+        start_iteration=start_iteration,
+        t0=t0,
+    )
+    try:
+        return (yield from _run_stages(state, run_ctx, rng))
+    finally:
+        data.close()
+
+
+def resolve_loss(loss: str, dataset: STEMDataset) -> str:
+    """The data loss of ``loss: auto``: Poisson for counts, Gaussian (amplitudes) otherwise.
+
+    Counts are integer intensities or a dataset with a known dose (``dose_e_per_A2``); the
+    choice is logged. A named loss is returned as it is.
+    """
+    if loss != "auto":
+        return loss
+    if dataset.is_counts:
+        log.info("loss: auto -> poisson (the intensities are counts)")
+        return "poisson"
+    log.info("loss: auto -> gaussian (the intensities are not counts)")
+    return "gaussian"
+
+
+@dataclass(frozen=True)
+class _RunContext:
+    """What every stage of one run shares."""
+
+    config: ReconstructionConfig
+    dataset: STEMDataset
+    backend: Backend
+    data: _DataSource
+    control: RunControl | None
+    on_checkpoint: CheckpointCallback | None
+    start_iteration: int
+    t0: float
+
+
+@dataclass(frozen=True)
+class _StageContext:
+    """One stage's grid, patterns and noise, with the run's context."""
+
+    run: _RunContext
+    geom: Geometry
+    split: PatternSplit
+    noise: NoiseLevel
+
+
+def _run_stages(
+    state: ReconState, ctx: _RunContext, rng: np.random.Generator
+) -> Generator[Progress, None, ReconState]:
+    """The stages from ``state`` on (see :func:`run`)."""
+    config, data = ctx.config, ctx.data
+    n_stages = len(config.stages)
     while True:
         stage = config.stages[state.stage_index]
+        previous = data.geom
+        geom, split, noise = data.stage(state.stage_index)
+        if geom.window != tuple(np.shape(state.probe)[1:]):  # this stage pads differently
+            _move_to_grid(state, previous, geom)
         if state.stage_iteration == 0 and state.optimiser_state is None:
             adapt_state(state, stage, rng, config.source_fwhm_A)
         if state.stage_iteration < stage.iterations:
-            stopped = yield from _run_stage(
-                state,
-                stage,
-                config,
-                dataset,
-                geom,
-                backend,
-                amplitudes_dev,
-                norm,
-                control,
-                on_checkpoint,
-                start_iteration,
-                t0,
-            )
+            stage_ctx = _StageContext(run=ctx, geom=geom, split=split, noise=noise)
+            stopped = yield from _run_stage(state, stage, stage_ctx)
             if stopped:
                 return state
         if state.stage_index == n_stages - 1:
@@ -376,33 +682,15 @@ def run(
 
 
 def _run_stage(
-    state: ReconState,
-    stage: StageConfig,
-    config: ReconstructionConfig,
-    dataset: STEMDataset,
-    geom: Geometry,
-    backend: Backend,
-    amplitudes: Any,
-    norm: float,
-    control: RunControl | None,
-    on_checkpoint: CheckpointCallback | None,
-    start_iteration: int,
-    t0: float,
+    state: ReconState, stage: StageConfig, ctx: _StageContext
 ) -> Generator[Progress, None, bool]:
     """Iterate one stage from ``state.stage_iteration``; returns True when stopped."""
+    run = ctx.run
+    config, backend, data, geom = run.config, run.backend, run.data, ctx.geom
+    control, on_checkpoint = run.control, run.on_checkpoint
+    start_iteration, t0 = run.start_iteration, run.t0
     cdt = backend.complex_dtype
-    model = MultisliceModel(
-        backend,
-        wavelength_A=dataset.wavelength_A,
-        pixel_size_A=geom.pixel_size_A,
-        slice_thickness_A=state.slice_thickness_A,
-        positions_px=geom.positions_px,
-        object_shape=geom.object_shape,
-        amplitudes=amplitudes,
-        detector_mask=geom.detector_mask,
-        loss=config.loss,
-        batch_size=config.batch_size,
-    )
+    model = data.model(state.slice_thickness_A)
     blocks = {
         "object": backend.asarray(state.object, dtype=cdt),
         "probe": backend.asarray(state.probe, dtype=cdt),
@@ -413,16 +701,23 @@ def _run_stage(
     }
     x = {k: v for k, v in blocks.items() if k in stage.refine}
     fixed = {k: v for k, v in blocks.items() if k not in stage.refine}
-    fun = Objective(model, backend, stage, fixed, norm, geom.pixel_size_A)
+    fun = Objective(
+        model, backend, stage, fixed, ctx.split.fit_norm, geom.pixel_size_A, split=ctx.split
+    )
     opt = make_optimiser(
         stage.optimizer,
         memory=stage.lbfgs_memory,
         xp=backend.xp,
         typical={"tilt": 1.0, "source": 0.1},
         state_blocks=("object",),
+        history=data.plan.history,
     )
+    resumed_minibatch = None
     if state.optimiser_state is not None:
-        opt.import_state(state.optimiser_state)
+        if state.stage_iteration < stage.minibatch_epochs:  # stopped inside the epochs
+            resumed_minibatch = state.optimiser_state
+        else:
+            opt.import_state(state.optimiser_state)
 
     def sync(x: dict[str, Any]) -> None:
         obj, probe, tilt = fun.blocks(x)
@@ -435,15 +730,33 @@ def _run_stage(
 
     n_stages = len(config.stages)
     total_iterations = config.total_iterations
-    f, g = fun(x)
+    if state.stage_iteration < stage.minibatch_epochs:
+        x = yield from _minibatch_epochs(
+            state, stage, config, model, fun, x, control, sync, start_iteration, t0,
+            resumed_minibatch, on_checkpoint,
+        )  # fmt: skip
+        if state.stage_iteration < stage.minibatch_epochs:
+            return True  # stopped
+    try:
+        f, g = fun(x)
+    except WorkerError as exc:
+        _save_on_failure(state, sync, x, on_checkpoint, exc)
+        raise
     while state.stage_iteration < stage.iterations:
         if control is not None and control.checkpoint():
             sync(x)
             return True
-        x, f, g, info = opt.step(fun, x, f, g)
+        try:
+            x, f, g, info = opt.step(fun, x, f, g)
+        except WorkerError as exc:  # a worker of a distributed run died: keep the last state
+            _save_on_failure(state, sync, x, on_checkpoint, exc)
+            raise
         state.stage_iteration += 1
         state.iteration += 1
         state.loss.append(float(f))
+        every = stage.orthogonalise_probe_every
+        if every and state.stage_iteration % every == 0 and _orthogonalise_probe(backend, x, opt):
+            f, g = fun(x)  # as a resumed run computes it, so that resuming stays exact
         if info.method == "stalled":
             # no decrease along the gradient either: converged to the arithmetic's precision;
             # further iterations would repeat the same failed search
@@ -453,6 +766,8 @@ def _run_stage(
                 state.stage_iteration,
             )
             state.stage_iteration = stage.iterations
+        elif _stopping_rule(state, stage, fun, x, ctx):
+            state.stage_iteration = stage.iterations
         last = state.stage_iteration == stage.iterations
         due_update = config.update_every and (state.iteration % config.update_every == 0 or last)
         due_ckpt = config.checkpoint_every and state.iteration % config.checkpoint_every == 0
@@ -461,6 +776,8 @@ def _run_stage(
         if due_ckpt and on_checkpoint is not None:
             on_checkpoint(state)
             log.debug("checkpoint at iteration %d", state.iteration)
+        if last and stage.object_states > 1 and "object" in stage.refine:
+            _report_separation(state, stage, fun, x, ctx)
         elapsed = time.perf_counter() - t0
         done = state.iteration - start_iteration
         obj_copy = probe_copy = None
@@ -485,6 +802,217 @@ def _run_stage(
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
         )
     return False
+
+
+def _stopping_rule(
+    state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _StageContext
+) -> bool:
+    """Whether ``stage`` should end now (``stop_patience``, ``stop_tolerance``; see
+    :class:`~caviar_napari.data.config.StageConfig`); logs why. The held-out record lives in
+    ``state.diagnostics["held_out"]`` so that a resumed run decides as an uninterrupted one."""
+    patience = stage.stop_patience
+    k = state.stage_iteration
+    if ctx.split.holds_out:
+        held = fun.held_out_loss(x)
+        record = state.diagnostics.setdefault("held_out", {}).setdefault(stage.name, {})
+        record.setdefault("loss", []).append(held)
+        if held < record.get("best", math.inf):
+            record["best"], record["best_iteration"] = held, k
+        if patience and k - record["best_iteration"] >= patience:
+            log.info(
+                "stage '%s': held-out loss has not improved for %d iterations (best at %d): "
+                "ending the stage at iteration %d",
+                stage.name,
+                patience,
+                record["best_iteration"],
+                k,
+            )
+            return True
+        return False
+    if not patience or k <= patience:
+        return False
+    losses = state.loss[-patience - 1 :]
+    old, new = losses[0] - ctx.noise.floor, losses[-1] - ctx.noise.floor
+    if old > 0 and (old - new) / old < stage.stop_tolerance:
+        log.info(
+            "stage '%s': the misfit fell by %.2g %% over the last %d iterations (< %.2g %%): "
+            "ending the stage at iteration %d",
+            stage.name,
+            100 * (old - new) / old,
+            patience,
+            100 * stage.stop_tolerance,
+            k,
+        )
+        return True
+    return False
+
+
+def _orthogonalise_probe(backend: Backend, x: dict[str, Any], opt: LBFGS | GradientDescent) -> bool:
+    """Make refined probe modes orthogonal again, in place, with the optimiser's memory
+    following the same unitary change of variables; False when there is nothing to do."""
+    if "probe" not in x or x["probe"].shape[0] < 2:
+        return False
+    probe = x["probe"]
+    w = orthogonal_mixing(backend.xp, probe)
+
+    def mix(a: Any) -> Any:
+        return (w @ a.reshape(w.shape[0], -1)).reshape(a.shape).astype(a.dtype, copy=False)
+
+    x["probe"] = mix(probe)
+    opt.change_variables("probe", mix)
+    return True
+
+
+def _report_separation(
+    state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _StageContext
+) -> None:
+    """Measure whether the states of the finished ``stage`` separated (into diagnostics)."""
+    geom = ctx.geom
+    loss_states, loss_mean = fun.data_losses(x)
+    lo = np.floor(geom.positions_px.min(axis=0)).astype(int)
+    hi = np.ceil(geom.positions_px.max(axis=0)).astype(int) + 1
+    region = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+    band = optics.band_limit_mask(geom.object_shape, geom.pixel_size_A, optics.BAND_LIMIT)
+    area = int(np.prod(hi - lo)) * float(np.mean(band))
+    report = separation_report(
+        stage=stage.name,
+        n_states=stage.object_states,
+        obj=state.object,
+        region=region,
+        loss_history=state.loss[-stage.iterations :],
+        loss_states=loss_states,
+        loss_mean=loss_mean,
+        loss_floor=ctx.noise.floor,
+        noise_per_parameter=ctx.noise.per_parameter,
+        n_parameters=int(2 * area * stage.slices * (stage.object_states - 1)),
+        held_losses=fun.data_losses(x, held=True) if ctx.split.holds_out else None,
+    )
+    reports = [r for r in state.diagnostics.get("separation", []) if r["stage"] != stage.name]
+    state.diagnostics["separation"] = [*reports, report.to_dict()]
+    state.diagnostics["warnings"] = [
+        w for r in state.diagnostics["separation"] for w in SeparationReport.from_dict(r).warnings
+    ]
+    for line in report.warnings:
+        log.warning(line)
+    log.info(
+        "stage '%s': states spread %.3g rad, explain %.1f %% of the mean object's misfit",
+        stage.name,
+        report.spread_rad,
+        100 * report.gain,
+    )
+
+
+def _minibatch_epochs(
+    state: ReconState,
+    stage: StageConfig,
+    config: ReconstructionConfig,
+    model: Any,
+    fun: Objective,
+    x: dict[str, Any],
+    control: RunControl | None,
+    sync: Callable[[dict[str, Any]], None],
+    start_iteration: int,
+    t0: float,
+    resumed: dict[str, Any] | None,
+    on_checkpoint: CheckpointCallback | None,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """The stage's first ``minibatch_epochs`` iterations as mini-batch epochs
+    (:mod:`caviar_napari.core.minibatch`); returns the point L-BFGS starts from.  The
+    gradient-descent state is the state's ``optimiser_state`` while the epochs last."""
+    if not isinstance(model, MultisliceModel):
+        raise InputError(
+            f"stage '{stage.name}': minibatch_epochs needs a single-process run (no cluster)"
+        )
+    gd = make_optimiser("gd", xp=model.xp, typical={"tilt": 1.0, "source": 0.1},
+                        state_blocks=("object",))  # fmt: skip
+    if resumed is not None:
+        gd.import_state(resumed)
+
+    def keep(x: dict[str, Any]) -> None:
+        sync(x)
+        # after the last epoch L-BFGS starts afresh, as in an uninterrupted run
+        done = state.stage_iteration >= stage.minibatch_epochs
+        state.optimiser_state = None if done else gd.export_state()
+
+    def objective(sub: Any) -> Objective:
+        restricted = copy.copy(fun)  # the same objective (masks, regularisers) on the subset
+        restricted.model = sub
+        return restricted
+
+    while state.stage_iteration < stage.minibatch_epochs:
+        if control is not None and control.checkpoint():
+            keep(x)
+            return x
+        batches = minibatch.epoch_batches(
+            model.n_patterns, stage.minibatch_size, config.seed, state.stage_index,
+            state.stage_iteration,
+        )  # fmt: skip
+        x, f, info = minibatch.run_epoch(objective, model, x, gd, batches)
+        state.stage_iteration += 1
+        state.iteration += 1
+        state.loss.append(float(f))
+        if config.checkpoint_every and state.iteration % config.checkpoint_every == 0:
+            keep(x)
+            if on_checkpoint is not None:
+                on_checkpoint(state)
+        elapsed = time.perf_counter() - t0
+        done = state.iteration - start_iteration
+        yield Progress(
+            stage_name=stage.name,
+            stage_index=state.stage_index,
+            n_stages=len(config.stages),
+            iteration=state.iteration,
+            total_iterations=config.total_iterations,
+            stage_iteration=state.stage_iteration,
+            stage_iterations=stage.iterations,
+            loss=float(f),
+            elapsed_s=elapsed,
+            eta_s=elapsed / done * (config.total_iterations - state.iteration),
+            method=info.method,
+            n_evals=info.n_evals,
+        )
+    return x
+
+
+def _largest_geometry(
+    dataset: STEMDataset, config: ReconstructionConfig, mean: np.ndarray
+) -> Geometry:
+    """The geometry of the stage with the largest probe window (the memory plan's)."""
+    geoms = {}
+    for i in range(len(config.stages)):
+        padding = stage_padding(config, i)
+        if padding not in geoms:
+            geoms[padding] = plan_geometry(dataset, config, padding=padding, mean_pattern=mean)
+    return max(geoms.values(), key=lambda g: g.window[0] * g.window[1])
+
+
+def _move_to_grid(state: ReconState, old: Geometry, new: Geometry) -> None:
+    """Resample the state's object and probe from ``old``'s grid onto ``new``'s (a stage with
+    another detector padding)."""
+    log.info(
+        "stage %d: probe window %d×%d -> %d×%d (pixel %.4f -> %.4f Å); object and probe resampled",
+        state.stage_index, *old.window, *new.window, old.pixel_size_A[0], new.pixel_size_A[0],
+    )  # fmt: skip
+    state.object = resample_object(state.object, old, new)
+    state.probe = resample_probe(state.probe, new.window)
+    state.pixel_size_A = new.pixel_size_A
+    state.object_origin_A = new.object_origin_A
+    state.scan_positions_A = new.positions_A.copy()
+
+
+def _save_on_failure(
+    state: ReconState,
+    sync: Callable[[dict[str, Any]], None],
+    x: dict[str, Any],
+    on_checkpoint: CheckpointCallback | None,
+    exc: WorkerError,
+) -> None:
+    """Bring ``state`` to the last accepted iterate, hand it to the checkpoint writer, and
+    attach it to ``exc`` (``exc.state``) for the caller to keep."""
+    sync(x)
+    if on_checkpoint is not None:
+        on_checkpoint(state)
+    exc.state = state  # type: ignore[attr-defined]
 
 
 def run_to_end(

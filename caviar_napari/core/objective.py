@@ -33,6 +33,7 @@ import numpy as np
 
 from caviar_napari.core import coherence, optics
 from caviar_napari.core.backend import Backend
+from caviar_napari.core.holdout import PatternSplit
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.optics import BAND_LIMIT
 from caviar_napari.data.config import StageConfig
@@ -127,12 +128,17 @@ class Objective:
         norm: float,
         pixel: tuple[float, float],
         compression: float = coherence.COMPRESSION_TOLERANCE,
+        split: PatternSplit | None = None,
     ) -> None:
         self.model = model
         self.backend = backend
         self.stage = stage
         self.fixed = fixed
         self.inv_norm = 1.0 / norm
+        # fitted patterns (None: all) and held-out ones, each with its own normaliser
+        self.fit = None if split is None or not split.holds_out else split.fit
+        self.held = None if split is None or not split.holds_out else split.held
+        self.inv_held_norm = 1.0 / split.held_norm if self.held is not None else 0.0
         self.want = frozenset(stage.refine)
         xp = backend.xp
         shape = model.object_shape
@@ -150,6 +156,11 @@ class Objective:
         self.model_want = frozenset(
             ({"probe"} if "source" in self.want else set()) | (self.want - {"source"})
         )
+        # rigid shifts between states are taken out of the object gradient (the generators
+        # are those of the current mean object, so the objective depends on x alone and a
+        # resumed run repeats an uninterrupted one exactly)
+        self.remove_state_shifts = stage.remove_state_shifts
+        self.pixel = pixel
         self.wedge = None
         if stage.missing_wedge > 0 and stage.slices > 1:
             dz = float(np.mean(stage.thicknesses_A()))
@@ -187,7 +198,9 @@ class Objective:
         be = self.backend
         obj, probe, tilt = self.blocks(x)
         modes, mixing = self.model_probe(x)
-        loss, grads = self.model.loss_and_gradient(obj, modes, tilt, want=self.model_want)
+        loss, grads = self.model.loss_and_gradient(
+            obj, modes, tilt, want=self.model_want, indices=self.fit
+        )
         if self.source is not None and "probe" in self.model_want:
             g_copies = mixing.conj() @ grads["probe"].reshape(modes.shape[0], -1)
             g_probe, g_sigma = coherence.contract_gradient(
@@ -214,4 +227,81 @@ class Objective:
                 reg = g if reg is None else reg + g
             if reg is not None:
                 out["object"] = out["object"] + reg.astype(out["object"].dtype, copy=False)
+            if self.remove_state_shifts and obj.shape[0] > 1:
+                shifts = StateShifts(be, obj.mean(axis=0), self.pixel)
+                out["object"] = shifts.project(out["object"])
         return f, out
+
+    def data_losses(self, x: dict[str, Any], held: bool = False) -> tuple[float, float]:
+        """Normalised data loss at ``x`` with its states, and with their mean object alone,
+        over the fitted patterns (or the held-out ones)."""
+        obj, _, tilt = self.blocks(x)
+        modes, _ = self.model_probe(x)
+        idx, scale = (self.held, self.inv_held_norm) if held else (self.fit, self.inv_norm)
+        with_states = self.model.loss(obj, modes, tilt, indices=idx) * scale
+        mean = self.model.loss(obj.mean(axis=0, keepdims=True), modes, tilt, indices=idx) * scale
+        return float(with_states), float(mean)
+
+    def held_out_loss(self, x: dict[str, Any]) -> float:
+        """Normalised data loss of the held-out patterns at ``x`` (NaN when none)."""
+        if self.held is None:
+            return float("nan")
+        obj, _, tilt = self.blocks(x)
+        modes, _ = self.model_probe(x)
+        return float(self.model.loss(obj, modes, tilt, indices=self.held) * self.inv_held_norm)
+
+
+class StateShifts:
+    """Projection that removes rigid relative shifts of object states from a gradient.
+
+    A state shifted by ``s`` is, to first order, ``Ō − s_y ∂_yŌ − s_x ∂_xŌ``: its deviation
+    lies along the two *translation generators* ``t_a = ∂_aŌ`` of the mean object (the whole
+    ``(slice, y, x)`` stack, spectral derivatives). The projection removes, from each state's
+    deviation part of a gradient, its component along the generators in the optimiser's real
+    inner product ``Re⟨a, b⟩``; the mean over the states (which moves the mean object) is left
+    untouched.
+
+    Parameters
+    ----------
+    backend
+        Array backend.
+    mean_object
+        ``(S, H, W)`` mean object (backend array).
+    pixel
+        ``(dy, dx)``, Å.
+    """
+
+    def __init__(self, backend: Backend, mean_object: Any, pixel: tuple[float, float]) -> None:
+        xp = backend.xp
+        self.backend = backend
+        s, h, w = mean_object.shape
+        ky = xp.asarray(np.fft.fftfreq(h, pixel[0])[:, None], dtype=backend.real_dtype)
+        kx = xp.asarray(np.fft.fftfreq(w, pixel[1])[None, :], dtype=backend.real_dtype)
+        spectrum = backend.fft2(mean_object)
+        gens = [backend.ifft2(2j * np.pi * k * spectrum) for k in (ky, kx)]
+        self.generators = xp.stack(gens).astype(mean_object.dtype)  # (2, S, H, W)
+        flat = self.generators.reshape(2, -1)
+        gram = (flat.conj() @ flat.T).real.astype(np.float64)
+        self.inverse_gram = xp.asarray(np.linalg.inv(backend.to_host(gram)))
+
+    def shifts_A(self, obj: Any) -> np.ndarray:
+        """``(N, 2)`` first-order rigid shift ``(y, x)`` of each state against the mean, Å
+        (a state ``Ō(r − s)`` has the deviation ``−s·∇Ō``)."""
+        n = obj.shape[0]
+        dev = (obj - obj.mean(axis=0, keepdims=True)).reshape(n, -1)
+        flat = self.generators.reshape(2, -1)
+        coef = (dev @ flat.conj().T).real.astype(np.float64) @ self.inverse_gram
+        return -np.asarray(self.backend.to_host(coef))
+
+    def project(self, grad: Any) -> Any:
+        """``grad`` ``(N, S, H, W)`` with the states' rigid-shift components removed."""
+        n = grad.shape[0]
+        if n < 2:
+            return grad
+        xp = self.backend.xp
+        mean = grad.mean(axis=0, keepdims=True)
+        dev = (grad - mean).reshape(n, -1)
+        flat = self.generators.reshape(2, -1)
+        coef = (dev @ flat.conj().T).real.astype(np.float64) @ self.inverse_gram  # (N, 2)
+        dev = dev - xp.asarray(coef, dtype=flat.real.dtype).astype(flat.dtype) @ flat
+        return (mean + dev.reshape(grad.shape)).astype(grad.dtype, copy=False)

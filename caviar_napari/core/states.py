@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,14 @@ from caviar_napari.core.optics import BAND_LIMIT
 from caviar_napari.data.config import StageConfig
 from caviar_napari.data.recon import ReconState
 
-__all__ = ["MODE_DECAY", "adapt_object", "adapt_probe", "adapt_state", "band_limited_noise"]
+__all__ = [
+    "MODE_DECAY",
+    "adapt_object",
+    "adapt_probe",
+    "adapt_state",
+    "band_limited_noise",
+    "orthogonal_mixing",
+]
 
 #: Relative power of the probe modes added at a stage change (ratio of successive modes).
 MODE_DECAY = 0.3
@@ -97,3 +105,18 @@ def adapt_state(
     state.slice_thickness_A = np.asarray(stage.thicknesses_A(), dtype=np.float64)
     state.optimiser_state = None
     state.rng_state = copy.deepcopy(rng.bit_generator.state)
+
+
+def orthogonal_mixing(xp: Any, probe: Any) -> Any:
+    """``(M, M)`` unitary W such that ``W @ probe`` has orthogonal modes, strongest first.
+
+    From the eigenvectors of the modes' Gram matrix ``G = P* Pᵀ`` (``M × M``): with
+    ``G = V Λ V^H``, ``W = V^H`` reordered by decreasing Λ makes ``W P`` the eigenmodes of the
+    mutual intensity ``Σ_m |p_m⟩⟨p_m|``, which the intensity depends on alone.
+    """
+    m = probe.shape[0]
+    flat = probe.reshape(m, -1)
+    gram = (flat.conj() @ flat.T).astype(np.complex128)
+    lam, vec = xp.linalg.eigh(gram)
+    order = xp.argsort(-lam)
+    return vec[:, order].T.astype(probe.dtype)

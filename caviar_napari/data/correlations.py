@@ -13,7 +13,159 @@ import numpy as np
 
 from caviar_napari.errors import InputError
 
-__all__ = ["CorrelationsData"]
+__all__ = [
+    "CorrelationsData",
+    "Estimate",
+    "NoiseFloor",
+    "TruthMetrics",
+    "UniformOffset",
+    "Uncertainty",
+]
+
+
+def _finite_or_nan(value: float) -> float:
+    value = float(value)
+    return value if np.isfinite(value) else float("nan")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its standard error (NaN when unknown)."""
+
+    value: float
+    stderr: float = float("nan")
+
+    def text(self, fmt: str = ".4f", scale: float = 1.0) -> str:
+        """``"value ± error"`` (``"value"`` alone when the error is unknown), both × ``scale``."""
+        v = f"{self.value * scale:{fmt}}"
+        if not np.isfinite(self.stderr):
+            return v
+        return f"{v} ± {self.stderr * scale:{fmt.lstrip('+')}}"
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """How the standard errors of a CORR file were obtained (issue 13, conventions §4).
+
+    Attributes
+    ----------
+    method
+        ``"jackknife"`` (delete-one over object states) or ``"bootstrap"`` (states drawn with
+        replacement); each state is resampled with all its slices.
+    replicas
+        Number of replicas (the number of states for the jackknife).
+    seed
+        Seed of the bootstrap draws (None for the jackknife, which draws nothing).
+    green_dof
+        Wishart degrees of freedom of the tensor for the significance tests: ``N − 1`` for one
+        slice; with several slices, ``N − 1`` times the number of effectively independent
+        slices (conventions §4).
+    """
+
+    method: str
+    replicas: int
+    seed: int | None
+    green_dof: float
+
+    def describe(self) -> str:
+        """One line for the summary."""
+        if self.method == "jackknife":
+            how = f"delete-one jackknife over the {self.replicas} object states"
+        else:
+            how = f"bootstrap over object states ({self.replicas} replicas, seed {self.seed})"
+        return f"{how}, each with all its slices; Wishart dof {self.green_dof:.3g}"
+
+
+@dataclass(frozen=True)
+class UniformOffset:
+    """The uniform x–x / y–y offset of the Green's tensor (partial spatial coherence, paper §2).
+
+    Attributes
+    ----------
+    offset_A2
+        ``(2,)`` ``(c_y, c_x)``: mean of ``G_ij,yy`` and of ``G_ij,xx`` over pairs of distinct
+        atoms at least ``min_distance_A`` apart, Å².
+    stderr_A2
+        ``(2,)`` their standard errors (NaN when unknown).
+    min_distance_A
+        Smallest separation of the pairs averaged (0: every pair of distinct atoms).
+    n_pairs
+        Number of pairs averaged.
+    subtracted
+        True when the offset was subtracted from every y–y and x–x entry of the tensor (self
+        blocks included) before anything else was computed from it.
+    """
+
+    offset_A2: np.ndarray
+    stderr_A2: np.ndarray
+    min_distance_A: float
+    n_pairs: int
+    subtracted: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("offset_A2", "stderr_A2"):
+            value = np.asarray(getattr(self, key), dtype=float)
+            if value.shape != (2,):
+                raise InputError(f"{key}: shape {value.shape}, expected (2,) as (y, x)")
+            object.__setattr__(self, key, value)
+
+    @property
+    def mean(self) -> Estimate:
+        """``(c_y + c_x) / 2`` with its error (the errors of the two taken as independent)."""
+        err = 0.5 * float(np.hypot(*self.stderr_A2))
+        return Estimate(float(self.offset_A2.mean()), _finite_or_nan(err))
+
+
+@dataclass(frozen=True)
+class TruthMetrics:
+    """LSM / CSM of a reconstruction against a ground truth, with standard errors.
+
+    Attributes
+    ----------
+    truth
+        The file of the ground truth.
+    lsm_sum, lsm_mean, csm
+        Eq. 3 as printed (a sum over vectors), eq. 3 as a mean per vector, eq. 4.
+    rho_nn_truth
+        ρ_nn of the truth over the same nearest-neighbour pairs.
+    n_pairs, n_vectors
+        Pairs in the CSM mean and vectors in the LSM sum.
+    pairing
+        How the truth entered the resampling: ``"paired"`` (each state resampled with the
+        configuration assigned to it) or ``"truth fixed"``.
+    """
+
+    truth: str
+    lsm_sum: Estimate
+    lsm_mean: Estimate
+    csm: Estimate
+    rho_nn_truth: float
+    n_pairs: int
+    n_vectors: int
+    pairing: str
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """The positional noise floor of the displacements and how it was found (issue 12).
+
+    Attributes
+    ----------
+    floor_A
+        rms positional noise per direction, Å (NaN when nothing gives an estimate).
+    method
+        Where the estimate comes from (plain words).
+    rms_displacement_A
+        rms displacement per direction of the data, Å.
+    noise_fraction
+        ``floor² / rms²``: the share of the measured variance the noise alone accounts for
+        (NaN when the floor is unknown).
+    """
+
+    floor_A: float
+    method: str
+    rms_displacement_A: float
+    noise_fraction: float
 
 
 @dataclass(frozen=True)
@@ -38,6 +190,19 @@ class CorrelationsData:
         Lattice indexing copied from the ATOMS file (optional).
     source
         Name of the file the positions came from.
+    green_stderr_A2, b_factor_stderr_A2
+        Standard errors of ``green_A2`` and ``b_factor_A2`` (optional; issue 13).
+    uncertainty
+        How the errors were obtained and the tensor's Wishart degrees of freedom (optional).
+    rho_nn, rms_displacement_A
+        ρ_nn over the nearest-neighbour pairs and the rms displacement per direction (Å), with
+        their errors (optional).
+    offset
+        The uniform x–x / y–y offset, estimated and possibly subtracted (optional).
+    truth_metrics
+        LSM/CSM against a ground truth, with errors (optional).
+    noise_floor
+        The positional noise floor of the displacements (optional).
     """
 
     green_A2: np.ndarray
@@ -51,6 +216,14 @@ class CorrelationsData:
     species: np.ndarray | None = None
     lattice_vectors_A: np.ndarray | None = None
     source: str = ""
+    green_stderr_A2: np.ndarray | None = None
+    b_factor_stderr_A2: np.ndarray | None = None
+    uncertainty: Uncertainty | None = None
+    rho_nn: Estimate | None = None
+    rms_displacement_A: Estimate | None = None
+    offset: UniformOffset | None = None
+    truth_metrics: TruthMetrics | None = None
+    noise_floor: NoiseFloor | None = None
 
     def __post_init__(self) -> None:
         n = self.b_factor_A2.shape[0] if self.b_factor_A2.ndim == 1 else -1
@@ -66,6 +239,10 @@ class CorrelationsData:
             checks["species"] = (self.species.shape, (n,))
         if self.lattice_vectors_A is not None:
             checks["lattice_vectors_A"] = (self.lattice_vectors_A.shape, (2, 2))
+        if self.green_stderr_A2 is not None:
+            checks["green_stderr_A2"] = (self.green_stderr_A2.shape, (2 * n, 2 * n))
+        if self.b_factor_stderr_A2 is not None:
+            checks["b_factor_stderr_A2"] = (self.b_factor_stderr_A2.shape, (n,))
         if n < 0:
             raise InputError(f"b_factor_A2 must be (atoms,), got {self.b_factor_A2.shape}")
         for key, (got, want) in checks.items():

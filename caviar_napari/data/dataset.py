@@ -19,9 +19,10 @@ import numpy as np
 
 from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.checks import finite_scalar, positive_pair, where
+from caviar_napari.data.lazy import LazyIntensities, pattern_mean, read_patterns
 from caviar_napari.errors import InputError
 
-__all__ = ["STEMDataset", "regular_positions_A"]
+__all__ = ["STEMDataset", "regular_positions_A", "rotate_positions_A"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,33 @@ def regular_positions_A(
     sy, sx = scan_shape
     iy, ix = np.meshgrid(np.arange(sy), np.arange(sx), indexing="ij")
     return np.stack([iy * scan_step_A[0], ix * scan_step_A[1]], axis=-1).astype(np.float64)
+
+
+def rotate_positions_A(positions_A: np.ndarray, scan_rotation_deg: float) -> np.ndarray:
+    """Scan-frame positions turned into the detector-aligned (object) frame (conventions §2).
+
+    ``y' = y cos θ + x sin θ``, ``x' = x cos θ − y sin θ`` for θ = ``scan_rotation_deg``: the
+    scan axes are rotated by +θ (from +x towards +y) relative to the detector axes.
+
+    Parameters
+    ----------
+    positions_A
+        ``(..., 2)`` positions ``(y, x)`` in Å, scan frame.
+    scan_rotation_deg
+        θ in degrees.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., 2)`` float64 positions in the object frame (a copy).
+    """
+    pos = np.asarray(positions_A, dtype=np.float64)
+    theta = np.deg2rad(float(scan_rotation_deg))
+    if theta == 0.0:
+        return pos.copy()
+    c, s = np.cos(theta), np.sin(theta)
+    y, x = pos[..., 0], pos[..., 1]
+    return np.stack([y * c + x * s, x * c - y * s], axis=-1)
 
 
 @dataclass
@@ -76,6 +104,13 @@ class STEMDataset:
         regular grid from ``scan_step_A`` starting at ``(0, 0)``.
     source
         Name of the file the data came from (used in error messages and recorded in outputs).
+    dose_e_per_A2
+        Electron dose (e/Å²) when known: the intensities are then counts, or proportional to
+        counts with ``dose × scan step area`` electrons per pattern (:meth:`counts_scale`).
+    probe_initial
+        Optional ``(mode, Ky, Kx)`` complex starting probe on this detector's grid, real space,
+        centred (e.g. measured in vacuum by ``caviar calibrate``); the reconstruction starts
+        from it instead of the aperture-and-defocus probe.
     """
 
     intensities: np.ndarray
@@ -87,9 +122,14 @@ class STEMDataset:
     scan_rotation_deg: float = 0.0
     positions_A: np.ndarray | None = None
     source: str = field(default="")
+    dose_e_per_A2: float | None = None
+    probe_initial: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         src = self.source
+        if isinstance(self.intensities, LazyIntensities):
+            self._check_lazy()
+            return
         data = np.asarray(self.intensities)
         if data.ndim != 4:
             raise InputError(
@@ -124,7 +164,21 @@ class STEMDataset:
         if not np.any(data > 0):
             raise InputError(f"{where(src)}'intensities' are all zero")
         self.intensities = data
+        self._check_calibration()
 
+    def _check_lazy(self) -> None:
+        """A dataset left in its file: shape now, values as they are read (data.lazy)."""
+        shape = tuple(self.intensities.shape)
+        if len(shape) != 4 or min(shape) < 1:
+            raise InputError(
+                f"{where(self.source)}'intensities' must have rank 4 (scan_y, scan_x, ky, kx), "
+                f"got shape {shape}"
+            )
+        self._check_calibration()
+
+    def _check_calibration(self) -> None:
+        src = self.source
+        data = self.intensities
         self.energy_eV = finite_scalar(self.energy_eV, "energy_eV", src, positive=True)
         self.convergence_semiangle_mrad = finite_scalar(
             self.convergence_semiangle_mrad, "convergence_semiangle_mrad", src, positive=True
@@ -135,6 +189,20 @@ class STEMDataset:
         )
         self.defocus_A = finite_scalar(self.defocus_A, "defocus_A", src)
         self.scan_rotation_deg = finite_scalar(self.scan_rotation_deg, "scan_rotation_deg", src)
+        if self.probe_initial is not None:
+            probe = np.asarray(self.probe_initial)
+            if probe.ndim == 2:
+                probe = probe[None]
+            if probe.ndim != 3 or tuple(probe.shape[1:]) != data.shape[2:]:
+                raise InputError(
+                    f"{where(src)}'probe_initial' must be (mode, {data.shape[2]}, "
+                    f"{data.shape[3]}) on the detector grid, got {probe.shape}"
+                )
+            self.probe_initial = probe.astype(np.complex128)
+        if self.dose_e_per_A2 is not None:
+            self.dose_e_per_A2 = finite_scalar(
+                self.dose_e_per_A2, "dose_e_per_A2", src, positive=True
+            )
 
         sy, sx = data.shape[:2]
         if self.positions_A is None:
@@ -185,7 +253,30 @@ class STEMDataset:
     @property
     def mean_total_intensity(self) -> float:
         """Mean over scan positions of the total intensity of a pattern (data units)."""
-        return float(self.intensities.sum(axis=(2, 3), dtype=np.float64).mean())
+        return float(pattern_mean(self.intensities).sum())
+
+    @property
+    def integer_valued(self) -> bool:
+        """Whether the intensities are whole numbers (counts), judged on up to 64 patterns."""
+        n = self.scan_shape[0] * self.scan_shape[1]
+        sample = read_patterns(self.intensities, np.arange(0, n, max(1, n // 64))[:64])
+        return bool(np.all(sample == np.round(sample)))
+
+    @property
+    def is_counts(self) -> bool:
+        """Whether the intensities are electron counts (whole numbers, or a dose is known)."""
+        return self.dose_e_per_A2 is not None or self.integer_valued
+
+    def counts_scale(self) -> float:
+        """Factor that turns the intensities into expected electron counts.
+
+        1 for whole-number intensities; ``dose × dy dx / mean total`` when a dose is known and
+        the intensities are in other units; 1 (no counts known) otherwise.
+        """
+        if self.dose_e_per_A2 is None or self.integer_valued:
+            return 1.0
+        electrons = self.dose_e_per_A2 * self.scan_step_A[0] * self.scan_step_A[1]
+        return electrons / self.mean_total_intensity
 
     def rotated_positions_A(self) -> np.ndarray:
         """Probe positions in the detector-aligned (object) frame, ``(Sy, Sx, 2)`` in Å.
@@ -196,10 +287,4 @@ class STEMDataset:
         ``y' = y cos θ + x sin θ`` and ``x' = x cos θ − y sin θ``. With θ = 0 (the default) the
         two frames coincide.
         """
-        pos = np.asarray(self.positions_A, dtype=np.float64)
-        theta = np.deg2rad(self.scan_rotation_deg)
-        if theta == 0.0:
-            return pos.copy()
-        c, s = np.cos(theta), np.sin(theta)
-        y, x = pos[..., 0], pos[..., 1]
-        return np.stack([y * c + x * s, x * c - y * s], axis=-1)
+        return rotate_positions_A(self.positions_A, self.scan_rotation_deg)

@@ -8,7 +8,7 @@ file and its checkpoints, conventions §6).  Arrays are host numpy arrays.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,10 @@ class ReconState:
     source_fwhm_A
         Source size (FWHM at the specimen, Å) of a partially coherent probe
         (``partial_coherence: gaussian``); 0 for a coherent one.
+    diagnostics
+        What the engine measured about the run (JSON-safe): ``loss`` (the data loss used, when
+        ``loss: auto`` chose it), ``separation`` (one report per finished multi-state stage,
+        :mod:`caviar_napari.core.separation`), ``warnings`` (plain sentences).
     version
         Version of caviar-napari that made the state (the engine, or the file it was read
         from); ``""`` when unknown.
@@ -78,6 +82,7 @@ class ReconState:
     scan_positions_A: np.ndarray | None = None
     scan_rotation_deg: float = 0.0
     source_fwhm_A: float = 0.0
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     version: str = ""
 
     @property

@@ -11,8 +11,19 @@ CORR layout (HDF5)::
     cell_index        (atoms, 2)          int      optional
     basis_index       (atoms,)            int      optional
     species           (atoms,)            str      optional
+    green_stderr_A2   (2·atoms, 2·atoms)  float64  optional: standard error of green_A2
+    b_factor_stderr_A2 (atoms,)           float64  optional: standard error of b_factor_A2
     attrs: n_states, lattice_vectors_A (2, 2) (optional), source, dof_convention, units,
-           software, version
+           software, version;
+           optional (issue 13): error_method ("jackknife" | "bootstrap"), error_replicas,
+           error_seed (bootstrap), green_dof (Wishart degrees of freedom of the significance
+           tests), rho_nn, rho_nn_stderr, rms_displacement_A, rms_displacement_stderr_A,
+           offset_A2 (2,) (c_y, c_x), offset_stderr_A2 (2,), offset_min_distance_A,
+           offset_pairs, offset_subtracted (green_A2 and b_factor_A2 are then corrected),
+           noise_floor_A (NaN: unknown), noise_floor_method, noise_fraction
+    truth_comparison  group, optional: attrs truth, lsm_sum, lsm_sum_stderr, lsm_mean,
+                      lsm_mean_stderr, csm, csm_stderr, rho_nn_truth, n_pairs, n_vectors,
+                      pairing ("paired" | "truth fixed")
 """
 
 from __future__ import annotations
@@ -22,7 +33,14 @@ import os
 import h5py
 import numpy as np
 
-from caviar_napari.data.correlations import CorrelationsData
+from caviar_napari.data.correlations import (
+    CorrelationsData,
+    Estimate,
+    NoiseFloor,
+    TruthMetrics,
+    Uncertainty,
+    UniformOffset,
+)
 from caviar_napari.data.ground_truth import GroundTruth
 from caviar_napari.errors import InputError
 from caviar_napari.io._h5util import (
@@ -70,7 +88,117 @@ def write_correlations(path: str | os.PathLike, data: CorrelationsData) -> None:
             f.attrs["lattice_vectors_A"] = np.asarray(data.lattice_vectors_A, dtype=float)
         f.attrs["n_states"] = int(data.n_states)
         f.attrs["dof_convention"] = DOF_CONVENTION
-        write_stamp(f, source=data.source, units="green_A2, b_factor_A2: Å²; positions: Å")
+        _write_statistics(f, data)
+        write_stamp(
+            f,
+            source=data.source,
+            units="green_A2, b_factor_A2, offset and their *_stderr: Å²; positions, rms, "
+            "noise floor: Å",
+        )
+
+
+def _write_estimate(attrs: h5py.AttributeManager, name: str, value: Estimate | None) -> None:
+    if value is not None:
+        attrs[name] = float(value.value)
+        attrs[f"{name}_stderr"] = float(value.stderr)
+
+
+def _write_statistics(f: h5py.File, data: CorrelationsData) -> None:
+    """The optional items of issue 13 (errors, ρ_nn, rms, offset, noise floor, LSM/CSM)."""
+    for key in ("green_stderr_A2", "b_factor_stderr_A2"):
+        value = getattr(data, key)
+        if value is not None:
+            f.create_dataset(key, data=np.asarray(value, dtype=np.float64))
+    u = data.uncertainty
+    if u is not None:
+        f.attrs["error_method"] = u.method
+        f.attrs["error_replicas"] = int(u.replicas)
+        if u.seed is not None:
+            f.attrs["error_seed"] = int(u.seed)
+        f.attrs["green_dof"] = float(u.green_dof)
+    _write_estimate(f.attrs, "rho_nn", data.rho_nn)
+    if data.rms_displacement_A is not None:
+        f.attrs["rms_displacement_A"] = float(data.rms_displacement_A.value)
+        f.attrs["rms_displacement_stderr_A"] = float(data.rms_displacement_A.stderr)
+    o = data.offset
+    if o is not None:
+        f.attrs["offset_A2"] = np.asarray(o.offset_A2, dtype=float)
+        f.attrs["offset_stderr_A2"] = np.asarray(o.stderr_A2, dtype=float)
+        f.attrs["offset_min_distance_A"] = float(o.min_distance_A)
+        f.attrs["offset_pairs"] = int(o.n_pairs)
+        f.attrs["offset_subtracted"] = bool(o.subtracted)
+    n = data.noise_floor
+    if n is not None:
+        f.attrs["noise_floor_A"] = float(n.floor_A)
+        f.attrs["noise_floor_method"] = n.method
+        f.attrs["noise_fraction"] = float(n.noise_fraction)
+    m = data.truth_metrics
+    if m is not None:
+        g = f.create_group("truth_comparison")
+        g.attrs["truth"] = m.truth
+        for name in ("lsm_sum", "lsm_mean", "csm"):
+            _write_estimate(g.attrs, name, getattr(m, name))
+        g.attrs["rho_nn_truth"] = float(m.rho_nn_truth)
+        g.attrs["n_pairs"] = int(m.n_pairs)
+        g.attrs["n_vectors"] = int(m.n_vectors)
+        g.attrs["pairing"] = m.pairing
+
+
+def _read_estimate(attrs: h5py.AttributeManager, name: str) -> Estimate | None:
+    if name not in attrs:
+        return None
+    return Estimate(float(attrs[name]), float(attrs.get(f"{name}_stderr", np.nan)))
+
+
+def _read_statistics(f: h5py.File, where: str) -> dict:
+    """The optional items written by :func:`_write_statistics` (absent ones are None)."""
+    a = f.attrs
+    out: dict = {
+        key: read_dataset(f, where, key, required=False)
+        for key in ("green_stderr_A2", "b_factor_stderr_A2")
+    }
+    out = {k: None if v is None else np.asarray(v, dtype=float) for k, v in out.items()}
+    if "error_method" in a:
+        seed = a.get("error_seed")
+        out["uncertainty"] = Uncertainty(
+            method=as_text(a["error_method"]),
+            replicas=int(a.get("error_replicas", 0)),
+            seed=None if seed is None else int(seed),
+            green_dof=float(a.get("green_dof", np.nan)),
+        )
+    out["rho_nn"] = _read_estimate(a, "rho_nn")
+    if "rms_displacement_A" in a:
+        out["rms_displacement_A"] = Estimate(
+            float(a["rms_displacement_A"]), float(a.get("rms_displacement_stderr_A", np.nan))
+        )
+    if "offset_A2" in a:
+        out["offset"] = UniformOffset(
+            offset_A2=np.asarray(a["offset_A2"], dtype=float),
+            stderr_A2=np.asarray(a.get("offset_stderr_A2", [np.nan, np.nan]), dtype=float),
+            min_distance_A=float(a.get("offset_min_distance_A", 0.0)),
+            n_pairs=int(a.get("offset_pairs", 0)),
+            subtracted=bool(a.get("offset_subtracted", False)),
+        )
+    if "noise_floor_A" in a:
+        out["noise_floor"] = NoiseFloor(
+            floor_A=float(a["noise_floor_A"]),
+            method=as_text(a.get("noise_floor_method", "")),
+            rms_displacement_A=float(a.get("rms_displacement_A", np.nan)),
+            noise_fraction=float(a.get("noise_fraction", np.nan)),
+        )
+    if "truth_comparison" in f:
+        g = f["truth_comparison"].attrs
+        out["truth_metrics"] = TruthMetrics(
+            truth=as_text(g.get("truth", "")),
+            lsm_sum=_read_estimate(g, "lsm_sum"),
+            lsm_mean=_read_estimate(g, "lsm_mean"),
+            csm=_read_estimate(g, "csm"),
+            rho_nn_truth=float(g.get("rho_nn_truth", np.nan)),
+            n_pairs=int(g.get("n_pairs", 0)),
+            n_vectors=int(g.get("n_vectors", 0)),
+            pairing=as_text(g.get("pairing", "")),
+        )
+    return out
 
 
 def read_correlations(path: str | os.PathLike) -> CorrelationsData:
@@ -89,6 +217,7 @@ def read_correlations(path: str | os.PathLike) -> CorrelationsData:
         lattice = f.attrs.get("lattice_vectors_A")
         source = f.attrs.get("source", "")
         with naming_file(path):
+            statistics = _read_statistics(f, where)
             return CorrelationsData(
                 green_A2=np.asarray(green, dtype=float),
                 b_factor_A2=np.asarray(b, dtype=float),
@@ -101,6 +230,7 @@ def read_correlations(path: str | os.PathLike) -> CorrelationsData:
                 species=species,
                 lattice_vectors_A=None if lattice is None else np.asarray(lattice, float),
                 source=as_text(source),
+                **statistics,
             )
 
 

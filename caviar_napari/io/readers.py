@@ -22,8 +22,9 @@ EMD 1.0 / py4DSTEM          HDF5 with an EMD ``array`` group holding a 4D ``data
                             ``Q_pixel_units``) or the ``dim`` vectors
 abTEM measurement (zarr)    a ``.zarr`` folder written by ``DiffractionPatterns.to_zarr`` (needs
                             abTEM): energy, α and samplings from its metadata
-raw detector formats        via rosettasciio (optional extra ``formats``): EMPAD ``.xml``
-                            (+ ``.raw``), Merlin ``.mib``, Digital Micrograph ``.dm3``/``.dm4``,
+raw detector formats        via rosettasciio (optional extra ``formats``,
+                            :mod:`caviar_napari.io.rsciio_formats`): EMPAD ``.xml`` (+ ``.raw``),
+                            Merlin ``.mib`` (+ ``.hdr``), Digital Micrograph ``.dm3``/``.dm4``,
                             ``.blo``; calibrations they lack must be given
 ==========================  =================================================================
 
@@ -41,30 +42,56 @@ read by their navigate flag (navigation first, in array order).
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
 
-from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
 from caviar_napari.io._h5util import as_text, open_h5
-from caviar_napari.io.dataset import CALIBRATION_RTOL, read_stem_h5
+from caviar_napari.io.dataset import read_stem_h5
+from caviar_napari.io.instrument_formats import (
+    is_dectris_master,
+    is_nion_h5,
+    load_dectris,
+    load_nion_h5,
+    load_nion_ndata,
+    ndata_kind,
+)
+from caviar_napari.io.reader_common import (
+    _REQUIRED,
+    CALIBRATION_KEYS,
+    Calibration,
+    Kind,
+    ReadOptions,
+    detector_calibration,
+    length_A,
+    make_dataset,
+)
+from caviar_napari.io.rsciio_formats import (
+    DIGITAL_MICROGRAPH,
+    MERLIN,
+    RsciioFormat,
+    empad_kind,
+    load_empad,
+    load_rsciio,
+    rsciio_kind,
+)
 
 __all__ = [
     "CALIBRATION_KEYS",
     "READERS",
     "Calibration",
     "Kind",
+    "ReadOptions",
     "Reader",
     "detect_kind",
     "load_stem",
@@ -73,177 +100,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: What a file holds: a 4D-STEM dataset, a reconstruction, or an ATOMS file.
-Kind = Literal["stem", "reconstruction", "atoms"]
-
-#: Calibration items a user may pass (and a JSON sidecar may hold).
-CALIBRATION_KEYS: tuple[str, ...] = (
-    "energy_eV",
-    "convergence_semiangle_mrad",
-    "scan_step_A",
-    "angular_sampling_mrad",
-    "reciprocal_sampling_invA",
-    "defocus_A",
-    "scan_rotation_deg",
-)
-_REQUIRED = ("energy_eV", "convergence_semiangle_mrad", "scan_step_A")
-
-#: Length units → Å.
-_LENGTH_TO_A = {
-    "a": 1.0,
-    "å": 1.0,
-    "angstrom": 1.0,
-    "ang": 1.0,
-    "nm": 10.0,
-    "pm": 0.01,
-    "µm": 1e4,
-    "um": 1e4,
-    "m": 1e10,
-}
-#: Reciprocal length units → 1/Å.
-_RECIPROCAL_TO_INVA = {
-    "a^-1": 1.0,
-    "1/a": 1.0,
-    "1/å": 1.0,
-    "å^-1": 1.0,
-    "1/angstrom": 1.0,
-    "nm^-1": 0.1,
-    "1/nm": 0.1,
-    "1/pm": 100.0,
-    "pm^-1": 100.0,
-    "1/m": 1e-10,
-    "m^-1": 1e-10,
-}
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether two calibration values are numerically equal (non-numbers compare as text)."""
-    try:
-        return bool(np.allclose(np.ravel(np.asarray(a, float)), np.ravel(np.asarray(b, float))))
-    except (TypeError, ValueError):
-        return str(a) == str(b)
-
-
-@dataclass
-class Calibration:
-    """Calibration items of a 4D-STEM dataset, any of which may be missing (None).
-
-    Attributes
-    ----------
-    energy_eV
-        Beam energy (eV).
-    convergence_semiangle_mrad
-        α (mrad).
-    scan_step_A
-        ``(dy, dx)`` or scalar (Å).
-    angular_sampling_mrad
-        ``(dky, dkx)`` or scalar (mrad).
-    reciprocal_sampling_invA
-        ``(dky, dkx)`` or scalar (1/Å), converted to mrad with λ.
-    defocus_A
-        Δf = −C10 (Å), default 0.
-    scan_rotation_deg
-        Scan rotation (degrees), default 0.
-    """
-
-    energy_eV: Any = None
-    convergence_semiangle_mrad: Any = None
-    scan_step_A: Any = None
-    angular_sampling_mrad: Any = None
-    reciprocal_sampling_invA: Any = None
-    defocus_A: Any = None
-    scan_rotation_deg: Any = None
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str) -> Calibration:
-        """Build from a mapping, rejecting unknown keys (named in the error)."""
-        unknown = sorted(set(values) - set(CALIBRATION_KEYS))
-        if unknown:
-            raise InputError(
-                f"{source}: unknown calibration item(s) {unknown}; known: {list(CALIBRATION_KEYS)}"
-            )
-        return cls(**{k: v for k, v in values.items() if v is not None})
-
-    def merged(self, override: Calibration, source: str) -> Calibration:
-        """This calibration with every non-None item of ``override`` replacing it (logged)."""
-        out = Calibration(**{f.name: getattr(self, f.name) for f in fields(self)})
-        for f in fields(self):
-            new = getattr(override, f.name)
-            if new is None:
-                continue
-            old = getattr(self, f.name)
-            if old is not None and not _same(old, new):
-                log.warning("%s: %s = %s in the file overridden by %s", source, f.name, old, new)
-            setattr(out, f.name, new)
-        if override.angular_sampling_mrad is not None and override.reciprocal_sampling_invA is None:
-            out.reciprocal_sampling_invA = None
-        if override.reciprocal_sampling_invA is not None and override.angular_sampling_mrad is None:
-            out.angular_sampling_mrad = None
-        return out
-
-    def missing(self) -> list[str]:
-        """Names of the required items that are not set."""
-        out = [k for k in _REQUIRED if getattr(self, k) is None]
-        if self.angular_sampling_mrad is None and self.reciprocal_sampling_invA is None:
-            out.append("angular_sampling_mrad (or reciprocal_sampling_invA)")
-        return out
-
-
-def _dataset(
-    intensities: np.ndarray,
-    calibration: Calibration,
-    source: str,
-    *,
-    positions_A: np.ndarray | None = None,
-    how: str = "",
-) -> STEMDataset:
-    """Validate the calibration and build the :class:`STEMDataset`."""
-    missing = calibration.missing()
-    if missing:
-        hint = how or "pass them as keyword arguments, e.g. load_stem(path, energy_eV=60e3, ...)"
-        raise InputError(f"{source}: missing calibration item(s) {', '.join(missing)}; {hint}")
-    angular = calibration.angular_sampling_mrad
-    if calibration.reciprocal_sampling_invA is not None:
-        try:
-            rec = np.asarray(calibration.reciprocal_sampling_invA, dtype=float)
-            lam = wavelength_A(float(np.asarray(calibration.energy_eV, dtype=float)))
-        except (TypeError, ValueError) as exc:
-            raise InputError(
-                f"{source}: 'reciprocal_sampling_invA' and 'energy_eV' must be numbers ({exc})"
-            ) from exc
-        from_rec = rec * lam * 1e3
-        if angular is None:
-            angular = from_rec
-        elif not np.allclose(
-            np.broadcast_to(np.ravel(np.asarray(angular, dtype=float)), (2,)),
-            np.broadcast_to(np.ravel(from_rec), (2,)),
-            rtol=CALIBRATION_RTOL,
-        ):
-            raise InputError(
-                f"{source}: inconsistent calibration: 'angular_sampling_mrad' = {angular} mrad "
-                f"but 'reciprocal_sampling_invA' = {rec.tolist()} 1/Å is "
-                f"{np.round(from_rec, 6).tolist()} mrad at the given energy_eV; give only one"
-            )
-    data = np.asarray(intensities)
-    if data.ndim != 4:
-        raise InputError(
-            f"{source}: the data must have rank 4 (scan_y, scan_x, ky, kx), got rank "
-            f"{data.ndim} with shape {data.shape}"
-        )
-    return STEMDataset(
-        intensities=data,
-        energy_eV=calibration.energy_eV,
-        convergence_semiangle_mrad=calibration.convergence_semiangle_mrad,
-        scan_step_A=calibration.scan_step_A,
-        angular_sampling_mrad=angular,
-        defocus_A=0.0 if calibration.defocus_A is None else calibration.defocus_A,
-        scan_rotation_deg=(
-            0.0 if calibration.scan_rotation_deg is None else calibration.scan_rotation_deg
-        ),
-        positions_A=positions_A,
-        source=source,
-    )
 
 
 # ------------------------------------------------------------------------------ numpy + JSON
@@ -290,7 +146,7 @@ def _npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _load_numpy(path: Path, override: Calibration) -> STEMDataset:
+def _load_numpy(path: Path, override: Calibration, options: ReadOptions) -> STEMDataset:
     try:
         if path.suffix.lower() == ".npy":
             data = np.load(path, allow_pickle=False, mmap_mode="r")
@@ -316,10 +172,11 @@ def _load_numpy(path: Path, override: Calibration) -> STEMDataset:
         )
     calibration, positions = _read_sidecar(path)
     calibration = calibration.merged(override, str(path))
-    return _dataset(
-        np.asarray(data),
+    return make_dataset(
+        data,
         calibration,
         path.name,
+        options=options,
         positions_A=positions,
         how=f"add them to {_sidecar(path).name} or pass them as keyword arguments",
     )
@@ -383,32 +240,7 @@ def _emd_metadata(group: h5py.Group) -> dict[str, Any]:
     return out
 
 
-def _length_A(value: float, units: str, item: str, source: str) -> float | None:
-    u = units.strip().lower()
-    if u in ("pixels", "pixel", "px", "", "unknown"):
-        return None
-    if u not in _LENGTH_TO_A:
-        raise InputError(f"{source}: unknown length unit {units!r} of {item}")
-    return float(value) * _LENGTH_TO_A[u]
-
-
-def _detector_calibration(
-    value: float, units: str, item: str, source: str
-) -> tuple[float | None, float | None]:
-    """(angular mrad, reciprocal 1/Å) from a detector pixel size and its unit."""
-    u = units.strip().lower()
-    if u in ("pixels", "pixel", "px", "", "unknown"):
-        return None, None
-    if u == "mrad":
-        return float(value), None
-    if u == "rad":
-        return float(value) * 1e3, None
-    if u in _RECIPROCAL_TO_INVA:
-        return None, float(value) * _RECIPROCAL_TO_INVA[u]
-    raise InputError(f"{source}: unknown detector unit {units!r} of {item}")
-
-
-def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
+def _load_emd(path: Path, f: h5py.File, override: Calibration, options: ReadOptions) -> STEMDataset:
     arrays = _emd_arrays(f)
     if not arrays:
         raise InputError(
@@ -438,13 +270,13 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
     if "R_pixel_size" in meta:
         r = np.ravel(np.asarray(meta["R_pixel_size"], dtype=float))
         units = as_text(meta.get("R_pixel_units", "pixels"))
-        step_y = _length_A(r[0], units, "R_pixel_size", src)
-        step_x = _length_A(r[-1], units, "R_pixel_size", src)
+        step_y = length_A(r[0], units, "R_pixel_size", src)
+        step_x = length_A(r[-1], units, "R_pixel_size", src)
     if "Q_pixel_size" in meta:
         q = np.ravel(np.asarray(meta["Q_pixel_size"], dtype=float))
         units = as_text(meta.get("Q_pixel_units", "pixels"))
         for i, v in enumerate((q[0], q[-1])):
-            ang[i], rec[i] = _detector_calibration(v, units, "Q_pixel_size", src)
+            ang[i], rec[i] = detector_calibration(v, units, "Q_pixel_size", src)
     # dim vectors: dim0..dim3 with 'units' attributes
     for axis in range(4):
         dset = group.get(f"dim{axis}")
@@ -454,7 +286,7 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
         units = as_text(dset.attrs.get("units", "pixels"))
         step = float(vec[1] - vec[0])
         if axis < 2:
-            value = _length_A(step, units, f"dim{axis}", src)
+            value = length_A(step, units, f"dim{axis}", src)
             if axis == 0 and step_y is None:
                 step_y = value
             if axis == 1 and step_x is None:
@@ -462,7 +294,7 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
         else:
             i = axis - 2
             if ang[i] is None and rec[i] is None:
-                ang[i], rec[i] = _detector_calibration(step, units, f"dim{axis}", src)
+                ang[i], rec[i] = detector_calibration(step, units, f"dim{axis}", src)
     if step_y is not None and step_x is not None:
         cal.scan_step_A = (step_y, step_x)
     if ang[0] is not None and ang[1] is not None:
@@ -474,46 +306,57 @@ def _load_emd(path: Path, f: h5py.File, override: Calibration) -> STEMDataset:
             setattr(cal, key, float(np.asarray(meta[key], dtype=float)))
     rotation = float(np.asarray(meta.get("QR_rotation_degrees", 0.0) or 0.0, dtype=float))
     flip = bool(np.asarray(meta.get("QR_flip", False)))
-    if flip and override.scan_rotation_deg is None:
-        raise InputError(
-            f"{src}: py4DSTEM calibration has QR_flip = True (detector axes transposed relative "
-            "to the scan); transpose the detector axes of the data, or pass scan_rotation_deg "
-            "explicitly once the data are in the project's convention"
-        )
     if rotation != 0.0 and override.scan_rotation_deg is None:
         raise InputError(
             f"{src}: py4DSTEM calibration has QR_rotation_degrees = {rotation:g}; its sign "
             "convention is not the project's: pass scan_rotation_deg explicitly (conventions §6, "
-            "see STEMDataset.rotated_positions_A)"
+            "see STEMDataset.rotated_positions_A), or run caviar calibrate"
         )
+    if flip:  # the detector's axes are (Qy, Qx): swap them, and their calibrations
+        cal.angular_sampling_mrad = _swapped(cal.angular_sampling_mrad)
+        cal.reciprocal_sampling_invA = _swapped(cal.reciprocal_sampling_invA)
     cal = cal.merged(override, src)
-    try:
-        data = group["data"][()]
-    except (OSError, TypeError, ValueError) as exc:
-        raise InputError(f"{src}: 'data' cannot be read ({exc})") from exc
-    if not np.issubdtype(data.dtype, np.number):
-        raise InputError(f"{src}: 'data' is not numeric ({data.dtype})")
-    return _dataset(data, cal, path.name)
+    dset = group["data"]
+    if not np.issubdtype(dset.dtype, np.number):
+        raise InputError(f"{src}: 'data' is not numeric ({dset.dtype})")
+    return make_dataset(dset, cal, path.name, options=options, transposed=flip)
 
 
-def _load_hdf5(path: Path, override: Calibration) -> STEMDataset:
+def _swapped(pair: Any) -> Any:
+    """``(a, b) → (b, a)`` for a calibration pair (scalars and None unchanged)."""
+    if pair is None or np.ndim(pair) == 0:
+        return pair
+    values = np.ravel(np.asarray(pair, dtype=float))
+    return (float(values[-1]), float(values[0]))
+
+
+def _load_hdf5(path: Path, override: Calibration, options: ReadOptions) -> STEMDataset:
     with open_h5(path) as f:
         if "intensities" not in f:
-            return _load_emd(path, f, override)
-    ds = read_stem_h5(path)
+            if is_dectris_master(f):
+                return load_dectris(path, f, override, options)
+            if is_nion_h5(f):
+                return load_nion_h5(path, f, override, options)
+            return _load_emd(path, f, override, options)
+    ds = read_stem_h5(path, crop=options.crop, bin=options.bin)
     if all(getattr(override, fl.name) is None for fl in fields(override)):
         return ds
     stored = Calibration(
         energy_eV=ds.energy_eV,
         convergence_semiangle_mrad=ds.convergence_semiangle_mrad,
         scan_step_A=ds.scan_step_A,
-        angular_sampling_mrad=ds.angular_sampling_mrad,
+        angular_sampling_mrad=np.asarray(ds.angular_sampling_mrad) / options.bin,
         defocus_A=ds.defocus_A,
         scan_rotation_deg=ds.scan_rotation_deg,
     )
     cal = stored.merged(override, str(path))
     positions = ds.positions_A if override.scan_step_A is None else None
-    return _dataset(ds.intensities, cal, ds.source, positions_A=positions)
+    # the patterns are already cropped and binned: only the calibration is rebuilt
+    binned = ReadOptions(bin=1)
+    out = make_dataset(ds.intensities, cal, ds.source, options=binned, positions_A=positions)
+    if options.bin > 1:
+        out.angular_sampling_mrad = tuple(v * options.bin for v in out.angular_sampling_mrad)
+    return out
 
 
 def _hdf5_kind(path: Path) -> Kind | None:
@@ -531,7 +374,9 @@ def _hdf5_kind(path: Path) -> Kind | None:
         dset = f.get("intensities")
         if isinstance(dset, h5py.Dataset) and dset.ndim == 4:
             return "stem"
-        if _emd_arrays(f):
+        if _emd_arrays(f) or is_dectris_master(f):
+            return "stem"
+        if is_nion_h5(f) and f["data"].ndim == 4:
             return "stem"
     return None
 
@@ -562,7 +407,7 @@ def _is_abtem_diffraction(path: Path) -> bool:
     )
 
 
-def _load_abtem_zarr(path: Path, override: Calibration) -> STEMDataset:
+def _load_abtem_zarr(path: Path, override: Calibration, options: ReadOptions) -> STEMDataset:
     if not _is_abtem_diffraction(path):
         raise InputError(
             f"{path}: not an abTEM DiffractionPatterns zarr store (no 'type': "
@@ -618,151 +463,14 @@ def _load_abtem_zarr(path: Path, override: Calibration) -> STEMDataset:
     positions = None
     if override.scan_step_A is None:
         positions = np.stack([oy + iy * sy, ox + ix * sx], axis=-1)
-    return _dataset(
+    return make_dataset(
         data,
         cal,
         path.name,
+        options=options,
         positions_A=positions,
         how="pass them as keyword arguments (abTEM did not record them)",
     )
-
-
-# ------------------------------------------------------------------------------ rosettasciio
-def _rsciio_reader(plugin: str, path: Path) -> Any:
-    """The ``file_reader`` of rosettasciio's ``plugin`` (InputError when it is not installed)."""
-    try:
-        module = importlib.import_module(f"rsciio.{plugin}")
-    except ImportError as exc:
-        raise InputError(
-            f"{path}: reading {path.suffix.lower()} files needs rosettasciio "
-            "(pip install caviar-napari[formats])"
-        ) from exc
-    return module.file_reader
-
-
-def _axis_units(axis: Mapping[str, Any]) -> str:
-    units = axis.get("units")
-    if units is None or type(units).__name__ == "_UndefinedType":
-        return ""
-    return str(units)
-
-
-def _empad_header(raw: Path) -> Path | None:
-    """The EMPAD XML header in the same folder that names ``raw``, if exactly one does."""
-    matching = []
-    for xml in sorted(raw.parent.glob("*.xml")):
-        try:
-            if raw.name in xml.read_text(errors="replace"):
-                matching.append(xml)
-        except OSError:
-            continue
-    return matching[0] if len(matching) == 1 else None
-
-
-def _rsciio_kind(path: Path, *, plugin: str) -> Kind | None:
-    """``"stem"`` when rosettasciio finds a 4D signal (lazy: headers only), or when
-    rosettasciio is missing (:func:`load_stem` then explains that it is needed)."""
-    try:
-        reader = _rsciio_reader(plugin, path)
-    except InputError:
-        return "stem"
-    try:
-        signals = reader(str(path), lazy=True)
-    except Exception:  # a file rosettasciio cannot parse is not ours to claim
-        return None
-    return "stem" if any(np.ndim(s.get("data")) == 4 for s in signals) else None
-
-
-def _load_rsciio(
-    path: Path, override: Calibration, *, plugin: str, target: Path | None = None
-) -> STEMDataset:
-    """Read ``target`` (default ``path``) with rosettasciio's ``plugin``; messages name
-    ``path``."""
-    target = path if target is None else target
-    reader = _rsciio_reader(plugin, target)
-    try:
-        signals = reader(str(target))
-    except InputError:
-        raise
-    except Exception as exc:  # rosettasciio raises many types for malformed files
-        raise InputError(
-            f"{path}: rosettasciio could not read the file ({type(exc).__name__}: {exc})"
-        ) from exc
-    four_d = [s for s in signals if np.ndim(s.get("data")) == 4]
-    if not four_d:
-        shapes = [np.shape(s.get("data")) for s in signals]
-        raise InputError(f"{path}: no 4D-STEM data (rank 4) in the file; found shapes {shapes}")
-    sig = four_d[0]
-    data = np.asarray(sig["data"])
-    axes = sorted(sig["axes"], key=lambda a: a.get("index_in_array", 0))
-    nav = [a for a in axes if a.get("navigate", False)]
-    det = [a for a in axes if not a.get("navigate", False)]
-    if len(nav) != 2 or len(det) != 2:
-        raise InputError(
-            f"{path}: expected 2 navigation and 2 signal axes, got {len(nav)} and {len(det)}"
-        )
-    order = [axes.index(a) for a in nav + det]
-    if order != [0, 1, 2, 3]:
-        data = np.transpose(data, order)
-    cal = Calibration()
-    steps = [
-        _length_A(float(a.get("scale", 1.0)), _axis_units(a), f"axis {a.get('name')}", str(path))
-        for a in nav
-    ]
-    if all(s is not None for s in steps):
-        cal.scan_step_A = (steps[0], steps[1])
-    dets = [
-        _detector_calibration(
-            float(a.get("scale", 1.0)), _axis_units(a), f"axis {a.get('name')}", str(path)
-        )
-        for a in det
-    ]
-    if all(d[0] is not None for d in dets):
-        cal.angular_sampling_mrad = (dets[0][0], dets[1][0])
-    elif all(d[1] is not None for d in dets):
-        cal.reciprocal_sampling_invA = (dets[0][1], dets[1][1])
-    tem = sig.get("metadata", {}).get("Acquisition_instrument", {}).get("TEM", {})
-    if "beam_energy" in tem:  # keV in HyperSpy's metadata convention
-        cal.energy_eV = float(tem["beam_energy"]) * 1e3
-    if "convergence_angle" in tem:  # mrad
-        cal.convergence_semiangle_mrad = float(tem["convergence_angle"])
-    cal = cal.merged(override, str(path))
-    return _dataset(
-        data,
-        cal,
-        path.name,
-        how=f"the {target.suffix.lower()} file does not record them: pass them as keyword "
-        "arguments (e.g. load_stem(path, energy_eV=..., convergence_semiangle_mrad=..., "
-        "scan_step_A=..., angular_sampling_mrad=...))",
-    )
-
-
-def _empad_kind(path: Path) -> Kind | None:
-    """An EMPAD XML header that names its raw file, or a raw file one header names."""
-    if path.suffix.lower() == ".raw":
-        header = _empad_header(path)
-        return None if header is None else _empad_kind(header)
-    try:
-        head = path.read_text(errors="replace")[:4096]
-    except OSError:
-        return None
-    if "raw_file" not in head:
-        return None
-    return _rsciio_kind(path, plugin="empad")
-
-
-def _load_empad(path: Path, override: Calibration) -> STEMDataset:
-    """EMPAD: rosettasciio reads the XML header; a raw file is read through the header that
-    names it."""
-    target = path
-    if path.suffix.lower() == ".raw":
-        target = _empad_header(path)
-        if target is None:
-            raise InputError(
-                f"{path}: EMPAD raw data need their XML header (an .xml file in the same folder "
-                "naming this file); open that .xml file"
-            )
-    return _load_rsciio(path, override, plugin="empad", target=target)
 
 
 # ------------------------------------------------------------------------------ registry
@@ -781,12 +489,13 @@ class Reader:
         ``sniff(path) -> Kind | None``: what the file holds, from its content; only opens the
         file (headers, metadata), never reads the data; None when it is not this format's.
     load
-        ``load(path, override) -> STEMDataset``: read the dataset, with the caller's
-        :class:`Calibration` filling in or overriding the file's.
+        ``load(path, override, options) -> STEMDataset``: read the dataset, with the
+        caller's :class:`Calibration` filling in or overriding the file's and the
+        :class:`ReadOptions` (detector crop and binning, scan shape) applied while reading.
     lazy
-        True when ``load`` leaves the intensities in the file (memory-mapped, read on use)
-        instead of reading them into memory; data that must be converted (not float32, or
-        with negative counts to clip) are still copied into memory.
+        True when ``load`` reads the file block by block (memory-mapped, chunked HDF5 or
+        dask) into the output, never holding the whole stored data in memory besides it; a
+        float32 memory map with nothing to crop or bin is returned without a copy.
     directory
         True for a format stored as a folder (a zarr store), False for a file.
     by_content
@@ -797,19 +506,20 @@ class Reader:
     name: str
     extensions: tuple[str, ...]
     sniff: Callable[[Path], Kind | None]
-    load: Callable[[Path, Calibration], STEMDataset]
+    load: Callable[[Path, Calibration, ReadOptions], STEMDataset]
     lazy: bool = False
     directory: bool = False
     by_content: Callable[[Path], bool] | None = None
 
 
-def _rsciio(name: str, extensions: tuple[str, ...], plugin: str) -> Reader:
-    """A rosettasciio format (optional extra ``formats``) read by its ``plugin``."""
+def _rsciio(name: str, extensions: tuple[str, ...], fmt: RsciioFormat) -> Reader:
+    """A rosettasciio format (optional extra ``formats``; :mod:`.rsciio_formats`)."""
     return Reader(
         name=f"{name} (rosettasciio)",
         extensions=extensions,
-        sniff=functools.partial(_rsciio_kind, plugin=plugin),
-        load=functools.partial(_load_rsciio, plugin=plugin),
+        sniff=functools.partial(rsciio_kind, fmt=fmt),
+        load=functools.partial(load_rsciio, fmt=fmt),
+        lazy=True,
     )
 
 
@@ -819,11 +529,13 @@ def _rsciio(name: str, extensions: tuple[str, ...], plugin: str) -> Reader:
 READERS: tuple[Reader, ...] = (
     Reader("numpy array + JSON sidecar", (".npy",), _npy_kind, _load_numpy, lazy=True),
     Reader("numpy archive + JSON sidecar", (".npz",), _npz_kind, _load_numpy),
+    Reader("Nion Swift data item (zip)", (".ndata",), ndata_kind, load_nion_ndata, lazy=True),
     Reader(
-        "HDF5: conventions §6, EMD 1.0, py4DSTEM",
+        "HDF5: conventions §6, EMD 1.0, py4DSTEM, Nion Swift, Dectris Arina/Quadro master",
         (".h5", ".hdf5", ".hdf", ".emd", ".py4dstem"),
         _hdf5_kind,
         _load_hdf5,
+        lazy=True,
         by_content=h5py.is_hdf5,
     ),
     Reader(
@@ -834,10 +546,10 @@ READERS: tuple[Reader, ...] = (
         directory=True,
         by_content=lambda path: _zarr_attributes(path) is not None,
     ),
-    _rsciio("Merlin", (".mib",), "quantumdetector"),
-    _rsciio("Digital Micrograph", (".dm3", ".dm4"), "digitalmicrograph"),
-    Reader("EMPAD (rosettasciio)", (".xml", ".raw"), _empad_kind, _load_empad),
-    _rsciio("NanoMegas blockfile", (".blo",), "blockfile"),
+    _rsciio("Merlin", (".mib",), MERLIN),
+    _rsciio("Digital Micrograph", (".dm3", ".dm4"), DIGITAL_MICROGRAPH),
+    Reader("EMPAD (rosettasciio)", (".xml", ".raw"), empad_kind, load_empad, lazy=True),
+    _rsciio("NanoMegas blockfile", (".blo",), RsciioFormat("blockfile")),
 )
 
 
@@ -860,15 +572,29 @@ def reader_extensions() -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------ dispatch
-def load_stem(path: str | os.PathLike, **calibration: Any) -> STEMDataset:
+def load_stem(
+    path: str | os.PathLike,
+    *,
+    crop: tuple[int, int] | int | None = None,
+    bin: int = 1,
+    scan_shape: tuple[int, int] | None = None,
+    **calibration: Any,
+) -> STEMDataset:
     """Read a 4D-STEM dataset in any supported format (see the module docstring).
 
     Parameters
     ----------
     path
         File (or ``.zarr`` folder) to read.
+    crop
+        Largest detector window ``(Wy, Wx)`` (stored pixels) kept around the zero angle.
+    bin
+        Detector binning factor (``bin × bin`` pixels summed; the sampling grows with it).
+    scan_shape
+        ``(Sy, Sx)`` for formats that do not record it.
     **calibration
-        Calibration items (:data:`CALIBRATION_KEYS`) that fill in or override the file's.
+        Calibration items (:data:`CALIBRATION_KEYS`) that fill in or override the file's, in
+        the project's detector axis order, for the stored (unbinned) pixels.
 
     Returns
     -------
@@ -886,9 +612,10 @@ def load_stem(path: str | os.PathLike, **calibration: Any) -> STEMDataset:
     if not p.exists():
         raise InputError(f"{name}: file not found")
     override = Calibration.from_mapping(calibration, name)
+    options = ReadOptions(crop=crop, bin=bin, scan_shape=scan_shape)
     reader = reader_for(p)
     if reader is not None:
-        return reader.load(p, override)
+        return reader.load(p, override, options)
     if p.is_dir():
         folders = ", ".join(r.name for r in READERS if r.directory)
         raise InputError(f"{name}: is a folder but not a 4D-STEM store caviar reads ({folders})")
@@ -915,3 +642,39 @@ def detect_kind(path: str | os.PathLike) -> Kind | None:
         return None
     reader = reader_for(p)
     return None if reader is None else reader.sniff(p)
+
+
+def stored_intensities(path: str | os.PathLike) -> tuple[str, bool] | None:
+    """Where an HDF5 file keeps the 4D data that :func:`load_stem` returns unchanged.
+
+    Returns
+    -------
+    tuple or None
+        ``(key, as_read)``: the HDF5 path of the stored 4D dataset and whether
+        :func:`load_stem` (without crop or binning) returns it as stored (no detector
+        attributes, no py4DSTEM ``QR_flip``); None for a file that is not HDF5 or has no such
+        dataset (e.g. another format, or data behind an external link).
+    """
+    p = Path(path)
+    if not p.is_file() or not h5py.is_hdf5(p):
+        return None
+    from caviar_napari.io.dataset import DETECTOR_ATTRS
+
+    with open_h5(p) as f:
+        link = f.get("intensities", getlink=True)
+        if link is not None:
+            if not isinstance(link, h5py.HardLink):
+                return None
+            dset = f["intensities"]
+            if not isinstance(dset, h5py.Dataset) or dset.ndim != 4:
+                return None
+            return "/intensities", not any(k in f.attrs for k in DETECTOR_ATTRS)
+        arrays = _emd_arrays(f)
+        if len(arrays) != 1:
+            return None
+        group = arrays[0]
+        root = f.get(group.name.strip("/").split("/")[0])
+        meta = _emd_metadata(root) if isinstance(root, h5py.Group) else {}
+        meta.update(_emd_metadata(group))
+        flip = bool(np.asarray(meta.get("QR_flip", False)))
+        return f"{group.name}/data", not flip

@@ -11,6 +11,9 @@ Layout::
     attrs pixel_size_A (dy, dx), slice_thickness_A (S,), object_origin_A (y, x),
           tilt_mrad (α_y, α_x), scan_rotation_deg, source_fwhm_A, configuration (JSON), version,
           source (input file name), format = "caviar-reconstruction"
+    /diagnostics            attr json: what the engine measured (ReconState.diagnostics: the
+                            loss used, one state-separation report per multi-state stage,
+                            warnings); /diagnostics/separation/<stage> the same reports as attrs
     /resume                 what an exact continuation needs
         attrs stage_index, stage_iteration, iteration, tilt_mrad, rng_state (JSON)
         /resume/optimiser   attrs: kind, scales, step sizes, n_pairs;
@@ -79,6 +82,13 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
         f.attrs["configuration"] = config_json(state.config)
         f.attrs["version"] = __version__
         f.attrs["source"] = source or state.source or ""
+        if state.diagnostics:
+            diag = f.create_group("diagnostics")
+            diag.attrs["json"] = json.dumps(state.diagnostics, default=json_default)
+            for report in state.diagnostics.get("separation", []):
+                grp = diag.create_group(f"separation/{report['stage']}")
+                for key, value in report.items():
+                    grp.attrs[key] = value
         res = f.create_group("resume")
         res.attrs["stage_index"] = int(state.stage_index)
         res.attrs["stage_iteration"] = int(state.stage_iteration)
@@ -93,6 +103,16 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
                     grp.create_dataset(key, data=value)
                 else:
                     grp.attrs[key] = value
+
+
+def _read_diagnostics(f: h5py.File, name: str) -> dict[str, Any]:
+    """The ``diagnostics`` group's JSON (empty for files written before it existed)."""
+    if "diagnostics" not in f:
+        return {}
+    try:
+        return json.loads(as_text(f["diagnostics"].attrs["json"]))
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{name}: the 'diagnostics' group is not readable ({exc})") from None
 
 
 def checkpoint_writer(path: str | os.PathLike | None) -> Callable[[ReconState], None] | None:
@@ -185,6 +205,7 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             scan_rotation_deg=float(f.attrs.get("scan_rotation_deg", 0.0)),
             source_fwhm_A=float(f.attrs.get("source_fwhm_A", 0.0)),
             version=str(f.attrs.get("version", "")),
+            diagnostics=_read_diagnostics(f, name),
             stage_index=len(config.stages) - 1,
             stage_iteration=config.stages[-1].iterations,
             iteration=int(loss.size),

@@ -2,7 +2,7 @@
 
 * the harmonic lattice dynamics (exact Green's tensor, dispersion and thermal snapshots) is the
   analysis layer's phonon model, :mod:`caviar_napari.analysis.phonons`
-  (:mod:`~caviar_napari.simulate.harmonic` is a re-export shim for old imports);
+
 * :mod:`~caviar_napari.simulate.thermal` — static, Einstein and correlated ensembles;
 * :mod:`~caviar_napari.simulate.psc` — partial spatial coherence (Gaussian scan average);
 * :mod:`~caviar_napari.simulate.presets` — typed presets, structures, abTEM simulation and the

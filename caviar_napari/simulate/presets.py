@@ -17,10 +17,21 @@ Scan position ``(0, 0)`` (the first scan point) sits at ``scan_start_A`` in the 
 ground-truth position is given in that *scan frame* (box coordinates minus ``scan_start_A``).
 abTEM's arrays are ``(x, y)``-ordered and are transposed to the project's ``(y, x)`` here.
 
+Geometry errors (for testing calibration and position refinement): the true probe positions
+are the nominal raster plus a linear drift (``drift_A`` along ``drift_angle_deg``) and a
+zero-mean seeded jitter (``position_jitter_A``), turned into the detector frame by the true
+``scan_rotation_deg`` (:func:`scan_positions_A`).  abTEM simulates at exactly those positions;
+the file states the nominal raster, ``recorded_scan_rotation_deg`` (0 unless told) and
+``recorded_defocus_A`` (the true defocus unless told), and with ``detector_transposed`` stores
+the patterns as ``(kx, ky)`` without saying so.  The ground truth records the true positions
+(``scan_positions_A``), rotation and transposition.
+
 Intensities are probabilities (abTEM normalises the full far field to 1; the cropped detector
 holds slightly less) or, with a dose ``D`` (e/Å²), Poisson counts with mean
 ``D · dy_scan · dx_scan · I``.  Configurations are averaged (``I = mean over configurations``),
-then partial spatial coherence is applied (:mod:`caviar_napari.simulate.psc`), then noise.
+partial spatial coherence is a continuous Gaussian source (each pattern the weighted sum of
+patterns of probes displaced by the points of a Gauss–Hermite rule,
+:mod:`caviar_napari.simulate.psc`), then noise.
 
 Signs (checked by the tests against the simulation itself)
 ---------------------------------------------------------
@@ -67,7 +78,7 @@ from caviar_napari.data.layers import TruthLayer
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset, write_stem_h5
 from caviar_napari.io.truth_layers import write_truth_layers
-from caviar_napari.simulate.psc import DEFAULT_TRUNCATE, gaussian_scan_average, psc_margin
+from caviar_napari.simulate.psc import source_average, source_offsets_A
 from caviar_napari.simulate.thermal import (
     THERMAL_MODELS,
     Ensemble,
@@ -99,6 +110,7 @@ __all__ = [
     "build_structure",
     "preset_config",
     "library_versions",
+    "scan_positions_A",
     "poisson_counts",
     "simulate",
     "thermal_ensemble",
@@ -210,6 +222,31 @@ class SimulationConfig:
         unit="Å",
         default_factory=dict,
     )
+    scan_rotation_deg: float = _f(
+        "true rotation of the scan axes relative to the detector (conventions §2 sign); the "
+        "file records --recorded-scan-rotation-deg",
+        0.0,
+        unit="°",
+    )
+    recorded_scan_rotation_deg: float = _f(
+        "scan rotation the file states (a calibration error when it differs from the true one)",
+        0.0,
+        unit="°",
+    )
+    recorded_defocus_A: float | None = _f(
+        "defocus the file states (default: the true --defocus-A)", None, unit="Å"
+    )
+    detector_transposed: bool = _f(
+        "store the patterns with ky and kx swapped (a transposed detector) without saying so",
+        False,
+    )
+    position_jitter_A: float = _f(
+        "rms random error of each scan position per axis (zero mean; seeded)", 0.0, unit="Å"
+    )
+    drift_A: float = _f(
+        "total linear drift of the scan positions from the first to the last point", 0.0, unit="Å"
+    )
+    drift_angle_deg: float = _f("direction of the drift, from +x towards +y", 30.0, unit="°")
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> InputError:
@@ -231,13 +268,40 @@ class SimulationConfig:
                 continue
             if not (_is_real(v) and math.isfinite(v) and v > 0):
                 raise bad(name, "must be a finite positive number")
-        for name in ("defocus_A", "k_nn", "t_nn", "k_nnn", "t_nnn", "psc_fwhm_A"):
+        for name in (
+            "defocus_A",
+            "k_nn",
+            "t_nn",
+            "k_nnn",
+            "t_nnn",
+            "psc_fwhm_A",
+            "scan_rotation_deg",
+            "recorded_scan_rotation_deg",
+            "position_jitter_A",
+            "drift_A",
+            "drift_angle_deg",
+        ):
             v = getattr(self, name)
             if not (_is_real(v) and math.isfinite(v)):
                 raise bad(name, "must be a finite number")
-        for name in ("k_nn", "t_nn", "k_nnn", "t_nnn", "psc_fwhm_A"):
+        for name in (
+            "k_nn",
+            "t_nn",
+            "k_nnn",
+            "t_nnn",
+            "psc_fwhm_A",
+            "position_jitter_A",
+            "drift_A",
+        ):
             if getattr(self, name) < 0:
                 raise bad(name, "must be ≥ 0")
+        if self.recorded_defocus_A is not None and not (
+            _is_real(self.recorded_defocus_A) and math.isfinite(self.recorded_defocus_A)
+        ):
+            raise bad("recorded_defocus_A", "must be a finite number or None")
+        if not isinstance(self.detector_transposed, (bool, np.bool_)):
+            raise bad("detector_transposed", "must be true or false")
+        object.__setattr__(self, "detector_transposed", bool(self.detector_transposed))
         for name in ("n_configs", "oversampling", "truth_slices", "thickness_cells", "seed"):
             v = getattr(self, name)
             lowest = 0 if name == "seed" else 1
@@ -909,6 +973,9 @@ class GroundTruth:
     psc_fwhm_A: float
     dose_e_per_A2: float | None
     config_json: str
+    scan_positions_A: np.ndarray | None = None
+    scan_rotation_deg: float = 0.0
+    detector_transposed: bool = False
     versions: dict[str, str] = field(default_factory=library_versions)
     layers: tuple[TruthLayer, ...] = ()  # layered specimens: per-layer truth (issue 16)
 
@@ -938,22 +1005,70 @@ def _ase_atoms(symbols: np.ndarray, positions_yxz: np.ndarray, box: tuple[float,
     return Atoms(symbols=list(symbols), positions=xyz, cell=[box[1], box[0], box[2]], pbc=True)
 
 
+def scan_positions_A(config: SimulationConfig) -> np.ndarray:
+    """The true probe positions of ``config`` in the object (detector) frame, Å.
+
+    The nominal raster ``(iy dy, ix dx)`` (what the file states), plus a linear drift of total
+    size ``drift_A`` along ``drift_angle_deg`` (from 0 at the first scan point to ``drift_A``
+    at the last, in raster order), plus a zero-mean Gaussian jitter of rms
+    ``position_jitter_A`` per axis (its own random stream of the seed), all in the scan frame;
+    then turned into the detector frame by the true ``scan_rotation_deg`` (conventions §2).
+    The frame's origin is the first nominal scan point (the ground truth's frame).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Sy, Sx, 2)`` float64 ``(y, x)``.
+    """
+    from caviar_napari.data.dataset import regular_positions_A, rotate_positions_A
+
+    sy, sx = config.scan_shape
+    pos = regular_positions_A((sy, sx), config.scan_step_A)
+    if config.drift_A > 0:
+        t = np.arange(sy * sx, dtype=np.float64).reshape(sy, sx) / max(sy * sx - 1, 1)
+        phi = math.radians(config.drift_angle_deg)
+        direction = np.array([math.sin(phi), math.cos(phi)])
+        pos = pos + config.drift_A * t[..., None] * direction
+    if config.position_jitter_A > 0:
+        rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(3)[2])
+        jitter = rng.standard_normal((sy, sx, 2)) * config.position_jitter_A
+        pos = pos + (jitter - jitter.mean(axis=(0, 1)))
+    return rotate_positions_A(pos, config.scan_rotation_deg)
+
+
 def _phase_window(
-    config: SimulationConfig, pixel: tuple[float, float]
+    config: SimulationConfig, pixel: tuple[float, float], positions_A: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Box pixel indices covering the scan plus the probe window, and the window's origin."""
+    """Box pixel indices covering the scan positions (object frame) plus the probe window,
+    and the window's origin."""
     out_idx = []
     origin = []
     for ax in range(2):
         d, k = pixel[ax], config.detector_shape[ax]
         start = config.scan_start_A[ax]
-        n0 = math.floor((start - (k // 2) * d) / d + 1e-9)
+        lo, hi = float(positions_A[..., ax].min()), float(positions_A[..., ax].max())
+        n0 = math.floor((start + lo - (k // 2) * d) / d + 1e-9)
         org = n0 * d - start  # scan frame
-        end = (config.scan_shape[ax] - 1) * config.scan_step_A[ax] + (k - k // 2) * d
+        end = hi + (k - k // 2) * d
         n = int(math.ceil((end - org) / d - 1e-9)) + 1
         out_idx.append(np.mod(n0 + np.arange(n), k))
         origin.append(org)
     return out_idx[0], out_idx[1], (origin[0], origin[1])
+
+
+def fourier_crop(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Real ``values`` ``(…, N0, N1)`` sampled on a fine periodic grid, band-limited to the
+    frequencies of a coarser ``shape`` grid of the same box and sampled on it (pixel ``[0, 0]``
+    at the same point): the Fourier coefficients ``−n//2 … n − n//2 − 1`` of each axis."""
+    v = np.asarray(values)
+    spec = np.fft.fft2(v, axes=(-2, -1))
+    rows, cols = (
+        np.mod(np.fft.fftfreq(n, 1.0 / n).round().astype(int), n_fine)
+        for n, n_fine in zip(shape, v.shape[-2:])
+    )
+    coarse = spec[..., rows[:, None], cols[None, :]]
+    ratio = (shape[0] * shape[1]) / (v.shape[-2] * v.shape[-1])
+    return np.fft.ifft2(coarse, axes=(-2, -1)).real * ratio
 
 
 def simulate(config: SimulationConfig) -> SimulationResult:
@@ -984,18 +1099,13 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     conf_pos = structure.positions_A[None] + ensemble.displacements_A  # (config, atom, 3)
     atoms_list = [_ase_atoms(structure.species, p, box) for p in conf_pos]
 
-    # scan (extended by the PSC margins), box frame, raster order
-    margin = psc_margin(config.scan_step_A, config.psc_fwhm_A, DEFAULT_TRUNCATE)
+    # scan, box frame, raster order; a finite source adds, around every scan point, the probe
+    # positions of its Gauss–Hermite rule (a continuous Gaussian source, simulate.psc)
     sy, sx = config.scan_shape
-    ey, ex = sy + 2 * margin[0], sx + 2 * margin[1]
-    iy, ix = np.meshgrid(np.arange(ey) - margin[0], np.arange(ex) - margin[1], indexing="ij")
-    scan_box = np.stack(
-        [
-            config.scan_start_A[0] + iy * config.scan_step_A[0],
-            config.scan_start_A[1] + ix * config.scan_step_A[1],
-        ],
-        axis=-1,
-    ).reshape(-1, 2)
+    true_positions = scan_positions_A(config)  # object frame, (0, 0) = first nominal point
+    scan_box = (np.asarray(config.scan_start_A) + true_positions).reshape(-1, 2)
+    offsets, weights = source_offsets_A(config.psc_fwhm_A)
+    scan_box = (scan_box[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
 
     sim_dz = _simulation_slices(config, structure)
     n_slices = len(sim_dz) if isinstance(sim_dz, tuple) else round(box[2] / sim_dz)
@@ -1036,13 +1146,15 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             arr = np.fft.fftshift(arr, axes=(-2, -1))
         nxs, nys = arr.shape[-2:]
         cx, cy = nxs // 2 - kx // 2, nys // 2 - ky // 2
-        arr = arr[:, cx : cx + kx, cy : cy + ky].transpose(0, 2, 1).reshape(ey, ex, ky, kx)
+        arr = arr[:, cx : cx + kx, cy : cy + ky].transpose(0, 2, 1)
 
-        # ground truth on the reconstruction grid
+        # ground truth on the reconstruction grid: the potential of the simulation's own grid,
+        # band-limited to the reconstruction grid (abTEM's potential computed directly on the
+        # coarse grid is not that: it correlates only 0.988 with it on hBN, docs/benchmarks)
         truth_dz = _truth_slices(config, structure)
         truth_potential = abtem.Potential(
             abtem.AtomsEnsemble(atoms_list, ensemble_mean=False),
-            gpts=(kx, ky),
+            gpts=(kx * os_, ky * os_),
             slice_thickness=truth_dz,
             projection="infinite",
             parametrization="lobato",
@@ -1052,7 +1164,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         v_mean = np.asarray(
             abtem.Potential(
                 mean_atoms,
-                gpts=(kx, ky),
+                gpts=(kx * os_, ky * os_),
                 slice_thickness=truth_dz,
                 projection="infinite",
                 parametrization="lobato",
@@ -1069,7 +1181,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
                         np.column_stack([layer.positions_A, np.full(layer.n_atoms, 1.0)]),
                         (box[0], box[1], 2.0),
                     ),
-                    gpts=(kx, ky),
+                    gpts=(kx * os_, ky * os_),
                     slice_thickness=2.0,
                     projection="infinite",
                     parametrization="lobato",
@@ -1092,7 +1204,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             .compute()
             .array
         )
-    intensities = gaussian_scan_average(arr, config.scan_step_A, config.psc_fwhm_A)
+    intensities = source_average(arr, weights).reshape(sy, sx, ky, kx)
     scale = 1.0
     if config.dose_e_per_A2 is not None:
         scale = config.dose_e_per_A2 * config.scan_step_A[0] * config.scan_step_A[1]
@@ -1101,12 +1213,16 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         intensities = np.clip(intensities, 0, None)
 
     sigma = energy2sigma(config.energy_eV)
-    v_configs = v_configs.reshape(len(atoms_list), config.truth_slices, kx, ky)
-    v_mean = v_mean.reshape(config.truth_slices, kx, ky)
-    wy, wx, origin = _phase_window(config, pixel)
+    n_truth = len(truth_dz)
+    v_configs = fourier_crop(v_configs, (kx, ky)).reshape(len(atoms_list), n_truth, kx, ky)
+    v_mean = fourier_crop(v_mean, (kx, ky)).reshape(n_truth, kx, ky)
+    wy, wx, origin = _phase_window(config, pixel, true_positions)
     phase_configs = (sigma * v_configs).transpose(0, 1, 3, 2)[..., wy[:, None], wx[None, :]]
     phase = (sigma * v_mean).transpose(0, 2, 1)[..., wy[:, None], wx[None, :]]
-    layer_phases = [(sigma * v.reshape(kx, ky)).T[wy[:, None], wx[None, :]] for v in v_layers]
+    layer_phases = [
+        (sigma * fourier_crop(v, (kx, ky)).reshape(kx, ky)).T[wy[:, None], wx[None, :]]
+        for v in v_layers
+    ]
     psi = np.asarray(true_probe).reshape(kx, ky).T
     psi = psi * np.sqrt(scale / np.sum(np.abs(psi) ** 2))
 
@@ -1144,16 +1260,24 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         psc_fwhm_A=config.psc_fwhm_A,
         dose_e_per_A2=config.dose_e_per_A2,
         config_json=config.to_json(),
+        scan_positions_A=true_positions,
+        scan_rotation_deg=config.scan_rotation_deg,
+        detector_transposed=config.detector_transposed,
         layers=_layer_truths(config, structure, positions, layer_phases, truth_dz),
     )
+    if config.detector_transposed:  # stored (kx, ky): the file does not say so
+        intensities = intensities.transpose(0, 1, 3, 2)
+        angular = (angular[1], angular[0])
     dataset = STEMDataset(
-        intensities=intensities.astype(np.float32),
+        intensities=np.ascontiguousarray(intensities, dtype=np.float32),
         energy_eV=config.energy_eV,
         convergence_semiangle_mrad=config.convergence_semiangle_mrad,
         scan_step_A=config.scan_step_A,
         angular_sampling_mrad=angular,
-        defocus_A=config.defocus_A,
-        scan_rotation_deg=0.0,
+        defocus_A=(
+            config.defocus_A if config.recorded_defocus_A is None else config.recorded_defocus_A
+        ),
+        scan_rotation_deg=config.recorded_scan_rotation_deg,
         source=f"caviar simulate {config.preset}",
     )
     return SimulationResult(dataset=dataset, truth=truth)
@@ -1194,9 +1318,17 @@ def _write_truth(group: Any, truth: GroundTruth, command: str) -> None:
     a["scan_start_A"] = np.asarray(truth.scan_start_A)
     a["psc_fwhm_A"] = float(truth.psc_fwhm_A)
     a["dose_e_per_A2"] = float(truth.dose_e_per_A2) if truth.dose_e_per_A2 is not None else np.nan
+    if truth.scan_positions_A is not None:
+        group.create_dataset("scan_positions_A", data=truth.scan_positions_A)
+    a["scan_rotation_deg"] = float(truth.scan_rotation_deg)
+    a["detector_transposed"] = bool(truth.detector_transposed)
     a["parameters"] = truth.config_json
     a["command"] = command
-    a["frame"] = "scan frame: (0, 0) is the first scan point; positions (y, x) in Å"
+    a["frame"] = (
+        "scan frame: (0, 0) is the first scan point; positions (y, x) in Å; with a scan "
+        "rotation, the detector-aligned (object) frame of conventions §2; scan_positions_A are "
+        "the true probe positions in it (the file states the nominal raster)"
+    )
     a["intensity_model"] = (
         "mean over configurations of abTEM multislice patterns (full far field sums to 1), then "
         "Gaussian PSC average, then Poisson noise with mean dose*dy*dx*I when a dose is given"

@@ -17,6 +17,7 @@ writes nothing when it fails.
                               its sizes and cases in ``study_config``)
 ============================  ==========================================================
 
-``truth_metrics`` holds the comparisons with a known truth (pair sets, LSM/CSM, rms, offset,
-state recovery, field of view); it reads no files.
+The comparisons with a known truth (pair sets, LSM/CSM, rms, offset, state recovery, field of
+view) moved to :mod:`caviar_napari.analysis.truth`; ``truth_metrics`` is a re-export shim for
+code that still imports the old path.
 """

@@ -223,8 +223,8 @@ def _truth_species(
     """Species from the ground truth of the source data, and a line saying what was done."""
     import h5py
 
+    from caviar_napari.analysis.truth import species_from_truth
     from caviar_napari.io.correlations_file import read_ground_truth
-    from caviar_napari.workflows.truth_metrics import species_from_truth
 
     data = source_data_path(recon, source)
     if data is None:

@@ -3,6 +3,18 @@
 Masses default to the standard atomic weights of the species in the ATOMS file (``caviar atoms``
 records them from ``--species``, the start positions, or a simulation's ground truth);
 ``masses_amu`` overrides them.
+
+Estimator: ``force-constants`` by default (issue 14).  With the 10–20 object states of a
+reconstruction, eq. 6 (``green``) is biased (its highest branch by +80 % to +110 % at 10 states
+on the hBN model; :func:`~caviar_napari.analysis.dispersion_checks.green_bias`), while the
+force-constant fit to the same 10 states of ``hbn-correlated`` gives branch averages within
+10 % of the exact ones (``docs/benchmarks/readme-pipeline-dispersion.md``).  ``green`` stays
+available, with a warning that says how many states it would need.
+
+Warnings (printed on stderr and recorded in the DISP file): a biased green estimate, frequencies
+outside any physical range for the masses (:mod:`~caviar_napari.analysis.dispersion_checks`),
+a fit that needs more shells, displacements at the positional noise floor
+(:mod:`~caviar_napari.analysis.noise_floor`), and a reconstruction whose states did not separate.
 """
 
 from __future__ import annotations
@@ -14,15 +26,34 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from caviar_napari.analysis import correlations as corr
 from caviar_napari.analysis import dispersion as disp
+from caviar_napari.analysis.noise_floor import (
+    assess_noise_floor,
+    noise_floor_lines,
+    noise_floor_warnings,
+    physical_floor_warnings,
+    rms_displacement_A,
+    slice_noise_A,
+)
+from caviar_napari.data.correlations import NoiseFloor
+from caviar_napari.errors import InputError
 from caviar_napari.io.outputs import OutputTarget
 from caviar_napari.workflows.inputs import read_checked_atoms
+from caviar_napari.workflows.noise_floor import separation_report_check
 from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
+    from caviar_napari.data.atoms import AtomsData
     from caviar_napari.data.dispersion import DispersionData
 
-__all__ = ["DispersionOptions", "DispersionSummary", "run_dispersion", "summary_lines"]
+__all__ = [
+    "DispersionOptions",
+    "DispersionSummary",
+    "displacement_noise_floor",
+    "run_dispersion",
+    "summary_lines",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +81,17 @@ class DispersionOptions:
         Reciprocal-space path ``"LABEL=f1,f2; …"`` (None: Γ-M-K-Γ or the rectangular path).
     seed
         Seed of the bootstrap draws.
+    estimator
+        ``"force-constants"`` (default) or ``"green"`` (eq. 6).
+    shells
+        Force constants: neighbour shells fitted.
+    boundary
+        Force constants: ``"auto"``, ``"open"`` or ``"periodic"``.
+    crystal_cells
+        Force constants, open boundary: the ``(L1, L2)`` cells of the periodic crystal the
+        field of view was cut from (None: an infinite crystal).
+    noise_floor_A
+        A known positional noise floor per direction, Å (None: estimated where possible).
     overwrite
         Replace an existing output that this program did not write, or of another kind.
     """
@@ -63,6 +105,11 @@ class DispersionOptions:
     bootstrap: int = 200
     path: str | None = None
     seed: int = 0
+    estimator: str = "force-constants"
+    shells: int = 2
+    boundary: str = "auto"
+    crystal_cells: tuple[int, int] | None = None
+    noise_floor_A: float | None = None
     overwrite: bool = False
 
 
@@ -74,9 +121,12 @@ class DispersionSummary(StepSummary):
     ----------
     data
         The DISP contents written.
+    noise_floor
+        The positional noise floor of the displacements used.
     """
 
     data: DispersionData | None = None
+    noise_floor: NoiseFloor | None = None
 
 
 def summary_lines(data: DispersionData) -> list[str]:
@@ -95,6 +145,23 @@ def summary_lines(data: DispersionData) -> list[str]:
     ]
 
 
+def displacement_noise_floor(
+    atoms: AtomsData, slices: str | None, floor_A: float | None
+) -> NoiseFloor | None:
+    """The noise floor of the displacements of the used slices (None: no atom in every state)."""
+    positions = np.asarray(atoms.positions_A, dtype=float)
+    chosen = corr.parse_slice_spec(slices, positions.shape[1])
+    d = corr.state_displacements(positions, chosen)
+    if d.kept_atoms.size == 0:
+        return None
+    return assess_noise_floor(
+        rms_displacement_A(d.u_A),
+        given_A=floor_A,
+        given_source="--noise-floor-A",
+        slice_noise=slice_noise_A(d.u_A),
+    )
+
+
 def run_dispersion(options: DispersionOptions) -> DispersionSummary:
     """Infer the dispersion of an ATOMS file's displacements and write the DISP file.
 
@@ -107,6 +174,10 @@ def run_dispersion(options: DispersionOptions) -> DispersionSummary:
     """
     from caviar_napari.io.dispersion_file import write_dispersion
 
+    if options.noise_floor_A is not None and not (
+        np.isfinite(options.noise_floor_A) and options.noise_floor_A >= 0
+    ):
+        raise InputError(f"--noise-floor-A must be ≥ 0 Å, got {options.noise_floor_A!r}")
     config = disp.DispersionConfig(
         temperature_K=options.temperature_K,
         masses_amu=dict(options.masses_amu),
@@ -115,22 +186,38 @@ def run_dispersion(options: DispersionOptions) -> DispersionSummary:
         bootstrap=options.bootstrap,
         path=None if options.path is None else disp.parse_path(options.path),
         seed=options.seed,
+        estimator=options.estimator,
+        shells=options.shells,
+        boundary=options.boundary,
+        crystal_cells=options.crystal_cells,
     )
     target = OutputTarget.prepare(
         options.out, "disp", inputs={"ATOMS": options.atoms}, overwrite=options.overwrite
     )
     checked = read_checked_atoms(options.atoms)
+    floor = displacement_noise_floor(checked.atoms, options.slices, options.noise_floor_A)
+    recon_lines, recon_warnings = separation_report_check(checked.atoms, options.atoms)
     data = disp.dispersion_from_atoms(checked.atoms, config)
     data = dataclasses.replace(data, source=str(options.atoms))
-    summary = DispersionSummary(data=data)
+    summary = DispersionSummary(data=data, noise_floor=floor)
     summary.lines = [*summary_lines(data), *checked.exclusion_lines()]
     summary.warnings += checked.exclusion_lines()
+    if floor is not None:
+        summary.lines += noise_floor_lines(floor)
+        summary.warnings += noise_floor_warnings(floor)
+        summary.warnings += physical_floor_warnings(floor.rms_displacement_A, data.basis_masses_amu)
+    summary.lines += recon_lines
+    summary.warnings += recon_warnings
     if np.unique(data.path_q_index).size < 3:
-        summary.warnings.append(
-            "fewer than 3 commensurate q on the path; the averages are rough (a larger block "
-            "of cells gives more)"
-        )
-    summary.lines.append(disp.format_branch_table(data))
+        few = "fewer than 3 commensurate q on the path: their averages are rough"
+        if data.dense_path is None:
+            summary.warnings.append(f"{few} (a larger block of cells gives more)")
+        else:  # the force-constant model's dense path does not depend on them
+            summary.lines.append(f"{few}; the dense-path averages of the fitted model are not")
+    summary.warnings += list(data.warnings)  # biased green, unphysical frequencies, shells
+    report = disp.format_dispersion_report(data)
+    # the report's own "warning:" lines go to stderr with the others, not twice
+    summary.lines += [line for line in report.splitlines() if not line.startswith("warning: ")]
     summary.out = target.write(lambda p: write_dispersion(p, data), warnings=summary.warnings)
     summary.lines.append(f"wrote {options.out}")
     return summary

@@ -77,7 +77,9 @@ def canonical_command(preset: str, out: str | Path, overrides: dict[str, Any]) -
     parts = ["caviar", "simulate", preset, "--out", str(out)]
     for name, value in sorted(overrides.items()):
         opt = _option(name)
-        if isinstance(value, dict):
+        if isinstance(value, bool):
+            parts += [opt] if value else []
+        elif isinstance(value, dict):
             for k, v in sorted(value.items()):
                 parts += [opt, f"{k}={v:g}"]
         elif isinstance(value, tuple):

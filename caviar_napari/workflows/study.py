@@ -6,9 +6,11 @@ behind are exactly what a user typing the recorded ``caviar`` commands gets:
 
 1. ``caviar simulate PRESET`` — abTEM data with the ground truth inside (one file per preset,
    shared by the cases that reconstruct it);
-2. ``caviar reconstruct DATA --config RECON.yaml`` — the paper's staged recipe: stage 1 fits one
-   object state with ``probe_modes`` probe modes (object and probe refined), stage 2 keeps that
-   probe and fits ``object_states`` states (object only);
+2. ``caviar reconstruct DATA --config RECON.yaml`` — the case's recipe
+   (:func:`~caviar_napari.workflows.study_config.reconstruction_config`): the recommended one
+   (one state with a coherent probe and a fitted source size, then ``object_states`` states with
+   the probe and source refined and rigid shifts removed), or the paper's (one state with
+   ``probe_modes`` free modes, then the states with that probe fixed);
 3. ``caviar atoms RECON --positions START.csv`` — start positions (see below), refined by the
    phase-weighted centre of mass in every state and slice;
 4. ``caviar correlations ATOMS --ground-truth DATA`` — Green's tensor, B factors, ρ_nn, and the
@@ -26,7 +28,7 @@ Start positions
     by the atom matching is reported as a check).  Either way the refinement never sees the
     truth beyond its starting point.
 
-Metrics (:mod:`caviar_napari.workflows.truth_metrics`)
+Metrics (:mod:`caviar_napari.analysis.truth`)
     * LSM (eq. 3, reported as the mean over vectors: 1 = equal lengths) and CSM (eq. 4) over
       two pair sets, as ``caviar correlations --ground-truth`` chooses them: the reference atom
       (the matched atom nearest the centre of the field of view) with its ``reference_neighbours``
@@ -73,8 +75,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from caviar_napari.analysis import truth as tm
+from caviar_napari.analysis.truth import Comparison, StateRecovery
 from caviar_napari.errors import InputError
-from caviar_napari.workflows import truth_metrics as tm
 from caviar_napari.workflows.study_config import (
     REFERENCE_PRESET,
     Case,
@@ -85,10 +88,9 @@ from caviar_napari.workflows.study_config import (
     simulate_overrides,
 )
 from caviar_napari.workflows.summary import StepSummary
-from caviar_napari.workflows.truth_metrics import Comparison, StateRecovery
 
 if TYPE_CHECKING:
-    from caviar_napari.core.config import ReconstructionConfig
+    from caviar_napari.data.config import ReconstructionConfig
     from caviar_napari.io.correlations_file import GroundTruth as GroundTruthData
 
 log = logging.getLogger(__name__)
@@ -383,8 +385,8 @@ def run_case(
         Data files made earlier in this study (reused when their parameters match); the
         case's data file is added to it.
     """
-    from caviar_napari.core.config import save_yaml
     from caviar_napari.io.atoms_file import write_positions_csv
+    from caviar_napari.io.config_file import save_yaml
     from caviar_napari.io.correlations_file import read_ground_truth
     from caviar_napari.workflows.atoms import AtomsOptions, run_atoms
     from caviar_napari.workflows.correlations import CorrelationsOptions, run_correlations
@@ -429,7 +431,7 @@ def run_case(
             "model (caviar_napari.workflows.study.forward_model_data)"
         )
     # 2. reconstruct
-    rcfg = reconstruction_config(size, case.probe_modes, device=config.device, seed=config.seed)
+    rcfg = reconstruction_config(size, case, device=config.device, seed=config.seed)
     save_yaml(paths["config"], rcfg)
     argv = ["reconstruct", str(data), "--out", str(paths["recon"])]
     argv += ["--config", str(paths["config"])]

@@ -7,11 +7,12 @@ import re
 import numpy as np
 import pytest
 from napari.layers import Layer
+from qtpy.QtCore import Qt
 
 from caviar_napari._napari.atoms_layers import ATOMS_METADATA_KEY, atoms_layer_data
 from caviar_napari._qt.atoms_widget import AtomsWidget
 from caviar_napari.errors import InputError
-from caviar_napari.io.atoms_file import AtomsData, read_atoms
+from caviar_napari.io.atoms_file import AtomsData, read_atoms, read_positions_csv
 
 PIXEL_A = 0.1
 ORIGIN_A = np.array([1.0, -2.0])
@@ -51,8 +52,8 @@ def widget(make_napari_viewer, truth):
         axis_labels=("state", "slice", "y", "x"),
     )
     w = AtomsWidget(viewer)
-    w.sigma_min.setValue(0.1)
-    w.sigma_max.setValue(0.3)
+    w.detection_form["sigma_min_A"].value = 0.1
+    w.detection_form["sigma_max_A"].value = 0.3
     return w
 
 
@@ -63,14 +64,18 @@ def match(found, expected):
 
 
 def detect(qtbot, widget):
-    # wait on the widget's own idle state: the worker may finish before a signal spy connects
-    assert widget.detect() is not None, widget.status_label.text()
+    """Click Detect and wait for the worker (on the widget's own idle state: the worker may
+    finish before a signal spy connects)."""
+    qtbot.mouseClick(widget.detect_button, Qt.LeftButton)
+    assert widget.worker is not None, widget.status_label.text()
+    assert not widget.detect_button.isEnabled()  # busy: the buttons wait for the worker
     qtbot.waitUntil(lambda: widget.worker is None, timeout=20000)
     return widget.points_layer
 
 
 def refine(qtbot, widget):
-    assert widget.refine() is not None, widget.status_label.text()
+    qtbot.mouseClick(widget.refine_button, Qt.LeftButton)
+    assert widget.worker is not None, widget.status_label.text()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=20000)
 
 
@@ -133,8 +138,8 @@ def test_detect_manual_pick_and_refine(qtbot, widget, truth):
 
     # failures: an atom at the image corner is NaN in every state and counted
     widget.set_positions(np.vstack([truth["mean_A"], [ORIGIN_A + 0.05]]))
-    widget.radius.setValue(0.4)
-    widget.lattice_check.setChecked(False)
+    widget.refine_form["radius_A"].value = 0.4
+    widget.refine_form["lattice"].value = False
     refine(qtbot, widget)
     text = widget.status_label.text()
     assert "17 atoms" in text and "16 refined, 1 failed" in text
@@ -145,7 +150,7 @@ def test_detect_manual_pick_and_refine(qtbot, widget, truth):
     assert len(widget.states_layer.data) == 96 and widget.lattice_layer is None
 
     # bad input is reported in the widget, not raised
-    widget.vectors_edit.setText("1 2 3")
+    widget.refine_form["vectors"].value = "1 2 3"
     assert widget.refine() is None
     assert "4 numbers" in widget.status_label.text()
     widget.viewer.layers.remove("recon phase")
@@ -184,3 +189,66 @@ def test_export_import_round_trip_and_reader(qtbot, widget, tmp_path):
     np.testing.assert_allclose(layers[0].data, before.mean_positions_A)
     assert layers[1].data.shape == (96, 4) and layers[1].ndim == 4
     np.testing.assert_allclose(layers[2].data[:, 1], before.lattice_vectors_A)
+
+
+def test_file_buttons_export_and_import(qtbot, widget, tmp_path, click, answer_dialogs):
+    """Export CSV…, Export ATOMS…, Import CSV…, Import ATOMS… write and read what they say."""
+    detect(qtbot, widget)
+    refine(qtbot, widget)
+    refined = widget.atoms
+    csv, h5 = tmp_path / "clicked.csv", tmp_path / "clicked.h5"
+    asked = answer_dialogs(csv)
+    click(widget.export_csv_button)
+    positions, _species = read_positions_csv(csv)
+    np.testing.assert_allclose(positions, refined.mean_positions_A)
+    answer_dialogs(h5)
+    click(widget.export_atoms_button)
+    np.testing.assert_array_equal(read_atoms(h5).positions_A, refined.positions_A)
+
+    answer_dialogs(csv)
+    click(widget.import_csv_button)
+    assert widget.atoms is None and widget.states_layer is None  # positions only
+    np.testing.assert_allclose(widget.points_layer.data, refined.mean_positions_A)
+    assert "16 atoms read from clicked.csv" in widget.status_label.text()
+    answer_dialogs(h5)
+    click(widget.import_atoms_button)
+    np.testing.assert_array_equal(widget.atoms.positions_A, refined.positions_A)
+    assert len(widget.states_layer.data) == 96
+    assert asked == [
+        "Export positions (CSV)",
+        "Export ATOMS file",
+        "Import positions (CSV)",
+        "Import ATOMS file",
+    ]
+
+    # a cancelled dialog changes nothing; a failing import is reported, not raised
+    answer_dialogs("")
+    click(widget.import_atoms_button)
+    assert widget.atoms is not None
+    (tmp_path / "broken.h5").write_text("not hdf5")
+    answer_dialogs(tmp_path / "broken.h5")
+    click(widget.import_atoms_button)
+    assert widget.status_label.text().startswith("Error:") and "broken.h5" in (
+        widget.status_label.text()
+    )
+
+
+def test_result_warnings_show_in_the_banner(qtbot, widget, tmp_path):
+    """Warnings a result carries (here an ATOMS file's provenance) appear above the dock."""
+    from caviar_napari.io.atoms_file import write_atoms
+
+    detect(qtbot, widget)
+    refine(qtbot, widget)
+    atoms = widget.atoms
+    warned = AtomsData(
+        positions_A=atoms.positions_A,
+        mean_positions_A=atoms.mean_positions_A,
+        provenance={"warnings": ["displacements at the noise floor (test)"]},
+    )
+    write_atoms(tmp_path / "warned.h5", warned)
+    assert not widget.warning_banner.isVisibleTo(widget)
+    widget.import_atoms(tmp_path / "warned.h5")
+    assert widget.warning_banner.isVisibleTo(widget)
+    assert "displacements at the noise floor (test)" in widget.warning_banner.text()
+    widget.points_layer.add([3.0, 0.0])  # edited points: the result and its warnings go
+    assert not widget.warning_banner.isVisibleTo(widget)

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
+from qtpy.QtCore import Qt
 
 from caviar_napari._qt.correlations_widget import (
     ARROW_COLOURS,
@@ -49,14 +50,21 @@ def _lattice_atoms(L=4, n_states=10, seed=1) -> AtomsData:
     )
 
 
+def _settle(qtbot, widget) -> None:
+    """Wait until the computation and the drawings it started are done."""
+    qtbot.waitUntil(lambda: widget.worker is None and not widget.is_drawing, timeout=15000)
+
+
 def _widget(make_napari_viewer, qtbot, atoms: AtomsData) -> tuple:
     viewer = make_napari_viewer()
     viewer.add_points(atoms.mean_positions_A, name="atoms", metadata={ATOMS_METADATA_KEY: atoms})
     widget = CorrelationsWidget(viewer)
     qtbot.addWidget(widget)
     widget.set_source_layer("atoms")
-    widget.compute()
+    qtbot.mouseClick(widget.compute_button, Qt.LeftButton)
+    assert widget.worker is not None
     qtbot.waitUntil(lambda: widget.worker is None and widget.result is not None, timeout=15000)
+    _settle(qtbot, widget)
     return viewer, widget
 
 
@@ -77,6 +85,7 @@ def test_arrows_slider_and_export_on_a_hand_made_three_atom_case(
     widget.n_nearest_spin.setValue(2)
     widget.set_reference(0)
     widget.set_scale_pm2_per_A(20.0)
+    _settle(qtbot, widget)
     layer = _arrow_layer(viewer)
     s = widget.scale_pm2_per_A()
     scale = 1e4 / s  # Å on screen per Å²
@@ -109,10 +118,12 @@ def test_arrows_slider_and_export_on_a_hand_made_three_atom_case(
 
     # the slider: one decade of S per 50 steps, arrows scale inversely, the label follows
     widget.scale_slider.setValue(100)
+    _settle(qtbot, widget)
     s1 = widget.scale_pm2_per_A()
     v1 = layer.data[:, 1].copy()
     assert f"{s1:.3g} pm² per Å" in widget.scale_label.text()
     widget.scale_slider.setValue(150)
+    _settle(qtbot, widget)
     s2 = widget.scale_pm2_per_A()
     assert s2 == pytest.approx(s1 / 10)
     np.testing.assert_allclose(layer.data[:, 1], v1 * 10, rtol=1e-12)
@@ -132,6 +143,7 @@ def test_click_or_index_selects_the_reference(make_napari_viewer, qtbot):
     viewer, widget = _widget(make_napari_viewer, qtbot, _three_atoms())
     widget.n_nearest_spin.setValue(1)
     widget.set_reference(0)
+    _settle(qtbot, widget)
     layer = _arrow_layer(viewer)
     ref_rows = layer.features["kind"].isin(["ref_y", "ref_x"]).to_numpy()
     assert np.allclose(layer.data[ref_rows, 0], MEANS[1])  # 0's nearest neighbour is 1
@@ -144,6 +156,7 @@ def test_click_or_index_selects_the_reference(make_napari_viewer, qtbot):
     with pytest.raises(StopIteration):
         next(gen)
     assert widget.reference() == 2
+    _settle(qtbot, widget)
     g = widget.result.data.green_A2
     ref_rows = layer.features["kind"].isin(["ref_y", "ref_x"]).to_numpy()
     assert np.allclose(layer.data[ref_rows, 0], MEANS[0])  # 2's nearest is 0
@@ -167,6 +180,7 @@ def test_click_or_index_selects_the_reference(make_napari_viewer, qtbot):
     # the index spin box
     widget.reference_spin.setValue(1)
     assert widget.reference() == 1
+    _settle(qtbot, widget)
     np.testing.assert_allclose(markers.data[0], MEANS[1])
 
 
@@ -181,6 +195,7 @@ def test_file_source_unit_cell_averages_and_truth_comparison(make_napari_viewer,
     widget.slices_edit.setText("0:2")
     widget.compute()
     qtbot.waitUntil(lambda: widget.worker is None and widget.result is not None, timeout=15000)
+    _settle(qtbot, widget)
     data = widget.result.data
     assert data.excluded_atoms.tolist() == [5]
     assert "excluded (NaN): 5" in widget.summary_label.text()
@@ -188,6 +203,7 @@ def test_file_source_unit_cell_averages_and_truth_comparison(make_napari_viewer,
     # unit-cell averaged arrows: blocks averaged over identical cell pairs
     widget.set_reference(10)
     widget.averaged_check.setChecked(True)
+    _settle(qtbot, widget)
     arrows = widget.arrows()
     avg = corr.unit_cell_averages(
         data.green_A2, data.cell_index, data.basis_index, widget._positions()
@@ -203,6 +219,7 @@ def test_file_source_unit_cell_averages_and_truth_comparison(make_napari_viewer,
     assert f"means of {counts.min()}–16 atom pairs" in widget.average_label.text()
     # the local frame: arrows are rows of R G
     widget.frame_combo.setCurrentText("local lattice (x → neighbour)")
+    _settle(qtbot, widget)
     rot = corr.local_frame(widget._positions(), 10, int(nbrs[0]))
     np.testing.assert_allclose(
         widget.arrows().values_A2[widget.arrows().kind >= 2],
@@ -222,10 +239,90 @@ def test_file_source_unit_cell_averages_and_truth_comparison(make_napari_viewer,
         g["green_realised_A2"] = corr.green_tensor(atoms.positions_A, [0, 1]).green_A2
         g["green_model_A2"] = u.T @ u / len(u)
     widget.averaged_check.setChecked(False)
-    widget.compare(str(truth))
+    widget.truth_edit.setText(str(truth))
+    qtbot.mouseClick(widget.compare_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: widget.worker is None and widget.similarity is not None, timeout=15000)
     assert widget.similarity.csm == pytest.approx(1.0)
     assert widget.similarity.lsm_mean == pytest.approx(1.0)
     assert "CSM (eq. 4) = +1.000" in widget.truth_label.text()
     widget.pairs_combo.setCurrentText(PAIRS_NN)
     assert widget.similarity.n_pairs > 20
+    _settle(qtbot, widget)
+
+
+def test_buttons_open_compute_compare_and_save(
+    make_napari_viewer, qtbot, tmp_path, click, answer_dialogs
+):
+    """Open ATOMS file…, Compute, Browse…, Compare, Save CORR… and Save figure… by clicks."""
+    atoms = _lattice_atoms(L=3)
+    write_atoms(tmp_path / "atoms.h5", atoms)
+    viewer = make_napari_viewer()
+    widget = CorrelationsWidget(viewer)
+    qtbot.addWidget(widget)
+    assert not widget.compute_button.isEnabled()  # no source yet
+    asked = answer_dialogs(tmp_path / "atoms.h5")
+    click(widget.source_picker.open_button)
+    assert widget.source_picker.combo.currentText() == "atoms (atoms)"
+    click(widget.compute_button)
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=15000)
+    _settle(qtbot, widget)
+    assert "18 atoms" in widget.summary_label.text()
+    assert len(viewer.layers["correlations: arrows"].data) > 0
+    assert widget.plot.figure is not None  # the Green's tensor, rendered in the worker
+
+    compare_empty = widget.compare_button
+    widget.truth_edit.setText("")
+    click(compare_empty)  # no file given: said so, nothing started
+    assert widget.worker is None and "choose a ground-truth file" in widget.truth_label.text()
+
+    truth = tmp_path / "sim.h5"
+    with h5py.File(truth, "w") as f:
+        g = f.create_group("ground_truth")
+        g["positions_A"] = atoms.positions_A[:, 0]
+        g["mean_positions_A"] = atoms.mean_positions_A
+        g["green_realised_A2"] = corr.green_tensor(atoms.positions_A, [0, 1]).green_A2
+    answer_dialogs(truth)
+    click(widget.browse_button)
+    assert widget.truth_edit.text() == str(truth)
+    click(widget.compare_button)
+    qtbot.waitUntil(lambda: widget.similarity is not None, timeout=15000)
+    assert widget.similarity.csm == pytest.approx(1.0)
+
+    answer_dialogs(tmp_path / "clicked-corr.h5")
+    click(widget.save_corr_button)
+    back = read_correlations(tmp_path / "clicked-corr.h5")
+    np.testing.assert_array_equal(back.green_A2, widget.result.data.green_A2)
+    answer_dialogs(tmp_path / "clicked.svg")
+    click(widget.save_figure_button)
+    assert (tmp_path / "clicked.svg").read_text().lstrip().startswith("<?xml")
+    assert asked == [
+        "Open ATOMS file",
+        "Ground truth (simulated 4D-STEM file)",
+        "Save CORR file",
+        "Save figure",
+    ]
+    _settle(qtbot, widget)
+
+
+def test_result_warnings_show_in_the_banner(make_napari_viewer, qtbot, monkeypatch):
+    """A warning the computed correlations carry appears above the dock."""
+    from caviar_napari.viewmodels import correlations as cvm
+
+    atoms = _three_atoms()
+    real = cvm.compute_job
+
+    def warned(atoms_, slices):
+        result = yield from real(atoms_, slices)
+        return cvm.ComputeResult(
+            result.data,
+            result.rho_nn,
+            result.rho_error,
+            result.averages,
+            result.nn_distance_A,
+            ("displacements at the noise floor: 0.3 pm rms (test)",),
+        )
+
+    monkeypatch.setattr(cvm, "compute_job", warned)
+    _viewer, widget = _widget(make_napari_viewer, qtbot, atoms)
+    assert widget.warning_banner.isVisibleTo(widget)
+    assert "noise floor" in widget.warning_banner.text()

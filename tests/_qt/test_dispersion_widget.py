@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
-from caviar_napari._qt.dispersion_widget import PATH_CUSTOM, DispersionWidget
+from caviar_napari._qt.dispersion_widget import DispersionWidget
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
 from caviar_napari.io.dispersion_file import read_dispersion
-from caviar_napari.simulate.harmonic import HarmonicLattice
 
 
 def write_atoms_file(path, species=("B", "N"), n_states=20, L=(6, 6)):
@@ -38,8 +39,9 @@ def widget(make_napari_viewer):
 
 
 def _run(widget, qtbot):
-    widget.compute()
+    qtbot.mouseClick(widget.compute_button, Qt.LeftButton)
     assert widget.worker is not None
+    assert not widget.compute_button.isEnabled()  # one computation at a time
     qtbot.waitUntil(lambda: widget.worker is None, timeout=20000)
 
 
@@ -49,7 +51,7 @@ def test_plot_and_table_from_atoms_file(widget, qtbot, tmp_path):
     assert layer in widget.viewer.layers and widget.atoms_source() is not None
     assert set(widget._mass_spins) == {"B", "N"}
     assert widget._mass_spins["N"].value() == pytest.approx(14.007)
-    widget.bootstrap_spin.setValue(40)
+    widget.form["bootstrap"].value = 40
     _run(widget, qtbot)
     d = widget.result
     assert d is not None and d.cells == (6, 6) and d.n_bootstrap == 40
@@ -84,21 +86,62 @@ def test_custom_path_single_mass_and_errors(widget, qtbot, tmp_path):
     write_atoms_file(tmp_path / "atoms.h5", species=("B", "Qx"))
     widget.open_atoms_file(tmp_path / "atoms.h5")
     assert widget._mass_spins["Qx"].value() == 0.0  # unknown species: required
-    widget.bootstrap_spin.setValue(0)
+    widget.form["bootstrap"].value = 0
     with qtbot.capture_exceptions() as raised:
         _run(widget, qtbot)
     assert widget.result is None
     assert len(raised) == 1 and "Qx" in str(raised[0][1])
     assert "no mass for species 'Qx'" in widget.summary_label.text()
     widget._mass_spins["Qx"].setValue(14.0)
-    widget.single_mass_check.setChecked(True)
-    widget.path_combo.setCurrentText(PATH_CUSTOM)
-    widget.path_edit.setText("G=0,0; K=1/3,1/3")
+    widget.form["single_mass"].value = True
+    assert not widget.form["path_text"].enabled  # the standard path
+    widget.form["custom_path"].value = True
+    assert widget.form["path_text"].enabled
+    widget.form["path_text"].value = "G=0,0; K=1/3,1/3"
     _run(widget, qtbot)
     d = widget.result
     assert d.single_mass and d.masses_amu == {"B": 10.81, "Qx": 14.0}
     assert d.path_labels == ("Γ", "K")
     assert widget.table.item(0, 2).text() == "—"
-    widget.path_edit.setText("G=0,0; K=x")
+    widget.form["path_text"].value = "G=0,0; K=x"
     widget.compute()  # a bad path is reported at once, no worker started
     assert widget.worker is None and "LABEL=f1,f2" in widget.summary_label.text()
+
+
+def test_buttons_open_compute_and_save(widget, qtbot, tmp_path, click, answer_dialogs):
+    """Open ATOMS file…, Compute dispersion, Save DISP…, Save figure… by clicks; a warning the
+    result carries shows in the banner."""
+    write_atoms_file(tmp_path / "atoms.h5", L=(4, 4), n_states=8)
+    assert not widget.compute_button.isEnabled() and not widget.save_data_button.isEnabled()
+    asked = answer_dialogs(tmp_path / "atoms.h5")
+    click(widget.source_picker.open_button)
+    assert set(widget._mass_spins) == {"B", "N"}
+    widget.form["bootstrap"].value = 0
+    _run(widget, qtbot)
+    assert widget.result is not None and widget.table.rowCount() == 4
+    answer_dialogs(tmp_path / "clicked-disp.h5")
+    click(widget.save_data_button)
+    np.testing.assert_array_equal(
+        read_dispersion(tmp_path / "clicked-disp.h5").frequencies_THz,
+        widget.result.frequencies_THz,
+    )
+    answer_dialogs(tmp_path / "clicked.png")
+    click(widget.save_figure_button)
+    assert (tmp_path / "clicked.png").read_bytes()[:4] == b"\x89PNG"
+    assert asked == ["Open ATOMS file", "Save DISP file", "Save figure"]
+
+    # the warnings a result carries go to the banner
+    from caviar_napari.viewmodels.dispersion import DispersionOutcome
+
+    outcome = widget.vm.outcome
+    widget.show_outcome(
+        DispersionOutcome(
+            outcome.data,
+            outcome.plot,
+            outcome.rows,
+            outcome.summary,
+            ("branch 4 at 5203 THz: unphysical for the masses given (test)",),
+        )
+    )
+    assert widget.warning_banner.isVisibleTo(widget)
+    assert "unphysical" in widget.warning_banner.text()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from caviar_napari._napari import reconstruction_layers as rl
 from caviar_napari._napari import sample_data
 from caviar_napari._qt import launcher
 from caviar_napari._qt import reconstruction_widget as rw
-from caviar_napari.core import config as cfg
 from caviar_napari.core import engine
+from caviar_napari.data import config as cfg
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.io.reconstruction import save_reconstruction
+from caviar_napari.viewmodels.layer_keys import DATASET_KEY, PATH_KEY, STATE_KEY
 
 WAIT_MS = 20000
 
@@ -35,7 +38,7 @@ def _tiny_dataset() -> STEMDataset:
 
 def _tiny_sample():
     dataset = _tiny_dataset()
-    meta = {rw.DATASET_KEY: dataset, rw.PATH_KEY: "tiny.h5"}
+    meta = {DATASET_KEY: dataset, PATH_KEY: "tiny.h5"}
     return [
         (dataset.intensities, {"name": "tiny 4D-STEM", "metadata": meta}, "image"),
         (dataset.intensities.sum(axis=(2, 3)), {"name": "tiny virtual BF"}, "image"),
@@ -67,7 +70,7 @@ def test_open_file_reconstruction_can_be_continued(make_napari_viewer, tmp_path)
     np.testing.assert_allclose(phase.data, np.angle(state.object), atol=1e-6)
     np.testing.assert_allclose(phase.scale, (1, 1, *state.pixel_size_A))
     np.testing.assert_allclose(phase.translate, (0, 0, *state.object_origin_A))
-    assert phase.metadata[rl.STATE_KEY].iteration == 2
+    assert phase.metadata[STATE_KEY].iteration == 2
     widget = widgets["Reconstruction"]
     assert widget.start_combo.findData("recon phase") > 0
 
@@ -93,6 +96,12 @@ def test_main_opens_docks_and_sample_ready_to_start(make_napari_viewer, qtbot, m
     assert isinstance(widget, rw.ReconstructionWidget)
     tabbed = set(dock.window().tabifiedDockWidgets(dock))
     assert {d for name, (d, _) in docks.items() if name != "Reconstruction"} <= tabbed
+    # short tab titles (napari's own would be cut to "Reconstruction (cavia…")
+    assert [d.windowTitle() for d, _ in docks.values()] == expected
+    # the window fits the screen
+    window = dock.window()
+    available = window.screen().availableGeometry()
+    assert window.width() <= available.width() and window.height() <= available.height()
 
     # the sample is loaded and selected; the memory estimate allows Start
     assert [layer.name for layer in viewer.layers] == ["tiny 4D-STEM", "tiny virtual BF"]
@@ -103,3 +112,35 @@ def test_main_opens_docks_and_sample_ready_to_start(make_napari_viewer, qtbot, m
     with pytest.raises(InputError, match="no-such-sample"):
         launcher.open_sample(viewer, "no-such-sample")
     widget.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--file", "{tmp}/nope.h5"], "nope.h5: no such file"),
+        (["--file", "{tmp}/fake.h5"], "fake.h5: not a file caviar-napari reads"),
+        (["--sample", "foo"], "unknown sample 'foo'; choose one of hbn-correlated, "),
+    ],
+)
+def test_argument_errors_are_one_line_and_exit_2(monkeypatch, capsys, tmp_path, argv, message):
+    import napari
+
+    (tmp_path / "fake.h5").write_text("not an HDF5 file")
+    monkeypatch.setattr(napari, "Viewer", lambda **kwargs: pytest.fail("no window expected"))
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert launcher.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("caviar-napari: error: ")
+    assert message in err
+
+
+def test_console_script_argument_error_has_no_traceback(tmp_path):
+    """The console entry point itself: exit status 2, one line on stderr, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "caviar_napari._qt.launcher", "--file", str(tmp_path / "x.h5")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"caviar-napari: error: {tmp_path / 'x.h5'}: no such file"

@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 
 from caviar_napari._napari import reconstruction_layers as rl
-from caviar_napari._qt import _worker, recon_display
+from caviar_napari._qt import _worker
 from caviar_napari._qt import reconstruction_widget as rw
-from caviar_napari.core import config as cfg
+from caviar_napari._qt.reconstruction import live_display
 from caviar_napari.core import engine
+from caviar_napari.data import config as cfg
+from caviar_napari.errors import InputError
+from caviar_napari.io.config_file import load_yaml
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.io.reconstruction import load_reconstruction
+from caviar_napari.viewmodels import recon_images as ri
+from caviar_napari.viewmodels.layer_keys import DATASET_KEY, PATH_KEY, STATE_KEY
 
 WAIT_MS = 20000
 
@@ -73,9 +78,9 @@ def viewer_widget(shared_viewer, qtbot):
         viewer.add_image(
             dataset.intensities.sum(axis=(2, 3)),
             name="tiny 4D-STEM",
-            metadata={rw.DATASET_KEY: dataset, rw.PATH_KEY: "tiny.h5"},
+            metadata={DATASET_KEY: dataset, PATH_KEY: "tiny.h5"},
         )
-    dataset = viewer.layers["tiny 4D-STEM"].metadata[rw.DATASET_KEY]
+    dataset = viewer.layers["tiny 4D-STEM"].metadata[DATASET_KEY]
     widget = rw.ReconstructionWidget(viewer)
     qtbot.waitUntil(
         lambda: widget.settings.device_info.text().startswith("detected"), timeout=WAIT_MS
@@ -103,7 +108,7 @@ def test_run_updates_phase_layer_and_finishes(viewer_widget, qtbot, monkeypatch)
     assert widget.optics.energy_eV.value() == 60000.0  # filled from the layer's metadata
     assert widget.optics.step_x_A.value() == pytest.approx(0.8)
     widget.set_config(tiny_config(iterations=(4, 6), update_every=2))
-    widget.set_refresh_intervals(display_ms=20, image_rest_ms=0)
+    widget.set_refresh_intervals(20, 0.0, 0.0)
     real_run = engine.run
 
     def paced_run(*args, **kwargs):
@@ -131,13 +136,17 @@ def test_run_updates_phase_layer_and_finishes(viewer_widget, qtbot, monkeypatch)
 
     monkeypatch.setattr(engine, "run", paced_run)
     updates = []
-    original = recon_display.apply_layer_tuples
+    original = live_display.apply_layer_tuples
+
+    arrays = []  # the phase layer's own array after each update
 
     def spy(viewer_, tuples, **options):
         updates.append({kw["name"]: (data, kw["metadata"]) for data, kw, _ in tuples})
-        return original(viewer_, tuples, **options)
+        out = original(viewer_, tuples, **options)
+        arrays.append(_layer(viewer_, "reconstruction phase").data)
+        return out
 
-    monkeypatch.setattr(recon_display, "apply_layer_tuples", spy)
+    monkeypatch.setattr(live_display, "apply_layer_tuples", spy)
     worker = widget.start()
     assert worker is not None and widget.is_running, widget.status_label.text()
     assert not widget.start_button.isEnabled() and widget.stop_button.isEnabled()
@@ -145,14 +154,21 @@ def test_run_updates_phase_layer_and_finishes(viewer_widget, qtbot, monkeypatch)
 
     geometry = engine.plan_geometry(dataset, widget.current_config())
     h, w = geometry.object_shape
+    # the layers are created before the run, from a flat object, in the run's 2 state slots
+    first, _meta = updates[0]["reconstruction phase"]
+    assert first.shape == (2, 1, h, w) and not first.any()
     # images every 2nd iteration (as fast as the display takes them), then the result
-    live = [u["reconstruction phase"] for u in updates]
-    live = [data for data, meta in live if rl.STATE_KEY not in meta]
+    live = [u["reconstruction phase"] for u in updates[1:]]
+    live = [data for data, meta in live if STATE_KEY not in meta and data is not first]
     distinct = [a for i, a in enumerate(live) if all(a is not b for b in live[:i])]
     assert len(distinct) == widget.images_shown == 5  # iterations 2, 4, ..., 10
-    assert distinct[0].shape == (1, 1, h, w)  # stage 1: one object state
-    assert distinct[-1].shape == (2, 1, h, w)  # stage 2: two states
+    # stage 1 has one object state, shown in both slots: the layer keeps its shape (napari's
+    # dims never change during the run) and its own array (updated in place)
+    assert distinct[0].shape == (2, 1, h, w) and np.array_equal(distinct[0][0], distinct[0][1])
+    assert not np.allclose(distinct[-1][0], distinct[-1][1])  # stage 2: two states
     assert not np.allclose(distinct[0][0], distinct[1][0])  # the object changes between updates
+    assert all(a is arrays[0] for a in arrays)
+    assert not any(a is arrays[0] for a in distinct)  # never the worker's array
     phase = _layer(viewer, "reconstruction phase")
     assert phase.data.shape == (2, 1, h, w)
     assert phase.axis_labels == ("state", "slice", "y", "x")
@@ -164,11 +180,11 @@ def test_run_updates_phase_layer_and_finishes(viewer_widget, qtbot, monkeypatch)
     assert phase.visible and not _layer(viewer, "reconstruction amplitude").visible
     probe = _layer(viewer, "reconstruction probe modes")
     assert probe.data.ndim == 2 and probe.data.shape[0] == geometry.window[0]
-    state = phase.metadata[rl.STATE_KEY]
+    state = phase.metadata[STATE_KEY]
     assert state.iteration == 10 and state.finished
     np.testing.assert_allclose(phase.data, np.angle(state.object), atol=1e-6)
     # contrast from the scanned area (over all states), the range from all the data
-    rows, cols = rl.scanned_window(
+    rows, cols = ri.scanned_window(
         geometry.positions_A, geometry.pixel_size_A, geometry.object_origin_A, (h, w)
     )
     px = (geometry.positions_A - geometry.object_origin_A) / geometry.pixel_size_A
@@ -189,18 +205,23 @@ def test_run_updates_phase_layer_and_finishes(viewer_widget, qtbot, monkeypatch)
     np.testing.assert_array_equal(widget.loss_plot.iterations, np.arange(1, 11))
     np.testing.assert_allclose(widget.loss_plot.losses, state.loss)
     assert widget.loss_plot.stage_starts == [(1, "mean object"), (5, "object states")]
-    assert widget.loss_plot.ax.get_yscale() == "log"
+    lo, hi = widget.loss_plot.y_range()  # log axis around the losses
+    assert 0 < lo < min(state.loss) and hi > max(state.loss)
     assert widget.status_label.text().startswith("finished: 10 iterations")
     assert widget.start_button.isEnabled() and widget.save_button.isEnabled()
     assert not widget.stop_button.isEnabled() and not widget.pause_button.isEnabled()
 
 
-def test_stop_mid_run_save_reopen_and_continue(viewer_widget, qtbot, tmp_path):
+def test_stop_mid_run_save_reopen_and_continue(
+    viewer_widget, qtbot, tmp_path, click, answer_dialogs
+):
     viewer, widget, dataset = viewer_widget
     widget.set_config(tiny_config(iterations=(2, 100000), update_every=1))
-    widget.start()
+    click(widget.start_button)
+    assert widget.is_running and not widget.start_button.isEnabled()
     qtbot.waitUntil(lambda: widget.loss_plot.iterations.size >= 4, timeout=WAIT_MS)
-    widget.stop()
+    click(widget.stop_button)
+    assert "stopping" in widget.status_label.text() and not widget.stop_button.isEnabled()
     _wait_idle(qtbot, widget)
     state = widget.result
     assert state is not None and not state.finished
@@ -209,8 +230,11 @@ def test_stop_mid_run_save_reopen_and_continue(viewer_widget, qtbot, tmp_path):
     assert widget.status_label.text().startswith(f"stopped at iteration {stopped_at}")
     assert np.all(np.isfinite(state.object)) and state.object.shape[0] == 2
 
-    # Save button path and the napari writer hook give the same, reopenable file
-    saved = widget.save_result(str(tmp_path / "stopped.h5"))
+    # the Save… button and the napari writer hook give the same, reopenable file
+    saved = str(tmp_path / "stopped.h5")
+    assert answer_dialogs(saved) == []
+    click(widget.save_button)
+    assert load_reconstruction(saved).iteration == stopped_at
     phase = _layer(viewer, "reconstruction phase")
     data, attributes, _ = phase.as_layer_data_tuple()
     written = rl.write_reconstruction(str(tmp_path / "writer.h5"), data, attributes)
@@ -271,18 +295,19 @@ def test_4d_stem_layers_leave_the_view_and_the_view_frames_the_scan(viewer_widge
     assert widget.result.iteration == 4 and widget.display.progress_bar is None
     assert viewer.dims.axis_labels == ("state", "slice", "y", "x")
     # the first view frames the scanned area (0..4 Å), not the whole object
-    np.testing.assert_allclose(viewer.camera.center[-2:], (2.0, 2.0), atol=1e-6)
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], (2.0, 2.0), atol=1e-6)
     assert viewer.canvas.overlays["scale_bar"].visible
     assert viewer.layers.selection.active.name == "reconstruction phase"
 
 
-def test_pause_and_resume(viewer_widget, qtbot):
+def test_pause_and_resume(viewer_widget, qtbot, click):
     _viewer, widget, _dataset = viewer_widget
     widget.set_config(tiny_config(iterations=(100000, 1), update_every=50))
-    widget.start()
+    click(widget.start_button)
     qtbot.waitUntil(lambda: widget.loss_plot.iterations.size >= 2, timeout=WAIT_MS)
-    widget.pause()
+    click(widget.pause_button)
     assert widget.resume_button.isEnabled() and not widget.pause_button.isEnabled()
+    assert widget.status_label.text().startswith("paused — ")
     held = -1
     for _ in range(40):  # the iteration in flight ends, then the engine holds
         if widget.loss_plot.iterations.size == held:
@@ -292,11 +317,11 @@ def test_pause_and_resume(viewer_widget, qtbot):
     qtbot.wait(400)
     assert widget.loss_plot.iterations.size == held
     assert widget.is_running
-    widget.resume()
+    click(widget.resume_button)
     assert widget.pause_button.isEnabled() and not widget.resume_button.isEnabled()
     qtbot.waitUntil(lambda: widget.loss_plot.iterations.size > held + 2, timeout=WAIT_MS)
-    widget.pause()
-    widget.stop()  # stop while paused ends the run
+    click(widget.pause_button)
+    click(widget.stop_button)  # stop while paused ends the run
     _wait_idle(qtbot, widget)
     assert widget.result is not None and widget.result.iteration >= held + 2
 
@@ -314,7 +339,7 @@ def _raising_run(exc):
     [
         (RuntimeError("CUDA error: out of memory"), "RuntimeError: CUDA error: out of memory"),
         (MemoryError("cannot allocate 12 GiB"), "MemoryError: cannot allocate 12 GiB"),
-        (rw.InputError("tiny.h5: 'energy_eV' must be positive"), "'energy_eV' must be positive"),
+        (InputError("tiny.h5: 'energy_eV' must be positive"), "'energy_eV' must be positive"),
     ],
 )
 def test_worker_error_notifies_and_returns_to_idle(
@@ -378,13 +403,17 @@ def test_bad_file_notifies(viewer_widget, qtbot, monkeypatch, tmp_path):
     assert widget.input_combo.currentData() == "layer:tiny 4D-STEM"
 
 
-def test_open_file_selects_it(viewer_widget, qtbot, tmp_path):
+def test_open_button_reads_and_selects_the_file(
+    viewer_widget, qtbot, tmp_path, click, answer_dialogs
+):
     from caviar_napari.io.dataset import write_stem_h5
 
     _viewer, widget, dataset = viewer_widget
     path = tmp_path / "other.h5"
     write_stem_h5(path, dataclasses.replace(dataset, energy_eV=80e3))
-    widget.open_file(str(path))
+    asked = answer_dialogs(path)
+    click(widget.data.open_button)
+    assert asked == ["Open 4D-STEM data"]
     qtbot.waitUntil(widget.data.open_button.isEnabled, timeout=WAIT_MS)
     assert widget.input_combo.currentData() == f"file:{path}"
     assert widget.optics.energy_eV.value() == 80000.0
@@ -413,7 +442,7 @@ def test_memory_estimate_and_device_shown(viewer_widget, qtbot):
     assert (
         "CPU:" in widget.settings.device_info.text() or "GPU:" in widget.settings.device_info.text()
     )
-    widget.settings.device_combo.setCurrentText("gpu")
+    widget.settings.form["device"].value = "gpu"
     try:
         import cupy  # noqa: F401
 
@@ -426,7 +455,9 @@ def test_memory_estimate_and_device_shown(viewer_widget, qtbot):
 
 
 # ------------------------------------------------------------------------------- settings
-def test_config_yaml_round_trip_and_preset(viewer_widget, tmp_path):
+def test_config_buttons_save_preset_and_load(viewer_widget, tmp_path, click, answer_dialogs):
+    """Save… writes the YAML the CLI reads, Paper 2-stage replaces the stages, Load… reads
+    the YAML back (hidden fields kept)."""
     _viewer, widget, _dataset = viewer_widget
     config = tiny_config(iterations=(5, 7))
     config.stages[1].lbfgs_memory = 4  # not shown in the table: must be kept
@@ -434,24 +465,41 @@ def test_config_yaml_round_trip_and_preset(viewer_widget, tmp_path):
     config.checkpoint_every = 0
     config.tilt_mrad = (0.5, -0.25)
     widget.set_config(config)
-    widget.settings.seed_spin.setValue(11)
+    widget.settings.form["seed"].value = 11
     widget.stage_table.cell(0, "probe_modes").setValue(3)
     path = tmp_path / "config.yaml"
-    widget.save_config(str(path))
-    loaded = cfg.load_yaml(path)  # the CLI's reader
+    assert answer_dialogs(path) == []
+    click(widget.settings.save_button)
+    loaded = load_yaml(path)  # the CLI's reader
     assert loaded.seed == 11 and loaded.tilt_mrad == (0.5, -0.25)
     assert loaded.stages[0].probe_modes == 3 and loaded.stages[1].lbfgs_memory == 4
     assert loaded.stages[1].slice_thickness_A == 2.5
     assert loaded.to_dict() == widget.current_config().to_dict()
 
-    widget.apply_two_stage_preset()
+    click(widget.settings.preset_button)
     stages = widget.current_config().stages
     assert [s.object_states for s in stages] == [1, 10]
     assert [s.probe_modes for s in stages] == [4, 4]
+    assert [s.iterations for s in stages] == [120, 200]
     assert stages[0].refine == ("object", "probe") and stages[1].refine == ("object",)
 
-    widget.load_config(str(path))
+    click(widget.settings.load_button)
     assert widget.current_config().to_dict() == loaded.to_dict()
+    assert widget.settings.form["seed"].value == 11
+
+
+def test_add_and_remove_stage_buttons(viewer_widget, click):
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config())
+    table = widget.stage_table
+    table.selectRow(0)
+    click(widget.settings.add_stage_button)  # a copy of the selected stage, appended
+    stages = widget.current_config().stages
+    assert [s.name for s in stages] == ["mean object", "object states", "stage 3"]
+    assert stages[2].object_states == stages[0].object_states == 1
+    table.selectRow(1)
+    click(widget.settings.remove_stage_button)
+    assert [s.name for s in widget.current_config().stages] == ["mean object", "stage 3"]
 
 
 def test_stage_table_edit_add_remove(viewer_widget):
@@ -473,7 +521,7 @@ def test_stage_table_edit_add_remove(viewer_widget):
     assert [s.name for s in table.stages()] == ["stage 2"]
     for key in ("object", "probe", "tilt"):
         table.cell(0, key).setChecked(False)
-    with pytest.raises(rw.InputError, match="refine"):
+    with pytest.raises(InputError, match="refine"):
         widget.current_config()
 
 
@@ -510,7 +558,7 @@ def test_probe_montage_and_images():
     probe[1, 1, 1] = 1.0j  # power 1 + 1
     probe[1, 2, 2] = 1.0
     probe[2, 0, 0] = 0.0
-    montage, powers = rl.probe_montage(probe, gap=2)
+    montage, powers = ri.probe_montage(probe, gap=2)
     assert montage.shape == (ky, 3 * kx + 2 * 2)
     np.testing.assert_allclose(powers, [4 / 6, 2 / 6, 0.0])
     assert montage[4, 3] == 1.0 and montage[1, kx + 2 + 1] == 1.0 and montage[2, kx + 2 + 2] == 1
@@ -518,10 +566,10 @@ def test_probe_montage_and_images():
     assert montage[:, 2 * (kx + 2) :].max() == 0.0  # an empty mode stays 0, not NaN
 
     obj = np.exp(1j * np.linspace(-1, 1, 2 * 3 * 5 * 7).reshape(2, 3, 5, 7)) * 0.9
-    images = rl.reconstruction_images(obj, probe, (0.5, 0.25), (-1.0, -2.0))
+    images = ri.reconstruction_images(obj, probe, (0.5, 0.25), (-1.0, -2.0))
     np.testing.assert_allclose(images.phase, np.angle(obj), atol=1e-6)
     np.testing.assert_allclose(images.amplitude, 0.9, atol=1e-6)
-    tuples = rl.layer_tuples(images, name="r")
+    tuples = ri.layer_tuples(images, name="r")
     phase_kw = tuples[0][1]
     assert phase_kw["scale"] == (1.0, 1.0, 0.5, 0.25)
     assert phase_kw["translate"] == (0.0, 0.0, -1.0, -2.0)
@@ -529,17 +577,37 @@ def test_probe_montage_and_images():
     # the probe montage sits to the right of the object, same Å scale
     assert tuples[2][1]["scale"] == (0.5, 0.25)
     assert tuples[2][1]["translate"][1] > -2.0 + 7 * 0.25
-    with pytest.raises(rw.InputError, match="state, slice"):
-        rl.reconstruction_images(obj[0], probe, 1.0, (0, 0))
+    with pytest.raises(InputError, match="state, slice"):
+        ri.reconstruction_images(obj[0], probe, 1.0, (0, 0))
 
 
 def test_writer_refuses_layer_without_state(tmp_path):
-    with pytest.raises(rw.InputError, match="no reconstruction state"):
+    with pytest.raises(InputError, match="no reconstruction state"):
         rl.write_reconstruction(str(tmp_path / "x.h5"), np.zeros((2, 2)), {"name": "vbf"})
     assert not (tmp_path / "x.h5").exists()
 
 
-def test_format_seconds():
-    assert rw.format_seconds(5) == "0:05"
-    assert rw.format_seconds(3725) == "1:02:05"
-    assert rw.format_seconds(float("nan")) == "–"
+def test_warnings_of_the_result_show_in_the_banner(viewer_widget, qtbot, monkeypatch):
+    """A warning the engine puts on the state (e.g. states that did not separate) appears
+    above the dock and as a napari notification."""
+    from caviar_napari._qt import _dock
+
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config(iterations=(1, 1), update_every=1))
+    real_run = engine.run
+    warning = "the object states did not separate: spread at the noise floor (test)"
+
+    def warned_run(*args, **kwargs):
+        state = yield from real_run(*args, **kwargs)
+        state.warnings = [warning]
+        return state
+
+    notified = []
+    monkeypatch.setattr(engine, "run", warned_run)
+    monkeypatch.setattr(_dock, "show_warning", notified.append)
+    assert not widget.warning_banner.isVisibleTo(widget)
+    widget.start()
+    _wait_idle(qtbot, widget)
+    assert widget.vm.warnings == [warning] and notified == [warning]
+    assert widget.warning_banner.isVisibleTo(widget)
+    assert widget.warning_banner.text() == f"⚠ {warning}"

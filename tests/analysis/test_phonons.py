@@ -157,12 +157,3 @@ def test_errors():
         HarmonicLattice.honeycomb().supercell(2, 2).green_tensor(-1.0)
     with pytest.raises(InputError, match="masses_amu"):
         HarmonicLattice.honeycomb(masses_amu=[10.0, -1.0])
-
-
-def test_simulate_harmonic_is_a_re_export_shim():
-    # old import path kept for other layers until the final import sweep (issue 18)
-    from caviar_napari.analysis import phonons
-    from caviar_napari.simulate import harmonic
-
-    for name in harmonic.__all__:
-        assert getattr(harmonic, name) is getattr(phonons, name), name

@@ -8,9 +8,9 @@ import pytest
 
 from caviar_napari.core import optics
 from caviar_napari.core.backend import get_backend
-from caviar_napari.core.config import ReconstructionConfig
 from caviar_napari.core.engine import plan_geometry
 from caviar_napari.core.multislice import MultisliceModel
+from caviar_napari.data.config import ReconstructionConfig
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
 from caviar_napari.io.dataset import STEMDataset, write_stem_h5
 

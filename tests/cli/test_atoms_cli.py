@@ -9,8 +9,8 @@ import pytest
 
 from caviar_napari.cli import atoms as atoms_cli
 from caviar_napari.cli import main
-from caviar_napari.core.config import ReconstructionConfig
 from caviar_napari.core.engine import ReconState
+from caviar_napari.data.config import ReconstructionConfig
 from caviar_napari.io.atoms_file import read_atoms, write_positions_csv
 from caviar_napari.io.reconstruction import save_reconstruction
 

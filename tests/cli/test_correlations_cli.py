@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 
 import h5py
 import numpy as np
@@ -13,6 +15,7 @@ from caviar_napari.cli import correlations as cli
 from caviar_napari.errors import InputError
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
 from caviar_napari.io.correlations_file import read_correlations
+from caviar_napari.io.outputs import read_warnings
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -132,5 +135,92 @@ def test_cli_against_a_static_truth_reports_the_artefact(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "LSM/CSM undefined: the ground truth has no displacements" in text
     # the reconstructed positions move by 0.04 Å (shared) + 0.04 Å (own) per direction
-    rms = float(text.split("rms displacement ")[1].split(" pm")[0])
-    assert 4.0 < rms < 7.5
+    line = next(x for x in text.splitlines() if x.startswith("reconstruction: rms displacement"))
+    rms, err = (float(v) for v in line.split("displacement ")[1].split(" pm")[0].split(" ± "))
+    assert 4.0 < rms < 7.5 and 0 < err < 0.2 * rms
+
+
+def test_cli_prints_and_stores_errors(tmp_path, capsys):
+    _inputs(tmp_path)
+    out = tmp_path / "c.h5"
+    argv = [str(tmp_path / "atoms.h5"), "--out", str(out), "--slices", "0:2"]
+    assert cli.run(_parse([*argv, "--ground-truth", str(tmp_path / "sim.h5")])) == 0
+    text = capsys.readouterr().out
+    assert "errors (±): delete-one jackknife over the 15 object states" in text
+    assert "Wishart dof 14" in text  # two identical slices: no more dof than one
+    for key in ("B factor", "rms displacement:", "rho_nn:", "uniform offset", "CSM (eq. 4"):
+        line = next(x for x in text.splitlines() if x.startswith(key))
+        assert " ± " in line, line
+    assert "nearest-neighbour cross blocks significant at 2σ" in text
+    assert "averaged over identical unit-cell pairs" in text
+    data = read_correlations(out)
+    assert data.green_stderr_A2.shape == data.green_A2.shape
+    assert np.all(data.green_stderr_A2[np.isfinite(data.green_A2)] >= 0)
+    assert data.b_factor_stderr_A2.shape == (16,) and data.uncertainty.method == "jackknife"
+    assert data.uncertainty.green_dof == pytest.approx(14)
+    assert data.truth_metrics.pairing == "paired" and data.truth_metrics.csm.value == 1.0
+    assert data.rho_nn.stderr > 0 and data.offset.n_pairs == 120 and not data.offset.subtracted
+
+    # a seeded bootstrap is reproducible; no errors at all on request
+    boot = [*argv, "--errors", "bootstrap", "--bootstrap", "30", "--seed", "4", "--overwrite"]
+    assert cli.run(_parse(boot)) == 0
+    first = read_correlations(out).green_stderr_A2
+    assert cli.run(_parse(boot)) == 0
+    np.testing.assert_array_equal(read_correlations(out).green_stderr_A2, first)
+    assert "bootstrap over object states (30 replicas, seed 4)" in capsys.readouterr().out
+    assert cli.run(_parse([*argv, "--errors", "none"])) == 0
+    none = read_correlations(out)
+    assert none.green_stderr_A2 is None and none.uncertainty is None
+    assert "errors: none computed" in capsys.readouterr().out
+
+
+def test_cli_subtracts_the_uniform_offset(tmp_path, capsys):
+    atoms, _ = _inputs(tmp_path)
+    shift = np.random.default_rng(5).normal(0, 0.2, (15, 1, 1, 2))  # a rigid shift per state
+    shifted = dataclasses.replace(atoms, positions_A=atoms.positions_A + shift)
+    write_atoms(tmp_path / "shifted.h5", shifted)
+    out = tmp_path / "c.h5"
+    argv = [str(tmp_path / "shifted.h5"), "--out", str(out), "--slices", "0:2"]
+    assert cli.run(_parse(argv)) == 0
+    plain = read_correlations(out)
+    assert cli.run(_parse([*argv, "--subtract-offset", "--offset-min-distance-A", "3"])) == 0
+    text = capsys.readouterr().out
+    assert "(distinct atoms at least 3 Å apart); subtracted from the tensor" in text
+    sub = read_correlations(out)
+    assert sub.offset.subtracted and sub.offset.min_distance_A == 3.0
+    np.testing.assert_allclose(sub.offset.offset_A2, np.var(shift, axis=0).ravel(), rtol=0.2)
+    np.testing.assert_allclose(
+        sub.green_A2[0::2, 0::2], plain.green_A2[0::2, 0::2] - sub.offset.offset_A2[0]
+    )
+    np.testing.assert_allclose(sub.green_A2[0::2, 1::2], plain.green_A2[0::2, 1::2])
+
+
+def test_cli_warns_when_the_states_did_not_separate(tmp_path, capsys):
+    atoms, _ = _inputs(tmp_path)
+    stuck = atoms.mean_positions_A + 0.001 * (atoms.positions_A - atoms.mean_positions_A)
+    recon = tmp_path / "recon.h5"
+    report = {"stage": "object states", "n_states": 15, "separated": False, "gain": 0.01}
+    with h5py.File(recon, "w") as f:
+        f.create_group("diagnostics").attrs["json"] = json.dumps({"separation": [report]})
+    write_atoms(
+        tmp_path / "stuck.h5",
+        dataclasses.replace(atoms, positions_A=stuck, provenance={"reconstruction": str(recon)}),
+    )
+    out = tmp_path / "c.h5"
+    assert cli.run(_parse([str(tmp_path / "stuck.h5"), "--out", str(out), "--slices", "0"])) == 0
+    captured = capsys.readouterr()
+    assert "states NOT separated" in captured.out
+    assert "did not separate (its state-separation report)" in captured.err
+    assert "displacements below any vibration" in captured.err  # 0.006 pm rms
+    recorded = read_warnings(out)
+    assert any("did not separate" in w for w in recorded)
+    assert any("below any vibration" in w for w in recorded)
+    # a floor given on the command line (e.g. a static control's rms)
+    argv = [str(tmp_path / "atoms.h5"), "--out", str(out), "--slices", "0", "--overwrite"]
+    assert cli.run(_parse([*argv, "--noise-floor-A", "0.06"])) == 0
+    captured = capsys.readouterr()
+    assert "noise floor: 6.00 pm per direction, given (--noise-floor-A)" in captured.out
+    assert "displacements at the noise floor" in captured.err
+    assert read_correlations(out).noise_floor.floor_A == 0.06
+    assert cli.run(_parse([*argv, "--noise-floor-A", "0.01"])) == 0
+    assert "noise floor" not in capsys.readouterr().err

@@ -73,7 +73,7 @@ def test_flags_override_config_file_and_resume(data_file, tmp_path, capsys):
         "--config",
         str(cfg),
         "--iterations",
-        "2",
+        "4",
         "--object-states",
         "2",
         "--checkpoint-every",
@@ -86,7 +86,7 @@ def test_flags_override_config_file_and_resume(data_file, tmp_path, capsys):
     assert st.object.shape[0] == 2 and st.config.seed == 1
     ckpt = tmp_path / "r.checkpoint.h5"
     assert load_reconstruction(ckpt).iteration == 3
-    # resume the finished run with more iterations per stage: continues from its state
+    # resume the finished run with more iterations (6 in total): continues from its state
     out2 = tmp_path / "r2.h5"
     assert (
         main(
@@ -98,7 +98,7 @@ def test_flags_override_config_file_and_resume(data_file, tmp_path, capsys):
                 "--resume",
                 str(out),
                 "--iterations",
-                "3",
+                "6",
             ]
         )
         == 0

@@ -12,8 +12,8 @@ import pytest
 
 from caviar_napari.cli import main
 from caviar_napari.core import engine
-from caviar_napari.core.config import ReconstructionConfig
 from caviar_napari.core.engine import ReconState
+from caviar_napari.data.config import ReconstructionConfig
 from caviar_napari.io.atoms_file import AtomsData, read_atoms, write_atoms, write_positions_csv
 from caviar_napari.io.dispersion_file import read_dispersion
 from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction

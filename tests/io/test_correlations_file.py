@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
 
+from caviar_napari.data.correlations import (
+    Estimate,
+    NoiseFloor,
+    TruthMetrics,
+    Uncertainty,
+    UniformOffset,
+)
 from caviar_napari.errors import InputError
 from caviar_napari.io.correlations_file import (
     CorrelationsData,
@@ -59,6 +68,61 @@ def test_corr_file_round_trip(tmp_path, with_lattice):
         assert back.cell_index is None and back.species is None
     with h5py.File(path) as f:
         assert "2*i + a" in f.attrs["dof_convention"]
+
+
+def test_corr_file_round_trip_of_errors_offset_noise_floor_and_metrics(tmp_path):
+    base = _data()
+    data = dataclasses.replace(
+        base,
+        green_stderr_A2=np.abs(base.green_A2) * 0.1,
+        b_factor_stderr_A2=np.abs(base.b_factor_A2) * 0.05,
+        uncertainty=Uncertainty("bootstrap", 50, 7, 9.0),
+        rho_nn=Estimate(0.42, 0.05),
+        rms_displacement_A=Estimate(0.028, 0.001),
+        offset=UniformOffset(np.array([1e-4, 2e-4]), np.array([1e-5, 3e-5]), 2.5, 90, True),
+        truth_metrics=TruthMetrics(
+            "sim.h5",
+            Estimate(20.0, 2.0),
+            Estimate(1.0, 0.1),
+            Estimate(0.9, 0.02),
+            0.41,
+            10,
+            20,
+            "paired",
+        ),
+        noise_floor=NoiseFloor(np.nan, "unknown", 0.028, np.nan),
+    )
+    path = tmp_path / "corr.h5"
+    write_correlations(path, data)
+    back = read_correlations(path)
+    np.testing.assert_array_equal(back.green_stderr_A2, data.green_stderr_A2)
+    np.testing.assert_array_equal(back.b_factor_stderr_A2, data.b_factor_stderr_A2)
+    assert back.uncertainty == data.uncertainty
+    assert back.rho_nn == data.rho_nn and back.rms_displacement_A == data.rms_displacement_A
+    np.testing.assert_array_equal(back.offset.offset_A2, data.offset.offset_A2)
+    np.testing.assert_array_equal(back.offset.stderr_A2, data.offset.stderr_A2)
+    assert back.offset.subtracted and back.offset.n_pairs == 90
+    assert back.offset.min_distance_A == 2.5
+    assert back.truth_metrics == data.truth_metrics
+    assert np.isnan(back.noise_floor.floor_A) and back.noise_floor.method == "unknown"
+    # a jackknife has no seed; a file without the items reads as before
+    write_correlations(
+        path, dataclasses.replace(data, uncertainty=Uncertainty("jackknife", 12, None, 11.0))
+    )
+    assert read_correlations(path).uncertainty.seed is None
+    write_correlations(path, base)
+    old = read_correlations(path)
+    assert old.green_stderr_A2 is None and old.uncertainty is None and old.offset is None
+    assert old.truth_metrics is None and old.rho_nn is None
+    with pytest.raises(InputError, match="green_stderr_A2"):
+        dataclasses.replace(base, green_stderr_A2=np.zeros((3, 3)))
+
+
+def test_estimate_text():
+    assert Estimate(0.1234, 0.0456).text(".3f") == "0.123 ± 0.046"
+    assert Estimate(0.1234, 0.0456).text("+.3f") == "+0.123 ± 0.046"
+    assert Estimate(0.028, 0.001).text(".2f", 100.0) == "2.80 ± 0.10"
+    assert Estimate(1.0).text(".1f") == "1.0"
 
 
 def test_corr_file_errors_name_the_item(tmp_path):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from caviar_napari.analysis.dispersion import DispersionConfig, compute_dispersion
+from caviar_napari.analysis.phonons import HarmonicLattice
 from caviar_napari.data.dispersion import DispersionData
 from caviar_napari.errors import InputError
 from caviar_napari.io.dispersion_file import read_dispersion, write_dispersion
-from caviar_napari.simulate.harmonic import HarmonicLattice
 
 
 @pytest.fixture(scope="module")

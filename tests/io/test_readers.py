@@ -15,6 +15,7 @@ from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
 from caviar_napari.io import readers
 from caviar_napari.io.dataset import write_stem_h5
+from caviar_napari.io.reader_common import make_dataset
 from caviar_napari.io.readers import READERS, Reader, detect_kind, load_stem, reader_for
 
 CAL = {
@@ -316,17 +317,18 @@ def test_registry_order_and_hdf5_by_content(tmp_path, data):
 
 
 def test_lazy_entries_leave_the_data_in_the_file(tmp_path, data):
-    """``lazy`` is what the loader does: memory-mapped intensities, not a copy in memory."""
+    """``lazy`` is what the loader does: a float32 ``.npy`` is memory-mapped (no copy), HDF5
+    is read block by block (lazy, not mapped), an ``.npz`` is read whole (not lazy)."""
     npy = _npy(tmp_path, data)
     npz = tmp_path / "scan.npz"
     np.savez(npz, intensities=data)
     npz.with_suffix(".json").write_text(json.dumps(CAL))
     h5 = tmp_path / "scan.h5"
     write_stem_h5(h5, STEMDataset(data, 60e3, 30.0, (0.3, 0.25), (1.5, 1.25)))
-    for path in (npy, npz, h5):
+    for path, lazy, mapped in ((npy, True, True), (npz, False, False), (h5, True, False)):
         ds = load_stem(path)
-        mapped = isinstance(ds.intensities.base, np.memmap)
-        assert mapped == reader_for(path).lazy, path.name
+        assert isinstance(ds.intensities.base, np.memmap) == mapped, path.name
+        assert reader_for(path).lazy == lazy, path.name
         _check(ds, data)
 
 
@@ -339,10 +341,11 @@ def test_adding_a_reader_is_one_entry(tmp_path, data, monkeypatch):
     def sniff(p):
         return "stem" if "shape" in p.read_text() else None
 
-    def load(p, override):
+    def load(p, override, options):
         doc = json.loads(p.read_text())
         values = np.asarray(doc["values"], np.float32).reshape(doc["shape"])
-        return readers._dataset(values, readers.Calibration(**CAL).merged(override, p.name), p.name)
+        cal = readers.Calibration(**CAL).merged(override, p.name)
+        return make_dataset(values, cal, p.name, options=options)
 
     with pytest.raises(InputError, match="unknown 4D-STEM file type"):
         load_stem(path)

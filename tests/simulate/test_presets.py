@@ -19,7 +19,6 @@ from caviar_napari.simulate.presets import (
     simulate,
     write_simulation,
 )
-from caviar_napari.simulate.psc import gaussian_scan_average, psc_margin
 
 pytest.importorskip("abtem")
 
@@ -228,28 +227,29 @@ def test_conventions_atom_phase_adf_and_centre_of_mass():
     assert near.sum() > 30 and np.min(cos[near]) > 0.95
 
 
-def test_psc_dataset_is_the_gaussian_average_of_unblurred_patterns():
-    step, fwhm = (0.5, 0.5), 0.47
-    m = psc_margin(step, fwhm)
-    blurred = simulate(tiny("hbn-correlated-psc"))
+def test_psc_dataset_is_the_source_average_of_displaced_probes(monkeypatch):
+    """A finite source: each pattern is the weighted sum of patterns of probes displaced by
+    the points of the source's Gauss–Hermite rule (3 × 3 here, to keep the test short)."""
+    from caviar_napari.simulate import psc
+
+    fwhm = 0.47
+    offsets, weights = psc.source_offsets_A(fwhm, order=3)
+    monkeypatch.setattr(psc, "SOURCE_ORDER", 3)
+    blurred = simulate(tiny("hbn-correlated-psc", scan_shape=(2, 2)))
     start = np.array(tiny("hbn-correlated-psc").scan_start_A)
-    sharp = simulate(
-        tiny(
-            "hbn-correlated",
-            scan_shape=(4 + 2 * m[0], 4 + 2 * m[1]),
-            scan_start_A=tuple(start - np.array(m) * step),
+    expected = 0.0
+    for offset, weight in zip(offsets, weights, strict=True):
+        sharp = simulate(
+            tiny("hbn-correlated", scan_shape=(2, 2), scan_start_A=tuple(start + offset))
         )
-    )
-
-    # same seed -> same configurations; the PSC data = explicit average of the sharp ones
-    def displacements(r):
-        return r.truth.positions_A - r.truth.mean_positions_A
-
-    np.testing.assert_allclose(displacements(blurred), displacements(sharp), atol=1e-12)
-    expected = gaussian_scan_average(sharp.dataset.intensities.astype(np.float64), step, fwhm)
+        np.testing.assert_allclose(
+            sharp.truth.positions_A - sharp.truth.mean_positions_A,
+            blurred.truth.positions_A - blurred.truth.mean_positions_A,
+            atol=1e-12,
+        )  # same seed, same configurations
+        expected = expected + weight * sharp.dataset.intensities.astype(np.float64)
     np.testing.assert_allclose(blurred.dataset.intensities, expected, rtol=2e-5, atol=1e-9)
-    unblurred_inner = sharp.dataset.intensities[m[0] : m[0] + 4, m[1] : m[1] + 4]
-    assert np.max(np.abs(unblurred_inner - blurred.dataset.intensities)) > 1e-4
+    assert np.max(np.abs(expected - sharp.dataset.intensities)) > 1e-4
 
 
 def test_si110_needs_multislice():

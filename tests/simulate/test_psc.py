@@ -69,3 +69,21 @@ def test_zero_fwhm_is_identity_and_bad_input():
         gaussian_scan_average(data[0], 0.5, 0.47)
     with pytest.raises(InputError, match="too small"):
         gaussian_scan_average(data, 0.1, 0.47)
+
+
+def test_continuous_source_points_and_average():
+    from caviar_napari.simulate.psc import source_average, source_offsets_A
+
+    offsets, weights = source_offsets_A(0.47)
+    sigma = 0.47 / FWHM_PER_SIGMA
+    assert offsets.shape == (25, 2) and weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(
+        (offsets * weights[:, None]).T @ offsets, sigma**2 * np.eye(2), atol=1e-15
+    )
+    # the fourth moment of a Gaussian too (a scan-step stencil has the wrong one)
+    assert weights @ offsets[:, 1] ** 4 == pytest.approx(3 * sigma**4)
+    zero, one = source_offsets_A(0.0)
+    assert zero.shape == (1, 2) and one.tolist() == [1.0]
+    patterns = np.arange(2 * 25 * 3, dtype=float).reshape(50, 1, 3)
+    averaged = source_average(patterns, weights)
+    np.testing.assert_allclose(averaged[1], np.tensordot(weights, patterns[25:], axes=1))

@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from caviar_napari.core.config import ReconstructionConfig
 from caviar_napari.core.engine import ReconState
+from caviar_napari.data.config import ReconstructionConfig
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
 from caviar_napari.io.outputs import (
     OutputError,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from caviar_napari.analysis.truth import species_from_truth
 from caviar_napari.errors import InputError
 from caviar_napari.io.atoms_file import AtomsData, write_atoms
 from caviar_napari.workflows.correlations import CorrelationsOptions, run_correlations
 from caviar_napari.workflows.inputs import read_checked_atoms
-from caviar_napari.workflows.truth_metrics import species_from_truth
 
 
 def _lattice_atoms(n_states=12, seed=0):

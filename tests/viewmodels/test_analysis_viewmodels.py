@@ -1,0 +1,231 @@
+"""The Atoms, Correlations and Dispersion view-models without Qt, and that the package is
+Qt-free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from caviar_napari.analysis import atoms as am
+from caviar_napari.analysis import correlations as corr
+from caviar_napari.errors import InputError
+from caviar_napari.io.atoms_file import AtomsData, write_atoms
+from caviar_napari.viewmodels import atoms as avm
+from caviar_napari.viewmodels import correlation_blocks as cb
+from caviar_napari.viewmodels import correlations as cvm
+from caviar_napari.viewmodels import dispersion as dvm
+from caviar_napari.viewmodels.figures import FigureSize
+from caviar_napari.viewmodels.notices import result_warnings
+
+
+def _finish(gen):
+    """Run a job generator to its end; return (yields, return value)."""
+    yields = []
+    try:
+        while True:
+            yields.append(next(gen))
+    except StopIteration as stop:
+        return yields, stop.value
+
+
+def _lattice_atoms(L=3, n_states=12, seed=1) -> AtomsData:
+    a = np.array([[0.0, 2.5], [2.5 * np.sqrt(3) / 2, -1.25]])
+    basis = np.array([[0.0, 0.0], (2 * a[0] + a[1]) / 3])
+    l1, l2 = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")
+    cells = np.repeat(np.stack([l1.ravel(), l2.ravel()], 1), 2, axis=0)
+    kappa = np.tile([0, 1], L * L)
+    sites = cells @ a + basis[kappa] + [2.0, 6.0]
+    u = np.random.default_rng(seed).normal(0, 0.05, (n_states, 1, len(sites), 2))
+    return AtomsData(
+        positions_A=sites + u,
+        mean_positions_A=sites,
+        cell_index=cells,
+        basis_index=kappa,
+        lattice_vectors_A=a,
+        species=np.where(kappa == 0, "B", "N"),
+    )
+
+
+def test_viewmodels_import_no_qt_and_no_napari():
+    code = (
+        "import sys, caviar_napari.viewmodels.reconstruction, caviar_napari.viewmodels.atoms, "
+        "caviar_napari.viewmodels.correlations, caviar_napari.viewmodels.dispersion\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari', 'magicgui', 'vispy'})\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_result_warnings_from_attributes_and_mappings():
+    class Result:
+        warnings = ("states did not separate", "")
+
+    assert result_warnings(None, Result(), {"warnings": ["noise floor"]}, Result()) == [
+        "states did not separate",
+        "noise floor",
+    ]
+    assert result_warnings(object(), {"other": 1}) == []
+
+
+# ================================================================================ atoms
+def test_lattice_request_parsing():
+    request = avm.LatticeRequest.parse(
+        enabled=True, vectors_text="1, 0 0 1", n_basis=0, species_text="B, N"
+    )
+    np.testing.assert_array_equal(request.vectors_A, [[1, 0], [0, 1]])
+    assert request.n_basis is None and request.species == ("B", "N")
+    with pytest.raises(InputError, match="give 4 numbers"):
+        avm.LatticeRequest.parse(enabled=True, vectors_text="1 2 3", n_basis=2, species_text="")
+    with pytest.raises(InputError, match="not numbers"):
+        avm.LatticeRequest.parse(enabled=True, vectors_text="a b c d", n_basis=2, species_text="")
+
+
+def test_refine_job_returns_atoms_and_their_drawing():
+    """Gaussian atoms on a square lattice, displaced per state: the refinement finds them."""
+    pixel, spacing = 0.1, 12.0
+    cy, cx = np.meshgrid(
+        np.arange(3) * spacing + 12.3, np.arange(3) * spacing + 11.6, indexing="ij"
+    )
+    mean_px = np.stack([cy.ravel(), cx.ravel()], -1)
+    disp = np.random.default_rng(2).normal(0, 0.4, (2, 1, 9, 2))
+    yy, xx = np.arange(48), np.arange(48)
+    centres = mean_px + disp
+    gy = np.exp(-((yy[:, None] - centres[..., None, :, 0]) ** 2) / (2 * 1.8**2))
+    gx = np.exp(-((xx[:, None] - centres[..., None, :, 1]) ** 2) / (2 * 1.8**2))
+    phase = 0.4 * np.einsum("...ya,...xa->...yx", gy, gx)
+    source = avm.PhaseSource(phase, (pixel, pixel), (0.0, 0.0), "test phase")
+    _, found = _finish(
+        avm.detect_job(source, am.DetectionConfig(sigma_min_A=0.1, sigma_max_A=0.3), None)
+    )
+    assert found.shape == (9, 2)
+    fractions, result = _finish(
+        avm.refine_job(source, found, am.RefineConfig(), avm.LatticeRequest(species=("X",)))
+    )
+    assert fractions[-1] == 1.0 and all(0 <= f <= 1 for f in fractions)
+    atoms = result.atoms
+    assert atoms.positions_A.shape == (2, 1, 9, 2) and atoms.source == "test phase"
+    truth = centres * pixel
+    order = np.argmin(np.linalg.norm(atoms.mean_positions_A[:, None] - truth.mean(0)[0], axis=2), 0)
+    np.testing.assert_allclose(atoms.positions_A[:, :, order], truth, atol=0.01)
+    data, kwargs, kind = result.drawing.points
+    assert kind == "points" and kwargs["name"] == avm.POINTS_NAME and len(data) == 9
+    assert result.drawing.states[0].shape == (2 * 9, 4)
+    assert result.drawing.lattice is not None and "Lattice: |a1| = 1.200 Å" in (
+        result.drawing.lattice_text
+    )
+    assert "9 atoms" in result.summary and "18 of 18 refined" in result.summary
+
+
+def test_import_atoms_file_drops_atoms_without_a_mean_position(tmp_path):
+    atoms = _lattice_atoms()
+    atoms.mean_positions_A[4] = np.nan
+    write_atoms(tmp_path / "a.h5", atoms)
+    result = avm.import_atoms_file(tmp_path / "a.h5")
+    assert result.atoms.n_atoms == 17 and "(1 without a mean position left out)" in result.summary
+    vm = avm.AtomsViewModel()
+    with pytest.raises(InputError, match="Refine first"):
+        vm.export_atoms(tmp_path / "b.h5")
+    vm.accept(result)
+    vm.export_atoms(tmp_path / "b.h5")
+    with pytest.raises(InputError, match="'atoms' layer is empty"):
+        vm.export_csv(tmp_path / "c.csv", np.empty((0, 2)), None)
+
+
+# ================================================================================ correlations
+def test_blocks_of_pairs_average_over_identical_cell_pairs():
+    atoms = _lattice_atoms(L=4)
+    green = corr.green_tensor(atoms.positions_A).green_A2
+    pos, cells, basis = atoms.mean_positions_A, atoms.cell_index, atoms.basis_index
+    pairs = np.array([[0, 1], [2, 3], [0, 2]])
+    per_pair, none = cb.blocks_of_pairs(green, pairs, pos)
+    np.testing.assert_array_equal(per_pair, corr.pair_blocks(green, pairs))
+    assert none is None
+    small = cb.cell_averages(green, cells, basis, pos, 2.0)
+    blocks, used = cb.blocks_of_pairs(
+        green, pairs, pos, cell_index=cells, basis_index=basis, averages=small
+    )
+    # by brute force: all pairs with the same (Δl, κ, κ') as pair (0, 2)
+    key = lambda i, j: (*(cells[j] - cells[i]), basis[i], basis[j])  # noqa: E731
+    same = [(i, j) for i in range(32) for j in range(32) if key(i, j) == key(0, 2)]
+    np.testing.assert_allclose(blocks[2], corr.pair_blocks(green, same).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(blocks[0], blocks[1], rtol=1e-12)  # same class
+    assert used.max_distance_A > 2.0  # (0, 2) is farther: the averages were extended
+    lo, hi = cb.averaged_pair_counts(used, cells, basis, pairs)
+    assert lo == len(same) and hi == 16
+
+
+def test_drawing_job_arrows_markers_rings_and_matrix():
+    means = np.array([[1.0, 1.0], [1.0, 3.0], [4.0, 1.5]])
+    u = np.random.default_rng(0).normal(0, 0.05, (8, 1, 3, 2))
+    u[:, :, 1] += 0.5 * u[:, :, 0]
+    atoms = AtomsData(positions_A=means + u, mean_positions_A=means)
+    _, result = _finish(cvm.compute_job(atoms, None))
+    g = result.data.green_A2
+    vm = cvm.CorrelationsViewModel()
+    vm.accept(result)
+    vm.selection = cvm.Selection(reference=0, n_nearest=2)
+    vm.options = cvm.ArrowOptions(scale_pm2_per_A=20.0)
+    _, drawing = _finish(cvm.drawing_job(vm.request(FigureSize(300, 200))))
+    scale = 1e4 / 20.0
+    arrows = drawing.arrows
+    assert arrows.data.shape == (10, 2, 2)
+    np.testing.assert_allclose(arrows.data[-2:, 1], g[0:2, 4:6] * scale, rtol=1e-12)  # G_02 rows
+    assert list(drawing.vectors.features["kind"][:2]) == ["self_y", "self_x"]
+    np.testing.assert_array_equal(drawing.markers.atoms, [0, 1, 2])
+    np.testing.assert_allclose(
+        drawing.rings.features["b_factor_A2"], 8 * np.pi**2 * np.diag(g).reshape(3, 2).sum(1)
+    )
+    assert drawing.frame is None and "lab frame" in drawing.frame_text
+    assert drawing.matrix.rgba.shape == (200, 300, 4)
+    np.testing.assert_allclose(drawing.matrix.figure.axes[0].images[0].get_array(), g * 1e4)
+    # local frame, no rings, no matrix
+    vm.options = cvm.ArrowOptions(frame=cvm.FRAME_LOCAL, b_factor_rings=False)
+    _, drawing = _finish(cvm.drawing_job(vm.request(None)))
+    assert drawing.matrix is None and drawing.rings is None and drawing.frame is not None
+    assert drawing.frame.data.shape == (2, 2, 2) and "local frame" in drawing.frame_text
+    assert vm.nearest_atom((3.9, 1.6)) == 2
+    assert cvm.scale_to_slider(cvm.slider_to_scale(37)) == 37
+
+
+# ================================================================================ dispersion
+def test_dispersion_config_rows_plot_and_export(tmp_path):
+    from caviar_napari.analysis.phonons import HarmonicLattice
+
+    lat = HarmonicLattice.honeycomb(masses_amu=(10.81, 14.007))
+    sc = lat.supercell(4, 4)
+    pos = sc.positions_A[None] + sc.sample_snapshots(300.0, 8, 4)
+    atoms = AtomsData(
+        positions_A=pos[:, None],
+        mean_positions_A=pos.mean(axis=0),
+        cell_index=sc.cell_index,
+        basis_index=sc.basis_index,
+        species=np.where(sc.basis_index == 0, "B", "Qx"),
+        lattice_vectors_A=lat.lattice_vectors_A,
+    )
+    vm = dvm.DispersionViewModel()
+    assert vm.mass_rows(atoms) == [("B", pytest.approx(10.81)), ("Qx", 0.0)]
+    vm.masses_amu = {"B": 10.81, "Qx": 0.0}
+    vm.form = dvm.DispersionForm(bootstrap=0)
+    with pytest.raises(InputError, match="Qx"):
+        _finish(dvm.compute_job(atoms, vm.config(), FigureSize(320, 240)))
+    vm.masses_amu["Qx"] = 14.0
+    vm.form = dvm.DispersionForm(bootstrap=0, custom_path=True, path_text="G=0,0; K=1/3,1/3")
+    _, outcome = _finish(dvm.compute_job(atoms, vm.config(), FigureSize(320, 240)))
+    vm.accept(outcome)
+    d = outcome.data
+    assert d.path_labels == ("Γ", "K") and outcome.plot.rgba.shape == (240, 320, 4)
+    assert [r[0] for r in outcome.rows] == ["● 1", "● 2", "● 3", "● 4"]
+    assert outcome.rows[0][2] == "—"  # no bootstrap: no error
+    assert float(outcome.rows[1][1]) == pytest.approx(d.branch_average_THz[1], abs=0.006)
+    assert "4 × 4 whole unit cells" in outcome.summary
+    vm.export_figure(tmp_path / "d.svg")
+    assert (tmp_path / "d.svg").read_text().lstrip().startswith("<?xml")
+    vm.form = dvm.DispersionForm(custom_path=True, path_text="G=0,0; K=x")
+    with pytest.raises(InputError, match="LABEL=f1,f2"):
+        vm.config()
+    assert dvm.basis_labels(AtomsData(positions_A=pos[:, None], mean_positions_A=pos[0])) == []
