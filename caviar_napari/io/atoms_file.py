@@ -23,9 +23,10 @@ When ``cell_index`` / ``basis_index`` are present they are used as given (conven
 Several labelled z-ranges (``caviar atoms --zrange LABEL=A:B …``) go in one file as groups
 ``zrange/<label>``, each holding the datasets and attributes above for its own atoms (its own
 lattice vectors and indices), with the root attribute ``zrange_labels`` (JSON list, in the order
-given).  Such a file has no root ``positions_A``: :func:`read_atoms` asks for a label
-(``zrange=``) and names the labels; :func:`read_atoms_zranges` reads them all.  Files of one
-range, and files written before z-ranges existed, read unchanged.
+given; the layout of :mod:`caviar_napari.io.zranges`, shared with CORR files).  Such a file has
+no root ``positions_A``: :func:`read_atoms` asks for a label (``zrange=``) and names the labels;
+:func:`read_atoms_zranges` reads them all.  Files of one range, and files written before
+z-ranges existed, read unchanged.
 
 CSV position lists have a header ``y_A,x_A`` or ``y_A,x_A,species`` and one atom per line.
 """
@@ -52,6 +53,15 @@ from caviar_napari.io._h5util import (
     write_stamp,
 )
 from caviar_napari.io.atomic import atomic_h5, atomic_path
+from caviar_napari.io.zranges import (
+    ZRANGE_GROUP,
+    ZRANGE_LABELS,
+    check_unique_labels,
+    read_zrange_attrs,
+    write_zrange_attrs,
+    zrange_group,
+    zrange_labels,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -69,10 +79,6 @@ __all__ = [
 
 #: Appended to the message of a missing item.
 _HINT = " (not an ATOMS file?)"
-
-#: Group holding the labelled z-ranges of a multi-range file, and the root attribute listing them.
-ZRANGE_GROUP = "zrange"
-ZRANGE_LABELS = "zrange_labels"
 
 #: Column names of the CSV position list.
 CSV_COLUMNS = ("y_A", "x_A")
@@ -104,13 +110,10 @@ def write_atoms_zranges(path: str | os.PathLike, ranges: Sequence[AtomsData]) ->
     ranges
         The z-ranges' contents, each with a :class:`ZRange` whose label is unique and not empty.
     """
-    labels = []
-    for atoms in ranges:
-        if atoms.zrange is None or not atoms.zrange.label:
-            raise InputError("every z-range of a multi-range ATOMS file needs a labelled zrange")
-        labels.append(atoms.zrange.label)
-    if not labels or len(set(labels)) != len(labels):
-        raise InputError(f"z-range labels must be unique and at least one, got {labels}")
+    if any(atoms.zrange is None for atoms in ranges):
+        raise InputError("every z-range of a multi-range ATOMS file needs a labelled zrange")
+    labels = [atoms.zrange.label for atoms in ranges]
+    check_unique_labels(labels)
     with atomic_h5(path) as f:
         top = f.create_group(ZRANGE_GROUP)
         for atoms in ranges:
@@ -136,36 +139,16 @@ def _write_items(f: h5py.Group, atoms: AtomsData) -> None:
         f.attrs["lattice_vectors_A"] = atoms.lattice_vectors_A.astype(np.float64)
     f.attrs["provenance_json"] = json.dumps(atoms.provenance, default=json_default)
     if atoms.zrange is not None:
-        z = atoms.zrange
-        f.attrs["slices"] = z.spec
-        f.attrs["slice_start"] = z.start
-        f.attrs["slice_stop"] = z.stop
-        f.attrs["n_slices_total"] = z.n_slices_total
-        f.attrs["zrange_label"] = z.label
-        f.attrs["slice_thickness_A"] = np.asarray(z.slice_thickness_A, dtype=np.float64)
-        f.attrs["z_range_A"] = np.asarray(z.z_extent_A, dtype=np.float64)
+        write_zrange_attrs(f.attrs, atoms.zrange)
     if f.name != "/":
         f.attrs["source"] = atoms.source
-
-
-def _zrange_labels(f: h5py.File, where: str) -> list[str]:
-    """The labels of a multi-range file (empty for a file of one range)."""
-    if ZRANGE_LABELS not in f.attrs:
-        return []
-    try:
-        labels = json.loads(as_text(f.attrs[ZRANGE_LABELS]))
-    except (TypeError, json.JSONDecodeError):
-        raise InputError(f"{where}: attribute {ZRANGE_LABELS!r} is not a JSON list") from None
-    if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
-        raise InputError(f"{where}: attribute {ZRANGE_LABELS!r} is not a list of labels")
-    return labels
 
 
 def atoms_zrange_labels(path: str | os.PathLike) -> list[str]:
     """The z-range labels of an ATOMS file: those of a multi-range file, in order; for a file of
     one range its label (``[""]`` when unnamed or written before z-ranges existed)."""
     with open_h5(path) as f:
-        labels = _zrange_labels(f, str(path))
+        labels = zrange_labels(f, str(path))
         if labels:
             return labels
         return [as_text(f.attrs.get("zrange_label", ""))]
@@ -193,26 +176,9 @@ def read_atoms(path: str | os.PathLike, zrange: str | None = None) -> AtomsData:
         The file cannot be opened, a required item is missing, shapes disagree, or the z-range is
         missing or not chosen (the message names the file, the item and the labels).
     """
-    where = str(path)
     with open_h5(path) as f:
-        labels = _zrange_labels(f, where)
-        if labels:
-            if zrange is None:
-                raise InputError(
-                    f"{where}: holds {len(labels)} z-ranges ({', '.join(labels)}); choose one "
-                    "(e.g. --zrange LABEL)"
-                )
-            if zrange not in labels or f"{ZRANGE_GROUP}/{zrange}" not in f:
-                raise InputError(f"{where}: no z-range {zrange!r}; it holds {', '.join(labels)}")
-            return _read_items(f[f"{ZRANGE_GROUP}/{zrange}"], f"{where}:{ZRANGE_GROUP}/{zrange}")
-        atoms = _read_items(f, where)
-    if zrange is not None:
-        own = atoms.zrange.label if atoms.zrange is not None else ""
-        if zrange != own:
-            raise InputError(
-                f"{where}: holds one z-range{f' {own!r}' if own else ' (unnamed)'}, not {zrange!r}"
-            )
-    return atoms
+        group, where = zrange_group(f, str(path), zrange)
+        return _read_items(group, where)
 
 
 def read_atoms_zranges(path: str | os.PathLike) -> dict[str, AtomsData]:
@@ -238,17 +204,8 @@ def _read_items(f: h5py.Group, where: str) -> AtomsData:
         provenance = json.loads(a.get("provenance_json", "{}"))
     except (TypeError, json.JSONDecodeError) as exc:
         raise InputError(f"{where}: attribute 'provenance_json' is not valid JSON") from exc
+    zrange = read_zrange_attrs(f.attrs, where)
     try:
-        zrange = None
-        if "slice_start" in a:
-            zrange = ZRange(
-                label=as_text(a.get("zrange_label", "")),
-                start=int(a["slice_start"]),
-                stop=int(a["slice_stop"]),
-                slice_thickness_A=tuple(np.atleast_1d(a["slice_thickness_A"]).tolist()),
-                z_top_A=float(np.asarray(a["z_range_A"]).ravel()[0]),
-                n_slices_total=int(a["n_slices_total"]),
-            )
         return AtomsData(
             positions_A=np.asarray(positions, dtype=float),
             mean_positions_A=np.asarray(mean, dtype=float),
@@ -261,8 +218,6 @@ def _read_items(f: h5py.Group, where: str) -> AtomsData:
             provenance=provenance if isinstance(provenance, dict) else {},
             zrange=zrange,
         )
-    except KeyError as exc:
-        raise InputError(f"{where}: z-range attribute {exc} missing") from None
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from exc
     except (TypeError, ValueError) as exc:
