@@ -68,6 +68,7 @@ __all__ = [
     "CSV_SPECIES",
     "AtomsData",
     "ZRange",
+    "atoms_is_multi_range",
     "atoms_zrange_labels",
     "read_atoms",
     "read_atoms_zranges",
@@ -142,6 +143,12 @@ def _write_items(f: h5py.Group, atoms: AtomsData) -> None:
         write_zrange_attrs(f.attrs, atoms.zrange)
     if f.name != "/":
         f.attrs["source"] = atoms.source
+
+
+def atoms_is_multi_range(path: str | os.PathLike) -> bool:
+    """True for an ATOMS file of labelled z-range groups (``caviar atoms --zrange``)."""
+    with open_h5(path) as f:
+        return bool(zrange_labels(f, str(path)))
 
 
 def atoms_zrange_labels(path: str | os.PathLike) -> list[str]:
