@@ -20,6 +20,9 @@ provides what comes next:
 * :func:`compare_with_layer` — LSM/CSM and ρ_nn of a range's correlations against a layer's
   realised Green's tensor, the layer's own or another's carried into the range's lattice frame
   (so that a range can be compared with the layer it does *not* show, pair by pair);
+* :func:`layer_ground_truth`, :func:`layer_metrics` — one layer's part of a ground truth (to
+  compare a range with its own layer, errors included, as any other truth) and a range's
+  metrics against every layer (CORR ``layer_comparison``);
 * :func:`phase_correlation` — Pearson correlation of a range's phase with a layer's true phase
   over the scanned area.
 """
@@ -39,7 +42,8 @@ from caviar_napari.analysis import correlations as corr
 from caviar_napari.analysis.atoms import as_phase_stack
 from caviar_napari.analysis.lattice import ensure_lattice_index
 from caviar_napari.data.atoms import AtomsData, ZRange
-from caviar_napari.data.correlations import CorrelationsData
+from caviar_napari.data.correlations import CorrelationsData, LayerMetrics
+from caviar_napari.data.ground_truth import GroundTruth
 from caviar_napari.data.layers import TruthLayer
 from caviar_napari.errors import InputError
 
@@ -48,7 +52,9 @@ __all__ = [
     "LayerMatch",
     "ShellAverages",
     "compare_with_layer",
+    "layer_ground_truth",
     "layer_index_map",
+    "layer_metrics",
     "match_layers",
     "occupied_slices",
     "phase_correlation",
@@ -502,6 +508,59 @@ def compare_with_layer(
         n_matched=int(valid.sum()),
         rotation=rotation,
     )
+
+
+def layer_ground_truth(truth: GroundTruth, layer: TruthLayer) -> GroundTruth:
+    """The part of a ground truth that is one layer: its atoms' configurations and ideal sites,
+    its realised and model Green's tensors, its own lattice indexing and vectors."""
+    atoms = layer.atoms
+    return GroundTruth(
+        positions_A=np.asarray(truth.positions_A)[:, atoms],
+        mean_positions_A=np.asarray(truth.mean_positions_A)[atoms],
+        green_realised_A2=layer.green_realised_A2,
+        green_model_A2=layer.green_model_A2,
+        cell_index=layer.cell_index,
+        basis_index=layer.basis_index,
+        species=None if truth.species is None else np.asarray(truth.species)[atoms],
+        lattice_vectors_A=layer.lattice_vectors_A,
+    )
+
+
+def layer_metrics(
+    correlations: CorrelationsData,
+    matched: TruthLayer,
+    layers: Sequence[TruthLayer],
+    truth_mean_positions_A: ArrayLike,
+    box_yx_A: tuple[float, float],
+) -> tuple[LayerMetrics, ...]:
+    """A z-range's LSM/CSM and ρ_nn against every layer (:func:`compare_with_layer`), the range
+    seen in the lattice frame of the layer it was matched to.
+
+    A layer with fewer than two of the range's atoms on its sites gets NaN metrics and
+    ``n_matched`` 0 (nothing to compare), not an error.
+    """
+    out = []
+    for layer in layers:
+        try:
+            c = compare_with_layer(correlations, matched, layer, truth_mean_positions_A, box_yx_A)
+        except InputError:  # fewer than two atoms on the layer's sites
+            nan = float("nan")
+            out.append(LayerMetrics(layer.name, layer is matched, nan, nan, nan, nan, nan, 0))
+            continue
+        s = c.similarity
+        out.append(
+            LayerMetrics(
+                layer=layer.name,
+                matched=layer is matched,
+                lsm_sum=float(s.lsm_sum),
+                lsm_mean=float(s.lsm_mean),
+                csm=float(s.csm),
+                rho_nn_reconstructed=c.rho_nn_reconstructed,
+                rho_nn_truth=c.rho_nn_truth,
+                n_matched=c.n_matched,
+            )
+        )
+    return tuple(out)
 
 
 def phase_correlation(

@@ -27,7 +27,7 @@ from caviar_napari.data.layers import TruthLayer
 from caviar_napari.errors import InputError
 from caviar_napari.io._h5util import open_h5, read_attr, read_dataset
 
-__all__ = ["read_truth_layers", "write_truth_layers"]
+__all__ = ["read_truth_box_A", "read_truth_layers", "write_truth_layers"]
 
 
 def write_truth_layers(group: Any, layers: Sequence[TruthLayer]) -> None:
@@ -102,3 +102,21 @@ def read_truth_layers(path: str | os.PathLike) -> tuple[TruthLayer, ...]:
             except InputError as exc:
                 raise InputError(f"{where}: {exc}") from exc
     return tuple(out)
+
+
+def read_truth_box_A(path: str | os.PathLike) -> tuple[float, float]:
+    """The periodic simulation box ``(Ly, Lx)`` of a simulated dataset (``ground_truth``
+    attribute ``box_A``), Å.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, no ``ground_truth`` group or no valid ``box_A`` (named).
+    """
+    with open_h5(path) as f:
+        if "ground_truth" not in f:
+            raise InputError(f"{path}: no group 'ground_truth' (not a simulated dataset?)")
+        box = np.ravel(read_attr(f["ground_truth"], f"{path}:ground_truth", "box_A"))
+    if box.size < 2 or not np.all(np.isfinite(box[:2])) or np.any(box[:2] <= 0):
+        raise InputError(f"{path}:ground_truth: attribute 'box_A' {box.tolist()} is not a box")
+    return float(box[0]), float(box[1])
