@@ -31,7 +31,10 @@ VALIDATE = (
 )
 
 WIDGETS = "['Atoms', 'Correlations', 'Dispersion', 'Reconstruction']"
-SAMPLES = "['hbn-correlated', 'hbn-correlated-psc', 'hbn-einstein', 'hbn-static', 'si110-static']"
+SAMPLES = (
+    "['hbn-bilayer-gap', 'hbn-correlated', 'hbn-correlated-psc', 'hbn-einstein', 'hbn-static', "
+    "'hbn-twisted-bilayer', 'si110-static']"
+)
 
 
 def test_manifest_in_installed_package() -> None:

@@ -15,10 +15,12 @@ from caviar_napari.errors import InputError
 
 __all__ = [
     "demo_path",
+    "hbn_bilayer_gap",
     "hbn_correlated",
     "hbn_correlated_psc",
     "hbn_einstein",
     "hbn_static",
+    "hbn_twisted_bilayer",
     "si110_static",
 ]
 
@@ -67,3 +69,13 @@ def hbn_correlated_psc() -> list[LayerDataTuple]:
 def si110_static() -> list[LayerDataTuple]:
     """Si [110], about 3 nm thick, 200 kV, static: a multislice test."""
     return _layers("si110-static")
+
+
+def hbn_bilayer_gap() -> list[LayerDataTuple]:
+    """Two hBN layers 120 Å apart along the beam, laterally shifted, different correlations."""
+    return _layers("hbn-bilayer-gap")
+
+
+def hbn_twisted_bilayer() -> list[LayerDataTuple]:
+    """Two hBN layers 120 Å apart along the beam, twisted by 13.17°, independent fields."""
+    return _layers("hbn-twisted-bilayer")

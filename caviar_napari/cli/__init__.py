@@ -27,6 +27,7 @@ SUBCOMMANDS = (
     "correlations",
     "dispersion",
     "validate",
+    "diagnostics",
 )
 
 

@@ -6,7 +6,7 @@
         [--sigma-min-A S] [--sigma-max-A S] [--num-sigma K] [--threshold T]
         [--min-distance-A D] [--exclude-border-A B] [--slice J]
         [--lattice-vectors-A A1Y A1X A2Y A2X] [--n-basis K] [--no-lattice]
-        [--species NAME ...] [--overwrite]
+        [--species NAME ...] [--slices A:B | --zrange LABEL=A:B ...] [--overwrite]
 
 Start positions come from ``--positions`` (CSV ``y_A,x_A[,species]`` or an ATOMS file, in Å in
 the scan frame) or, without it, from Laplacian-of-Gaussian detection on the phase summed over
@@ -15,6 +15,11 @@ phase-weighted centre of mass on that image, then in every state and slice (conv
 on a lattice, given species (``--species``, the start positions' species, or the ground truth of a
 simulated source file) and written as a conventions §6 ATOMS file
 (:func:`caviar_napari.workflows.atoms.run_atoms`).  Prints the counts of atoms and failures.
+
+Depth ranges: ``--slices A:B`` (Python slice syntax) detects on the phase summed over slices
+A:B, refines in every state and slice of that range and indexes in its own lattice; the file
+holds that z-range.  ``--zrange LABEL=A:B`` (repeatable) does so for each labelled range and
+writes them all into one file (groups ``zrange/<label>``, conventions §6).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 from caviar_napari.analysis import atoms as am
 from caviar_napari.cli._common import add_overwrite, print_summary
+from caviar_napari.errors import InputError
 from caviar_napari.workflows.atoms import (
     AtomsOptions,
     describe_lattice,
@@ -33,8 +39,8 @@ from caviar_napari.workflows.atoms import (
     scanned_area,
 )
 
-__all__ = ["add_parser", "describe_lattice", "options_from_args", "read_start_positions", "run",
-           "scanned_area"]  # fmt: skip
+__all__ = ["add_parser", "describe_lattice", "options_from_args", "parse_zranges",
+           "read_start_positions", "run", "scanned_area"]  # fmt: skip
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -160,8 +166,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "default: the species column of --positions if any, else the ground truth of the "
         "reconstruction's source data when it is a simulation (nearest ideal site)",
     )
+    depth = p.add_argument_group("depth ranges (multislice reconstructions)")
+    depth.add_argument(
+        "--slices",
+        default=None,
+        metavar="A:B",
+        help="one z-range of slices (Python slice syntax, e.g. 0:4 or -3:): detect on the phase "
+        "summed over it, refine in each of its slices, index in its own lattice; the ATOMS file "
+        "records the range (default: all slices, no z-range recorded)",
+    )
+    depth.add_argument(
+        "--zrange",
+        action="append",
+        default=None,
+        metavar="LABEL=A:B",
+        help="a labelled z-range (repeatable): each is detected, refined and indexed on its own "
+        "and all are written to one ATOMS file (groups zrange/LABEL)",
+    )
     add_overwrite(p)
     p.set_defaults(func=run)
+
+
+def parse_zranges(values: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``["upper=0:2", "lower=2:4"]`` → ``(("upper", "0:2"), ("lower", "2:4"))``."""
+    out = []
+    for item in values or []:
+        label, sep, spec = item.partition("=")
+        if not sep or not label.strip() or not spec.strip():
+            raise InputError(f"--zrange expects LABEL=A:B, got {item!r}")
+        out.append((label.strip(), spec.strip()))
+    return tuple(out)
 
 
 def options_from_args(args: argparse.Namespace) -> AtomsOptions:
@@ -191,6 +225,8 @@ def options_from_args(args: argparse.Namespace) -> AtomsOptions:
         n_basis=args.n_basis,
         index_lattice=not args.no_lattice,
         species=parse_species(args.species),
+        slices=args.slices,
+        zranges=parse_zranges(args.zrange),
         overwrite=args.overwrite,
     )
 

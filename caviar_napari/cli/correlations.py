@@ -3,7 +3,7 @@ vs a truth.
 
 ::
 
-    caviar correlations ATOMS.h5 --out CORR.h5 [--slices A:B] [--overwrite]
+    caviar correlations ATOMS.h5 --out CORR.h5 [--slices A:B] [--zrange LABEL] [--overwrite]
         [--errors jackknife|bootstrap|none] [--bootstrap N] [--seed K]
         [--subtract-offset] [--offset-min-distance-A D] [--noise-floor-A F]
         [--ground-truth DATA.h5 [--reference-atom I] [--neighbours N] [--match-tolerance-A T]]
@@ -15,6 +15,11 @@ nearest-neighbour blocks are significant, and the positional noise floor.  With
 ``--ground-truth`` (a file written by ``caviar simulate``), the reconstruction is compared with
 the *realised* Green's tensor of the simulated configurations: LSM as printed in the paper (a
 sum over vectors), LSM as a mean, CSM (each ± error), and ρ_nn of both over the same pairs.
+
+A depth-resolved ATOMS file (``caviar atoms --zrange LABEL=A:B …``) is analysed z-range by
+z-range, each in its own lattice frame, into one CORR file with a group per range (``--zrange``
+picks one); with a layered ground truth each range is compared with the layer it is matched to,
+and with every layer (issue 16).
 """
 
 from __future__ import annotations
@@ -55,7 +60,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="A:B",
         help="slices to average, Python slice syntax (A included, B excluded) or one index; "
-        "default: all",
+        "default: all (for a z-range, counted from its first slice; default: the slices where "
+        "at least half of its atoms refined)",
+    )
+    p.add_argument(
+        "--zrange",
+        default=None,
+        metavar="LABEL",
+        help="analyse only this z-range of a depth-resolved ATOMS file (caviar atoms --zrange); "
+        "default: every range, each in its own group of the CORR file",
     )
     p.add_argument(
         "--ground-truth",
@@ -135,6 +148,7 @@ def options_from_args(args: argparse.Namespace) -> CorrelationsOptions:
         atoms=Path(args.atoms),
         out=Path(args.out),
         slices=args.slices,
+        zrange=args.zrange,
         ground_truth=None if args.ground_truth is None else Path(args.ground_truth),
         reference_atom=args.reference_atom,
         neighbours=args.neighbours,

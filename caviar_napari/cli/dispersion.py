@@ -4,7 +4,7 @@
 
     caviar dispersion ATOMS.h5 --out DISP.h5 --temperature-K T [--mass SPECIES=AMU]...
         [--estimator force-constants|green] [--shells N] [--boundary auto|open|periodic]
-        [--crystal-cells L1 L2] [--slices A:B] [--single-mass] [--bootstrap N]
+        [--crystal-cells L1 L2] [--slices A:B] [--zrange LABEL] [--single-mass] [--bootstrap N]
         [--path "G=0,0; M=1/2,0; …"] [--seed K] [--noise-floor-A F] [--overwrite]
 
 Masses default to the standard atomic weights of the species in the ATOMS file; ``--mass``
@@ -65,7 +65,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="A:B",
         help="slices whose covariances are averaged, Python slice syntax or one index; "
-        "default: all",
+        "default: all (for a z-range, counted from its first slice; default: the slices where "
+        "at least half of its atoms refined)",
+    )
+    p.add_argument(
+        "--zrange",
+        default=None,
+        metavar="LABEL",
+        help="the z-range of a depth-resolved ATOMS file (caviar atoms --zrange) to analyse; "
+        "required when the file holds several",
     )
     p.add_argument(
         "--single-mass",
@@ -139,6 +147,7 @@ def options_from_args(args: argparse.Namespace) -> DispersionOptions:
         masses_amu=disp.parse_masses(args.mass),
         single_mass=args.single_mass,
         slices=args.slices,
+        zrange=args.zrange,
         bootstrap=args.bootstrap,
         path=args.path,
         seed=args.seed,

@@ -39,6 +39,14 @@ _DESCRIPTIONS = {
     "hbn-correlated-psc": "as hbn-correlated plus partial spatial coherence (FWHM 0.47 Å)",
     "si110-static": "Si [110], 12 cells (4.6 nm) thick, 200 kV, 30 mrad, static",
 }
+# thick specimens (issue 16)
+_DESCRIPTIONS.update(
+    {
+        "hbn-bilayer-gap": "two hBN layers 120 Å apart (1.5 × depth of field), own vibrations",
+        "hbn-twisted-bilayer": "as hbn-bilayer-gap, lower layer turned by 13.17° ((m, n) = (2, 3))",
+        "si110-correlated": "Si [110], 4 cells (1.5 nm) thick, 200 kV, 30 mrad, 3D correlated",
+    }
+)
 
 
 def _option(name: str) -> str:

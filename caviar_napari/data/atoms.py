@@ -1,7 +1,8 @@
 """The contents of an ATOMS file (conventions §6): atom positions per object state and slice.
 
 Read and written by :mod:`caviar_napari.io.atoms_file`; measured by
-:mod:`caviar_napari.analysis.atoms`.
+:mod:`caviar_napari.analysis.atoms`.  An ATOMS file may hold one depth range (z-range) of a
+multislice reconstruction, or several labelled ones (:class:`ZRange`, conventions §3, §6).
 """
 
 from __future__ import annotations
@@ -13,7 +14,84 @@ import numpy as np
 
 from caviar_napari.errors import InputError
 
-__all__ = ["AtomsData"]
+__all__ = ["AtomsData", "ZRange"]
+
+
+@dataclass(frozen=True)
+class ZRange:
+    """A depth range of a multislice reconstruction: slices ``start:stop`` (conventions §3).
+
+    Attributes
+    ----------
+    label
+        Name of the range (e.g. ``"upper"``); ``""`` for an unnamed range.
+    start, stop
+        The slices ``start … stop − 1`` of the reconstruction (Python slice semantics, step 1).
+    slice_thickness_A
+        Thickness of each slice of the range, Å (``stop − start`` values).
+    z_top_A
+        Depth below the entrance surface of the top of slice ``start`` (the sum of the
+        thicknesses of the slices before it), Å.
+    n_slices_total
+        Number of slices of the reconstruction the range was taken from.
+    """
+
+    label: str
+    start: int
+    stop: int
+    slice_thickness_A: tuple[float, ...]
+    z_top_A: float
+    n_slices_total: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.label, str) or "/" in self.label:
+            raise InputError(f"z-range label must be a string without '/', got {self.label!r}")
+        for name in ("start", "stop", "n_slices_total"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v:
+                raise InputError(f"z-range {self.label!r}: {name} must be an integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
+        if not 0 <= self.start < self.stop <= self.n_slices_total:
+            raise InputError(
+                f"z-range {self.label!r}: slices {self.start}:{self.stop} are not a non-empty "
+                f"range within the {self.n_slices_total} slices"
+            )
+        dz = tuple(float(v) for v in np.ravel(self.slice_thickness_A))
+        if len(dz) != self.stop - self.start or not all(np.isfinite(dz)) or min(dz) <= 0:
+            raise InputError(
+                f"z-range {self.label!r}: slice_thickness_A must be {self.stop - self.start} "
+                f"positive values, got {dz}"
+            )
+        object.__setattr__(self, "slice_thickness_A", dz)
+        object.__setattr__(self, "z_top_A", float(self.z_top_A))
+
+    @property
+    def n_slices(self) -> int:
+        """Slices in the range."""
+        return self.stop - self.start
+
+    @property
+    def spec(self) -> str:
+        """The range as Python slice text ``"A:B"``."""
+        return f"{self.start}:{self.stop}"
+
+    @property
+    def z_bottom_A(self) -> float:
+        """Depth of the bottom of the range's last slice, Å."""
+        return self.z_top_A + float(sum(self.slice_thickness_A))
+
+    @property
+    def z_extent_A(self) -> tuple[float, float]:
+        """``(top, bottom)`` depths of the range below the entrance surface, Å."""
+        return (self.z_top_A, self.z_bottom_A)
+
+    def describe(self) -> str:
+        """One line: label, slices and depths."""
+        name = f"z-range {self.label!r}" if self.label else "z-range"
+        return (
+            f"{name}: slices {self.spec} of {self.n_slices_total}, z = {self.z_top_A:.1f} … "
+            f"{self.z_bottom_A:.1f} Å"
+        )
 
 
 @dataclass
@@ -41,6 +119,10 @@ class AtomsData:
         ``(state, slice, atom)`` int8 refinement status codes, or None.
     provenance
         What produced the file (method, parameters); stored as JSON.
+    zrange
+        The depth range of the reconstruction the positions belong to (its slices are the
+        ``slice`` axis of ``positions_A``), or None: every slice of the reconstruction (files
+        written before z-ranges existed read as None).
     """
 
     positions_A: np.ndarray
@@ -52,6 +134,7 @@ class AtomsData:
     source: str = ""
     status: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    zrange: ZRange | None = None
 
     def __post_init__(self) -> None:
         self.positions_A = np.asarray(self.positions_A, dtype=float)
@@ -83,6 +166,11 @@ class AtomsData:
         for key, (value, want) in checks.items():
             if value is not None and value.shape != want:
                 raise InputError(f"{key}: shape {value.shape} does not match {want} for {n} atoms")
+        if self.zrange is not None and self.zrange.n_slices != n_slices:
+            raise InputError(
+                f"positions_A has {n_slices} slice(s) but the z-range {self.zrange.spec} has "
+                f"{self.zrange.n_slices}"
+            )
 
     @property
     def n_atoms(self) -> int:

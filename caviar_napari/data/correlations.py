@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from caviar_napari.data.atoms import ZRange
 from caviar_napari.errors import InputError
 
 __all__ = [
     "CorrelationsData",
     "Estimate",
+    "LayerMetrics",
     "NoiseFloor",
     "TruthMetrics",
     "UniformOffset",
@@ -146,6 +148,40 @@ class TruthMetrics:
 
 
 @dataclass(frozen=True)
+class LayerMetrics:
+    """A z-range's correlations against one layer of a layered ground truth (issue 16).
+
+    The layer's realised 2×2 blocks are carried into the range's lattice frame (atom by atom
+    through the two lattices, :func:`caviar_napari.analysis.depth.compare_with_layer`), so a
+    range is compared with the layer it shows and, pair for pair, with the layers it does not.
+
+    Attributes
+    ----------
+    layer
+        The layer's name (``ground_truth/layers/<name>``).
+    matched
+        True for the layer the range was matched to (by depth and lattice sites); its full
+        comparison, with errors, is the CORR's ``truth_metrics``.
+    lsm_sum, lsm_mean, csm
+        Eq. 3 as printed, eq. 3 per vector, eq. 4, over every self block and nearest-neighbour
+        pair of the matched atoms.
+    rho_nn_reconstructed, rho_nn_truth
+        Mean ρ_nn of the range and of the layer over the same nearest-neighbour pairs.
+    n_matched
+        Atoms of the range on a site of the layer.
+    """
+
+    layer: str
+    matched: bool
+    lsm_sum: float
+    lsm_mean: float
+    csm: float
+    rho_nn_reconstructed: float
+    rho_nn_truth: float
+    n_matched: int
+
+
+@dataclass(frozen=True)
 class NoiseFloor:
     """The positional noise floor of the displacements and how it was found (issue 12).
 
@@ -203,6 +239,11 @@ class CorrelationsData:
         LSM/CSM against a ground truth, with errors (optional).
     noise_floor
         The positional noise floor of the displacements (optional).
+    zrange
+        The depth range of the reconstruction the atoms are from (optional; issue 16); the
+        ``slices`` then count from the range's first slice.
+    layer_comparisons
+        Against every layer of a layered ground truth (empty without one).
     """
 
     green_A2: np.ndarray
@@ -224,6 +265,8 @@ class CorrelationsData:
     offset: UniformOffset | None = None
     truth_metrics: TruthMetrics | None = None
     noise_floor: NoiseFloor | None = None
+    zrange: ZRange | None = None
+    layer_comparisons: tuple[LayerMetrics, ...] = ()
 
     def __post_init__(self) -> None:
         n = self.b_factor_A2.shape[0] if self.b_factor_A2.ndim == 1 else -1

@@ -24,11 +24,24 @@ CORR layout (HDF5)::
     truth_comparison  group, optional: attrs truth, lsm_sum, lsm_sum_stderr, lsm_mean,
                       lsm_mean_stderr, csm, csm_stderr, rho_nn_truth, n_pairs, n_vectors,
                       pairing ("paired" | "truth fixed")
+    layer_comparison/<layer>  groups, optional (a layered truth, issue 16): attrs matched,
+                      lsm_sum, lsm_mean, csm, rho_nn_reconstructed, rho_nn_truth, n_matched;
+                      attribute ``order`` of ``layer_comparison``: JSON list of the layers
+    z-range attrs (optional; the correlations of one depth range, issue 16): those of
+                      :mod:`caviar_napari.io.zranges` (slices, slice_start, slice_stop, …);
+                      ``slices`` above then count from the range's first slice
+
+Several z-ranges (``caviar correlations`` on a multi-range ATOMS file) go in one file as groups
+``zrange/<label>``, each with the layout above, and the root attribute ``zrange_labels``
+(:mod:`caviar_napari.io.zranges`); :func:`read_correlations` then needs a label and
+:func:`read_correlations_zranges` reads them all.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 
 import h5py
 import numpy as np
@@ -36,6 +49,7 @@ import numpy as np
 from caviar_napari.data.correlations import (
     CorrelationsData,
     Estimate,
+    LayerMetrics,
     NoiseFloor,
     TruthMetrics,
     Uncertainty,
@@ -53,14 +67,26 @@ from caviar_napari.io._h5util import (
     write_stamp,
 )
 from caviar_napari.io.atomic import atomic_h5
+from caviar_napari.io.zranges import (
+    ZRANGE_GROUP,
+    ZRANGE_LABELS,
+    check_unique_labels,
+    read_zrange_attrs,
+    write_zrange_attrs,
+    zrange_group,
+    zrange_labels,
+)
 
 __all__ = [
     "DOF_CONVENTION",
     "CorrelationsData",
     "GroundTruth",
+    "correlations_zrange_labels",
     "read_correlations",
+    "read_correlations_zranges",
     "read_ground_truth",
     "write_correlations",
+    "write_correlations_zranges",
 ]
 
 DOF_CONVENTION = "dof index 2*i + a; a = 0 for y, a = 1 for x"
@@ -69,32 +95,71 @@ DOF_CONVENTION = "dof index 2*i + a; a = 0 for y, a = 1 for x"
 def write_correlations(path: str | os.PathLike, data: CorrelationsData) -> None:
     """Write a CORR file atomically (temporary file, then rename)."""
     with atomic_h5(path) as f:
-        f.create_dataset("green_A2", data=np.asarray(data.green_A2, dtype=np.float64))
-        f.create_dataset("b_factor_A2", data=np.asarray(data.b_factor_A2, dtype=np.float64))
-        f.create_dataset("slices", data=np.asarray(data.slices, dtype=np.int64))
-        f.create_dataset("mean_positions_A", data=np.asarray(data.mean_positions_A, float))
-        f.create_dataset("excluded_atoms", data=np.asarray(data.excluded_atoms, dtype=np.int64))
-        if data.cell_index is not None:
-            f.create_dataset("cell_index", data=np.asarray(data.cell_index, dtype=np.int64))
-        if data.basis_index is not None:
-            f.create_dataset("basis_index", data=np.asarray(data.basis_index, dtype=np.int64))
-        if data.species is not None:
-            f.create_dataset(
-                "species",
-                data=np.asarray(data.species, dtype=str).astype(object),
-                dtype=h5py.string_dtype(),
-            )
-        if data.lattice_vectors_A is not None:
-            f.attrs["lattice_vectors_A"] = np.asarray(data.lattice_vectors_A, dtype=float)
-        f.attrs["n_states"] = int(data.n_states)
-        f.attrs["dof_convention"] = DOF_CONVENTION
-        _write_statistics(f, data)
-        write_stamp(
-            f,
-            source=data.source,
-            units="green_A2, b_factor_A2, offset and their *_stderr: Å²; positions, rms, "
-            "noise floor: Å",
+        _write_items(f, data)
+        write_stamp(f, source=data.source, units=_UNITS)
+
+
+def write_correlations_zranges(path: str | os.PathLike, ranges: Sequence[CorrelationsData]) -> None:
+    """Write the correlations of several labelled z-ranges into one CORR file atomically.
+
+    Parameters
+    ----------
+    path
+        Output ``.h5`` file.
+    ranges
+        One :class:`CorrelationsData` per range, each with a :class:`ZRange` whose label is
+        unique and not empty.
+    """
+    if any(data.zrange is None for data in ranges):
+        raise InputError("every z-range of a multi-range CORR file needs a labelled zrange")
+    labels = [data.zrange.label for data in ranges]
+    check_unique_labels(labels)
+    with atomic_h5(path) as f:
+        top = f.create_group(ZRANGE_GROUP)
+        for data in ranges:
+            group = top.create_group(data.zrange.label)
+            _write_items(group, data)
+            group.attrs["source"] = data.source
+        f.attrs[ZRANGE_LABELS] = json.dumps(labels)
+        write_stamp(f, source="; ".join(sorted({d.source for d in ranges})), units=_UNITS)
+
+
+_UNITS = "green_A2, b_factor_A2, offset and their *_stderr: Å²; positions, rms, noise floor: Å"
+
+
+def _write_items(f: h5py.Group, data: CorrelationsData) -> None:
+    """The datasets and attributes of one CORR (one range) into the group ``f``."""
+    f.create_dataset("green_A2", data=np.asarray(data.green_A2, dtype=np.float64))
+    f.create_dataset("b_factor_A2", data=np.asarray(data.b_factor_A2, dtype=np.float64))
+    f.create_dataset("slices", data=np.asarray(data.slices, dtype=np.int64))
+    f.create_dataset("mean_positions_A", data=np.asarray(data.mean_positions_A, float))
+    f.create_dataset("excluded_atoms", data=np.asarray(data.excluded_atoms, dtype=np.int64))
+    if data.cell_index is not None:
+        f.create_dataset("cell_index", data=np.asarray(data.cell_index, dtype=np.int64))
+    if data.basis_index is not None:
+        f.create_dataset("basis_index", data=np.asarray(data.basis_index, dtype=np.int64))
+    if data.species is not None:
+        f.create_dataset(
+            "species",
+            data=np.asarray(data.species, dtype=str).astype(object),
+            dtype=h5py.string_dtype(),
         )
+    if data.lattice_vectors_A is not None:
+        f.attrs["lattice_vectors_A"] = np.asarray(data.lattice_vectors_A, dtype=float)
+    f.attrs["n_states"] = int(data.n_states)
+    f.attrs["dof_convention"] = DOF_CONVENTION
+    _write_statistics(f, data)
+    if data.zrange is not None:
+        write_zrange_attrs(f.attrs, data.zrange)
+    if data.layer_comparisons:
+        top = f.create_group("layer_comparison")
+        top.attrs["order"] = json.dumps([m.layer for m in data.layer_comparisons])
+        for m in data.layer_comparisons:
+            a = top.create_group(m.layer).attrs
+            a["matched"] = bool(m.matched)
+            for key in ("lsm_sum", "lsm_mean", "csm", "rho_nn_reconstructed", "rho_nn_truth"):
+                a[key] = float(getattr(m, key))
+            a["n_matched"] = int(m.n_matched)
 
 
 def _write_estimate(attrs: h5py.AttributeManager, name: str, value: Estimate | None) -> None:
@@ -103,7 +168,7 @@ def _write_estimate(attrs: h5py.AttributeManager, name: str, value: Estimate | N
         attrs[f"{name}_stderr"] = float(value.stderr)
 
 
-def _write_statistics(f: h5py.File, data: CorrelationsData) -> None:
+def _write_statistics(f: h5py.Group, data: CorrelationsData) -> None:
     """The optional items of issue 13 (errors, ρ_nn, rms, offset, noise floor, LSM/CSM)."""
     for key in ("green_stderr_A2", "b_factor_stderr_A2"):
         value = getattr(data, key)
@@ -150,7 +215,7 @@ def _read_estimate(attrs: h5py.AttributeManager, name: str) -> Estimate | None:
     return Estimate(float(attrs[name]), float(attrs.get(f"{name}_stderr", np.nan)))
 
 
-def _read_statistics(f: h5py.File, where: str) -> dict:
+def _read_statistics(f: h5py.Group, where: str) -> dict:
     """The optional items written by :func:`_write_statistics` (absent ones are None)."""
     a = f.attrs
     out: dict = {
@@ -201,37 +266,100 @@ def _read_statistics(f: h5py.File, where: str) -> dict:
     return out
 
 
-def read_correlations(path: str | os.PathLike) -> CorrelationsData:
-    """Read a CORR file; a missing or inconsistent item raises InputError naming it."""
-    where = str(path)
+def correlations_zrange_labels(path: str | os.PathLike) -> list[str]:
+    """The z-range labels of a CORR file: those of a multi-range file, in order; for a file of
+    one range its label (``[""]`` when unnamed or of no z-range)."""
     with open_h5(path) as f:
-        green = read_dataset(f, where, "green_A2")
-        b = read_dataset(f, where, "b_factor_A2")
-        slices = read_dataset(f, where, "slices")
-        mean = read_dataset(f, where, "mean_positions_A")
-        excluded = read_dataset(f, where, "excluded_atoms")
-        cells = read_dataset(f, where, "cell_index", required=False)
-        basis = read_dataset(f, where, "basis_index", required=False)
-        species = as_strings(read_dataset(f, where, "species", required=False))
-        n_states = int(read_attr(f, where, "n_states"))
-        lattice = f.attrs.get("lattice_vectors_A")
-        source = f.attrs.get("source", "")
-        with naming_file(path):
-            statistics = _read_statistics(f, where)
-            return CorrelationsData(
-                green_A2=np.asarray(green, dtype=float),
-                b_factor_A2=np.asarray(b, dtype=float),
-                slices=np.asarray(slices, dtype=int).ravel(),
-                n_states=n_states,
-                mean_positions_A=np.asarray(mean, dtype=float),
-                excluded_atoms=np.asarray(excluded, dtype=int).ravel(),
-                cell_index=None if cells is None else np.asarray(cells, dtype=int),
-                basis_index=None if basis is None else np.asarray(basis, dtype=int),
-                species=species,
-                lattice_vectors_A=None if lattice is None else np.asarray(lattice, float),
-                source=as_text(source),
-                **statistics,
+        return zrange_labels(f, str(path)) or [as_text(f.attrs.get("zrange_label", ""))]
+
+
+def read_correlations(path: str | os.PathLike, zrange: str | None = None) -> CorrelationsData:
+    """Read a CORR file (one z-range of it); a missing or inconsistent item raises InputError
+    naming it.
+
+    Parameters
+    ----------
+    path
+        CORR ``.h5`` file.
+    zrange
+        Label of the z-range to read: required for a multi-range file; for a file of one range
+        None or that range's label.
+    """
+    with open_h5(path) as f:
+        group, where = zrange_group(f, str(path), zrange)
+        return _read_items(group, where)
+
+
+def read_correlations_zranges(path: str | os.PathLike) -> dict[str, CorrelationsData]:
+    """Every z-range of a CORR file by label, in file order (a file of one range: one entry,
+    keyed by its label or ``""``)."""
+    labels = correlations_zrange_labels(path)
+    return {
+        label: read_correlations(path, label if label or len(labels) > 1 else None)
+        for label in labels
+    }
+
+
+def _read_items(f: h5py.Group, where: str) -> CorrelationsData:
+    """One range's contents from the group ``f`` (the root of a file of one range)."""
+    green = read_dataset(f, where, "green_A2")
+    b = read_dataset(f, where, "b_factor_A2")
+    slices = read_dataset(f, where, "slices")
+    mean = read_dataset(f, where, "mean_positions_A")
+    excluded = read_dataset(f, where, "excluded_atoms")
+    cells = read_dataset(f, where, "cell_index", required=False)
+    basis = read_dataset(f, where, "basis_index", required=False)
+    species = as_strings(read_dataset(f, where, "species", required=False))
+    n_states = int(read_attr(f, where, "n_states"))
+    lattice = f.attrs.get("lattice_vectors_A")
+    source = f.attrs.get("source", "")
+    zrange = read_zrange_attrs(f.attrs, where)
+    layers = _read_layer_comparisons(f, where)
+    with naming_file(where):
+        statistics = _read_statistics(f, where)
+        return CorrelationsData(
+            green_A2=np.asarray(green, dtype=float),
+            b_factor_A2=np.asarray(b, dtype=float),
+            slices=np.asarray(slices, dtype=int).ravel(),
+            n_states=n_states,
+            mean_positions_A=np.asarray(mean, dtype=float),
+            excluded_atoms=np.asarray(excluded, dtype=int).ravel(),
+            cell_index=None if cells is None else np.asarray(cells, dtype=int),
+            basis_index=None if basis is None else np.asarray(basis, dtype=int),
+            species=species,
+            lattice_vectors_A=None if lattice is None else np.asarray(lattice, float),
+            source=as_text(source),
+            zrange=zrange,
+            layer_comparisons=layers,
+            **statistics,
+        )
+
+
+def _read_layer_comparisons(f: h5py.Group, where: str) -> tuple[LayerMetrics, ...]:
+    """The ``layer_comparison`` groups, in their recorded order (empty when absent)."""
+    if "layer_comparison" not in f:
+        return ()
+    top = f["layer_comparison"]
+    try:
+        order = json.loads(as_text(read_attr(top, f"{where}/layer_comparison", "order")))
+        out = []
+        for name in order:
+            a = top[name].attrs
+            out.append(
+                LayerMetrics(
+                    layer=str(name),
+                    matched=bool(a["matched"]),
+                    lsm_sum=float(a["lsm_sum"]),
+                    lsm_mean=float(a["lsm_mean"]),
+                    csm=float(a["csm"]),
+                    rho_nn_reconstructed=float(a["rho_nn_reconstructed"]),
+                    rho_nn_truth=float(a["rho_nn_truth"]),
+                    n_matched=int(a["n_matched"]),
+                )
             )
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise InputError(f"{where}/layer_comparison: malformed ({exc})") from None
+    return tuple(out)
 
 
 def read_ground_truth(path: str | os.PathLike) -> GroundTruth:

@@ -18,8 +18,8 @@ Every :class:`OSError` on the way becomes an :class:`OutputError` with one line 
 and the reason (read-only file system, a directory, disk full, …).
 
 File kinds (root attribute ``kind``): ``stem`` (4D-STEM data, ``caviar simulate``), ``recon``,
-``atoms``, ``corr``, ``disp`` (conventions §6).  Files written by earlier versions carry no
-``kind``; :func:`existing_kind` recognises them by their content.
+``atoms``, ``corr``, ``disp``, ``diag`` (conventions §6).  Files written by earlier versions carry
+no ``kind``; :func:`existing_kind` recognises them by their content.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ OUTPUT_KINDS: dict[str, str] = {
     "atoms": "ATOMS file",
     "corr": "CORR file",
     "disp": "DISP file",
+    "diag": "DIAG file",
 }
 
 #: ``format`` attribute of reconstruction files (``io.reconstruction.FORMAT``; checkpoints and

@@ -74,8 +74,10 @@ from numpy.typing import ArrayLike
 from caviar_napari import __version__
 from caviar_napari.analysis.phonons import HarmonicLattice, Supercell, standard_mass_amu
 from caviar_napari.core.grid import as_pair
+from caviar_napari.data.layers import TruthLayer
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset, write_stem_h5
+from caviar_napari.io.truth_layers import write_truth_layers
 from caviar_napari.simulate.psc import source_average, source_offsets_A
 from caviar_napari.simulate.thermal import (
     THERMAL_MODELS,
@@ -84,6 +86,18 @@ from caviar_napari.simulate.thermal import (
     einstein_ensemble,
     matched_einstein_rms_A,
     static_ensemble,
+)
+from caviar_napari.simulate.thick import (
+    BILAYER,
+    LOWER_SPRINGS_DEFAULT,
+    Layer,
+    coincidence_cell,
+    honeycomb_layer,
+    layered_slice_thicknesses,
+    layers_ensemble,
+    max_separation_shift_A,
+    si110_springs,
+    slab_ensemble,
 )
 
 __all__ = [
@@ -106,10 +120,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Structures this module can build.
-STRUCTURES: tuple[str, ...] = ("hbn", "si110")
+STRUCTURES: tuple[str, ...] = ("hbn", "si110", BILAYER)
 
 #: Standard lattice constants (Å): hBN a (in-plane), Si a (cubic).
-LATTICE_CONSTANTS_A: Mapping[str, float] = MappingProxyType({"hbn": 2.504, "si110": 5.431})
+LATTICE_CONSTANTS_A: Mapping[str, float] = MappingProxyType(
+    {"hbn": 2.504, "si110": 5.431, BILAYER: 2.504}
+)
 
 #: Thickness (Å) of the simulation box of a monolayer (atoms at its middle).
 MONOLAYER_BOX_A: float = 4.0
@@ -167,10 +183,39 @@ class SimulationConfig:
     masses_amu: dict[str, float] = _f(
         "masses per species (default: standard atomic weights)", unit="amu", default_factory=dict
     )
-    k_nn: float = _f("hbn: nearest-neighbour longitudinal spring", 20.0, unit="eV/Å²")
-    t_nn: float = _f("hbn: nearest-neighbour transverse spring", 6.0, unit="eV/Å²")
-    k_nnn: float = _f("hbn: next-nearest-neighbour longitudinal spring", 4.0, unit="eV/Å²")
-    t_nnn: float = _f("hbn: next-nearest-neighbour transverse spring", 0.0, unit="eV/Å²")
+    k_nn: float = _f(
+        "nearest-neighbour longitudinal spring (hbn layer; si110 correlated: 3D model)",
+        20.0,
+        unit="eV/Å²",
+    )
+    t_nn: float = _f(
+        "nearest-neighbour transverse spring (hbn layer; si110 correlated)", 6.0, unit="eV/Å²"
+    )
+    k_nnn: float = _f(
+        "next-nearest-neighbour longitudinal spring (hbn; si110 correlated)", 4.0, unit="eV/Å²"
+    )
+    t_nnn: float = _f(
+        "next-nearest-neighbour transverse spring (hbn; si110 correlated)", 0.0, unit="eV/Å²"
+    )
+    # ---- thick specimens (issue 16, simulate/thick.py) ---------------------------------------
+    layer_gap_A: float = _f(
+        "hbn-bilayer: distance along the beam between the two layers' atom planes", 120.0, unit="Å"
+    )
+    layer_shift_A: tuple[float, float] = _f(
+        "hbn-bilayer: lateral shift (y, x) of the lower layer's lattice", (0.0, 0.0), unit="Å"
+    )
+    twist_mn: tuple[int, int] = _f(
+        "hbn-bilayer: commensurate twist (m, n) of the lower layer, (0, 0) for none; cells are "
+        "then coincidence cells √3 L × L, L = a sqrt(m² + mn + n²)",
+        (0, 0),
+    )
+    lower_springs: dict[str, float] = _f(
+        "hbn-bilayer: springs of the lower layer, k_nn=…, t_nn=…, k_nnn=…, t_nnn=… (default "
+        f"{dict(LOWER_SPRINGS_DEFAULT)}; the upper layer uses k_nn, t_nn, k_nnn, t_nnn)",
+        unit="eV/Å²",
+        default_factory=dict,
+    )
+    # ---- end of thick specimens ----------------------------------------------------------------
     einstein_rms_A: dict[str, float] = _f(
         "einstein: rms displacement per direction per species (default for hbn: matched to the "
         "harmonic model at the temperature)",
@@ -294,7 +339,7 @@ class SimulationConfig:
             and self.dose_e_per_A2 > 0
         ):
             raise bad("dose_e_per_A2", "must be a positive number of e/Å² or None")
-        if self.structure == "hbn" and self.thickness_cells != 1:
+        if self.structure in ("hbn", BILAYER) and self.thickness_cells != 1:
             raise bad("thickness_cells", "must be 1 for the hbn monolayer")
         if self.thermal_model == "static" and self.n_configs != 1:
             log.info("static model: %d identical configurations requested", self.n_configs)
@@ -312,11 +357,7 @@ class SimulationConfig:
                         f"got {k!r}: {v!r}"
                     )
             object.__setattr__(self, name, {k: float(v) for k, v in d.items()})
-        if self.thermal_model == "correlated" and self.structure != "hbn":
-            raise InputError(
-                f"simulation parameter 'thermal_model': the correlated (harmonic) model exists for "
-                f"the hbn structure only, got structure {self.structure!r}"
-            )
+        _check_thick(self)
         if self.thermal_model == "einstein" and self.structure != "hbn" and not self.einstein_rms_A:
             raise InputError(
                 "simulation parameter 'einstein_rms_A' is required for the einstein model of "
@@ -387,8 +428,246 @@ def _preset_table() -> dict[str, Callable[[], SimulationConfig]]:
     }
 
 
-#: Preset names (fixed by issue 3) → factory of their default :class:`SimulationConfig`.
-PRESETS: Mapping[str, Callable[[], SimulationConfig]] = _preset_table()
+# ------------------------------------------------------- thick specimens (issue 16) ----------
+def _check_thick(config: SimulationConfig) -> None:
+    """Validate the thick-specimen fields (and normalise them in place of the frozen config)."""
+
+    def bad(name: str, why: str) -> InputError:
+        return InputError(f"simulation parameter '{name}' {why}, got {getattr(config, name)!r}")
+
+    v = config.layer_gap_A
+    if not (_is_real(v) and math.isfinite(v) and v > 0):
+        raise bad("layer_gap_A", "must be a finite positive number")
+    try:
+        shift = np.asarray(config.layer_shift_A, dtype=float).ravel()
+        twist = np.asarray(config.twist_mn, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise bad("layer_shift_A", "and 'twist_mn' must be (y, x) / (m, n) pairs") from None
+    if shift.size != 2 or not np.all(np.isfinite(shift)):
+        raise bad("layer_shift_A", "must be a (y, x) pair of finite numbers")
+    if twist.size != 2 or np.any(twist < 0) or np.any(twist != np.round(twist)):
+        raise bad("twist_mn", "must be a pair of integers ≥ 0")
+    object.__setattr__(config, "layer_shift_A", (float(shift[0]), float(shift[1])))
+    object.__setattr__(config, "twist_mn", (int(twist[0]), int(twist[1])))
+    springs = dict(config.lower_springs)
+    unknown = sorted(set(springs) - set(LOWER_SPRINGS_DEFAULT))
+    if unknown:
+        raise InputError(
+            f"simulation parameter 'lower_springs': unknown spring(s) {unknown}; known: "
+            f"{sorted(LOWER_SPRINGS_DEFAULT)}"
+        )
+    for k, s in springs.items():
+        if not (_is_real(s) and math.isfinite(s) and s >= 0):
+            raise InputError(f"simulation parameter 'lower_springs' {k}={s!r} must be ≥ 0 eV/Å²")
+    object.__setattr__(config, "lower_springs", {k: float(s) for k, s in springs.items()})
+    springs_now = tuple(getattr(config, k) for k in ("k_nn", "t_nn", "k_nnn", "t_nnn"))
+    hbn_springs = tuple(
+        f.default for f in fields(SimulationConfig) if f.name in ("k_nn", "t_nn", "k_nnn", "t_nnn")
+    )
+    if config.structure == "si110" and config.thermal_model == "correlated":
+        if springs_now == hbn_springs:
+            raise InputError(
+                "simulation parameter 'thermal_model': correlated si110 needs Si springs, not the "
+                "hbn defaults k_nn/t_nn/k_nnn/t_nnn = "
+                f"{hbn_springs}; use the preset si110-correlated or give --k-nn … --t-nnn"
+            )
+    if config.structure == BILAYER:
+        if config.layer_gap_A < config.slice_thickness_A:
+            raise bad("layer_gap_A", f"must be ≥ the layer slab 'slice_thickness_A' "
+                      f"({config.slice_thickness_A} Å)")  # fmt: skip
+        if config.twist_mn != (0, 0):
+            coincidence_cell(*config.twist_mn, config.lattice_constant)  # coprime, not (0, 0)
+        n_truth = len(_bilayer_slices(config))
+        if config.truth_slices != n_truth:
+            raise bad(
+                "truth_slices",
+                f"must be {n_truth} for hbn-bilayer (the truth is sliced like the simulation: "
+                "upper layer, vacuum, lower layer)",
+            )
+
+
+def _bilayer_slices(config: SimulationConfig) -> tuple[float, ...]:
+    """Simulation (and truth) slices of a bilayer: slab, vacuum, slab (simulate/thick.py)."""
+    slab = config.slice_thickness_A
+    return layered_slice_thicknesses((slab / 2, slab / 2 + config.layer_gap_A), slab)
+
+
+def _thick_preset_table() -> dict[str, Callable[[], SimulationConfig]]:
+    a = LATTICE_CONSTANTS_A["hbn"]
+    bilayer = {
+        "structure": BILAYER,
+        "thermal_model": "correlated",
+        "n_configs": 10,
+        "energy_eV": 60e3,
+        "convergence_semiangle_mrad": 35.0,
+        "slice_thickness_A": MONOLAYER_BOX_A,  # each layer in one slab of 4 Å
+        "truth_slices": 3,  # upper layer, vacuum, lower layer
+        "layer_gap_A": 120.0,  # 1.5 × the depth of field 2λ/α² = 79.4 Å
+        "defocus_A": 60.0,  # focused half-way between the layers
+    }
+    si_h = LATTICE_CONSTANTS_A["si110"] / math.sqrt(2.0)
+    return {
+        "hbn-bilayer-gap": lambda: SimulationConfig(
+            preset="hbn-bilayer-gap",
+            layer_shift_A=tuple(max_separation_shift_A(a)),
+            **bilayer,
+        ),
+        "hbn-twisted-bilayer": lambda: SimulationConfig(
+            preset="hbn-twisted-bilayer",
+            twist_mn=(2, 3),  # 13.17°
+            cells=(1, 1),
+            detector_shape=(92, 52),
+            # one material, two independent fields with the same statistics (the paper's
+            # twisted bicrystal, Fig. 4 a–b): the lower layer has the upper layer's springs
+            lower_springs={"k_nn": 20.0, "t_nn": 6.0, "k_nnn": 4.0, "t_nnn": 0.0},
+            **bilayer,
+        ),
+        "si110-correlated": lambda: SimulationConfig(
+            preset="si110-correlated",
+            structure="si110",
+            thermal_model="correlated",
+            n_configs=10,
+            energy_eV=200e3,
+            convergence_semiangle_mrad=30.0,
+            cells=(5, 3),
+            thickness_cells=4,
+            detector_shape=(96, 80),
+            slice_thickness_A=si_h / 2.0,  # one atomic layer per slice
+            truth_slices=8,
+            scan_shape=(16, 16),
+            scan_step_A=(0.4, 0.4),
+            **si110_springs(),
+        ),
+    }
+
+
+def _bilayer_structure(config: SimulationConfig) -> Structure:
+    """Two honeycomb layers (simulate/thick.py) in one box; atoms: upper layer, then lower."""
+    a = config.lattice_constant
+    ny, nx = config.cells
+    masses = _masses(config, ("B", "N"))
+    upper_springs = {k: getattr(config, k) for k in ("k_nn", "t_nn", "k_nnn", "t_nnn")}
+    lower_springs = {**LOWER_SPRINGS_DEFAULT, **config.lower_springs}
+    slab = config.slice_thickness_A
+    if config.twist_mn == (0, 0):
+        box_yx = (ny * a * math.sqrt(3.0), nx * a)
+        rot_up = rot_low = 0.0
+    else:
+        length, _, rot_up, rot_low = coincidence_cell(*config.twist_mn, a)
+        box_yx = (ny * length * math.sqrt(3.0), nx * length)
+    common = {"a_A": a, "box_yx_A": box_yx, "masses_amu": masses}
+    layers = (
+        honeycomb_layer(
+            "upper", rotation_deg=rot_up, shift_A=(0.0, 0.0), z_A=slab / 2,
+            springs=upper_springs, **common,
+        ),
+        honeycomb_layer(
+            "lower", rotation_deg=rot_low, shift_A=config.layer_shift_A,
+            z_A=slab / 2 + config.layer_gap_A, springs=lower_springs, **common,
+        ),
+    )  # fmt: skip
+    pos = np.concatenate(
+        [np.column_stack([ly.positions_A, np.full(ly.n_atoms, ly.z_A)]) for ly in layers]
+    )
+    return Structure(
+        positions_A=pos,
+        species=np.concatenate([ly.species for ly in layers]),
+        cell_index=np.concatenate([ly.cell_index for ly in layers]),
+        basis_index=np.concatenate([ly.basis_index + 2 * k for k, ly in enumerate(layers)]),
+        lattice_vectors_A=layers[0].lattice_vectors_A,
+        box_A=(box_yx[0], box_yx[1], config.layer_gap_A + slab),
+        layers=layers,
+    )
+
+
+def _thick_ensemble(
+    config: SimulationConfig, structure: Structure, rng: np.random.Generator
+) -> Ensemble | None:
+    """The correlated ensemble of a bilayer or of Si [110]; None for the other structures."""
+    if config.thermal_model != "correlated":
+        return None
+    if structure.layers:
+        d, g = layers_ensemble(structure.layers, config.temperature_K, config.n_configs, rng)
+    elif config.structure == "si110":
+        h = config.lattice_constant / math.sqrt(2.0)
+        masses = _masses(config, ("Si",))
+        d, g = slab_ensemble(
+            structure.positions_A,
+            np.array([masses[s] for s in structure.species]),
+            structure.box_A[:2],
+            (
+                (config.lattice_constant * math.sqrt(3.0) / 4.0, config.k_nn, config.t_nn),
+                (h, config.k_nnn, config.t_nnn),
+            ),
+            config.temperature_K,
+            config.n_configs,
+            rng,
+        )
+    else:
+        return None
+    return Ensemble(displacements_A=d, green_model_A2=g, model="correlated")
+
+
+def _simulation_slices(config: SimulationConfig, structure: Structure) -> float | tuple[float, ...]:
+    """abTEM's ``slice_thickness``: equal slices of about ``slice_thickness_A``, or for a
+    bilayer one slab per layer and one vacuum slice between them."""
+    if structure.layers:
+        return _bilayer_slices(config)
+    n_slices = max(1, int(math.ceil(structure.box_A[2] / config.slice_thickness_A - 1e-9)))
+    return structure.box_A[2] / n_slices
+
+
+def _truth_slices(config: SimulationConfig, structure: Structure) -> tuple[float, ...]:
+    """Thicknesses of the ground-truth phase slices (a bilayer: those of the simulation)."""
+    if structure.layers:
+        return _bilayer_slices(config)
+    return (structure.box_A[2] / config.truth_slices,) * config.truth_slices
+
+
+def _layer_truths(
+    config: SimulationConfig,
+    structure: Structure,
+    positions_scan_A: np.ndarray,
+    layer_phases: list[np.ndarray],
+    truth_dz: tuple[float, ...],
+) -> tuple[TruthLayer, ...]:
+    """The per-layer ground truth (data/layers.py) of a layered structure."""
+    from caviar_napari.simulate.thermal import realised_green
+
+    out = []
+    start = 0
+    tops = np.concatenate([[0.0], np.cumsum(truth_dz)])
+    for layer, phase in zip(structure.layers, layer_phases):
+        atoms = np.arange(start, start + layer.n_atoms)
+        start += layer.n_atoms
+        slices = np.flatnonzero((tops[:-1] <= layer.z_A) & (layer.z_A < tops[1:]))
+        out.append(
+            TruthLayer(
+                name=layer.name,
+                atoms=atoms,
+                z_A=layer.z_A,
+                entrance_z_A=float(tops[slices[0]]),
+                truth_slices=slices,
+                lattice_vectors_A=layer.lattice_vectors_A,
+                origin_A=layer.origin_A - np.asarray(config.scan_start_A),
+                cell_index=layer.cell_index,
+                basis_index=layer.basis_index,
+                rotation_deg=layer.rotation_deg,
+                springs=dict(layer.springs),
+                green_model_A2=layer.model.green_tensor(config.temperature_K),
+                green_realised_A2=realised_green(positions_scan_A[:, atoms]),
+                phase=phase.astype(np.float32),
+            )
+        )
+    return tuple(out)
+
+
+#: Preset names → factory of their default :class:`SimulationConfig` (issue 3's five, then the
+#: thick specimens of issue 16).
+PRESETS: Mapping[str, Callable[[], SimulationConfig]] = {
+    **_preset_table(),
+    **_thick_preset_table(),
+}
 
 
 def preset_config(name: str, **overrides: Any) -> SimulationConfig:
@@ -431,6 +710,9 @@ class Structure:
         The harmonic supercell (hbn) or None.
     atom_map
         ``(atom,)`` index of the harmonic supercell atom each atom is an image of (hbn) or None.
+    layers
+        The layers of a layered structure (:class:`~caviar_napari.simulate.thick.Layer`; their
+        atoms in order), empty otherwise.
     """
 
     positions_A: np.ndarray
@@ -441,6 +723,7 @@ class Structure:
     box_A: tuple[float, float, float]
     supercell: Supercell | None = None
     atom_map: np.ndarray | None = None
+    layers: tuple[Layer, ...] = ()  # layered specimens (issue 16): the layers, atoms in order
 
     @property
     def n_atoms(self) -> int:
@@ -550,6 +833,8 @@ def build_structure(config: SimulationConfig) -> Structure:
     """Build the ideal structure of ``config`` in its simulation box."""
     if config.structure == "hbn":
         return _hbn_structure(config)
+    if config.structure == BILAYER:
+        return _bilayer_structure(config)
     return _si110_structure(config)
 
 
@@ -582,6 +867,9 @@ def thermal_ensemble(config: SimulationConfig, structure: Structure | None = Non
 
 
 def _ensemble(config: SimulationConfig, structure: Structure, rng: np.random.Generator) -> Ensemble:
+    thick = _thick_ensemble(config, structure, rng)
+    if thick is not None:
+        return thick
     if config.thermal_model == "static":
         return static_ensemble(structure.n_atoms, config.n_configs)
     if config.thermal_model == "einstein":
@@ -689,6 +977,7 @@ class GroundTruth:
     scan_rotation_deg: float = 0.0
     detector_transposed: bool = False
     versions: dict[str, str] = field(default_factory=library_versions)
+    layers: tuple[TruthLayer, ...] = ()  # layered specimens: per-layer truth (issue 16)
 
 
 @dataclass(frozen=True)
@@ -818,7 +1107,8 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     offsets, weights = source_offsets_A(config.psc_fwhm_A)
     scan_box = (scan_box[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
 
-    n_slices = max(1, int(math.ceil(box[2] / config.slice_thickness_A - 1e-9)))
+    sim_dz = _simulation_slices(config, structure)
+    n_slices = len(sim_dz) if isinstance(sim_dz, tuple) else round(box[2] / sim_dz)
     log.info(
         "simulating %s: %d configuration(s) × %d positions × %d slice(s) on a %d × %d grid",
         config.preset,
@@ -837,7 +1127,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         potential = abtem.Potential(
             abtem.AtomsEnsemble(atoms_list, ensemble_mean=True),
             gpts=(kx * os_, ky * os_),
-            slice_thickness=box[2] / n_slices,
+            slice_thickness=sim_dz,
             projection="infinite",
             parametrization="lobato",
         )
@@ -861,11 +1151,11 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         # ground truth on the reconstruction grid: the potential of the simulation's own grid,
         # band-limited to the reconstruction grid (abTEM's potential computed directly on the
         # coarse grid is not that: it correlates only 0.988 with it on hBN, docs/benchmarks)
-        truth_dz = box[2] / config.truth_slices
+        truth_dz = _truth_slices(config, structure)
         truth_potential = abtem.Potential(
             abtem.AtomsEnsemble(atoms_list, ensemble_mean=False),
             gpts=(kx * os_, ky * os_),
-            slice_thickness=(truth_dz,) * config.truth_slices,
+            slice_thickness=truth_dz,
             projection="infinite",
             parametrization="lobato",
         )
@@ -875,7 +1165,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             abtem.Potential(
                 mean_atoms,
                 gpts=(kx * os_, ky * os_),
-                slice_thickness=(truth_dz,) * config.truth_slices,
+                slice_thickness=truth_dz,
                 projection="infinite",
                 parametrization="lobato",
             )
@@ -883,6 +1173,25 @@ def simulate(config: SimulationConfig) -> SimulationResult:
             .compute()
             .array
         )
+        v_layers = [  # each layer's own projected potential (layered specimens)
+            np.asarray(
+                abtem.Potential(
+                    _ase_atoms(
+                        layer.species,
+                        np.column_stack([layer.positions_A, np.full(layer.n_atoms, 1.0)]),
+                        (box[0], box[1], 2.0),
+                    ),
+                    gpts=(kx * os_, ky * os_),
+                    slice_thickness=2.0,
+                    projection="infinite",
+                    parametrization="lobato",
+                )
+                .build()
+                .compute()
+                .array
+            )
+            for layer in structure.layers
+        ]
         true_probe = (
             abtem.Probe(
                 energy=config.energy_eV,
@@ -904,13 +1213,16 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         intensities = np.clip(intensities, 0, None)
 
     sigma = energy2sigma(config.energy_eV)
-    v_configs = fourier_crop(v_configs, (kx, ky)).reshape(
-        len(atoms_list), config.truth_slices, kx, ky
-    )
-    v_mean = fourier_crop(v_mean, (kx, ky)).reshape(config.truth_slices, kx, ky)
+    n_truth = len(truth_dz)
+    v_configs = fourier_crop(v_configs, (kx, ky)).reshape(len(atoms_list), n_truth, kx, ky)
+    v_mean = fourier_crop(v_mean, (kx, ky)).reshape(n_truth, kx, ky)
     wy, wx, origin = _phase_window(config, pixel, true_positions)
     phase_configs = (sigma * v_configs).transpose(0, 1, 3, 2)[..., wy[:, None], wx[None, :]]
     phase = (sigma * v_mean).transpose(0, 2, 1)[..., wy[:, None], wx[None, :]]
+    layer_phases = [
+        (sigma * fourier_crop(v, (kx, ky)).reshape(kx, ky)).T[wy[:, None], wx[None, :]]
+        for v in v_layers
+    ]
     psi = np.asarray(true_probe).reshape(kx, ky).T
     psi = psi * np.sqrt(scale / np.sum(np.abs(psi) ** 2))
 
@@ -936,7 +1248,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         phase_configs=phase_configs.astype(np.float32),
         phase_origin_A=origin,
         phase_pixel_size_A=pixel,
-        slice_thickness_A=np.full(config.truth_slices, truth_dz),
+        slice_thickness_A=np.asarray(truth_dz, dtype=float),
         q_frac=q_frac,
         frequencies_THz=frequencies,
         temperature_K=config.temperature_K,
@@ -951,6 +1263,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         scan_positions_A=true_positions,
         scan_rotation_deg=config.scan_rotation_deg,
         detector_transposed=config.detector_transposed,
+        layers=_layer_truths(config, structure, positions, layer_phases, truth_dz),
     )
     if config.detector_transposed:  # stored (kx, ky): the file does not say so
         intensities = intensities.transpose(0, 1, 3, 2)
@@ -1022,6 +1335,8 @@ def _write_truth(group: Any, truth: GroundTruth, command: str) -> None:
     )
     for name, version in truth.versions.items():
         a[f"{name}_version"] = version
+    if truth.layers:
+        write_truth_layers(group, truth.layers)
 
 
 def write_simulation(path: Any, result: SimulationResult, command: str = "") -> None:

@@ -5,6 +5,12 @@ scanned area; they are refined by the phase-weighted centre of mass on the mean 
 in every state and slice (conventions §3), indexed on a lattice, given species, and written as
 an ATOMS file (conventions §6).
 
+Depth ranges (conventions §3): with ``slices`` (``"A:B"``, Python slice syntax) the atoms are
+detected on the phase summed over slices A:B, refined in every state and every slice of that
+range, and indexed in that range's own lattice; the ATOMS file holds just that z-range (usual
+schema, attributes recording the range).  With ``zranges`` (labelled ``"A:B"`` ranges) every
+range is done so on its own and the file holds them all, labelled (``io.atoms_file``).
+
 Species, in order of precedence: ``species`` names assigned to the basis sites by phase
 strength (weakest first); the species column of the start positions; the ground truth of the
 reconstruction's source file when it is a simulation (``caviar simulate``): each atom takes the
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +35,8 @@ from caviar_napari.workflows.inputs import index_list
 from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
-    from caviar_napari.io.atoms_file import AtomsData
+    from caviar_napari.data.atoms import AtomsData, ZRange
+    from caviar_napari.data.recon import ReconState
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,12 @@ class AtomsOptions:
     species_from_truth
         Without ``species`` or species in ``positions``, take them from the ground truth of the
         reconstruction's source file when it has one.
+    slices
+        One depth range ``"A:B"`` (Python slice syntax, step 1) of the reconstruction's slices,
+        or None for all slices (the file then records no z-range, as before z-ranges existed).
+    zranges
+        Several labelled depth ranges ``(("upper", "0:2"), ("lower", "2:4"))``, each detected,
+        refined and indexed on its own and written to one file; excludes ``slices``.
     overwrite
         Replace an existing output that this program did not write, or of another kind.
     """
@@ -98,6 +111,8 @@ class AtomsOptions:
     index_lattice: bool = True
     species: tuple[str, ...] | None = None
     species_from_truth: bool = True
+    slices: str | None = None
+    zranges: tuple[tuple[str, str], ...] = ()
     overwrite: bool = False
 
 
@@ -108,7 +123,9 @@ class AtomsSummary(StepSummary):
     Attributes
     ----------
     atoms
-        The ATOMS contents written.
+        The ATOMS contents written (the first z-range of a multi-range file).
+    ranges
+        Every z-range written, by label (one entry keyed ``""`` without z-ranges).
     n_start
         Start positions used; ``n_start_excluded`` non-finite ones left out of a list.
     n_failed
@@ -120,6 +137,7 @@ class AtomsSummary(StepSummary):
     """
 
     atoms: AtomsData | None = None
+    ranges: dict[str, AtomsData] = field(default_factory=dict)
     n_start: int = 0
     n_start_excluded: int = 0
     n_failed: int = 0
@@ -250,6 +268,9 @@ def _truth_species(
 def run_atoms(options: AtomsOptions) -> AtomsSummary:
     """Find, refine, index and name the atoms of a reconstruction; write the ATOMS file.
 
+    With ``options.slices`` or ``options.zranges`` each depth range is detected, refined and
+    indexed on its own (module docstring).
+
     Raises
     ------
     InputError
@@ -257,7 +278,8 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
     OutputError
         The output may not or cannot be written (checked before anything is computed).
     """
-    from caviar_napari.io.atoms_file import write_atoms
+    from caviar_napari.analysis.depth import zrange_from_spec
+    from caviar_napari.io.atoms_file import write_atoms, write_atoms_zranges
     from caviar_napari.io.reconstruction import load_reconstruction
 
     target = OutputTarget.prepare(
@@ -269,28 +291,81 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
     species_names = parse_species(options.species)
     if species_names and not options.index_lattice:
         raise InputError("--species needs lattice indexing (remove --no-lattice)")
-    refine_cfg = options.refine
+    if options.slices is not None and options.zranges:
+        raise InputError("--slices and --zrange exclude each other (give ranges one way)")
     state = load_reconstruction(options.recon)
     phase = np.angle(np.asarray(state.object)).astype(np.float32)
-    pixel, origin = state.pixel_size_A, state.object_origin_A
+    pixel = state.pixel_size_A
     summary = AtomsSummary()
-    lines = summary.lines
-    lines.append(
+    summary.lines.append(
         f"reconstruction: {phase.shape[0]} state(s) × {phase.shape[1]} slice(s) of "
         f"{phase.shape[2]} × {phase.shape[3]} px, pixel ({pixel[0]:.4f}, {pixel[1]:.4f}) Å"
     )
-    provenance: dict = {"reconstruction": str(options.recon), "slice_index": refine_cfg.slice_index}
-    given_species = None
+    thickness = np.asarray(state.slice_thickness_A, dtype=float)
+    if options.zranges:
+        labels = [label for label, _ in options.zranges]
+        if len(set(labels)) != len(labels):
+            raise InputError(f"--zrange labels must be unique, got {labels}")
+        ranges: list = [zrange_from_spec(spec, thickness, label) for label, spec in options.zranges]
+    elif options.slices is not None:
+        ranges = [zrange_from_spec(options.slices, thickness)]
+    else:
+        ranges = [None]
+    start = given_species = None
     if options.positions is not None:
         start, given_species = read_start_positions(options.positions)
-        finite = np.all(np.isfinite(start), axis=1)
-        summary.n_start_excluded = int((~finite).sum())
-        start = start[finite]
-        given_species = None if given_species is None else given_species[finite]
+    for zrange in ranges:
+        atoms = _atoms_in_range(options, state, phase, zrange, start, given_species, summary)
+        summary.ranges["" if zrange is None else zrange.label] = atoms
+    summary.atoms = next(iter(summary.ranges.values()))
+    written = list(summary.ranges.values())
+    if options.zranges:
+        summary.out = target.write(
+            lambda p: write_atoms_zranges(p, written), warnings=summary.warnings
+        )
+    else:
+        summary.out = target.write(lambda p: write_atoms(p, written[0]), warnings=summary.warnings)
+    summary.lines.append(f"wrote {options.out}")
+    return summary
+
+
+def _atoms_in_range(
+    options: AtomsOptions,
+    state: ReconState,
+    phase: np.ndarray,
+    zrange: ZRange | None,
+    start_positions: np.ndarray | None,
+    given_species: np.ndarray | None,
+    summary: AtomsSummary,
+) -> AtomsData:
+    """Detect (or take), refine, index and name the atoms of one depth range (all slices when
+    ``zrange`` is None); adds its lines and counts to ``summary``."""
+    refine_cfg = options.refine
+    pixel, origin = state.pixel_size_A, state.object_origin_A
+    lines = summary.lines
+    provenance: dict = {"reconstruction": str(options.recon), "slice_index": refine_cfg.slice_index}
+    if zrange is not None:
+        lines.append(zrange.describe())
+        provenance["zrange"] = {"label": zrange.label, "slices": zrange.spec}
+        phase = phase[:, zrange.start : zrange.stop]
+        if refine_cfg.slice_index is not None:
+            j = int(refine_cfg.slice_index) % zrange.n_slices_total
+            if not zrange.start <= j < zrange.stop:
+                raise InputError(
+                    f"--slice {refine_cfg.slice_index} is outside the z-range {zrange.spec}"
+                )
+            refine_cfg = replace(refine_cfg, slice_index=j - zrange.start)
+    given = None
+    if start_positions is not None:
+        finite = np.all(np.isfinite(start_positions), axis=1)
+        n_excluded = int((~finite).sum())
+        summary.n_start_excluded += n_excluded
+        start = start_positions[finite]
+        given = None if given_species is None else given_species[finite]
         line = f"start positions: {len(start)} read from {options.positions}"
-        if summary.n_start_excluded:
+        if n_excluded:
             line += (
-                f" ({summary.n_start_excluded} excluded: non-finite position; entries "
+                f" ({n_excluded} excluded: non-finite position; entries "
                 f"{index_list(np.flatnonzero(~finite))} of the list, counted from 0)"
             )
         lines.append(line)
@@ -300,7 +375,8 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
         image = am.detection_image(phase, refine_cfg.slice_index)
         image, det_origin, area = scanned_area(image, pixel, origin, state.scan_positions_A)
         start = am.detect_atoms(image, pixel, det_origin, det_cfg)
-        lines.append(f"start positions: {len(start)} found by LoG in {area}")
+        where = "" if zrange is None else f" on the phase summed over slices {zrange.spec}"
+        lines.append(f"start positions: {len(start)} found by LoG in {area}{where}")
         provenance["start"] = "LoG"
         provenance["detection"] = det_cfg.__dict__
     if len(start) == 0:
@@ -310,11 +386,11 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
             if options.positions is None
             else f"{options.positions}: no finite positions"
         )
-    summary.n_start = len(start)
+    summary.n_start += len(start)
     result = am.refine_states(phase, start, pixel, origin, refine_cfg)
     provenance["refine"] = {k: v for k, v in refine_cfg.__dict__.items() if k != "chunk_windows"}
     n_win = result.status.size
-    summary.n_failed = int(result.n_failed)
+    summary.n_failed += int(result.n_failed)
     lines.append(
         f"atoms: {result.n_atoms}; radius {result.radius_A:.4f} Å; failed on the mean image: "
         f"{result.n_failed_mean}"
@@ -339,13 +415,14 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
             log.warning("lattice indexing failed: %s", exc)
             lines.append(f"lattice: not indexed ({exc})")
     species = None
+    species_names = parse_species(options.species)
     if species_names:
         if index is None:
             raise InputError("--species needs lattice indexing (the lattice was not indexed)")
         species = species_by_strength(result.strength, index.basis_index, species_names)
         provenance["species"] = "by phase strength, weakest first: " + " ".join(species_names)
-    elif given_species is not None:
-        species = given_species
+    elif given is not None:
+        species = given
         provenance["species"] = f"given in {options.positions}"
     elif options.species_from_truth:
         species, line = _truth_species(options.recon, state.source, result.mean_positions_A, index)
@@ -353,11 +430,9 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
         if species is not None:
             provenance["species"] = line.removeprefix("species: ")
     summary.species_source = str(provenance.get("species", ""))
-    summary.lattice = index
-    summary.atoms = result.to_atoms_data(
-        index, species, source=str(options.recon), provenance=provenance
-    )
-    atoms = summary.atoms
-    summary.out = target.write(lambda p: write_atoms(p, atoms), warnings=summary.warnings)
-    lines.append(f"wrote {options.out}")
-    return summary
+    if summary.lattice is None:
+        summary.lattice = index
+    atoms = result.to_atoms_data(index, species, source=str(options.recon), provenance=provenance)
+    if zrange is not None:
+        atoms = replace(atoms, zrange=zrange)
+    return atoms

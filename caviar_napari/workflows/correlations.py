@@ -9,18 +9,30 @@ written by ``caviar simulate``) the reconstruction is compared with the *realise
 of the simulated configurations: LSM as printed in the paper (a sum over vectors), LSM as a mean,
 CSM, each ± its error, and ρ_nn of both over the same pairs.  Every input, the ground truth
 included, is read and checked before the CORR file is written.
+
+Depth-resolved ATOMS files (issue 16; ``caviar atoms --slices A:B`` / ``--zrange LABEL=A:B``):
+every z-range is analysed on its own, in its own lattice frame, averaged over its slices; by
+default over the slices where at least half of the range's atoms refined in every state
+(:func:`~caviar_napari.analysis.depth.occupied_slices`: a range that spans vacuum or part of
+another layer would otherwise lose every atom).  A multi-range file gives a multi-range CORR file
+(:mod:`caviar_napari.io.zranges`); ``zrange`` picks one range.  With a *layered* ground truth
+(``ground_truth/layers``) the z-ranges are matched to the layers (by depth and lattice sites,
+:func:`~caviar_napari.analysis.depth.match_layers`); each range is compared, with errors, with
+the realised tensor of its own layer, and with every layer in its own lattice frame (CSM, LSM,
+ρ_nn: the other layer's CSM shows whether the fields are mixed).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from caviar_napari.analysis import correlations as corr
+from caviar_napari.analysis import depth
 from caviar_napari.analysis.correlation_analysis import (
     CorrelationAnalysis,
     CorrelationConfig,
@@ -37,12 +49,15 @@ from caviar_napari.analysis.noise_floor import (
 from caviar_napari.analysis.phonons import STANDARD_ATOMIC_WEIGHTS_AMU
 from caviar_napari.errors import InputError
 from caviar_napari.io.outputs import OutputTarget
-from caviar_napari.workflows.inputs import index_list, read_checked_atoms
+from caviar_napari.workflows.inputs import index_list, range_slices, read_checked_atoms
 from caviar_napari.workflows.noise_floor import separation_report_check
 from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
+    from caviar_napari.data.correlations import LayerMetrics
+    from caviar_napari.data.layers import TruthLayer
     from caviar_napari.io.correlations_file import CorrelationsData, GroundTruth
+    from caviar_napari.workflows.inputs import CheckedAtoms
 
 __all__ = [
     "ERROR_CHOICES",
@@ -68,7 +83,10 @@ class CorrelationsOptions:
     out
         Output CORR file.
     slices
-        Slices to average (``"A:B"``, one index, or None for all).
+        Slices to average (``"A:B"``, one index, or None: all; for a z-range, counted from its
+        first slice, and None: the slices where at least half of its atoms refined).
+    zrange
+        Label of the one z-range of a multi-range ATOMS file to analyse (None: every range).
     ground_truth
         Simulated 4D-STEM file whose ``ground_truth`` group to compare with, or None.
     reference_atom
@@ -99,6 +117,7 @@ class CorrelationsOptions:
     atoms: Path
     out: Path
     slices: str | None = None
+    zrange: str | None = None
     ground_truth: Path | None = None
     reference_atom: int | None = None
     neighbours: int = 6
@@ -144,12 +163,19 @@ class CorrelationsSummary(StepSummary):
         Everything computed (significance of the nearest-neighbour blocks included).
     n_infinite
         Atoms excluded for an infinite position (besides the NaN ones of failed refinements).
+    ranges
+        Every z-range's analysis by label (one entry, keyed by its label or ``""``, for a file
+        of one range); ``data``, ``comparison`` and ``analysis`` are those of the first.
+    layer_matches
+        The z-ranges matched to the layers of a layered ground truth (empty otherwise).
     """
 
     data: CorrelationsData | None = None
     comparison: corr.TruthComparison | None = None
     analysis: CorrelationAnalysis | None = None
     n_infinite: int = 0
+    ranges: dict[str, CorrelationAnalysis] = field(default_factory=dict)
+    layer_matches: list[depth.LayerMatch] = field(default_factory=list)
 
 
 def _pm2(values: np.ndarray) -> str:
@@ -276,17 +302,191 @@ def _masses(data: CorrelationsData) -> list[float]:
     ]
 
 
+def layer_lines(metrics: tuple[LayerMetrics, ...]) -> list[str]:
+    """A z-range against every layer of a layered truth, one line per layer."""
+    lines = [
+        "against every layer (its realised blocks carried into this range's lattice frame; "
+        "self blocks and nearest-neighbour pairs of the atoms on its sites):"
+    ]
+    for m in metrics:
+        own = " (matched)" if m.matched else ""
+        if m.n_matched == 0:
+            lines.append(f"  layer {m.layer!r}{own}: fewer than two atoms on its sites")
+            continue
+        lines.append(
+            f"  layer {m.layer!r}{own}: CSM {m.csm:+.3f}, LSM (mean) {m.lsm_mean:.3f}, rho_nn "
+            f"reconstruction {m.rho_nn_reconstructed:+.3f} vs layer {m.rho_nn_truth:+.3f} "
+            f"({m.n_matched} atoms on its sites)"
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class _LayeredTruth:
+    """A layered ground truth and the match of the z-ranges to its layers."""
+
+    truth: GroundTruth
+    layers: tuple[TruthLayer, ...]
+    box_yx_A: tuple[float, float]
+    layer_of: dict[str, TruthLayer]
+
+
+def _layered_truth(
+    path: Path, truth: GroundTruth, ranges: dict[str, CheckedAtoms]
+) -> tuple[_LayeredTruth | None, list[depth.LayerMatch]]:
+    """The layers of ``truth`` matched to depth-resolved ``ranges`` (None: not layered, or the
+    ATOMS file has no z-ranges)."""
+    from caviar_napari.io.truth_layers import read_truth_box_A, read_truth_layers
+
+    if all(c.atoms.zrange is None for c in ranges.values()):
+        return None, []
+    layers = read_truth_layers(path)
+    if not layers:
+        return None, []
+    box = read_truth_box_A(path)
+    matches = depth.match_layers(
+        {label: c.atoms for label, c in ranges.items()}, layers, truth.mean_positions_A, box
+    )
+    by_name = {layer.name: layer for layer in layers}
+    layer_of = {m.zrange: by_name[m.layer] for m in matches}
+    return _LayeredTruth(truth, layers, box, layer_of), matches
+
+
+def _truth_input(
+    options: CorrelationsOptions,
+    truth: GroundTruth | None,
+    layered: _LayeredTruth | None,
+    label: str,
+) -> tuple[TruthInput | None, TruthLayer | None]:
+    """What the range ``label`` is compared with: its own layer's truth, the whole truth, or
+    nothing (no truth, a static one, or a range matched to no layer)."""
+    if truth is None:
+        return None, None
+    layer = None
+    if layered is not None:
+        layer = layered.layer_of.get(label)
+        if layer is None:
+            return None, None
+        truth = depth.layer_ground_truth(truth, layer)
+    if not np.any(truth.green_realised_A2):
+        return None, layer
+    name = str(options.ground_truth)
+    return (
+        TruthInput(
+            truth=truth,
+            label=name if layer is None else f"{name}:ground_truth/layers/{layer.name}",
+            tolerance_A=options.match_tolerance_A,
+            reference_atom=options.reference_atom,
+            neighbours=options.neighbours,
+        ),
+        layer,
+    )
+
+
+@dataclass
+class _RangeResult:
+    """One range's analysis, report lines and warnings."""
+
+    analysis: CorrelationAnalysis
+    lines: list[str]
+    warnings: list[str]
+
+
+def _analyse_range(
+    options: CorrelationsOptions,
+    config: CorrelationConfig,
+    checked: CheckedAtoms,
+    truth: GroundTruth | None,
+    layered: _LayeredTruth | None,
+    label: str,
+) -> _RangeResult:
+    """The whole analysis of one z-range (or of a file without z-ranges)."""
+    atoms = checked.atoms
+    truth_input, layer = _truth_input(options, truth, layered, label)
+    try:
+        slices, slice_lines = range_slices(atoms, options.slices)
+        chosen = dataclasses.replace(config, slices=slices)
+        analysis = analyse_correlations(atoms, chosen, truth_input)
+    except InputError as exc:
+        where = f"{options.atoms}" + (f" z-range {label!r}" if label else "")
+        raise InputError(f"{where}: {exc}") from None
+    data = dataclasses.replace(analysis.data, source=str(options.atoms), zrange=atoms.zrange)
+    if layer is not None:
+        metrics = depth.layer_metrics(
+            data, layer, layered.layers, layered.truth.mean_positions_A, layered.box_yx_A
+        )
+        data = dataclasses.replace(data, layer_comparisons=metrics)
+    analysis = dataclasses.replace(analysis, data=data)
+    lines = summary_lines(analysis)
+    lines[2:2] = checked.exclusion_lines()
+    if atoms.zrange is not None:
+        lines[0:0] = [atoms.zrange.describe(), *slice_lines]
+    warnings = list(checked.exclusion_lines())
+    recon_lines, recon_warnings = separation_report_check(atoms, options.atoms)
+    lines += recon_lines
+    warnings += recon_warnings
+    if data.noise_floor is not None:
+        warnings += noise_floor_warnings(data.noise_floor)
+    if data.rms_displacement_A is not None:
+        warnings += physical_floor_warnings(data.rms_displacement_A.value, _masses(data))
+    if data.uncertainty is None and config.resampling is not None:
+        warnings.append(
+            f"only {data.n_states} object states: no standard errors (at least 3 are needed)"
+        )
+    if data.n_states < 5:
+        warnings.append(
+            f"only {data.n_states} object states: the significance of the correlations cannot "
+            "be tested (at least 5 states are needed)"
+        )
+    if truth is not None:
+        lines += _truth_lines(options, analysis, truth, truth_input, layered, label)
+    return _RangeResult(analysis, lines, warnings)
+
+
+def _truth_lines(
+    options: CorrelationsOptions,
+    analysis: CorrelationAnalysis,
+    truth: GroundTruth,
+    truth_input: TruthInput | None,
+    layered: _LayeredTruth | None,
+    label: str,
+) -> list[str]:
+    """The comparison lines of one range: with its layer (and every layer) or the whole truth."""
+    n_configs = truth.positions_A.shape[0]
+    if layered is not None and label not in layered.layer_of:
+        return [f"ground truth: {options.ground_truth}: this z-range matches no layer of it"]
+    if truth_input is None:
+        return _static_truth_lines(analysis, options.ground_truth, n_configs)
+    pair_set = (
+        "every atom's self block and every nearest-neighbour pair"
+        if options.reference_atom is None
+        else f"reference atom {options.reference_atom} and its {options.neighbours} "
+        "nearest neighbours (self blocks included)"
+    )
+    lines = comparison_lines(analysis, truth_input.truth, truth_input.label, pair_set)
+    if analysis.data.layer_comparisons:
+        lines += layer_lines(analysis.data.layer_comparisons)
+    return lines
+
+
 def run_correlations(options: CorrelationsOptions) -> CorrelationsSummary:
-    """Analyse the correlations of an ATOMS file, compare them with a truth, write the CORR file.
+    """Analyse the correlations of an ATOMS file (each of its z-ranges), compare them with a
+    truth (each range with its own layer of a layered one), write the CORR file.
 
     Raises
     ------
     InputError
-        Unreadable inputs (ATOMS, ground truth), an ATOMS file with no atoms, bad options.
+        Unreadable inputs (ATOMS, ground truth), an ATOMS file with no atoms, bad options, an
+        unknown z-range label.
     OutputError
         The output may not or cannot be written (checked first; e.g. it is the ground truth).
     """
-    from caviar_napari.io.correlations_file import read_ground_truth, write_correlations
+    from caviar_napari.io.atoms_file import atoms_is_multi_range, atoms_zrange_labels
+    from caviar_napari.io.correlations_file import (
+        read_ground_truth,
+        write_correlations,
+        write_correlations_zranges,
+    )
 
     if options.reference_atom is not None and options.ground_truth is None:
         raise InputError("--reference-atom is only used with --ground-truth")
@@ -299,60 +499,47 @@ def run_correlations(options: CorrelationsOptions) -> CorrelationsSummary:
         inputs={"ATOMS": options.atoms, "--ground-truth": options.ground_truth},
         overwrite=options.overwrite,
     )
-    checked = read_checked_atoms(options.atoms)
-    truth = None if options.ground_truth is None else read_ground_truth(options.ground_truth)
-    truth_input = None
-    if truth is not None and np.any(truth.green_realised_A2):
-        truth_input = TruthInput(
-            truth=truth,
-            label=str(options.ground_truth),
-            tolerance_A=options.match_tolerance_A,
-            reference_atom=options.reference_atom,
-            neighbours=options.neighbours,
+    labels = atoms_zrange_labels(options.atoms) if options.zrange is None else [options.zrange]
+    ranges = {label: read_checked_atoms(options.atoms, label or None) for label in labels}
+    truth, layered = None, None
+    summary = CorrelationsSummary()
+    if options.ground_truth is not None:
+        truth = read_ground_truth(options.ground_truth)
+        layered, summary.layer_matches = _layered_truth(options.ground_truth, truth, ranges)
+    several = options.zrange is None and atoms_is_multi_range(options.atoms)
+    for label, checked in ranges.items():
+        result = _analyse_range(options, config, checked, truth, layered, label)
+        summary.ranges[label] = result.analysis
+        summary.n_infinite += int(checked.infinite_atoms.size)
+        prefix = f"z-range {label!r}: " if several else ""
+        summary.lines += result.lines
+        summary.warnings += [prefix + w for w in result.warnings]
+    summary.lines[0:0] = _match_lines(summary.layer_matches, options.ground_truth)
+    first = next(iter(summary.ranges.values()))
+    summary.analysis, summary.data, summary.comparison = first, first.data, first.comparison
+    datas = [a.data for a in summary.ranges.values()]
+    if several:
+        summary.out = target.write(
+            lambda p: write_correlations_zranges(p, datas), warnings=summary.warnings
         )
-    try:
-        analysis = analyse_correlations(checked.atoms, config, truth_input)
-    except InputError as exc:
-        raise InputError(f"{options.atoms}: {exc}") from None
-    data = dataclasses.replace(analysis.data, source=str(options.atoms))
-    analysis = dataclasses.replace(analysis, data=data)
-    summary = CorrelationsSummary(
-        data=data,
-        comparison=analysis.comparison,
-        analysis=analysis,
-        n_infinite=int(checked.infinite_atoms.size),
-    )
-    summary.lines = summary_lines(analysis)
-    summary.lines[2:2] = checked.exclusion_lines()
-    summary.warnings += checked.exclusion_lines()
-    recon_lines, recon_warnings = separation_report_check(checked.atoms, options.atoms)
-    summary.lines += recon_lines
-    summary.warnings += recon_warnings
-    if data.noise_floor is not None:
-        summary.warnings += noise_floor_warnings(data.noise_floor)
-    if data.rms_displacement_A is not None:
-        summary.warnings += physical_floor_warnings(data.rms_displacement_A.value, _masses(data))
-    if data.uncertainty is None and config.resampling is not None:
-        summary.warnings.append(
-            f"only {data.n_states} object states: no standard errors (at least 3 are needed)"
+    else:
+        summary.out = target.write(
+            lambda p: write_correlations(p, datas[0]), warnings=summary.warnings
         )
-    if data.n_states < 5:
-        summary.warnings.append(
-            f"only {data.n_states} object states: the significance of the correlations cannot "
-            "be tested (at least 5 states are needed)"
-        )
-    if truth is not None:
-        n_configs = truth.positions_A.shape[0]
-        if truth_input is None:
-            summary.lines += _static_truth_lines(analysis, options.ground_truth, n_configs)
-        else:
-            pair_set = (
-                "every atom's self block and every nearest-neighbour pair"
-                if options.reference_atom is None
-                else f"reference atom {options.reference_atom} and its {options.neighbours} "
-                "nearest neighbours (self blocks included)"
-            )
-            summary.lines += comparison_lines(analysis, truth, options.ground_truth, pair_set)
-    summary.out = target.write(lambda p: write_correlations(p, data), warnings=summary.warnings)
     summary.lines.append(f"wrote {options.out}")
     return summary
+
+
+def _match_lines(matches: list[depth.LayerMatch], truth_path: Path | None) -> list[str]:
+    """How the z-ranges were matched to the layers of a layered truth."""
+    if not matches:
+        return []
+    lines = [f"layered ground truth {truth_path}: z-ranges matched to its layers by depth and "
+             "lattice sites"]  # fmt: skip
+    for m in matches:
+        where = "inside the range" if m.depth_offset_A == 0 else f"{m.depth_offset_A:.1f} Å off"
+        lines.append(
+            f"  z-range {m.zrange!r} ↔ layer {m.layer!r}: {m.site_fraction:.0%} of its atoms on "
+            f"the layer's sites, lattice angle {m.angle_deg:.1f}°, layer plane {where}"
+        )
+    return lines

@@ -15,11 +15,17 @@ Warnings (printed on stderr and recorded in the DISP file): a biased green estim
 outside any physical range for the masses (:mod:`~caviar_napari.analysis.dispersion_checks`),
 a fit that needs more shells, displacements at the positional noise floor
 (:mod:`~caviar_napari.analysis.noise_floor`), and a reconstruction whose states did not separate.
+
+Depth-resolved ATOMS files (issue 16): the dispersion is that of one z-range, in its own lattice.
+A multi-range file needs ``zrange`` (``--zrange LABEL``; the error names the labels otherwise);
+a range's slices default to those where at least half of its atoms refined
+(:func:`~caviar_napari.workflows.inputs.range_slices`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +45,7 @@ from caviar_napari.analysis.noise_floor import (
 from caviar_napari.data.correlations import NoiseFloor
 from caviar_napari.errors import InputError
 from caviar_napari.io.outputs import OutputTarget
-from caviar_napari.workflows.inputs import read_checked_atoms
+from caviar_napari.workflows.inputs import range_slices, read_checked_atoms
 from caviar_napari.workflows.noise_floor import separation_report_check
 from caviar_napari.workflows.summary import StepSummary
 
@@ -74,7 +80,11 @@ class DispersionOptions:
     single_mass
         Use the paper's single harmonic-mean mass for every atom.
     slices
-        Slices whose covariances are averaged (``"A:B"``, one index, or None for all).
+        Slices whose covariances are averaged (``"A:B"``, one index, or None: all; for a z-range,
+        counted from its first slice, and None: the slices where at least half of its atoms
+        refined).
+    zrange
+        Label of the z-range of a multi-range ATOMS file (required for such a file).
     bootstrap
         Bootstrap replicas over object states for the error bars (0: none).
     path
@@ -102,6 +112,7 @@ class DispersionOptions:
     masses_amu: dict[str, float] = field(default_factory=dict)
     single_mass: bool = False
     slices: str | None = None
+    zrange: str | None = None
     bootstrap: int = 200
     path: str | None = None
     seed: int = 0
@@ -146,11 +157,14 @@ def summary_lines(data: DispersionData) -> list[str]:
 
 
 def displacement_noise_floor(
-    atoms: AtomsData, slices: str | None, floor_A: float | None
+    atoms: AtomsData, slices: str | Sequence[int] | None, floor_A: float | None
 ) -> NoiseFloor | None:
     """The noise floor of the displacements of the used slices (None: no atom in every state)."""
     positions = np.asarray(atoms.positions_A, dtype=float)
-    chosen = corr.parse_slice_spec(slices, positions.shape[1])
+    if slices is None or isinstance(slices, str):
+        chosen = corr.parse_slice_spec(slices, positions.shape[1])
+    else:
+        chosen = np.asarray(slices, dtype=int)
     d = corr.state_displacements(positions, chosen)
     if d.kept_atoms.size == 0:
         return None
@@ -194,13 +208,22 @@ def run_dispersion(options: DispersionOptions) -> DispersionSummary:
     target = OutputTarget.prepare(
         options.out, "disp", inputs={"ATOMS": options.atoms}, overwrite=options.overwrite
     )
-    checked = read_checked_atoms(options.atoms)
-    floor = displacement_noise_floor(checked.atoms, options.slices, options.noise_floor_A)
+    checked = read_checked_atoms(options.atoms, options.zrange)
+    zrange = checked.atoms.zrange
+    where = f"{options.atoms}" + (f" z-range {zrange.label!r}" if zrange and zrange.label else "")
+    try:
+        slices, slice_lines = range_slices(checked.atoms, options.slices)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    config = dataclasses.replace(config, slices=slices)
+    floor = displacement_noise_floor(checked.atoms, slices, options.noise_floor_A)
     recon_lines, recon_warnings = separation_report_check(checked.atoms, options.atoms)
     data = disp.dispersion_from_atoms(checked.atoms, config)
-    data = dataclasses.replace(data, source=str(options.atoms))
+    data = dataclasses.replace(data, source=where)
     summary = DispersionSummary(data=data, noise_floor=floor)
     summary.lines = [*summary_lines(data), *checked.exclusion_lines()]
+    if zrange is not None:
+        summary.lines[0:0] = [zrange.describe(), *slice_lines]
     summary.warnings += checked.exclusion_lines()
     if floor is not None:
         summary.lines += noise_floor_lines(floor)

@@ -119,7 +119,7 @@ def test_main_opens_docks_and_sample_ready_to_start(make_napari_viewer, qtbot, m
     [
         (["--file", "{tmp}/nope.h5"], "nope.h5: no such file"),
         (["--file", "{tmp}/fake.h5"], "fake.h5: not a file caviar-napari reads"),
-        (["--sample", "foo"], "unknown sample 'foo'; choose one of hbn-correlated, "),
+        (["--sample", "foo"], "unknown sample 'foo'; choose one of hbn-bilayer-gap, hbn-corr"),
     ],
 )
 def test_argument_errors_are_one_line_and_exit_2(monkeypatch, capsys, tmp_path, argv, message):

@@ -17,7 +17,15 @@ from caviar_napari._napari.stem_layers import (
 from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.io.dataset import read_stem_h5
 
-PRESETS = ("hbn-static", "hbn-einstein", "hbn-correlated", "hbn-correlated-psc", "si110-static")
+PRESETS = (
+    "hbn-static",
+    "hbn-einstein",
+    "hbn-correlated",
+    "hbn-correlated-psc",
+    "si110-static",
+    "hbn-bilayer-gap",
+    "hbn-twisted-bilayer",
+)
 
 
 @pytest.fixture

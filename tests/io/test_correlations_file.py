@@ -195,3 +195,45 @@ def test_read_ground_truth_errors_name_the_item(tmp_path):
         f["intensities"] = np.zeros((2, 2, 4, 4))
     with pytest.raises(InputError, match="ground_truth"):
         read_ground_truth(plain)
+
+
+def test_corr_zranges_round_trip(tmp_path):
+    """Several z-ranges in one CORR file (issue 16): each group reads back with its range and
+    its comparisons with the layers; a file of one range records the range at the root."""
+    from caviar_napari.data.atoms import ZRange
+    from caviar_napari.data.correlations import LayerMetrics
+    from caviar_napari.io.correlations_file import (
+        correlations_zrange_labels,
+        read_correlations_zranges,
+        write_correlations_zranges,
+    )
+
+    metrics = (
+        LayerMetrics("upper", True, 300.0, 1.01, 0.98, 0.40, 0.42, 64),
+        LayerMetrics("lower", False, np.nan, np.nan, np.nan, np.nan, np.nan, 0),
+    )
+    top = dataclasses.replace(
+        _data(), zrange=ZRange("top", 0, 2, (30.0, 30.0), 0.0, 4), layer_comparisons=metrics
+    )
+    bottom = dataclasses.replace(_data(), zrange=ZRange("bottom", 2, 4, (30.0, 30.0), 60.0, 4))
+    path = tmp_path / "corr.h5"
+    write_correlations_zranges(path, [top, bottom])
+    assert correlations_zrange_labels(path) == ["top", "bottom"]
+    back = read_correlations_zranges(path)
+    assert back["top"].zrange == top.zrange and back["bottom"].zrange == bottom.zrange
+    assert back["top"].layer_comparisons[0] == metrics[0]
+    lower = back["top"].layer_comparisons[1]
+    assert lower.layer == "lower" and not lower.matched and np.isnan(lower.csm)
+    assert back["bottom"].layer_comparisons == ()
+    np.testing.assert_array_equal(back["bottom"].green_A2, bottom.green_A2)
+    with pytest.raises(InputError, match="choose one with --zrange LABEL"):
+        read_correlations(path)
+    with pytest.raises(InputError, match="unique"):
+        write_correlations_zranges(tmp_path / "x.h5", [top, top])
+    with pytest.raises(InputError, match="labelled zrange"):
+        write_correlations_zranges(tmp_path / "x.h5", [_data()])
+    assert not (tmp_path / "x.h5").exists()
+    one = tmp_path / "one.h5"
+    write_correlations(one, bottom)
+    assert read_correlations(one, "bottom").zrange == bottom.zrange
+    assert correlations_zrange_labels(one) == ["bottom"]

@@ -29,6 +29,21 @@ TINY = {
     "hbn-correlated": {"n_configs": 2},
     "hbn-correlated-psc": {"n_configs": 2},
     "si110-static": {"cells": (2, 2), "thickness_cells": 3, "detector_shape": (32, 48)},
+    # thick specimens (issue 16; tests/simulate/test_thick.py checks their physics)
+    "hbn-bilayer-gap": {"n_configs": 2},
+    "hbn-twisted-bilayer": {
+        "n_configs": 2,
+        "twist_mn": (1, 2),
+        "cells": (1, 1),
+        "detector_shape": (56, 32),
+    },
+    "si110-correlated": {
+        "n_configs": 2,
+        "cells": (2, 2),
+        "thickness_cells": 2,
+        "truth_slices": 4,
+        "detector_shape": (32, 48),
+    },
 }
 
 
@@ -116,7 +131,7 @@ def test_preset_writes_spec_input_and_ground_truth(name, tmp_path):
             np.testing.assert_allclose(
                 green_r, np.einsum("nia,njb->iajb", u, u).reshape(green_r.shape) / n_cfg, atol=1e-12
             )
-        if config.thermal_model == "correlated":
+        if config.thermal_model == "correlated" and config.structure == "hbn":
             q = g["dispersion/q_frac"][()]
             nu = g["dispersion/frequencies_THz"][()]
             assert nu.shape == (q.shape[0], 4)
@@ -124,7 +139,7 @@ def test_preset_writes_spec_input_and_ground_truth(name, tmp_path):
             # exact dispersion at Γ: two zero (acoustic) branches, the optical ones > 0
             assert np.count_nonzero(nu[gamma] == 0.0) == 2
             assert np.all(nu[gamma, 2:] > 10.0) and np.all(nu[q.any(axis=1)] > 0)
-        else:
+        else:  # the thick specimens have no lattice-dynamics dispersion in their truth
             assert "dispersion" not in g
 
 
@@ -273,8 +288,10 @@ def test_bad_parameters_name_the_item():
         preset_config("hbn-static", n_configs=1.5)
     with pytest.raises(InputError, match="'dose_e_per_A2'"):
         preset_config("hbn-static", dose_e_per_A2=0.0)
-    with pytest.raises(InputError, match="'thermal_model'.*hbn structure only"):
+    with pytest.raises(InputError, match="correlated si110 needs Si springs"):
         preset_config("si110-static", thermal_model="correlated")
+    springs = {k: getattr(preset_config("si110-correlated"), k) for k in ("k_nn", "t_nn")}
+    assert preset_config("si110-static", thermal_model="correlated", **springs).k_nn == 5.5
     with pytest.raises(InputError, match="'einstein_rms_A' is required"):
         preset_config("si110-static", thermal_model="einstein")
     with pytest.raises(InputError, match="'thickness_cells'"):

@@ -1,0 +1,468 @@
+"""Resolution diagnostics of a reconstruction, the paper's Fig. 3 (``caviar diagnostics``).
+
+:func:`compute_diagnostics` (arrays in, :class:`~caviar_napari.data.diagnostics.DiagnosticsData`
+out; what a Diagnostics dock calls on the layers it shows) measures, with
+:mod:`caviar_napari.analysis.diagnostics`:
+
+* the power spectrum averaged over slices and states on the scanned area, its information limit
+  ``d`` (pm) and ``d/λ``, against the double-aperture limit ``λ/(2α)`` and the detector limit
+  ``λ/(α + θ_det)``;
+* for a multislice reconstruction, the azimuthally averaged 3-D power against k_z and the depth
+  resolution at the chosen reflections (default: the two lowest Bragg rings found in the power
+  spectrum), against the optics' ``Δz(q) = 2/(q(2α − λq))`` and the depth of field ``2λ/α²``;
+* with an ATOMS file, the r–z phase maps around the columns of each of its z-ranges and the phase
+  against z through the column centres.
+
+:func:`diagnostics_figures` draws them with matplotlib's object API (no pyplot state);
+:func:`run_diagnostics` reads the files, writes the DIAG file (HDF5), optionally its numbers as
+JSON, and the figures as PNG.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from caviar_napari.analysis import diagnostics as dg
+from caviar_napari.data.diagnostics import DiagnosticsData, ReflectionDepth, ZRangeProfile
+from caviar_napari.errors import InputError
+from caviar_napari.io.outputs import OutputError, OutputTarget, check_location
+from caviar_napari.workflows.summary import StepSummary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from caviar_napari.data.atoms import AtomsData
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DiagnosticsOptions",
+    "DiagnosticsSummary",
+    "compute_diagnostics",
+    "diagnostics_figures",
+    "diagnostics_lines",
+    "run_diagnostics",
+]
+
+#: Figures written next to the DIAG file: ``<stem>_<name>.png``.
+FIGURE_NAMES = ("power", "kz", "rz")
+
+
+@dataclass(frozen=True)
+class DiagnosticsOptions:
+    """Options of :func:`run_diagnostics`.
+
+    Attributes
+    ----------
+    recon
+        Reconstruction file.
+    out
+        Output DIAG file (HDF5).
+    data
+        The 4D-STEM data the reconstruction was made from (for the energy, α and the detector
+        angle); default: the reconstruction's recorded source when it can be found.
+    energy_eV, convergence_semiangle_mrad, detector_mrad
+        Override (or replace a missing) data calibration.
+    atoms
+        ATOMS file whose z-ranges' columns give the r–z maps (optional).
+    reflections_invA
+        Lateral frequencies (1/Å) of the reflections whose depth resolution is measured;
+        empty: the two lowest Bragg rings of the power spectrum.
+    plateau_start, snr
+        Noise plateau band and threshold of the information limit.
+    margin_A
+        Widen the analysed area (the scanned area) by this on every side, Å.
+    json
+        Also write the numbers as ``<out>.json`` (same stem).
+    figures
+        Also write the figures ``<stem>_power.png``, ``<stem>_kz.png``, ``<stem>_rz.png``.
+    overwrite
+        Replace existing outputs that this program did not write / of another kind.
+    """
+
+    recon: Path
+    out: Path
+    data: Path | None = None
+    energy_eV: float | None = None
+    convergence_semiangle_mrad: float | None = None
+    detector_mrad: float | None = None
+    atoms: Path | None = None
+    reflections_invA: tuple[float, ...] = ()
+    plateau_start: float = 0.85
+    snr: float = 1.0
+    margin_A: float = 0.0
+    json: bool = False
+    figures: bool = True
+    overwrite: bool = False
+
+
+@dataclass(kw_only=True)
+class DiagnosticsSummary(StepSummary):
+    """Result of :func:`run_diagnostics`: the data and every file written."""
+
+    data: DiagnosticsData | None = None
+    json_path: Path | None = None
+    figure_paths: list[Path] = field(default_factory=list)
+
+
+def _scanned_region(
+    shape: tuple[int, int],
+    pixel_size_A: tuple[float, float],
+    origin_A: tuple[float, float],
+    scan_positions_A: np.ndarray | None,
+    margin_A: float = 0.0,
+) -> tuple[slice, slice] | None:
+    """Pixel slices of the rectangle spanned by the scan positions, widened by ``margin_A``."""
+    if scan_positions_A is None or np.size(scan_positions_A) == 0:
+        return None
+    d = np.asarray(pixel_size_A)
+    px = (np.asarray(scan_positions_A, float).reshape(-1, 2) - origin_A) / d
+    lo = np.clip(np.floor(px.min(axis=0) - margin_A / d).astype(int), 0, None)
+    hi = np.minimum(np.ceil(px.max(axis=0) + margin_A / d).astype(int) + 1, shape)
+    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
+
+
+def compute_diagnostics(
+    phase: np.ndarray,
+    *,
+    pixel_size_A: tuple[float, float],
+    slice_thickness_A: np.ndarray,
+    object_origin_A: tuple[float, float],
+    energy_eV: float,
+    convergence_semiangle_mrad: float,
+    detector_mrad: float | None = None,
+    scan_positions_A: np.ndarray | None = None,
+    zranges: dict[str, AtomsData] | None = None,
+    reflections_invA: tuple[float, ...] = (),
+    plateau_start: float = 0.85,
+    snr: float = 1.0,
+    margin_A: float = 0.0,
+    source: str = "",
+) -> DiagnosticsData:
+    """The Fig. 3 diagnostics of a reconstruction's phase (module docstring).
+
+    Parameters
+    ----------
+    phase
+        ``(state, slice, y, x)`` phase (rad) or the complex object.
+    pixel_size_A, slice_thickness_A, object_origin_A
+        The object grid (``ReconState`` fields).
+    energy_eV, convergence_semiangle_mrad, detector_mrad
+        The optics (the data's calibration); ``detector_mrad`` the largest collected angle.
+    scan_positions_A
+        ``(P, 2)`` probe positions: the analysis is restricted to the scanned area.
+    zranges
+        ATOMS z-ranges by label (their mean positions are the columns of the r–z maps).
+    reflections_invA
+        Reflections for the depth resolution; empty: found in the power spectrum.
+    plateau_start, snr
+        The information-limit criterion (:func:`~caviar_napari.analysis.diagnostics.
+        information_limit`).
+    margin_A
+        The analysed area is the scanned area widened by this on every side (Å).
+    source
+        Name of the reconstruction (recorded).
+    """
+    from caviar_napari.analysis.atoms import as_phase_stack
+
+    stack = as_phase_stack(phase)
+    optics = dg.optics_limits(energy_eV, convergence_semiangle_mrad, detector_mrad)
+    region = _scanned_region(
+        stack.shape[-2:], pixel_size_A, object_origin_A, scan_positions_A, margin_A
+    )
+    spectrum = dg.power_spectrum(stack, pixel_size_A, region)
+    info = dg.information_limit(spectrum, optics.wavelength_A, plateau_start=plateau_start, snr=snr)
+    numbers: dict[str, Any] = {
+        "wavelength_A": optics.wavelength_A,
+        "alpha_mrad": optics.alpha_mrad,
+        "detector_mrad": optics.detector_mrad,
+        "n_states": int(stack.shape[0]),
+        "n_slices": int(stack.shape[1]),
+        "analysed_area_A": [
+            float((sl.stop - sl.start) * d) for sl, d in zip(region or (), pixel_size_A)
+        ],
+        "slice_thickness_A": [float(v) for v in np.atleast_1d(slice_thickness_A)],
+        "information_limit_A": info.d_A,
+        "information_limit_pm": 100.0 * info.d_A,
+        "d_over_wavelength": info.d_over_wavelength,
+        "information_bound": info.bound,
+        "information_criterion": info.criterion,
+        "noise_plateau": info.plateau_level,
+        "band_limit_invA": info.band_limit_invA,
+        "double_aperture_limit_A": optics.double_aperture_A,
+        "double_aperture_formula": "λ / (2α)",
+        "detector_limit_A": optics.detector_A,
+        "detector_formula": "λ / (α + θ_det)",
+        "depth_of_field_A": optics.depth_of_field_A,
+        "depth_of_field_formula": "2 λ / α²",
+        "depth_resolution_formula": (
+            "measured Δz = 1 / k_z,half; optics: bright field 2 / (q (2α − λq)), single "
+            "scattering 2 / (q (2α + λq))"
+        ),
+        "depth_criterion": (
+            "k_z,half: smallest |k_z| where the azimuthal 3-D power of the reflection's ring, "
+            "symmetrised in ±k_z, falls to half its k_z = 0 value; Δz = 1 / k_z,half"
+        ),
+    }
+    reflections: list[ReflectionDepth] = []
+    kz_r = kz_z = kz_p = np.zeros((0,))
+    if stack.shape[1] >= 2:
+        kz = dg.kz_power(stack, slice_thickness_A, pixel_size_A, region)
+        kz_r, kz_z, kz_p = kz.k_r_invA, kz.k_z_invA, kz.power
+        qs = tuple(reflections_invA) or tuple(dg.find_reflections(spectrum, 2))
+        for q in qs:
+            res = dg.depth_resolution(kz, float(q), optics)
+            reflections.append(
+                ReflectionDepth(
+                    res.q_invA,
+                    res.kz_half_invA,
+                    res.dz_A,
+                    res.optics_dz_A,
+                    res.bound,
+                    res.profile,
+                    res.single_scattering_dz_A,
+                )
+            )
+    else:
+        kz_p = np.zeros((0, 0))
+    profiles = []
+    for label, atoms in (zranges or {}).items():
+        rz = dg.rz_map(
+            stack, slice_thickness_A, pixel_size_A, object_origin_A, atoms.mean_positions_A
+        )
+        spec = atoms.zrange.spec if atoms.zrange is not None else ":"
+        profiles.append(
+            ZRangeProfile(label, spec, rz.r_A, rz.z_A, rz.phase, rz.column_profile, rz.n_columns)
+        )
+    return DiagnosticsData(
+        numbers=numbers,
+        power=spectrum.power,
+        power_pixel_invA=spectrum.pixel_invA,
+        k_invA=spectrum.k_invA,
+        radial_mean=spectrum.radial_mean,
+        radial_max=spectrum.radial_max,
+        kz_k_r_invA=kz_r,
+        kz_k_z_invA=kz_z,
+        kz_power=kz_p,
+        reflections=tuple(reflections),
+        zranges=tuple(profiles),
+        source=source,
+    )
+
+
+def diagnostics_lines(data: DiagnosticsData) -> list[str]:
+    """The report: one line per result, with the optics' limits beside the measurements."""
+    n = data.numbers
+    lam = n["wavelength_A"]
+    lines = []
+    if n["analysed_area_A"]:
+        area = n["analysed_area_A"]
+        lines.append(f"analysed area: {area[0]:.1f} × {area[1]:.1f} Å around the scan")
+    if n["information_bound"] == "none":
+        lines.append(
+            "information limit: no ring stands out of the noise plateau (criterion: "
+            f"{n['information_criterion']})"
+        )
+    else:
+        bound = "≤ " if n["information_bound"] == "at least" else ""
+        lines.append(
+            f"information limit d = {bound}{n['information_limit_pm']:.1f} pm = "
+            f"{bound}{n['d_over_wavelength']:.2f} λ (λ = {lam * 100:.2f} pm); optics: "
+            f"double-aperture λ/(2α) = {n['double_aperture_limit_A'] * 100:.1f} pm, detector "
+            f"λ/(α + θ_det) = {n['detector_limit_A'] * 100:.1f} pm"
+        )
+    lines.append(f"depth of field 2λ/α² = {n['depth_of_field_A']:.1f} Å")
+    for r in data.reflections:
+        word = {"": "", "at most": "≤ ", "at least": "≥ "}[r.bound]
+        lines.append(
+            f"depth resolution at q = {r.q_invA:.3f} 1/Å (d = {1 / r.q_invA:.3f} Å): "
+            f"Δz = {word}{r.dz_A:.1f} Å; optics: bright field 2/(q(2α − λq)) = "
+            f"{r.optics_dz_A:.1f} Å, single scattering 2/(q(2α + λq)) = "
+            f"{r.single_scattering_dz_A:.1f} Å"
+        )
+    for z in data.zranges:
+        peak = int(np.argmax(z.column_profile))
+        lines.append(
+            f"z-range {z.label or '(all)'} (slices {z.slices}): {z.n_columns} columns, phase at "
+            f"the column centres peaks in slice {peak} (z = {z.z_A[peak]:.1f} Å)"
+        )
+    return lines
+
+
+def diagnostics_figures(data: DiagnosticsData) -> dict[str, Figure]:
+    """The figures (matplotlib ``Figure`` objects, no pyplot): ``power``, ``kz``, ``rz``."""
+    from matplotlib.figure import Figure
+
+    figs: dict[str, Figure] = {}
+    n = data.numbers
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax0, ax1 = fig.subplots(1, 2)
+    p = data.power
+    dk = data.power_pixel_invA
+    ext = [-p.shape[1] // 2 * dk[1], (p.shape[1] - p.shape[1] // 2) * dk[1],
+           (p.shape[0] - p.shape[0] // 2) * dk[0], -p.shape[0] // 2 * dk[0]]  # fmt: skip
+    ax0.imshow(np.log10(p + 1e-30 + p.max() * 1e-9), extent=ext, cmap="magma")
+    ax0.set_xlabel("k_x (1/Å)")
+    ax0.set_ylabel("k_y (1/Å)")
+    ax0.set_title("log10 power, mean over slices and states")
+    ax1.semilogy(data.k_invA, data.radial_mean, label="azimuthal mean")
+    ax1.semilogy(data.k_invA, data.radial_max, lw=0.5, alpha=0.6, label="ring maximum")
+    ax1.axhline(n["noise_plateau"], color="grey", ls=":", label="noise plateau")
+    if np.isfinite(n["information_limit_A"]):
+        ax1.axvline(1 / n["information_limit_A"], color="C3", ls="--",
+                    label=f"d = {n['information_limit_pm']:.0f} pm")  # fmt: skip
+    ax1.axvline(1 / n["double_aperture_limit_A"], color="C2", ls=":", label="λ/(2α)")
+    ax1.set_xlabel("|k| (1/Å)")
+    ax1.set_ylabel("power")
+    ax1.legend(fontsize=7)
+    figs["power"] = fig
+    if data.kz_power.size:
+        fig = Figure(figsize=(9, 4), layout="constrained")
+        ax0, ax1 = fig.subplots(1, 2)
+        kz, kr = data.kz_k_z_invA, data.kz_k_r_invA
+        ax0.pcolormesh(kr, kz, np.log10(data.kz_power + data.kz_power.max() * 1e-9),
+                       cmap="magma", shading="nearest")  # fmt: skip
+        q = np.linspace(1e-3, kr.max(), 200)
+        alpha, lam = n["alpha_mrad"] * 1e-3, n["wavelength_A"]
+        edge = q * (2 * alpha - lam * q) / 2
+        ax0.plot(q, np.where(edge > 0, edge, np.nan), "w--", lw=0.8, label="optics k_z,max")
+        ax0.plot(q, -np.where(edge > 0, edge, np.nan), "w--", lw=0.8)
+        ax0.set_ylim(kz.min(), kz.max())
+        ax0.set_xlabel("k_r (1/Å)")
+        ax0.set_ylabel("k_z (1/Å)")
+        ax0.set_title("log10 azimuthal 3-D power")
+        ax0.legend(fontsize=7)
+        for r in data.reflections:
+            ax1.plot(kz, r.profile, "o-", label=f"q = {r.q_invA:.2f} 1/Å: Δz = {r.dz_A:.0f} Å")
+        ax1.axhline(0.5, color="grey", ls=":")
+        ax1.set_xlabel("k_z (1/Å)")
+        ax1.set_ylabel("power / power at k_z = 0")
+        ax1.legend(fontsize=7)
+        figs["kz"] = fig
+    if data.zranges:
+        fig = Figure(figsize=(4 * len(data.zranges) + 3, 4), layout="constrained")
+        axes = fig.subplots(1, len(data.zranges) + 1)
+        for ax, z in zip(axes, data.zranges):
+            ax.pcolormesh(z.r_A, z.z_A, z.phase, cmap="viridis", shading="nearest")
+            ax.invert_yaxis()
+            ax.set_xlabel("r (Å)")
+            ax.set_ylabel("z (Å)")
+            ax.set_title(f"{z.label or 'all'} (slices {z.slices})")
+            axes[-1].plot(z.column_profile, z.z_A, "o-", label=z.label or "all")
+        axes[-1].invert_yaxis()
+        axes[-1].set_xlabel("phase at column centres (rad)")
+        axes[-1].set_ylabel("z (Å)")
+        axes[-1].legend(fontsize=7)
+        figs["rz"] = fig
+    return figs
+
+
+def _data_calibration(options: DiagnosticsOptions, state: Any) -> tuple[float, float, float | None]:
+    """Energy, α and the detector's largest angle (mrad) from the options or the source data."""
+    from caviar_napari.workflows.atoms import source_data_path
+
+    energy, alpha, det = (
+        options.energy_eV,
+        options.convergence_semiangle_mrad,
+        options.detector_mrad,
+    )
+    if energy is not None and alpha is not None:
+        return float(energy), float(alpha), det
+    data = options.data or source_data_path(options.recon, state.source)
+    if data is None:
+        raise InputError(
+            f"{options.recon}: its source data {state.source or '(not recorded)'} was not found; "
+            "give --data DATA or --energy-eV and --alpha-mrad"
+        )
+    from caviar_napari.io.readers import load_stem
+
+    ds = load_stem(data)
+    ky, kx = ds.intensities.shape[-2:]
+    dky, dkx = ds.angular_sampling_mrad
+    theta = float(min(ky // 2 * dky, kx // 2 * dkx))
+    return (
+        float(energy if energy is not None else ds.energy_eV),
+        float(alpha if alpha is not None else ds.convergence_semiangle_mrad),
+        det if det is not None else theta,
+    )
+
+
+def run_diagnostics(options: DiagnosticsOptions) -> DiagnosticsSummary:
+    """Compute the diagnostics of a reconstruction and write the DIAG file (+ JSON, figures).
+
+    Raises
+    ------
+    InputError
+        Unreadable inputs or a missing calibration (named).
+    OutputError
+        An output may not or cannot be written (checked before anything is computed).
+    """
+    from caviar_napari.io.atoms_file import read_atoms_zranges
+    from caviar_napari.io.diagnostics_file import write_diagnostics, write_diagnostics_json
+    from caviar_napari.io.reconstruction import load_reconstruction
+
+    target = OutputTarget.prepare(
+        options.out,
+        "diag",
+        inputs={"RECON": options.recon, "--data": options.data, "--atoms": options.atoms},
+        overwrite=options.overwrite,
+    )
+    out = Path(options.out)
+    extra = []
+    if options.json:
+        extra.append(out.with_suffix(".json"))
+    if options.figures:
+        extra += [out.with_name(f"{out.stem}_{name}.png") for name in FIGURE_NAMES]
+    for path in extra:
+        check_location(path)
+        if path.exists() and not options.overwrite:
+            raise OutputError(
+                f"{path}: exists; refusing to replace it (give --overwrite to replace it)"
+            )
+    state = load_reconstruction(options.recon)
+    energy, alpha, det = _data_calibration(options, state)
+    zranges = read_atoms_zranges(options.atoms) if options.atoms is not None else None
+    data = compute_diagnostics(
+        np.angle(np.asarray(state.object)),
+        pixel_size_A=state.pixel_size_A,
+        slice_thickness_A=np.asarray(state.slice_thickness_A),
+        object_origin_A=state.object_origin_A,
+        energy_eV=energy,
+        convergence_semiangle_mrad=alpha,
+        detector_mrad=det,
+        scan_positions_A=state.scan_positions_A,
+        zranges=zranges,
+        reflections_invA=options.reflections_invA,
+        plateau_start=options.plateau_start,
+        snr=options.snr,
+        margin_A=options.margin_A,
+        source=str(options.recon),
+    )
+    summary = DiagnosticsSummary(data=data)
+    summary.lines = diagnostics_lines(data)
+    if data.numbers["information_bound"] == "at least":
+        summary.warnings.append(
+            "the information reaches the noise-plateau band: d is an upper bound (the band "
+            "limit of the object grid, not the data, sets it)"
+        )
+    summary.out = target.write(lambda p: write_diagnostics(p, data), warnings=summary.warnings)
+    summary.lines.append(f"wrote {out}")
+    if options.json:
+        summary.json_path = out.with_suffix(".json")
+        write_diagnostics_json(summary.json_path, data)
+        summary.lines.append(f"wrote {summary.json_path}")
+    if options.figures:
+        from caviar_napari.io.atomic import atomic_path
+
+        for name, fig in diagnostics_figures(data).items():
+            path = out.with_name(f"{out.stem}_{name}.png")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format="png", dpi=120)
+            summary.figure_paths.append(path)
+            summary.lines.append(f"wrote {path}")
+    return summary
