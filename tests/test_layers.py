@@ -260,3 +260,16 @@ def test_nothing_allowed_inside_the_lower_layers(layer):
 def test_the_data_layer_imports_only_errors():
     targets = {e.target for e in EDGES if _layer(e.source) == "data"}
     assert {_layer(t) for t in targets} <= {"data", "errors"}
+
+
+def test_the_module_map_of_the_architecture_document_is_up_to_date():
+    """docs/ARCHITECTURE.md lists every module (generated: python scripts/module_map.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "module_map.py"), "--check"], cwd=root
+    )
+    assert done.returncode == 0, "run: python scripts/module_map.py"
