@@ -51,7 +51,10 @@ def caviar(*args: str) -> str:
     return done.stdout
 
 
-def phase_correlation(recon: Path, truth: Path) -> float:
+def phase_correlation(recon: Path, truth: Path, offset_A: np.ndarray | None = None) -> float:
+    """Pearson correlation of the reconstructed phase (state 0, slice 0) with the truth inside
+    the scanned field of view; ``offset_A`` ``(y, x)`` is added to the reconstruction's
+    coordinates first (a global shift the data cannot fix, e.g. of refined positions)."""
     with h5py.File(recon) as f:
         phase = np.angle(f["object"][0, 0])
         d = np.asarray(f.attrs["pixel_size_A"], float)
@@ -64,6 +67,8 @@ def phase_correlation(recon: Path, truth: Path) -> float:
         true_pos = np.asarray(g["scan_positions_A"][()], float).reshape(-1, 2)
     iy, ix = np.meshgrid(np.arange(phase.shape[0]), np.arange(phase.shape[1]), indexing="ij")
     world = origin + np.stack([iy * d[0], ix * d[1]], -1)
+    if offset_A is not None:
+        world = world + np.asarray(offset_A, float)
     lo, hi = true_pos.min(0), true_pos.max(0)
     inside = np.all((world >= lo) & (world <= hi), axis=-1)
     coords = ((world - to) / td).reshape(-1, 2).T
