@@ -67,6 +67,7 @@ from numpy.typing import ArrayLike
 
 from caviar_napari.analysis.atoms import as_phase_stack
 from caviar_napari.core.optics import BAND_LIMIT, wavelength_A
+from caviar_napari.data.diagnostics import ReflectionDepth
 from caviar_napari.errors import InputError
 
 __all__ = [
@@ -424,39 +425,8 @@ def kz_power(
     return KzPower(centres, k_z, power, float(dz[0]))
 
 
-@dataclass(frozen=True)
-class DepthResolution:
-    """Depth resolution from the k_z profile of one reflection.
-
-    Attributes
-    ----------
-    q_invA
-        Centre of the ring nearest the requested reflection (the frequency measured; the
-        optics' value is given for it).
-    kz_half_invA
-        ``k_z,half``: where the profile falls to half its ``k_z = 0`` value (NaN when it does
-        not within the sampled k_z).
-    dz_A
-        ``1 / k_z,half``; with ``bound = "at most"`` twice the slice thickness (the profile did
-        not fall to one half within the sampled k_z); with ``"at least"`` the fall happened
-        before the first k_z sample (interpolated towards k_z = 0: a lower bound).
-    optics_dz_A
-        The bright-field ``Δz(q) = 2 / (q (2α − λq))``.
-    single_scattering_dz_A
-        ``Δz_ss(q) = 2 / (q (2α + λq))``.
-    bound
-        ``""``, ``"at most"`` or ``"at least"``.
-    profile
-        ``(n_z,)`` the profile ``P(q, k_z)`` normalised to 1 at ``k_z = 0``.
-    """
-
-    q_invA: float
-    kz_half_invA: float
-    dz_A: float
-    optics_dz_A: float
-    bound: str
-    profile: np.ndarray
-    single_scattering_dz_A: float = float("nan")
+#: The depth resolution at one reflection: the record the DIAG file holds.
+DepthResolution = ReflectionDepth
 
 
 def depth_resolution(

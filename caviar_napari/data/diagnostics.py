@@ -19,7 +19,30 @@ __all__ = ["DiagnosticsData", "ReflectionDepth", "ZRangeProfile"]
 
 @dataclass(frozen=True)
 class ReflectionDepth:
-    """Depth resolution at one reflection (``analysis.diagnostics.DepthResolution``)."""
+    """Depth resolution from the k_z profile of one reflection
+    (:func:`caviar_napari.analysis.diagnostics.depth_resolution`).
+
+    Attributes
+    ----------
+    q_invA
+        Centre of the ring nearest the requested reflection (the frequency measured; the
+        optics' value is given for it).
+    kz_half_invA
+        ``k_z,half``: where the profile falls to half its ``k_z = 0`` value (NaN when it does
+        not within the sampled k_z).
+    dz_A
+        ``1 / k_z,half``; with ``bound = "at most"`` twice the slice thickness (the profile did
+        not fall to one half within the sampled k_z); with ``"at least"`` the fall happened
+        before the first k_z sample (interpolated towards k_z = 0: a lower bound).
+    optics_dz_A
+        The bright-field ``Δz(q) = 2 / (q (2α − λq))``.
+    single_scattering_dz_A
+        ``Δz_ss(q) = 2 / (q (2α + λq))``.
+    bound
+        ``""``, ``"at most"`` or ``"at least"``.
+    profile
+        ``(n_z,)`` the profile ``P(q, k_z)`` normalised to 1 at ``k_z = 0``.
+    """
 
     q_invA: float
     kz_half_invA: float

@@ -63,6 +63,24 @@ def _truth_shifts(positions_A: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return drift + jitter
 
 
+def grid_model(grid, slice_thickness_A=(1.0,), data: STEMDataset | None = None):
+    """The float64 forward model on ``grid`` (with ``data``'s amplitudes when given)."""
+    kw = {}
+    if data is not None:
+        patterns = np.fft.ifftshift(data.intensities, axes=(-2, -1)).reshape(-1, K, K)
+        kw["amplitudes"] = np.sqrt(patterns)
+    return MultisliceModel(
+        DOUBLE,
+        wavelength_A=wavelength_A(E_EV),
+        pixel_size_A=grid.pixel_size_A,
+        slice_thickness_A=list(slice_thickness_A),
+        positions_px=grid.positions_px,
+        object_shape=grid.object_shape,
+        window=(K, K),
+        **kw,
+    )
+
+
 def _shifted_dataset(scan=(7, 7), seed=4, step=STEP):
     """Forward data of a few Gaussian atoms recorded at drifted, jittered positions; returns
     (dataset at the nominal positions, true shifts Å, geometry, object)."""
@@ -76,15 +94,7 @@ def _shifted_dataset(scan=(7, 7), seed=4, step=STEP):
         phase += 0.4 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 4.0)  # inside the band limit
     obj = np.exp(1j * phase)[None, None]
     probe = optics.make_probe((K, K), grid.pixel_size_A, E_EV, ALPHA, defocus_A=DEFOCUS) * 100.0
-    model = MultisliceModel(
-        DOUBLE,
-        wavelength_A=wavelength_A(E_EV),
-        pixel_size_A=grid.pixel_size_A,
-        slice_thickness_A=[1.0],
-        positions_px=grid.positions_px,
-        object_shape=grid.object_shape,
-        window=(K, K),
-    )
+    model = grid_model(grid)
     truth = _truth_shifts(grid.positions_A, rng)
     inten = np.asarray(
         model.intensities(obj, probe[None], (0.0, 0.0), shifts_px=truth / grid.pixel_size_A)
@@ -96,16 +106,7 @@ def _shifted_dataset(scan=(7, 7), seed=4, step=STEP):
 def test_objective_gradient_of_positions_and_affine_matches_finite_differences():
     data, _, grid, obj = _shifted_dataset(scan=(4, 4))
     probe = optics.make_probe((K, K), grid.pixel_size_A, E_EV, ALPHA, defocus_A=DEFOCUS) * 90.0
-    model = MultisliceModel(
-        DOUBLE,
-        wavelength_A=wavelength_A(E_EV),
-        pixel_size_A=grid.pixel_size_A,
-        slice_thickness_A=[1.0],
-        positions_px=grid.positions_px,
-        object_shape=grid.object_shape,
-        window=(K, K),
-        amplitudes=np.sqrt(np.fft.ifftshift(data.intensities, axes=(-2, -1)).reshape(-1, K, K)),
-    )
+    model = grid_model(grid, data=data)
     stage = StageConfig(name="s", iterations=1, refine=("object", "positions", "affine"))
     stage.validate()
     scan = ScanPositions(grid.positions_A, bound_A=0.5, penalty=1e-3)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_engine import ALPHA, DEFOCUS, DK, E_EV, NONE, STEP, K, _collect
-from test_positions import _recipe, _shifted_dataset
+from test_positions import _recipe, _shifted_dataset, grid_model
 
 from caviar_napari.core import optics
 from caviar_napari.core.backend import get_backend
 from caviar_napari.core.engine import RunControl, plan_geometry, run, run_to_end
-from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
 from caviar_napari.core.probe_constraints import ProbeConstraint
 from caviar_napari.core.tilt import align_slices, estimate_tilt
@@ -41,17 +40,8 @@ def _atoms(grid, rng, n=16, width=4.0):
     return np.exp(1j * phase)
 
 
-def _model(grid, slices, **kw):
-    return MultisliceModel(
-        DOUBLE,
-        wavelength_A=wavelength_A(E_EV),
-        pixel_size_A=grid.pixel_size_A,
-        slice_thickness_A=[DZ] * slices,
-        positions_px=grid.positions_px,
-        object_shape=grid.object_shape,
-        window=(K, K),
-        **kw,
-    )
+def _model(grid, slices, data=None):
+    return grid_model(grid, [DZ] * slices, data=data)
 
 
 def test_tilt_estimate_agrees_with_the_propagator_convention():
@@ -134,12 +124,7 @@ def test_probe_constraints_are_projections_with_exact_gradients():
     np.testing.assert_allclose(pc.apply(seen), seen, atol=1e-12 * np.abs(seen).max())
     outside = np.abs(np.fft.fft2(seen)) * (1 - np.asarray(pc.mask))
     assert outside.max() < 1e-9 * np.abs(np.fft.fft2(seen)).max()
-    model = _model(
-        grid,
-        1,
-        amplitudes=np.sqrt(np.fft.ifftshift(data.intensities, axes=(-2, -1)).reshape(-1, K, K)),
-    )
-    model.slice_thickness_A[:] = 1.0
+    model = grid_model(grid, data=data)
     stage = StageConfig(name="s", probe_modes=2, refine=("object", "probe")).validate()
     fun = Objective(
         model, DOUBLE, stage, {"tilt": np.zeros(2)}, 1e3, grid.pixel_size_A, probe_constraint=pc
