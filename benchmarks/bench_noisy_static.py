@@ -9,6 +9,7 @@ row per dose: the loss chosen, iterations run, the phase correlation of the proj
 difference from the noise-free run.
 
     PYTHONPATH=. python benchmarks/bench_noisy_static.py [--doses 1e5 1e6] [--scan 16]
+        [--doc docs/benchmarks/noisy-static.md]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _doc import write_page
 from bench_calibration import caviar
 from phase_truth import phase_correlation, projected_phase, read_truth_phase
 
@@ -29,12 +31,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--doses", type=float, nargs="+", default=[1e5, 1e6])
     parser.add_argument("--scan", type=int, default=16)
+    parser.add_argument("--doc", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
     n = str(args.scan)
     sim = ["--scan", n, n, "--overwrite"]
-    print(f"hBN static, {n}×{n} scan; `caviar reconstruct DATA --out R` with the defaults\n")
-    print("| data | loss (auto) | iterations | phase corr. | Δ vs noise-free | time |")
-    print("|---|---|---|---|---|---|")
+    say(f"hBN static, {n}×{n} scan; `caviar reconstruct DATA --out R` with the defaults\n")
+    say("| data | loss (auto) | iterations | phase corr. | Δ vs noise-free | time |")
+    say("|---|---|---|---|---|---|")
     reference = None
     with tempfile.TemporaryDirectory() as tmp:
         for dose in (None, *args.doses):
@@ -55,8 +64,16 @@ def main() -> None:
             reference = r if reference is None else reference
             label = "noise-free" if dose is None else f"{dose:.0e} e/Å²"
             loss = json.dumps(state.diagnostics.get("loss", state.config.loss))
-            print(f"| {label} | {loss} | {state.iteration} | {r:.4f} | {r - reference:+.4f} "
-                  f"| {wall:.0f} s |", flush=True)  # fmt: skip
+            say(f"| {label} | {loss} | {state.iteration} | {r:.4f} | {r - reference:+.4f} "
+                f"| {wall:.0f} s |")  # fmt: skip
+    if args.doc is not None:
+        write_page(
+            args.doc,
+            "Default settings on noisy static hBN (issue 13)",
+            "benchmarks/bench_noisy_static.py",
+            (__doc__ or "").split("\n\n")[1],
+            lines,
+        )
 
 
 if __name__ == "__main__":
