@@ -72,7 +72,7 @@ from caviar_napari.viewmodels.figures import (
     render,
     style_axes,
 )
-from caviar_napari.viewmodels.notices import result_warnings
+from caviar_napari.viewmodels.notices import dock_words, result_warnings
 from caviar_napari.workflows.correlations import comparison_lines, summary_lines
 from caviar_napari.workflows.noise_floor import separation_report_check
 
@@ -271,21 +271,6 @@ def compute_job(
 def html_lines(lines: list[str]) -> str:
     """Plain text lines as one rich-text label text (escaped, ``<br>`` between)."""
     return "<br>".join(html.escape(line, quote=False) for line in lines)
-
-
-#: The command line's words in the summary of ``caviar correlations``, and the dock's.
-_DOCK_WORDS = (
-    ("rho_nn", "ρ_nn"),
-    (" (--subtract-offset)", ""),
-    ("give --noise-floor-A", "give the noise floor"),
-)
-
-
-def dock_words(line: str) -> str:
-    """A line of the command line's summary with the dock's names for its options."""
-    for cli, dock in _DOCK_WORDS:
-        line = line.replace(cli, dock)
-    return line
 
 
 def summary_text(result: ComputeResult) -> str:

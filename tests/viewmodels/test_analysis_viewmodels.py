@@ -210,24 +210,27 @@ def test_dispersion_config_rows_plot_and_export(tmp_path):
     vm = dvm.DispersionViewModel()
     assert vm.mass_rows(atoms) == [("B", pytest.approx(10.81)), ("Qx", 0.0)]
     vm.masses_amu = {"B": 10.81, "Qx": 0.0}
-    vm.form = dvm.DispersionForm(bootstrap=0)
+    vm.form = dvm.DispersionForm(bootstrap=0, estimator=dvm.EST_GREEN)
     with pytest.raises(InputError, match="Qx"):
-        _finish(dvm.compute_job(atoms, vm.config(), FigureSize(320, 240)))
+        _finish(dvm.compute_job(atoms, vm.configs(), FigureSize(320, 240)))
     vm.masses_amu["Qx"] = 14.0
-    vm.form = dvm.DispersionForm(bootstrap=0, custom_path=True, path_text="G=0,0; K=1/3,1/3")
-    _, outcome = _finish(dvm.compute_job(atoms, vm.config(), FigureSize(320, 240)))
+    vm.form = dvm.DispersionForm(
+        bootstrap=0, estimator=dvm.EST_GREEN, custom_path=True, path_text="G=0,0; K=1/3,1/3"
+    )
+    _, outcome = _finish(dvm.compute_job(atoms, vm.configs(), FigureSize(320, 240)))
     vm.accept(outcome)
     d = outcome.data
     assert d.path_labels == ("Γ", "K") and outcome.plot.rgba.shape == (240, 320, 4)
     assert [r[0] for r in outcome.rows] == ["● 1", "● 2", "● 3", "● 4"]
-    assert outcome.rows[0][2] == "—"  # no bootstrap: no error
-    assert float(outcome.rows[1][1]) == pytest.approx(d.branch_average_THz[1], abs=0.006)
-    assert "4 × 4 whole unit cells" in outcome.summary
+    assert outcome.rows[1][1] == f"{d.branch_average_THz[1]:.2f}"  # no bootstrap: no error
+    assert outcome.constants is None and outcome.fit == "" and outcome.green is None
+    assert "4 × 4 whole unit cells" in outcome.summary and "eq. 6" in outcome.summary
+    assert any("choose the force-constants estimator" in w for w in outcome.warnings)
     vm.export_figure(tmp_path / "d.svg")
     assert (tmp_path / "d.svg").read_text().lstrip().startswith("<?xml")
     vm.form = dvm.DispersionForm(custom_path=True, path_text="G=0,0; K=x")
     with pytest.raises(InputError, match="LABEL=f1,f2"):
-        vm.config()
+        vm.configs()
     assert dvm.basis_labels(AtomsData(positions_A=pos[:, None], mean_positions_A=pos[0])) == []
 
 
@@ -351,3 +354,21 @@ def test_comparison_job_gives_lsm_csm_with_errors(tmp_path):
     vm.truth = _finish(cvm.truth_job(str(static)))[1]
     text = vm.accept_comparison(_finish(cvm.comparison_job(vm.comparison_request(True, "x")))[1])
     assert vm.metrics is None and "LSM/CSM undefined" in text
+
+
+def test_dispersion_estimators_force_constants_first_and_cells():
+    vm = dvm.DispersionViewModel()
+    vm.form = dvm.DispersionForm(
+        estimator=dvm.EST_BOTH, shells=3, boundary="open", crystal_cells="6 x 6"
+    )
+    fc, green = vm.configs()
+    assert (fc.estimator, green.estimator) == ("force-constants", "green")
+    assert fc.shells == 3 and fc.boundary == "open" and fc.crystal_cells == (6, 6)
+    assert dvm.DispersionViewModel().configs()[0].estimator == "force-constants"  # default
+    assert dvm.parse_cells("") is None and dvm.parse_cells("4, 5") == (4, 5)
+    for bad in ("4", "4, 0", "a, b", "1,2,3"):
+        with pytest.raises(InputError, match="crystal cells"):
+            dvm.parse_cells(bad)
+    vm.form = dvm.DispersionForm(estimator="eq6")
+    with pytest.raises(InputError, match="estimator must be one of"):
+        vm.configs()
