@@ -322,7 +322,9 @@ class ParamForm:
         source = values if isinstance(values, Mapping) else dataclasses.asdict(values)
         with self.container.changed.blocked():
             for f in self.fields:
-                self.container[f.name].value = source[f.name]
+                widget = self.container[f.name]
+                with widget.changed.blocked():
+                    widget.value = source[f.name]
 
     def connect(self, slot: Callable[[], Any]) -> None:
         """Call ``slot()`` whenever a control changes."""

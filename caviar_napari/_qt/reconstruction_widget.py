@@ -2,10 +2,13 @@
 
 Input is a 4D-STEM layer opened by the plugin's reader (its metadata holds the
 :class:`~caviar_napari.io.dataset.STEMDataset`) or a file chosen here; the optics and scan
-calibration is editable; the reconstruction settings are the engine's
-:class:`~caviar_napari.data.config.ReconstructionConfig`, loadable from and savable to the YAML
-file ``caviar reconstruct --config`` reads.  Before Start the memory estimate and the device are
-shown, and a run that does not fit is refused.
+calibration is editable, and *Calibrate* finds the pattern centre, detector transpose, scan
+rotation and defocus from the data (issue 15; the calibrated data become a new source, and
+*Save calibrated file…* writes the input file of ``caviar calibrate``); the reconstruction
+settings are the engine's :class:`~caviar_napari.data.config.ReconstructionConfig` (the
+recommended recipe by default, or the paper's with free probe modes), loadable from and savable
+to the YAML file ``caviar reconstruct --config`` reads.  Before Start the memory estimate and the
+device are shown, and a run that does not fit is refused.
 
 The dock binds its controls (:mod:`caviar_napari._qt.reconstruction`) to the Qt-free
 :class:`~caviar_napari.viewmodels.reconstruction.ReconstructionViewModel`, which holds the state
@@ -18,7 +21,9 @@ it sits in the scan frame), ``… amplitude`` (hidden), ``… probe modes`` and 
 iteration and ETA.  Start/Pause/Resume/Stop act between iterations; Stop keeps the state reached
 as the result, which can be saved, reopened with the plugin's reader and continued ("Start
 from").  Worker errors become a napari notification and the dock returns to idle with its inputs
-intact; the warnings a result carries are shown in the dock's banner.
+intact.  The status line shows the fitted source size of a partially coherent probe; the
+result panel shows which loss ``auto`` chose, the held-out positions and whether the object
+states separated; the warnings a result carries are shown in the dock's banner.
 """
 
 from __future__ import annotations
@@ -38,24 +43,35 @@ from qtpy.QtWidgets import (
 )
 
 from caviar_napari._qt._dock import ViewerDock, follow_layers
-from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
+from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run, ask_path
 from caviar_napari._qt._forms import ERROR_STYLE, check_box, hrow, push_button, text_label
 from caviar_napari._qt._plot import ProgressStrip
 from caviar_napari._qt._worker import error_message, start_worker
+from caviar_napari._qt.reconstruction.calibrate_panel import CalibratePanel
 from caviar_napari._qt.reconstruction.data_panel import DataPanel
 from caviar_napari._qt.reconstruction.live_display import LiveDisplay
 from caviar_napari._qt.reconstruction.loss_plot import LossPlot
 from caviar_napari._qt.reconstruction.optics_form import OpticsForm
+from caviar_napari._qt.reconstruction.result_panel import ResultPanel
 from caviar_napari._qt.reconstruction.settings_panel import SettingsPanel
 from caviar_napari.core.engine import ReconState
 from caviar_napari.core.memory import MemoryEstimate
 from caviar_napari.data import config as cfg
 from caviar_napari.errors import CaviarError
 from caviar_napari.io.dataset import STEMDataset
+from caviar_napari.viewmodels.calibration import (
+    CALIBRATED_SUFFIX,
+    CalibrationOutcome,
+    calibrate_job,
+    save_calibrated_job,
+)
 from caviar_napari.viewmodels.layer_keys import STATE_KEY
 from caviar_napari.viewmodels.recon_images import ReconImages
+from caviar_napari.viewmodels.recon_report import result_report
 from caviar_napari.viewmodels.reconstruction import (
     NEW_START,
+    PRESET_PAPER,
+    PRESET_RECOMMENDED,
     LivePacer,
     ReconstructionViewModel,
     RunResult,
@@ -92,6 +108,7 @@ class ReconstructionWidget(ViewerDock):
         self._estimate_worker = None
         self._estimate_again = False
         self._run_worker = None
+        self._calibrate_worker = None
         self._launching = False
         self._estimate_timer = QTimer(self)
         self._estimate_timer.setSingleShot(True)
@@ -122,12 +139,20 @@ class ReconstructionWidget(ViewerDock):
         self.optics = OpticsForm()
         for box in self.optics.fields():
             box.valueChanged.connect(self.schedule_estimate)
-        QVBoxLayout(optics_box).addWidget(self.optics)
+        optics_layout = QVBoxLayout(optics_box)
+        optics_layout.addWidget(self.optics)
+        self.calibrate_panel = CalibratePanel()
+        self.calibrate_panel.calibrate_button.clicked.connect(lambda *_: self.calibrate())
+        self.calibrate_panel.save_button.clicked.connect(lambda *_: self._choose_calibrated_path())
+        optics_layout.addWidget(self.calibrate_panel)
         layout.addWidget(optics_box)
 
         self.settings = SettingsPanel()
         self.settings.changed.connect(self.schedule_estimate)
-        self.settings.preset_button.clicked.connect(lambda *_: self.apply_two_stage_preset())
+        self.settings.recommended_button.clicked.connect(
+            lambda *_: self.apply_preset(PRESET_RECOMMENDED)
+        )
+        self.settings.paper_button.clicked.connect(lambda *_: self.apply_preset(PRESET_PAPER))
         self.settings.load_button.clicked.connect(
             lambda *_: self.settings.ask_load(self.load_config)
         )
@@ -137,6 +162,8 @@ class ReconstructionWidget(ViewerDock):
         layout.addWidget(self.settings)
 
         layout.addWidget(self._build_run_box())
+        self.result_panel = ResultPanel()
+        layout.addWidget(self.result_panel)
         layout.addStretch(1)
         self._build_footer(pacer)
         self.data.message.connect(self.status_label.setText)
@@ -277,9 +304,107 @@ class ReconstructionWidget(ViewerDock):
     def _on_input_changed(self) -> None:
         self.vm.select(self.dataset())
         self.optics.show_calibration(self.vm.calibration)
+        outcome = self.calibration_outcome()
+        self.optics.show_found(
+            None if outcome is None else outcome.detector_text,
+            None if outcome is None else outcome.confidence(),
+        )
+        self.calibrate_panel.show_outcome(outcome)
         self.optics.setEnabled(self.vm.calibration is not None and not self.is_running)
         self._update_buttons()
         self.schedule_estimate()
+
+    # ================================================================== calibration
+    def calibration_outcome(self) -> CalibrationOutcome | None:
+        """The calibration that made the selected data (None: not calibrated here)."""
+        return self.vm.calibrations.get(self.data.key())
+
+    def calibrate(self) -> Any:
+        """Calibrate the selected data from their patterns in a worker (pattern centre,
+        detector transpose, scan rotation, defocus); the calibrated data become a new source,
+        selected, whose fields show what was found.  Returns the worker (None if refused)."""
+        if self.is_running or self._calibrate_worker is not None:
+            return None
+        try:
+            self._sync()
+            dataset = self.vm.calibrated_dataset()
+        except CaviarError as exc:
+            return self._refuse_calibration(str(exc))
+        key, path = self.data.key(), self.data.source_path()
+        outcome = self.calibration_outcome()
+        if outcome is not None:  # calibrating calibrated data: start from what they came from
+            path = outcome.source_path
+        name = self.vm.sources.name(key).removesuffix(CALIBRATED_SUFFIX) + CALIBRATED_SUFFIX
+        self.calibrate_panel.show_outcome(None, "calibrating from the patterns…")
+        self._calibrate_worker = start_worker(
+            calibrate_job,
+            dataset,
+            self.calibrate_panel.form(),
+            path,
+            on_return=lambda out: self._on_calibrated(name, out),
+            on_error=lambda exc: self.calibrate_panel.show_outcome(
+                None, f"calibration failed: {error_message(exc)}"
+            ),
+            on_done=self._calibration_done,
+        )
+        self._update_buttons()
+        return self._calibrate_worker
+
+    def _refuse_calibration(self, reason: str) -> None:
+        show_error(f"not calibrated: {reason}")
+        self.calibrate_panel.show_outcome(None, f"not calibrated: {reason}")
+
+    def _on_calibrated(self, name: str, outcome: CalibrationOutcome) -> None:
+        key = self.vm.sources.keep(
+            name, outcome.dataset, path=outcome.source_path, note="found by Calibrate"
+        )
+        self.vm.calibrations[key] = outcome
+        self.data.refresh()
+        self.data.select(key)
+        self.show_warnings(outcome.warnings)
+        self.status_label.setText(f"calibrated: '{name}' selected, the fields show what was found")
+
+    def _calibration_done(self) -> None:
+        self._calibrate_worker = None
+        self._update_buttons()
+
+    def save_calibrated(self, path: str) -> Any:
+        """Write the calibrated input file of ``caviar calibrate`` for the file the selected
+        (calibrated) data came from, in a worker; returns the worker."""
+        outcome = self.calibration_outcome()
+        if outcome is None:
+            raise CaviarError("calibrate the data first (Calibrate), then save them")
+        d = outcome.result
+        overrides = {
+            "energy_eV": float(self.vm.calibration.energy_eV),
+            "convergence_semiangle_mrad": float(self.vm.calibration.convergence_semiangle_mrad),
+            "scan_step_A": tuple(self.vm.calibration.scan_step_A),
+        }
+        if not d.geometry.transposed:  # the stored detector frame: same axes
+            overrides["angular_sampling_mrad"] = tuple(self.vm.calibration.angular_sampling_mrad)
+        self.status_label.setText(f"writing {path}…")
+        self._calibrate_worker = start_worker(
+            save_calibrated_job,
+            outcome.source_path or "",
+            str(path),
+            outcome.form,
+            overrides,
+            on_return=self._on_calibrated_saved,
+            on_error=lambda exc: self.status_label.setText(f"not saved: {error_message(exc)}"),
+            on_done=self._calibration_done,
+        )
+        self._update_buttons()
+        return self._calibrate_worker
+
+    def _on_calibrated_saved(self, summary: Any) -> None:
+        self.show_warnings([*self.warning_banner.warnings, *summary.warnings])
+        self.status_label.setText(summary.lines[-1] if summary.lines else "saved")
+        show_info(summary.lines[-1] if summary.lines else "calibrated file saved")
+
+    def _choose_calibrated_path(self) -> None:
+        path = ask_path(self, "Save calibrated 4D-STEM file", HDF5_FILTER, save_as="calibrated.h5")
+        if path:
+            self.save_calibrated(path)
 
     # ================================================================== configuration
     def current_config(self) -> cfg.ReconstructionConfig:
@@ -290,10 +415,12 @@ class ReconstructionWidget(ViewerDock):
         """Show ``config`` in the widget (fields the widget does not show are kept)."""
         self.settings.show_config(self.vm.set_config(config))
 
-    def apply_two_stage_preset(self) -> None:
-        """Replace the stages by the paper's two-stage scheme (slices and dz kept)."""
-        stages = self.vm.two_stage_stages(*self.settings.first_stage_slicing())
+    def apply_preset(self, name: str) -> None:
+        """Replace the stages by those of preset ``name`` (the recommended recipe or the
+        paper's with free probe modes; slices and dz kept)."""
+        stages = self.vm.preset_stages(name, *self.settings.first_stage_slicing())
         self.stage_table.set_stages(stages)
+        self.settings.stage_details.follow()
 
     def load_config(self, path: str) -> None:
         """Load a configuration YAML (the CLI's format) into the widget."""
@@ -351,6 +478,7 @@ class ReconstructionWidget(ViewerDock):
         self.set_config(state.config)
         self.status_label.setText(self.vm.continue_text(layer.name, state))
         self.loss_plot.set_history(*history_starts(state))
+        self.result_panel.show_report(result_report(state), f"Start from: {layer.name}")
 
     # ================================================================== run control
     def start(self) -> Any:
@@ -459,6 +587,7 @@ class ReconstructionWidget(ViewerDock):
     def _on_result(self, result: RunResult) -> None:
         text = self.vm.accept_result(result)
         self.display.show_result(result, text)
+        self.result_panel.show_report(self.vm.report)
         self.show_warnings(self.vm.warnings)
 
     def _on_error(self, exc: BaseException) -> None:
@@ -480,7 +609,7 @@ class ReconstructionWidget(ViewerDock):
         self.display.end()  # last: napari's progress bar processes events when it closes
 
     def _set_running(self, running: bool) -> None:
-        for w in (self.data, self.start_combo, self.progress_check):
+        for w in (self.data, self.start_combo, self.progress_check, self.calibrate_panel):
             w.setEnabled(not running)
         self.settings.set_editable(not running)
         self.optics.setEnabled(not running and self.dataset() is not None)
@@ -488,7 +617,16 @@ class ReconstructionWidget(ViewerDock):
 
     def _update_buttons(self) -> None:
         states = self.vm.buttons()
-        self.start_button.setEnabled(states.start)
+        calibrating = self._calibrate_worker is not None
+        has_data = self.dataset() is not None
+        self.calibrate_panel.calibrate_button.setEnabled(
+            has_data and not calibrating and not self.is_running
+        )
+        outcome = self.calibration_outcome()
+        self.calibrate_panel.save_button.setEnabled(
+            outcome is not None and bool(outcome.source_path) and not calibrating
+        )
+        self.start_button.setEnabled(states.start and not calibrating)
         self.pause_button.setEnabled(states.pause)
         self.resume_button.setEnabled(states.resume)
         self.stop_button.setEnabled(states.stop)

@@ -263,6 +263,10 @@ def test_stop_mid_run_save_reopen_and_continue(
     assert index > 0
     widget.start_combo.setCurrentIndex(index)
     assert f"iteration {stopped_at}" in widget.status_label.text()
+    # what the reopened reconstruction says about itself
+    assert widget.result_panel.isVisibleTo(widget)
+    assert widget.result_panel.title() == "Start from: writer phase"
+    assert f"iterations: {stopped_at}" in widget.result_panel.label.text()
     assert widget.stage_table.rowCount() == 2  # the state's configuration is shown
     widget.stage_table.cell(1, "iterations").setValue(stopped_at - 2 + 3)  # 3 more
     np.testing.assert_allclose(widget.loss_plot.losses, state.loss)
@@ -456,8 +460,8 @@ def test_memory_estimate_and_device_shown(viewer_widget, qtbot):
 
 # ------------------------------------------------------------------------------- settings
 def test_config_buttons_save_preset_and_load(viewer_widget, tmp_path, click, answer_dialogs):
-    """Save… writes the YAML the CLI reads, Paper 2-stage replaces the stages, Load… reads
-    the YAML back (hidden fields kept)."""
+    """Save… writes the YAML the CLI reads, the presets replace the stages, Load… reads the
+    YAML back (hidden fields kept)."""
     _viewer, widget, _dataset = viewer_widget
     config = tiny_config(iterations=(5, 7))
     config.stages[1].lbfgs_memory = 4  # not shown in the table: must be kept
@@ -476,12 +480,19 @@ def test_config_buttons_save_preset_and_load(viewer_widget, tmp_path, click, ans
     assert loaded.stages[1].slice_thickness_A == 2.5
     assert loaded.to_dict() == widget.current_config().to_dict()
 
-    click(widget.settings.preset_button)
+    click(widget.settings.paper_button)
     stages = widget.current_config().stages
     assert [s.object_states for s in stages] == [1, 10]
     assert [s.probe_modes for s in stages] == [4, 4]
     assert [s.iterations for s in stages] == [120, 200]
     assert stages[0].refine == ("object", "probe") and stages[1].refine == ("object",)
+    assert {s.partial_coherence for s in stages} == {"none"}
+    click(widget.settings.recommended_button)
+    stages = widget.current_config().stages
+    expected = cfg.recommended_stages(object_states=10, iterations=(50, 100))
+    assert [s.to_dict() for s in stages] == [s.to_dict() for s in expected]
+    assert widget.stage_table.cell(1, "partial_coherence").currentText() == "gaussian"
+    assert widget.stage_table.cell(1, "source").isChecked()
 
     click(widget.settings.load_button)
     assert widget.current_config().to_dict() == loaded.to_dict()
@@ -510,7 +521,8 @@ def test_stage_table_edit_add_remove(viewer_widget):
     table.cell(0, "slice_thickness_A").setValue(4.0)
     assert table.stages()[0].slice_thickness_A == 4.0
     table.cell(0, "tilt").setChecked(True)
-    table.cell(0, "optimizer").setCurrentText("gd")
+    table.selectRow(0)
+    widget.settings.stage_details["optimizer"].value = "gd"  # the selected stage's details
     table.add_stage()
     stages = table.stages()
     assert len(stages) == 2 and stages[1].name == "stage 2"
@@ -599,7 +611,7 @@ def test_warnings_of_the_result_show_in_the_banner(viewer_widget, qtbot, monkeyp
 
     def warned_run(*args, **kwargs):
         state = yield from real_run(*args, **kwargs)
-        state.warnings = [warning]
+        state.diagnostics["warnings"] = [warning]
         return state
 
     notified = []
@@ -611,3 +623,138 @@ def test_warnings_of_the_result_show_in_the_banner(viewer_widget, qtbot, monkeyp
     assert widget.vm.warnings == [warning] and notified == [warning]
     assert widget.warning_banner.isVisibleTo(widget)
     assert widget.warning_banner.text() == f"⚠ {warning}"
+
+
+def test_recommended_run_shows_the_source_size_live_and_the_result_panel(
+    viewer_widget, qtbot, monkeypatch
+):
+    """The recommended recipe fits a source size: shown in the status line during the run;
+    afterwards the result panel gives the loss auto chose, the source size and whether the
+    states separated."""
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(
+        cfg.recommended_recipe(
+            object_states=2, iterations=(2, 2), update_every=1, device="cpu", batch_size=36
+        )
+    )
+    widget.set_refresh_intervals(10, 0.0, 0.0)
+    shown = []
+    real_status = live_display.status_text
+    monkeypatch.setattr(
+        live_display, "status_text", lambda *a, **k: shown.append(real_status(*a, **k)) or shown[-1]
+    )
+    assert not widget.result_panel.isVisibleTo(widget)
+    widget.start()
+    _wait_idle(qtbot, widget)
+    assert shown and all(" Å FWHM · " in text for text in shown)
+    state = widget.result
+    assert state.source_fwhm_A > 0
+    panel = widget.result_panel
+    assert panel.isVisibleTo(widget) and panel.title() == "Result"
+    text = panel.label.text()
+    assert "loss: gaussian (chosen by auto: not counts)" in text
+    assert f"source size: {state.source_fwhm_A:.3f} Å FWHM (fitted" in text
+    assert panel.table.rowCount() == 1 and panel.table.item(0, 0).text() == "object states"
+    assert panel.table.item(0, 5).text() in ("✓ yes", "✗ no")
+    assert (panel.table.item(0, 5).text() == "✗ no") == any(
+        "did not separate" in w for w in widget.warning_banner.warnings
+    )
+
+
+def test_settings_holdout_source_coherence_and_stage_details(viewer_widget):
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(cfg.recommended_recipe(object_states=3, device="cpu"))
+    form, table = widget.settings.form, widget.stage_table
+    assert form["holdout_fraction"].native.text() == "auto"
+    assert form["source_fwhm_A"].value == pytest.approx(0.2)
+    form["holdout_fraction"].value = 0.2
+    form["source_fwhm_A"].value = 0.45
+    config = widget.current_config()
+    assert config.holdout_fraction == 0.2 and config.source_fwhm_A == 0.45
+    form["holdout_fraction"].value = form["holdout_fraction"].min
+    assert widget.current_config().holdout_fraction == "auto"
+    # the selected stage's details: stopping rule, orthogonalisation, rigid shifts, order
+    details = widget.settings.stage_details
+    table.selectRow(1)
+    assert details["remove_state_shifts"].value is True
+    details["stop_patience"].value = 7
+    details["orthogonalise_probe_every"].value = 0
+    details["remove_state_shifts"].value = False
+    details["coherence_order"].value = 3
+    stages = widget.current_config().stages
+    assert (stages[1].stop_patience, stages[1].orthogonalise_probe_every) == (7, 0)
+    assert stages[1].remove_state_shifts is False and stages[1].coherence_order == 3
+    assert stages[0].stop_patience == 20 and stages[0].remove_state_shifts is True  # untouched
+    assert "object states" in widget.settings.details_label.text()
+    table.selectRow(0)
+    assert details["stop_patience"].value == 20  # the form follows the selection
+    # a source refined without a source model is refused, naming the stage
+    table.cell(0, "partial_coherence").setCurrentText("none")
+    with pytest.raises(InputError, match="'source'"):
+        widget.current_config()
+    table.cell(0, "source").setChecked(False)
+    assert widget.current_config().stages[0].refine == ("object", "probe")
+
+
+def test_calibrate_and_save_calibrated_file(viewer_widget, qtbot, tmp_path, click, answer_dialogs):
+    """Calibrate on transposed patterns stated 80 Å off focus: the calibrated data become the
+    selected source, the fields show the found values; Save calibrated file… writes the input
+    file of caviar calibrate."""
+    from caviar_napari.io.dataset import write_stem_h5
+    from caviar_napari.io.readers import load_stem
+
+    viewer, widget, _dataset = viewer_widget
+    original = load_stem("caviar_napari/resources/hbn-correlated.h5")
+    flipped = dataclasses.replace(
+        original,
+        intensities=np.ascontiguousarray(original.intensities.swapaxes(2, 3)),
+        angular_sampling_mrad=original.angular_sampling_mrad[::-1],
+        defocus_A=80.0,
+        source="flipped.h5",
+    )
+    path = tmp_path / "flipped.h5"
+    write_stem_h5(path, flipped)
+    viewer.add_image(
+        flipped.intensities.sum(axis=(2, 3)),
+        name="flipped 4D-STEM",
+        metadata={DATASET_KEY: load_stem(path), PATH_KEY: str(path)},
+    )
+    widget.data.select("layer:flipped 4D-STEM")
+    assert widget.optics.defocus_A.value() == 80.0
+    assert not widget.calibrate_panel.save_button.isEnabled()  # nothing calibrated yet
+    click(widget.calibrate_panel.calibrate_button)
+    assert not widget.calibrate_panel.calibrate_button.isEnabled()  # one at a time
+    qtbot.waitUntil(lambda: widget.calibration_outcome() is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget._calibrate_worker is None, timeout=WAIT_MS)
+    assert widget.data.key() == "kept:flipped 4D-STEM (calibrated)"
+    assert (
+        widget.input_combo.currentText()
+        == "data: flipped 4D-STEM (calibrated) (found by Calibrate)"
+    )
+    calibrated = widget.dataset()
+    np.testing.assert_array_equal(calibrated.intensities, original.intensities)
+    assert abs(widget.optics.defocus_A.value()) < 10.0
+    assert abs(widget.optics.rotation_deg.value()) < 0.5
+    assert widget.optics.sampling_y_mrad.value() == pytest.approx(
+        original.angular_sampling_mrad[0], abs=1e-3
+    )
+    assert "transposed" in widget.optics.detector_label.text()
+    assert "found by Calibrate" in widget.optics.defocus_A.toolTip()
+    assert "detector transposed: yes" in widget.calibrate_panel.report.text()
+    assert widget.calibrated_dataset().defocus_A == pytest.approx(calibrated.defocus_A)
+    # back to the stored data: stored values, as stored
+    widget.data.select("layer:flipped 4D-STEM")
+    assert (
+        widget.optics.defocus_A.value() == 80.0
+        and "as stored" in widget.optics.detector_label.text()
+    )
+    widget.data.select("kept:flipped 4D-STEM (calibrated)")
+    out = tmp_path / "calibrated.h5"
+    answer_dialogs(out)
+    click(widget.calibrate_panel.save_button)
+    qtbot.waitUntil(lambda: widget._calibrate_worker is None, timeout=WAIT_MS)
+    saved = load_stem(out)
+    np.testing.assert_array_equal(saved.intensities, original.intensities)
+    assert abs(saved.defocus_A) < 10.0
+    assert f"wrote {out}" in widget.status_label.text()
+    viewer.layers.remove("flipped 4D-STEM")

@@ -13,6 +13,16 @@ from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.viewmodels import reconstruction as rvm
 from caviar_napari.viewmodels.recon_images import reconstruction_images
+from caviar_napari.viewmodels.recon_report import result_report
+
+
+def _finish(gen):
+    """Run a job generator to its end; return its value."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
 
 
 def tiny_dataset() -> STEMDataset:
@@ -162,9 +172,18 @@ def test_jobs_prepare_run_and_stop():
     first = updates[0].images.phase
     assert first.shape[0] == 3 and np.array_equal(first[0], first[2])  # one state, 3 slots
     assert result.state.finished and not result.stopped
-    assert result.images.phase.shape[0] == 3 and result.warnings == tuple(
-        getattr(result.state, "warnings", None) or ()
-    )
+    assert result.images.phase.shape[0] == 3
+    # 2 iterations cannot separate the states: the engine says so, the result carries it
+    assert result.warnings == tuple(result.state.diagnostics["warnings"])
+    assert any("did not separate" in w for w in result.warnings)
+    report = result_report(result.state)
+    assert report.lines[0] == "loss: gaussian (chosen by auto: not counts)"
+    assert report.lines[1] == "held out: none (auto: the data are not counts)"
+    assert "iterations: 4; final loss" in report.lines[-1]
+    (row,) = report.rows
+    assert row[:2] == ("object states", "3") and row[5] == "✗ no" and report.separated == (False,)
+    spread = result.state.diagnostics["separation"][0]["spread_rad"]
+    assert row[2] == f"{1e3 * spread:.1f} mrad" and row[4] == "—"  # nothing held out
 
 
 def test_states_shown_counts_the_remaining_stages():
@@ -264,3 +283,86 @@ def test_texts():
         "CPU: 2 cores (no GPU: cupy missing)",
     )
     assert "scan 4×4, detector 24×24 px" in rvm.describe(tiny_dataset())
+
+
+def test_presets_default_and_status_with_the_source_size():
+    vm = rvm.ReconstructionViewModel()
+    assert [s.to_dict() for s in vm.config.stages] == [
+        s.to_dict() for s in cfg.recommended_stages(object_states=10, iterations=(50, 100))
+    ]  # the recommended recipe, as caviar reconstruct without --config
+    recommended = vm.preset_stages(rvm.PRESET_RECOMMENDED, 2, [3.0, 4.0])
+    assert recommended[1].partial_coherence == "gaussian" and "source" in recommended[1].refine
+    assert recommended[0].slice_thickness_A == [3.0, 4.0]
+    paper = vm.preset_stages(rvm.PRESET_PAPER, 2, [3.0, 4.0])
+    assert [s.iterations for s in paper] == [120, 200] and paper[1].refine == ("object",)
+    assert paper[0].probe_modes == 4 and paper[0].slice_thickness_A == 3.5
+    with pytest.raises(InputError, match="unknown preset"):
+        vm.preset_stages("fast", 1, 10.0)
+    update = rvm.RunUpdate(3, 10, 0, 2, "mean object", 3, 5, 0.01, 1.0, 2.0, None, 0.4321)
+    assert "loss 0.01 · source 0.432 Å FWHM ·" in rvm.status_text(update)
+    assert "source" not in rvm.status_text(dataclasses.replace(update, source_fwhm_A=0.0))
+
+
+def test_result_report_of_a_coherent_source_run_with_held_out_counts():
+    dataset = dataclasses.replace(tiny_dataset(), dose_e_per_A2=1e4)  # counts: Poisson, held out
+    dataset.intensities[...] = np.round(dataset.intensities)
+    config = cfg.recommended_recipe(object_states=2, iterations=(2, 2), device="cpu")
+    state = engine.run_to_end(dataset, config)
+    report = result_report(state)
+    assert report.lines[0] == "loss: poisson (chosen by auto: the intensities are counts)"
+    held = state.diagnostics["held_out_patterns"]
+    assert report.lines[1].startswith(f"held out: {held} of ") and held >= 1
+    assert report.lines[2] == (
+        f"source size: {state.source_fwhm_A:.3f} Å FWHM (fitted, Gaussian source: partial "
+        "spatial coherence)"
+    )
+    assert state.source_fwhm_A > 0
+    assert report.rows[0][4].endswith(" %")  # the held-out gain is measured
+
+
+def test_data_sources_keep_paths_and_notes():
+    sources = rvm.DataSources()
+    data = tiny_dataset()
+    key = sources.keep("a (calibrated)", data, path="/x/a.h5", note="found by Calibrate")
+    assert sources.entries([]) == [("data: a (calibrated) (found by Calibrate)", key)]
+    assert sources.path(key) == "/x/a.h5" and sources.dataset(key, {}) is data
+    assert sources.path("layer:L", {"L": "/x/l.h5"}) == "/x/l.h5" and sources.path(None) is None
+    file_key = sources.add_file("/y/b.h5", data)
+    assert sources.path(file_key) == "/y/b.h5" and sources.name(file_key) == "b.h5"
+
+
+def test_calibrate_job_restores_a_transposed_detector_and_finds_the_defocus(tmp_path):
+    """Transposed patterns stated 80 Å off focus: Calibrate finds the transpose and the
+    defocus, and its data are the original patterns; the calibrated file is written."""
+    from caviar_napari.io.readers import load_stem
+    from caviar_napari.viewmodels import calibration as cal
+
+    demo = "caviar_napari/resources/hbn-correlated.h5"
+    original = load_stem(demo)
+    flipped = dataclasses.replace(
+        original,
+        intensities=np.ascontiguousarray(original.intensities.swapaxes(2, 3)),
+        angular_sampling_mrad=original.angular_sampling_mrad[::-1],
+        defocus_A=80.0,
+    )
+    outcome = _finish(cal.calibrate_job(flipped, cal.CalibrationForm(), demo))
+    assert outcome.result.geometry.transposed
+    np.testing.assert_array_equal(outcome.dataset.intensities, original.intensities)
+    assert outcome.dataset.angular_sampling_mrad == original.angular_sampling_mrad
+    assert abs(outcome.dataset.defocus_A) < 10.0 and abs(outcome.dataset.scan_rotation_deg) < 0.5
+    assert outcome.dataset.source.endswith(" (calibrated)") and outcome.source_path == demo
+    assert (
+        "transposed" in outcome.detector_text
+        and "found by Calibrate" in (outcome.confidence()["defocus_A"])
+    )
+    fixed = _finish(cal.calibrate_job(flipped, cal.CalibrationForm(fit_defocus=False)))
+    assert fixed.dataset.defocus_A == 80.0 and fixed.result.defocus is None
+    with pytest.raises(InputError, match="defocus search"):
+        cal.CalibrationForm(defocus_search_A=0.0).options()
+    summary = _finish(
+        cal.save_calibrated_job(demo, str(tmp_path / "cal.h5"), cal.CalibrationForm())
+    )
+    again = load_stem(tmp_path / "cal.h5")
+    assert again.defocus_A == pytest.approx(summary.values["defocus_A"])
+    with pytest.raises(InputError, match="not read from a file"):
+        _finish(cal.save_calibrated_job("", str(tmp_path / "x.h5"), cal.CalibrationForm()))

@@ -95,6 +95,19 @@ class DataPanel(QGroupBox):
         """The selected dataset as stored, or None."""
         return self.sources.dataset(self.combo.currentData(), self._stem_layers())
 
+    def key(self) -> str | None:
+        """The key of the selected source (see :class:`DataSources`)."""
+        return self.combo.currentData()
+
+    def source_path(self) -> str | None:
+        """The file the selected data were read from, None when unknown."""
+        paths = {
+            layer.name: layer.metadata.get(PATH_KEY)
+            for layer in self.viewer.layers
+            if DATASET_KEY in layer.metadata and layer.metadata.get(PATH_KEY)
+        }
+        return self.sources.path(self.combo.currentData(), paths)
+
     def _on_index_changed(self, *_: Any) -> None:
         dataset = self.dataset()
         self.info.setText(NO_DATA if dataset is None else describe(dataset))
@@ -163,7 +176,7 @@ class DataPanel(QGroupBox):
                 and tuple(la.axis_labels) == labels
             )
         ]
-        key = self.sources.keep(name, dataset)
+        key = self.sources.keep(name, dataset, path=path)
         names = [la.name for la in parked]
         for la in parked:
             self.viewer.layers.remove(la)

@@ -1,10 +1,12 @@
 """Reconstruction settings panel: the engine's typed configuration as a compact form.
 
-Global fields (device, precision, loss, seed, update interval, batch size) are a magicgui form
-(:class:`~caviar_napari._qt._forms.ParamForm`) over
+Global fields (device, precision, loss, held-out fraction, starting source size, seed, update
+interval, batch size) are a magicgui form (:class:`~caviar_napari._qt._forms.ParamForm`) over
 :class:`~caviar_napari.data.config.ReconstructionConfig`; the stages are the
-:class:`~caviar_napari._qt.reconstruction.stage_table.StageTable`.  Fields the panel does not
-show (tilt, padding, checkpoints, …) are kept from the last configuration set.
+:class:`~caviar_napari._qt.reconstruction.stage_table.StageTable` with the
+:class:`~caviar_napari._qt.reconstruction.stage_table.StageDetails` of the selected stage below
+it; the presets are the recommended recipe and the paper's (free probe modes).  Fields the panel
+does not show (tilt, padding, checkpoints, …) are kept from the last configuration set.
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from caviar_napari._qt._file_dialogs import YAML_FILTER, ask_and_run
-from caviar_napari._qt._forms import ParamField, ParamForm, push_button, text_label
-from caviar_napari._qt.reconstruction.stage_table import StageTable
+from caviar_napari._qt._forms import ParamField, ParamForm, exact_value, push_button, text_label
+from caviar_napari._qt.reconstruction.stage_table import StageDetails, StageTable
 from caviar_napari.data import config as cfg
-from caviar_napari.viewmodels.reconstruction import device_summary_text
+from caviar_napari.viewmodels.reconstruction import (
+    PRESET_ITERATIONS,
+    PRESET_PAPER,
+    PRESET_RECOMMENDED,
+    device_summary_text,
+)
+
+#: Value of the held-out box that means ``holdout_fraction: auto``.
+HOLDOUT_AUTO = -0.01
 
 #: The global fields of the form.
 GLOBAL_FIELDS = (
@@ -40,7 +50,33 @@ GLOBAL_FIELDS = (
         "loss",
         "Loss",
         {"widget_type": "ComboBox", "choices": cfg.LOSS_CHOICES},
-        tooltip="gaussian: amplitude loss (paper eq. S8); poisson: counts.",
+        tooltip=(
+            "auto: Poisson when the intensities are counts (whole numbers, or a dose in the "
+            "file), else Gaussian; the result says which. gaussian: amplitude loss (paper eq. "
+            "S8); poisson: the likelihood of counts."
+        ),
+    ),
+    ParamField(
+        "holdout_fraction",
+        "Held out",
+        {"widget_type": "FloatSpinBox", "min": HOLDOUT_AUTO, "max": 0.5, "step": 0.01},
+        special="auto",
+        tooltip=(
+            "Fraction of the scan positions left out of the fit and scored: they end each "
+            "stage when the fit starts learning the noise, and test whether the object states "
+            "capture signal. auto: 0.1 for counts, none for noise-free data."
+        ),
+    ),
+    ParamField(
+        "source_fwhm_A",
+        "Source (start)",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 10.0, "step": 0.01},
+        suffix=" Å",
+        tooltip=(
+            "Starting source size (FWHM at the specimen, Å) of stages with Source: gaussian; "
+            "fitted where Src is ticked (it must not be 0 then). A cold field-emission gun at "
+            "60–300 kV gives 0.3–0.6 Å."
+        ),
     ),
     ParamField(
         "seed",
@@ -79,6 +115,10 @@ def _form_values(config: cfg.ReconstructionConfig) -> dict[str, Any]:
         "seed": int(config.seed),
         "update_every": max(1, int(config.update_every)),
         "batch_size": int(config.batch_size or 0),
+        "holdout_fraction": (
+            HOLDOUT_AUTO if config.holdout_fraction == "auto" else float(config.holdout_fraction)
+        ),
+        "source_fwhm_A": float(config.source_fwhm_A),
     }
 
 
@@ -107,6 +147,12 @@ class SettingsPanel(QGroupBox):
         layout.addWidget(text_label("Stages (run in order, each from the previous result):"))
         self.stage_table = StageTable()
         layout.addWidget(self.stage_table)
+        self.details_label = text_label("Selected stage:", hint=True)
+        layout.addWidget(self.details_label)
+        self.stage_details = StageDetails(self.stage_table)
+        layout.addWidget(self.stage_details.native)
+        self.stage_table.itemSelectionChanged.connect(self._show_details_title)
+        self.stage_table.changed.connect(self._show_details_title)
         self.add_stage_button = push_button(
             "+", self.stage_table.add_stage, "Add a stage (a copy of the selected one)."
         )
@@ -115,27 +161,41 @@ class SettingsPanel(QGroupBox):
         )
         for b in (self.add_stage_button, self.remove_stage_button):
             b.setFixedWidth(28)
-        self.preset_button = push_button(
-            "Paper 2-stage",
+        it = PRESET_ITERATIONS
+        self.recommended_button = push_button(
+            PRESET_RECOMMENDED,
             None,
-            "The paper's scheme: (1) 1 object state with 4 probe modes, object and probe "
-            "refined; (2) the probe kept, 10 object states fitted.",
+            "The recommended recipe (the default; also for partial spatial coherence): (1) the "
+            "mean object with one coherent probe seen through a Gaussian source of fitted size; "
+            "(2) 10 object states, the probe and the source still refined, no rigid shifts of "
+            f"the states. At most {it[PRESET_RECOMMENDED][0]} + {it[PRESET_RECOMMENDED][1]} "
+            "iterations, each stage ending by its stopping rule.",
+        )
+        self.paper_button = push_button(
+            PRESET_PAPER,
+            None,
+            "The paper's scheme: (1) 1 object state with 4 free probe modes, object and probe "
+            "refined; (2) the probe kept, 10 object states fitted "
+            f"({it[PRESET_PAPER][0]} + {it[PRESET_PAPER][1]} iterations). On data with thermal "
+            "diffuse scattering the free modes take up part of what the states should fit.",
         )
         self.load_button = push_button("Load…", None, "Load a configuration YAML (CLI format).")
         self.save_button = push_button(
             "Save…", None, "Save the configuration as YAML (CLI format)."
         )
         buttons = QHBoxLayout()
-        for b in (
-            self.add_stage_button,
-            self.remove_stage_button,
-            self.preset_button,
-            self.load_button,
-            self.save_button,
-        ):
+        for b in (self.add_stage_button, self.remove_stage_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        for b in (self.load_button, self.save_button):
+            buttons.addWidget(b)
         layout.addLayout(buttons)
+        presets = QHBoxLayout()
+        presets.addWidget(text_label("Preset:"))
+        presets.addWidget(self.recommended_button)
+        presets.addWidget(self.paper_button)
+        presets.addStretch(1)
+        layout.addLayout(presets)
         self.stage_table.changed.connect(self.changed.emit)
 
     # ------------------------------------------------------------------ configuration
@@ -150,6 +210,12 @@ class SettingsPanel(QGroupBox):
             seed=int(values["seed"]),
             update_every=int(values["update_every"]),
             batch_size=int(values["batch_size"]) or None,
+            holdout_fraction=(
+                "auto"
+                if values["holdout_fraction"] < 0
+                else round(float(values["holdout_fraction"]), 4)
+            ),
+            source_fwhm_A=exact_value(self.form["source_fwhm_A"].native, self._base.source_fwhm_A),
             stages=self.stage_table.stages(validate=validate),
         )
         return cfg.ReconstructionConfig.from_dict(config.to_dict()) if validate else config
@@ -159,6 +225,7 @@ class SettingsPanel(QGroupBox):
         self._base = config
         self.form.set_values(_form_values(config))
         self.stage_table.set_stages(config.stages)
+        self.stage_details.follow()
         self.changed.emit()
 
     def first_stage_slicing(self) -> tuple[int, float]:
@@ -179,10 +246,17 @@ class SettingsPanel(QGroupBox):
             self.stage_table,
             self.add_stage_button,
             self.remove_stage_button,
-            self.preset_button,
+            self.recommended_button,
+            self.paper_button,
             self.load_button,
         ):
             w.setEnabled(editable)
+        self.stage_details.follow()
+
+    def _show_details_title(self) -> None:
+        row = self.stage_table.selected_row()
+        name = self.stage_table.stages(validate=False)[row].name if row >= 0 else ""
+        self.details_label.setText(f"Stage '{name}' (selected row):" if name else "")
 
     def ask_load(self, load: Any) -> None:
         """Ask for a configuration YAML and pass its path to ``load``."""

@@ -1,0 +1,139 @@
+"""What a reconstruction says about itself, for the Reconstruction dock's result panel (Qt-free).
+
+The engine records in ``ReconState.diagnostics`` (conventions §6, ``diagnostics`` group of the
+RECON file) the data loss that ``loss: auto`` chose, how many scan positions were held out of
+the fit, and, for every stage with several object states, whether the states separated
+(:mod:`caviar_napari.core.separation`); ``ReconState.source_fwhm_A`` is the fitted source size
+of a partially coherent probe.  :func:`result_report` turns these into the lines and the
+per-stage rows the dock shows; :func:`state_warnings` collects the warnings for its banner.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from caviar_napari.core.separation import SeparationReport
+from caviar_napari.viewmodels.notices import result_warnings
+
+__all__ = ["SEPARATION_COLUMNS", "ResultReport", "result_report", "state_warnings"]
+
+#: ``(header, tooltip)`` of the columns of :attr:`ResultReport.rows`.
+SEPARATION_COLUMNS = (
+    ("Stage", "A stage with several object states."),
+    ("N", "Object states."),
+    (
+        "Spread",
+        "rms phase difference between the states and their mean over the scanned area, mrad.",
+    ),
+    ("Gain", "Share of the mean object's misfit (above the noise floor) the states explain."),
+    (
+        "Held-out",
+        "Relative loss decrease the states give on the held-out scan positions (they were not "
+        "fitted): positive when the states describe signal, not noise; '—' without held-out "
+        "positions.",
+    ),
+    ("Separated", "The states capture signal the data support (gain and held-out tests)."),
+    ("Converged", "The misfit stopped improving at the end of the stage."),
+)
+
+
+def state_warnings(state: Any) -> list[str]:
+    """The warnings a reconstruction state carries (``diagnostics["warnings"]``: states that
+    did not separate or were still improving), without repeats."""
+    return result_warnings(state, getattr(state, "diagnostics", None))
+
+
+@dataclass(frozen=True)
+class ResultReport:
+    """The result panel's content.
+
+    Attributes
+    ----------
+    lines
+        Loss used, held-out positions, source size, iterations and final loss.
+    rows
+        One row of texts per multi-state stage (:data:`SEPARATION_COLUMNS`).
+    separated
+        Per row, whether the states separated (and converged): for colouring.
+    """
+
+    lines: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    separated: tuple[bool, ...]
+
+
+def _tick(ok: bool) -> str:
+    return "✓ yes" if ok else "✗ no"
+
+
+def _loss_line(state: Any) -> str:
+    diagnostics = getattr(state, "diagnostics", {}) or {}
+    chosen = diagnostics.get("loss")
+    if chosen:
+        why = "the intensities are counts" if chosen == "poisson" else "not counts"
+        return f"loss: {chosen} (chosen by auto: {why})"
+    return f"loss: {state.config.loss}"
+
+
+def _holdout_line(state: Any) -> str:
+    diagnostics = getattr(state, "diagnostics", {}) or {}
+    held = diagnostics.get("held_out_patterns")
+    if held:
+        total = None
+        if getattr(state, "scan_positions_A", None) is not None:
+            total = int(len(state.scan_positions_A))
+        of = f" of {total}" if total else ""
+        return (
+            f"held out: {int(held)}{of} scan positions, not fitted: they end each stage when the "
+            "fit starts learning the noise, and test the states"
+        )
+    setting = state.config.holdout_fraction
+    why = " (auto: the data are not counts)" if setting == "auto" else ""
+    return f"held out: none{why}"
+
+
+def _source_line(state: Any) -> str | None:
+    stages = state.config.stages[: state.stage_index + 1]
+    coherent = [s for s in stages if s.partial_coherence == "gaussian"]
+    fwhm = float(getattr(state, "source_fwhm_A", 0.0) or 0.0)
+    if not coherent:
+        return None
+    fitted = any("source" in s.refine for s in coherent)
+    return (
+        f"source size: {fwhm:.3f} Å FWHM ({'fitted' if fitted else 'fixed'}, Gaussian source: "
+        "partial spatial coherence)"
+    )
+
+
+def result_report(state: Any) -> ResultReport:
+    """The result panel of a reconstruction state (a finished, stopped or reopened run)."""
+    lines = [_loss_line(state), _holdout_line(state)]
+    source = _source_line(state)
+    if source:
+        lines.append(source)
+    loss = f"{state.loss[-1]:.4g}" if len(state.loss) else "–"
+    lines.append(f"iterations: {state.iteration}; final loss {loss}")
+    rows, flags = [], []
+    diagnostics = getattr(state, "diagnostics", {}) or {}
+    for item in diagnostics.get("separation", []) or []:
+        if not isinstance(item, dict):
+            continue
+        r = SeparationReport.from_dict(item)
+        held = f"{100 * r.held_gain:+.2f} %" if math.isfinite(r.held_gain) else "—"
+        rows.append(
+            (
+                r.stage,
+                str(r.n_states),
+                f"{1e3 * r.spread_rad:.1f} mrad",
+                f"{100 * r.gain:.1f} %",
+                held,
+                _tick(r.separated),
+                _tick(r.converged),
+            )
+        )
+        flags.append(bool(r.separated and r.converged))
+    if not rows and max(s.object_states for s in state.config.stages) > 1:
+        lines.append("state separation: no multi-state stage has finished yet")
+    return ResultReport(tuple(lines), tuple(rows), tuple(flags))
