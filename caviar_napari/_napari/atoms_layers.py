@@ -58,4 +58,8 @@ def atoms_layer_data(path: str | os.PathLike) -> list[LayerDataTuple]:
         layers.append(
             lattice_layer(atoms.lattice_vectors_A, atoms.mean_positions_A, name=f"{stem} lattice")
         )
+    for _data, kwargs, _kind in layers:  # positions in Å: the scale bar says so
+        kwargs.setdefault(
+            "units", ("pixel",) * (len(kwargs.get("axis_labels", "yx")) - 2) + ("Å", "Å")
+        )
     return layers

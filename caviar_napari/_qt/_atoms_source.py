@@ -156,6 +156,7 @@ class AtomsSourcePicker(QWidget):
             border_width=0,
             opacity=self._opacity,
             features={"atom": finite},
+            units=("Å", "Å"),
             metadata={ATOMS_METADATA_KEY: atoms, PATH_KEY: str(path)},
         )
         self.set_source_layer(layer.name)
