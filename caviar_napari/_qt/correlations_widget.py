@@ -327,7 +327,8 @@ class CorrelationsWidget(AtomsAnalysisDock):
             "unit-cell averages are tested over all their atom pairs.",
         )
         self.threshold_spin.valueChanged.connect(self._on_options_changed)
-        form.addRow("not significant", hrow((self.significance_combo, 1), self.threshold_spin))
+        form.addRow("significant from", self.threshold_spin)
+        form.addRow("arrows below", self.significance_combo)
         self.significance_label = text_label(hint=True)
         form.addRow(self.significance_label)
         form.addRow(self._legend())
@@ -626,6 +627,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
                 length=1.0,
                 vector_style="arrow",
                 features=vectors.features,
+                units=("Å", "Å"),
             )
             return
         layer.data = vectors.data
@@ -652,6 +654,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
                 border_colormap="viridis",
                 border_contrast_limits=rings.limits,
                 border_width=0.22,
+                units=("Å", "Å"),
             )
             return
         layer.data = rings.points
@@ -673,6 +676,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
                 border_color=markers.colours,
                 border_width=0.12,
                 features={"atom": markers.atoms},
+                units=("Å", "Å"),
             )
             return
         layer.data = markers.points

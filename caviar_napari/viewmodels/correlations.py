@@ -90,7 +90,7 @@ PAIRS_DRAWN, PAIRS_NN = "reference + neighbours (drawn)", "all atoms: self + nea
 SIG_FADE, SIG_HIDE, SIG_ALL = "fade", "hide", "show all"
 SIGNIFICANCE_MODES = (SIG_FADE, SIG_HIDE, SIG_ALL)
 #: Opacity of a faded arrow: from FADE_MIN (0 σ) up to FADE_MAX (just below the threshold).
-FADE_MIN, FADE_MAX = 0.12, 0.45
+FADE_MIN, FADE_MAX = 0.2, 0.5
 #: Ground-truth atoms farther than this from every reconstructed atom are not matched, Å.
 MATCH_TOLERANCE_A = 0.5
 #: Replicas of the bootstrap errors (seed :data:`BOOTSTRAP_SEED`).
