@@ -243,17 +243,26 @@ def branch_rows(data: DispersionData, green: DispersionData | None = None) -> Ta
     return Table(headers, rows, tip)
 
 
+#: Short marks of the force-constant components (along and across the bond).
+COMPONENT_MARKS = {"longitudinal": "∥", "transverse": "⊥"}
+
+
+def constant_label(shell: int, pair: str, component: str) -> str:
+    """A short name of a force constant: ``"1 B–N ∥"`` (shell, species pair, component)."""
+    return f"{int(shell)} {pair} {COMPONENT_MARKS.get(component, component)}"
+
+
 def force_constant_rows(data: DispersionData) -> Table | None:
     """The fitted force constants ± their errors, eV/Å² (None without a fit)."""
     fc = data.force_constants
     if fc is None:
         return None
     rows = []
-    for k, name in enumerate(fc.names):
+    for k in range(len(fc.names)):
         boot = fc.err_bootstrap_eV_per_A2[k]
         rows.append(
             (
-                name,
+                constant_label(fc.shell[k], fc.species_pair[k], fc.component[k]),
                 f"{fc.distance_A[k]:.3f}",
                 f"{fc.value_eV_per_A2[k]:.2f}",
                 f"{fc.err_fisher_eV_per_A2[k]:.2f}",
@@ -261,11 +270,12 @@ def force_constant_rows(data: DispersionData) -> Table | None:
             )
         )
     return Table(
-        ("constant", "bond (Å)", "eV/Å²", "± Fisher", "± bootstrap"),
+        ("constant", "d (Å)", "eV/Å²", "± Fisher", "± boot."),
         rows,
-        "Born–von Kármán force constants per neighbour shell (longitudinal: along the bond, "
-        "transverse: across it), with errors from the curvature of the likelihood (Fisher) "
-        f"and from {fc.n_bootstrap} bootstrap refits over the object states.",
+        "Born–von Kármán force constants: neighbour shell, species pair, ∥ longitudinal "
+        "(along the bond) or ⊥ transverse (across it), bond length d; errors from the "
+        "curvature of the likelihood (Fisher) and from "
+        f"{fc.n_bootstrap} bootstrap refits over the object states.",
     )
 
 
@@ -388,12 +398,9 @@ def dispersion_plot(
     ax.set_ylim(min(0.0, lo) * 1.08, 1.08 * hi)
     ax.set_ylabel("ν = ω/2π (THz)")
     ax.set_xlabel("wave vector along the path")
-    what = "force constants" if dense is not None else "eq. 6"
-    if green is not None:
-        what = "force constants over eq. 6"
     ax.set_title(
-        f"{what}: {data.cells[0]} × {data.cells[1]} cells, {data.n_states} states, "
-        f"T = {data.temperature_K:g} K",
+        f"{data.cells[0]} × {data.cells[1]} cells · {data.n_states} states · "
+        f"{data.temperature_K:g} K",
         fontsize="small",
         color=FOREGROUND,
     )

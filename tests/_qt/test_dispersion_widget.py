@@ -82,7 +82,8 @@ def test_both_estimators_plot_tables_and_export(widget, qtbot, tmp_path):
     fc = d.force_constants
     assert widget.constants_box.isVisibleTo(widget)
     assert widget.constants_table.rowCount() == len(fc.names) == 6
-    assert widget.constants_table.item(0, 0).text() == fc.names[0]
+    assert fc.names[0] == "shell 1 B–N longitudinal"
+    assert widget.constants_table.item(0, 0).text() == "1 B–N ∥"
     assert float(widget.constants_table.item(0, 2).text()) == pytest.approx(
         fc.value_eV_per_A2[0], abs=0.006
     )
