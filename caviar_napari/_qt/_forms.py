@@ -32,6 +32,8 @@ _SpinBox = TypeVar("_SpinBox", QSpinBox, QDoubleSpinBox)
 HINT_STYLE = "color: #9ba0a8;"
 #: Colour of an error text.
 ERROR_STYLE = "color: #ff6b6b;"
+#: A spin box inside a table cell: as narrow as its column (napari's style asks for 90 px).
+BARE_SPIN_STYLE = "QAbstractSpinBox { min-width: 0px; padding: 1px 3px; }"
 
 
 # ==================================================================================== spin boxes
@@ -120,6 +122,7 @@ def _finish(
         box.setButtonSymbols(QAbstractSpinBox.NoButtons)
         box.setFrame(False)
         box.setAlignment(Qt.AlignRight)
+        box.setStyleSheet(BARE_SPIN_STYLE)
     return box
 
 

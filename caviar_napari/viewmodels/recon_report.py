@@ -34,8 +34,8 @@ SEPARATION_COLUMNS = (
         "fitted): positive when the states describe signal, not noise; '—' without held-out "
         "positions.",
     ),
-    ("Separated", "The states capture signal the data support (gain and held-out tests)."),
-    ("Converged", "The misfit stopped improving at the end of the stage."),
+    ("Sep.", "Separated: the states capture signal the data support (gain, held-out tests)."),
+    ("Conv.", "Converged: the misfit stopped improving by the end of the stage."),
 )
 
 
@@ -65,7 +65,7 @@ class ResultReport:
 
 
 def _tick(ok: bool) -> str:
-    return "✓ yes" if ok else "✗ no"
+    return "✓" if ok else "✗"
 
 
 def _loss_line(state: Any) -> str:

@@ -491,7 +491,7 @@ def test_config_buttons_save_preset_and_load(viewer_widget, tmp_path, click, ans
     stages = widget.current_config().stages
     expected = cfg.recommended_stages(object_states=10, iterations=(50, 100))
     assert [s.to_dict() for s in stages] == [s.to_dict() for s in expected]
-    assert widget.stage_table.cell(1, "partial_coherence").currentText() == "gaussian"
+    assert widget.stage_table.cell(1, "partial_coherence").isChecked()  # a Gaussian source
     assert widget.stage_table.cell(1, "source").isChecked()
 
     click(widget.settings.load_button)
@@ -655,8 +655,8 @@ def test_recommended_run_shows_the_source_size_live_and_the_result_panel(
     assert "loss: gaussian (chosen by auto: not counts)" in text
     assert f"source size: {state.source_fwhm_A:.3f} Å FWHM (fitted" in text
     assert panel.table.rowCount() == 1 and panel.table.item(0, 0).text() == "object states"
-    assert panel.table.item(0, 5).text() in ("✓ yes", "✗ no")
-    assert (panel.table.item(0, 5).text() == "✗ no") == any(
+    assert panel.table.item(0, 5).text() in ("✓", "✗")
+    assert (panel.table.item(0, 5).text() == "✗") == any(
         "did not separate" in w for w in widget.warning_banner.warnings
     )
 
@@ -689,7 +689,7 @@ def test_settings_holdout_source_coherence_and_stage_details(viewer_widget):
     table.selectRow(0)
     assert details["stop_patience"].value == 20  # the form follows the selection
     # a source refined without a source model is refused, naming the stage
-    table.cell(0, "partial_coherence").setCurrentText("none")
+    table.cell(0, "partial_coherence").setChecked(False)  # coherent probe modes
     with pytest.raises(InputError, match="'source'"):
         widget.current_config()
     table.cell(0, "source").setChecked(False)

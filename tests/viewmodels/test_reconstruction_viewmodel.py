@@ -181,7 +181,7 @@ def test_jobs_prepare_run_and_stop():
     assert report.lines[1] == "held out: none (auto: the data are not counts)"
     assert "iterations: 4; final loss" in report.lines[-1]
     (row,) = report.rows
-    assert row[:2] == ("object states", "3") and row[5] == "✗ no" and report.separated == (False,)
+    assert row[:2] == ("object states", "3") and row[5] == "✗" and report.separated == (False,)
     spread = result.state.diagnostics["separation"][0]["spread_rad"]
     assert row[2] == f"{1e3 * spread:.1f} mrad" and row[4] == "—"  # nothing held out
 

@@ -144,7 +144,8 @@ class SettingsPanel(QGroupBox):
         self.device_info = text_label("detecting devices…", hint=True)
         layout.addWidget(self.device_info)
 
-        layout.addWidget(text_label("Stages (run in order, each from the previous result):"))
+        self.stages_label = text_label("Stages (run in order, each from the previous result):")
+        layout.addWidget(self.stages_label)
         self.stage_table = StageTable()
         layout.addWidget(self.stage_table)
         self.details_label = text_label("Selected stage:", hint=True)

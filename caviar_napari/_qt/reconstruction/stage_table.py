@@ -27,10 +27,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from caviar_napari._qt._forms import ParamField, ParamForm, centred, combo, double_spin, int_spin
+from caviar_napari._qt._forms import ParamField, ParamForm, centred, double_spin, int_spin
 from caviar_napari.data.config import OPTIMIZERS, PARTIAL_COHERENCE, StageConfig
 
-#: (key, header, tooltip) of every column, in display order.
+#: (key, header, tooltip) of every column, in display order: what changes between stages first
+#: (a 2D material keeps one slice), so that a narrow dock shows it without scrolling.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("name", "Stage", "Name of the stage (shown in progress and on the loss plot)."),
     (
@@ -39,23 +40,37 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
         "Most optimiser iterations of this stage; its stopping rule (stage details) may end "
         "it earlier.",
     ),
-    ("object_states", "States", "Object states N (thermal snapshots of equal weight)."),
-    ("probe_modes", "Modes", "Probe modes M (incoherent; their powers are the occupancies)."),
-    ("slices", "Slices", "Multislice slices S."),
-    ("slice_thickness_A", "dz (Å)", "Thickness of each slice in Å."),
+    ("object_states", "N", "Object states N (thermal snapshots of equal weight)."),
+    ("probe_modes", "M", "Probe modes M (incoherent; their powers are the occupancies)."),
     (
         "partial_coherence",
         "Source",
-        "Spatial coherence of the probe: none (each mode coherent) or gaussian (a Gaussian "
-        "source of fitted size, FWHM in Å at the specimen: partial spatial coherence as one "
-        "physical number instead of free modes or states).",
+        "Partial spatial coherence: ticked, the probe is seen through a Gaussian source of "
+        "fitted size (FWHM in Å at the specimen: one physical number instead of free modes or "
+        "states taking up the blur); unticked, each probe mode is coherent.",
     ),
     ("object", "Obj", "Refine the object in this stage."),
     ("probe", "Prb", "Refine the probe in this stage."),
-    ("source", "Src", "Refine the source size (needs Source: gaussian)."),
+    ("source", "Src", "Refine the source size (needs Source ticked)."),
     ("tilt", "Tilt", "Refine the global crystal tilt (α_y, α_x) in this stage."),
+    ("slices", "Slices", "Multislice slices S."),
+    ("slice_thickness_A", "dz (Å)", "Thickness of each slice in Å."),
 )
 _KEYS = [c[0] for c in COLUMNS]
+#: The widest text a column shows (its width follows it, or the header's).
+_COLUMN_SAMPLES = {
+    "name": "mean object",
+    "iterations": "1000",
+    "object_states": "100",
+    "probe_modes": "10",
+    "slices": "100",
+    "slice_thickness_A": "10.00",
+}
+#: Room beside the text.
+_COLUMN_PADDING = {"name": 12}
+#: The source models of the Source check box (unticked, ticked): all of PARTIAL_COHERENCE.
+_COHERENCE = ("none", "gaussian")
+assert set(_COHERENCE) == set(PARTIAL_COHERENCE), PARTIAL_COHERENCE
 #: The refinable blocks with a check-box column, in :data:`REFINABLE` order.
 _REFINE_KEYS = ("object", "probe", "tilt", "source")
 
@@ -159,9 +174,12 @@ class StageTable(QTableWidget):
         for col, (_key, _header, tip) in enumerate(COLUMNS):
             self.horizontalHeaderItem(col).setToolTip(tip)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.Interactive)
-        self.setColumnWidth(0, 110)
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        metrics = header.fontMetrics()
+        for col, (key, title, _tip) in enumerate(COLUMNS):
+            sample = _COLUMN_SAMPLES.get(key, "")
+            text = max(metrics.horizontalAdvance(title), metrics.horizontalAdvance(sample))
+            self.setColumnWidth(col, text + _COLUMN_PADDING.get(key, 14))
         self.verticalHeader().setDefaultSectionSize(24)
         self.verticalHeader().setVisible(True)
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -224,9 +242,9 @@ class StageTable(QTableWidget):
         if len(set(thicknesses)) > 1:
             dz.setToolTip(f"per-slice thicknesses {thicknesses} Å (kept unless edited)")
         widgets["slice_thickness_A"] = (dz, dz, "valueChanged")
-        coherence = combo(PARTIAL_COHERENCE, current=stage.partial_coherence)
-        coherence.setMinimumContentsLength(8)
-        widgets["partial_coherence"] = (coherence, coherence, "currentIndexChanged")
+        coherence = QCheckBox()
+        coherence.setChecked(stage.partial_coherence == _COHERENCE[1])
+        widgets["partial_coherence"] = (centred(coherence), coherence, "toggled")
         for key in _REFINE_KEYS:
             check = QCheckBox()
             check.setChecked(key in stage.refine)
@@ -283,7 +301,7 @@ class StageTable(QTableWidget):
                 "probe_modes": self.cell(row, "probe_modes").value(),
                 "slices": self.cell(row, "slices").value(),
                 "refine": tuple(k for k in _REFINE_KEYS if self._check(row, k)),
-                "partial_coherence": self.cell(row, "partial_coherence").currentText(),
+                "partial_coherence": _COHERENCE[int(self._check(row, "partial_coherence"))],
             }
             dz_box = self.cell(row, "slice_thickness_A")
             old = base.thicknesses_A()
