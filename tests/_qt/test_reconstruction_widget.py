@@ -715,7 +715,7 @@ def test_calibrate_and_save_calibrated_file(viewer_widget, qtbot, tmp_path, clic
     path = tmp_path / "flipped.h5"
     write_stem_h5(path, flipped)
     viewer.add_image(
-        flipped.intensities.sum(axis=(2, 3)),
+        flipped.intensities,  # (scan_y, scan_x, ky, kx), as the reader's 4D-STEM layer
         name="flipped 4D-STEM",
         metadata={DATASET_KEY: load_stem(path), PATH_KEY: str(path)},
     )
@@ -757,4 +757,8 @@ def test_calibrate_and_save_calibrated_file(viewer_widget, qtbot, tmp_path, clic
     np.testing.assert_array_equal(saved.intensities, original.intensities)
     assert abs(saved.defocus_A) < 10.0
     assert f"wrote {out}" in widget.status_label.text()
-    viewer.layers.remove("flipped 4D-STEM")
+    # a run from the calibrated data takes the file's 4D-STEM layer out of the view too
+    assert widget.data.park_selected_layer(widget.dataset()) == ["flipped 4D-STEM"]
+    assert "flipped 4D-STEM" not in [layer.name for layer in viewer.layers]
+    assert widget.data.key() == "kept:flipped 4D-STEM (calibrated)"  # still selected
+    assert widget.vm.sources.dataset("kept:flipped 4D-STEM", {}) is not None  # still there
