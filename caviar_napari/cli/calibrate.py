@@ -1,8 +1,10 @@
 """``caviar calibrate DATA --out CALIBRATED.h5``: calibrate a 4D-STEM file from its patterns.
 
 Finds the pattern centre, the bright-field disc (checked against the stated convergence angle
-and sampling), the scan rotation and detector transpose (curl-free centre of mass, sign of the
-phase), the defocus (bright-field parallax) and, with a vacuum pattern, a starting probe, and
+and sampling), the scan rotation and detector transpose (curl-free centre of mass; its
+half-turn from the phase's positivity on atoms, located by the virtual dark field or by the
+bright-field phase), the defocus (bright-field parallax) and, with a vacuum pattern, a starting
+probe, and
 writes a conventions §6 input that ``caviar reconstruct`` takes as it is.  Prints the values
 and their confidences; ``--json`` prints them as one JSON line instead.
 """
@@ -55,6 +57,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=500.0,
         help="half-width of the defocus search around the stated value (Å, default 500)",
     )
+    p.add_argument(
+        "--no-dark-field",
+        action="store_true",
+        help="do not let the virtual dark field decide the scan rotation's half-turn (a beam "
+        "stop or saturated pixels beyond the disc); the bright-field phase decides",
+    )
     how = p.add_mutually_exclusive_group()
     how.add_argument("--copy", action="store_true", help="copy the intensities")
     how.add_argument(
@@ -89,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         descan=args.descan,
         defocus=not args.no_defocus,
         defocus_search_A=args.defocus_search_A,
+        dark_field=not args.no_dark_field,
         copy=True if args.copy else (False if args.link else None),
         crop=None if args.crop is None else tuple(args.crop),
         bin=args.bin,

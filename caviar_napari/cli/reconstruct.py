@@ -5,7 +5,7 @@
     caviar reconstruct DATA.h5 --out RECON.h5 [--config CONFIG.yaml] [--device auto|cpu|gpu]
         [--iterations N] [--object-states N] [--probe-modes M] [--slices S]
         [--slice-thickness-A DZ] [--seed K] [--resume RECON.h5] [--checkpoint-every N]
-        [--overwrite]
+        [--cluster local:N|tcp://HOST:PORT] [--dry-run] [--overwrite]
 
 Flags override the configuration file (:func:`caviar_napari.data.config.apply_overrides`:
 ``--iterations`` is the total, shared over the stages like their own iterations; ``--probe-modes``,
@@ -73,6 +73,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write a checkpoint every N iterations (to OUT with the suffix .checkpoint.h5, "
         "unless the configuration names checkpoint_path)",
     )
+    p.add_argument(
+        "--cluster",
+        metavar="local:N|tcp://HOST:PORT",
+        help="evaluate on a Dask cluster, data-parallel over scan positions: local:N starts N "
+        "worker processes here, tcp://HOST:PORT joins a running scheduler (dask-cuda, "
+        "dask-jobqueue; docs/distributed.md)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the memory plan (where the data and the L-BFGS history go, bytes per part "
+        "and device) and exit",
+    )
     add_overwrite(p)
     p.set_defaults(func=run)
 
@@ -97,6 +110,8 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
         resume=path(args.resume),
         checkpoint_every=args.checkpoint_every,
         overwrite=args.overwrite,
+        dry_run=args.dry_run,
+        cluster=args.cluster,
     )
 
 

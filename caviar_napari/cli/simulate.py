@@ -2,8 +2,9 @@
 
 Every field of :class:`~caviar_napari.simulate.presets.SimulationConfig` is an option
 (``--energy-eV``, ``--scan-shape SY SX``, ``--einstein-rms-A B=0.06`` …), with short aliases for
-the common ones: ``--temperature``, ``--configs``, ``--scan``, ``--step``, ``--dose``,
-``--seed``, ``--psc-fwhm``, ``--mass``.  Options left out keep the preset's value.
+the common ones: ``--temperature``, ``--configs``, ``--scan``, ``--step``, ``--dose``
+(``--dose-per-A2``), ``--seed``, ``--psc-fwhm``, ``--mass``.  Options left out keep the preset's
+value.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "n_configs": ("--configs",),
     "scan_shape": ("--scan",),
     "scan_step_A": ("--step",),
-    "dose_e_per_A2": ("--dose",),
+    "dose_e_per_A2": ("--dose", "--dose-per-A2"),
     "psc_fwhm_A": ("--psc-fwhm",),
     "masses_amu": ("--mass",),
 }

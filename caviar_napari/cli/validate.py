@@ -3,7 +3,7 @@
 ::
 
     caviar validate [--size test|cpu|gpu] [--device cpu|gpu|auto] [--seed K]
-        [--positions log|truth] [--temperature K] [--workdir DIR] [--reuse]
+        [--positions log|truth] [--temperature K] [--dose E_PER_A2] [--workdir DIR] [--reuse]
         [--cases KEY ...] [--psc-modes M ...] [--control] [--doc FILE.md [--images DIR]]
 
 Runs :func:`caviar_napari.workflows.study.run_study` — simulate → reconstruct (two stages) →
@@ -54,6 +54,13 @@ def add_arguments(
         default=None,
         metavar="K",
         help="specimen temperature (default: the presets' 300 K)",
+    )
+    p.add_argument(
+        "--dose",
+        type=float,
+        default=None,
+        metavar="E_PER_A2",
+        help="electron dose of Poisson-noisy data, e/Å² (default: noise-free)",
     )
     p.add_argument(
         "--workdir",
@@ -119,7 +126,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The ``caviar validate`` command that the parsed ``args`` stand for (recorded in the doc)."""
     parts = ["caviar", "validate", "--size", args.size]
-    for name in ("device", "temperature", "workdir", "doc", "images"):
+    for name in ("device", "temperature", "dose", "workdir", "doc", "images"):
         value = getattr(args, name)
         if value is not None:
             parts += [f"--{name}", f"{value:g}" if isinstance(value, float) else str(value)]
@@ -159,11 +166,15 @@ def run_validation(args: argparse.Namespace, command: str) -> int:
     size = SIZES[args.size]
     if args.temperature is not None:
         size = replace_size(size, temperature_K=args.temperature)
+    if args.dose is not None:
+        size = replace_size(size, dose_e_per_A2=args.dose)
     device = args.device or ("auto" if args.size == "gpu" else "cpu")
     cases = select_cases(
         size, psc_modes=args.psc_modes or (), control=args.control, only=args.cases or ()
     )
-    suffix = report_suffix(args.size, args.temperature, args.positions, args.psc_modes or ())
+    suffix = report_suffix(
+        args.size, args.temperature, args.positions, args.psc_modes or (), args.dose
+    )
     images = args.images
     if args.doc is not None:
         images = images if images is not None else args.doc.parent / "images"

@@ -46,19 +46,28 @@ from typing import Any
 import numpy as np
 
 from caviar_napari import __version__
-from caviar_napari.core import coherence, optics
+from caviar_napari.core import coherence, minibatch, optics
 from caviar_napari.core.backend import Backend, get_backend
 from caviar_napari.core.geometry import (
     Geometry,
     masked_total,
-    measured_amplitudes,
     plan_geometry,
+    resample_object,
+    resample_probe,
+    stage_padding,
 )
-from caviar_napari.core.holdout import PatternSplit, holdout_fraction, pattern_split
-from caviar_napari.core.memory import MemoryEstimate, estimate_memory, require_memory
+from caviar_napari.core.holdout import PatternSplit, holdout_fraction, split_positions
+from caviar_napari.core.memory import (
+    USABLE_FRACTION,
+    MemoryEstimate,
+    MemoryInputs,
+    plan_memory,
+    require_memory,
+)
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
 from caviar_napari.core.optimise import LBFGS, GradientDescent, make_optimiser
+from caviar_napari.core.patterns import PatternFeed
 from caviar_napari.core.separation import (
     NoiseLevel,
     SeparationReport,
@@ -68,8 +77,9 @@ from caviar_napari.core.separation import (
 from caviar_napari.core.states import MODE_DECAY, adapt_state, orthogonal_mixing
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
+from caviar_napari.data.lazy import LazyIntensities, pattern_mean
 from caviar_napari.data.recon import ReconState
-from caviar_napari.errors import InputError
+from caviar_napari.errors import InputError, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -249,15 +259,42 @@ def _check_state(state: ReconState, geom: Geometry) -> None:
         )
 
 
+def memory_budgets(config: ReconstructionConfig, backend: Backend) -> tuple[int, int]:
+    """``(device, host)`` bytes the run may use: what is free, or the configured caps."""
+    host = _host_available(backend)
+    device = backend.free_memory_bytes()
+    if config.host_memory_MB is not None:
+        host = min(host, int(config.host_memory_MB * 1e6))
+    if config.device_memory_MB is not None:
+        device = min(device, int(config.device_memory_MB * 1e6))
+    if backend.name == "cpu":
+        device = min(device, host)  # the CPU's device is the host
+        host = device
+    return device, host
+
+
+def _host_available(backend: Backend) -> int:
+    from caviar_napari.core.backend import _host_available_bytes
+
+    return _host_available_bytes() if backend.name == "gpu" else backend.free_memory_bytes()
+
+
 def estimate_run_memory(
     dataset: STEMDataset,
     config: ReconstructionConfig,
     backend: Backend | None = None,
     geom: Geometry | None = None,
 ) -> MemoryEstimate:
-    """Memory estimate of ``config`` on ``dataset`` (see :mod:`caviar_napari.core.memory`)."""
+    """The memory plan of ``config`` on ``dataset`` (see :mod:`caviar_napari.core.memory`):
+    placements of the data and the L-BFGS history, bytes by part and pool."""
     backend = backend or get_backend(config.device, config.precision)
     geom = geom or plan_geometry(dataset, config)
+    device_bytes, host_bytes = memory_budgets(config, backend)
+    workers = _cluster_workers(config)
+
+    # a GPU batch takes the room the rest of the plan leaves (sized in a second pass)
+    gpu_auto = backend.name == "gpu" and config.batch_size is None
+    gpu_batch = [1]
 
     def batch_plan(stage: StageConfig) -> tuple[int, int]:
         # the same model the stage will build (forward-only: no data needed to size it)
@@ -269,23 +306,192 @@ def estimate_run_memory(
             positions_px=geom.positions_px,
             object_shape=geom.object_shape,
             window=geom.window,
-            batch_size=config.batch_size,
+            batch_size=gpu_batch[0] if gpu_auto else config.batch_size,
         )
         want = frozenset(stage.refine)
         n, m = stage.object_states, stage.model_modes
         return model.batch_size_for(n, m, want), model.working_bytes(n, m, want)
 
-    return estimate_memory(
+    inputs = MemoryInputs(
         n_patterns=geom.positions_px.shape[0],
+        detector_shape=dataset.detector_shape,
         window=geom.window,
         object_shape=geom.object_shape,
-        stages=config.stages,
-        batch_size=config.batch_size or 1,
         complex_itemsize=np.dtype(backend.complex_dtype).itemsize,
-        available_bytes=backend.free_memory_bytes(),
         device=backend.name,
+        device_bytes=device_bytes,
+        host_bytes=host_bytes,
+        lazy=isinstance(dataset.intensities, LazyIntensities),
+        workers=workers,
         batch_plan=batch_plan,
+        batch_size=config.batch_size or 1,
     )
+    plan = plan_memory(inputs, config.stages, config.lbfgs_history, config.data_placement)
+    if gpu_auto and plan.fits:
+        itemsize = np.dtype(backend.complex_dtype).itemsize
+        per = max(
+            MultisliceModel.bytes_per_pattern(
+                geom.window,
+                st.object_states,
+                st.model_modes,
+                st.slices,
+                itemsize,
+                tilt="tilt" in st.refine,
+            )
+            + geom.window[0] * geom.window[1] * itemsize // 2
+            for st in config.stages
+        )
+        room = USABLE_FRACTION * plan.available_bytes - plan.needed_bytes
+        local = -(-geom.positions_px.shape[0] // workers)
+        gpu_batch[0] = int(max(1, min(local, 1 + room // per)))
+        plan = plan_memory(inputs, config.stages, plan.history, plan.data)
+    return plan
+
+
+def _cluster_workers(config: ReconstructionConfig) -> int:
+    """Worker processes of ``config.cluster`` as far as known before connecting (local:N)."""
+    if config.cluster and config.cluster.startswith("local:"):
+        return int(config.cluster.split(":")[1])
+    return 1
+
+
+# ---------------------------------------------------------------- the data
+@dataclass
+class _DataSource:
+    """The measured data of a run and how every stage's forward model reaches them."""
+
+    dataset: STEMDataset
+    config: ReconstructionConfig
+    backend: Backend
+    geom: Geometry
+    plan: MemoryEstimate
+    feed: PatternFeed | None
+    loss_eps: float
+    evaluator: Any = None  # a distributed evaluator (core.distributed), or None
+    mean: np.ndarray | None = None  # the mean pattern (per-stage geometries and norms)
+    loss: str = "gaussian"  # the data loss in use (``loss: auto`` resolved)
+    fit: np.ndarray | None = None  # fitted pattern indices (None: all)
+    held: np.ndarray | None = None  # held-out pattern indices (None: none)
+
+    def stage(self, index: int) -> tuple[Geometry, PatternSplit, NoiseLevel]:
+        """Geometry, fitted/held-out patterns with their loss normalisers, and the counting
+        noise of stage ``index`` (its own detector padding); the source then serves that
+        stage's window."""
+        padding = stage_padding(self.config, index)
+        if padding == stage_padding(self.config, 0) or self.mean is None:
+            geom = self.geom0
+        else:
+            geom = plan_geometry(self.dataset, self.config, padding=padding, mean_pattern=self.mean)
+        if geom.window != self.geom.window:
+            if self.evaluator is not None:
+                raise InputError(
+                    f"stage '{self.config.stages[index].name}': a per-stage detector_padding "
+                    "needs a single-process run (no cluster)"
+                )
+            self.geom = geom
+            self.feed = PatternFeed(
+                self.backend, self.dataset.intensities, geom.window, geom.pad_offset,
+                self.plan.data,
+            )  # fmt: skip
+            per_pixel = float(self.mean.sum()) / (geom.window[0] * geom.window[1])
+            self.loss_eps = max(1e-6 * per_pixel, 1e-30)
+        total = masked_total(self.dataset, self.geom, self.mean)
+        n = self.dataset.scan_shape[0] * self.dataset.scan_shape[1]
+        fit = np.arange(n) if self.fit is None else self.fit
+        held = fit[:0] if self.held is None else self.held
+        # the patterns' totals are near the mean's: each set's normaliser is its share
+        split = PatternSplit(
+            fit=fit,
+            held=held,
+            fit_norm=total * fit.size / n,
+            held_norm=total * held.size / n if held.size else 1.0,
+        )
+        noise = noise_level(
+            self.loss,
+            _on_window_fft(self.mean, self.geom),
+            self.geom.detector_mask,
+            fit.size,
+            split.fit_norm,
+            self.dataset.is_counts,
+        )
+        return self.geom, split, noise
+
+    def model(self, slice_thickness_A: Any) -> Any:
+        """The stage's forward model: in this process, or spread over the cluster."""
+        kw = dict(
+            wavelength_A=self.dataset.wavelength_A,
+            pixel_size_A=self.geom.pixel_size_A,
+            slice_thickness_A=slice_thickness_A,
+            positions_px=self.geom.positions_px,
+            object_shape=self.geom.object_shape,
+            detector_mask=self.geom.detector_mask,
+            loss=self.loss,
+            batch_size=self.config.batch_size or _plan_batch(self.backend, self.plan),
+            loss_eps=self.loss_eps,
+        )
+        if self.evaluator is not None:
+            return self.evaluator.model(window=self.geom.window, **kw)
+        # batch index data are kept between evaluations in half the room the plan leaves
+        room = USABLE_FRACTION * self.plan.available_bytes - self.plan.needed_bytes
+        kw["batch_cache_bytes"] = int(min(256 << 20, max(0.0, room / 2)))
+        return MultisliceModel(self.backend, patterns=self.feed, **kw)
+
+    def __post_init__(self) -> None:
+        self.geom0 = self.geom
+
+    def close(self) -> None:
+        """Release the cluster of a distributed run."""
+        if self.evaluator is not None:
+            self.evaluator.close()
+
+
+def _on_window_fft(pattern: np.ndarray, geom: Geometry) -> np.ndarray:
+    """A stored (fft-shifted, unpadded) detector pattern on the probe window, FFT order."""
+    ky0, kx0 = pattern.shape
+    oy, ox = geom.pad_offset
+    padded = np.zeros(geom.window)
+    padded[oy : oy + ky0, ox : ox + kx0] = pattern
+    return np.fft.ifftshift(padded)
+
+
+def _plan_batch(backend: Backend, plan: MemoryEstimate) -> int | None:
+    """The GPU batch the memory plan left room for (None: the model sizes CPU batches)."""
+    return plan.batch_size if backend.name == "gpu" else None
+
+
+def _data_source(
+    dataset: STEMDataset,
+    config: ReconstructionConfig,
+    backend: Backend,
+    geom: Geometry,
+    plan: MemoryEstimate,
+    mean: np.ndarray,
+    loss: str,
+) -> _DataSource:
+    per_pixel = float(mean.sum()) / (geom.window[0] * geom.window[1])
+    eps = max(1e-6 * per_pixel, 1e-30)  # the model's default, from the whole dataset
+    fraction = holdout_fraction(config.holdout_fraction, dataset.is_counts)
+    if config.cluster and fraction:
+        if config.holdout_fraction != "auto":
+            raise InputError(
+                "'holdout_fraction' needs a single-process run: a distributed run fits every "
+                "pattern (set holdout_fraction: 0 with --cluster)"
+            )
+        log.info("distributed run: no scan positions held out")
+        fraction = 0.0
+    fit, held = split_positions(dataset.scan_shape, fraction)
+    split = dict(fit=fit if held.size else None, held=held if held.size else None)
+    if held.size:
+        log.info("%d of %d scan positions held out of the fit", held.size, fit.size + held.size)
+    if config.cluster:
+        from caviar_napari.core.distributed import DistributedEvaluator
+
+        evaluator = DistributedEvaluator(config, dataset, geom, plan)
+        return _DataSource(
+            dataset, config, backend, geom, plan, None, eps, evaluator, mean, loss, **split
+        )
+    feed = PatternFeed(backend, dataset.intensities, geom.window, geom.pad_offset, plan.data)
+    return _DataSource(dataset, config, backend, geom, plan, feed, eps, None, mean, loss, **split)
 
 
 # ---------------------------------------------------------------- the run
@@ -348,17 +554,29 @@ def run(
             f"checkpoint writer for '{config.checkpoint_path}' (engine.run(on_checkpoint=...))"
         )
     backend = get_backend(config.device, config.precision)
-    xp = backend.xp
     scale = dataset.counts_scale()
     if scale != 1.0:  # a dose is known for data in other units: fit expected counts
+        if isinstance(dataset.intensities, LazyIntensities):
+            raise InputError(
+                f"{dataset.source}: a dose for intensities that are not counts needs the data "
+                "in memory (data_placement other than 'file')"
+            )
         dataset = dataclasses.replace(dataset, intensities=dataset.intensities * np.float32(scale))
-    geom = plan_geometry(dataset, config)
-    require_memory(estimate_run_memory(dataset, config, backend, geom))
+    mean = pattern_mean(dataset.intensities)  # one pass over the data (streamed when lazy)
+    geom = plan_geometry(dataset, config, padding=stage_padding(config, 0), mean_pattern=mean)
+    plan = require_memory(
+        estimate_run_memory(dataset, config, backend, _largest_geometry(dataset, config, mean))
+    )
+    log.info("%s", plan.plan_text())
     cdt = backend.complex_dtype
     if state is None:
         state = initial_state(dataset, config, geom, cdt)
     else:
-        _check_state(state, geom)
+        index = min(state.stage_index, len(config.stages) - 1)
+        _check_state(
+            state,
+            plan_geometry(dataset, config, padding=stage_padding(config, index), mean_pattern=mean),
+        )
         state = state.copy()
         state.object = np.asarray(state.object, dtype=cdt)
         state.probe = np.asarray(state.probe, dtype=cdt)
@@ -367,69 +585,35 @@ def run(
     if state.rng_state is not None:
         rng.bit_generator.state = copy.deepcopy(state.rng_state)
 
-    amplitudes = measured_amplitudes(dataset, geom)
-    masked_total(dataset, geom)  # raises when the mask holds no intensity
-    loss_kind = resolve_loss(config.loss, dataset)
-    if config.loss == "auto":
-        state.diagnostics["loss"] = loss_kind
-    fraction = holdout_fraction(config.holdout_fraction, dataset.is_counts)
-    split = pattern_split(dataset.scan_shape, fraction, amplitudes, geom.detector_mask)
-    if split.holds_out:
-        state.diagnostics["held_out_patterns"] = int(split.held.size)
-        log.info("%d of %d scan positions held out of the fit", split.held.size, len(amplitudes))
-    fitted = amplitudes[split.fit]
-    ctx = _RunContext(
-        config=config,
-        dataset=dataset,
-        geom=geom,
-        backend=backend,
-        amplitudes=xp.asarray(amplitudes),
-        split=split,
-        loss=loss_kind,
-        noise=noise_level(loss_kind, fitted, geom.detector_mask, split.fit_norm, dataset.is_counts),
-        control=control,
-        on_checkpoint=on_checkpoint,
-        start_iteration=state.iteration,
-        t0=time.perf_counter(),
-    )
     n_stages = len(config.stages)
+    start_iteration = state.iteration
+    t0 = time.perf_counter()
 
     if state.stage_index >= n_stages:
         raise InputError(
             f"the starting state is at stage {state.stage_index}, but the configuration has "
             f"only {n_stages} stage(s)"
         )
-    while True:
-        stage = config.stages[state.stage_index]
-        if state.stage_iteration == 0 and state.optimiser_state is None:
-            adapt_state(state, stage, rng, config.source_fwhm_A)
-        if state.stage_iteration < stage.iterations:
-            stopped = yield from _run_stage(state, stage, ctx)
-            if stopped:
-                return state
-        if state.stage_index == n_stages - 1:
-            return state
-        state.stage_index += 1
-        state.stage_iteration = 0
-        state.optimiser_state = None
-
-
-@dataclass(frozen=True)
-class _RunContext:
-    """What every stage of one run shares."""
-
-    config: ReconstructionConfig
-    dataset: STEMDataset
-    geom: Geometry
-    backend: Backend
-    amplitudes: Any  # (P, Ky, Kx) measured amplitudes on the device, FFT order
-    split: PatternSplit  # fitted and held-out patterns, with their loss normalisers
-    loss: str  # the data loss in use ("gaussian" or "poisson")
-    noise: NoiseLevel
-    control: RunControl | None
-    on_checkpoint: CheckpointCallback | None
-    start_iteration: int
-    t0: float
+    loss = resolve_loss(config.loss, dataset)
+    if config.loss == "auto":
+        state.diagnostics["loss"] = loss
+    data = _data_source(dataset, config, backend, geom, plan, mean, loss)
+    if data.held is not None:
+        state.diagnostics["held_out_patterns"] = int(data.held.size)
+    run_ctx = _RunContext(
+        config=config,
+        dataset=dataset,
+        backend=backend,
+        data=data,
+        control=control,
+        on_checkpoint=on_checkpoint,
+        start_iteration=start_iteration,
+        t0=t0,
+    )
+    try:
+        return (yield from _run_stages(state, run_ctx, rng))
+    finally:
+        data.close()
 
 
 def resolve_loss(loss: str, dataset: STEMDataset) -> str:
@@ -447,25 +631,66 @@ def resolve_loss(loss: str, dataset: STEMDataset) -> str:
     return "gaussian"
 
 
+@dataclass(frozen=True)
+class _RunContext:
+    """What every stage of one run shares."""
+
+    config: ReconstructionConfig
+    dataset: STEMDataset
+    backend: Backend
+    data: _DataSource
+    control: RunControl | None
+    on_checkpoint: CheckpointCallback | None
+    start_iteration: int
+    t0: float
+
+
+@dataclass(frozen=True)
+class _StageContext:
+    """One stage's grid, patterns and noise, with the run's context."""
+
+    run: _RunContext
+    geom: Geometry
+    split: PatternSplit
+    noise: NoiseLevel
+
+
+def _run_stages(
+    state: ReconState, ctx: _RunContext, rng: np.random.Generator
+) -> Generator[Progress, None, ReconState]:
+    """The stages from ``state`` on (see :func:`run`)."""
+    config, data = ctx.config, ctx.data
+    n_stages = len(config.stages)
+    while True:
+        stage = config.stages[state.stage_index]
+        previous = data.geom
+        geom, split, noise = data.stage(state.stage_index)
+        if geom.window != tuple(np.shape(state.probe)[1:]):  # this stage pads differently
+            _move_to_grid(state, previous, geom)
+        if state.stage_iteration == 0 and state.optimiser_state is None:
+            adapt_state(state, stage, rng, config.source_fwhm_A)
+        if state.stage_iteration < stage.iterations:
+            stage_ctx = _StageContext(run=ctx, geom=geom, split=split, noise=noise)
+            stopped = yield from _run_stage(state, stage, stage_ctx)
+            if stopped:
+                return state
+        if state.stage_index == n_stages - 1:
+            return state
+        state.stage_index += 1
+        state.stage_iteration = 0
+        state.optimiser_state = None
+
+
 def _run_stage(
-    state: ReconState, stage: StageConfig, ctx: _RunContext
+    state: ReconState, stage: StageConfig, ctx: _StageContext
 ) -> Generator[Progress, None, bool]:
     """Iterate one stage from ``state.stage_iteration``; returns True when stopped."""
-    config, dataset, geom, backend = ctx.config, ctx.dataset, ctx.geom, ctx.backend
-    control, on_checkpoint = ctx.control, ctx.on_checkpoint
+    run = ctx.run
+    config, backend, data, geom = run.config, run.backend, run.data, ctx.geom
+    control, on_checkpoint = run.control, run.on_checkpoint
+    start_iteration, t0 = run.start_iteration, run.t0
     cdt = backend.complex_dtype
-    model = MultisliceModel(
-        backend,
-        wavelength_A=dataset.wavelength_A,
-        pixel_size_A=geom.pixel_size_A,
-        slice_thickness_A=state.slice_thickness_A,
-        positions_px=geom.positions_px,
-        object_shape=geom.object_shape,
-        amplitudes=ctx.amplitudes,
-        detector_mask=geom.detector_mask,
-        loss=ctx.loss,
-        batch_size=config.batch_size,
-    )
+    model = data.model(state.slice_thickness_A)
     blocks = {
         "object": backend.asarray(state.object, dtype=cdt),
         "probe": backend.asarray(state.probe, dtype=cdt),
@@ -485,9 +710,14 @@ def _run_stage(
         xp=backend.xp,
         typical={"tilt": 1.0, "source": 0.1},
         state_blocks=("object",),
+        history=data.plan.history,
     )
+    resumed_minibatch = None
     if state.optimiser_state is not None:
-        opt.import_state(state.optimiser_state)
+        if state.stage_iteration < stage.minibatch_epochs:  # stopped inside the epochs
+            resumed_minibatch = state.optimiser_state
+        else:
+            opt.import_state(state.optimiser_state)
 
     def sync(x: dict[str, Any]) -> None:
         obj, probe, tilt = fun.blocks(x)
@@ -500,12 +730,27 @@ def _run_stage(
 
     n_stages = len(config.stages)
     total_iterations = config.total_iterations
-    f, g = fun(x)
+    if state.stage_iteration < stage.minibatch_epochs:
+        x = yield from _minibatch_epochs(
+            state, stage, config, model, fun, x, control, sync, start_iteration, t0,
+            resumed_minibatch, on_checkpoint,
+        )  # fmt: skip
+        if state.stage_iteration < stage.minibatch_epochs:
+            return True  # stopped
+    try:
+        f, g = fun(x)
+    except WorkerError as exc:
+        _save_on_failure(state, sync, x, on_checkpoint, exc)
+        raise
     while state.stage_iteration < stage.iterations:
         if control is not None and control.checkpoint():
             sync(x)
             return True
-        x, f, g, info = opt.step(fun, x, f, g)
+        try:
+            x, f, g, info = opt.step(fun, x, f, g)
+        except WorkerError as exc:  # a worker of a distributed run died: keep the last state
+            _save_on_failure(state, sync, x, on_checkpoint, exc)
+            raise
         state.stage_iteration += 1
         state.iteration += 1
         state.loss.append(float(f))
@@ -533,8 +778,8 @@ def _run_stage(
             log.debug("checkpoint at iteration %d", state.iteration)
         if last and stage.object_states > 1 and "object" in stage.refine:
             _report_separation(state, stage, fun, x, ctx)
-        elapsed = time.perf_counter() - ctx.t0
-        done = state.iteration - ctx.start_iteration
+        elapsed = time.perf_counter() - t0
+        done = state.iteration - start_iteration
         obj_copy = probe_copy = None
         if due_update:
             obj, probe, _ = fun.blocks(x)
@@ -560,7 +805,7 @@ def _run_stage(
 
 
 def _stopping_rule(
-    state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _RunContext
+    state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _StageContext
 ) -> bool:
     """Whether ``stage`` should end now (``stop_patience``, ``stop_tolerance``; see
     :class:`~caviar_napari.data.config.StageConfig`); logs why. The held-out record lives in
@@ -619,7 +864,7 @@ def _orthogonalise_probe(backend: Backend, x: dict[str, Any], opt: LBFGS | Gradi
 
 
 def _report_separation(
-    state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _RunContext
+    state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _StageContext
 ) -> None:
     """Measure whether the states of the finished ``stage`` separated (into diagnostics)."""
     geom = ctx.geom
@@ -655,6 +900,119 @@ def _report_separation(
         report.spread_rad,
         100 * report.gain,
     )
+
+
+def _minibatch_epochs(
+    state: ReconState,
+    stage: StageConfig,
+    config: ReconstructionConfig,
+    model: Any,
+    fun: Objective,
+    x: dict[str, Any],
+    control: RunControl | None,
+    sync: Callable[[dict[str, Any]], None],
+    start_iteration: int,
+    t0: float,
+    resumed: dict[str, Any] | None,
+    on_checkpoint: CheckpointCallback | None,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """The stage's first ``minibatch_epochs`` iterations as mini-batch epochs
+    (:mod:`caviar_napari.core.minibatch`); returns the point L-BFGS starts from.  The
+    gradient-descent state is the state's ``optimiser_state`` while the epochs last."""
+    if not isinstance(model, MultisliceModel):
+        raise InputError(
+            f"stage '{stage.name}': minibatch_epochs needs a single-process run (no cluster)"
+        )
+    gd = make_optimiser("gd", xp=model.xp, typical={"tilt": 1.0, "source": 0.1},
+                        state_blocks=("object",))  # fmt: skip
+    if resumed is not None:
+        gd.import_state(resumed)
+
+    def keep(x: dict[str, Any]) -> None:
+        sync(x)
+        # after the last epoch L-BFGS starts afresh, as in an uninterrupted run
+        done = state.stage_iteration >= stage.minibatch_epochs
+        state.optimiser_state = None if done else gd.export_state()
+
+    def objective(sub: Any) -> Objective:
+        restricted = copy.copy(fun)  # the same objective (masks, regularisers) on the subset
+        restricted.model = sub
+        return restricted
+
+    while state.stage_iteration < stage.minibatch_epochs:
+        if control is not None and control.checkpoint():
+            keep(x)
+            return x
+        batches = minibatch.epoch_batches(
+            model.n_patterns, stage.minibatch_size, config.seed, state.stage_index,
+            state.stage_iteration,
+        )  # fmt: skip
+        x, f, info = minibatch.run_epoch(objective, model, x, gd, batches)
+        state.stage_iteration += 1
+        state.iteration += 1
+        state.loss.append(float(f))
+        if config.checkpoint_every and state.iteration % config.checkpoint_every == 0:
+            keep(x)
+            if on_checkpoint is not None:
+                on_checkpoint(state)
+        elapsed = time.perf_counter() - t0
+        done = state.iteration - start_iteration
+        yield Progress(
+            stage_name=stage.name,
+            stage_index=state.stage_index,
+            n_stages=len(config.stages),
+            iteration=state.iteration,
+            total_iterations=config.total_iterations,
+            stage_iteration=state.stage_iteration,
+            stage_iterations=stage.iterations,
+            loss=float(f),
+            elapsed_s=elapsed,
+            eta_s=elapsed / done * (config.total_iterations - state.iteration),
+            method=info.method,
+            n_evals=info.n_evals,
+        )
+    return x
+
+
+def _largest_geometry(
+    dataset: STEMDataset, config: ReconstructionConfig, mean: np.ndarray
+) -> Geometry:
+    """The geometry of the stage with the largest probe window (the memory plan's)."""
+    geoms = {}
+    for i in range(len(config.stages)):
+        padding = stage_padding(config, i)
+        if padding not in geoms:
+            geoms[padding] = plan_geometry(dataset, config, padding=padding, mean_pattern=mean)
+    return max(geoms.values(), key=lambda g: g.window[0] * g.window[1])
+
+
+def _move_to_grid(state: ReconState, old: Geometry, new: Geometry) -> None:
+    """Resample the state's object and probe from ``old``'s grid onto ``new``'s (a stage with
+    another detector padding)."""
+    log.info(
+        "stage %d: probe window %d×%d -> %d×%d (pixel %.4f -> %.4f Å); object and probe resampled",
+        state.stage_index, *old.window, *new.window, old.pixel_size_A[0], new.pixel_size_A[0],
+    )  # fmt: skip
+    state.object = resample_object(state.object, old, new)
+    state.probe = resample_probe(state.probe, new.window)
+    state.pixel_size_A = new.pixel_size_A
+    state.object_origin_A = new.object_origin_A
+    state.scan_positions_A = new.positions_A.copy()
+
+
+def _save_on_failure(
+    state: ReconState,
+    sync: Callable[[dict[str, Any]], None],
+    x: dict[str, Any],
+    on_checkpoint: CheckpointCallback | None,
+    exc: WorkerError,
+) -> None:
+    """Bring ``state`` to the last accepted iterate, hand it to the checkpoint writer, and
+    attach it to ``exc`` (``exc.state``) for the caller to keep."""
+    sync(x)
+    if on_checkpoint is not None:
+        on_checkpoint(state)
+    exc.state = state  # type: ignore[attr-defined]
 
 
 def run_to_end(

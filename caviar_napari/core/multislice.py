@@ -36,6 +36,7 @@ thread timing.  On the GPU batches are as large as half the free device memory a
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,10 +44,11 @@ from typing import Any
 
 import numpy as np
 
+from caviar_napari.core import kernels, optics
 from caviar_napari.core import loss as loss_mod
-from caviar_napari.core import optics
 from caviar_napari.core.backend import Backend, ScatterPlan
 from caviar_napari.core.grid import as_pair
+from caviar_napari.core.patterns import PatternFeed
 from caviar_napari.errors import InputError
 
 __all__ = ["GRADIENT_BLOCKS", "MultisliceModel", "window_corners"]
@@ -57,6 +59,8 @@ GRADIENT_BLOCKS = frozenset({"object", "probe", "tilt"})
 # CPU batches are sized so that one batch's working set (per thread) stays near this many
 # bytes; GPU batches use this fraction of the free device memory.
 _CPU_BATCH_BYTES = 24 << 20
+#: Most bytes of batch index data (phase ramps, scatter plans) a model keeps between evaluations.
+_BATCH_CACHE_BYTES = 256 << 20
 _GPU_MEMORY_FRACTION = 0.5
 
 
@@ -145,6 +149,18 @@ class _Workspace:
         return buf[:size].reshape(shape)
 
 
+def _batch_bytes(batch: _Batch) -> int:
+    """Bytes a batch's index data hold (ramp, gather indices, scatter matrix)."""
+    total = int(batch.ramp.nbytes) + int(batch.corners.nbytes)
+    if batch.gather is not None:
+        total += int(batch.gather.nbytes)
+    if batch.scatter is not None:
+        m = batch.scatter.matrix
+        parts = (m.data, m.indices, m.indptr) if m is not None else (batch.scatter.index,)
+        total += sum(int(a.nbytes) for a in parts)
+    return total
+
+
 def _ordered_sum(arrays: list[Any]) -> Any:
     """Sum of ``arrays`` added left to right (deterministic rounding)."""
     out = arrays[0].copy()
@@ -173,7 +189,10 @@ class MultisliceModel:
         ``(H, W)`` of the object in pixels; every probe window must lie inside it.
     amplitudes
         ``(P, Ky, Kx)`` measured amplitudes ``sqrt(I_meas)`` in FFT (unshifted) order, or None
-        (forward model only).
+        (forward model only, or ``patterns`` given).
+    patterns
+        The measured data as a :class:`~caviar_napari.core.patterns.PatternFeed` (unpadded,
+        on the device, the host or in the file; padded per batch) instead of ``amplitudes``.
     detector_mask
         ``(Ky, Kx)`` bool, FFT order: pixels counted in the loss (None: all).
     loss
@@ -188,6 +207,9 @@ class MultisliceModel:
         Project the object gradient onto the band limit (on the object grid).
     loss_eps
         ``ε`` of the loss; None: ``1e-6 ×`` the mean measured intensity per pixel.
+    batch_cache_bytes
+        Most bytes of batch index data kept between evaluations (None: 256 MiB); the engine
+        gives what its memory plan leaves free.
     """
 
     def __init__(
@@ -200,6 +222,7 @@ class MultisliceModel:
         positions_px: Any,
         object_shape: Sequence[int],
         amplitudes: Any | None = None,
+        patterns: PatternFeed | None = None,
         detector_mask: Any | None = None,
         loss: str = "gaussian",
         batch_size: int | None = None,
@@ -207,6 +230,7 @@ class MultisliceModel:
         band_limit: float = optics.BAND_LIMIT,
         object_band_limit: bool = True,
         loss_eps: float | None = None,
+        batch_cache_bytes: int | None = None,
     ) -> None:
         self.backend = backend
         xp = backend.xp
@@ -228,13 +252,21 @@ class MultisliceModel:
         self.slice_thickness_A = dz
         self.loss_kind = loss_mod.check_kind(loss)
 
+        if amplitudes is not None and patterns is not None:
+            raise InputError("give the measured data as amplitudes or as patterns, not both")
         if amplitudes is not None:
             amp_shape = tuple(amplitudes.shape)
             if len(amp_shape) != 3:
                 raise InputError(f"amplitudes must be (P, Ky, Kx), got shape {amp_shape}")
             if window is not None and tuple(int(v) for v in window) != amp_shape[1:]:
                 raise InputError(f"window {tuple(window)} differs from amplitudes {amp_shape[1:]}")
-            window = amp_shape[1:]
+            patterns = PatternFeed.from_window_amplitudes(backend, amplitudes)
+        if patterns is not None:
+            if window is not None and tuple(int(v) for v in window) != patterns.window:
+                raise InputError(
+                    f"window {tuple(window)} differs from the data's {patterns.window}"
+                )
+            window = patterns.window
         if window is None:
             raise InputError("window (Ky, Kx) is required when amplitudes is None")
         self.window = (int(window[0]), int(window[1]))
@@ -260,17 +292,12 @@ class MultisliceModel:
         self._frac = frac
         self.n_patterns = corners.shape[0]
 
-        if amplitudes is not None:
-            if amplitudes.shape[0] != self.n_patterns:
-                raise InputError(
-                    f"amplitudes has {amplitudes.shape[0]} patterns but positions_px has "
-                    f"{self.n_patterns}"
-                )
-            self._amp = xp.asarray(amplitudes, dtype=backend.real_dtype)
-            if not bool(xp.all(xp.isfinite(self._amp))) or bool(xp.any(self._amp < 0)):
-                raise InputError("amplitudes must be finite and non-negative")
-        else:
-            self._amp = None
+        if patterns is not None and patterns.n_patterns != self.n_patterns:
+            raise InputError(
+                f"the data have {patterns.n_patterns} patterns but positions_px has "
+                f"{self.n_patterns}"
+            )
+        self._feed = patterns
         if detector_mask is not None:
             mask = np.asarray(backend.to_host(xp.asarray(detector_mask)))
             if mask.shape != self.window:
@@ -279,7 +306,10 @@ class MultisliceModel:
         else:
             self._mask = None
         if loss_eps is None:
-            loss_eps = loss_mod.default_eps(self._amp, xp) if self._amp is not None else 1e-12
+            loss_eps = 1e-12
+            if patterns is not None:  # 1e-6 × the mean measured intensity per window pixel
+                per_pixel = patterns.total_intensity() / (self.n_patterns * math.prod(self.window))
+                loss_eps = max(1e-6 * per_pixel, 1e-30)
         if not loss_eps > 0:
             raise InputError(f"loss_eps must be positive, got {loss_eps!r}")
         self.loss_eps = float(loss_eps)
@@ -306,6 +336,11 @@ class MultisliceModel:
         if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         self._batch_size = None if batch_size is None else int(batch_size)
+        # index data of the batches, reused by later evaluations (the scan does not change)
+        self._batches: dict[tuple, _Batch] = {}
+        self._batches_bytes = 0
+        self._batches_lock = threading.Lock()
+        self._cache_limit = _BATCH_CACHE_BYTES if batch_cache_bytes is None else batch_cache_bytes
 
     # ------------------------------------------------------------------ properties
     @property
@@ -432,6 +467,21 @@ class MultisliceModel:
 
     # ------------------------------------------------------------------ batches
     def _make_batch(self, sel: np.ndarray, scatter: bool) -> _Batch:
+        """Index data of the patterns ``sel``, computed once and kept while the kept batches
+        take less than :data:`_BATCH_CACHE_BYTES` (later evaluations reuse them)."""
+        key = (bool(scatter), sel.size, int(sel[0]), hash(sel.tobytes()))
+        batch = self._batches.get(key)
+        if batch is not None and np.array_equal(batch.sel, sel):
+            return batch
+        batch = self._build_batch(sel, scatter)
+        size = _batch_bytes(batch)
+        with self._batches_lock:
+            if self._batches_bytes + size <= self._cache_limit:
+                self._batches[key] = batch
+                self._batches_bytes += size
+        return batch
+
+    def _build_batch(self, sel: np.ndarray, scatter: bool) -> _Batch:
         """Index data of the patterns ``sel`` (computed on the device)."""
         xp = self.xp
         ky, kx = self.window
@@ -508,13 +558,20 @@ class MultisliceModel:
         xp.multiply(ctx.probe_k[None], batch.ramp, out=psi[0])  # shift: F⁻¹[B e^{−2πik·δ} Fψ]
         psi = be.ifft2(psi, overwrite=True, workers=workers)
         waves, patches, fourier = [], [], []
+        fused = kernels.is_cupy(xp)
         for j in range(s):
-            patch = self._gather(ctx.obj[:, j], batch)[:, :, None]  # (N, B, 1, Ky, Kx)
+            name = "exit" if j == s - 1 else (f"w{j + 1}" if store else f"t{j % 2}")
+            if fused:  # gather and multiply in one kernel; the adjoint gathers again
+                patch = None
+                phi = kernels.transmit(
+                    psi, ctx.obj, j, batch.corners, self.window, ws.get(name, shape, cdt), xp
+                )
+            else:
+                patch = self._gather(ctx.obj[:, j], batch)[:, :, None]  # (N, B, 1, Ky, Kx)
+                phi = xp.multiply(psi, patch, out=ws.get(name, shape, cdt))  # transmit
             if store:
                 waves.append(psi)
                 patches.append(patch)
-            name = "exit" if j == s - 1 else (f"w{j + 1}" if store else f"t{j % 2}")
-            phi = xp.multiply(psi, patch, out=ws.get(name, shape, cdt))  # transmit
             phi = be.fft2(phi, overwrite=True, workers=workers)
             if j == s - 1:
                 return phi, waves, patches, fourier
@@ -549,6 +606,8 @@ class MultisliceModel:
     def _intensity(self, psi_k: Any, ws: _Workspace) -> Any:
         """``(1/N) Σ_n Σ_m |Ψ|²`` of ``(N, B, M, Ky, Kx)`` → ``(B, Ky, Kx)`` real."""
         xp = self.xp
+        if kernels.is_cupy(xp):
+            return kernels.intensity(psi_k, xp)
         n, _b, m, _ky, _kx = psi_k.shape
         v = psi_k.view(self.backend.real_dtype)  # (N, B, M, Ky, 2 Kx): re, im interleaved
         sq = xp.square(v, out=ws.get("sq", v.shape, v.dtype))
@@ -650,8 +709,8 @@ class MultisliceModel:
             ``(M, Ky, Kx)`` complex; ``"tilt"``: ``∂L/∂α`` ``(2,)`` real, per mrad.  Backend
             arrays in the backend's precision.
         """
-        if self._amp is None:
-            raise InputError("loss_and_gradient needs measured amplitudes (amplitudes=None)")
+        if self._feed is None:
+            raise InputError("loss_and_gradient needs measured data (amplitudes or patterns)")
         want = frozenset(want)
         unknown = want - GRADIENT_BLOCKS
         if unknown:
@@ -729,15 +788,15 @@ class MultisliceModel:
             ctx, b, ws, store=bool(want), keep_fourier=want_tilt, workers=workers
         )
         intensity = self._intensity(psi_k, ws)
-        loss_b, dl_di = loss_mod.loss_and_dI(
-            self.loss_kind, intensity, self._amp[b.sel], self._mask, self.loss_eps, xp
+        measured = self._feed.batch(b.sel, out=ws.get("amp", intensity.shape, be.real_dtype))
+        loss_b, dl_di = kernels.loss_and_dI(
+            self.loss_kind, intensity, measured, self._mask, self.loss_eps, xp
         )
         acc.total += loss_b
         if not (want_obj or want_probe or want_tilt):
             return
         # conjugated adjoint: h_Ψ = conj(∂L/∂Ψ*) = (∂L/∂I / N) conj(Ψ)
-        hk = xp.conjugate(psi_k, out=psi_k)
-        hk *= (dl_di * (1.0 / n))[None, :, None].astype(be.real_dtype, copy=False)
+        hk = kernels.conj_scale(psi_k, (dl_di * (1.0 / n))[None, :, None], xp)
         hw = be.fft2(hk, overwrite=True, workers=workers)  # h_φ of the last slice
         for j in range(s - 1, -1, -1):
             if j < s - 1:
@@ -751,8 +810,11 @@ class MultisliceModel:
                 hw = be.fft2(hkk, overwrite=True, workers=workers)  # h_φ(j)
             if want_obj:
                 self._object_contribution(acc, ws, j, b, waves[j], hw)
-            if j > 0 or want_probe:
-                hw *= patches[j]  # h_ψ(j) = O · h_φ(j)
+            if j > 0 or want_probe:  # h_ψ(j) = O · h_φ(j)
+                if patches[j] is None:  # fused GPU path: gather the window again
+                    hw = kernels.transmit(hw, ctx.obj, j, b.corners, self.window, hw, xp)
+                else:
+                    hw *= patches[j]
         if want_probe:
             hp = hw.sum(axis=0) if n > 1 else hw[0]  # (B, M, Ky, Kx)
             hp = be.ifft2(hp, overwrite=True, workers=workers)

@@ -74,6 +74,7 @@ from typing import Any
 
 import numpy as np
 
+from caviar_napari.core.history import PairStore
 from caviar_napari.errors import InputError
 
 Blocks = dict[str, Any]
@@ -87,11 +88,6 @@ GRADIENT_FLOOR = 1e-10
 #: Scales are re-estimated (and the L-BFGS memory cleared) when a block's gradient norm grows
 #: beyond this factor of its value at the last estimate.
 RESCALE_GROWTH = 100.0
-
-
-def _host(a: Any) -> np.ndarray:
-    """numpy copy of a numpy or cupy array."""
-    return a.get() if hasattr(a, "get") else np.array(a)
 
 
 def _dot(a: Any, b: Any, xp: ModuleType) -> float:
@@ -335,12 +331,23 @@ class LBFGS(_Base):
         Most objective evaluations per line search.
     state_blocks
         Blocks whose axis 0 indexes interchangeable states (separate mean/deviation scales).
+    history
+        Where the (s, y) pairs live: ``device``, ``host`` or ``half``
+        (:class:`caviar_napari.core.history.PairStore`).
     """
 
     kind = "lbfgs"
 
-    def __init__(self, memory: int = 10, c1: float = 1e-4, c2: float = 0.9, **kw: Any) -> None:
+    def __init__(
+        self,
+        memory: int = 10,
+        c1: float = 1e-4,
+        c2: float = 0.9,
+        history: str = "device",
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
+        self.store = PairStore(history, self.xp)
         if int(memory) < 1:
             raise InputError(f"L-BFGS memory must be ≥ 1, got {memory!r}")
         if not 0 < c1 < c2 < 1:
@@ -356,14 +363,17 @@ class LBFGS(_Base):
     def _direction(self, gu: Blocks) -> Blocks:
         q = {k: v.copy() for k, v in gu.items()}
         alphas = []
-        rhos = [1.0 / self._dot(y, s) for s, y in zip(self.s, self.y)]
+        load = self.store.load
+        rhos = [1.0 / self._dot(load(y), load(s)) for s, y in zip(self.s, self.y)]
         for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(rhos)):
+            s, y = load(s), load(y)
             a = rho * self._dot(s, q)
             alphas.append(a)
             for k in q:
                 q[k] -= a * y[k]
         r = self._initial_hessian(q)
         for s, y, rho, a in zip(self.s, self.y, rhos, reversed(alphas)):
+            s, y = load(s), load(y)
             b = rho * self._dot(y, r)
             for k in r:
                 r[k] += (a - b) * s[k]
@@ -398,7 +408,7 @@ class LBFGS(_Base):
         """``H₀ q`` with the block-diagonal ``H₀ = ⊕ γ_b I`` of the newest pair (module notes)."""
         if not self.s:
             return dict(q)
-        s_new, y_new = self.s[-1], self.y[-1]
+        s_new, y_new = self.store.load(self.s[-1]), self.store.load(self.y[-1])
         gamma_all = self._dot(s_new, y_new) / self._dot(y_new, y_new)
         out = {}
         for k, qk in q.items():
@@ -514,8 +524,8 @@ class LBFGS(_Base):
         y = {k: gua[k] - gu[k] for k in gu}
         sy = self._dot(s, y)
         if sy > 1e-10 * math.sqrt(self._dot(s, s) * self._dot(y, y)):
-            self.s.append(s)
-            self.y.append(y)
+            self.s.append(self.store.stash(s))
+            self.y.append(self.store.stash(y))
             if len(self.s) > self.memory:
                 self.s.pop(0)
                 self.y.pop(0)
@@ -530,9 +540,11 @@ class LBFGS(_Base):
         iterate and its gradient the same way.
         """
         for pairs in (self.s, self.y):
-            for pair in pairs:
+            for i, stored in enumerate(pairs):
+                pair = self.store.load(stored)
                 if block in pair:
                     pair[block] = isometry(pair[block])
+                    pairs[i] = self.store.stash(pair)
 
     def export_state(self) -> dict[str, Any]:
         """Plain numpy/float state for exact resume: scales, step, and the stacked (s, y) pairs.
@@ -545,8 +557,8 @@ class LBFGS(_Base):
         d["n_pairs"] = len(self.s)
         if self.s:
             for k in self.s[0]:
-                d[f"s/{k}"] = np.stack([_host(s[k]) for s in self.s])
-                d[f"y/{k}"] = np.stack([_host(y[k]) for y in self.y])
+                d[f"s/{k}"] = np.stack([self.store.host(s, k) for s in self.s])
+                d[f"y/{k}"] = np.stack([self.store.host(y, k) for y in self.y])
         return d
 
     def import_state(self, state: Mapping[str, Any]) -> None:
@@ -555,8 +567,14 @@ class LBFGS(_Base):
         self.gd_step = float(state["gd_step"])
         n_pairs = int(state["n_pairs"])
         blocks = [k.split("/", 1)[1] for k in state if k.startswith("s/")]
-        self.s = [{k: self.xp.asarray(state[f"s/{k}"][i]) for k in blocks} for i in range(n_pairs)]
-        self.y = [{k: self.xp.asarray(state[f"y/{k}"][i]) for k in blocks} for i in range(n_pairs)]
+        self.s = [
+            self.store.stash({k: self.xp.asarray(state[f"s/{k}"][i]) for k in blocks})
+            for i in range(n_pairs)
+        ]
+        self.y = [
+            self.store.stash({k: self.xp.asarray(state[f"y/{k}"][i]) for k in blocks})
+            for i in range(n_pairs)
+        ]
 
 
 def make_optimiser(
@@ -568,8 +586,10 @@ def make_optimiser(
     typical: Mapping[str, float] | None = None,
     max_evals: int = 20,
     state_blocks: Collection[str] = (),
+    history: str = "device",
 ) -> LBFGS | GradientDescent:
-    """Return an :class:`LBFGS` (``kind="lbfgs"``) or :class:`GradientDescent` (``"gd"``)."""
+    """Return an :class:`LBFGS` (``kind="lbfgs"``) or :class:`GradientDescent` (``"gd"``);
+    ``history`` places the L-BFGS pairs (:class:`caviar_napari.core.history.PairStore`)."""
     common = dict(
         xp=xp,
         initial_step=initial_step,
@@ -578,7 +598,7 @@ def make_optimiser(
         state_blocks=state_blocks,
     )
     if kind == "lbfgs":
-        return LBFGS(memory=memory, **common)
+        return LBFGS(memory=memory, history=history, **common)
     if kind == "gd":
         return GradientDescent(**common)
     raise InputError(f"optimizer must be 'lbfgs' or 'gd', got {kind!r}")

@@ -254,7 +254,12 @@ class NoiseLevel:
 
 
 def noise_level(
-    loss: str, amplitudes: np.ndarray, mask: np.ndarray, norm: float, is_counts: bool
+    loss: str,
+    mean_counts: np.ndarray,
+    mask: np.ndarray,
+    n_patterns: int,
+    norm: float,
+    is_counts: bool,
 ) -> NoiseLevel:
     """The :class:`NoiseLevel` of a dataset; zero for data that are not counts.
 
@@ -262,19 +267,20 @@ def noise_level(
     ----------
     loss
         The data loss in use.
-    amplitudes
-        ``(P, Ky, Kx)`` measured amplitudes (counts' square roots), FFT order.
+    mean_counts
+        ``(Ky, Kx)`` mean pattern (counts) on the probe window, FFT order.
     mask
         ``(Ky, Kx)`` loss mask, FFT order.
+    n_patterns
+        Patterns in the fit.
     norm
-        The loss normaliser (total measured intensity in the mask).
+        The loss normaliser (total measured intensity of the fitted patterns in the mask).
     is_counts
         Whether the intensities are counts.
     """
     if not is_counts:
         return NoiseLevel()
-    counts = np.square(np.asarray(amplitudes, dtype=np.float64))
-    floor = expected_noise_loss(loss, counts, mask) / norm
+    floor = n_patterns * expected_noise_loss(loss, np.asarray(mean_counts, float), mask) / norm
     return NoiseLevel(floor=floor, per_parameter=(0.25 if loss == "gaussian" else 0.5) / norm)
 
 

@@ -44,6 +44,7 @@ from caviar_napari.data.checks import check_choice as _check_choice
 from caviar_napari.data.checks import check_float as _check_float
 from caviar_napari.data.checks import check_int as _check_int
 from caviar_napari.data.checks import where as _where
+from caviar_napari.data.padding import check_cluster, check_detector_padding
 from caviar_napari.errors import InputError
 
 __all__ = [
@@ -82,7 +83,8 @@ PRECISIONS = ("single", "double")
 LOSSES = ("gaussian", "poisson")
 #: Loss choices of a configuration: ``auto`` picks Poisson for counts, else Gaussian.
 LOSS_CHOICES = ("auto", *LOSSES)
-#: Detector padding modes.
+#: Detector padding modes with a name; a window ``"NxM"`` or a pixel size (Å) is also accepted
+#: (:mod:`caviar_napari.data.padding`).
 PADDINGS = ("auto", "none")
 
 
@@ -162,6 +164,17 @@ class StageConfig:
         ``partial_coherence: gaussian``, or the probe modes). The displacements of a state are
         then measured relative to its own centre, as the uniform part of thermal motion in the
         field of view cannot be measured anyway.
+    minibatch_epochs
+        The first iterations of the stage that are stochastic mini-batch epochs (one
+        preconditioned gradient step per mini-batch, :mod:`caviar_napari.core.minibatch`)
+        before L-BFGS takes over; 0: none. For large scans far from the solution.
+    minibatch_size
+        Patterns per mini-batch of those epochs.
+    detector_padding
+        This stage's detector padding (see ``ReconstructionConfig.detector_padding``); None:
+        the configuration's. A stage that pads differently from the one before it starts
+        from the previous result resampled onto its grid (object: Fourier interpolation of the
+        band-limited object; probe: the far field kept at the frequencies both windows hold).
     """
 
     name: str = "stage"
@@ -183,6 +196,9 @@ class StageConfig:
     orthogonalise_probe_every: int = 10
     stop_patience: int = 20
     stop_tolerance: float = 0.01
+    minibatch_epochs: int = 0
+    minibatch_size: int = 256
+    detector_padding: str | float | None = None
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -247,6 +263,10 @@ class StageConfig:
         self.state_noise_rad = _check_float(
             self.state_noise_rad, "state_noise_rad", where, minimum=0.0
         )
+        self.minibatch_epochs = _check_int(self.minibatch_epochs, "minibatch_epochs", 0, where)
+        self.minibatch_size = _check_int(self.minibatch_size, "minibatch_size", 1, where)
+        if self.detector_padding is not None:
+            self.detector_padding = check_detector_padding(self.detector_padding, source=where)
         return self
 
     @property
@@ -339,7 +359,23 @@ class ReconstructionConfig:
     detector_padding
         ``"auto"``: zero-pad the detector in reciprocal space when the data reach beyond the
         2/3-Nyquist band limit of the unpadded window (padding excluded from the loss);
-        ``"none"``: never pad (pixels beyond the band limit are then excluded from the loss).
+        ``"none"``: never pad (pixels beyond the band limit are then excluded from the loss);
+        ``"NxM"``: pad to that window; a number: the reconstruction pixel size in Å
+        (:mod:`caviar_napari.data.padding`).
+    host_memory_MB, device_memory_MB
+        Memory the run may use on the host and on the compute device (MB = 10⁶ bytes); None:
+        what is free. The memory plan (:mod:`caviar_napari.core.memory`) keeps data or the
+        L-BFGS history off a device that is short, and data larger than the host in their file.
+    lbfgs_history
+        Where the L-BFGS pairs live: ``auto`` (the memory plan chooses), ``device``, ``host``
+        (GPU: page-locked host memory, streamed) or ``half`` (half precision).
+    data_placement
+        Where the measured data live: ``auto``, ``device``, ``host`` (GPU: copied per batch) or
+        ``file`` (read per batch from a chunked HDF5 file: out-of-core).
+    cluster
+        None (one process) or a Dask cluster for data-parallel evaluation: ``local:N`` (N
+        worker processes on this machine) or a scheduler address ``tcp://HOST:PORT``
+        (:mod:`caviar_napari.core.distributed`).
     stages
         The stages, run in order.
     """
@@ -357,7 +393,12 @@ class ReconstructionConfig:
     object_padding_px: int = 4
     source_fwhm_A: float = 0.2
     holdout_fraction: float | str = "auto"
-    detector_padding: str = "auto"
+    detector_padding: str | float = "auto"
+    host_memory_MB: float | None = None
+    device_memory_MB: float | None = None
+    lbfgs_history: str = "auto"
+    data_placement: str = "auto"
+    cluster: str | None = None
     stages: list[StageConfig] = field(default_factory=lambda: recommended_stages())
 
     def validate(self, source: str = "") -> ReconstructionConfig:
@@ -400,9 +441,19 @@ class ReconstructionConfig:
                     f"{_where(source)}'holdout_fraction' must be 'auto' or in [0, 0.5], got "
                     f"{self.holdout_fraction!r}"
                 )
-        self.detector_padding = _check_choice(
-            self.detector_padding, "detector_padding", PADDINGS, source
+        self.detector_padding = check_detector_padding(self.detector_padding, source=source)
+        for name in ("host_memory_MB", "device_memory_MB"):
+            if getattr(self, name) is not None:
+                value = _check_float(getattr(self, name), name, source, minimum=0.0, strict=True)
+                setattr(self, name, value)
+        self.lbfgs_history = _check_choice(
+            self.lbfgs_history, "lbfgs_history", ("auto", "device", "host", "half"), source
         )
+        self.data_placement = _check_choice(
+            self.data_placement, "data_placement", ("auto", "device", "host", "file"), source
+        )
+        if self.cluster is not None:
+            self.cluster = check_cluster(self.cluster, source)
         if not isinstance(self.stages, list | tuple) or not self.stages:
             raise InputError(f"{_where(source)}'stages' must be a non-empty list")
         stages = []

@@ -19,6 +19,7 @@ import numpy as np
 
 from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.checks import finite_scalar, positive_pair, where
+from caviar_napari.data.lazy import LazyIntensities, pattern_mean, read_patterns
 from caviar_napari.errors import InputError
 
 __all__ = ["STEMDataset", "regular_positions_A", "rotate_positions_A"]
@@ -126,6 +127,9 @@ class STEMDataset:
 
     def __post_init__(self) -> None:
         src = self.source
+        if isinstance(self.intensities, LazyIntensities):
+            self._check_lazy()
+            return
         data = np.asarray(self.intensities)
         if data.ndim != 4:
             raise InputError(
@@ -160,7 +164,21 @@ class STEMDataset:
         if not np.any(data > 0):
             raise InputError(f"{where(src)}'intensities' are all zero")
         self.intensities = data
+        self._check_calibration()
 
+    def _check_lazy(self) -> None:
+        """A dataset left in its file: shape now, values as they are read (data.lazy)."""
+        shape = tuple(self.intensities.shape)
+        if len(shape) != 4 or min(shape) < 1:
+            raise InputError(
+                f"{where(self.source)}'intensities' must have rank 4 (scan_y, scan_x, ky, kx), "
+                f"got shape {shape}"
+            )
+        self._check_calibration()
+
+    def _check_calibration(self) -> None:
+        src = self.source
+        data = self.intensities
         self.energy_eV = finite_scalar(self.energy_eV, "energy_eV", src, positive=True)
         self.convergence_semiangle_mrad = finite_scalar(
             self.convergence_semiangle_mrad, "convergence_semiangle_mrad", src, positive=True
@@ -235,14 +253,13 @@ class STEMDataset:
     @property
     def mean_total_intensity(self) -> float:
         """Mean over scan positions of the total intensity of a pattern (data units)."""
-        return float(self.intensities.sum(axis=(2, 3), dtype=np.float64).mean())
+        return float(pattern_mean(self.intensities).sum())
 
     @property
     def integer_valued(self) -> bool:
         """Whether the intensities are whole numbers (counts), judged on up to 64 patterns."""
-        flat = self.intensities.reshape(-1, *self.detector_shape)
-        step = max(1, flat.shape[0] // 64)
-        sample = flat[::step][:64]
+        n = self.scan_shape[0] * self.scan_shape[1]
+        sample = read_patterns(self.intensities, np.arange(0, n, max(1, n // 64))[:64])
         return bool(np.all(sample == np.round(sample)))
 
     @property

@@ -32,7 +32,9 @@ returns it.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,18 +45,23 @@ import numpy as np
 from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.checks import finite_scalar, positive_pair
 from caviar_napari.data.dataset import STEMDataset, regular_positions_A
+from caviar_napari.data.lazy import LazyIntensities
 from caviar_napari.errors import InputError
 from caviar_napari.io._h5util import get_dataset, open_h5, read_attr
 from caviar_napari.io.atomic import atomic_h5
 from caviar_napari.io.detector import DetectorGeometry, read_patterns
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "CALIBRATION_RTOL",
     "DETECTOR_ATTRS",
+    "H5Intensities",
     "STEMDataset",
     "detector_geometry",
     "geometry_attrs",
     "read_probe_initial",
+    "stem_h5_nbytes",
     "read_stem_h5",
     "regular_positions_A",
     "write_stem_h5",
@@ -164,24 +171,73 @@ def read_probe_initial(path: str | os.PathLike) -> np.ndarray | None:
     Raises
     ------
     InputError
-        The dataset is there but not complex of rank 2 or 3.
+        The dataset is there but not finite complex of rank 2 or 3.
     """
     with open_h5(path) as f:
-        if "probe_initial" not in f:
-            return None
-        probe = np.asarray(f["probe_initial"][()])
-    if probe.ndim == 2:
-        probe = probe[None]
-    if probe.ndim != 3 or not np.iscomplexobj(probe) or not np.all(np.isfinite(probe)):
-        raise InputError(
-            f"{path}: 'probe_initial' must be finite complex (mode, Ky, Kx), got {probe.dtype} "
-            f"{probe.shape}"
-        )
-    return probe.astype(np.complex128)
+        return _probe_initial(f, str(path))
+
+
+class H5Intensities(LazyIntensities):
+    """The ``intensities`` of a conventions §6 HDF5 file, read pattern by pattern (out-of-core).
+
+    The file is opened (read-only) at the first read and kept open by this process; the store
+    pickles as its path and shape, so a distributed worker opens the file itself and reads its
+    own patterns.  Reads go one scan row at a time (a contiguous run of flat indices), touching
+    only the chunks that hold them.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...]) -> None:
+        self.path = str(path)
+        self.source = Path(path).name
+        self.shape = tuple(int(v) for v in shape)  # type: ignore[assignment]
+        self._lock = threading.Lock()
+        self._file: h5py.File | None = None
+
+    def _dataset(self) -> h5py.Dataset:
+        if self._file is None:
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise InputError(f"{self.path}: cannot be read ({exc})") from exc
+        return get_dataset(self._file, self.path, "intensities", hint=_HINT)
+
+    def _read_sorted(self, flat: np.ndarray) -> np.ndarray:
+        sx = self.shape[1]
+        out = np.empty((flat.size, *self.shape[2:]), dtype=np.float32)
+        rows = flat // sx
+        with self._lock:  # one reader at a time (the model's batch threads share the store)
+            dset = self._dataset()
+            for iy in np.unique(rows):
+                sel = rows == iy
+                cols = flat[sel] - iy * sx
+                block = dset[int(iy), int(cols[0]) : int(cols[-1]) + 1]
+                out[sel] = block[cols - cols[0]]
+        return out
+
+    def close(self) -> None:
+        """Close the file (reopened by the next read)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def __reduce__(self) -> tuple:
+        return (H5Intensities, (self.path, self.shape))
+
+
+def stem_h5_nbytes(path: str | os.PathLike) -> int:
+    """Bytes of a conventions §6 file's intensities as float32 (0 when it has none)."""
+    with open_h5(Path(path)) as f:
+        dset = f.get("intensities")
+        return 0 if dset is None else int(np.prod(dset.shape)) * 4
 
 
 def read_stem_h5(
-    path: str | os.PathLike, *, crop: tuple[int, int] | int | None = None, bin: int = 1
+    path: str | os.PathLike,
+    *,
+    crop: tuple[int, int] | int | None = None,
+    bin: int = 1,
+    lazy: bool = False,
 ) -> STEMDataset:
     """Read and validate a conventions §6 4D-STEM HDF5 file.
 
@@ -196,6 +252,11 @@ def read_stem_h5(
         Optional largest detector window ``(Wy, Wx)`` (stored pixels) around the zero angle.
     bin
         Optional detector binning factor.
+    lazy
+        Leave the intensities in the file (:class:`H5Intensities`, read by pattern: out-of-core
+        reconstruction); their values are checked as they are read. A file with detector
+        attributes (transpose, centre, descan) or a crop/bin is read into memory instead, with
+        a log message.
 
     Returns
     -------
@@ -231,12 +292,27 @@ def read_stem_h5(
             if positions is not None and positions.shape == (*dset.shape[:2], 2)
             else regular_positions_A(dset.shape[:2], step)
         )
-        try:
-            intensities = read_patterns(dset, geometry, raster)
-        except (OSError, TypeError, ValueError) as exc:
-            raise InputError(
-                f"{name}: 'intensities' cannot be read as real numbers ({exc})"
-            ) from exc
+        plain = (
+            not geometry.transposed
+            and geometry.centre_px is None
+            and geometry.descan_px_per_A is None
+            and geometry.crop is None
+            and geometry.bin == 1
+        )
+        if lazy and not plain:
+            log.info("%s: detector attributes or crop/bin: read into memory, not lazily", name)
+        if lazy and plain:
+            kind = np.empty(0, dset.dtype)
+            if not np.issubdtype(dset.dtype, np.number) or np.iscomplexobj(kind):
+                raise InputError(f"{name}: 'intensities' must be real numbers, got {dset.dtype}")
+            intensities = H5Intensities(p, dset.shape)
+        else:
+            try:
+                intensities = read_patterns(dset, geometry, raster)
+            except (OSError, TypeError, ValueError) as exc:
+                raise InputError(
+                    f"{name}: 'intensities' cannot be read as real numbers ({exc})"
+                ) from exc
         return STEMDataset(
             intensities=intensities,
             energy_eV=energy,
@@ -253,6 +329,7 @@ def read_stem_h5(
 
 
 def _probe_initial(f: h5py.File, name: str) -> np.ndarray | None:
+    """``probe_initial`` of an open file as complex128 ``(mode, Ky, Kx)``, or None."""
     if "probe_initial" not in f:
         return None
     probe = np.asarray(f["probe_initial"][()])
@@ -263,7 +340,7 @@ def _probe_initial(f: h5py.File, name: str) -> np.ndarray | None:
             f"{name}: 'probe_initial' must be finite complex (mode, Ky, Kx), got {probe.dtype} "
             f"{probe.shape}"
         )
-    return probe
+    return probe.astype(np.complex128)
 
 
 # ---------------------------------------------------------------------------------- writing

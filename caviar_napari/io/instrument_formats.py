@@ -15,7 +15,10 @@ external links to the data files' ``(frames, Ky, Kx)`` datasets, frames in scan 
 length) give the angular sampling, ``/entry/instrument/beam/incident_wavelength`` (Å) the
 energy.  The scan shape is not recorded: it is :class:`ReadOptions.scan_shape` or, for a
 square number of frames, the square.  Data compressed with the detector's bitshuffle/LZ4
-filter need ``hdf5plugin`` (installed with the ``formats`` extra).
+filter (HDF5 filter 32008; the Quadro also writes LZ4, 32004) need ``hdf5plugin``
+(installed with the ``formats`` extra), which registers the filters when imported: every data
+set's filters are checked before anything is read, and a missing one is a one-line error
+naming it and the plugin.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from caviar_napari.io.reader_common import (
 )
 
 __all__ = [
+    "PLUGIN_FILTERS",
+    "check_filters",
     "is_dectris_master",
     "is_nion_h5",
     "load_dectris",
@@ -214,14 +219,45 @@ def _scalar(f: h5py.File, key: str, units_to: dict[str, float]) -> float | None:
     return value * units_to.get(units, 1.0)
 
 
+#: Registered HDF5 filters that detector files use and ``hdf5plugin`` provides.
+PLUGIN_FILTERS = {
+    32001: "Blosc",
+    32004: "LZ4",
+    32008: "bitshuffle",
+    32015: "Zstandard",
+    32026: "Blosc2",
+}
+
+
+def _filters(dset: h5py.Dataset) -> list[int]:
+    """The HDF5 filter ids of a data set's pipeline."""
+    plist = dset.id.get_create_plist()
+    return [int(plist.get_filter(i)[0]) for i in range(plist.get_nfilters())]
+
+
+def check_filters(dset: h5py.Dataset, where: str) -> None:
+    """Raise a one-line InputError when ``dset`` needs a filter this HDF5 cannot apply, after
+    importing ``hdf5plugin`` (which registers the detector filters) if it is installed."""
+    missing = [i for i in _filters(dset) if not h5py.h5z.filter_avail(i)]
+    if not missing:
+        return
+    try:
+        import hdf5plugin  # noqa: F401  (registers its filters with HDF5 on import)
+    except ImportError:
+        pass
+    missing = [i for i in missing if not h5py.h5z.filter_avail(i)]
+    if missing:
+        names = ", ".join(f"{PLUGIN_FILTERS.get(i, 'unknown')} (HDF5 filter {i})" for i in missing)
+        raise InputError(
+            f"{where} is compressed with {names}, which this installation cannot decompress: "
+            "install hdf5plugin (pip install hdf5plugin, or caviar-napari[formats])"
+        )
+
+
 def load_dectris(
     path: Path, f: h5py.File, override: Calibration, options: ReadOptions
 ) -> STEMDataset:
     """Read a Dectris Arina/Quadro master file and its data files (chunked reads)."""
-    try:
-        import hdf5plugin  # noqa: F401  (registers the bitshuffle/LZ4 filter if installed)
-    except ImportError:
-        pass
     group = f["entry/data"]
     datasets = []
     for key in sorted(k for k in group if k.startswith("data_")):
@@ -231,6 +267,7 @@ def load_dectris(
             raise InputError(f"{path}: /entry/data/{key} links to a missing data file") from exc
         if not isinstance(dset, h5py.Dataset) or dset.ndim != 3:
             raise InputError(f"{path}: /entry/data/{key} is not a (frames, Ky, Kx) dataset")
+        check_filters(dset, f"{path}: /entry/data/{key}")
         datasets.append(dset)
     n = sum(d.shape[0] for d in datasets)
     scan = options.scan_shape
@@ -256,8 +293,5 @@ def load_dectris(
     stack = _FrameStack(datasets, scan)
     try:
         return make_dataset(stack, cal, path.name, options=options, how=_HOW)
-    except OSError as exc:  # pragma: no cover - depends on the filter plugin
-        raise InputError(
-            f"{path}: the frames cannot be decompressed ({exc}); install hdf5plugin "
-            "(pip install caviar-napari[formats])"
-        ) from exc
+    except OSError as exc:  # a filter that is registered but fails: broken data
+        raise InputError(f"{path}: the frames cannot be read ({exc})") from exc

@@ -22,8 +22,9 @@ EMD 1.0 / py4DSTEM          HDF5 with an EMD ``array`` group holding a 4D ``data
                             ``Q_pixel_units``) or the ``dim`` vectors
 abTEM measurement (zarr)    a ``.zarr`` folder written by ``DiffractionPatterns.to_zarr`` (needs
                             abTEM): energy, α and samplings from its metadata
-raw detector formats        via rosettasciio (optional extra ``formats``): EMPAD ``.xml``
-                            (+ ``.raw``), Merlin ``.mib``, Digital Micrograph ``.dm3``/``.dm4``,
+raw detector formats        via rosettasciio (optional extra ``formats``,
+                            :mod:`caviar_napari.io.rsciio_formats`): EMPAD ``.xml`` (+ ``.raw``),
+                            Merlin ``.mib`` (+ ``.hdr``), Digital Micrograph ``.dm3``/``.dm4``,
                             ``.blo``; calibrations they lack must be given
 ==========================  =================================================================
 
@@ -41,12 +42,11 @@ read by their navigate flag (navigation first, in array order).
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,15 @@ from caviar_napari.io.reader_common import (
     detector_calibration,
     length_A,
     make_dataset,
+)
+from caviar_napari.io.rsciio_formats import (
+    DIGITAL_MICROGRAPH,
+    MERLIN,
+    RsciioFormat,
+    empad_kind,
+    load_empad,
+    load_rsciio,
+    rsciio_kind,
 )
 
 __all__ = [
@@ -464,153 +473,6 @@ def _load_abtem_zarr(path: Path, override: Calibration, options: ReadOptions) ->
     )
 
 
-# ------------------------------------------------------------------------------ rosettasciio
-def _rsciio_reader(plugin: str, path: Path) -> Any:
-    """The ``file_reader`` of rosettasciio's ``plugin`` (InputError when it is not installed)."""
-    try:
-        module = importlib.import_module(f"rsciio.{plugin}")
-    except ImportError as exc:
-        raise InputError(
-            f"{path}: reading {path.suffix.lower()} files needs rosettasciio "
-            "(pip install caviar-napari[formats])"
-        ) from exc
-    return module.file_reader
-
-
-def _axis_units(axis: Mapping[str, Any]) -> str:
-    units = axis.get("units")
-    if units is None or type(units).__name__ == "_UndefinedType":
-        return ""
-    return str(units)
-
-
-def _empad_header(raw: Path) -> Path | None:
-    """The EMPAD XML header in the same folder that names ``raw``, if exactly one does."""
-    matching = []
-    for xml in sorted(raw.parent.glob("*.xml")):
-        try:
-            if raw.name in xml.read_text(errors="replace"):
-                matching.append(xml)
-        except OSError:
-            continue
-    return matching[0] if len(matching) == 1 else None
-
-
-def _rsciio_kind(path: Path, *, plugin: str) -> Kind | None:
-    """``"stem"`` when rosettasciio finds a 4D signal (lazy: headers only), or when
-    rosettasciio is missing (:func:`load_stem` then explains that it is needed)."""
-    try:
-        reader = _rsciio_reader(plugin, path)
-    except InputError:
-        return "stem"
-    try:
-        signals = reader(str(path), lazy=True)
-    except Exception:  # a file rosettasciio cannot parse is not ours to claim
-        return None
-    return "stem" if any(np.ndim(s.get("data")) == 4 for s in signals) else None
-
-
-def _load_rsciio(
-    path: Path,
-    override: Calibration,
-    options: ReadOptions,
-    *,
-    plugin: str,
-    target: Path | None = None,
-) -> STEMDataset:
-    """Read ``target`` (default ``path``) with rosettasciio's ``plugin``; messages name
-    ``path``."""
-    target = path if target is None else target
-    reader = _rsciio_reader(plugin, target)
-    try:
-        try:  # lazy (dask, memory-mapped) where the plugin can
-            signals = reader(str(target), lazy=True)
-        except NotImplementedError:
-            signals = reader(str(target))
-    except InputError:
-        raise
-    except Exception as exc:  # rosettasciio raises many types for malformed files
-        raise InputError(
-            f"{path}: rosettasciio could not read the file ({type(exc).__name__}: {exc})"
-        ) from exc
-    four_d = [s for s in signals if np.ndim(s.get("data")) == 4]
-    if not four_d:
-        shapes = [np.shape(s.get("data")) for s in signals]
-        raise InputError(f"{path}: no 4D-STEM data (rank 4) in the file; found shapes {shapes}")
-    sig = four_d[0]
-    data = sig["data"]
-    axes = sorted(sig["axes"], key=lambda a: a.get("index_in_array", 0))
-    nav = [a for a in axes if a.get("navigate", False)]
-    det = [a for a in axes if not a.get("navigate", False)]
-    if len(nav) != 2 or len(det) != 2:
-        raise InputError(
-            f"{path}: expected 2 navigation and 2 signal axes, got {len(nav)} and {len(det)}"
-        )
-    order = [axes.index(a) for a in nav + det]
-    if order != [0, 1, 2, 3]:
-        data = np.transpose(data, order)
-    cal = Calibration()
-    steps = [
-        length_A(float(a.get("scale", 1.0)), _axis_units(a), f"axis {a.get('name')}", str(path))
-        for a in nav
-    ]
-    if all(s is not None for s in steps):
-        cal.scan_step_A = (steps[0], steps[1])
-    dets = [
-        detector_calibration(
-            float(a.get("scale", 1.0)), _axis_units(a), f"axis {a.get('name')}", str(path)
-        )
-        for a in det
-    ]
-    if all(d[0] is not None for d in dets):
-        cal.angular_sampling_mrad = (dets[0][0], dets[1][0])
-    elif all(d[1] is not None for d in dets):
-        cal.reciprocal_sampling_invA = (dets[0][1], dets[1][1])
-    tem = sig.get("metadata", {}).get("Acquisition_instrument", {}).get("TEM", {})
-    if "beam_energy" in tem:  # keV in HyperSpy's metadata convention
-        cal.energy_eV = float(tem["beam_energy"]) * 1e3
-    if "convergence_angle" in tem:  # mrad
-        cal.convergence_semiangle_mrad = float(tem["convergence_angle"])
-    cal = cal.merged(override, str(path))
-    return make_dataset(
-        data,
-        cal,
-        path.name,
-        options=options,
-        how=f"the {target.suffix.lower()} file does not record them: pass them as keyword "
-        "arguments (e.g. load_stem(path, energy_eV=..., convergence_semiangle_mrad=..., "
-        "scan_step_A=..., angular_sampling_mrad=...))",
-    )
-
-
-def _empad_kind(path: Path) -> Kind | None:
-    """An EMPAD XML header that names its raw file, or a raw file one header names."""
-    if path.suffix.lower() == ".raw":
-        header = _empad_header(path)
-        return None if header is None else _empad_kind(header)
-    try:
-        head = path.read_text(errors="replace")[:4096]
-    except OSError:
-        return None
-    if "raw_file" not in head:
-        return None
-    return _rsciio_kind(path, plugin="empad")
-
-
-def _load_empad(path: Path, override: Calibration, options: ReadOptions) -> STEMDataset:
-    """EMPAD: rosettasciio reads the XML header; a raw file is read through the header that
-    names it."""
-    target = path
-    if path.suffix.lower() == ".raw":
-        target = _empad_header(path)
-        if target is None:
-            raise InputError(
-                f"{path}: EMPAD raw data need their XML header (an .xml file in the same folder "
-                "naming this file); open that .xml file"
-            )
-    return _load_rsciio(path, override, options, plugin="empad", target=target)
-
-
 # ------------------------------------------------------------------------------ registry
 @dataclass(frozen=True)
 class Reader:
@@ -650,13 +512,13 @@ class Reader:
     by_content: Callable[[Path], bool] | None = None
 
 
-def _rsciio(name: str, extensions: tuple[str, ...], plugin: str) -> Reader:
-    """A rosettasciio format (optional extra ``formats``) read by its ``plugin``."""
+def _rsciio(name: str, extensions: tuple[str, ...], fmt: RsciioFormat) -> Reader:
+    """A rosettasciio format (optional extra ``formats``; :mod:`.rsciio_formats`)."""
     return Reader(
         name=f"{name} (rosettasciio)",
         extensions=extensions,
-        sniff=functools.partial(_rsciio_kind, plugin=plugin),
-        load=functools.partial(_load_rsciio, plugin=plugin),
+        sniff=functools.partial(rsciio_kind, fmt=fmt),
+        load=functools.partial(load_rsciio, fmt=fmt),
         lazy=True,
     )
 
@@ -684,10 +546,10 @@ READERS: tuple[Reader, ...] = (
         directory=True,
         by_content=lambda path: _zarr_attributes(path) is not None,
     ),
-    _rsciio("Merlin", (".mib",), "quantumdetector"),
-    _rsciio("Digital Micrograph", (".dm3", ".dm4"), "digitalmicrograph"),
-    Reader("EMPAD (rosettasciio)", (".xml", ".raw"), _empad_kind, _load_empad),
-    _rsciio("NanoMegas blockfile", (".blo",), "blockfile"),
+    _rsciio("Merlin", (".mib",), MERLIN),
+    _rsciio("Digital Micrograph", (".dm3", ".dm4"), DIGITAL_MICROGRAPH),
+    Reader("EMPAD (rosettasciio)", (".xml", ".raw"), empad_kind, load_empad, lazy=True),
+    _rsciio("NanoMegas blockfile", (".blo",), RsciioFormat("blockfile")),
 )
 
 

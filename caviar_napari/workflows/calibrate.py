@@ -69,6 +69,9 @@ class CalibrateOptions:
         Fit the defocus (else keep the stated one).
     defocus_search_A
         Half-width of the defocus search around the stated value (Å).
+    dark_field
+        Let the virtual dark-field image decide the half-turn of the scan rotation (else the
+        bright-field phase decides).
     copy
         True: copy the intensities; False: link them (HDF5 input read as stored); None: link
         when larger than :data:`COPY_LIMIT_BYTES`.
@@ -87,6 +90,7 @@ class CalibrateOptions:
     descan: bool = False
     defocus: bool = True
     defocus_search_A: float = 500.0
+    dark_field: bool = True
     copy: bool | None = None
     crop: tuple[int, int] | int | None = None
     bin: int = 1
@@ -169,6 +173,7 @@ def run_calibrate(options: CalibrateOptions) -> CalibrateSummary:
             descan=options.descan,
             defocus=options.defocus,
             defocus_search_A=options.defocus_search_A,
+            dark_field=options.dark_field,
             vacuum_pattern=vacuum,
         ),
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from caviar_napari.errors import InputError
+from caviar_napari.errors import InputError, WorkerError
 from caviar_napari.io.outputs import OutputTarget
 from caviar_napari.workflows.summary import StepSummary
 
@@ -66,6 +66,12 @@ class ReconstructOptions:
         configuration names ``checkpoint_path``).
     overwrite
         Replace an existing output that this program did not write, or of another kind.
+    dry_run
+        Print the memory plan (:meth:`MemoryEstimate.plan_text`) and stop: nothing is
+        reconstructed or written.
+    cluster
+        Dask cluster of a distributed run (``local:N`` or ``tcp://HOST:PORT``), overriding the
+        configuration's ``cluster``.
     """
 
     data: Path
@@ -82,6 +88,8 @@ class ReconstructOptions:
     resume: Path | None = None
     checkpoint_every: int | None = None
     overwrite: bool = False
+    dry_run: bool = False
+    cluster: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -151,6 +159,7 @@ def build_config(
         seed=options.seed,
         checkpoint_every=options.checkpoint_every,
         checkpoint_path=checkpoint_path,
+        cluster=options.cluster,
     )
 
 
@@ -200,6 +209,31 @@ def _interrupt_message(
     )
 
 
+def load_for_run(path: Path, config: ReconstructionConfig) -> STEMDataset:
+    """The dataset at ``path``, its intensities left in the file (read per batch) when it is a
+    conventions §6 HDF5 file larger than the host memory the run may use, or when a cluster
+    evaluates it (each worker then reads its own patterns)."""
+    from caviar_napari.core.backend import get_backend
+    from caviar_napari.core.engine import memory_budgets
+    from caviar_napari.core.memory import USABLE_FRACTION
+    from caviar_napari.io.dataset import read_stem_h5, stem_h5_nbytes
+    from caviar_napari.io.readers import load_stem
+
+    size = 0
+    if Path(path).suffix.lower() in (".h5", ".hdf5", ".hdf") and Path(path).is_file():
+        try:
+            size = stem_h5_nbytes(path)
+        except InputError:
+            size = 0
+    if size:
+        if config.cluster:  # the workers read their own patterns from the file
+            return read_stem_h5(path, lazy=True)
+        _device, host = memory_budgets(config, get_backend(config.device, config.precision))
+        if size > USABLE_FRACTION * host / 2:  # the data may take half of what the run has
+            return read_stem_h5(path, lazy=True)
+    return load_stem(path)
+
+
 def reconstruct_steps(
     options: ReconstructOptions, control: RunControl | None = None
 ) -> Generator[Progress, None, ReconstructSummary]:
@@ -218,16 +252,27 @@ def reconstruct_steps(
         keep the progress next time.
     """
     from caviar_napari.core import engine
-    from caviar_napari.io.readers import load_stem
     from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction
 
     inputs = {"DATA": options.data, "--config": options.config, "--resume": options.resume}
-    target = OutputTarget.prepare(options.out, "recon", inputs=inputs, overwrite=options.overwrite)
-    dataset = load_stem(options.data)
+    target = None
+    if not options.dry_run:
+        target = OutputTarget.prepare(
+            options.out, "recon", inputs=inputs, overwrite=options.overwrite
+        )
     state: ReconState | None = None
     if options.resume is not None:
         state = load_reconstruction(options.resume)
     config = build_config(options, state.config if state is not None else None)
+    dataset = load_for_run(options.data, config)
+    if options.dry_run:
+        plan = engine.estimate_run_memory(dataset, config)
+        summary = ReconstructSummary(finished=False)
+        summary.lines.append(plan.plan_text())
+        if not plan.fits:
+            summary.warnings.append(f"the plan does not fit: {plan.advice()}")
+        return summary
+    assert target is not None
     checkpoint: OutputTarget | None = None
     if config.checkpoint_every:
         checkpoint = OutputTarget.prepare(
@@ -280,6 +325,26 @@ def reconstruct_steps(
         gen.close()
         raise ReconstructionInterrupted(
             _interrupt_message(options, config, iteration, last_checkpoint)
+        ) from None
+    except WorkerError as exc:  # a worker of a distributed run died: keep the last state
+        kept = getattr(exc, "state", None)
+        if kept is None:
+            raise
+        ckpt = checkpoint or OutputTarget.prepare(
+            checkpoint_path_for(options.out),
+            "recon",
+            inputs={"DATA": options.data, "--config": options.config},
+            overwrite=options.overwrite,
+            option="checkpoint",
+        )
+        ckpt.write(lambda p: save_reconstruction(p, kept, source=dataset.source))
+        command = shlex.join(
+            ["caviar", "reconstruct", str(options.data), "--out", str(options.out), "--resume",
+             str(ckpt.path), "--cluster", "local:1"]
+        )  # fmt: skip
+        raise WorkerError(
+            f"{exc}; the state of iteration {kept.iteration} is in {ckpt.path}; continue with "
+            f"fewer workers, e.g.: {command}"
         ) from None
     elapsed = time.perf_counter() - t0
     done = state.iteration - start

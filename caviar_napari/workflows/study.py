@@ -6,9 +6,11 @@ behind are exactly what a user typing the recorded ``caviar`` commands gets:
 
 1. ``caviar simulate PRESET`` — abTEM data with the ground truth inside (one file per preset,
    shared by the cases that reconstruct it);
-2. ``caviar reconstruct DATA --config RECON.yaml`` — the paper's staged recipe: stage 1 fits one
-   object state with ``probe_modes`` probe modes (object and probe refined), stage 2 keeps that
-   probe and fits ``object_states`` states (object only);
+2. ``caviar reconstruct DATA --config RECON.yaml`` — the case's recipe
+   (:func:`~caviar_napari.workflows.study_config.reconstruction_config`): the recommended one
+   (one state with a coherent probe and a fitted source size, then ``object_states`` states with
+   the probe and source refined and rigid shifts removed), or the paper's (one state with
+   ``probe_modes`` free modes, then the states with that probe fixed);
 3. ``caviar atoms RECON --positions START.csv`` — start positions (see below), refined by the
    phase-weighted centre of mass in every state and slice;
 4. ``caviar correlations ATOMS --ground-truth DATA`` — Green's tensor, B factors, ρ_nn, and the
@@ -429,7 +431,7 @@ def run_case(
             "model (caviar_napari.workflows.study.forward_model_data)"
         )
     # 2. reconstruct
-    rcfg = reconstruction_config(size, case.probe_modes, device=config.device, seed=config.seed)
+    rcfg = reconstruction_config(size, case, device=config.device, seed=config.seed)
     save_yaml(paths["config"], rcfg)
     argv = ["reconstruct", str(data), "--out", str(paths["recon"])]
     argv += ["--config", str(paths["config"])]

@@ -47,6 +47,8 @@ CASE_PRESETS: tuple[str, ...] = (
 REFERENCE_PRESET = "hbn-correlated"
 #: Where a case's intensities come from (see :class:`Case`).
 DATA_KINDS = ("abtem", "forward-model")
+#: Reconstruction recipes of a case.
+RECIPES = ("recommended", "paper")
 #: Start positions: LoG on the reconstruction, or the ground-truth ideal sites.
 START_POSITIONS = ("log", "truth")
 
@@ -97,6 +99,8 @@ class StudySize:
         Reconstruction slices and their thickness, Å (a monolayer: one slice of the box).
     temperature_K
         Specimen temperature; ``None`` keeps the presets' (300 K).
+    dose_e_per_A2
+        Electron dose of Poisson-noisy data (e/Å²); ``None``: noise-free.
     """
 
     name: str
@@ -111,6 +115,7 @@ class StudySize:
     slices: int = 1
     slice_thickness_A: float = 4.0
     temperature_K: float | None = None
+    dose_e_per_A2: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -137,6 +142,11 @@ class StudySize:
             if not (math.isfinite(tk) and tk > 0):
                 raise InputError(f"study parameter 'temperature_K' must be > 0, got {tk!r}")
             set_(self, "temperature_K", tk)
+        if self.dose_e_per_A2 is not None:
+            dose = float(self.dose_e_per_A2)
+            if not (math.isfinite(dose) and dose > 0):
+                raise InputError(f"study parameter 'dose_e_per_A2' must be > 0, got {dose!r}")
+            set_(self, "dose_e_per_A2", dose)
 
 
 #: Predefined sizes.  ``test``: the unit test (about 3 min for two datasets on 2 cores);
@@ -192,7 +202,12 @@ class Case:
     preset
         Simulation preset (``caviar simulate PRESET``).
     probe_modes
-        Probe modes of both stages.
+        Probe modes of both stages of the ``paper`` recipe (1 for ``recommended``).
+    recipe
+        ``"recommended"`` (the default configuration: a coherent probe with a fitted source
+        size, states kept from shifting rigidly, :func:`~caviar_napari.data.config.
+        recommended_recipe`) or ``"paper"`` (free probe modes fitted with one state, then kept
+        fixed, :func:`~caviar_napari.data.config.two_stage_preset`).
     data
         ``"abtem"``: the simulated data as they are; ``"forward-model"``: the control — the
         same configurations' intensities re-made by the engine's own forward model
@@ -202,6 +217,7 @@ class Case:
     preset: str
     probe_modes: int = 1
     data: str = "abtem"
+    recipe: str = "recommended"
 
     def __post_init__(self) -> None:
         from caviar_napari.simulate.presets import PRESETS
@@ -211,24 +227,36 @@ class Case:
         object.__setattr__(self, "probe_modes", _positive_int(self.probe_modes, "probe_modes"))
         if self.data not in DATA_KINDS:
             raise InputError(f"case data must be one of {DATA_KINDS}, got {self.data!r}")
+        if self.recipe not in RECIPES:
+            raise InputError(f"case recipe must be one of {RECIPES}, got {self.recipe!r}")
+        if self.recipe == "recommended" and self.probe_modes != 1:
+            raise InputError("the recommended recipe has one coherent probe mode")
 
     @property
     def key(self) -> str:
-        """File-name stem of this case, e.g. ``hbn-correlated-psc_m4``."""
+        """File-name stem of this case: ``hbn-correlated-psc`` (recommended recipe),
+        ``hbn-correlated-psc_paper-m4`` (the paper's, 4 modes)."""
         tail = "" if self.data == "abtem" else f"_{self.data}"
-        return f"{self.preset}_m{self.probe_modes}{tail}"
+        recipe = "" if self.recipe == "recommended" else f"_paper-m{self.probe_modes}"
+        return f"{self.preset}{recipe}{tail}"
+
+    @property
+    def recipe_label(self) -> str:
+        """How the case was reconstructed, for tables."""
+        if self.recipe == "recommended":
+            return "recommended"
+        return f"paper, {self.probe_modes} mode{'s' if self.probe_modes > 1 else ''}"
 
 
 def default_cases(size: StudySize) -> tuple[Case, ...]:
-    """The paper's datasets b–e: static, Einstein, correlated with 1 probe mode; PSC with 1 and
-    with ``size.psc_probe_modes`` modes (the first shows the PSC offset, the second its removal).
-    """
+    """The paper's datasets b–e with the recommended recipe, and the PSC data also with the
+    paper's recipe of ``size.psc_probe_modes`` free modes (the offset it leaves)."""
     return (
         Case("hbn-static"),
         Case("hbn-einstein"),
         Case("hbn-correlated"),
-        Case("hbn-correlated-psc", 1),
-        Case("hbn-correlated-psc", size.psc_probe_modes),
+        Case("hbn-correlated-psc"),
+        Case("hbn-correlated-psc", size.psc_probe_modes, recipe="paper"),
     )
 
 
@@ -319,8 +347,9 @@ def select_cases(
     size
         The study size.
     psc_modes
-        Probe modes of the correlated + PSC reconstructions (replacing the default 1 and
-        ``size.psc_probe_modes``; repeats dropped, order kept).
+        Probe modes of the paper-recipe reconstructions of the correlated + PSC data (replacing
+        the default ``size.psc_probe_modes``; repeats dropped, order kept); the recommended
+        recipe's PSC case stays.
     control
         Add the forward-model control of the reference dataset.
     only
@@ -337,8 +366,8 @@ def select_cases(
         if min(modes) < 1:
             raise InputError(f"--psc-modes must be ≥ 1, got {list(psc_modes)}")
         psc = "hbn-correlated-psc"
-        cases = tuple(c for c in cases if c.preset != psc)
-        cases += tuple(Case(psc, m) for m in modes)
+        cases = tuple(c for c in cases if not (c.preset == psc and c.recipe == "paper"))
+        cases += tuple(Case(psc, m, recipe="paper") for m in modes)
     if control:
         cases += (Case(REFERENCE_PRESET, 1, "forward-model"),)
     if only:
@@ -350,7 +379,8 @@ def select_cases(
 
 
 def simulate_overrides(preset: str, size: StudySize, seed: int) -> dict[str, Any]:
-    """The simulation parameters of ``preset`` at ``size`` (noise-free, as the presets)."""
+    """The simulation parameters of ``preset`` at ``size`` (noise-free, as the presets, unless
+    the size gives a dose)."""
     overrides: dict[str, Any] = {
         "cells": size.cells,
         "detector_shape": size.detector_shape,
@@ -362,6 +392,8 @@ def simulate_overrides(preset: str, size: StudySize, seed: int) -> dict[str, Any
         overrides["n_configs"] = size.n_configs
     if size.temperature_K is not None:
         overrides["temperature_K"] = size.temperature_K
+    if size.dose_e_per_A2 is not None:
+        overrides["dose_e_per_A2"] = size.dose_e_per_A2
     return overrides
 
 
@@ -387,28 +419,35 @@ def simulate_argv(preset: str, size: StudySize, seed: int, out: Path) -> list[st
         argv += ["--configs", str(size.n_configs)]
     if size.temperature_K is not None:
         argv += ["--temperature", f"{size.temperature_K:g}"]
+    if size.dose_e_per_A2 is not None:
+        argv += ["--dose-per-A2", f"{size.dose_e_per_A2:g}"]
     return argv
 
 
 def reconstruction_config(
-    size: StudySize, probe_modes: int, *, device: str, seed: int
+    size: StudySize, case: Case, *, device: str, seed: int
 ) -> ReconstructionConfig:
-    """The paper's two-stage recipe at ``size`` (a :class:`ReconstructionConfig`).
+    """The configuration of ``case`` at ``size``: the recommended recipe, or the paper's.
 
-    Stage 1 ("mean object"): 1 object state, ``probe_modes`` modes, object and probe refined.
-    Stage 2 ("object states"): ``size.object_states`` states, the stage-1 probe kept fixed.
+    Recommended (:func:`~caviar_napari.data.config.recommended_recipe`): stage 1 one object
+    state, a coherent probe and a fitted source size; stage 2 ``size.object_states`` states
+    with the probe and the source still refined and rigid shifts removed. Paper
+    (:func:`~caviar_napari.data.config.two_stage_preset`): stage 1 one state and
+    ``case.probe_modes`` free modes, stage 2 the states with that probe fixed.
     """
-    from caviar_napari.data.config import two_stage_preset
+    from caviar_napari.data.config import recommended_recipe, two_stage_preset
 
-    return two_stage_preset(
+    common = dict(
         object_states=size.object_states,
-        probe_modes=probe_modes,
         slices=size.slices,
         slice_thickness_A=size.slice_thickness_A,
         iterations=size.iterations,
         device=device,
         seed=seed,
     )
+    if case.recipe == "recommended":
+        return recommended_recipe(**common)
+    return two_stage_preset(probe_modes=case.probe_modes, **common)
 
 
 def replace_size(size: StudySize, **changes: object) -> StudySize:

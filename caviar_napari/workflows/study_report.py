@@ -161,7 +161,7 @@ def _title(r: CaseResult) -> str:
     cmp_ = r.own if r.own is not None and r.own.csm_nn is not None else r.reference
     which = "own truth" if cmp_ is r.own else "vs correlated truth"
     return (
-        f"{label}, {r.case.probe_modes} probe mode{'s' if r.case.probe_modes > 1 else ''}\n"
+        f"{label}, {r.case.recipe_label}\n"
         f"ref. atom + nbrs: LSM {_fmt(cmp_.lsm_reference)}, CSM {_fmt(cmp_.csm_reference)}\n"
         f"({which}); ρ_nn {r.rho_nn_rec:+.2f} (truth {_fmt(r.rho_nn_truth, '+.2f')})"
     )
@@ -234,7 +234,7 @@ def green_figure(result: StudyResult, path: Path) -> None:
                 continue
             im = ax.imshow(1e4 * g[np.ix_(dof, dof)], cmap="RdBu_r", vmin=-top, vmax=top)
             ax.set_title(
-                f"{_label(r)}, M={r.case.probe_modes}:\n{name}",
+                f"{_label(r)}, {r.case.recipe_label}:\n{name}",
                 fontsize=8,
             )
             ax.set_xlabel("dof 2i + a (a = 0 y, 1 x)", fontsize=7)
@@ -292,7 +292,7 @@ def _row_own(r: CaseResult, size) -> str:
     o = r.own
     states = 1 if r.case.preset == "hbn-static" else size.n_configs
     return (
-        f"| {_label(r)} | {r.case.probe_modes} | "
+        f"| {_label(r)} | {r.case.recipe_label} | "
         f"{size.object_states} | {states} | {_fmt(o.lsm_reference)} | {_fmt(o.csm_reference)} | "
         f"{_fmt(o.lsm_nn)} | {_fmt(o.csm_nn)} | {_fmt(o.csm_nn_cross)} | "
         f"{r.rho_nn_rec:+.3f} | {_fmt(r.rho_nn_truth, '+.3f')} | "
@@ -304,7 +304,7 @@ def _row_own(r: CaseResult, size) -> str:
 def _row_ref(r: CaseResult) -> str:
     o = r.reference
     return (
-        f"| {_label(r)} | {r.case.probe_modes} | "
+        f"| {_label(r)} | {r.case.recipe_label} | "
         f"{_fmt(o.lsm_reference)} | {_fmt(o.csm_reference)} | {_fmt(o.lsm_nn)} | "
         f"{_fmt(o.csm_nn)} | {_fmt(o.csm_nn_cross)} |"
     )
@@ -319,7 +319,7 @@ def _row_diag(r: CaseResult) -> str:
     recovery = "n/a" if rec is None else f"{rec.mean_r:.2f} / {rec.null_r:.2f}"
     t = r.timings_s
     return (
-        f"| {_label(r)} | {r.case.probe_modes} | "
+        f"| {_label(r)} | {r.case.recipe_label} | "
         f"{r.n_atoms} / {r.n_matched} | ({r.match_shift_A[0]:+.3f}, {r.match_shift_A[1]:+.3f}) | "
         f"{100 * r.mean_position_error_A:.2f} | {r.final_loss:.3g} | {recovery} | "
         f"{_seconds(t.get('simulate'))} | {_seconds(t.get('reconstruct'))} |"
@@ -369,7 +369,7 @@ def generated_section(result: StudyResult, images: dict[str, str] | None, comman
         "without self blocks; ρ_nn over the same pairs; rms = per direction; offset = mean "
         "(G_yy + G_xx)/2 over all pairs of distinct atoms):",
         "",
-        "| dataset | probe modes | object states | configs | LSM ref. | CSM ref. | LSM nn | "
+        "| dataset | recipe | object states | configs | LSM ref. | CSM ref. | LSM nn | "
         "CSM nn | CSM nn cross | ρ_nn rec | ρ_nn truth | rms rec / truth (pm) | "
         "offset rec / truth (pm²) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -378,7 +378,7 @@ def generated_section(result: StudyResult, images: dict[str, str] | None, comman
         f"**Against the `{REFERENCE_PRESET}` realised truth** (the paper's convention in Fig. 2 "
         "b–e, where every dataset is compared with the MD correlations):",
         "",
-        "| dataset | probe modes | LSM ref. | CSM ref. | LSM nn | CSM nn | CSM nn cross |",
+        "| dataset | recipe | LSM ref. | CSM ref. | LSM nn | CSM nn | CSM nn cross |",
         "|---|---|---|---|---|---|---|",
         *(_row_ref(r) for r in result.cases if r.reference is not None),
         "",
@@ -387,7 +387,7 @@ def generated_section(result: StudyResult, images: dict[str, str] | None, comman
         "state recovery = mean correlation of each state's displacement field with its "
         "assigned configuration / the same for atom-shuffled configurations; step times):",
         "",
-        "| dataset | probe modes | atoms | shift (y, x) Å | mean pos. error (pm) | final loss | "
+        "| dataset | recipe | atoms | shift (y, x) Å | mean pos. error (pm) | final loss | "
         "state recovery r / null | simulate (s) | reconstruct (s) |",
         "|---|---|---|---|---|---|---|---|---|",
         *(_row_diag(r) for r in result.cases),
@@ -403,7 +403,7 @@ def generated_section(result: StudyResult, images: dict[str, str] | None, comman
     warnings = [(r, w) for r in result.cases for w in r.warnings]
     if warnings:
         lines += ["**Warnings of the steps:**", ""]
-        lines += [f"* {_label(r)}, M={r.case.probe_modes}: {w}" for r, w in warnings]
+        lines += [f"* {_label(r)}, {r.case.recipe_label}: {w}" for r, w in warnings]
         lines.append("")
     lines += [
         "<details><summary>The caviar commands of every case (WORK = the study's folder)</summary>",
@@ -442,11 +442,15 @@ def report_suffix(
     temperature_K: float | None = None,
     start_positions: str = "log",
     psc_modes: Sequence[int] = (),
+    dose_e_per_A2: float | None = None,
 ) -> str:
-    """Name of a study's section and figures: ``test``, ``cpu-150K``, ``test-psc-modes-1-3``."""
+    """Name of a study's section and figures: ``test``, ``cpu-150K``, ``test-psc-modes-1-3``,
+    ``cpu-dose-1e+06``."""
     suffix = size_name
     if temperature_K is not None:
         suffix += f"-{temperature_K:g}K"
+    if dose_e_per_A2 is not None:
+        suffix += f"-dose-{dose_e_per_A2:.0e}"
     if start_positions != "log":
         suffix += f"-{start_positions}"
     modes = tuple(dict.fromkeys(int(m) for m in psc_modes))

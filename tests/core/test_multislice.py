@@ -69,7 +69,7 @@ def test_shape_and_input_errors():
         model([[10.0, 10.0]], (20, 20), (8, 8), dz=(1.0, -1.0))
     with pytest.raises(InputError, match="loss"):
         model([[10.0, 10.0]], (20, 20), (8, 8), loss="l3")
-    with pytest.raises(InputError, match="amplitudes has 2 patterns"):
+    with pytest.raises(InputError, match="data have 2 patterns"):
         MultisliceModel(
             DOUBLE,
             wavelength_A=LAM,

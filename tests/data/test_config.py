@@ -54,9 +54,13 @@ def test_yaml_text_round_trip_and_file_is_that_text(tmp_path):
 def test_example_config_loads():
     cfg = load_yaml(EXAMPLE)
     assert [s.name for s in cfg.stages] == ["mean object", "object states"]
-    assert cfg.stages[0].probe_modes == 4 and cfg.stages[0].object_states == 1
-    assert cfg.stages[1].object_states == 10 and cfg.stages[1].refine == ("object",)
-    assert cfg.total_iterations == 150
+    # the recommended recipe (also the PSC recipe), with longer stages than the default
+    assert cfg.stages[0].probe_modes == 1 and cfg.stages[0].object_states == 1
+    assert [s.partial_coherence for s in cfg.stages] == ["gaussian", "gaussian"]
+    assert cfg.stages[1].object_states == 10
+    assert cfg.stages[1].refine == ("object", "probe", "source")
+    assert cfg.stages[1].remove_state_shifts and cfg.loss == "auto"
+    assert cfg.total_iterations == 320
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
@@ -95,7 +99,7 @@ def test_yaml_file_errors(tmp_path):
         ({"batch_size": 2.5}, r"'batch_size' must be an integer"),
         ({"checkpoint_every": 5}, r"'checkpoint_every' is 5 but no 'checkpoint_path'"),
         ({"tilt_mrad": [1, 2, 3]}, r"'tilt_mrad' must be a \(y, x\) pair"),
-        ({"detector_padding": "always"}, r"'detector_padding' must be one of auto, none"),
+        ({"detector_padding": "always"}, r"'detector_padding' must be auto, none"),
         ({"stages": []}, r"'stages' must be a non-empty list"),
         ({"stages": [{"iterations": -3}]}, r"stage 'stage'.*'iterations' must be ≥ 0"),
         ({"stages": [{"object_states": 0}]}, r"'object_states' must be ≥ 1"),

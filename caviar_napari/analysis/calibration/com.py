@@ -1,11 +1,12 @@
-"""Centre-of-mass field: descan, scan rotation, detector transpose and the sign check.
+"""Centre-of-mass field: descan, scan rotation (modulo 180°) and detector transpose.
 
 The centre of mass (CoM) of each pattern, measured from the zero scattering angle, is the
-deflection of the beam, ``C = (λ/2π) ∇φ`` averaged over the probe (conventions §2: it points
-from the probe towards an atom, where the phase is positive).  In the scan frame this field is
-a gradient, so it has no curl — but only once its components are turned from the detector
-frame into the scan frame with the right rotation θ (and, for a transposed detector, after
-swapping them).  This is the standard DPC calibration; here it is solved in closed form:
+deflection of the beam, ``C = (λ/2π) ∇φ`` averaged over the probe's intensity (conventions
+§2: it points from the probe towards an atom, where the phase is positive); for a thin object
+this holds at any defocus.  In the scan frame this field is a gradient, so it has no curl — but
+only once its components are turned from the detector frame into the scan frame with the right
+rotation θ (and, for a transposed detector, after swapping them).  This is the standard DPC
+calibration; here it is solved in closed form:
 
 for a field ``C`` and ``V_θ = R(θ)ᵀ C`` (the detector→scan turn of conventions §2),
 
@@ -15,15 +16,20 @@ so ``Σ (curl V_θ)²`` is a quadratic form in ``(cos θ, sin θ)`` whose smalle
 best θ (modulo 180°), and its eigenvalue, as a fraction of ``Σ (curl² + div²)`` (which does not
 depend on θ), is the curl left over.  The same is done with the components swapped; the
 smaller residual says whether the detector is transposed, and the ratio of the two residuals is
-the confidence.  The remaining 180° is decided by the sign of the phase: the field is
-integrated (iDPC, mirror-extended so that it is periodic) and the phase must be positive on
-atoms, i.e. its skewness positive (sparse positive peaks on a flat background); the skewness
-is reported as the sign's contrast.
+the confidence.
 
-A linear descan (the pattern moving with the scan position) adds a plane ``c0 + G r`` to the
-CoM, i.e. constants to its curl and divergence: their means are removed, so the rotation does
-not depend on it.  The plane itself is fitted by least squares (:func:`fit_descan`) and
-removed before the integration of the sign check.
+The derivatives are fourth-order central differences, which misjudge content near the scan's
+Nyquist frequency; a defocused probe puts much of the field there (its intensity has fringes
+down to ``λ/2α``), and the misjudged part reads as curl and biases θ (by 0.6° at 100 Å
+underfocus on a 0.3 Å scan).  The field is therefore smoothed by a Gaussian of one scan pixel
+first: a convolution of a gradient field is a gradient field, so this removes the bias and not
+the signal.
+
+The curl-free condition cannot tell θ from θ + 180° (both give a gradient field, of ``φ`` and of
+``−φ``); :mod:`.halfturn` decides.  A linear descan (the pattern moving with the scan position)
+adds a plane ``c0 + G r`` to the CoM, i.e. constants to its curl and divergence: their means
+are removed, so the rotation does not depend on it.  The plane itself is fitted by least squares
+(:func:`fit_descan`).
 """
 
 from __future__ import annotations
@@ -38,34 +44,61 @@ from caviar_napari.errors import InputError
 __all__ = [
     "DescanFit",
     "RotationFit",
-    "centre_of_mass_px",
+    "curl_fraction",
     "fit_descan",
     "fit_rotation",
+    "idpc_phase",
     "integrate_gradient",
+    "pattern_signals",
 ]
 
-#: Below this |skewness| of the integrated phase the 180° choice is called ambiguous.
-SIGN_MIN_CONTRAST = 0.2
+#: Width (scan pixels) of the Gaussian that smooths the CoM field before its derivatives.
+SMOOTHING_PX = 1.0
 #: Below this ratio of the curl residuals the transpose choice is called ambiguous.
 TRANSPOSE_MIN_RATIO = 2.0
+#: Above this fraction of curl the field is not a phase gradient (noise, thick sample).
+CURL_MAX = 0.25
 
 
-def centre_of_mass_px(
-    intensities: np.ndarray, centre_px: tuple[float, float], block: int = 16
-) -> np.ndarray:
-    """Centre of mass of each pattern relative to ``centre_px``, ``(Sy, Sx, 2)`` pixels
-    ``(ky, kx)`` of the patterns' own axes (read in blocks of scan rows)."""
+def pattern_signals(
+    intensities: np.ndarray,
+    centre_px: tuple[float, float],
+    dark_mask: np.ndarray | None = None,
+    block: int = 16,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Centre of mass and dark-field fraction of every pattern, in one pass over the data.
+
+    Parameters
+    ----------
+    intensities
+        ``(Sy, Sx, Ky, Kx)`` patterns (read in blocks of ``block`` scan rows).
+    centre_px
+        ``(ky, kx)`` zero angle of the patterns' own axes.
+    dark_mask
+        ``(Ky, Kx)`` bool, the dark-field pixels; None: no dark-field image.
+
+    Returns
+    -------
+    com_px
+        ``(Sy, Sx, 2)`` centre of mass relative to ``centre_px`` (pixels ``(ky, kx)``).
+    dark_fraction
+        ``(Sy, Sx)`` intensity on ``dark_mask`` over each pattern's total (so that a beam
+        current that drifts does not show), or None.
+    """
     sy, sx, ky, kx = intensities.shape
     ay = np.arange(ky, dtype=np.float64) - centre_px[0]
     ax = np.arange(kx, dtype=np.float64) - centre_px[1]
-    out = np.empty((sy, sx, 2))
+    com = np.empty((sy, sx, 2))
+    dark = None if dark_mask is None else np.empty((sy, sx))
     for r0 in range(0, sy, block):
         chunk = np.asarray(intensities[r0 : r0 + block], dtype=np.float64)
         total = chunk.sum(axis=(2, 3))
         total = np.where(total > 0, total, 1.0)
-        out[r0 : r0 + block, :, 0] = (chunk.sum(axis=3) @ ay) / total
-        out[r0 : r0 + block, :, 1] = (chunk.sum(axis=2) @ ax) / total
-    return out
+        com[r0 : r0 + block, :, 0] = (chunk.sum(axis=3) @ ay) / total
+        com[r0 : r0 + block, :, 1] = (chunk.sum(axis=2) @ ax) / total
+        if dark is not None:
+            dark[r0 : r0 + block] = chunk[..., dark_mask].sum(axis=-1) / total
+    return com, dark
 
 
 @dataclass(frozen=True)
@@ -112,13 +145,25 @@ def _d4(f: np.ndarray, h: float, axis: int) -> np.ndarray:
 
 
 def _derivatives(field: np.ndarray, step: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Curl and divergence of a ``(Sy, Sx, 2)`` field on the points two away from the edges
-    (fourth-order central differences), each less its mean.
+    """Curl and divergence of a ``(Sy, Sx, 2)`` field, smoothed by :data:`SMOOTHING_PX`
+    (module docstring), on the points two away from the edges (fourth-order central
+    differences), each less its mean.
 
-    A linear field (descan) adds a constant to both, so removing the means makes the rotation
-    fit independent of any descan, without fitting a plane to the field (which would itself
-    add curl).
+    A linear field (a descan) adds only constants to both, so the means are removed; its
+    least-squares plane is also taken out of each component before the smoothing, whose
+    edges would bend a plane (and subtracting a linear field changes curl and divergence by
+    constants only, which the means remove).
     """
+    from scipy.ndimage import gaussian_filter
+
+    sy, sx = field.shape[:2]
+    iy, ix = np.meshgrid(np.arange(sy, dtype=float), np.arange(sx, dtype=float), indexing="ij")
+    design = np.column_stack([np.ones(sy * sx), iy.ravel(), ix.ravel()])
+    coef, *_ = np.linalg.lstsq(design, field.reshape(-1, 2), rcond=None)
+    field = field - (design @ coef).reshape(field.shape)
+    field = np.stack(
+        [gaussian_filter(field[..., a], SMOOTHING_PX, mode="nearest") for a in range(2)], -1
+    )
     curl = _d4(field[..., 1], step[0], 0) - _d4(field[..., 0], step[1], 1)
     div = _d4(field[..., 0], step[0], 0) + _d4(field[..., 1], step[1], 1)
     return curl - curl.mean(), div - div.mean()
@@ -152,20 +197,28 @@ def integrate_gradient(field: np.ndarray, step: tuple[float, float]) -> np.ndarr
     return phi - phi.mean()
 
 
-def _skewness(values: np.ndarray) -> float:
-    v = np.ravel(values) - np.mean(values)
-    sd = np.sqrt(np.mean(v**2))
-    return float(np.mean(v**3) / sd**3) if sd > 0 else 0.0
+def idpc_phase(
+    field_mrad: np.ndarray,
+    rotation_deg: float,
+    scan_step_A: tuple[float, float],
+    wavelength_A: float,
+) -> np.ndarray:
+    """The integrated-CoM (iDPC) phase ``(Sy, Sx)`` (rad, zero mean, scan frame) of a
+    deflection field ``(Sy, Sx, 2)`` mrad given along the detector's (transposed) axes, for the
+    scan rotation θ: the field turned by ``R(θ)ᵀ``, scaled by ``2π/λ`` and integrated."""
+    scale = 2 * math.pi / wavelength_A * 1e-3  # mrad → rad/Å of phase gradient
+    return integrate_gradient(_to_scan_frame(field_mrad, rotation_deg) * scale, scan_step_A)
 
 
 @dataclass(frozen=True)
 class RotationFit:
-    """Scan rotation and detector transpose from the CoM field.
+    """Scan rotation (modulo 180°) and detector transpose from the CoM field.
 
     Attributes
     ----------
     rotation_deg
-        θ of conventions §2 in ``(−180, 180]``, after the transpose.
+        θ of conventions §2 modulo 180°, in ``(−90, 90]``, after the transpose; the
+        half-turn is decided by :mod:`.halfturn`.
     transposed
         Whether the detector axes are swapped.
     curl_fraction
@@ -173,19 +226,26 @@ class RotationFit:
         gradient field).
     transpose_ratio
         Curl fraction of the other transpose choice over that of this one (≫ 1: sure).
-    sign_contrast
-        Skewness of the integrated phase with the chosen θ (> 0; near 0: the 180° choice is
-        uncertain).
-    phase
-        ``(Sy, Sx)`` integrated phase (rad) with the chosen θ, scan frame.
+    field_mrad
+        ``(Sy, Sx, 2)`` the deflection field the fit used, along the transposed axes (mrad).
+    method
+        ``"centre of mass"`` (the curl-free fit), or ``"bright-field parallax"`` where that
+        was uncertain (:mod:`.parallax_rotation`; ``curl_fraction`` is then the field's at
+        the parallax's θ and ``transpose_ratio`` the parallax's).
     """
 
     rotation_deg: float
     transposed: bool
     curl_fraction: float
     transpose_ratio: float
-    sign_contrast: float
-    phase: np.ndarray
+    field_mrad: np.ndarray
+    method: str = "centre of mass"
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the curl-free fit cannot be trusted: more than :data:`CURL_MAX` curl, or
+        transpose choices closer than :data:`TRANSPOSE_MIN_RATIO`."""
+        return self.curl_fraction > CURL_MAX or self.transpose_ratio < TRANSPOSE_MIN_RATIO
 
     def warnings(self) -> list[str]:
         """What is uncertain about this fit."""
@@ -195,12 +255,7 @@ class RotationFit:
                 f"detector transpose uncertain: the curl residuals of the two choices differ "
                 f"only by a factor {self.transpose_ratio:.2f}"
             )
-        if self.sign_contrast < SIGN_MIN_CONTRAST:
-            out.append(
-                f"the 180° choice of the scan rotation is uncertain: the integrated phase has "
-                f"skewness {self.sign_contrast:.2f} (atoms are not clearly positive peaks)"
-            )
-        if self.curl_fraction > 0.25:
+        if self.curl_fraction > CURL_MAX:
             out.append(
                 f"{100 * self.curl_fraction:.0f}% of the centre-of-mass field is curl at the best "
                 "rotation: the field is not a phase gradient (thick sample, noise, or a "
@@ -209,24 +264,38 @@ class RotationFit:
         return out
 
 
-def fit_rotation(
-    com_mrad: np.ndarray, scan_step_A: tuple[float, float], wavelength_A: float
-) -> RotationFit:
-    """Scan rotation and transpose from a CoM field (descan already removed).
+def curl_fraction(
+    com_mrad: np.ndarray, scan_step_A: tuple[float, float], rotation_deg: float, transposed: bool
+) -> float:
+    """The curl left in a CoM field (stored axes) turned by θ after the transpose, as a
+    fraction of ``Σ(curl² + div²)`` (module docstring)."""
+    field = com_mrad[..., ::-1] if transposed else com_mrad
+    curl, div = _derivatives(field, scan_step_A)
+    t = math.radians(rotation_deg)
+    total = float(np.sum(curl * curl) + np.sum(div * div))
+    left = float(np.sum((math.cos(t) * curl + math.sin(t) * div) ** 2))
+    return left / total if total > 0 else 1.0
+
+
+def fit_rotation(com_mrad: np.ndarray, scan_step_A: tuple[float, float]) -> RotationFit:
+    """Scan rotation (modulo 180°) and transpose from a CoM field.
 
     Parameters
     ----------
     com_mrad
         ``(Sy, Sx, 2)`` deflection (mrad) along the patterns' stored axes; a descan plane
-        may be left in it (it does not change θ), but should be removed for the sign check.
+        may be left in it (it does not change θ).
     scan_step_A
         ``(dy, dx)`` of the regular scan (Å).
-    wavelength_A
-        λ (Å), for the phase's scale.
 
     Returns
     -------
     RotationFit
+
+    Raises
+    ------
+    InputError
+        A scan smaller than 6 × 6 positions.
     """
     if min(com_mrad.shape[:2]) < 6:
         raise InputError(
@@ -248,19 +317,12 @@ def fit_rotation(
     results.sort(key=lambda r: r[0])
     frac, transposed, theta, field = results[0]
     ratio = results[1][0] / frac if frac > 0 else math.inf
-    scale = 2 * math.pi / wavelength_A * 1e-3  # mrad → rad/Å of phase gradient
-    phase = integrate_gradient(_to_scan_frame(field, theta) * scale, scan_step_A)
-    skew = _skewness(phase)
-    if skew < 0:
-        theta, phase, skew = theta + 180.0, -phase, -skew
-    theta = (theta + 180.0) % 360.0 - 180.0
-    if theta == -180.0:
-        theta = 180.0
+    if theta > 90.0:
+        theta -= 180.0
     return RotationFit(
         rotation_deg=float(theta),
         transposed=bool(transposed),
         curl_fraction=frac,
         transpose_ratio=float(ratio),
-        sign_contrast=float(skew),
-        phase=phase,
+        field_mrad=np.array(field),
     )

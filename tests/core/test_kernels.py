@@ -1,0 +1,81 @@
+"""The fused element-wise passes: the numpy definitions against plain numpy, and (marked gpu,
+skipped without a CUDA GPU) each cupy kernel against its numpy definition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from caviar_napari.core import kernels
+from caviar_napari.core import loss as loss_mod
+
+N, B, M, K, S, H, W = 3, 4, 2, 8, 2, 20, 22
+
+
+def _data(seed=0, dtype=np.complex128):
+    rng = np.random.default_rng(seed)
+    c = lambda *s: (rng.standard_normal(s) + 1j * rng.standard_normal(s)).astype(dtype)  # noqa: E731
+    corners = np.array([[0, 0], [3, 5], [12, 14], [7, 1]], dtype=np.int64)
+    obj = c(N, S, H, W)
+    psi1, psi_n = c(1, B, M, K, K), c(N, B, M, K, K)
+    real = dtype(0).real.dtype
+    inten = rng.random((B, K, K)).astype(real)
+    amp = rng.random((B, K, K)).astype(real)
+    mask = (rng.random((K, K)) > 0.2).astype(real)
+    return obj, corners, psi1, psi_n, inten, amp, mask
+
+
+def _reference_transmit(psi, obj, j, corners):
+    out = np.empty((N, B, M, K, K), dtype=obj.dtype)
+    for n in range(N):
+        for b, (y, x) in enumerate(corners):
+            out[n, b] = psi[min(n, psi.shape[0] - 1), b] * obj[n, j, y : y + K, x : x + K]
+    return out
+
+
+def test_numpy_definitions():
+    obj, corners, psi1, psi_n, inten, amp, mask = _data()
+    for psi in (psi1, psi_n):
+        out = np.empty((N, B, M, K, K), complex)
+        got = kernels.transmit(psi, obj, 1, corners, (K, K), out, np)
+        np.testing.assert_array_equal(got, _reference_transmit(psi, obj, 1, corners))
+    np.testing.assert_allclose(
+        kernels.intensity(psi_n, np), (np.abs(psi_n) ** 2).sum(axis=(0, 2)) / N, rtol=1e-12
+    )
+    w = np.random.default_rng(1).random((1, B, 1, K, K))
+    expect = np.conj(psi_n) * w
+    np.testing.assert_allclose(kernels.conj_scale(psi_n.copy(), w, np), expect, rtol=1e-14)
+    for kind in ("gaussian", "poisson"):
+        a = kernels.loss_and_dI(kind, inten, amp, mask, 1e-6, np)
+        b = loss_mod.loss_and_dI(kind, inten, amp, mask, 1e-6, np)
+        assert a[0] == b[0]
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_cupy_kernels_equal_their_numpy_definitions(dtype):
+    cp = pytest.importorskip("cupy")
+    obj, corners, psi1, psi_n, inten, amp, mask = _data(dtype=dtype)
+    tol = 1e-5 if dtype == np.complex64 else 1e-12
+    for psi in (psi1, psi_n):
+        out = cp.empty((N, B, M, K, K), dtype=dtype)
+        got = kernels.transmit(cp.asarray(psi), cp.asarray(obj), 1, cp.asarray(corners), (K, K),
+                               out, cp)  # fmt: skip
+        np.testing.assert_allclose(got.get(), _reference_transmit(psi, obj, 1, corners), rtol=tol)
+    np.testing.assert_allclose(
+        kernels.intensity(cp.asarray(psi_n), cp).get(), kernels.intensity(psi_n, np), rtol=tol
+    )
+    w = np.random.default_rng(1).random((1, B, 1, K, K)).astype(inten.dtype)
+    np.testing.assert_allclose(
+        kernels.conj_scale(cp.asarray(psi_n), cp.asarray(w), cp).get(),
+        kernels.conj_scale(psi_n.copy(), w, np),
+        rtol=tol,
+    )
+    for kind in ("gaussian", "poisson"):
+        ref = kernels.loss_and_dI(kind, inten, amp, mask, 1e-6, np)
+        got = kernels.loss_and_dI(
+            kind, cp.asarray(inten), cp.asarray(amp), cp.asarray(mask), 1e-6, cp
+        )
+        assert got[0] == pytest.approx(ref[0], rel=tol * 10)
+        np.testing.assert_allclose(got[1].get(), ref[1], rtol=tol * 10, atol=tol)
