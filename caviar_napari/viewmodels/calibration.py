@@ -108,12 +108,13 @@ class CalibrationOutcome:
     def confidence(self) -> dict[str, str]:
         """Tooltip text per optics field the calibration filled (``scan_rotation_deg``,
         ``defocus_A``)."""
-        r = self.result.rotation
+        r, h = self.result.rotation, self.result.half_turn
         out = {
             "scan_rotation_deg": (
-                f"found by Calibrate: {self.result.rotation_deg:.2f}° (curl left "
-                f"{100 * r.curl_fraction:.2f} %, sign contrast {r.sign_contrast:.2f}, transpose "
-                f"ratio {r.transpose_ratio:.1f})"
+                f"found by Calibrate: {self.result.rotation_deg:.2f}° from the {r.method} "
+                f"(curl left {100 * r.curl_fraction:.2f} %, transpose ratio "
+                f"{r.transpose_ratio:.1f}); half-turn by the {h.decided_by} "
+                f"({h.confidence:+.2f})"
             )
         }
         f = self.result.defocus
