@@ -7,8 +7,12 @@ rotation and defocus from the data (issue 15; the calibrated data become a new s
 *Save calibrated file…* writes the input file of ``caviar calibrate``); the reconstruction
 settings are the engine's :class:`~caviar_napari.data.config.ReconstructionConfig` (the
 recommended recipe by default, or the paper's with free probe modes), loadable from and savable
-to the YAML file ``caviar reconstruct --config`` reads.  Before Start the memory estimate and the
-device are shown, and a run that does not fit is refused.
+to the YAML file ``caviar reconstruct --config`` reads: the detector padding (globally and per
+stage), the held-out fraction, the starting source size, mini-batch epochs, and the memory
+settings (caps, placements of the data and of the L-BFGS history).  Before Start the dock makes
+the run's dry run in a worker (:mod:`caviar_napari.viewmodels.recon_plan`): the memory estimate
+(one line; a run that does not fit is refused), each stage's probe window and pixel, and, behind
+*Plan*, the whole plan as ``caviar reconstruct --dry-run`` prints it.
 
 The dock binds its controls (:mod:`caviar_napari._qt.reconstruction`) to the Qt-free
 :class:`~caviar_napari.viewmodels.reconstruction.ReconstructionViewModel`, which holds the state
@@ -23,7 +27,9 @@ as the result, which can be saved, reopened with the plugin's reader and continu
 from").  Worker errors become a napari notification and the dock returns to idle with its inputs
 intact.  The status line shows the fitted source size of a partially coherent probe; the
 result panel shows which loss ``auto`` chose, the held-out positions and whether the object
-states separated; the warnings a result carries are shown in the dock's banner.
+states separated; the warnings a result carries are shown in the dock's banner.  Each
+multi-state stage's separation report is shown as soon as the stage ends, during the run: object
+states that did not separate turn the banner red, with the engine's plain sentence saying so.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
+from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -67,6 +74,7 @@ from caviar_napari.viewmodels.calibration import (
 )
 from caviar_napari.viewmodels.layer_keys import STATE_KEY
 from caviar_napari.viewmodels.recon_images import ReconImages
+from caviar_napari.viewmodels.recon_plan import RunPlan, plan_job
 from caviar_napari.viewmodels.recon_report import result_report
 from caviar_napari.viewmodels.reconstruction import (
     NEW_START,
@@ -75,8 +83,8 @@ from caviar_napari.viewmodels.reconstruction import (
     LivePacer,
     ReconstructionViewModel,
     RunResult,
+    RunUpdate,
     detect_job,
-    estimate_job,
     history_starts,
     prepare_job,
     reconstruction_job,
@@ -194,8 +202,25 @@ class ReconstructionWidget(ViewerDock):
         layout.addWidget(self.progress_check)
         self.memory_label = text_label("memory: –")
         self.memory_label.setToolTip("Estimated memory of the most demanding stage.")
-        layout.addWidget(self.memory_label)
+        self.plan_button = push_button(
+            "Plan",
+            self._toggle_plan,
+            "Show the dry run (caviar reconstruct --dry-run): the data loss, the held-out "
+            "positions, each stage's probe window and pixel, and the memory plan (where the "
+            "data and the L-BFGS history go, bytes per part).",
+        )
+        self.plan_button.setCheckable(True)
+        layout.addLayout(hrow((self.memory_label, 1), self.plan_button))
+        self.plan_label = text_label(selectable=True)
+        self.plan_label.setWordWrap(False)
+        self.plan_label.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        self.plan_label.setVisible(False)
+        layout.addWidget(self.plan_label)
         return box
+
+    def _toggle_plan(self) -> None:
+        self.plan_label.setVisible(self.plan_button.isChecked())
+        self.fit_width()
 
     def _build_footer(self, pacer: LivePacer) -> None:
         """Run buttons, progress, status and loss plot: below the scroll area, always seen."""
@@ -449,7 +474,7 @@ class ReconstructionWidget(ViewerDock):
             return
         self._estimate_again = False
         self._estimate_worker = start_worker(
-            estimate_job, dataset, config, on_yield=self._show_estimate, on_done=self._estimate_done
+            plan_job, dataset, config, on_yield=self._show_estimate, on_done=self._estimate_done
         )
 
     def _estimate_done(self) -> None:
@@ -457,10 +482,17 @@ class ReconstructionWidget(ViewerDock):
         if self._estimate_again:
             self._run_estimate()
 
-    def _show_estimate(self, estimate: MemoryEstimate | CaviarError) -> None:
+    def _show_estimate(self, estimate: RunPlan | MemoryEstimate | CaviarError) -> None:
         text, ok = self.vm.accept_estimate(estimate)
         self.memory_label.setText(text)
         self.memory_label.setStyleSheet("" if ok else ERROR_STYLE)
+        plan = self.vm.plan
+        if plan is not None:
+            self.plan_label.setText("\n".join(plan.lines))
+            self.settings.show_grids(plan.grid_text, "\n".join(g.text for g in plan.grids))
+        else:
+            self.plan_label.setText(text)
+            self.settings.show_grids("grid: –")
         self._update_buttons()
 
     # ================================================================== start from
@@ -501,6 +533,7 @@ class ReconstructionWidget(ViewerDock):
         else:
             self.loss_plot.set_history(*history_starts(state))
         self._set_running(True)
+        self.show_warnings(self.vm.warnings)  # none yet: the run's own come as its stages end
         self.status_label.setText("preparing the run's layers…")
         self._run_worker = None
         self.worker = start_worker(
@@ -547,7 +580,7 @@ class ReconstructionWidget(ViewerDock):
             state=request.state,
             control=request.control,
             images_wanted=images_wanted,
-            on_yield=self.display.on_update,
+            on_yield=self._on_update,
             on_return=self._on_result,
             on_error=self._on_error,
             on_done=self._on_done,
@@ -584,11 +617,21 @@ class ReconstructionWidget(ViewerDock):
             self.status_label.setText("stopping after the current iteration…")
             self._update_buttons()
 
+    def _on_update(self, update: RunUpdate) -> None:
+        """Yield slot: the live display's bookkeeping; a multi-state stage that just ended
+        shows its state separation at once (result panel, banner: red when the states did
+        not separate)."""
+        self.display.on_update(update)
+        if update.separation is not None:
+            self.vm.accept_separation(update.separation)
+            self.result_panel.show_report(self.vm.report, "Run in progress")
+            self.show_warnings(self.vm.warnings, alarm=bool(self.vm.unseparated))
+
     def _on_result(self, result: RunResult) -> None:
         text = self.vm.accept_result(result)
         self.display.show_result(result, text)
         self.result_panel.show_report(self.vm.report)
-        self.show_warnings(self.vm.warnings)
+        self.show_warnings(self.vm.warnings, alarm=bool(self.vm.unseparated))
 
     def _on_error(self, exc: BaseException) -> None:
         self.display.refresh(force=True)  # show the last live state reached before the failure

@@ -6,18 +6,28 @@ the fit, and, for every stage with several object states, whether the states sep
 (:mod:`caviar_napari.core.separation`); ``ReconState.source_fwhm_A`` is the fitted source size
 of a partially coherent probe.  :func:`result_report` turns these into the lines and the
 per-stage rows the dock shows; :func:`state_warnings` collects the warnings for its banner.
+During a run, the engine hands each multi-state stage's report over as the stage ends
+(``Progress.separation``): :func:`live_report` shows those before the run is over.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from caviar_napari.core.separation import SeparationReport
 from caviar_napari.viewmodels.notices import result_warnings
 
-__all__ = ["SEPARATION_COLUMNS", "ResultReport", "result_report", "state_warnings"]
+__all__ = [
+    "SEPARATION_COLUMNS",
+    "ResultReport",
+    "live_report",
+    "result_report",
+    "separation_warnings",
+    "state_warnings",
+]
 
 #: ``(header, tooltip)`` of the columns of :attr:`ResultReport.rows`.
 SEPARATION_COLUMNS = (
@@ -57,11 +67,15 @@ class ResultReport:
         One row of texts per multi-state stage (:data:`SEPARATION_COLUMNS`).
     separated
         Per row, whether the states separated (and converged): for colouring.
+    unseparated
+        The stages whose object states did not separate (their correlations are not
+        measurements): the dock says so in its banner.
     """
 
     lines: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     separated: tuple[bool, ...]
+    unseparated: tuple[str, ...] = ()
 
 
 def _tick(ok: bool) -> str:
@@ -115,12 +129,43 @@ def result_report(state: Any) -> ResultReport:
         lines.append(source)
     loss = f"{state.loss[-1]:.4g}" if len(state.loss) else "–"
     lines.append(f"iterations: {state.iteration}; final loss {loss}")
-    rows, flags = [], []
     diagnostics = getattr(state, "diagnostics", {}) or {}
-    for item in diagnostics.get("separation", []) or []:
-        if not isinstance(item, dict):
-            continue
-        r = SeparationReport.from_dict(item)
+    reports = _reports(diagnostics.get("separation", []) or [])
+    if not reports and max(s.object_states for s in state.config.stages) > 1:
+        lines.append("state separation: no multi-state stage has finished yet")
+    return _with_rows(lines, reports)
+
+
+def live_report(items: Iterable[dict[str, Any]]) -> ResultReport:
+    """The report of a running reconstruction: the multi-state stages finished so far
+    (``items``: their ``Progress.separation`` dictionaries, in order)."""
+    reports = _reports(items)
+    ok = [r.stage for r in reports if r.separated]
+    lines = ["run in progress: the state separation of the stages finished so far"]
+    if ok:
+        lines.append("separated: " + ", ".join(f"'{s}'" for s in ok))
+    return _with_rows(lines, reports)
+
+
+def separation_warnings(items: Iterable[dict[str, Any]]) -> list[str]:
+    """The warnings of separation reports (``Progress.separation`` dictionaries)."""
+    return [w for r in _reports(items) for w in r.warnings]
+
+
+def _reports(items: Iterable[Any]) -> list[SeparationReport]:
+    """The separation reports of ``items``, the last one per stage, in order."""
+    by_stage: dict[str, SeparationReport] = {}
+    for item in items:
+        if isinstance(item, dict):
+            report = SeparationReport.from_dict(item)
+            by_stage.pop(report.stage, None)
+            by_stage[report.stage] = report
+    return list(by_stage.values())
+
+
+def _with_rows(lines: list[str], reports: list[SeparationReport]) -> ResultReport:
+    rows, flags = [], []
+    for r in reports:
         held = f"{100 * r.held_gain:+.2f} %" if math.isfinite(r.held_gain) else "—"
         rows.append(
             (
@@ -134,6 +179,5 @@ def result_report(state: Any) -> ResultReport:
             )
         )
         flags.append(bool(r.separated and r.converged))
-    if not rows and max(s.object_states for s in state.config.stages) > 1:
-        lines.append("state separation: no multi-state stage has finished yet")
-    return ResultReport(tuple(lines), tuple(rows), tuple(flags))
+    unseparated = tuple(r.stage for r in reports if not r.separated)
+    return ResultReport(tuple(lines), tuple(rows), tuple(flags), unseparated)

@@ -7,10 +7,13 @@ and the last result with its report (:func:`result_report`: the data loss ``auto
 held-out positions, the fitted source size, whether the object states separated).  Jobs for a
 worker thread: :func:`reconstruction_job` (the run; the layer images are computed in the
 worker), :func:`prepare_job` (the images the run's layers are created with before the run
-starts), :func:`estimate_job`, :func:`detect_job`, :func:`load_job` (the calibration from the
-data is :mod:`caviar_napari.viewmodels.calibration`).  :class:`LivePacer` decides what a live
-display shows at each of its ticks, so that the main thread does a bounded amount of work
-however fast the reconstruction iterates (see ``benchmarks/bench_gui_stall.py``).
+starts), :func:`detect_job`, :func:`load_job` (the plan of a run before it starts is
+:mod:`caviar_napari.viewmodels.recon_plan`, the calibration from the data
+:mod:`caviar_napari.viewmodels.calibration`).  A multi-state stage that ends during a run hands
+its state-separation report over at once (:meth:`ReconstructionViewModel.accept_separation`),
+so the dock says whether the states separated before the run is over.  :class:`LivePacer`
+decides what a live display shows at each of its ticks, so that the main thread does a bounded
+amount of work however fast the reconstruction iterates (see ``benchmarks/bench_gui_stall.py``).
 
 The engine is looked up as ``caviar_napari.core.engine.run`` at call time (tests replace it).
 """
@@ -37,7 +40,14 @@ from caviar_napari.errors import CaviarError, InputError
 from caviar_napari.io.config_file import load_yaml, save_yaml
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.viewmodels.recon_images import ReconImages, reconstruction_images
-from caviar_napari.viewmodels.recon_report import ResultReport, result_report, state_warnings
+from caviar_napari.viewmodels.recon_plan import RunPlan, check_dock_run
+from caviar_napari.viewmodels.recon_report import (
+    ResultReport,
+    live_report,
+    result_report,
+    separation_warnings,
+    state_warnings,
+)
 
 #: Prefix of the layers of a run.
 RUN_LAYER_NAME = "reconstruction"
@@ -264,6 +274,9 @@ class RunUpdate:
         Layer images when the display asked for them, else None.
     source_fwhm_A
         Fitted source size of a partially coherent probe (FWHM, Å); 0 for a coherent one.
+    separation
+        At the last iteration of a multi-state stage, its state-separation report (a
+        :meth:`~caviar_napari.core.separation.SeparationReport.to_dict` dictionary); else None.
     """
 
     iteration: int
@@ -278,6 +291,7 @@ class RunUpdate:
     eta_s: float
     images: ReconImages | None = None
     source_fwhm_A: float = 0.0
+    separation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +379,7 @@ def reconstruction_job(
             eta_s=float(progress.eta_s),
             images=images,
             source_fwhm_A=float(getattr(progress, "source_fwhm_A", 0.0) or 0.0),
+            separation=getattr(progress, "separation", None),
         )
     positions = geometry.positions_A if final.scan_positions_A is None else final.scan_positions_A
     images = reconstruction_images(
@@ -410,22 +425,6 @@ def prepare_job(
         geometry.positions_A,
         states_shown=shown,
     )
-
-
-def estimate_job(
-    dataset: STEMDataset, config: cfg.ReconstructionConfig
-) -> Generator[MemoryEstimate | CaviarError, None, None]:
-    """Yield the memory estimate of ``config`` on ``dataset``, or the error that prevents it.
-
-    A :class:`~caviar_napari.errors.CaviarError` (bad configuration, unavailable GPU) is yielded
-    rather than raised, so the dock can show it as the reason why the run cannot start.
-    """
-    try:
-        estimate = engine.estimate_run_memory(dataset, config)
-    except CaviarError as exc:
-        yield exc
-        return
-    yield estimate
 
 
 def detect_job() -> Generator[str, None, None]:
@@ -505,6 +504,9 @@ class ReconstructionViewModel:
         The configuration (validated when set).
     estimate
         Memory estimate of the current inputs (None: unknown or not computable).
+    plan
+        The dry run of the current inputs (grids, loss, held-out positions, memory plan;
+        None: unknown or not computable).
     estimate_error
         Why no estimate could be made ("" when there is one).
     request
@@ -515,9 +517,13 @@ class ReconstructionViewModel:
         The source file name of :attr:`result`.
     report
         What the last result says about itself (loss, held-out positions, source size, state
-        separation), None before the first.
+        separation), or, during a run, the separation of its multi-state stages finished so
+        far; None before the first.
     warnings
-        Warnings of the last result (shown by the dock).
+        Warnings of the last result, or of the stages of the running run finished so far
+        (shown by the dock).
+    live_separation
+        The separation reports of the running run's finished multi-state stages.
     calibrations
         Source key → the calibration that made the data of that source (Calibrate).
     """
@@ -528,12 +534,14 @@ class ReconstructionViewModel:
         self.calibration: Calibration | None = None
         self.config = cfg.recommended_recipe(**DEFAULT_CONFIG)
         self.estimate: MemoryEstimate | None = None
+        self.plan: RunPlan | None = None
         self.estimate_error = ""
         self.request: RunRequest | None = None
         self.result: engine.ReconState | None = None
         self.result_source = ""
         self.report: ResultReport | None = None
         self.warnings: list[str] = []
+        self.live_separation: list[dict[str, Any]] = []
         self.calibrations: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ inputs
@@ -588,8 +596,12 @@ class ReconstructionViewModel:
         save_yaml(path, self.config)
 
     # ------------------------------------------------------------------ memory estimate
-    def accept_estimate(self, estimate: MemoryEstimate | CaviarError) -> tuple[str, bool]:
-        """Keep an estimate (or the error that prevented it); returns ``(text, ok)``."""
+    def accept_estimate(self, estimate: RunPlan | MemoryEstimate | CaviarError) -> tuple[str, bool]:
+        """Keep a run's plan or memory estimate (or the error that prevented it); returns
+        ``(text, ok)``."""
+        self.plan = estimate if isinstance(estimate, RunPlan) else None
+        if isinstance(estimate, RunPlan):
+            estimate = estimate.estimate
         if isinstance(estimate, MemoryEstimate):
             self.estimate, self.estimate_error = estimate, ""
             text = f"memory: {estimate.describe()}"
@@ -633,11 +645,28 @@ class ReconstructionViewModel:
             raise InputError("a reconstruction is already running")
         dataset = self.calibrated_dataset()
         config = self.set_config(self.config)
+        check_dock_run(dataset, config)
         if self.estimate is not None and not self.estimate.fits:
             raise InputError(f"the run {self.estimate.describe()}; {self.estimate.advice()}")
         start = start_state.iteration if start_state is not None else 0
         self.request = RunRequest(dataset, config, start_state, engine.RunControl(), start)
+        self.live_separation = []
+        self.warnings = []
         return self.request
+
+    def accept_separation(self, item: dict[str, Any]) -> ResultReport:
+        """A multi-state stage of the running run ended: keep its separation report (a
+        ``Progress.separation`` dictionary); :attr:`report` and :attr:`warnings` now say
+        whether the states of the stages finished so far separated.  Returns the report."""
+        self.live_separation.append(dict(item))
+        self.warnings = separation_warnings(self.live_separation)
+        self.report = live_report(self.live_separation)
+        return self.report
+
+    @property
+    def unseparated(self) -> tuple[str, ...]:
+        """The stages of the last (or running) run whose object states did not separate."""
+        return () if self.report is None else self.report.unseparated
 
     def pause(self) -> None:
         """Hold the run after the current iteration."""

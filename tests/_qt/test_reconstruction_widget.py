@@ -620,7 +620,7 @@ def test_warnings_of_the_result_show_in_the_banner(viewer_widget, qtbot, monkeyp
     assert not widget.warning_banner.isVisibleTo(widget)
     widget.start()
     _wait_idle(qtbot, widget)
-    assert widget.vm.warnings == [warning] and notified == [warning]
+    assert widget.vm.warnings == [warning] and notified[-1] == warning
     assert widget.warning_banner.isVisibleTo(widget)
     assert widget.warning_banner.text() == f"⚠ {warning}"
 
@@ -762,3 +762,131 @@ def test_calibrate_and_save_calibrated_file(viewer_widget, qtbot, tmp_path, clic
     assert "flipped 4D-STEM" not in [layer.name for layer in viewer.layers]
     assert widget.data.key() == "kept:flipped 4D-STEM (calibrated)"  # still selected
     assert widget.vm.sources.dataset("kept:flipped 4D-STEM", {}) is not None  # still there
+
+
+# ------------------------------------------------------------------------------- engine options
+def test_padding_memory_and_stage_options_reach_the_configuration_and_the_yaml(
+    viewer_widget, qtbot, tmp_path, click, answer_dialogs
+):
+    """The engine's options in the dock: detector padding (global and per stage), memory caps
+    and placements, object margin, mini-batch epochs, L-BFGS memory; saved as the CLI's YAML
+    and loaded back; a bad padding or an out-of-core placement is refused with the reason."""
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config())
+    form, memory = widget.settings.form, widget.settings.memory_form
+    details, table = widget.settings.stage_details, widget.stage_table
+    assert form["detector_padding"].value == "auto" and memory["host_memory_MB"].value == 0
+    assert memory["host_memory_MB"].native.text() == "free"
+    form["detector_padding"].value = "32x32"
+    memory["host_memory_MB"].value = 5000
+    memory["lbfgs_history"].value = "half"
+    memory["object_padding_px"].value = 6
+    table.selectRow(1)
+    details["detector_padding"].value = "40x40"
+    details["minibatch_epochs"].value = 2
+    details["minibatch_size"].value = 8
+    details["lbfgs_memory"].value = 5
+    config = widget.current_config()
+    assert config.detector_padding == "32x32" and config.host_memory_MB == 5000
+    assert config.device_memory_MB is None and config.lbfgs_history == "half"
+    assert config.object_padding_px == 6
+    first, second = config.stages
+    assert first.detector_padding is None and first.minibatch_epochs == 0  # untouched
+    assert (second.detector_padding, second.minibatch_epochs) == ("40x40", 2)
+    assert (second.minibatch_size, second.lbfgs_memory) == (8, 5)
+    path = tmp_path / "options.yaml"
+    answer_dialogs(path)
+    click(widget.settings.save_button)
+    assert load_yaml(path).to_dict() == config.to_dict()  # what caviar reconstruct reads
+    widget.set_config(tiny_config())
+    assert form["detector_padding"].value == "auto" and memory["lbfgs_history"].value == "auto"
+    click(widget.settings.load_button)
+    assert widget.current_config().to_dict() == config.to_dict()
+    table.selectRow(1)
+    assert details["detector_padding"].value == "40x40"
+    assert form["detector_padding"].value == "32x32"
+    table.selectRow(0)
+    assert details["detector_padding"].value == ""  # the reconstruction's padding
+    # refused with the reason, before Start
+    form["detector_padding"].value = "wide"
+    with pytest.raises(InputError, match="detector_padding"):
+        widget.current_config()
+    qtbot.waitUntil(lambda: "cannot start" in widget.memory_label.text(), timeout=WAIT_MS)
+    assert "'detector_padding'" in widget.memory_label.text()
+    form["detector_padding"].value = "auto"
+    memory["data_placement"].value = "file"
+    memory_text = widget.memory_label.text
+    qtbot.waitUntil(lambda: "'data_placement' is 'file'" in memory_text(), timeout=WAIT_MS)
+    assert widget.start() is None and not widget.is_running
+    assert "not started: 'data_placement' is 'file'" in widget.status_label.text()
+
+
+def test_plan_button_shows_the_dry_run_and_the_grid_follows_the_padding(
+    viewer_widget, qtbot, click
+):
+    _viewer, widget, _dataset = viewer_widget
+    config = tiny_config()
+    config.detector_padding = "none"
+    config.stages[1].detector_padding = "40x36"
+    widget.set_config(config)
+    grid = widget.settings.grid_label.text
+    qtbot.waitUntil(lambda: "'mean object' 24×24" in grid(), timeout=WAIT_MS)
+    assert "'object states' 40×36" in grid()
+    assert "stage 'object states'" in widget.memory_label.text()  # the larger window's stage
+    assert not widget.plan_label.isVisibleTo(widget)
+    click(widget.plan_button)
+    assert widget.plan_label.isVisibleTo(widget)
+    lines = widget.plan_label.text().splitlines()
+    assert lines[0].startswith("data: 36 patterns of 24×24 px; loss gaussian (chosen by auto)")
+    assert lines[2].startswith("stage 'object states': 40×36 window (padding 40x36), pixel")
+    assert lines[3].startswith("memory plan (stage 'object states', cpu")
+    assert lines == widget.vm.plan.lines
+    widget.settings.form["detector_padding"].value = "48x48"
+    qtbot.waitUntil(lambda: "'mean object' 48×48" in grid(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "(padding 48x48)" in widget.plan_label.text(), timeout=WAIT_MS)
+    click(widget.plan_button)
+    assert not widget.plan_label.isVisibleTo(widget)
+
+
+def test_unseparated_states_turn_the_banner_red_as_soon_as_their_stage_ends(
+    viewer_widget, qtbot, monkeypatch
+):
+    """One iteration cannot separate the object states: when that stage ends, while the run
+    is still going, the dock says so plainly — the engine's sentence in a red banner and a ✗
+    in the result panel — and the result keeps saying it."""
+    import threading
+
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config(iterations=(1, 1), update_every=1))
+    real_run = engine.run
+    release = threading.Event()
+
+    def held_after_the_report(*args, **kwargs):
+        gen = real_run(*args, **kwargs)
+        while True:
+            try:
+                progress = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield progress
+            if progress.separation is not None:  # the run goes on only when the test says
+                release.wait(WAIT_MS / 1000)
+
+    monkeypatch.setattr(engine, "run", held_after_the_report)
+    banner, panel = widget.warning_banner, widget.result_panel
+    widget.start()
+    try:
+        qtbot.waitUntil(lambda: banner.alarm, timeout=WAIT_MS)
+        assert widget.is_running and widget.result is None  # the run is not over
+        (warning,) = banner.warnings
+        assert warning.startswith("stage 'object states': the 2 object states did not separate")
+        assert banner.isVisibleTo(widget) and banner.text() == f"⚠ {warning}"
+        assert "#5c1111" in banner.styleSheet()  # red, not the amber of other warnings
+        assert panel.isVisibleTo(widget) and panel.title() == "Run in progress"
+        assert panel.table.item(0, 0).text() == "object states"
+        assert panel.table.item(0, 5).text() == "✗"
+        assert panel.verdict.isVisibleTo(widget) and "'object states'" in panel.verdict.text()
+    finally:
+        release.set()
+    _wait_idle(qtbot, widget)
+    assert panel.title() == "Result" and banner.alarm and warning in banner.warnings

@@ -1,19 +1,24 @@
-"""The Reconstruction view-model without Qt: calibration, sources, run control, pacing, jobs."""
+"""The Reconstruction view-model without Qt: calibration, sources, run control, pacing, jobs,
+the dry run (each stage's grid, loss, held-out positions, memory plan) and the live separation
+report."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 
 from caviar_napari.core import engine
+from caviar_napari.core.separation import SeparationReport
 from caviar_napari.data import config as cfg
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.viewmodels import reconstruction as rvm
 from caviar_napari.viewmodels.recon_images import reconstruction_images
-from caviar_napari.viewmodels.recon_report import result_report
+from caviar_napari.viewmodels.recon_plan import check_dock_run, plan_job, run_plan
+from caviar_napari.viewmodels.recon_report import live_report, result_report, separation_warnings
 
 
 def _finish(gen):
@@ -184,6 +189,17 @@ def test_jobs_prepare_run_and_stop():
     assert row[:2] == ("object states", "3") and row[5] == "✗" and report.separated == (False,)
     spread = result.state.diagnostics["separation"][0]["spread_rad"]
     assert row[2] == f"{1e3 * spread:.1f} mrad" and row[4] == "—"  # nothing held out
+    # the same report came with the stage's last update, before the run was over
+    (live,) = [u for u in updates if u.separation is not None]
+    assert live.iteration == 4 and live.separation == result.state.diagnostics["separation"][0]
+    vm = rvm.ReconstructionViewModel()
+    vm.select(dataset)
+    vm.begin(None)
+    report = vm.accept_separation(live.separation)
+    assert report.rows == result_report(result.state).rows
+    assert vm.unseparated == ("object states",) and vm.report is report
+    assert vm.warnings == list(result.warnings)
+    assert report.lines[0].startswith("run in progress")
 
 
 def test_states_shown_counts_the_remaining_stages():
@@ -366,3 +382,105 @@ def test_calibrate_job_restores_a_transposed_detector_and_finds_the_defocus(tmp_
     assert again.defocus_A == pytest.approx(summary.values["defocus_A"])
     with pytest.raises(InputError, match="not read from a file"):
         _finish(cal.save_calibrated_job("", str(tmp_path / "x.h5"), cal.CalibrationForm()))
+
+
+# ------------------------------------------------------------------------------- dry run
+def _config(**kw) -> cfg.ReconstructionConfig:
+    stages = [
+        cfg.StageConfig(name="coarse", iterations=2),
+        cfg.StageConfig(name="fine", iterations=2, object_states=2, detector_padding="40x36"),
+    ]
+    return cfg.ReconstructionConfig(device="cpu", stages=stages, **kw).validate()
+
+
+def test_plan_gives_each_stage_its_grid_and_the_memory_of_the_largest():
+    dataset = tiny_dataset()  # 4×4 scan, 24×24 detector at 2 mrad, 60 kV
+    plan = run_plan(dataset, _config(detector_padding="none", holdout_fraction=0.25))
+    coarse, fine = plan.grids
+    assert (coarse.window, fine.window) == ((24, 24), (40, 36))
+    dk = dataset.reciprocal_sampling_invA
+    assert coarse.pixel_A == pytest.approx((1 / (24 * dk[0]), 1 / (24 * dk[1])))
+    assert fine.pixel_A == pytest.approx((1 / (40 * dk[0]), 1 / (36 * dk[1])))
+    assert (coarse.padding, fine.padding) == ("none", "40x36")
+    assert plan.n_patterns == 16 and plan.held_out == 4 and plan.detector == (24, 24)
+    assert plan.loss == "gaussian" and plan.loss_setting == "auto"  # not counts
+    # the memory plan is the run's own: for the larger window of stage 'fine'
+    fine_geom = engine.plan_geometry(dataset, _config(), padding="40x36")
+    expected = engine.estimate_run_memory(dataset, _config(), geom=fine_geom)
+    assert plan.estimate.needed_bytes == expected.needed_bytes
+    lines = plan.lines
+    assert lines[0] == (
+        "data: 16 patterns of 24×24 px; loss gaussian (chosen by auto); "
+        "4 of 16 scan positions held out of the fit"
+    )
+    assert lines[1].startswith("stage 'coarse': 24×24 window (padding none), pixel ")
+    assert lines[2].startswith("stage 'fine': 40×36 window (padding 40x36), pixel ")
+    assert lines[3:] == plan.estimate.plan_text().splitlines()
+    assert plan.grid_text.startswith("grid: 'coarse' 24×24, ")
+    same = run_plan(dataset, _config(detector_padding="40x36"))
+    assert same.grid_text.startswith("grid: 40×36 window from the 24×24 detector, pixel ")
+    assert same.held_out == 0 and "none held out" in same.lines[0]
+
+
+def test_a_pixel_size_padding_and_a_gaussian_source_in_the_plan():
+    dataset = tiny_dataset()
+    config = cfg.recommended_recipe(object_states=2, device="cpu", detector_padding=0.1)
+    (grid, _) = run_plan(dataset, config).grids
+    assert grid.padding == 0.1 and grid.model_modes == 25  # 5 × 5 source points
+    assert "(padding 0.1 Å pixel)" in grid.text and "25 model modes" in grid.text
+    assert grid.pixel_A[0] == pytest.approx(0.1, rel=0.05)
+
+
+def test_what_the_dock_refuses_is_yielded_as_the_reason():
+    dataset = tiny_dataset()
+    config = _config(data_placement="file")
+    with pytest.raises(InputError, match="'data_placement' is 'file'"):
+        check_dock_run(dataset, config)
+    (reason,) = list(plan_job(dataset, config))
+    assert isinstance(reason, InputError)
+    vm = rvm.ReconstructionViewModel()
+    vm.select(dataset)
+    text, ok = vm.accept_estimate(reason)
+    assert not ok and text.startswith("cannot start: 'data_placement'") and vm.plan is None
+    vm.set_config(config)
+    with pytest.raises(InputError, match="data_placement"):
+        vm.begin(None)
+    (bad,) = list(plan_job(dataset, _config(detector_padding="16x16")))  # smaller than 24×24
+    assert isinstance(bad, InputError) and "smaller than the 24×24 detector" in str(bad)
+    (plan,) = list(plan_job(dataset, _config()))
+    text, ok = vm.accept_estimate(plan)
+    assert ok and vm.plan is plan and vm.estimate is plan.estimate
+
+
+def _report(stage: str, separated: bool) -> dict:
+    return SeparationReport(
+        stage=stage,
+        n_states=4,
+        spread_rad=0.02,
+        loss_states=1.0,
+        loss_mean=2.0,
+        loss_floor=0.0,
+        gain=0.5 if separated else 0.01,
+        noise_gain=math.inf,
+        trend=0.0,
+        separated=separated,
+        converged=True,
+    ).to_dict()
+
+
+def test_live_report_of_the_stages_finished_so_far():
+    items = [_report("a", True), _report("b", False)]
+    report = live_report(items)
+    assert [row[0] for row in report.rows] == ["a", "b"]
+    assert [row[5] for row in report.rows] == ["✓", "✗"]
+    assert report.unseparated == ("b",) and report.separated == (True, False)
+    assert report.lines == (
+        "run in progress: the state separation of the stages finished so far",
+        "separated: 'a'",
+    )
+    (warning,) = separation_warnings(items)
+    assert warning.startswith("stage 'b': the 4 object states did not separate")
+    # a stage run again (a continued run) counts once, with its last report
+    again = live_report([_report("b", False), _report("b", True)])
+    assert again.unseparated == () and len(again.rows) == 1
+    assert separation_warnings([_report("b", True)]) == []

@@ -1,12 +1,15 @@
 """Reconstruction settings panel: the engine's typed configuration as a compact form.
 
-Global fields (device, precision, loss, held-out fraction, starting source size, seed, update
-interval, batch size) are a magicgui form (:class:`~caviar_napari._qt._forms.ParamForm`) over
-:class:`~caviar_napari.data.config.ReconstructionConfig`; the stages are the
+Global fields (device, precision, loss, held-out fraction, starting source size, detector
+padding, seed, update interval, batch size) are a magicgui form
+(:class:`~caviar_napari._qt._forms.ParamForm`) over
+:class:`~caviar_napari.data.config.ReconstructionConfig`, with the grid the padding gives below
+it; the memory settings (caps on host and device memory, where the L-BFGS history and the data
+live, the object margin) are a second form in a collapsible section; the stages are the
 :class:`~caviar_napari._qt.reconstruction.stage_table.StageTable` with the
 :class:`~caviar_napari._qt.reconstruction.stage_table.StageDetails` of the selected stage below
 it; the presets are the recommended recipe and the paper's (free probe modes).  Fields the panel
-does not show (tilt, padding, checkpoints, …) are kept from the last configuration set.
+does not show (tilt, checkpoints, cluster, …) are kept from the last configuration set.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
+from superqt import QCollapsible
 
 from caviar_napari._qt._file_dialogs import YAML_FILTER, ask_and_run
 from caviar_napari._qt._forms import ParamField, ParamForm, exact_value, push_button, text_label
 from caviar_napari._qt.reconstruction.stage_table import StageDetails, StageTable
+from caviar_napari.core.memory import DATA_PLACEMENTS, HISTORY_PLACEMENTS
 from caviar_napari.data import config as cfg
+from caviar_napari.data.padding import PADDING_HELP
 from caviar_napari.viewmodels.reconstruction import (
     PRESET_ITERATIONS,
     PRESET_PAPER,
@@ -79,6 +85,21 @@ GLOBAL_FIELDS = (
         ),
     ),
     ParamField(
+        "detector_padding",
+        "Padding",
+        {"widget_type": "LineEdit"},
+        placeholder="auto",
+        shown=str,
+        stored=lambda text: str(text).strip() or "auto",
+        tooltip=(
+            f"Detector padding in reciprocal space: {PADDING_HELP}. auto pads only when the "
+            "data reach beyond the band limit of the detector's window; a window NxM or a "
+            "pixel size sets the reconstruction's pixel (the paper padded 256² to 732²: a "
+            "10.89 pm pixel). The window and pixel each stage gets are shown below; a stage "
+            "may pad differently (its details)."
+        ),
+    ),
+    ParamField(
         "seed",
         "Seed",
         {"widget_type": "SpinBox", "min": 0, "max": 2**31 - 1},
@@ -107,6 +128,66 @@ GLOBAL_FIELDS = (
 )
 
 
+def _megabytes(value: float) -> float | None:
+    """A memory cap of a spin box: 0 (its special text "free") is no cap."""
+    return float(value) or None
+
+
+#: The memory settings (collapsed by default): caps and placements of the memory plan.
+MEMORY_FIELDS = (
+    ParamField(
+        "host_memory_MB",
+        "Host memory",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1e9, "step": 1000.0},
+        suffix=" MB",
+        special="free",
+        shown=lambda value: value or 0.0,
+        stored=_megabytes,
+        tooltip=(
+            "Most host memory the run may plan for (MB = 10⁶ bytes); free: what is free now. "
+            "Leave room for napari and other programs."
+        ),
+    ),
+    ParamField(
+        "device_memory_MB",
+        "GPU memory",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1e9, "step": 1000.0},
+        suffix=" MB",
+        special="free",
+        shown=lambda value: value or 0.0,
+        stored=_megabytes,
+        tooltip="Most GPU memory the run may plan for (MB); free: what is free now.",
+    ),
+    ParamField(
+        "lbfgs_history",
+        "L-BFGS history",
+        {"widget_type": "ComboBox", "choices": ["auto", *HISTORY_PLACEMENTS]},
+        tooltip=(
+            "Where the optimiser's curvature pairs live: auto (the memory plan chooses), "
+            "device, host (a GPU run streams them from page-locked host memory) or half (half "
+            "precision, half the bytes)."
+        ),
+    ),
+    ParamField(
+        "data_placement",
+        "Data",
+        {"widget_type": "ComboBox", "choices": ["auto", *DATA_PLACEMENTS]},
+        tooltip=(
+            "Where the measured patterns live: auto, device, host (a GPU run copies them per "
+            "batch) or file (out-of-core, read per batch from a chunked HDF5 file: caviar "
+            "reconstruct; the dock holds its data in memory)."
+        ),
+    ),
+    ParamField(
+        "object_padding_px",
+        "Object margin",
+        {"widget_type": "SpinBox", "min": 0, "max": 10_000},
+        suffix=" px",
+        tooltip="Extra object pixels beyond the scanned area plus half a probe window.",
+    ),
+)
+
+
 def _form_values(config: cfg.ReconstructionConfig) -> dict[str, Any]:
     return {
         "device": config.device,
@@ -119,6 +200,7 @@ def _form_values(config: cfg.ReconstructionConfig) -> dict[str, Any]:
             HOLDOUT_AUTO if config.holdout_fraction == "auto" else float(config.holdout_fraction)
         ),
         "source_fwhm_A": float(config.source_fwhm_A),
+        "detector_padding": config.detector_padding,
     }
 
 
@@ -141,8 +223,22 @@ class SettingsPanel(QGroupBox):
         self.form = ParamForm(GLOBAL_FIELDS, _form_values(self._base))
         self.form.connect(self.changed.emit)
         layout.addWidget(self.form.native)
+        self.grid_label = text_label("grid: –", hint=True)
+        self.grid_label.setToolTip(
+            "Probe window and object pixel of each stage, from the detector padding."
+        )
+        layout.addWidget(self.grid_label)
         self.device_info = text_label("detecting devices…", hint=True)
         layout.addWidget(self.device_info)
+        self.memory_form = ParamForm(MEMORY_FIELDS, self._base)
+        self.memory_form.connect(self.changed.emit)
+        self.memory_section = QCollapsible("Memory plan settings")
+        self.memory_section.setToolTip(
+            "Caps on host and GPU memory and where the optimiser's history and the data live; "
+            "the plan they give is under Run."
+        )
+        self.memory_section.addWidget(self.memory_form.native)
+        layout.addWidget(self.memory_section)
 
         self.stages_label = text_label("Stages (run in order, each from the previous result):")
         layout.addWidget(self.stages_label)
@@ -217,6 +313,8 @@ class SettingsPanel(QGroupBox):
                 else round(float(values["holdout_fraction"]), 4)
             ),
             source_fwhm_A=exact_value(self.form["source_fwhm_A"].native, self._base.source_fwhm_A),
+            detector_padding=values["detector_padding"],
+            **self.memory_form.values(),
             stages=self.stage_table.stages(validate=validate),
         )
         return cfg.ReconstructionConfig.from_dict(config.to_dict()) if validate else config
@@ -225,6 +323,7 @@ class SettingsPanel(QGroupBox):
         """Show ``config``; the fields it has that the panel does not show are kept."""
         self._base = config
         self.form.set_values(_form_values(config))
+        self.memory_form.set_values(config)
         self.stage_table.set_stages(config.stages)
         self.stage_details.follow()
         self.changed.emit()
@@ -243,6 +342,7 @@ class SettingsPanel(QGroupBox):
     def set_editable(self, editable: bool) -> None:
         """Enable or disable every input (not the configuration's Save button)."""
         self.form.set_enabled(editable)
+        self.memory_form.set_enabled(editable)
         for w in (
             self.stage_table,
             self.add_stage_button,
@@ -253,6 +353,12 @@ class SettingsPanel(QGroupBox):
         ):
             w.setEnabled(editable)
         self.stage_details.follow()
+
+    def show_grids(self, text: str, tooltip: str = "") -> None:
+        """Show the probe window and pixel of the stages (from the run's plan)."""
+        self.grid_label.setText(text)
+        if tooltip:
+            self.grid_label.setToolTip(tooltip)
 
     def _show_details_title(self) -> None:
         row = self.stage_table.selected_row()

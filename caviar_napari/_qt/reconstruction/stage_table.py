@@ -153,6 +153,48 @@ DETAIL_FIELDS = (
         {"widget_type": "ComboBox", "choices": list(OPTIMIZERS)},
         tooltip="lbfgs: L-BFGS with Wolfe line search; gd: gradient descent.",
     ),
+    ParamField(
+        "lbfgs_memory",
+        "L-BFGS memory",
+        {"widget_type": "SpinBox", "min": 1, "max": 1000},
+        suffix=" pairs",
+        tooltip=(
+            "Curvature pairs L-BFGS keeps (each pair is two object-sized copies: the memory "
+            "plan counts them)."
+        ),
+    ),
+    ParamField(
+        "minibatch_epochs",
+        "Mini-batch epochs",
+        {"widget_type": "SpinBox", "min": 0, "max": 100_000},
+        special="none",
+        tooltip=(
+            "The first iterations of the stage run as stochastic mini-batch epochs (one "
+            "preconditioned gradient step per mini-batch) before L-BFGS takes over: for large "
+            "scans far from the solution. 0: none."
+        ),
+    ),
+    ParamField(
+        "minibatch_size",
+        "Mini-batch size",
+        {"widget_type": "SpinBox", "min": 1, "max": 1_000_000},
+        suffix=" patterns",
+        tooltip="Patterns per mini-batch of those epochs.",
+    ),
+    ParamField(
+        "detector_padding",
+        "Padding",
+        {"widget_type": "LineEdit"},
+        placeholder="as the reconstruction's",
+        shown=lambda value: "" if value is None else str(value),
+        stored=lambda text: str(text).strip() or None,
+        tooltip=(
+            "This stage's detector padding (empty: the Padding of the reconstruction): auto, "
+            "none, a window NxM (pixels) or a pixel size in Å. A stage that pads differently "
+            "continues from the previous result resampled onto its grid (e.g. a coarse first "
+            "stage, then the paper's fine pixel)."
+        ),
+    ),
 )
 _DETAIL_KEYS = tuple(f.name for f in DETAIL_FIELDS)
 
@@ -367,4 +409,4 @@ class StageDetails(ParamForm):
 
     def _edited(self, name: str, *_: Any) -> None:
         if self._row >= 0:
-            self.table.set_details(self._row, {name: self[name].value})
+            self.table.set_details(self._row, {name: self.value(name)})
