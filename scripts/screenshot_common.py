@@ -75,14 +75,26 @@ def open_window() -> tuple[Any, dict[str, Any]]:
     return viewer, widgets
 
 
-def wait(condition: Callable[[], bool], seconds: float) -> bool:
-    """Process events until ``condition()`` or ``seconds`` passed; returns ``condition()``."""
+def process_events() -> None:
+    """One turn of the event loop, as ``app.exec()`` would run it.
+
+    ``processEvents`` alone leaves the widgets that ``deleteLater`` removed on screen (deferred
+    deletes wait for the event loop proper): napari's slider rows of the axes a removed layer
+    had would then stay visible over the new ones in the screenshots.
+    """
+    from qtpy.QtCore import QEvent
     from qtpy.QtWidgets import QApplication
 
     app = QApplication.instance()
+    app.processEvents()
+    app.sendPostedEvents(None, QEvent.DeferredDelete)
+
+
+def wait(condition: Callable[[], bool], seconds: float) -> bool:
+    """Process events until ``condition()`` or ``seconds`` passed; returns ``condition()``."""
     end = time.monotonic() + seconds
     while not condition() and time.monotonic() < end:
-        app.processEvents()
+        process_events()
         time.sleep(0.01)
     return bool(condition())
 

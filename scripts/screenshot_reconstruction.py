@@ -5,12 +5,16 @@ On the ``hbn-correlated`` sample, as a user would go through the dock:
 1. *Calibrate*: the pattern centre, detector transpose, scan rotation and defocus found from the
    patterns, with their confidences, the calibrated data selected
    (``docs/images/reconstruction-calibrate.png``);
-2. the settings: the *Recommended* preset, its two stages and the details of the selected stage
-   (``docs/images/reconstruction-settings.png``);
+2. the settings: the *Recommended* preset with the detector padding and the grid it gives, the
+   memory plan settings opened, the two stages (``docs/images/reconstruction-settings.png``),
+   and the *Run* box with the dry run shown by *Plan* (``docs/images/reconstruction-plan.png``);
 3. a short run of the recommended recipe, then the result panel: the loss ``auto`` chose, the
    fitted source size, and whether the object states separated
-   (``docs/images/reconstruction-window.png``).  The run is short (CPU, a few minutes): its
-   states do not separate, and the dock says so.
+   (``docs/images/reconstruction-window.png``).  The run is short (CPU, a few minutes): the
+   dock says whether its states separated and whether they were still improving, in the banner
+   as soon as the stage ends, and in the result panel;
+4. a run far too short for the states to separate: the banner turns red and says so
+   (``docs/images/reconstruction-unseparated.png``).
 
 Run (Xvfb and xvfb-run installed)::
 
@@ -61,9 +65,18 @@ def shoot(args: argparse.Namespace) -> None:
         widget.stage_table.cell(row, "iterations").setValue(n)
     widget.stage_table.cell(1, "object_states").setValue(args.states)
     widget.stage_table.selectRow(1)
+    widget.settings.memory_section.setDuration(0)
+    widget.settings.memory_section.expand()
     wait(lambda: "needs" in widget.memory_label.text(), 60)
-    scroll_to(widget, widget.settings.stages_label)
+    scroll_to(widget, widget.settings.form["detector_padding"].native)
     save(viewer, window, out / "reconstruction-settings.png")
+    widget.settings.memory_section.collapse()
+    widget.plan_button.click()
+    settle(0.5)
+    scroll_to(widget, widget.start_combo)
+    save(viewer, window, out / "reconstruction-plan.png")
+    print(widget.plan_label.text())
+    widget.plan_button.click()
 
     if args.only_settings:
         viewer.close()
@@ -78,6 +91,18 @@ def shoot(args: argparse.Namespace) -> None:
     print(widget.status_label.text())
     print(widget.result_panel.label.text())
     print("warnings:", widget.warning_banner.warnings)
+
+    # 4. far too few iterations: the states cannot separate, and the dock says so
+    for row, n in enumerate(args.short):
+        widget.stage_table.cell(row, "iterations").setValue(n)
+    widget.settings.form["update_every"].value = 1
+    if widget.start() is None:
+        raise SystemExit(f"the short run did not start: {widget.status_label.text()}")
+    wait(lambda: not widget.is_running, args.timeout_s)
+    settle(1.0)
+    scroll_to(widget, widget.result_panel)
+    save(viewer, window, out / "reconstruction-unseparated.png")
+    print("red banner:", widget.warning_banner.alarm, widget.warning_banner.warnings)
     viewer.close()
 
 
@@ -85,6 +110,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", default=str(IMAGES))
     parser.add_argument("--iterations", type=int, nargs=2, default=(12, 36), metavar=("S1", "S2"))
     parser.add_argument("--states", type=int, default=6, help="object states of stage 2")
+    parser.add_argument(
+        "--short",
+        type=int,
+        nargs=2,
+        default=(2, 2),
+        metavar=("S1", "S2"),
+        help="iterations of the run too short to separate the states",
+    )
     parser.add_argument("--timeout-s", type=float, default=1200.0)
     parser.add_argument(
         "--only-settings", action="store_true", help="calibrate and settings, no run"

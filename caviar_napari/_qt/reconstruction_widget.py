@@ -178,8 +178,8 @@ class ReconstructionWidget(ViewerDock):
         self.fit_width()
 
     def _build_run_box(self) -> QGroupBox:
-        box = QGroupBox("Run")
-        box.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
+        box = QGroupBox("Run")  # as tall as its wrapped texts need (the plan, the memory)
+        box.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
         layout = QVBoxLayout(box)
         form = QFormLayout()
         self.start_combo = QComboBox()
@@ -211,8 +211,7 @@ class ReconstructionWidget(ViewerDock):
         )
         self.plan_button.setCheckable(True)
         layout.addLayout(hrow((self.memory_label, 1), self.plan_button))
-        self.plan_label = text_label(selectable=True)
-        self.plan_label.setWordWrap(False)
+        self.plan_label = text_label(selectable=True)  # wrapped: the dock keeps its width
         self.plan_label.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         self.plan_label.setVisible(False)
         layout.addWidget(self.plan_label)
@@ -220,7 +219,6 @@ class ReconstructionWidget(ViewerDock):
 
     def _toggle_plan(self) -> None:
         self.plan_label.setVisible(self.plan_button.isChecked())
-        self.fit_width()
 
     def _build_footer(self, pacer: LivePacer) -> None:
         """Run buttons, progress, status and loss plot: below the scroll area, always seen."""

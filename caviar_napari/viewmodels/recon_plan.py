@@ -55,14 +55,18 @@ class StageGrid:
     model_modes: int
 
     @property
-    def text(self) -> str:
-        """``"stage 'x': 96×96 window (padding auto), pixel 0.1042 Å"``."""
+    def pixel_text(self) -> str:
+        """``"0.1042 Å"``, or ``"0.1127×0.1113 Å"`` when ``dy ≠ dx``."""
         dy, dx = self.pixel_A
-        pixel = f"{dy:.4g} Å" if abs(dy - dx) < 1e-9 * max(dy, dx) else f"{dy:.4g}×{dx:.4g} Å"
+        return f"{dy:.4g} Å" if f"{dy:.4g}" == f"{dx:.4g}" else f"{dy:.4g}×{dx:.4g} Å"
+
+    @property
+    def text(self) -> str:
+        """``"stage 'x': 96×96 window (padding auto), pixel 0.1042 Å, 1 model mode"``."""
         return (
             f"stage '{self.stage}': {self.window[0]}×{self.window[1]} window (padding "
-            f"{padding_text(self.padding)}), pixel {pixel}, {self.model_modes} model mode"
-            + ("s" if self.model_modes != 1 else "")
+            f"{padding_text(self.padding)}), pixel {self.pixel_text}, {self.model_modes} model "
+            "mode" + ("s" if self.model_modes != 1 else "")
         )
 
 
@@ -101,10 +105,10 @@ class RunPlan:
             g = self.grids[0]
             return (
                 f"grid: {g.window[0]}×{g.window[1]} window from the {self.detector[0]}×"
-                f"{self.detector[1]} detector, pixel {g.pixel_A[0]:.4g} Å (every stage)"
+                f"{self.detector[1]} detector, pixel {g.pixel_text} (every stage)"
             )
         return "grid: " + "; ".join(
-            f"'{g.stage}' {g.window[0]}×{g.window[1]}, {g.pixel_A[0]:.4g} Å" for g in self.grids
+            f"'{g.stage}' {g.window[0]}×{g.window[1]}, {g.pixel_text}" for g in self.grids
         )
 
     @property

@@ -70,12 +70,15 @@ class ResultReport:
     unseparated
         The stages whose object states did not separate (their correlations are not
         measurements): the dock says so in its banner.
+    verdicts
+        One plain sentence per stage whose states did not separate or were still improving.
     """
 
     lines: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     separated: tuple[bool, ...]
     unseparated: tuple[str, ...] = ()
+    verdicts: tuple[str, ...] = ()
 
 
 def _tick(ok: bool) -> str:
@@ -180,4 +183,17 @@ def _with_rows(lines: list[str], reports: list[SeparationReport]) -> ResultRepor
         )
         flags.append(bool(r.separated and r.converged))
     unseparated = tuple(r.stage for r in reports if not r.separated)
-    return ResultReport(tuple(lines), tuple(rows), tuple(flags), unseparated)
+    verdicts = tuple(_verdict(r) for r in reports if not (r.separated and r.converged))
+    return ResultReport(tuple(lines), tuple(rows), tuple(flags), unseparated, verdicts)
+
+
+def _verdict(r: SeparationReport) -> str:
+    if not r.separated:
+        return (
+            f"stage '{r.stage}': the object states did NOT separate — their displacements and "
+            "correlations are not measurements"
+        )
+    return (
+        f"stage '{r.stage}': the object states separated but were still improving — more "
+        "iterations would change them"
+    )

@@ -474,6 +474,14 @@ def test_live_report_of_the_stages_finished_so_far():
     assert [row[0] for row in report.rows] == ["a", "b"]
     assert [row[5] for row in report.rows] == ["✓", "✗"]
     assert report.unseparated == ("b",) and report.separated == (True, False)
+    assert report.verdicts == (
+        "stage 'b': the object states did NOT separate — their displacements and correlations "
+        "are not measurements",
+    )
+    still = live_report([{**_report("a", True), "converged": False}])
+    assert still.unseparated == () and still.verdicts[0].startswith(
+        "stage 'a': the object states separated but were still improving"
+    )
     assert report.lines == (
         "run in progress: the state separation of the stages finished so far",
         "separated: 'a'",

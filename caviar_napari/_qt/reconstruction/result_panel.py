@@ -46,7 +46,11 @@ class ResultPanel(QGroupBox):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setHorizontalScrollMode(QAbstractItemView.ScrollPerPixel)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setTextElideMode(Qt.ElideRight)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)  # the name takes what is left
+        header.setMinimumSectionSize(24)
         self.table.setToolTip(
             "Whether the object states of each multi-state stage separated: the engine's "
             "state-separation report (also in the reconstruction file)."
@@ -67,6 +71,7 @@ class ResultPanel(QGroupBox):
         for r, cells in enumerate(report.rows):
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(f"{SEPARATION_COLUMNS[c][0]}: {text}")
                 item.setTextAlignment(Qt.AlignCenter if c else Qt.AlignLeft | Qt.AlignVCenter)
                 if text.startswith(("✓", "✗")):
                     item.setForeground(QColor(GOOD_COLOUR if text[0] == "✓" else BAD_COLOUR))
@@ -77,12 +82,6 @@ class ResultPanel(QGroupBox):
             rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
             scroll = self.table.horizontalScrollBar().sizeHint().height()
             self.table.setFixedHeight(header + rows + scroll + 2 * self.table.frameWidth())
-        failed = [row[0] for row, ok in zip(report.rows, report.separated) if not ok]
-        self.verdict.setVisible(bool(failed))
+        self.verdict.setVisible(bool(report.verdicts))
         self.verdict.setStyleSheet(ERROR_STYLE)
-        if failed:
-            stages = ", ".join(f"'{s}'" for s in failed)
-            self.verdict.setText(
-                f"stage {stages}: the object states are not a measurement yet (see the warnings "
-                "above)"
-            )
+        self.verdict.setText("\n".join(report.verdicts))
