@@ -874,6 +874,7 @@ def test_unseparated_states_turn_the_banner_red_as_soon_as_their_stage_ends(
 
     monkeypatch.setattr(engine, "run", held_after_the_report)
     banner, panel = widget.warning_banner, widget.result_panel
+    assert widget.progress.caption() == "no run yet"
     widget.start()
     try:
         qtbot.waitUntil(lambda: banner.alarm, timeout=WAIT_MS)
@@ -893,3 +894,4 @@ def test_unseparated_states_turn_the_banner_red_as_soon_as_their_stage_ends(
         release.set()
     _wait_idle(qtbot, widget)
     assert panel.title() == "Result" and banner.alarm and warning in banner.warnings
+    assert widget.progress.caption() == "2 / 2 iterations"
