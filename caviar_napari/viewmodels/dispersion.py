@@ -414,7 +414,7 @@ def dispersion_plot(
     else:
         handles.append(_marker("model at commensurate q ± error", filled=False))
     legend = ax.legend(
-        handles=handles, loc="lower right", fontsize="x-small", framealpha=0.7,
+        handles=handles, loc="best", fontsize="x-small", framealpha=0.7,
         labelcolor=FOREGROUND, facecolor=BACKGROUND, edgecolor=FOREGROUND,
     )  # fmt: skip
     legend.set_zorder(5)
