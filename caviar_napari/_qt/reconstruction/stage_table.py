@@ -316,8 +316,13 @@ class StageTable(QTableWidget):
         stages = self.stages(validate=False)
         row = self.currentRow() if self.currentRow() >= 0 else len(stages) - 1
         template = stages[row] if stages else StageConfig()
-        self._insert_row(dataclasses.replace(template, name=f"stage {len(stages) + 1}"))
-        self.selectRow(self.rowCount() - 1)
+        # quiet while the rows and their stages differ (a slot would read a half-made row)
+        self.blockSignals(True)
+        try:
+            self._insert_row(dataclasses.replace(template, name=f"stage {len(stages) + 1}"))
+            self.selectRow(self.rowCount() - 1)
+        finally:
+            self.blockSignals(False)
         self._fit_height()
         self.changed.emit()
 
@@ -326,8 +331,12 @@ class StageTable(QTableWidget):
         if self.rowCount() <= 1:
             return
         row = self.currentRow() if self.currentRow() >= 0 else self.rowCount() - 1
-        self.removeRow(row)
-        del self._base[row]
+        self.blockSignals(True)
+        try:
+            self.removeRow(row)
+            del self._base[row]
+        finally:
+            self.blockSignals(False)
         self._fit_height()
         self.changed.emit()
 
