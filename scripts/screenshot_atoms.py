@@ -1,18 +1,22 @@
-"""Screenshot of the Atoms dock widget on a synthetic graphene reconstruction (docs/images).
+"""Screenshot of the Atoms dock on a synthetic graphene reconstruction, in the ``caviar-napari``
+window (1280 × 800 by default): ``docs/images/atoms-widget.png``.
 
-Run under a display (e.g. ``xvfb-run -a python scripts/screenshot_atoms.py``).  The phase is a
-graphene sheet (Gaussian atoms, C–C 1.42 Å) in 4 object states × 2 slices with Einstein-like
-random displacements of 6 pm rms, plus a little noise; Detect and Refine run as a user would
-start them, then the window is saved to ``docs/images/atoms-widget.png``.
+The phase is a graphene sheet (Gaussian atoms, C–C 1.42 Å) in 4 object states × 2 slices with
+Einstein-like random displacements of 6 pm rms, plus a little noise; Detect and Refine run as a
+user would start them.
+
+Run (Xvfb and xvfb-run installed)::
+
+    python scripts/screenshot_atoms.py [--size 1280x800] [--out PNG]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
+from screenshot_common import IMAGES, open_window, raise_dock, run_in_screen, save, settle, wait
 
 PIXEL_A = 0.08
 SHAPE = (220, 260)
@@ -41,42 +45,12 @@ def graphene_phase(rng: np.random.Generator, n_states: int = 4, n_slices: int = 
     return (phase + rng.normal(0, 0.004, phase.shape)).astype(np.float32)
 
 
-def wait(app, widget, timeout_s: float = 120.0) -> None:
-    """Process Qt events until the widget's worker has finished."""
-    t0 = time.monotonic()
-    while widget.worker is not None:
-        app.processEvents()
-        time.sleep(0.02)
-        if time.monotonic() - t0 > timeout_s:
-            raise TimeoutError("worker did not finish")
-    for _ in range(20):
-        app.processEvents()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--out",
-        default=str(Path(__file__).resolve().parents[1] / "docs" / "images" / "atoms-widget.png"),
-    )
-    args = parser.parse_args()
-
-    import os
-    import tempfile
-
-    # a throw-away settings file, so that hiding the toasts does not change the user's settings
-    os.environ["NAPARI_CONFIG"] = os.path.join(tempfile.mkdtemp(), "settings.yaml")
-    import napari
-    from napari.settings import get_settings
-
-    get_settings().application.gui_notification_level = "none"
-    from qtpy.QtWidgets import QApplication
-
-    from caviar_napari._qt.atoms_widget import AtomsWidget
-
+def shoot(args: argparse.Namespace) -> None:
+    viewer, widgets = open_window()
+    widget = widgets["Atoms"]
+    window = widget.window()
+    raise_dock(widget)
     phase = graphene_phase(np.random.default_rng(0))
-    viewer = napari.Viewer(title="caviar-napari: Atoms")
-    viewer.window.resize(1500, 1000)
     viewer.add_image(
         phase,
         name="graphene phase",
@@ -84,35 +58,30 @@ def main() -> None:
         scale=(1, 1, PIXEL_A, PIXEL_A),
         translate=(0, 0, 0.0, 0.0),
         axis_labels=("state", "slice", "y", "x"),
-        units=("pixel", "pixel", "angstrom", "angstrom"),
+        units=("pixel", "pixel", "Å", "Å"),
     )
-    widget = AtomsWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Atoms", area="right")
     widget.detection_form["sigma_min_A"].value = 0.15
     widget.detection_form["sigma_max_A"].value = 0.45
     widget.detection_form["exclude_border_A"].value = 0.5
     widget.refine_form["species"].value = "C"
-    app = QApplication.instance()
     widget.detect()
-    wait(app, widget)
+    wait(lambda: widget.worker is None, 120)
     widget.refine()
-    wait(app, widget)
+    wait(lambda: widget.worker is None, 120)
     viewer.dims.set_current_step(0, 2)  # show state 2, slice 1
     viewer.dims.set_current_step(1, 1)
     viewer.canvas.overlays["scale_bar"].visible = True
     viewer.reset_view()
-    for w in app.allWidgets():  # close toasts shown before the settings took effect
-        if type(w).__name__ == "NapariQtNotification":
-            w.close()
-    for _ in range(20):
-        app.processEvents()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(args.out, canvas_only=False)
-    print(f"wrote {args.out}")
+    settle(0.5)
+    save(viewer, window, Path(args.out))
     print(widget.status_label.text())
     print(widget.lattice_label.text())
     viewer.close()
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=str(IMAGES / "atoms-widget.png"))
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_in_screen(__doc__.split("\n\n")[0], shoot, add_arguments))

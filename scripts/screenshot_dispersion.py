@@ -1,30 +1,34 @@
-"""Screenshot of the Dispersion dock widget on a simulated hBN ATOMS file (run under Xvfb).
+"""Screenshot of the Dispersion dock (issue 14): the force-constant model's dense curves over the
+eq. 6 points with error bars, in the ``caviar-napari`` window (1280 × 800 by default).
 
-    xvfb-run -a python scripts/screenshot_dispersion.py [docs/images/dispersion-widget.png]
+The ATOMS source holds 20 exact thermal snapshots (300 K) of a 12 × 12-cell hBN-like harmonic
+lattice (``analysis.phonons.HarmonicLattice.honeycomb``): perfect positions with the number of
+object states of a real reconstruction, so the error bars show the statistical error of 20
+states, and the eq. 6 points show their small-sample bias.  Both estimators run (force constants,
+2 shells, periodic boundary: the lattice is one period; eq. 6), with 100 bootstrap replicas:
+``docs/images/dispersion-widget.png``, and the dock scrolled to the fitted force constants ±
+errors and the shell test: ``docs/images/dispersion-force-constants.png``.
 
-The ATOMS file holds 20 exact thermal snapshots (300 K) of a 12 × 12-cell hBN-like harmonic
-lattice (``analysis.phonons.HarmonicLattice.honeycomb``), i.e. perfect positions with the number
-of object states of a real reconstruction: the error bars show the statistical error of 20 states.
+Run (Xvfb and xvfb-run installed)::
+
+    python scripts/screenshot_dispersion.py [--size 1280x800] [--out PNG]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
-import time
 from pathlib import Path
 
-import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
-
-from caviar_napari._qt.dispersion_widget import DispersionWidget
-from caviar_napari.analysis.phonons import HarmonicLattice
-from caviar_napari.io.atoms_file import AtomsData, write_atoms
+from screenshot_common import IMAGES, open_window, raise_dock, run_in_screen, save, settle, wait
 
 
 def make_atoms_file(path: Path, n_states: int = 20, cells: int = 12) -> None:
     """Write an ATOMS file of exact harmonic snapshots of hBN."""
+    from caviar_napari.analysis.phonons import HarmonicLattice
+    from caviar_napari.io.atoms_file import AtomsData, write_atoms
+
     lat = HarmonicLattice.honeycomb()
     sc = lat.supercell(cells, cells)
     pos = sc.positions_A[None] + sc.sample_snapshots(300.0, n_states, 2024) + [3.0, 3.0]
@@ -37,42 +41,58 @@ def make_atoms_file(path: Path, n_states: int = 20, cells: int = 12) -> None:
             basis_index=sc.basis_index,
             species=sc.species,
             lattice_vectors_A=lat.lattice_vectors_A,
-            source="harmonic hBN, 20 exact snapshots at 300 K",
+            source=f"harmonic hBN, {n_states} exact snapshots at 300 K",
         ),
     )
 
 
-def main(out: str = "docs/images/dispersion-widget.png") -> None:
-    viewer = napari.Viewer(title="CAVIAR — Dispersion")
-    viewer.window.resize(1500, 1050)
-    widget = DispersionWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Dispersion", area="right")
+def shoot(args: argparse.Namespace) -> None:
+    viewer, widgets = open_window()
+    widget = widgets["Dispersion"]
+    window = widget.window()
+    raise_dock(widget)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "hBN_atoms.h5"
+        path = Path(tmp) / "hBN-harmonic.h5"
         make_atoms_file(path)
         widget.open_atoms_file(path)
-        widget.compute()
-        deadline = time.monotonic() + 60
-        while (widget.worker is not None or widget.is_rendering) and time.monotonic() < deadline:
-            QApplication.processEvents()
-            time.sleep(0.02)
-    for _ in range(40):  # a resize renders the plot again (debounced, in a worker)
-        QApplication.processEvents()
-        time.sleep(0.02)
-    while widget.is_rendering and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.02)
-    for w in QApplication.allWidgets():  # hide napari's toasts (the PyQt5 deprecation notice)
-        if type(w).__name__ == "NapariQtNotification":
-            w.hide()
+    widget.form["estimator"].value = "both"
+    widget.form["boundary"].value = "periodic"
+    widget.form["bootstrap"].value = 100
+    widget.compute()
+    wait(lambda: widget.worker is None, 600)
+    settle(1.0)  # a resize renders the plot again (in a worker)
+    wait(lambda: not widget.is_rendering, 60)
     viewer.reset_view()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(out, canvas_only=False)
-    print(f"wrote {out}")
+    # the summary, the plot and the tables below it in view
+    widget.scroll.verticalScrollBar().setValue(
+        widget.summary_label.mapTo(
+            widget.scroll.widget(), widget.summary_label.rect().topLeft()
+        ).y()
+        - 8
+    )
+    save(viewer, window, Path(args.out))
+    if args.constants_out:  # the fitted force constants and the shell test in view
+        widget.scroll.ensureWidgetVisible(widget.fit_label, 0, 8)
+        save(viewer, window, Path(args.constants_out))
     if widget.result is not None:
-        print(np.round(widget.result.branch_average_THz, 2))
+        print(widget.summary_label.text())
+        print(
+            "force constants, dense path:", np.round(widget.result.dense_path.branch_average_THz, 2)
+        )
+        print("eq. 6:", np.round(widget.vm.outcome.green.branch_average_THz, 2))
+        print(widget.fit_label.text())
+    print("warnings:", widget.warning_banner.warnings)
     viewer.close()
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=str(IMAGES / "dispersion-widget.png"))
+    parser.add_argument(
+        "--constants-out",
+        default=str(IMAGES / "dispersion-force-constants.png"),
+        help="the dock scrolled to the force-constant table ('' for none)",
+    )
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    raise SystemExit(run_in_screen(__doc__.split("\n\n")[0], shoot, add_arguments))

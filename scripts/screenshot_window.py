@@ -19,8 +19,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from screenshot_common import close_toasts, settle, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = ("1280x800", "1600x1000")
@@ -40,7 +41,7 @@ def shoot(
     os.environ["NAPARI_CONFIG"] = os.path.join(tempfile.mkdtemp(), "settings.yaml")
     import napari
     from napari.settings import get_settings
-    from qtpy.QtWidgets import QApplication, QTabBar, QWidget
+    from qtpy.QtWidgets import QTabBar
 
     from caviar_napari._qt import launcher
     from caviar_napari.data import config as cfg
@@ -50,28 +51,17 @@ def shoot(
     widgets = launcher.open_window(viewer, sample=launcher.DEFAULT_SAMPLE)
     widget = widgets["Reconstruction"]
     window = widget.window()
-    app = QApplication.instance()
-
-    def wait(condition, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not condition() and time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.01)
 
     wait(lambda: widget.dataset() is not None, 30)
-    widget.set_config(
-        cfg.two_stage_preset(
-            object_states=4, probe_modes=2, iterations=iterations, update_every=2, device="cpu"
-        )
+    widget.set_config(  # the dock's default recipe, short
+        cfg.recommended_recipe(object_states=4, iterations=iterations, update_every=2, device="cpu")
     )
     wait(lambda: "needs" in widget.memory_label.text(), 30)
     if widget.start() is None:
         raise SystemExit(f"the run did not start: {widget.status_label.text()}")
     wait(lambda: not widget.is_running, 900)
-    for toast in window.findChildren(QWidget):  # notifications would cover the canvas
-        if type(toast).__name__ == "NapariQtNotification":
-            toast.close()
-    wait(lambda: False, 1.0)
+    close_toasts(window)  # notifications would cover the canvas
+    settle(1.0)
     frame = window.frameGeometry()
     screen = window.screen().availableGeometry()
     fits = frame.width() <= screen.width() and frame.height() <= screen.height()
@@ -93,7 +83,7 @@ def shoot(
                 dock = dock.parent()
             if dock is not None and name != "Reconstruction":
                 dock.raise_()
-                wait(lambda: False, 0.5)
+                settle(0.5)
                 viewer.screenshot(
                     str(out.with_name(f"{out.stem}-{name.lower()}.png")), canvas_only=False
                 )
@@ -102,7 +92,7 @@ def shoot(
         while dock is not None and type(dock).__name__ != "QtViewerDockWidget":
             dock = dock.parent()
         dock.raise_()
-        wait(lambda: False, 0.5)
+        settle(0.5)
     viewer.screenshot(str(out), canvas_only=False)
     print(
         f"{out}: window {frame.width()}×{frame.height()} on a {screen.width()}×{screen.height()} "

@@ -19,7 +19,7 @@ from caviar_napari.viewmodels.atoms_layers import (
     point_size_A,
     states_points_layer,
 )
-from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY
+from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY, PATH_KEY
 
 __all__ = ["ATOMS_METADATA_KEY", "atoms_layer_data"]
 
@@ -47,6 +47,7 @@ def atoms_layer_data(path: str | os.PathLike) -> list[LayerDataTuple]:
     )
     mean_layer[1]["features"]["atom"] = np.flatnonzero(refined)  # index into the file's atoms
     mean_layer[1]["metadata"][ATOMS_METADATA_KEY] = atoms
+    mean_layer[1]["metadata"][PATH_KEY] = str(path)
     layers = [
         mean_layer,
         states_points_layer(
@@ -56,5 +57,9 @@ def atoms_layer_data(path: str | os.PathLike) -> list[LayerDataTuple]:
     if atoms.lattice_vectors_A is not None:
         layers.append(
             lattice_layer(atoms.lattice_vectors_A, atoms.mean_positions_A, name=f"{stem} lattice")
+        )
+    for _data, kwargs, _kind in layers:  # positions in Å: the scale bar says so
+        kwargs.setdefault(
+            "units", ("pixel",) * (len(kwargs.get("axis_labels", "yx")) - 2) + ("Å", "Å")
         )
     return layers

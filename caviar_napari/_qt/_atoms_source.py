@@ -25,7 +25,7 @@ from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
 from caviar_napari._qt._forms import hrow, push_button, replace_items
 from caviar_napari._qt._worker import start_worker
 from caviar_napari.errors import InputError
-from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY
+from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY, PATH_KEY
 
 #: Marker size of a source layer opened from a file, relative to the nearest-neighbour distance.
 MARKER_SIZE_FACTOR = 0.3
@@ -121,6 +121,14 @@ class AtomsSourcePicker(QWidget):
                 return layer.metadata[ATOMS_METADATA_KEY]
         return None
 
+    def source_path(self) -> str | None:
+        """The ATOMS file the chosen source was read from (None: made in the viewer)."""
+        name = self.combo.currentText()
+        for layer in self.layers():
+            if layer.name == name:
+                return layer.metadata.get(PATH_KEY) or None
+        return None
+
     def set_source_layer(self, name: str) -> None:
         """Choose the source Points layer by name (InputError if it is not a source)."""
         if name not in [layer.name for layer in self.layers()]:
@@ -148,7 +156,8 @@ class AtomsSourcePicker(QWidget):
             border_width=0,
             opacity=self._opacity,
             features={"atom": finite},
-            metadata={ATOMS_METADATA_KEY: atoms},
+            units=("Å", "Å"),
+            metadata={ATOMS_METADATA_KEY: atoms, PATH_KEY: str(path)},
         )
         self.set_source_layer(layer.name)
         return layer
@@ -177,6 +186,10 @@ class AtomsAnalysisDock(ViewerDock):
     def atoms_source(self) -> Any:
         """The AtomsData of the chosen source layer (None if there is none)."""
         return self.source_picker.atoms_source()
+
+    def source_path(self) -> str | None:
+        """The ATOMS file the chosen source was read from (None: made in the viewer)."""
+        return self.source_picker.source_path()
 
     def set_source_layer(self, name: str) -> None:
         """Choose the source Points layer by name."""

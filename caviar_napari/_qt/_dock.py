@@ -21,6 +21,12 @@ WARNING_STYLE = (
     "QLabel { background-color: #5c4400; color: #ffe08a; border: 1px solid #b38600; "
     "border-radius: 3px; padding: 4px; }"
 )
+#: Style of the banner when a result must not be used as it is (red: e.g. object states that
+#: did not separate).
+ALARM_STYLE = (
+    "QLabel { background-color: #5c1111; color: #ffd0d0; border: 1px solid #d04040; "
+    "border-radius: 3px; padding: 4px; }"
+)
 
 
 def _unfollow_layers(viewer: Any, callback: Callable[..., Any], *_: Any) -> None:
@@ -39,7 +45,8 @@ def follow_layers(widget: QWidget, viewer: Any, callback: Callable[..., Any]) ->
 
 
 class WarningBanner(QLabel):
-    """A label that lists warnings (``⚠`` one per line) and hides itself when there are none."""
+    """A label that lists warnings (``⚠`` one per line) and hides itself when there are none;
+    amber, or red when the result must not be used as it is (:attr:`alarm`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -48,16 +55,24 @@ class WarningBanner(QLabel):
         self.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.setVisible(False)
         self._warnings: list[str] = []
+        self._alarm = False
 
     @property
     def warnings(self) -> list[str]:
         """The warnings shown."""
         return list(self._warnings)
 
-    def show_warnings(self, warnings: Sequence[str]) -> None:
-        """Show ``warnings`` (an empty sequence hides the banner)."""
+    @property
+    def alarm(self) -> bool:
+        """Whether the banner is red (the result must not be used as it is)."""
+        return self._alarm and bool(self._warnings)
+
+    def show_warnings(self, warnings: Sequence[str], *, alarm: bool = False) -> None:
+        """Show ``warnings`` (an empty sequence hides the banner); red when ``alarm``."""
         self._warnings = [str(w) for w in warnings]
+        self._alarm = bool(alarm)
         self.setText("\n".join(f"⚠ {w}" for w in self._warnings))
+        self.setStyleSheet(ALARM_STYLE if self.alarm else WARNING_STYLE)
         self.setVisible(bool(self._warnings))
 
 
@@ -123,11 +138,13 @@ class ViewerDock(QWidget):
             )
         )
 
-    def show_warnings(self, warnings: Sequence[str], *, notify: bool = True) -> None:
-        """Show the view-model's warnings in the banner; new ones also as a napari warning
-        notification (``notify``)."""
+    def show_warnings(
+        self, warnings: Sequence[str], *, notify: bool = True, alarm: bool = False
+    ) -> None:
+        """Show the view-model's warnings in the banner (red when ``alarm``: the result must
+        not be used as it is); new ones also as a napari warning notification (``notify``)."""
         new = [w for w in warnings if w not in self.warning_banner.warnings]
-        self.warning_banner.show_warnings(warnings)
+        self.warning_banner.show_warnings(warnings, alarm=alarm)
         if notify:
             for text in new:
                 show_warning(text)

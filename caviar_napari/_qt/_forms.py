@@ -32,6 +32,8 @@ _SpinBox = TypeVar("_SpinBox", QSpinBox, QDoubleSpinBox)
 HINT_STYLE = "color: #9ba0a8;"
 #: Colour of an error text.
 ERROR_STYLE = "color: #ff6b6b;"
+#: A spin box inside a table cell: as narrow as its column (napari's style asks for 90 px).
+BARE_SPIN_STYLE = "QAbstractSpinBox { min-width: 0px; padding: 1px 3px; }"
 
 
 # ==================================================================================== spin boxes
@@ -120,6 +122,7 @@ def _finish(
         box.setButtonSymbols(QAbstractSpinBox.NoButtons)
         box.setFrame(False)
         box.setAlignment(Qt.AlignRight)
+        box.setStyleSheet(BARE_SPIN_STYLE)
     return box
 
 
@@ -238,6 +241,9 @@ class ParamField:
         Text a spin box shows at its minimum (e.g. ``"auto"``).
     placeholder
         Text a line edit shows while empty.
+    shown, stored
+        Conversions between the dataclass value and the control's (e.g. ``None`` ↔ an empty
+        line edit); None: the same value.
     """
 
     name: str
@@ -247,6 +253,16 @@ class ParamField:
     tooltip: str = ""
     special: str = ""
     placeholder: str = ""
+    shown: Callable[[Any], Any] | None = None
+    stored: Callable[[Any], Any] | None = None
+
+    def to_control(self, value: Any) -> Any:
+        """The control's value of the dataclass value ``value``."""
+        return value if self.shown is None else self.shown(value)
+
+    def from_control(self, value: Any) -> Any:
+        """The dataclass value of the control's value ``value``."""
+        return value if self.stored is None else self.stored(value)
 
 
 class ParamForm:
@@ -273,7 +289,7 @@ class ParamForm:
             options = dict(f.options)
             widget_type = options.pop("widget_type", None)
             widget = create_widget(
-                value=start[f.name],
+                value=f.to_control(start[f.name]),
                 name=f.name,
                 label=f.label,
                 widget_type=widget_type,
@@ -310,8 +326,13 @@ class ParamForm:
         return self.container[name]
 
     def values(self) -> dict[str, Any]:
-        """Field name → value as shown."""
-        return {f.name: self.container[f.name].value for f in self.fields}
+        """Field name → value as shown (converted back to the dataclass's)."""
+        return {f.name: f.from_control(self.container[f.name].value) for f in self.fields}
+
+    def value(self, name: str) -> Any:
+        """The value of field ``name`` as shown (converted back to the dataclass's)."""
+        f = next(f for f in self.fields if f.name == name)
+        return f.from_control(self.container[name].value)
 
     def apply_to(self, instance: Any) -> Any:
         """``dataclasses.replace(instance, **values)`` (the dataclass validates them)."""
@@ -322,7 +343,9 @@ class ParamForm:
         source = values if isinstance(values, Mapping) else dataclasses.asdict(values)
         with self.container.changed.blocked():
             for f in self.fields:
-                self.container[f.name].value = source[f.name]
+                widget = self.container[f.name]
+                with widget.changed.blocked():
+                    widget.value = f.to_control(source[f.name])
 
     def connect(self, slot: Callable[[], Any]) -> None:
         """Call ``slot()`` whenever a control changes."""

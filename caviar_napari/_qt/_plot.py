@@ -163,6 +163,7 @@ class ProgressStrip(QWidget):
         super().__init__(parent)
         self._value = 0
         self._maximum = 1
+        self._started = False  # no caption before the first run
         self.setFixedHeight(14)
 
     def value(self) -> int:
@@ -177,7 +178,12 @@ class ProgressStrip(QWidget):
         """Full bar at ``maximum`` (at least 1); the value goes to 0."""
         self._maximum = max(int(maximum), 1)
         self._value = 0
+        self._started = True
         self.update()
+
+    def caption(self) -> str:
+        """The text on the bar: ``"k / n iterations"``, or "no run yet"."""
+        return f"{self._value} / {self._maximum} iterations" if self._started else "no run yet"
 
     def set_value(self, value: int) -> None:
         """Show ``value`` (clipped to the range)."""
@@ -195,5 +201,5 @@ class ProgressStrip(QWidget):
         painter.fillRect(done, QColor("#3c6e8f"))
         painter.setPen(QPen(QColor(FOREGROUND), 1))
         painter.drawRect(rect)
-        painter.drawText(rect, Qt.AlignCenter, f"{self._value} / {self._maximum} iterations")
+        painter.drawText(rect, Qt.AlignCenter, self.caption())
         painter.end()

@@ -90,3 +90,47 @@ def start_worker(
         worker.finished.connect(on_done)
     worker.start()
     return worker
+
+
+class Coalesced:
+    """One background job at a time, however often it is asked for.
+
+    A request made while the job runs is remembered, and one more run starts when it ends:
+    the newest state is always computed last, and a burst of requests (a slider being dragged)
+    costs two runs, not one per request.
+
+    Parameters
+    ----------
+    start
+        ``start(on_done) -> worker | None``: start the job now (reading the current state) with
+        ``on_done`` as its :func:`start_worker` ``on_done``; None when there is nothing to do.
+
+    Attributes
+    ----------
+    worker
+        The running worker, None when idle.
+    """
+
+    def __init__(self, start: Callable[[Callable[[], None]], GeneratorWorker | None]) -> None:
+        self._start = start
+        self.worker: GeneratorWorker | None = None
+        self._again = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether a run is going on (or one more is due)."""
+        return self.worker is not None
+
+    def request(self) -> GeneratorWorker | None:
+        """Run the job now, or once more after the running one; returns a started worker."""
+        if self.worker is not None:
+            self._again = True
+            return None
+        self._again = False
+        self.worker = self._start(self._done)
+        return self.worker
+
+    def _done(self) -> None:
+        self.worker = None
+        if self._again:
+            self.request()

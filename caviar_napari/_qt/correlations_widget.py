@@ -2,10 +2,14 @@
 
 Source: an ATOMS file, or any napari Points layer whose ``metadata["caviar_atoms"]`` holds an
 ``io.atoms_file.AtomsData`` (as made by the Atoms widget).  The dock binds its controls to the
-Qt-free :class:`~caviar_napari.viewmodels.correlations.CorrelationsViewModel`; the Green's tensor
-(eq. 2), B factors, ρ_nn and unit-cell averages, the drawing of a selection (arrows, rings,
-markers, frame axes, the Green's tensor image) and the comparison with a ground truth are
-computed in background workers; the main thread assigns the results to layers.
+Qt-free :class:`~caviar_napari.viewmodels.correlations.CorrelationsViewModel`; the analysis of
+``caviar correlations`` (Green's tensor (eq. 2) with a standard error on every entry, B factors,
+ρ_nn, rms displacement and the uniform offset ± errors, subtracted on request, significance of
+the nearest-neighbour blocks, noise floor), the drawing of a selection (arrows faded or hidden
+by their significance, rings, markers, frame axes, the Green's tensor image) and the comparison
+with a ground truth (LSM, CSM ± errors) are computed in background workers; the main thread
+assigns the results to layers.  Warnings (noise floor, states that did not separate, too few
+states) go to the banner.
 
 Arrows (conventions §4), in a napari Vectors layer whose data are ``[start, projection]`` in Å
 world coordinates: at each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x
@@ -47,21 +51,27 @@ from caviar_napari._qt._forms import (
     text_label,
 )
 from caviar_napari._qt._plot import FigureView
-from caviar_napari._qt._worker import start_worker
+from caviar_napari._qt._worker import Coalesced, start_worker
 from caviar_napari.analysis import correlations as corr
+from caviar_napari.analysis.correlation_errors import RESAMPLING_METHODS
+from caviar_napari.analysis.correlation_significance import SIGNIFICANCE_SIGMA
+from caviar_napari.data.correlations import TruthMetrics
 from caviar_napari.errors import InputError
 from caviar_napari.viewmodels import correlations as cvm
 from caviar_napari.viewmodels.correlations import (
     FRAME_LAB,
     FRAME_LOCAL,
     LAYER_PREFIX,
-    MATCH_TOLERANCE_A,
     PAIRS_DRAWN,
     PAIRS_NN,
     SCALE_SLIDER_MAX,
     SELF_ALL,
     SELF_NONE,
     SELF_SELECTED,
+    SIG_ALL,
+    SIG_FADE,
+    SIG_HIDE,
+    SIGNIFICANCE_MODES,
     ComputeResult,
     CorrelationsDrawing,
     CorrelationsViewModel,
@@ -86,6 +96,9 @@ __all__ = [
     "SELF_ALL",
     "SELF_NONE",
     "SELF_SELECTED",
+    "SIG_ALL",
+    "SIG_FADE",
+    "SIG_HIDE",
     "CorrelationsWidget",
     "current_image_view",
 ]
@@ -154,8 +167,9 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.vm = CorrelationsViewModel()
         self.drawing: CorrelationsDrawing | None = None
         self._layers: dict[str, Any] = {}
-        self._draw_worker = None
-        self._draw_again = False
+        self._drawer = Coalesced(self._start_drawing)
+        self._comparer = Coalesced(self._start_comparison)
+        self._compute_again = False
         self._matrix_reference: int | None = None
         self._build_ui()
         self.source_picker.changed.connect(self._set_enabled)
@@ -169,14 +183,14 @@ class CorrelationsWidget(AtomsAnalysisDock):
         return self.vm.result
 
     @property
-    def similarity(self) -> corr.Similarity | None:
-        """LSM/CSM of the last comparison."""
-        return self.vm.similarity
+    def metrics(self) -> TruthMetrics | None:
+        """LSM/CSM ± errors of the last comparison with a truth."""
+        return self.vm.metrics
 
     @property
     def is_drawing(self) -> bool:
-        """Whether a drawing is being computed (or one more is due)."""
-        return self._draw_worker is not None
+        """Whether a drawing or a comparison is being computed (or one more is due)."""
+        return self._drawer.busy or self._comparer.busy
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -190,10 +204,62 @@ class CorrelationsWidget(AtomsAnalysisDock):
         form.addRow("atoms layer", self.source_picker)
         self.slices_edit = QLineEdit()
         self.slices_edit.setPlaceholderText("all slices (or A:B, B excluded; or one index)")
+        self.slices_edit.editingFinished.connect(self._on_analysis_changed)
         form.addRow("slices", self.slices_edit)
-        self.compute_button = push_button("Compute Green's tensor", self.compute)
+        self.errors_combo = combo(
+            RESAMPLING_METHODS,
+            "Standard errors of every correlation from resampling the object states (each with "
+            f"all its slices): jackknife (delete one state), or bootstrap ({cvm.BOOTSTRAP_REPLICAS}"
+            f" replicas, seed {cvm.BOOTSTRAP_SEED}).",
+        )
+        self.errors_combo.currentIndexChanged.connect(self._on_analysis_changed)
+        form.addRow("errors (±)", self.errors_combo)
+        self.subtract_check = check_box(
+            "subtract the uniform offset",
+            False,
+            "Partial spatial coherence adds the same x–x and y–y correlation to every pair of "
+            "atoms (paper §2). Subtract the offset estimated from the pairs below (its value ± "
+            "error is in the summary) from the whole tensor.",
+        )
+        self.subtract_check.toggled.connect(self._on_analysis_changed)
+        self.offset_distance_spin = double_spin(
+            0.0,
+            1000.0,
+            0.0,
+            step=0.5,
+            decimals=2,
+            suffix=" Å",
+            special="all pairs",
+            tooltip="Only pairs of atoms at least this far apart enter the offset (their true "
+            "correlations have died away); 'all pairs': every pair of distinct atoms.",
+        )
+        self.offset_distance_spin.valueChanged.connect(self._on_analysis_changed)
+        form.addRow(self.subtract_check)
+        form.addRow("offset from pairs ≥", self.offset_distance_spin)
+        self.noise_floor_spin = double_spin(
+            -0.01,
+            100.0,
+            -0.01,
+            step=0.1,
+            decimals=2,
+            suffix=" pm",
+            special="unknown",
+            tooltip="A known positional noise per direction, e.g. the rms displacement of a "
+            "static control (hbn-static) analysed the same way, in pm; 'unknown': estimated "
+            "from the slices where there are several. Displacements near it are flagged.",
+        )
+        self.noise_floor_spin.valueChanged.connect(self._on_analysis_changed)
+        form.addRow("noise floor", self.noise_floor_spin)
+        self.compute_button = push_button(
+            "Compute Green's tensor",
+            self.compute,
+            "Green's tensor (eq. 2) and its errors, B factors, ρ_nn, rms displacement, uniform "
+            "offset, significance and noise floor, as caviar correlations.",
+        )
         form.addRow(self.compute_button)
-        self.summary_label = text_label("No correlations yet: choose a source and compute.")
+        self.summary_label = text_label(
+            "No correlations yet: choose a source and compute.", selectable=True
+        )
         form.addRow(self.summary_label)
         layout.addWidget(source)
 
@@ -243,6 +309,28 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.scale_label = text_label()
         form.addRow("arrow scale", self.scale_slider)
         form.addRow(self.scale_label)
+        self.significance_combo = combo(
+            SIGNIFICANCE_MODES,
+            "Reference arrows below the threshold (not distinguishable from zero correlation): "
+            "fade (the fainter, the less significant), hide, or show all alike.",
+        )
+        self.significance_combo.currentIndexChanged.connect(self._on_options_changed)
+        self.threshold_spin = double_spin(
+            0.0,
+            10.0,
+            SIGNIFICANCE_SIGMA,
+            step=0.5,
+            decimals=1,
+            suffix=" σ",
+            tooltip="Significance threshold against zero correlation, as a normal deviation "
+            "(2σ: p = 0.046, 3σ: p = 0.0027). The test is exact for Gaussian displacements; "
+            "unit-cell averages are tested over all their atom pairs.",
+        )
+        self.threshold_spin.valueChanged.connect(self._on_options_changed)
+        form.addRow("significant from", self.threshold_spin)
+        form.addRow("arrows below", self.significance_combo)
+        self.significance_label = text_label(hint=True)
+        form.addRow(self.significance_label)
         form.addRow(self._legend())
         self.b_check = check_box("B factor as coloured rings on the atoms", True)
         self.b_check.toggled.connect(self._on_options_changed)
@@ -262,7 +350,12 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.pairs_combo = combo([PAIRS_DRAWN, PAIRS_NN])
         self.pairs_combo.currentIndexChanged.connect(self._update_comparison)
         form.addRow("pairs", self.pairs_combo)
-        self.compare_button = push_button("Compare with realised truth", self.compare)
+        self.compare_button = push_button(
+            "Compare with realised truth",
+            self.compare,
+            "LSM (eq. 3) and CSM (eq. 4) ± errors against the realised Green's tensor of the "
+            "simulated configurations, over the chosen pairs.",
+        )
         form.addRow(self.compare_button)
         self.truth_label = text_label(selectable=True)
         form.addRow(self.truth_label)
@@ -315,25 +408,55 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.averaged_check.setEnabled(has and self.vm.result.averages is not None)
 
     # ------------------------------------------------------------------ compute
+    def analysis_options(self) -> cvm.AnalysisOptions:
+        """What the analysis computes, as set in the controls."""
+        floor = self.noise_floor_spin.value()
+        return cvm.AnalysisOptions(
+            slices=self.slices_edit.text().strip() or None,
+            errors=self.errors_combo.currentText(),
+            subtract_offset=self.subtract_check.isChecked(),
+            offset_min_distance_A=float(self.offset_distance_spin.value()),
+            noise_floor_A=(
+                None if floor <= self.noise_floor_spin.minimum() else float(floor) / 100.0
+            ),
+        )
+
     def compute(self) -> Any:
-        """Start the background computation of the Green's tensor of the chosen source;
-        returns the worker (None when there is no source or a computation runs)."""
+        """Start the background analysis of the chosen source; returns the worker (None when
+        there is no source or a computation runs)."""
         atoms = self.atoms_source()
         if atoms is None or self.worker is not None:
             return None
-        slices = self.slices_edit.text().strip() or None
+        self._compute_again = False
+        self.vm.analysis_options = self.analysis_options()
         return self._run_in_worker(
             self.summary_label,
-            "computing …",
+            "computing the tensor and its errors …",
             cvm.compute_job,
             atoms,
-            slices,
+            self.vm.analysis_options,
+            self.source_path(),
             on_return=self._on_computed,
         )
 
+    def _on_analysis_changed(self, *_: Any) -> None:
+        """An analysis option changed: compute again (at once, or after the running one)."""
+        if self.vm.result is None or self.atoms_source() is None:
+            return
+        if self.analysis_options() == self.vm.analysis_options:
+            return
+        if self.worker is not None:
+            self._compute_again = True
+            return
+        self.compute()
+
+    def _on_worker_done(self) -> None:
+        super()._on_worker_done()
+        if self._compute_again:
+            self.compute()
+
     def _on_computed(self, result: ComputeResult) -> None:
         self.vm.accept(result)
-        self.truth_label.setText("")
         self.show_warnings(self.vm.warnings)
         selection, options = self.vm.selection, self.vm.options
         for w in (self.reference_spin, self.radius_spin, self.scale_slider):
@@ -349,6 +472,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.summary_label.setText(cvm.summary_text(result))
         self._set_enabled()
         self.redraw()
+        self._update_comparison()
 
     # ------------------------------------------------------------------ controls → view-model
     def _read_controls(self) -> None:
@@ -365,6 +489,8 @@ class CorrelationsWidget(AtomsAnalysisDock):
             frame_neighbour=int(self.frame_neighbour_spin.value()),
             scale_pm2_per_A=self.scale_pm2_per_A(),
             b_factor_rings=self.b_check.isChecked(),
+            significance=self.significance_combo.currentText(),
+            threshold_sigma=float(self.threshold_spin.value()),
         )
 
     def _on_selection_changed(self, *_: Any) -> None:
@@ -442,28 +568,23 @@ class CorrelationsWidget(AtomsAnalysisDock):
         newest state drawn last); returns the worker, if one was started."""
         if self.vm.result is None:
             return None
-        if self._draw_worker is not None:
-            self._draw_again = True
+        return self._drawer.request()
+
+    def _start_drawing(self, on_done: Any) -> Any:
+        if self.vm.result is None:
             return None
         self._read_controls()
         size = None
         if self._matrix_reference != self.vm.selection.reference:
             size = self.plot.render_size()
             self._matrix_reference = self.vm.selection.reference
-        self._draw_again = False
-        self._draw_worker = start_worker(
+        return start_worker(
             cvm.drawing_job,
             self.vm.request(size),
             on_return=self._apply_drawing,
             on_error=self._draw_failed,
-            on_done=self._draw_done,
+            on_done=on_done,
         )
-        return self._draw_worker
-
-    def _draw_done(self) -> None:
-        self._draw_worker = None
-        if self._draw_again:
-            self.redraw()
 
     def _draw_failed(self, exc: BaseException) -> None:
         self._matrix_reference = None
@@ -491,6 +612,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
         else:
             self._put_vectors("frame", f"{LAYER_PREFIX}: local frame (x, y)", drawing.frame)
         self.frame_label.setText(drawing.frame_text)
+        self.significance_label.setText(drawing.significance_text)
         if drawing.matrix is not None:
             self.plot.show_figure(drawing.matrix)
 
@@ -505,6 +627,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
                 length=1.0,
                 vector_style="arrow",
                 features=vectors.features,
+                units=("Å", "Å"),
             )
             return
         layer.data = vectors.data
@@ -531,6 +654,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
                 border_colormap="viridis",
                 border_contrast_limits=rings.limits,
                 border_width=0.22,
+                units=("Å", "Å"),
             )
             return
         layer.data = rings.points
@@ -552,6 +676,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
                 border_color=markers.colours,
                 border_width=0.12,
                 features={"atom": markers.atoms},
+                units=("Å", "Å"),
             )
             return
         layer.data = markers.points
@@ -561,7 +686,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
 
     # ------------------------------------------------------------------ ground truth
     def compare(self, path: str | None = None) -> Any:
-        """Load a ground-truth file in the background and compare with it; returns the
+        """Read a ground-truth file in the background, then compare with it; returns the
         worker (None when there is nothing to compare or no file was given)."""
         if self.vm.result is None or self.worker is not None:
             return None
@@ -574,17 +699,14 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.truth_edit.setText(str(path))
         return self._run_in_worker(
             self.truth_label,
-            "comparing …",
+            "reading the ground truth …",
             cvm.truth_job,
             str(path),
-            self.vm.result.data.green_A2,
-            self._positions(),
-            MATCH_TOLERANCE_A,
             on_return=self._on_truth_loaded,
         )
 
-    def _on_truth_loaded(self, loaded: cvm.TruthMatch) -> None:
-        self.vm.truth = loaded
+    def _on_truth_loaded(self, truth: cvm.Truth) -> None:
+        self.vm.truth = truth
         self._update_comparison()
 
     def comparison_pairs(self) -> np.ndarray:
@@ -593,11 +715,24 @@ class CorrelationsWidget(AtomsAnalysisDock):
         return self.vm.comparison_pairs(self.pairs_combo.currentText() == PAIRS_DRAWN)
 
     def _update_comparison(self, *_: Any) -> None:
-        if self.vm.truth is None or self.vm.result is None:
-            return
+        """Compare again (in a worker, coalesced) when a truth is loaded."""
+        if self.vm.truth is not None and self.vm.result is not None:
+            self._comparer.request()
+
+    def _start_comparison(self, on_done: Any) -> Any:
         self._read_controls()
         label = self.pairs_combo.currentText()
-        self.truth_label.setText(self.vm.compare(label == PAIRS_DRAWN, label))
+        request = self.vm.comparison_request(label == PAIRS_DRAWN, label)
+        if request is None:
+            return None
+        self.truth_label.setText("comparing …")
+        return start_worker(
+            cvm.comparison_job,
+            request,
+            on_return=lambda c: self.truth_label.setText(self.vm.accept_comparison(c)),
+            on_error=lambda exc: self.truth_label.setText(f"failed: {exc}"),
+            on_done=on_done,
+        )
 
     # ------------------------------------------------------------------ export
     def export_correlations(self, path: str | os.PathLike) -> None:

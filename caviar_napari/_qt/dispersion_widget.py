@@ -1,11 +1,15 @@
-"""The **Dispersion** dock widget: phonon branches from the correlations (paper eqs. 5, 6).
+"""The **Dispersion** dock widget: phonon branches from the correlations (issue 14, eqs. 5, 6).
 
 Source: an ATOMS file, or any napari Points layer whose ``metadata["caviar_atoms"]`` holds an
 ``io.atoms_file.AtomsData``.  The parameters are a magicgui form bound to the Qt-free
-:class:`~caviar_napari.viewmodels.dispersion.DispersionViewModel`; the dispersion
-(``analysis.dispersion.dispersion_from_atoms``) and its plot are computed in a background
-worker; the plot shows the frequencies at the commensurate q on the path with bootstrap error
-bars, the table the per-branch averages along the path ± their bootstrap error.
+:class:`~caviar_napari.viewmodels.dispersion.DispersionViewModel`: the estimator
+(force constants, the default of ``caviar dispersion``; eq. 6; or both), the neighbour shells
+and boundary of the force-constant fit, temperature, masses, slices, bootstrap, path.  The
+dispersion of each estimator (``analysis.dispersion.dispersion_from_atoms``) and the plot are
+computed in a background worker; the plot shows the force-constant model's dense curves (± their
+error as a band) over the frequencies at the commensurate q with error bars (eq. 6's when both
+ran), the tables the per-branch averages ± errors and the fitted force constants ± errors
+(eV/Å²) with the test of whether more shells are needed; warnings go to the banner.
 """
 
 from __future__ import annotations
@@ -58,6 +62,44 @@ __all__ = [
 
 #: The parameter form (fields of :class:`~caviar_napari.viewmodels.dispersion.DispersionForm`).
 FORM_FIELDS = (
+    ParamField(
+        "estimator",
+        "estimator",
+        {"widget_type": "ComboBox", "choices": list(dvm.ESTIMATOR_CHOICES)},
+        tooltip=(
+            "force constants (default, as caviar dispersion): a Born–von Kármán model fitted to "
+            "the displacements by maximum likelihood, unbiased with 10–20 states, frequencies "
+            "on any q; eq. 6 (green): the paper's inversion of the covariance at the "
+            "commensurate q, biased upwards with few states; both: the model's curves over the "
+            "eq. 6 points"
+        ),
+    ),
+    ParamField(
+        "shells",
+        "shells",
+        {"widget_type": "SpinBox", "min": 1, "max": 8},
+        tooltip="force constants: neighbour shells fitted (the fit tests whether one more helps)",
+    ),
+    ParamField(
+        "boundary",
+        "boundary",
+        {"widget_type": "ComboBox", "choices": list(dvm.BOUNDARY_CHOICES)},
+        tooltip=(
+            "force constants: open (the atoms are a window of a larger crystal, as a "
+            "reconstruction's field of view), periodic (one whole period, as a simulated "
+            "supercell), auto (both fitted, the likelier kept)"
+        ),
+    ),
+    ParamField(
+        "crystal_cells",
+        "crystal cells",
+        {"widget_type": "LineEdit"},
+        tooltip=(
+            "force constants, open boundary: L1, L2 cells of the periodic crystal the field of "
+            "view was cut from (e.g. a simulated supercell); blank: an infinite crystal"
+        ),
+        placeholder="infinite (or L1, L2)",
+    ),
     ParamField("temperature_K", "temperature", {"min": 0.1, "max": 5000.0, "step": 0.1}, " K"),
     ParamField(
         "single_mass",
@@ -95,9 +137,44 @@ FORM_FIELDS = (
         "bootstrap",
         {"min": 0, "max": 5000},
         " replicas",
-        tooltip="bootstrap over object states for the error bars (0: none)",
+        tooltip=(
+            "bootstrap over object states for the error bars (0: none; force constants then "
+            "have their errors from the curvature of the likelihood)"
+        ),
     ),
 )
+
+
+def _table(tooltip: str) -> QTableWidget:
+    """A read-only table without row numbers, its columns sharing the width."""
+    table = QTableWidget(0, 0)
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.setToolTip(tooltip)
+    return table
+
+
+def _fill(table: QTableWidget, content: dvm.Table, *, coloured: bool = False) -> None:
+    """Show ``content`` in ``table`` (the first column in the branch colours when
+    ``coloured``), as tall as its rows."""
+    table.clear()
+    table.setColumnCount(len(content.headers))
+    table.setHorizontalHeaderLabels(list(content.headers))
+    table.setRowCount(len(content.rows))
+    for r, cells in enumerate(content.rows):
+        for c, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(Qt.AlignCenter if c else Qt.AlignLeft | Qt.AlignVCenter)
+            table.setItem(r, c, item)
+        if coloured:
+            table.item(r, 0).setForeground(QColor(BRANCH_COLOURS[r % len(BRANCH_COLOURS)]))
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeToContents)
+    header.setSectionResizeMode(0, QHeaderView.Stretch)
+    if content.tooltip:
+        table.setToolTip(content.tooltip)
+    rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+    table.setFixedHeight(header.sizeHint().height() + rows + 2 * table.frameWidth() + 2)
 
 
 class DispersionWidget(AtomsAnalysisDock):
@@ -165,16 +242,21 @@ class DispersionWidget(AtomsAnalysisDock):
         self.plot.resized.connect(self._render_plot)
         layout.addWidget(self.plot, 1)
 
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["branch", "mean ν (THz)", "± (THz)"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setToolTip(
-            "per-branch mean over the distinct commensurate q on the path; ± is the bootstrap "
-            "standard deviation over object states"
+        self.table = _table(
+            "per-branch mean along the path ± its error (force constants: the model's dense "
+            "path; eq. 6: the commensurate q)"
         )
         layout.addWidget(self.table)
+
+        constants = QGroupBox("Force constants (eV/Å²)")
+        box = QVBoxLayout(constants)
+        self.constants_table = _table("")
+        box.addWidget(self.constants_table)
+        self.fit_label = text_label(selectable=True, hint=True)
+        box.addWidget(self.fit_label)
+        self.constants_box = constants
+        constants.setVisible(False)
+        layout.addWidget(constants)
 
         export = QHBoxLayout()
         self.save_data_button = push_button("Save DISP (HDF5)…", self._ask_export_data)
@@ -195,6 +277,9 @@ class DispersionWidget(AtomsAnalysisDock):
 
     def _on_form_changed(self) -> None:
         self.form["path_text"].enabled = bool(self.form["custom_path"].value)
+        fitted = self.form["estimator"].value != dvm.EST_GREEN
+        for name in ("shells", "boundary", "crystal_cells"):
+            self.form[name].enabled = fitted
 
     # ------------------------------------------------------------------ sources
     def _on_source_changed(self, *_: Any) -> None:
@@ -221,11 +306,11 @@ class DispersionWidget(AtomsAnalysisDock):
         """Masses set in the editors (species or basis index → amu); unset ones are omitted."""
         return {k: s.value() for k, s in self._mass_spins.items() if s.value() > 0}
 
-    def config(self) -> Any:
-        """The analysis parameters from the controls (validated)."""
+    def configs(self) -> list[Any]:
+        """The analysis parameters of each estimator from the controls (validated)."""
         self.vm.form = self.form.apply_to(self.vm.form)
         self.vm.masses_amu = {k: s.value() for k, s in self._mass_spins.items()}
-        return self.vm.config()
+        return self.vm.configs()
 
     def compute(self) -> Any:
         """Start the background dispersion computation of the chosen source; returns the worker
@@ -234,7 +319,7 @@ class DispersionWidget(AtomsAnalysisDock):
         if atoms is None or self.worker is not None:
             return None
         try:
-            config = self.config()
+            configs = self.configs()
         except CaviarError as exc:
             show_error(str(exc))
             self.summary_label.setText(f"failed: {exc}")
@@ -244,8 +329,9 @@ class DispersionWidget(AtomsAnalysisDock):
             "computing …",
             dvm.compute_job,
             atoms,
-            config,
+            configs,
             self.plot.render_size(),
+            self.source_path(),
             on_return=self.show_outcome,
         )
 
@@ -254,22 +340,14 @@ class DispersionWidget(AtomsAnalysisDock):
         """Show a dispersion result: summary, plot, table and warnings."""
         self.vm.accept(outcome)
         self.summary_label.setText(outcome.summary)
-        self._fill_table(outcome.rows)
+        _fill(self.table, outcome.branches, coloured=True)
+        self.constants_box.setVisible(outcome.constants is not None)
+        if outcome.constants is not None:
+            _fill(self.constants_table, outcome.constants)
+        self.fit_label.setText(outcome.fit)
         self.plot.show_figure(outcome.plot)
         self.show_warnings(self.vm.warnings)
         self._set_enabled()
-
-    def _fill_table(self, rows: list[tuple[str, str, str]]) -> None:
-        self.table.setRowCount(len(rows))
-        for b, cells in enumerate(rows):  # 2κ rows
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignCenter)
-                self.table.setItem(b, col, item)
-            self.table.item(b, 0).setForeground(QColor(BRANCH_COLOURS[b % len(BRANCH_COLOURS)]))
-        header = self.table.horizontalHeader().height()
-        heights = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
-        self.table.setFixedHeight(header + heights + 4)
 
     def _render_plot(self) -> None:
         """Render the plot again for the view's new size (in a worker)."""
@@ -277,7 +355,7 @@ class DispersionWidget(AtomsAnalysisDock):
             return
         self._plot_worker = start_worker(
             dvm.plot_job,
-            self.vm.result,
+            self.vm.outcome,
             self.plot.render_size(),
             on_return=self._show_plot,
             on_done=self._plot_done,

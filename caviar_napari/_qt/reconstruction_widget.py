@@ -2,10 +2,17 @@
 
 Input is a 4D-STEM layer opened by the plugin's reader (its metadata holds the
 :class:`~caviar_napari.io.dataset.STEMDataset`) or a file chosen here; the optics and scan
-calibration is editable; the reconstruction settings are the engine's
-:class:`~caviar_napari.data.config.ReconstructionConfig`, loadable from and savable to the YAML
-file ``caviar reconstruct --config`` reads.  Before Start the memory estimate and the device are
-shown, and a run that does not fit is refused.
+calibration is editable, and *Calibrate* finds the pattern centre, detector transpose, scan
+rotation and defocus from the data (issue 15; the calibrated data become a new source, and
+*Save calibrated file…* writes the input file of ``caviar calibrate``); the reconstruction
+settings are the engine's :class:`~caviar_napari.data.config.ReconstructionConfig` (the
+recommended recipe by default, or the paper's with free probe modes), loadable from and savable
+to the YAML file ``caviar reconstruct --config`` reads: the detector padding (globally and per
+stage), the held-out fraction, the starting source size, mini-batch epochs, and the memory
+settings (caps, placements of the data and of the L-BFGS history).  Before Start the dock makes
+the run's dry run in a worker (:mod:`caviar_napari.viewmodels.recon_plan`): the memory estimate
+(one line; a run that does not fit is refused), each stage's probe window and pixel, and, behind
+*Plan*, the whole plan as ``caviar reconstruct --dry-run`` prints it.
 
 The dock binds its controls (:mod:`caviar_napari._qt.reconstruction`) to the Qt-free
 :class:`~caviar_napari.viewmodels.reconstruction.ReconstructionViewModel`, which holds the state
@@ -18,7 +25,11 @@ it sits in the scan frame), ``… amplitude`` (hidden), ``… probe modes`` and 
 iteration and ETA.  Start/Pause/Resume/Stop act between iterations; Stop keeps the state reached
 as the result, which can be saved, reopened with the plugin's reader and continued ("Start
 from").  Worker errors become a napari notification and the dock returns to idle with its inputs
-intact; the warnings a result carries are shown in the dock's banner.
+intact.  The status line shows the fitted source size of a partially coherent probe; the
+result panel shows which loss ``auto`` chose, the held-out positions and whether the object
+states separated; the warnings a result carries are shown in the dock's banner.  Each
+multi-state stage's separation report is shown as soon as the stage ends, during the run: object
+states that did not separate turn the banner red, with the engine's plain sentence saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from typing import Any
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
+from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -38,29 +50,41 @@ from qtpy.QtWidgets import (
 )
 
 from caviar_napari._qt._dock import ViewerDock, follow_layers
-from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
+from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run, ask_path
 from caviar_napari._qt._forms import ERROR_STYLE, check_box, hrow, push_button, text_label
 from caviar_napari._qt._plot import ProgressStrip
 from caviar_napari._qt._worker import error_message, start_worker
+from caviar_napari._qt.reconstruction.calibrate_panel import CalibratePanel
 from caviar_napari._qt.reconstruction.data_panel import DataPanel
 from caviar_napari._qt.reconstruction.live_display import LiveDisplay
 from caviar_napari._qt.reconstruction.loss_plot import LossPlot
 from caviar_napari._qt.reconstruction.optics_form import OpticsForm
+from caviar_napari._qt.reconstruction.result_panel import ResultPanel
 from caviar_napari._qt.reconstruction.settings_panel import SettingsPanel
 from caviar_napari.core.engine import ReconState
 from caviar_napari.core.memory import MemoryEstimate
 from caviar_napari.data import config as cfg
 from caviar_napari.errors import CaviarError
 from caviar_napari.io.dataset import STEMDataset
+from caviar_napari.viewmodels.calibration import (
+    CALIBRATED_SUFFIX,
+    CalibrationOutcome,
+    calibrate_job,
+    save_calibrated_job,
+)
 from caviar_napari.viewmodels.layer_keys import STATE_KEY
 from caviar_napari.viewmodels.recon_images import ReconImages
+from caviar_napari.viewmodels.recon_plan import RunPlan, plan_job
+from caviar_napari.viewmodels.recon_report import result_report
 from caviar_napari.viewmodels.reconstruction import (
     NEW_START,
+    PRESET_PAPER,
+    PRESET_RECOMMENDED,
     LivePacer,
     ReconstructionViewModel,
     RunResult,
+    RunUpdate,
     detect_job,
-    estimate_job,
     history_starts,
     prepare_job,
     reconstruction_job,
@@ -92,6 +116,7 @@ class ReconstructionWidget(ViewerDock):
         self._estimate_worker = None
         self._estimate_again = False
         self._run_worker = None
+        self._calibrate_worker = None
         self._launching = False
         self._estimate_timer = QTimer(self)
         self._estimate_timer.setSingleShot(True)
@@ -122,12 +147,20 @@ class ReconstructionWidget(ViewerDock):
         self.optics = OpticsForm()
         for box in self.optics.fields():
             box.valueChanged.connect(self.schedule_estimate)
-        QVBoxLayout(optics_box).addWidget(self.optics)
+        optics_layout = QVBoxLayout(optics_box)
+        optics_layout.addWidget(self.optics)
+        self.calibrate_panel = CalibratePanel()
+        self.calibrate_panel.calibrate_button.clicked.connect(lambda *_: self.calibrate())
+        self.calibrate_panel.save_button.clicked.connect(lambda *_: self._choose_calibrated_path())
+        optics_layout.addWidget(self.calibrate_panel)
         layout.addWidget(optics_box)
 
         self.settings = SettingsPanel()
         self.settings.changed.connect(self.schedule_estimate)
-        self.settings.preset_button.clicked.connect(lambda *_: self.apply_two_stage_preset())
+        self.settings.recommended_button.clicked.connect(
+            lambda *_: self.apply_preset(PRESET_RECOMMENDED)
+        )
+        self.settings.paper_button.clicked.connect(lambda *_: self.apply_preset(PRESET_PAPER))
         self.settings.load_button.clicked.connect(
             lambda *_: self.settings.ask_load(self.load_config)
         )
@@ -137,14 +170,16 @@ class ReconstructionWidget(ViewerDock):
         layout.addWidget(self.settings)
 
         layout.addWidget(self._build_run_box())
+        self.result_panel = ResultPanel()
+        layout.addWidget(self.result_panel)
         layout.addStretch(1)
         self._build_footer(pacer)
         self.data.message.connect(self.status_label.setText)
         self.fit_width()
 
     def _build_run_box(self) -> QGroupBox:
-        box = QGroupBox("Run")
-        box.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
+        box = QGroupBox("Run")  # as tall as its wrapped texts need (the plan, the memory)
+        box.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
         layout = QVBoxLayout(box)
         form = QFormLayout()
         self.start_combo = QComboBox()
@@ -167,8 +202,23 @@ class ReconstructionWidget(ViewerDock):
         layout.addWidget(self.progress_check)
         self.memory_label = text_label("memory: –")
         self.memory_label.setToolTip("Estimated memory of the most demanding stage.")
-        layout.addWidget(self.memory_label)
+        self.plan_button = push_button(
+            "Plan",
+            self._toggle_plan,
+            "Show the dry run (caviar reconstruct --dry-run): the data loss, the held-out "
+            "positions, each stage's probe window and pixel, and the memory plan (where the "
+            "data and the L-BFGS history go, bytes per part).",
+        )
+        self.plan_button.setCheckable(True)
+        layout.addLayout(hrow((self.memory_label, 1), self.plan_button))
+        self.plan_label = text_label(selectable=True)  # wrapped: the dock keeps its width
+        self.plan_label.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        self.plan_label.setVisible(False)
+        layout.addWidget(self.plan_label)
         return box
+
+    def _toggle_plan(self) -> None:
+        self.plan_label.setVisible(self.plan_button.isChecked())
 
     def _build_footer(self, pacer: LivePacer) -> None:
         """Run buttons, progress, status and loss plot: below the scroll area, always seen."""
@@ -277,9 +327,107 @@ class ReconstructionWidget(ViewerDock):
     def _on_input_changed(self) -> None:
         self.vm.select(self.dataset())
         self.optics.show_calibration(self.vm.calibration)
+        outcome = self.calibration_outcome()
+        self.optics.show_found(
+            None if outcome is None else outcome.detector_text,
+            None if outcome is None else outcome.confidence(),
+        )
+        self.calibrate_panel.show_outcome(outcome)
         self.optics.setEnabled(self.vm.calibration is not None and not self.is_running)
         self._update_buttons()
         self.schedule_estimate()
+
+    # ================================================================== calibration
+    def calibration_outcome(self) -> CalibrationOutcome | None:
+        """The calibration that made the selected data (None: not calibrated here)."""
+        return self.vm.calibrations.get(self.data.key())
+
+    def calibrate(self) -> Any:
+        """Calibrate the selected data from their patterns in a worker (pattern centre,
+        detector transpose, scan rotation, defocus); the calibrated data become a new source,
+        selected, whose fields show what was found.  Returns the worker (None if refused)."""
+        if self.is_running or self._calibrate_worker is not None:
+            return None
+        try:
+            self._sync()
+            dataset = self.vm.calibrated_dataset()
+        except CaviarError as exc:
+            return self._refuse_calibration(str(exc))
+        key, path = self.data.key(), self.data.source_path()
+        outcome = self.calibration_outcome()
+        if outcome is not None:  # calibrating calibrated data: start from what they came from
+            path = outcome.source_path
+        name = self.vm.sources.name(key).removesuffix(CALIBRATED_SUFFIX) + CALIBRATED_SUFFIX
+        self.calibrate_panel.show_outcome(None, "calibrating from the patterns…")
+        self._calibrate_worker = start_worker(
+            calibrate_job,
+            dataset,
+            self.calibrate_panel.form(),
+            path,
+            on_return=lambda out: self._on_calibrated(name, out),
+            on_error=lambda exc: self.calibrate_panel.show_outcome(
+                None, f"calibration failed: {error_message(exc)}"
+            ),
+            on_done=self._calibration_done,
+        )
+        self._update_buttons()
+        return self._calibrate_worker
+
+    def _refuse_calibration(self, reason: str) -> None:
+        show_error(f"not calibrated: {reason}")
+        self.calibrate_panel.show_outcome(None, f"not calibrated: {reason}")
+
+    def _on_calibrated(self, name: str, outcome: CalibrationOutcome) -> None:
+        key = self.vm.sources.keep(
+            name, outcome.dataset, path=outcome.source_path, note="found by Calibrate"
+        )
+        self.vm.calibrations[key] = outcome
+        self.data.refresh()
+        self.data.select(key)
+        self.show_warnings(outcome.warnings)
+        self.status_label.setText(f"calibrated: '{name}' selected, the fields show what was found")
+
+    def _calibration_done(self) -> None:
+        self._calibrate_worker = None
+        self._update_buttons()
+
+    def save_calibrated(self, path: str) -> Any:
+        """Write the calibrated input file of ``caviar calibrate`` for the file the selected
+        (calibrated) data came from, in a worker; returns the worker."""
+        outcome = self.calibration_outcome()
+        if outcome is None:
+            raise CaviarError("calibrate the data first (Calibrate), then save them")
+        d = outcome.result
+        overrides = {
+            "energy_eV": float(self.vm.calibration.energy_eV),
+            "convergence_semiangle_mrad": float(self.vm.calibration.convergence_semiangle_mrad),
+            "scan_step_A": tuple(self.vm.calibration.scan_step_A),
+        }
+        if not d.geometry.transposed:  # the stored detector frame: same axes
+            overrides["angular_sampling_mrad"] = tuple(self.vm.calibration.angular_sampling_mrad)
+        self.status_label.setText(f"writing {path}…")
+        self._calibrate_worker = start_worker(
+            save_calibrated_job,
+            outcome.source_path or "",
+            str(path),
+            outcome.form,
+            overrides,
+            on_return=self._on_calibrated_saved,
+            on_error=lambda exc: self.status_label.setText(f"not saved: {error_message(exc)}"),
+            on_done=self._calibration_done,
+        )
+        self._update_buttons()
+        return self._calibrate_worker
+
+    def _on_calibrated_saved(self, summary: Any) -> None:
+        self.show_warnings([*self.warning_banner.warnings, *summary.warnings])
+        self.status_label.setText(summary.lines[-1] if summary.lines else "saved")
+        show_info(summary.lines[-1] if summary.lines else "calibrated file saved")
+
+    def _choose_calibrated_path(self) -> None:
+        path = ask_path(self, "Save calibrated 4D-STEM file", HDF5_FILTER, save_as="calibrated.h5")
+        if path:
+            self.save_calibrated(path)
 
     # ================================================================== configuration
     def current_config(self) -> cfg.ReconstructionConfig:
@@ -290,10 +438,12 @@ class ReconstructionWidget(ViewerDock):
         """Show ``config`` in the widget (fields the widget does not show are kept)."""
         self.settings.show_config(self.vm.set_config(config))
 
-    def apply_two_stage_preset(self) -> None:
-        """Replace the stages by the paper's two-stage scheme (slices and dz kept)."""
-        stages = self.vm.two_stage_stages(*self.settings.first_stage_slicing())
+    def apply_preset(self, name: str) -> None:
+        """Replace the stages by those of preset ``name`` (the recommended recipe or the
+        paper's with free probe modes; slices and dz kept)."""
+        stages = self.vm.preset_stages(name, *self.settings.first_stage_slicing())
         self.stage_table.set_stages(stages)
+        self.settings.stage_details.follow()
 
     def load_config(self, path: str) -> None:
         """Load a configuration YAML (the CLI's format) into the widget."""
@@ -322,7 +472,7 @@ class ReconstructionWidget(ViewerDock):
             return
         self._estimate_again = False
         self._estimate_worker = start_worker(
-            estimate_job, dataset, config, on_yield=self._show_estimate, on_done=self._estimate_done
+            plan_job, dataset, config, on_yield=self._show_estimate, on_done=self._estimate_done
         )
 
     def _estimate_done(self) -> None:
@@ -330,10 +480,17 @@ class ReconstructionWidget(ViewerDock):
         if self._estimate_again:
             self._run_estimate()
 
-    def _show_estimate(self, estimate: MemoryEstimate | CaviarError) -> None:
+    def _show_estimate(self, estimate: RunPlan | MemoryEstimate | CaviarError) -> None:
         text, ok = self.vm.accept_estimate(estimate)
         self.memory_label.setText(text)
         self.memory_label.setStyleSheet("" if ok else ERROR_STYLE)
+        plan = self.vm.plan
+        if plan is not None:
+            self.plan_label.setText("\n".join(plan.lines))
+            self.settings.show_grids(plan.grid_text, "\n".join(g.text for g in plan.grids))
+        else:
+            self.plan_label.setText(text)
+            self.settings.show_grids("grid: –")
         self._update_buttons()
 
     # ================================================================== start from
@@ -351,6 +508,7 @@ class ReconstructionWidget(ViewerDock):
         self.set_config(state.config)
         self.status_label.setText(self.vm.continue_text(layer.name, state))
         self.loss_plot.set_history(*history_starts(state))
+        self.result_panel.show_report(result_report(state), f"Start from: {layer.name}")
 
     # ================================================================== run control
     def start(self) -> Any:
@@ -373,6 +531,7 @@ class ReconstructionWidget(ViewerDock):
         else:
             self.loss_plot.set_history(*history_starts(state))
         self._set_running(True)
+        self.show_warnings(self.vm.warnings)  # none yet: the run's own come as its stages end
         self.status_label.setText("preparing the run's layers…")
         self._run_worker = None
         self.worker = start_worker(
@@ -419,7 +578,7 @@ class ReconstructionWidget(ViewerDock):
             state=request.state,
             control=request.control,
             images_wanted=images_wanted,
-            on_yield=self.display.on_update,
+            on_yield=self._on_update,
             on_return=self._on_result,
             on_error=self._on_error,
             on_done=self._on_done,
@@ -456,10 +615,21 @@ class ReconstructionWidget(ViewerDock):
             self.status_label.setText("stopping after the current iteration…")
             self._update_buttons()
 
+    def _on_update(self, update: RunUpdate) -> None:
+        """Yield slot: the live display's bookkeeping; a multi-state stage that just ended
+        shows its state separation at once (result panel, banner: red when the states did
+        not separate)."""
+        self.display.on_update(update)
+        if update.separation is not None:
+            self.vm.accept_separation(update.separation)
+            self.result_panel.show_report(self.vm.report, "Run in progress")
+            self.show_warnings(self.vm.warnings, alarm=bool(self.vm.unseparated))
+
     def _on_result(self, result: RunResult) -> None:
         text = self.vm.accept_result(result)
         self.display.show_result(result, text)
-        self.show_warnings(self.vm.warnings)
+        self.result_panel.show_report(self.vm.report)
+        self.show_warnings(self.vm.warnings, alarm=bool(self.vm.unseparated))
 
     def _on_error(self, exc: BaseException) -> None:
         self.display.refresh(force=True)  # show the last live state reached before the failure
@@ -480,7 +650,7 @@ class ReconstructionWidget(ViewerDock):
         self.display.end()  # last: napari's progress bar processes events when it closes
 
     def _set_running(self, running: bool) -> None:
-        for w in (self.data, self.start_combo, self.progress_check):
+        for w in (self.data, self.start_combo, self.progress_check, self.calibrate_panel):
             w.setEnabled(not running)
         self.settings.set_editable(not running)
         self.optics.setEnabled(not running and self.dataset() is not None)
@@ -488,7 +658,16 @@ class ReconstructionWidget(ViewerDock):
 
     def _update_buttons(self) -> None:
         states = self.vm.buttons()
-        self.start_button.setEnabled(states.start)
+        calibrating = self._calibrate_worker is not None
+        has_data = self.dataset() is not None
+        self.calibrate_panel.calibrate_button.setEnabled(
+            has_data and not calibrating and not self.is_running
+        )
+        outcome = self.calibration_outcome()
+        self.calibrate_panel.save_button.setEnabled(
+            outcome is not None and bool(outcome.source_path) and not calibrating
+        )
+        self.start_button.setEnabled(states.start and not calibrating)
         self.pause_button.setEnabled(states.pause)
         self.resume_button.setEnabled(states.resume)
         self.stop_button.setEnabled(states.stop)

@@ -129,6 +129,11 @@ class Progress:
         iteration), else None.
     source_fwhm_A
         Source size of a partially coherent probe (FWHM, Å); 0 for a coherent one.
+    separation
+        At the last iteration of a stage with several object states: that stage's
+        state-separation report (:meth:`SeparationReport.to_dict`, also in
+        ``state.diagnostics["separation"]``), so a live display can say at once whether the
+        states separated; else None.
     """
 
     stage_name: str
@@ -146,6 +151,7 @@ class Progress:
     object: np.ndarray | None = None
     probe: np.ndarray | None = None
     source_fwhm_A: float = 0.0
+    separation: dict[str, Any] | None = None
 
 
 class RunControl:
@@ -293,9 +299,15 @@ def estimate_run_memory(
     geom: Geometry | None = None,
 ) -> MemoryEstimate:
     """The memory plan of ``config`` on ``dataset`` (see :mod:`caviar_napari.core.memory`):
-    placements of the data and the L-BFGS history, bytes by part and pool."""
+    placements of the data and the L-BFGS history, bytes by part and pool.  ``geom``: the
+    geometry to plan for; None: the one :func:`run` plans for (the stage with the largest probe
+    window when stages pad the detector differently)."""
     backend = backend or get_backend(config.device, config.precision)
-    geom = geom or plan_geometry(dataset, config)
+    if geom is None:
+        if any(stage.detector_padding is not None for stage in config.stages):
+            geom = _largest_geometry(dataset, config, pattern_mean(dataset.intensities))
+        else:
+            geom = plan_geometry(dataset, config)
     device_bytes, host_bytes = memory_budgets(config, backend)
     workers = _cluster_workers(config)
 
@@ -795,8 +807,10 @@ def _run_stage(
         if due_ckpt and on_checkpoint is not None:
             on_checkpoint(state)
             log.debug("checkpoint at iteration %d", state.iteration)
+        separation = None
         if last and stage.object_states > 1 and "object" in stage.refine:
             _report_separation(state, stage, fun, x, ctx)
+            separation = dict(state.diagnostics["separation"][-1])
         elapsed = time.perf_counter() - t0
         done = state.iteration - start_iteration
         obj_copy = probe_copy = None
@@ -819,6 +833,7 @@ def _run_stage(
             object=obj_copy,
             probe=probe_copy,
             source_fwhm_A=abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA,
+            separation=separation,
         )
     return False
 

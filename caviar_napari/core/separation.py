@@ -126,7 +126,13 @@ class SeparationReport:
                 f"{why}; their correlations are not measurements (more iterations, fewer "
                 "probe modes in the first stage, or a higher dose)"
             )
-        if not self.converged:
+        if not self.converged and not math.isfinite(self.trend):
+            out.append(
+                f"stage '{self.stage}': too short to tell whether the object states stopped "
+                f"improving (the trend is measured over {TREND_WINDOW} iterations): more "
+                "iterations would change them"
+            )
+        elif not self.converged:
             out.append(
                 f"stage '{self.stage}': the object states were still improving at the end "
                 f"(misfit −{100 * self.trend:.1f} % over the last {TREND_WINDOW} iterations): "

@@ -17,6 +17,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from caviar_napari.analysis import correlations as corr
+from caviar_napari.analysis.correlation_significance import (
+    arrow_significance,
+    class_members,
+    class_significance,
+)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,58 @@ def averaged_pair_counts(
     return int(counts.min()), int(counts.max())
 
 
+def reference_arrow_sigma(
+    green_A2: ArrayLike,
+    pairs: ArrayLike,
+    dof: float,
+    rotation: ArrayLike | None = None,
+    *,
+    cell_index: ArrayLike | None = None,
+    basis_index: ArrayLike | None = None,
+    averages: CellAverages | None = None,
+) -> np.ndarray:
+    """Significance (σ) of the two arrows of each reference pair against zero correlation.
+
+    Parameters
+    ----------
+    green_A2
+        ``(2N, 2N)`` Green's tensor, Å².
+    pairs
+        ``(P, 2)`` pairs ``(reference i, atom j)``.
+    dof
+        Wishart degrees of freedom of the tensor (``CorrelationsData.uncertainty.green_dof``).
+    rotation
+        Lab → arrow-frame rotation (None: lab frame).
+    cell_index, basis_index, averages
+        With ``averages``: the arrows are unit-cell averages, tested over all the atom pairs of
+        each pair's class (:func:`~caviar_napari.analysis.correlation_significance.
+        class_significance`); else each pair's own block is tested exactly
+        (:func:`~caviar_napari.analysis.correlation_significance.arrow_significance`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(P, 2)`` σ of the y row and the x row (NaN where the test is not defined: fewer than
+        5 object states, or a pair whose class has no member).
+    """
+    pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
+    if pairs.shape[0] == 0:
+        return np.empty((0, 2))
+    green = np.asarray(green_A2, dtype=float)
+    if averages is None:
+        return arrow_significance(green, pairs, dof, rotation)
+    classes = averages.averages.class_of(cell_index, basis_index, pairs)
+    sigma = np.full((pairs.shape[0], 2), np.nan)
+    found = classes >= 0
+    if not found.any():
+        return sigma
+    valid = np.isfinite(np.diagonal(green)).reshape(-1, 2).all(axis=1)
+    keys = averages.averages.keys[classes[found]]
+    members = class_members(cell_index, basis_index, keys, valid)
+    sigma[found] = class_significance(green, members, dof, rotation)[1]
+    return sigma
+
+
 def selection_arrows(
     green_A2: ArrayLike,
     positions_A: ArrayLike,
@@ -123,15 +180,18 @@ def selection_arrows(
     cell_index: ArrayLike | None = None,
     basis_index: ArrayLike | None = None,
     averages: CellAverages | None = None,
+    dof: float | None = None,
 ) -> tuple[corr.Arrows, CellAverages | None]:
     """The arrows of a selection: self rows at ``self_atoms``, rows of ``G_ij`` at the
     ``neighbours`` j of the ``reference`` i (per pair, or unit-cell averaged, see
-    :func:`blocks_of_pairs`), in the frame ``rotation`` and scaled to screen Å.
+    :func:`blocks_of_pairs`), in the frame ``rotation`` and scaled to screen Å; with ``dof``
+    each reference arrow carries its significance (:func:`reference_arrow_sigma`).
 
     Returns
     -------
     arrows
-        :func:`caviar_napari.analysis.correlations.correlation_arrows` of the selection.
+        :func:`caviar_napari.analysis.correlations.correlation_arrows` of the selection
+        (``sigma`` None without ``dof``).
     averages
         The averages used (possibly extended), or None.
     """
@@ -145,7 +205,12 @@ def selection_arrows(
     ref_blocks, averages = blocks_of_pairs(
         green_A2, ref_pairs, positions_A, averages=averages, **options
     )
+    sigma = None
+    if dof is not None:
+        sigma = reference_arrow_sigma(
+            green_A2, ref_pairs, dof, rotation, averages=averages, **options
+        )
     arrows = corr.correlation_arrows(
-        positions_A, selves, self_blocks, nbrs, ref_blocks, scale_A_per_A2, rotation
+        positions_A, selves, self_blocks, nbrs, ref_blocks, scale_A_per_A2, rotation, sigma
     )
     return arrows, averages

@@ -1,21 +1,31 @@
-"""View-model of the **Correlations** dock (Qt-free): Green's tensor, arrows, LSM/CSM.
+"""View-model of the **Correlations** dock (Qt-free): Green's tensor, errors, arrows, LSM/CSM.
 
-Source: an :class:`~caviar_napari.io.atoms_file.AtomsData`.  :func:`compute_job` computes the
-Green's tensor (eq. 2), B factors, ρ_nn and unit-cell averages; :func:`drawing_job` turns the
-current :class:`Selection` and :class:`ArrowOptions` into everything the dock draws (arrows,
-B-factor rings, reference markers, local-frame axes, the Green's tensor image, texts);
-:func:`truth_job` reads a simulated file's ground truth and matches its atoms.  All three run in
-a worker; the dock only assigns their results to layers.
+Source: an :class:`~caviar_napari.io.atoms_file.AtomsData`.  :func:`compute_job` runs the whole
+analysis of ``caviar correlations``
+(:func:`~caviar_napari.analysis.correlation_analysis.analyse_correlations`): the Green's tensor
+(eq. 2) with a standard error on every entry (resampling the object states), B factors, ρ_nn,
+the rms displacement and the uniform x–x / y–y offset (subtracted on request), each ± its error,
+the significance of the nearest-neighbour blocks and the noise floor; plus the unit-cell
+averages the arrows may show.  :func:`drawing_job` turns the current :class:`Selection` and
+:class:`ArrowOptions` into everything the dock draws (arrows faded or hidden by their
+significance, B-factor rings, reference markers, local-frame axes, the Green's tensor image,
+texts); :func:`truth_job` reads a simulated file's ground truth and :func:`comparison_job`
+compares with it (LSM, CSM ± errors).  All of them run in a worker; the dock only assigns their
+results to layers.
 
 Arrows (conventions §4), napari Vectors data ``[start, projection]`` in Å world coordinates: at
 each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x purple); at each neighbour
 j of the reference atom i the rows of ``G_ij`` (pink: the reference's y row, light blue: its x
-row).  Arrow length on screen = correlation (pm²) / scale (pm² per Å).
+row).  Arrow length on screen = correlation (pm²) / scale (pm² per Å).  Each reference arrow
+carries its significance against zero correlation in σ (the exact test of
+:mod:`caviar_napari.analysis.correlation_significance`); arrows below the chosen threshold are
+drawn faded (the fainter, the less significant) or hidden.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -26,12 +36,24 @@ import numpy as np
 from matplotlib.colors import to_rgba
 
 from caviar_napari.analysis import correlations as corr
-from caviar_napari.errors import CaviarError, InputError
-from caviar_napari.io.correlations_file import (
-    CorrelationsData,
-    read_ground_truth,
-    write_correlations,
+from caviar_napari.analysis.correlation_analysis import (
+    CorrelationAnalysis,
+    CorrelationConfig,
+    TruthInput,
+    analyse_correlations,
 )
+from caviar_napari.analysis.correlation_errors import (
+    RESAMPLING_METHODS,
+    Resampling,
+    effective_dof,
+)
+from caviar_napari.analysis.correlation_significance import SIGNIFICANCE_SIGMA
+from caviar_napari.analysis.noise_floor import noise_floor_warnings, physical_floor_warnings
+from caviar_napari.analysis.phonons import STANDARD_ATOMIC_WEIGHTS_AMU
+from caviar_napari.data.correlations import CorrelationsData, TruthMetrics
+from caviar_napari.data.ground_truth import GroundTruth
+from caviar_napari.errors import CaviarError, InputError
+from caviar_napari.io.correlations_file import read_ground_truth, write_correlations
 from caviar_napari.viewmodels import correlation_blocks as cb
 from caviar_napari.viewmodels.correlations_figure import (
     ARROW_COLOURS,
@@ -50,7 +72,9 @@ from caviar_napari.viewmodels.figures import (
     render,
     style_axes,
 )
-from caviar_napari.viewmodels.notices import result_warnings
+from caviar_napari.viewmodels.notices import dock_words, result_warnings
+from caviar_napari.workflows.correlations import comparison_lines, summary_lines
+from caviar_napari.workflows.noise_floor import separation_report_check
 
 #: Arrow scale S = 10^(SCALE_MAX_EXP − v / SCALE_STEPS_PER_DECADE) pm² per Å at slider step v.
 SCALE_MAX_EXP = 4.0
@@ -62,37 +86,98 @@ LAYER_PREFIX = "correlations"
 SELF_ALL, SELF_SELECTED, SELF_NONE = "all atoms", "reference and neighbours", "no atoms"
 FRAME_LAB, FRAME_LOCAL = "lab (y, x)", "local lattice (x → neighbour)"
 PAIRS_DRAWN, PAIRS_NN = "reference + neighbours (drawn)", "all atoms: self + nearest neighbours"
+#: How arrows below the significance threshold are drawn.
+SIG_FADE, SIG_HIDE, SIG_ALL = "fade", "hide", "show all"
+SIGNIFICANCE_MODES = (SIG_FADE, SIG_HIDE, SIG_ALL)
+#: Opacity of a faded arrow: from FADE_MIN (0 σ) up to FADE_MAX (just below the threshold).
+FADE_MIN, FADE_MAX = 0.2, 0.5
 #: Ground-truth atoms farther than this from every reconstructed atom are not matched, Å.
 MATCH_TOLERANCE_A = 0.5
+#: Replicas of the bootstrap errors (seed :data:`BOOTSTRAP_SEED`).
+BOOTSTRAP_REPLICAS = 200
+BOOTSTRAP_SEED = 0
 
 
 # ==================================================================================== compute
 @dataclass(frozen=True)
-class ComputeResult:
-    """The correlations of a source.
+class AnalysisOptions:
+    """What the correlation analysis computes (the dock's "Source" and "Errors" controls).
 
     Attributes
     ----------
-    data
-        Green's tensor, B factors, slices, excluded atoms (the CORR file's content).
-    rho_nn
-        Nearest-neighbour correlation coefficient, None when it cannot be computed.
-    rho_error
-        Why ``rho_nn`` is None.
+    slices
+        ``"A:B"`` (B excluded), one index, or None / blank for all slices.
+    errors
+        ``"jackknife"`` (delete-one over the object states) or ``"bootstrap"``
+        (:data:`BOOTSTRAP_REPLICAS` replicas, seed :data:`BOOTSTRAP_SEED`).
+    subtract_offset
+        Subtract the uniform x–x / y–y offset (partial spatial coherence) from the tensor.
+    offset_min_distance_A
+        Only pairs at least this far apart enter the offset, Å (0: every pair of distinct
+        atoms).
+    noise_floor_A
+        A known positional noise floor per direction (e.g. the rms displacement of a static
+        control analysed the same way), Å; None: estimated where the data allow.
+    """
+
+    slices: str | None = None
+    errors: str = "jackknife"
+    subtract_offset: bool = False
+    offset_min_distance_A: float = 0.0
+    noise_floor_A: float | None = None
+
+    def config(self) -> CorrelationConfig:
+        """The analysis configuration (``InputError`` naming a bad option)."""
+        if self.errors not in RESAMPLING_METHODS:
+            raise InputError(
+                f"errors must be one of {', '.join(RESAMPLING_METHODS)}, got {self.errors!r}"
+            )
+        return CorrelationConfig(
+            slices=(self.slices or "").strip() or None,
+            resampling=Resampling(self.errors, BOOTSTRAP_REPLICAS, BOOTSTRAP_SEED),
+            subtract_offset=bool(self.subtract_offset),
+            offset_min_distance_A=float(self.offset_min_distance_A),
+            noise_floor_A=self.noise_floor_A,
+            noise_floor_source="noise-floor field" if self.noise_floor_A is not None else "",
+        )
+
+
+@dataclass(frozen=True)
+class ComputeResult:
+    """The correlation analysis of a source.
+
+    Attributes
+    ----------
+    analysis
+        Tensor, errors, B, ρ_nn, rms, offset, significance, noise floor (the CORR contents in
+        ``analysis.data``).
+    atoms
+        The source analysed (kept for the comparison with a truth).
+    config
+        The analysis configuration used.
     averages
         Unit-cell averages out to 4 nearest-neighbour distances (None without lattice indices).
     nn_distance_A
         Nearest-neighbour distance, Å.
+    dof
+        Wishart degrees of freedom of the tensor for the significance of the arrows (NaN with
+        fewer than 2 states' worth).
     warnings
-        Warnings carried by the data (e.g. displacements at the noise floor).
+        Noise floor, unseparated states, too few states for errors or tests.
     """
 
-    data: CorrelationsData
-    rho_nn: corr.NeighbourCorrelation | None
-    rho_error: str
+    analysis: CorrelationAnalysis
+    atoms: Any
+    config: CorrelationConfig
     averages: cb.CellAverages | None
     nn_distance_A: float
+    dof: float
     warnings: tuple[str, ...] = ()
+
+    @property
+    def data(self) -> CorrelationsData:
+        """The CORR contents."""
+        return self.analysis.data
 
     @property
     def positions_A(self) -> np.ndarray:
@@ -102,43 +187,95 @@ class ComputeResult:
         return positions
 
 
-def compute_job(atoms: Any, slices: str | None) -> Generator[str, None, ComputeResult]:
-    """Worker: Green's tensor, B, ρ_nn and unit-cell averages of an AtomsData."""
-    yield "Green's tensor"
-    data = corr.correlations_from_atoms(atoms, slices)
+def _species_masses(data: CorrelationsData) -> list[float]:
+    """Standard atomic weights of the species of the atoms used (unknown species left out)."""
+    if data.species is None:
+        return []
+    used = set(data.species[np.isfinite(data.b_factor_A2)].tolist())
+    return [STANDARD_ATOMIC_WEIGHTS_AMU[s] for s in used if s in STANDARD_ATOMIC_WEIGHTS_AMU]
+
+
+def analysis_warnings(
+    analysis: CorrelationAnalysis, atoms: Any, atoms_path: str | os.PathLike | None = None
+) -> list[str]:
+    """What ``caviar correlations`` warns about, for the dock's banner.
+
+    The source's own warnings, the reconstruction's "states did not separate" verdict (when the
+    ATOMS data name a reconstruction file that is there), displacements at the positional noise
+    floor or below any vibration, and too few states for errors (3) or significance tests (5).
+    """
+    data = analysis.data
+    warnings = result_warnings(atoms, getattr(atoms, "provenance", None))
+    warnings += separation_report_check(atoms, atoms_path or ".")[1]
+    if data.noise_floor is not None:
+        warnings += [dock_words(w) for w in noise_floor_warnings(data.noise_floor)]
+    if data.rms_displacement_A is not None:
+        warnings += physical_floor_warnings(data.rms_displacement_A.value, _species_masses(data))
+    if data.uncertainty is None:
+        warnings.append(
+            f"only {data.n_states} object states: no standard errors (at least 3 are needed)"
+        )
+    if data.n_states < 5:
+        warnings.append(
+            f"only {data.n_states} object states: the significance of the correlations cannot "
+            "be tested (at least 5 states are needed): no arrow is faded"
+        )
+    return list(dict.fromkeys(warnings))
+
+
+def compute_job(
+    atoms: Any, options: AnalysisOptions | None = None, atoms_path: str | None = None
+) -> Generator[str, None, ComputeResult]:
+    """Worker: the correlation analysis of an AtomsData and the unit-cell averages.
+
+    Parameters
+    ----------
+    atoms
+        The source (per-state, per-slice positions).
+    options
+        What to compute (default: all slices, jackknife errors, offset not subtracted).
+    atoms_path
+        The ATOMS file the source came from, if any (to find the reconstruction it names).
+    """
+    options = AnalysisOptions() if options is None else options
+    config = options.config()
+    yield "Green's tensor and its errors"
+    analysis = analyse_correlations(atoms, config)
+    data = analysis.data
     positions = data.mean_positions_A.copy()
     positions[data.excluded_atoms] = np.nan
     yield "nearest neighbours"
     d_nn = corr.nearest_neighbour_distance(positions)
-    try:
-        rho, rho_error = corr.nearest_neighbour_correlation(data.green_A2, positions), ""
-    except InputError as exc:
-        rho, rho_error = None, str(exc)
+    if data.uncertainty is not None:
+        dof = float(data.uncertainty.green_dof)
+    else:
+        disp = corr.state_displacements(np.asarray(atoms.positions_A, float), data.slices)
+        dof = float(effective_dof(disp.u_A))
     averages = None
     if data.cell_index is not None and data.basis_index is not None:
         yield "unit-cell averages"
         averages = cb.cell_averages(
             data.green_A2, data.cell_index, data.basis_index, positions, 4.0 * d_nn
         )
-    return ComputeResult(data, rho, rho_error, averages, d_nn, tuple(result_warnings(data, atoms)))
+    return ComputeResult(
+        analysis=analysis,
+        atoms=atoms,
+        config=config,
+        averages=averages,
+        nn_distance_A=d_nn,
+        dof=dof,
+        warnings=tuple(analysis_warnings(analysis, atoms, atoms_path)),
+    )
+
+
+def html_lines(lines: list[str]) -> str:
+    """Plain text lines as one rich-text label text (escaped, ``<br>`` between)."""
+    return "<br>".join(html.escape(line, quote=False) for line in lines)
 
 
 def summary_text(result: ComputeResult) -> str:
-    """Atoms, states, slices, excluded atoms and ρ_nn (HTML line break between)."""
-    d = result.data
-    excluded = d.excluded_atoms
-    shown = ", ".join(map(str, excluded[:10])) + (" …" if excluded.size > 10 else "")
-    r = result.rho_nn
-    rho = (
-        f"ρ_nn = {r.mean:+.3f} ± {r.std:.3f} over {r.values.size} "
-        f"nearest-neighbour pairs (d_nn = {r.distance_A:.3f} Å)"
-        if r is not None
-        else f"ρ_nn: n/a ({result.rho_error})"
-    )
-    return (
-        f"{d.n_atoms} atoms, {d.n_states} states, slices {d.slices.min()}–{d.slices.max()} "
-        f"({d.slices.size}); excluded (NaN): {shown or 'none'}<br>{rho}"
-    )
+    """The analysis summary of ``caviar correlations`` (every value ± its error), rich text."""
+    return html_lines([dock_words(line) for line in summary_lines(result.analysis)])
 
 
 # ==================================================================================== options
@@ -182,6 +319,11 @@ class ArrowOptions:
         Arrow scale S: pm² of correlation per Å of arrow on screen.
     b_factor_rings
         Draw the B factors as coloured rings.
+    significance
+        Reference arrows below ``threshold_sigma``: :data:`SIG_FADE` (drawn faded, the fainter
+        the less significant), :data:`SIG_HIDE` (not drawn) or :data:`SIG_ALL` (drawn alike).
+    threshold_sigma
+        Significance threshold against zero correlation, σ (2σ: p = 0.046).
     """
 
     self_atoms: str = SELF_ALL
@@ -190,6 +332,8 @@ class ArrowOptions:
     frame_neighbour: int = 1
     scale_pm2_per_A: float = 100.0
     b_factor_rings: bool = True
+    significance: str = SIG_FADE
+    threshold_sigma: float = SIGNIFICANCE_SIGMA
 
 
 def slider_to_scale(value: int) -> float:
@@ -201,6 +345,67 @@ def scale_to_slider(scale_pm2_per_A: float) -> int:
     """Slider step nearest to the arrow scale S (pm² per Å)."""
     v = round((SCALE_MAX_EXP - np.log10(scale_pm2_per_A)) * SCALE_STEPS_PER_DECADE)
     return int(np.clip(v, 0, SCALE_SLIDER_MAX))
+
+
+def arrow_sigma(arrows: corr.Arrows) -> np.ndarray:
+    """``(M,)`` significance of each arrow, σ (NaN where not tested)."""
+    if arrows.sigma is None:
+        return np.full(arrows.kind.shape, np.nan)
+    return np.asarray(arrows.sigma, dtype=float)
+
+
+def significance_alpha(sigma: np.ndarray, options: ArrowOptions) -> np.ndarray:
+    """Opacity ``(M,)`` of each arrow by its significance σ (0: hidden).
+
+    At or above the threshold, or untested (NaN, ``+inf`` for self arrows): 1.  Below it:
+    :data:`SIG_ALL` 1, :data:`SIG_HIDE` 0, :data:`SIG_FADE` from :data:`FADE_MIN` at 0 σ up to
+    :data:`FADE_MAX` just below the threshold.
+    """
+    sigma = np.asarray(sigma, dtype=float)
+    alpha = np.ones(sigma.shape)
+    below = np.isfinite(sigma) & (sigma < options.threshold_sigma)
+    if options.significance == SIG_HIDE:
+        alpha[below] = 0.0
+    elif options.significance == SIG_FADE:
+        t = np.clip(sigma[below] / max(options.threshold_sigma, 1e-12), 0.0, 1.0)
+        alpha[below] = FADE_MIN + (FADE_MAX - FADE_MIN) * t
+    return alpha
+
+
+def significance_text(arrows: corr.Arrows, result: ComputeResult, options: ArrowOptions) -> str:
+    """How many of the drawn reference arrows and of all nearest-neighbour blocks are
+    significant at the threshold, and how the others are drawn."""
+    if result.data.n_states < 5 or not np.isfinite(result.dof):
+        return "significance: not tested (at least 5 object states are needed)"
+    t = options.threshold_sigma
+    sigma = arrow_sigma(arrows)[arrows.kind >= 2]
+    tested = np.isfinite(sigma)
+    n_sig = int((sigma[tested] >= t).sum())
+    how = {
+        SIG_FADE: "the others faded (the fainter, the less significant)",
+        SIG_HIDE: "the others hidden",
+        SIG_ALL: "all drawn alike",
+    }[options.significance]
+    text = (
+        f"reference arrows significant at {t:g}σ: {n_sig} of {int(tested.sum())}; {how}. "
+        f"Exact test of zero correlation (Wishart dof {result.dof:.3g}; "
+        f"{100 * _chance(t):.1f} % of uncorrelated arrows pass by chance)"
+    )
+    nb = result.analysis.neighbours
+    if nb is not None:
+        sig = nb.test.significant(t)
+        text += f"; nearest-neighbour blocks: {int(sig.sum())} of {sig.size} pairs"
+        if nb.class_sigma.size:
+            cls = np.nan_to_num(nb.class_sigma, nan=-np.inf) >= t
+            text += f", {int(cls.sum())} of {cls.size} unit-cell classes"
+    return text
+
+
+def _chance(threshold_sigma: float) -> float:
+    """Two-sided normal tail beyond ``threshold_sigma``: the false-positive rate of a test."""
+    from scipy.stats import norm
+
+    return float(2.0 * norm.sf(threshold_sigma))
 
 
 def scale_text(scale_pm2_per_A: float) -> str:
@@ -261,6 +466,7 @@ class CorrelationsDrawing:
     frame_text: str
     matrix: RenderedFigure | None
     averages: cb.CellAverages | None
+    significance_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -323,19 +529,28 @@ def selection_arrows(
         cell_index=d.cell_index,
         basis_index=d.basis_index,
         averages=use,
+        dof=result.dof if d.n_states >= 5 and np.isfinite(result.dof) else None,
     )
 
 
-def _vectors(arrows: corr.Arrows, width: float) -> VectorsDrawing:
-    kinds = np.array(corr.ARROW_KINDS)[arrows.kind]
+def _vectors(arrows: corr.Arrows, width: float, options: ArrowOptions) -> VectorsDrawing:
+    """The arrows as a Vectors layer: colour by kind, opacity by significance; arrows hidden
+    by the options are left out."""
+    sigma = arrow_sigma(arrows)
+    alpha = significance_alpha(sigma, options)
+    shown = alpha > 0
+    kinds = np.array(corr.ARROW_KINDS)[arrows.kind][shown]
     colours = np.array([to_rgba(ARROW_COLOURS[k]) for k in kinds]).reshape(-1, 4)
+    colours[:, 3] = alpha[shown]
     features = {
         "kind": kinds,
-        "atom": arrows.atom,
-        "value_y_pm2": arrows.values_A2[:, 0] * PM2_PER_A2,
-        "value_x_pm2": arrows.values_A2[:, 1] * PM2_PER_A2,
+        "atom": arrows.atom[shown],
+        "value_y_pm2": arrows.values_A2[shown, 0] * PM2_PER_A2,
+        "value_x_pm2": arrows.values_A2[shown, 1] * PM2_PER_A2,
+        "sigma": sigma[shown],
+        "significant": ~(np.isfinite(sigma[shown]) & (sigma[shown] < options.threshold_sigma)),
     }
-    return VectorsDrawing(arrows.data, colours, features, width)
+    return VectorsDrawing(arrows.data[shown].reshape(-1, 2, 2), colours, features, width)
 
 
 def _rings(result: ComputeResult) -> RingsDrawing:
@@ -421,7 +636,7 @@ def drawing_job(request: DrawRequest) -> Generator[None, None, CorrelationsDrawi
         matrix = green_matrix_figure(result.data.green_A2, selection.reference, request.matrix_size)
     return CorrelationsDrawing(
         arrows=arrows,
-        vectors=_vectors(arrows, 0.06 * result.nn_distance_A),
+        vectors=_vectors(arrows, 0.06 * result.nn_distance_A, options),
         averaged_note=note,
         rings=rings,
         rings_text="" if rings is None else rings.text,
@@ -430,47 +645,100 @@ def drawing_job(request: DrawRequest) -> Generator[None, None, CorrelationsDrawi
         frame_text=frame_text,
         matrix=matrix,
         averages=averages if averages is not None else request.averages,
+        significance_text=significance_text(arrows, result, options),
     )
 
 
 # ==================================================================================== truth
 @dataclass(frozen=True)
-class TruthMatch:
-    """A ground truth matched to the reconstructed atoms.
+class Truth:
+    """A simulated file's ground truth, read once.
 
     Attributes
     ----------
     path
         The simulated file.
-    match
-        Atom matching (``truth_index`` −1 where unmatched).
-    green_A2
-        The truth's realised Green's tensor in the reconstructed atom order.
-    rho_rec, rho_truth
-        ρ per nearest-neighbour pair of the reconstruction, and of the truth over the same pairs.
+    truth
+        Its ``ground_truth`` group.
     """
 
     path: str
-    match: corr.AtomMatch
-    green_A2: np.ndarray
-    rho_rec: corr.NeighbourCorrelation
-    rho_truth: np.ndarray
+    truth: GroundTruth
+
+    @property
+    def static(self) -> bool:
+        """The truth has no displacements (LSM/CSM are undefined)."""
+        return not np.any(self.truth.green_realised_A2)
 
 
-def truth_job(
-    path: str, green_A2: np.ndarray, positions_A: np.ndarray, tolerance_A: float
-) -> Generator[str, None, TruthMatch]:
-    """Worker: read a ground truth, match atoms, re-index its realised tensor, ρ_nn of both."""
+@dataclass(frozen=True)
+class ComparisonRequest:
+    """A comparison to make (taken on the main thread, computed in a worker).
+
+    Attributes
+    ----------
+    result
+        The analysis compared (its source and configuration are analysed again with the truth).
+    truth
+        The ground truth.
+    reference
+        Compare over this atom and its ``neighbours`` nearest neighbours (self blocks included);
+        None: every self block and every nearest-neighbour pair.
+    neighbours
+        Nearest neighbours of the reference.
+    label
+        The pair set in words.
+    """
+
+    result: ComputeResult
+    truth: Truth
+    reference: int | None
+    neighbours: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """LSM/CSM ± errors against a truth (``metrics`` None: static truth or no comparison)."""
+
+    metrics: TruthMetrics | None
+    text: str
+
+
+def truth_job(path: str) -> Generator[str, None, Truth]:
+    """Worker: read the ground truth of a simulated file."""
     yield "reading ground truth"
-    truth = read_ground_truth(path)
-    yield "matching atoms"
-    match = corr.match_atoms(positions_A, truth.mean_positions_A, tolerance_A)
-    truth_green = corr.reindex_green(truth.green_realised_A2, match.truth_index)
-    rho_positions = positions_A.copy()
-    rho_positions[match.truth_index < 0] = np.nan
-    rho_rec = corr.nearest_neighbour_correlation(green_A2, rho_positions)
-    rho_truth = corr.correlation_coefficients(truth_green, rho_rec.pairs)
-    return TruthMatch(str(path), match, truth_green, rho_rec, rho_truth)
+    return Truth(str(path), read_ground_truth(path))
+
+
+def comparison_job(request: ComparisonRequest) -> Generator[str, None, Comparison]:
+    """Worker: the analysis again with the truth (LSM, CSM, ρ_nn ± errors, as
+    ``caviar correlations --ground-truth``); the text of the comparison (rich text)."""
+    yield "comparing"
+    t, result = request.truth, request.result
+    name = Path(t.path).name
+    if t.static:
+        rms = result.data.rms_displacement_A
+        lines = [
+            f"ground truth: {name} (static: no displacements)",
+            "LSM/CSM undefined: every correlation in the reconstruction is an artefact",
+        ]
+        if rms is not None:
+            lines.append(f"reconstruction: rms displacement {rms.text('.2f', 100.0)} pm")
+        return Comparison(None, html_lines(lines))
+    truth_input = TruthInput(
+        truth=t.truth,
+        label=t.path,
+        tolerance_A=MATCH_TOLERANCE_A,
+        reference_atom=request.reference,
+        neighbours=max(int(request.neighbours), 1),
+    )
+    try:
+        analysis = analyse_correlations(result.atoms, result.config, truth_input)
+    except CaviarError as exc:
+        return Comparison(None, html.escape(f"no comparison: {exc}"))
+    lines = comparison_lines(analysis, t.truth, name, request.label)
+    return Comparison(analysis.data.truth_metrics, html_lines([dock_words(x) for x in lines]))
 
 
 # ==================================================================================== the dock
@@ -479,6 +747,8 @@ class CorrelationsViewModel:
 
     Attributes
     ----------
+    analysis_options
+        What the analysis computes (slices, errors, offset).
     result
         The last computation (None before the first).
     selection, options
@@ -486,30 +756,31 @@ class CorrelationsViewModel:
     averages
         Unit-cell averages in use (extended when farther pairs were drawn).
     truth
-        The matched ground truth (None: no comparison).
-    similarity
-        LSM/CSM of the last comparison (None: none or failed).
+        The ground truth read (None: no comparison).
+    metrics
+        LSM/CSM ± errors of the last comparison (None: none, static truth, or failed).
     warnings
         Warnings of :attr:`result`.
     """
 
     def __init__(self) -> None:
+        self.analysis_options = AnalysisOptions()
         self.result: ComputeResult | None = None
         self.selection = Selection()
         self.options = ArrowOptions()
         self.averages: cb.CellAverages | None = None
-        self.truth: TruthMatch | None = None
-        self.similarity: corr.Similarity | None = None
+        self.truth: Truth | None = None
+        self.metrics: TruthMetrics | None = None
         self.warnings: list[str] = []
 
     def accept(self, result: ComputeResult) -> None:
         """Keep a new computation: the reference moves to a valid atom near the centre if it
         is not valid, the neighbour radius to 1.15 d_nn, the scale to show typical arrows at
-        a third of d_nn; a comparison is dropped."""
+        a third of d_nn (only for a new source); the comparison's numbers are dropped."""
+        new_source = self.result is None or self.result.atoms is not result.atoms
         self.result = result
         self.averages = result.averages
-        self.truth = None
-        self.similarity = None
+        self.metrics = None
         self.warnings = list(result.warnings)
         data = result.data
         valid = np.flatnonzero(np.isfinite(data.b_factor_A2))
@@ -525,7 +796,7 @@ class CorrelationsViewModel:
         )
         diag = np.diagonal(data.green_A2)
         typical = np.nanmedian(np.abs(diag)) * PM2_PER_A2 if diag.size else np.nan
-        if np.isfinite(typical) and typical > 0:
+        if new_source and np.isfinite(typical) and typical > 0:
             scale = slider_to_scale(scale_to_slider(typical / (0.35 * result.nn_distance_A)))
             self.options = dataclasses.replace(self.options, scale_pm2_per_A=scale)
 
@@ -558,7 +829,8 @@ class CorrelationsViewModel:
         return neighbour_atoms(self.result.positions_A, self.selection)
 
     def arrows(self) -> corr.Arrows:
-        """The arrows of the current selection and options (Å world coordinates)."""
+        """The arrows of the current selection and options (Å world coordinates), each
+        reference arrow with its significance."""
         if self.result is None:
             raise InputError("nothing to draw: compute the correlations first")
         arrows, averages = selection_arrows(
@@ -578,29 +850,20 @@ class CorrelationsViewModel:
             positions, 1.15 * corr.nearest_neighbour_distance(positions)
         )
 
-    def compare(self, by_drawn: bool, pairs_label: str) -> str:
-        """LSM/CSM against the matched truth over the chosen pairs; returns the text (HTML)."""
+    def comparison_request(self, by_drawn: bool, label: str) -> ComparisonRequest | None:
+        """What to compare now (None: no result or no truth): the drawn reference and its
+        neighbours, or every self block and nearest-neighbour pair."""
         if self.truth is None or self.result is None:
-            return ""
-        t = self.truth
-        try:
-            pairs = self.comparison_pairs(by_drawn)
-            pairs = pairs[(t.match.truth_index[pairs] >= 0).all(axis=1)]
-            s = corr.similarity(self.result.data.green_A2, t.green_A2, pairs)
-        except CaviarError as exc:
-            self.similarity = None
-            return f"no comparison: {exc}"
-        self.similarity = s
-        matched = int((t.match.truth_index >= 0).sum())
-        return (
-            f"vs realised truth of {Path(t.path).name}: matched {matched}/"
-            f"{t.match.truth_index.size} atoms<br>pairs: {pairs_label} ({s.n_pairs} pairs)"
-            f"<br>LSM (eq. 3 as printed, sum of {s.n_vectors} vectors) = {s.lsm_sum:.3f}"
-            f"<br>LSM (mean per vector) = {s.lsm_mean:.3f}"
-            f"<br>CSM (eq. 4) = {s.csm:+.3f}"
-            f"<br>ρ_nn: reconstruction {t.rho_rec.mean:+.3f}, truth "
-            f"{np.nanmean(t.rho_truth):+.3f} ({t.rho_rec.values.size} NN pairs)"
+            return None
+        reference = self.selection.reference if by_drawn else None
+        return ComparisonRequest(
+            self.result, self.truth, reference, int(self.neighbour_atoms().size), label
         )
+
+    def accept_comparison(self, comparison: Comparison) -> str:
+        """Keep a comparison's metrics; returns its text."""
+        self.metrics = comparison.metrics
+        return comparison.text
 
     # ------------------------------------------------------------------ export
     def export_correlations(self, path: str | os.PathLike) -> None:
@@ -618,10 +881,12 @@ class CorrelationsViewModel:
             raise InputError("nothing to save: compute the correlations first")
         frame = "local lattice frame" if self.options.frame == FRAME_LOCAL else "lab"
         mode = "unit-cell averaged" if self.options.averaged else "per atom"
+        arrows = self.arrows()
         panel = ArrowsPanel(
             positions_A=self.result.positions_A,
             b_factor_A2=self.result.data.b_factor_A2,
-            arrows=self.arrows(),
+            arrows=arrows,
+            alpha=significance_alpha(arrow_sigma(arrows), self.options),
             reference=self.selection.reference,
             neighbours=self.neighbour_atoms(),
             pad_A=self.result.nn_distance_A,

@@ -63,6 +63,8 @@ class ArrowsPanel:
         Axes title (mode, frame and scale of the arrows).
     background
         Image under the arrows (None: none).
+    alpha
+        ``(M,)`` opacity of each arrow (by its significance; 0: not drawn); None: all opaque.
     """
 
     positions_A: np.ndarray
@@ -73,6 +75,7 @@ class ArrowsPanel:
     pad_A: float
     title: str
     background: ImageView | None = None
+    alpha: np.ndarray | None = None
 
 
 def draw_arrows_panel(ax: Any, panel: ArrowsPanel) -> None:
@@ -94,17 +97,20 @@ def draw_arrows_panel(ax: Any, panel: ArrowsPanel) -> None:
     )
     ax.figure.colorbar(sc, ax=ax, shrink=0.7, label="B factor (Å²)")
     arrows = panel.arrows
+    alpha = np.ones(arrows.kind.shape) if panel.alpha is None else np.asarray(panel.alpha)
     for code, kind in enumerate(corr.ARROW_KINDS):
-        sel = arrows.kind == code
+        sel = (arrows.kind == code) & (alpha > 0)
         if not sel.any():
             continue
         start, vec = arrows.data[sel, 0], arrows.data[sel, 1]
+        colours = np.tile(mpl.colors.to_rgba(ARROW_COLOURS[kind]), (int(sel.sum()), 1))
+        colours[:, 3] = alpha[sel]
         ax.quiver(
             start[:, 1],
             start[:, 0],
             vec[:, 1],
             vec[:, 0],
-            color=ARROW_COLOURS[kind],
+            color=colours,
             angles="xy",
             scale_units="xy",
             scale=1,

@@ -38,6 +38,22 @@ def result_warnings(*results: Any) -> list[str]:
     return out
 
 
+#: The command line's words in texts the analysis writes for ``caviar``, and the docks' words.
+DOCK_WORDS = (
+    ("rho_nn", "ρ_nn"),
+    (" (--subtract-offset)", ""),
+    ("give --noise-floor-A", "give the noise floor"),
+    ("use --estimator force-constants", "choose the force-constants estimator"),
+)
+
+
+def dock_words(text: str) -> str:
+    """A text written for the command line, with the docks' names for its options."""
+    for cli, dock in DOCK_WORDS:
+        text = text.replace(cli, dock)
+    return text
+
+
 def _as_texts(found: Any) -> Iterable[str]:
     if found is None:
         return ()

@@ -1,13 +1,19 @@
 """View-model of the **Reconstruction** dock (Qt-free).
 
 State: the selected 4D-STEM dataset and its editable :class:`Calibration`, the engine's
-:class:`~caviar_napari.data.config.ReconstructionConfig`, the memory estimate, the run's
-:class:`~caviar_napari.core.engine.RunControl` and the last result.  Jobs for a worker thread:
-:func:`reconstruction_job` (the run; the layer images are computed in the worker),
-:func:`prepare_job` (the images the run's layers are created with before the run starts),
-:func:`estimate_job`, :func:`detect_job`, :func:`load_job`.  :class:`LivePacer` decides what a
-live display shows at each of its ticks, so that the main thread does a bounded amount of work
-however fast the reconstruction iterates (see ``benchmarks/bench_gui_stall.py``).
+:class:`~caviar_napari.data.config.ReconstructionConfig` (the recommended recipe by default,
+:data:`PRESETS`), the memory estimate, the run's :class:`~caviar_napari.core.engine.RunControl`
+and the last result with its report (:func:`result_report`: the data loss ``auto`` chose, the
+held-out positions, the fitted source size, whether the object states separated).  Jobs for a
+worker thread: :func:`reconstruction_job` (the run; the layer images are computed in the
+worker), :func:`prepare_job` (the images the run's layers are created with before the run
+starts), :func:`detect_job`, :func:`load_job` (the plan of a run before it starts is
+:mod:`caviar_napari.viewmodels.recon_plan`, the calibration from the data
+:mod:`caviar_napari.viewmodels.calibration`).  A multi-state stage that ends during a run hands
+its state-separation report over at once (:meth:`ReconstructionViewModel.accept_separation`),
+so the dock says whether the states separated before the run is over.  :class:`LivePacer`
+decides what a live display shows at each of its ticks, so that the main thread does a bounded
+amount of work however fast the reconstruction iterates (see ``benchmarks/bench_gui_stall.py``).
 
 The engine is looked up as ``caviar_napari.core.engine.run`` at call time (tests replace it).
 """
@@ -33,19 +39,33 @@ from caviar_napari.data import config as cfg
 from caviar_napari.errors import CaviarError, InputError
 from caviar_napari.io.config_file import load_yaml, save_yaml
 from caviar_napari.io.dataset import STEMDataset
-from caviar_napari.viewmodels.notices import result_warnings
 from caviar_napari.viewmodels.recon_images import ReconImages, reconstruction_images
+from caviar_napari.viewmodels.recon_plan import RunPlan, check_dock_run
+from caviar_napari.viewmodels.recon_report import (
+    ResultReport,
+    live_report,
+    result_report,
+    separation_warnings,
+    state_warnings,
+)
 
 #: Prefix of the layers of a run.
 RUN_LAYER_NAME = "reconstruction"
 #: Entry of the "Start from" list that starts a new reconstruction.
 NEW_START = "new reconstruction (flat object)"
-#: The configuration the dock opens with: the paper's two stages, sized for a first try.
-DEFAULT_CONFIG = {"object_states": 10, "probe_modes": 4, "iterations": (30, 60), "update_every": 5}
-#: Stage iterations of the paper's preset as offered by the dock (stage 1, stage 2): the
-#: recipe of the validation study (docs/validation.md), long enough for the mean object to
-#: level off and for the states to grow out of their start noise.
-PRESET_ITERATIONS = (120, 200)
+#: The configuration the dock opens with: the recommended recipe (the default of every
+#: configuration, ``caviar reconstruct`` without ``--config``) with ten object states.
+DEFAULT_CONFIG = {"object_states": 10, "iterations": (50, 100), "update_every": 5}
+#: The recommended recipe: a mean object seen through a Gaussian source of fitted size, then the
+#: object states with the probe and the source refined (also the PSC recipe, issue 13); each
+#: stage ends by its stopping rule or at these iterations.
+PRESET_RECOMMENDED = "Recommended"
+#: The paper's recipe with free probe modes: stage 1 fits them with the mean object, stage 2
+#: keeps them and fits the states; at the validation study's iterations (docs/validation.md).
+PRESET_PAPER = "Paper (free probe modes)"
+#: Stage iterations of each preset as the dock offers it (stage 1, stage 2).
+PRESET_ITERATIONS = {PRESET_RECOMMENDED: (50, 100), PRESET_PAPER: (120, 200)}
+PRESETS = (PRESET_RECOMMENDED, PRESET_PAPER)
 #: Shown when no 4D-STEM data are selected.
 NO_DATA = "no 4D-STEM data: open a file or a sample (File ▸ Open Sample)"
 #: Nice increment of the reconstruction thread (Linux): the GUI thread keeps priority.
@@ -142,28 +162,42 @@ class DataSources:
 
     Keys are ``"layer:<name>"`` (a layer of the viewer), ``"file:<path>"`` (a file opened in
     the dock) and ``"kept:<name>"`` (data whose layers left the view at a run's start, see
-    :meth:`keep`).
+    :meth:`keep`, or data calibrated in the dock).
     """
 
     def __init__(self) -> None:
         self._files: dict[str, STEMDataset] = {}
         self._kept: dict[str, STEMDataset] = {}
+        self._notes: dict[str, str] = {}
+        self._paths: dict[str, str] = {}
 
     def add_file(self, path: str, dataset: STEMDataset) -> str:
         """Record a file read in the dock; returns its key."""
         self._files[str(path)] = dataset
         return f"file:{path}"
 
-    def keep(self, name: str, dataset: STEMDataset) -> str:
-        """Keep the data of a layer taken out of the view; returns its key."""
+    def keep(
+        self, name: str, dataset: STEMDataset, *, path: str | None = None, note: str = "kept here"
+    ) -> str:
+        """Keep data under ``name`` (shown as ``data: <name> (<note>)``; ``path``: the file
+        they were read from); returns its key."""
         self._kept[name] = dataset
+        self._notes[name] = note
+        if path:
+            self._paths[name] = str(path)
         return f"kept:{name}"
 
     def entries(self, layer_names: Iterable[str]) -> list[tuple[str, str]]:
         """``(label, key)`` of every source: the given 4D-STEM layers, files, kept data."""
         out = [(f"layer: {name}", f"layer:{name}") for name in layer_names]
         out += [(f"file: {Path(path).name}", f"file:{path}") for path in self._files]
-        out += [(f"data: {name} (kept here)", f"kept:{name}") for name in self._kept]
+        out += [
+            (
+                f"data: {name}" + (f" ({self._notes[name]})" if self._notes[name] else ""),
+                f"kept:{name}",
+            )
+            for name in self._kept
+        ]
         return out
 
     def dataset(self, key: str | None, layers: Mapping[str, STEMDataset]) -> STEMDataset | None:
@@ -176,6 +210,24 @@ class DataSources:
         if kind == "kept":
             return self._kept.get(name)
         return layers.get(name)
+
+    def path(self, key: str | None, layer_paths: Mapping[str, str] | None = None) -> str | None:
+        """The file the data of ``key`` were read from (``layer_paths``: layer name → file),
+        None when unknown."""
+        if key is None:
+            return None
+        kind, name = str(key).split(":", 1)
+        if kind == "file":
+            return name
+        if kind == "kept":
+            return self._paths.get(name)
+        return (layer_paths or {}).get(name)
+
+    @staticmethod
+    def name(key: str) -> str:
+        """A short name of the data of ``key`` (a layer's or kept name, a file's name)."""
+        kind, name = str(key).split(":", 1)
+        return Path(name).name if kind == "file" else name
 
 
 # ==================================================================================== jobs
@@ -220,6 +272,11 @@ class RunUpdate:
         Seconds since the run started and estimated seconds left (NaN when unknown).
     images
         Layer images when the display asked for them, else None.
+    source_fwhm_A
+        Fitted source size of a partially coherent probe (FWHM, Å); 0 for a coherent one.
+    separation
+        At the last iteration of a multi-state stage, its state-separation report (a
+        :meth:`~caviar_napari.core.separation.SeparationReport.to_dict` dictionary); else None.
     """
 
     iteration: int
@@ -233,6 +290,8 @@ class RunUpdate:
     elapsed_s: float
     eta_s: float
     images: ReconImages | None = None
+    source_fwhm_A: float = 0.0
+    separation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +378,8 @@ def reconstruction_job(
             elapsed_s=float(progress.elapsed_s),
             eta_s=float(progress.eta_s),
             images=images,
+            source_fwhm_A=float(getattr(progress, "source_fwhm_A", 0.0) or 0.0),
+            separation=getattr(progress, "separation", None),
         )
     positions = geometry.positions_A if final.scan_positions_A is None else final.scan_positions_A
     images = reconstruction_images(
@@ -326,7 +387,7 @@ def reconstruction_job(
     )
     stopped = bool(control is not None and control.stopped and not final.finished)
     return RunResult(
-        state=final, images=images, stopped=stopped, warnings=tuple(result_warnings(final))
+        state=final, images=images, stopped=stopped, warnings=tuple(state_warnings(final))
     )
 
 
@@ -364,22 +425,6 @@ def prepare_job(
         geometry.positions_A,
         states_shown=shown,
     )
-
-
-def estimate_job(
-    dataset: STEMDataset, config: cfg.ReconstructionConfig
-) -> Generator[MemoryEstimate | CaviarError, None, None]:
-    """Yield the memory estimate of ``config`` on ``dataset``, or the error that prevents it.
-
-    A :class:`~caviar_napari.errors.CaviarError` (bad configuration, unavailable GPU) is yielded
-    rather than raised, so the dock can show it as the reason why the run cannot start.
-    """
-    try:
-        estimate = engine.estimate_run_memory(dataset, config)
-    except CaviarError as exc:
-        yield exc
-        return
-    yield estimate
 
 
 def detect_job() -> Generator[str, None, None]:
@@ -459,6 +504,9 @@ class ReconstructionViewModel:
         The configuration (validated when set).
     estimate
         Memory estimate of the current inputs (None: unknown or not computable).
+    plan
+        The dry run of the current inputs (grids, loss, held-out positions, memory plan;
+        None: unknown or not computable).
     estimate_error
         Why no estimate could be made ("" when there is one).
     request
@@ -467,21 +515,34 @@ class ReconstructionViewModel:
         The last finished or stopped state (what Save… writes).
     result_source
         The source file name of :attr:`result`.
+    report
+        What the last result says about itself (loss, held-out positions, source size, state
+        separation), or, during a run, the separation of its multi-state stages finished so
+        far; None before the first.
     warnings
-        Warnings of the last result (shown by the dock).
+        Warnings of the last result, or of the stages of the running run finished so far
+        (shown by the dock).
+    live_separation
+        The separation reports of the running run's finished multi-state stages.
+    calibrations
+        Source key → the calibration that made the data of that source (Calibrate).
     """
 
     def __init__(self) -> None:
         self.sources = DataSources()
         self.dataset: STEMDataset | None = None
         self.calibration: Calibration | None = None
-        self.config = cfg.two_stage_preset(**DEFAULT_CONFIG)
+        self.config = cfg.recommended_recipe(**DEFAULT_CONFIG)
         self.estimate: MemoryEstimate | None = None
+        self.plan: RunPlan | None = None
         self.estimate_error = ""
         self.request: RunRequest | None = None
         self.result: engine.ReconState | None = None
         self.result_source = ""
+        self.report: ResultReport | None = None
         self.warnings: list[str] = []
+        self.live_separation: list[dict[str, Any]] = []
+        self.calibrations: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ inputs
     def select(self, dataset: STEMDataset | None) -> None:
@@ -500,16 +561,31 @@ class ReconstructionViewModel:
             raise InputError("no 4D-STEM data selected: open a file or a 4D-STEM layer")
         return self.calibration.apply(self.dataset)
 
-    def two_stage_stages(self, slices: int, slice_thickness_A: float) -> list[cfg.StageConfig]:
-        """The paper's two stages at :data:`PRESET_ITERATIONS` with the given slicing."""
-        preset = cfg.two_stage_preset(
-            object_states=10,
-            probe_modes=4,
-            slices=slices,
-            slice_thickness_A=slice_thickness_A,
-            iterations=PRESET_ITERATIONS,
-        )
-        return preset.stages
+    @staticmethod
+    def preset_stages(
+        name: str, slices: int, slice_thickness_A: float | list[float]
+    ) -> list[cfg.StageConfig]:
+        """The stages of preset ``name`` (:data:`PRESETS`) with ten object states, at
+        :data:`PRESET_ITERATIONS`, with the given slicing."""
+        if name == PRESET_RECOMMENDED:
+            return cfg.recommended_stages(
+                object_states=10,
+                slices=slices,
+                slice_thickness_A=slice_thickness_A,
+                iterations=PRESET_ITERATIONS[name],
+            )
+        if name == PRESET_PAPER:
+            thickness = slice_thickness_A
+            if isinstance(thickness, list):
+                thickness = float(np.mean(thickness))
+            return cfg.two_stage_preset(
+                object_states=10,
+                probe_modes=4,
+                slices=slices,
+                slice_thickness_A=thickness,
+                iterations=PRESET_ITERATIONS[name],
+            ).stages
+        raise InputError(f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
 
     def load_config(self, path: str | os.PathLike) -> cfg.ReconstructionConfig:
         """Read a configuration YAML (the CLI's format) and keep it."""
@@ -520,8 +596,12 @@ class ReconstructionViewModel:
         save_yaml(path, self.config)
 
     # ------------------------------------------------------------------ memory estimate
-    def accept_estimate(self, estimate: MemoryEstimate | CaviarError) -> tuple[str, bool]:
-        """Keep an estimate (or the error that prevented it); returns ``(text, ok)``."""
+    def accept_estimate(self, estimate: RunPlan | MemoryEstimate | CaviarError) -> tuple[str, bool]:
+        """Keep a run's plan or memory estimate (or the error that prevented it); returns
+        ``(text, ok)``."""
+        self.plan = estimate if isinstance(estimate, RunPlan) else None
+        if isinstance(estimate, RunPlan):
+            estimate = estimate.estimate
         if isinstance(estimate, MemoryEstimate):
             self.estimate, self.estimate_error = estimate, ""
             text = f"memory: {estimate.describe()}"
@@ -565,11 +645,28 @@ class ReconstructionViewModel:
             raise InputError("a reconstruction is already running")
         dataset = self.calibrated_dataset()
         config = self.set_config(self.config)
+        check_dock_run(dataset, config)
         if self.estimate is not None and not self.estimate.fits:
             raise InputError(f"the run {self.estimate.describe()}; {self.estimate.advice()}")
         start = start_state.iteration if start_state is not None else 0
         self.request = RunRequest(dataset, config, start_state, engine.RunControl(), start)
+        self.live_separation = []
+        self.warnings = []
         return self.request
+
+    def accept_separation(self, item: dict[str, Any]) -> ResultReport:
+        """A multi-state stage of the running run ended: keep its separation report (a
+        ``Progress.separation`` dictionary); :attr:`report` and :attr:`warnings` now say
+        whether the states of the stages finished so far separated.  Returns the report."""
+        self.live_separation.append(dict(item))
+        self.warnings = separation_warnings(self.live_separation)
+        self.report = live_report(self.live_separation)
+        return self.report
+
+    @property
+    def unseparated(self) -> tuple[str, ...]:
+        """The stages of the last (or running) run whose object states did not separate."""
+        return () if self.report is None else self.report.unseparated
 
     def pause(self) -> None:
         """Hold the run after the current iteration."""
@@ -591,6 +688,7 @@ class ReconstructionViewModel:
         self.result = result.state
         self.result_source = self.request.dataset.source if self.request is not None else ""
         self.warnings = list(result.warnings)
+        self.report = result_report(result.state)
         state = result.state
         loss = f"{state.loss[-1]:.4g}" if state.loss else "–"
         if result.stopped:
@@ -624,12 +722,14 @@ class ReconstructionViewModel:
 
 
 def status_text(update: RunUpdate, paused: bool = False) -> str:
-    """The status line of ``update``: stage, iteration, loss, elapsed time and ETA."""
+    """The status line of ``update``: stage, iteration, loss, the fitted source size (when the
+    probe is partially coherent), elapsed time and ETA."""
+    source = f" · source {update.source_fwhm_A:.3f} Å FWHM" if update.source_fwhm_A > 0 else ""
     return (
         ("paused — " if paused else "")
         + f"stage {update.stage_index + 1}/{update.n_stages} '{update.stage_name}' "
         f"({update.stage_iteration}/{update.stage_iterations}) · iteration "
-        f"{update.iteration}/{update.total_iterations} · loss {update.loss:.4g} · "
+        f"{update.iteration}/{update.total_iterations} · loss {update.loss:.4g}{source} · "
         f"{format_seconds(update.elapsed_s)} elapsed · ETA {format_seconds(update.eta_s)}"
     )
 

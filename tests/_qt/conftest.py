@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtCore import QPoint, Qt
+from qtpy.QtWidgets import QCheckBox, QFileDialog, QStyle, QStyleOptionButton
 
 
 @pytest.fixture
 def click(qtbot):
-    """``click(button)``: a left mouse click on an enabled, visible-able button."""
+    """``click(button)``: a left mouse click on an enabled button (a check box: on its box)."""
 
     def _click(button) -> None:
         assert button.isEnabled(), f"button {button.text()!r} is disabled"
-        qtbot.mouseClick(button, Qt.LeftButton)
+        if isinstance(button, QCheckBox):  # on its box, not on the empty space beside its text
+            option = QStyleOptionButton()
+            button.initStyleOption(option)
+            box = button.style().subElementRect(QStyle.SE_CheckBoxIndicator, option, button)
+            pos = box.center() if box.isValid() else QPoint(6, button.height() // 2)
+            qtbot.mouseClick(button, Qt.LeftButton, pos=pos)
+        else:
+            qtbot.mouseClick(button, Qt.LeftButton)
 
     return _click
 

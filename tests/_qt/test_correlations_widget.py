@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import h5py
@@ -15,6 +16,9 @@ from caviar_napari._qt.correlations_widget import (
     ATOMS_METADATA_KEY,
     PAIRS_NN,
     SELF_ALL,
+    SELF_NONE,
+    SIG_ALL,
+    SIG_HIDE,
     CorrelationsWidget,
 )
 from caviar_napari.analysis import correlations as corr
@@ -101,8 +105,11 @@ def test_arrows_slider_and_export_on_a_hand_made_three_atom_case(
     for k, (atom, kind, row) in enumerate(expected):
         np.testing.assert_allclose(layer.data[k, 0], MEANS[atom])  # starts at its atom
         np.testing.assert_allclose(layer.data[k, 1], row * scale, rtol=1e-12)
-        np.testing.assert_allclose(layer.edge_color[k], to_rgba(ARROW_COLOURS[kind]))
+        np.testing.assert_allclose(layer.edge_color[k, :3], to_rgba(ARROW_COLOURS[kind])[:3])
         assert layer.features["kind"][k] == kind
+        # opacity by significance: self arrows and significant ones opaque, others faded
+        sigma = layer.features["sigma"][k]
+        assert (layer.edge_color[k, 3] == 1.0) == (kind.startswith("self") or sigma >= 2.0)
     assert layer.vector_style == "arrow"
 
     # B factors on the atoms
@@ -186,6 +193,7 @@ def test_click_or_index_selects_the_reference(make_napari_viewer, qtbot):
 
 def test_file_source_unit_cell_averages_and_truth_comparison(make_napari_viewer, qtbot, tmp_path):
     atoms = _lattice_atoms()
+    atoms.positions_A[:, 1] = atoms.positions_A[:, 0]  # two slices imaging the same atoms
     atoms.positions_A[3, 1, 5] = np.nan  # atom 5 fails in one state of slice 1
     write_atoms(tmp_path / "atoms.h5", atoms)
     viewer = make_napari_viewer()
@@ -198,7 +206,7 @@ def test_file_source_unit_cell_averages_and_truth_comparison(make_napari_viewer,
     _settle(qtbot, widget)
     data = widget.result.data
     assert data.excluded_atoms.tolist() == [5]
-    assert "excluded (NaN): 5" in widget.summary_label.text()
+    assert "excluded atoms (NaN positions): 5" in widget.summary_label.text()
 
     # unit-cell averaged arrows: blocks averaged over identical cell pairs
     widget.set_reference(10)
@@ -241,13 +249,14 @@ def test_file_source_unit_cell_averages_and_truth_comparison(make_napari_viewer,
     widget.averaged_check.setChecked(False)
     widget.truth_edit.setText(str(truth))
     qtbot.mouseClick(widget.compare_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None and widget.similarity is not None, timeout=15000)
-    assert widget.similarity.csm == pytest.approx(1.0)
-    assert widget.similarity.lsm_mean == pytest.approx(1.0)
-    assert "CSM (eq. 4) = +1.000" in widget.truth_label.text()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.metrics is not None, timeout=15000)
+    assert widget.metrics.csm.value == pytest.approx(1.0)
+    assert widget.metrics.lsm_mean.value == pytest.approx(1.0)
+    assert "CSM (eq. 4, mean over " in widget.truth_label.text()
+    assert "pairs): +1.0000 ± 0.0000" in widget.truth_label.text()
     widget.pairs_combo.setCurrentText(PAIRS_NN)
-    assert widget.similarity.n_pairs > 20
     _settle(qtbot, widget)
+    assert widget.metrics.n_pairs > 20
 
 
 def test_buttons_open_compute_compare_and_save(
@@ -255,6 +264,7 @@ def test_buttons_open_compute_compare_and_save(
 ):
     """Open ATOMS file…, Compute, Browse…, Compare, Save CORR… and Save figure… by clicks."""
     atoms = _lattice_atoms(L=3)
+    atoms.positions_A[:, 1] = atoms.positions_A[:, 0]  # two slices imaging the same atoms
     write_atoms(tmp_path / "atoms.h5", atoms)
     viewer = make_napari_viewer()
     widget = CorrelationsWidget(viewer)
@@ -266,7 +276,7 @@ def test_buttons_open_compute_compare_and_save(
     click(widget.compute_button)
     qtbot.waitUntil(lambda: widget.result is not None, timeout=15000)
     _settle(qtbot, widget)
-    assert "18 atoms" in widget.summary_label.text()
+    assert "atoms: 18 (18 used)" in widget.summary_label.text()
     assert len(viewer.layers["correlations: arrows"].data) > 0
     assert widget.plot.figure is not None  # the Green's tensor, rendered in the worker
 
@@ -285,8 +295,8 @@ def test_buttons_open_compute_compare_and_save(
     click(widget.browse_button)
     assert widget.truth_edit.text() == str(truth)
     click(widget.compare_button)
-    qtbot.waitUntil(lambda: widget.similarity is not None, timeout=15000)
-    assert widget.similarity.csm == pytest.approx(1.0)
+    qtbot.waitUntil(lambda: widget.metrics is not None, timeout=15000)
+    assert widget.metrics.csm.value == pytest.approx(1.0)
 
     answer_dialogs(tmp_path / "clicked-corr.h5")
     click(widget.save_corr_button)
@@ -311,18 +321,78 @@ def test_result_warnings_show_in_the_banner(make_napari_viewer, qtbot, monkeypat
     atoms = _three_atoms()
     real = cvm.compute_job
 
-    def warned(atoms_, slices):
-        result = yield from real(atoms_, slices)
-        return cvm.ComputeResult(
-            result.data,
-            result.rho_nn,
-            result.rho_error,
-            result.averages,
-            result.nn_distance_A,
-            ("displacements at the noise floor: 0.3 pm rms (test)",),
+    def warned(*args):
+        result = yield from real(*args)
+        return dataclasses.replace(
+            result, warnings=("displacements at the noise floor: 0.3 pm rms (test)",)
         )
 
     monkeypatch.setattr(cvm, "compute_job", warned)
     _viewer, widget = _widget(make_napari_viewer, qtbot, atoms)
     assert widget.warning_banner.isVisibleTo(widget)
     assert "noise floor" in widget.warning_banner.text()
+
+
+def test_error_offset_noise_floor_and_significance_controls(make_napari_viewer, qtbot, click):
+    """Errors, subtract-offset, noise floor and the significance display, by the controls."""
+    from caviar_napari.io.correlations_file import read_ground_truth
+
+    gt = read_ground_truth("caviar_napari/resources/hbn-correlated.h5")
+    atoms = AtomsData(
+        positions_A=gt.positions_A[:, None],
+        mean_positions_A=gt.mean_positions_A,
+        cell_index=gt.cell_index,
+        basis_index=gt.basis_index,
+        species=gt.species,
+        lattice_vectors_A=gt.lattice_vectors_A,
+    )
+    viewer, widget = _widget(make_napari_viewer, qtbot, atoms)
+    assert widget.result.data.uncertainty.method == "jackknife"
+    assert "± " in widget.summary_label.text() and "not subtracted" in widget.summary_label.text()
+    offset = widget.result.data.offset.offset_A2.copy()
+    green = widget.result.data.green_A2.copy()
+
+    # ticking "subtract the uniform offset" computes again without the offset
+    click(widget.subtract_check)
+    assert widget.subtract_check.isChecked()
+    qtbot.waitUntil(lambda: widget.result.data.offset.subtracted, timeout=15000)
+    _settle(qtbot, widget)
+    np.testing.assert_allclose(
+        green[0::2, 0::2] - widget.result.data.green_A2[0::2, 0::2], offset[0]
+    )
+    assert "subtracted from the tensor" in widget.summary_label.text()
+    # bootstrap errors
+    widget.errors_combo.setCurrentText("bootstrap")
+    qtbot.waitUntil(lambda: widget.result.data.uncertainty.method == "bootstrap", timeout=15000)
+    _settle(qtbot, widget)
+    assert widget.result.data.offset.subtracted  # the other options kept
+    # a noise floor near the displacements: said in the summary and in the banner
+    widget.noise_floor_spin.setValue(2.7)  # pm
+    qtbot.waitUntil(lambda: widget.result.data.noise_floor.method != "unknown", timeout=15000)
+    _settle(qtbot, widget)
+    assert widget.result.data.noise_floor.floor_A == pytest.approx(0.027)
+    assert "noise floor: 2.70 pm per direction, given" in widget.summary_label.text()
+    assert "at the noise floor" in widget.warning_banner.text()
+
+    # significance: unit-cell averages, faded below 2σ; hide; show all; threshold
+    click(widget.subtract_check)
+    qtbot.waitUntil(lambda: not widget.result.data.offset.subtracted, timeout=15000)
+    widget.set_reference(0)
+    widget.averaged_check.setChecked(True)
+    widget.self_combo.setCurrentText(SELF_NONE)
+    _settle(qtbot, widget)
+    layer = _arrow_layer(viewer)
+    sigma = layer.features["sigma"].to_numpy()
+    assert len(sigma) == 6 and (sigma < 2).any() and (sigma >= 2).any()
+    np.testing.assert_array_equal(layer.edge_color[:, 3] == 1.0, sigma >= 2)
+    assert "reference arrows significant at 2σ" in widget.significance_label.text()
+    widget.significance_combo.setCurrentText(SIG_HIDE)
+    _settle(qtbot, widget)
+    assert len(layer.data) == int((sigma >= 2).sum())
+    widget.significance_combo.setCurrentText(SIG_ALL)
+    _settle(qtbot, widget)
+    assert len(layer.data) == 6 and np.all(layer.edge_color[:, 3] == 1.0)
+    widget.significance_combo.setCurrentText(SIG_HIDE)
+    widget.threshold_spin.setValue(0.0)
+    _settle(qtbot, widget)
+    assert len(layer.data) == 6

@@ -263,6 +263,10 @@ def test_stop_mid_run_save_reopen_and_continue(
     assert index > 0
     widget.start_combo.setCurrentIndex(index)
     assert f"iteration {stopped_at}" in widget.status_label.text()
+    # what the reopened reconstruction says about itself
+    assert widget.result_panel.isVisibleTo(widget)
+    assert widget.result_panel.title() == "Start from: writer phase"
+    assert f"iterations: {stopped_at}" in widget.result_panel.label.text()
     assert widget.stage_table.rowCount() == 2  # the state's configuration is shown
     widget.stage_table.cell(1, "iterations").setValue(stopped_at - 2 + 3)  # 3 more
     np.testing.assert_allclose(widget.loss_plot.losses, state.loss)
@@ -456,8 +460,8 @@ def test_memory_estimate_and_device_shown(viewer_widget, qtbot):
 
 # ------------------------------------------------------------------------------- settings
 def test_config_buttons_save_preset_and_load(viewer_widget, tmp_path, click, answer_dialogs):
-    """Save… writes the YAML the CLI reads, Paper 2-stage replaces the stages, Load… reads
-    the YAML back (hidden fields kept)."""
+    """Save… writes the YAML the CLI reads, the presets replace the stages, Load… reads the
+    YAML back (hidden fields kept)."""
     _viewer, widget, _dataset = viewer_widget
     config = tiny_config(iterations=(5, 7))
     config.stages[1].lbfgs_memory = 4  # not shown in the table: must be kept
@@ -476,12 +480,19 @@ def test_config_buttons_save_preset_and_load(viewer_widget, tmp_path, click, ans
     assert loaded.stages[1].slice_thickness_A == 2.5
     assert loaded.to_dict() == widget.current_config().to_dict()
 
-    click(widget.settings.preset_button)
+    click(widget.settings.paper_button)
     stages = widget.current_config().stages
     assert [s.object_states for s in stages] == [1, 10]
     assert [s.probe_modes for s in stages] == [4, 4]
     assert [s.iterations for s in stages] == [120, 200]
     assert stages[0].refine == ("object", "probe") and stages[1].refine == ("object",)
+    assert {s.partial_coherence for s in stages} == {"none"}
+    click(widget.settings.recommended_button)
+    stages = widget.current_config().stages
+    expected = cfg.recommended_stages(object_states=10, iterations=(50, 100))
+    assert [s.to_dict() for s in stages] == [s.to_dict() for s in expected]
+    assert widget.stage_table.cell(1, "partial_coherence").isChecked()  # a Gaussian source
+    assert widget.stage_table.cell(1, "source").isChecked()
 
     click(widget.settings.load_button)
     assert widget.current_config().to_dict() == loaded.to_dict()
@@ -510,7 +521,8 @@ def test_stage_table_edit_add_remove(viewer_widget):
     table.cell(0, "slice_thickness_A").setValue(4.0)
     assert table.stages()[0].slice_thickness_A == 4.0
     table.cell(0, "tilt").setChecked(True)
-    table.cell(0, "optimizer").setCurrentText("gd")
+    table.selectRow(0)
+    widget.settings.stage_details["optimizer"].value = "gd"  # the selected stage's details
     table.add_stage()
     stages = table.stages()
     assert len(stages) == 2 and stages[1].name == "stage 2"
@@ -599,7 +611,7 @@ def test_warnings_of_the_result_show_in_the_banner(viewer_widget, qtbot, monkeyp
 
     def warned_run(*args, **kwargs):
         state = yield from real_run(*args, **kwargs)
-        state.warnings = [warning]
+        state.diagnostics["warnings"] = [warning]
         return state
 
     notified = []
@@ -608,6 +620,278 @@ def test_warnings_of_the_result_show_in_the_banner(viewer_widget, qtbot, monkeyp
     assert not widget.warning_banner.isVisibleTo(widget)
     widget.start()
     _wait_idle(qtbot, widget)
-    assert widget.vm.warnings == [warning] and notified == [warning]
+    assert widget.vm.warnings == [warning] and notified[-1] == warning
     assert widget.warning_banner.isVisibleTo(widget)
     assert widget.warning_banner.text() == f"⚠ {warning}"
+
+
+def test_recommended_run_shows_the_source_size_live_and_the_result_panel(
+    viewer_widget, qtbot, monkeypatch
+):
+    """The recommended recipe fits a source size: shown in the status line during the run;
+    afterwards the result panel gives the loss auto chose, the source size and whether the
+    states separated."""
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(
+        cfg.recommended_recipe(
+            object_states=2, iterations=(2, 2), update_every=1, device="cpu", batch_size=36
+        )
+    )
+    widget.set_refresh_intervals(10, 0.0, 0.0)
+    shown = []
+    real_status = live_display.status_text
+    monkeypatch.setattr(
+        live_display, "status_text", lambda *a, **k: shown.append(real_status(*a, **k)) or shown[-1]
+    )
+    assert not widget.result_panel.isVisibleTo(widget)
+    widget.start()
+    _wait_idle(qtbot, widget)
+    assert shown and all(" Å FWHM · " in text for text in shown)
+    state = widget.result
+    assert state.source_fwhm_A > 0
+    panel = widget.result_panel
+    assert panel.isVisibleTo(widget) and panel.title() == "Result"
+    text = panel.label.text()
+    assert "loss: gaussian (chosen by auto: not counts)" in text
+    assert f"source size: {state.source_fwhm_A:.3f} Å FWHM (fitted" in text
+    assert panel.table.rowCount() == 1 and panel.table.item(0, 0).text() == "object states"
+    assert panel.table.item(0, 5).text() in ("✓", "✗")
+    assert (panel.table.item(0, 5).text() == "✗") == any(
+        "did not separate" in w for w in widget.warning_banner.warnings
+    )
+
+
+def test_settings_holdout_source_coherence_and_stage_details(viewer_widget):
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(cfg.recommended_recipe(object_states=3, device="cpu"))
+    form, table = widget.settings.form, widget.stage_table
+    assert form["holdout_fraction"].native.text() == "auto"
+    assert form["source_fwhm_A"].value == pytest.approx(0.2)
+    form["holdout_fraction"].value = 0.2
+    form["source_fwhm_A"].value = 0.45
+    config = widget.current_config()
+    assert config.holdout_fraction == 0.2 and config.source_fwhm_A == 0.45
+    form["holdout_fraction"].value = form["holdout_fraction"].min
+    assert widget.current_config().holdout_fraction == "auto"
+    # the selected stage's details: stopping rule, orthogonalisation, rigid shifts, order
+    details = widget.settings.stage_details
+    table.selectRow(1)
+    assert details["remove_state_shifts"].value is True
+    details["stop_patience"].value = 7
+    details["orthogonalise_probe_every"].value = 0
+    details["remove_state_shifts"].value = False
+    details["coherence_order"].value = 3
+    stages = widget.current_config().stages
+    assert (stages[1].stop_patience, stages[1].orthogonalise_probe_every) == (7, 0)
+    assert stages[1].remove_state_shifts is False and stages[1].coherence_order == 3
+    assert stages[0].stop_patience == 20 and stages[0].remove_state_shifts is True  # untouched
+    assert "object states" in widget.settings.details_label.text()
+    table.selectRow(0)
+    assert details["stop_patience"].value == 20  # the form follows the selection
+    # a source refined without a source model is refused, naming the stage
+    table.cell(0, "partial_coherence").setChecked(False)  # coherent probe modes
+    with pytest.raises(InputError, match="'source'"):
+        widget.current_config()
+    table.cell(0, "source").setChecked(False)
+    assert widget.current_config().stages[0].refine == ("object", "probe")
+
+
+def test_calibrate_and_save_calibrated_file(viewer_widget, qtbot, tmp_path, click, answer_dialogs):
+    """Calibrate on transposed patterns stated 80 Å off focus: the calibrated data become the
+    selected source, the fields show the found values; Save calibrated file… writes the input
+    file of caviar calibrate."""
+    from caviar_napari.io.dataset import write_stem_h5
+    from caviar_napari.io.readers import load_stem
+
+    viewer, widget, _dataset = viewer_widget
+    original = load_stem("caviar_napari/resources/hbn-correlated.h5")
+    flipped = dataclasses.replace(
+        original,
+        intensities=np.ascontiguousarray(original.intensities.swapaxes(2, 3)),
+        angular_sampling_mrad=original.angular_sampling_mrad[::-1],
+        defocus_A=80.0,
+        source="flipped.h5",
+    )
+    path = tmp_path / "flipped.h5"
+    write_stem_h5(path, flipped)
+    viewer.add_image(
+        flipped.intensities,  # (scan_y, scan_x, ky, kx), as the reader's 4D-STEM layer
+        name="flipped 4D-STEM",
+        metadata={DATASET_KEY: load_stem(path), PATH_KEY: str(path)},
+    )
+    widget.data.select("layer:flipped 4D-STEM")
+    assert widget.optics.defocus_A.value() == 80.0
+    assert not widget.calibrate_panel.save_button.isEnabled()  # nothing calibrated yet
+    click(widget.calibrate_panel.calibrate_button)
+    assert not widget.calibrate_panel.calibrate_button.isEnabled()  # one at a time
+    qtbot.waitUntil(lambda: widget.calibration_outcome() is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget._calibrate_worker is None, timeout=WAIT_MS)
+    assert widget.data.key() == "kept:flipped 4D-STEM (calibrated)"
+    assert (
+        widget.input_combo.currentText()
+        == "data: flipped 4D-STEM (calibrated) (found by Calibrate)"
+    )
+    calibrated = widget.dataset()
+    np.testing.assert_array_equal(calibrated.intensities, original.intensities)
+    assert abs(widget.optics.defocus_A.value()) < 10.0
+    assert abs(widget.optics.rotation_deg.value()) < 0.5
+    assert widget.optics.sampling_y_mrad.value() == pytest.approx(
+        original.angular_sampling_mrad[0], abs=1e-3
+    )
+    assert "transposed" in widget.optics.detector_label.text()
+    assert "found by Calibrate" in widget.optics.defocus_A.toolTip()
+    assert "detector transposed: yes" in widget.calibrate_panel.report.text()
+    assert widget.calibrated_dataset().defocus_A == pytest.approx(calibrated.defocus_A)
+    # back to the stored data: stored values, as stored
+    widget.data.select("layer:flipped 4D-STEM")
+    assert (
+        widget.optics.defocus_A.value() == 80.0
+        and "as stored" in widget.optics.detector_label.text()
+    )
+    widget.data.select("kept:flipped 4D-STEM (calibrated)")
+    out = tmp_path / "calibrated.h5"
+    answer_dialogs(out)
+    click(widget.calibrate_panel.save_button)
+    qtbot.waitUntil(lambda: widget._calibrate_worker is None, timeout=WAIT_MS)
+    saved = load_stem(out)
+    np.testing.assert_array_equal(saved.intensities, original.intensities)
+    assert abs(saved.defocus_A) < 10.0
+    assert f"wrote {out}" in widget.status_label.text()
+    # a run from the calibrated data takes the file's 4D-STEM layer out of the view too
+    assert widget.data.park_selected_layer(widget.dataset()) == ["flipped 4D-STEM"]
+    assert "flipped 4D-STEM" not in [layer.name for layer in viewer.layers]
+    assert widget.data.key() == "kept:flipped 4D-STEM (calibrated)"  # still selected
+    assert widget.vm.sources.dataset("kept:flipped 4D-STEM", {}) is not None  # still there
+
+
+# ------------------------------------------------------------------------------- engine options
+def test_padding_memory_and_stage_options_reach_the_configuration_and_the_yaml(
+    viewer_widget, qtbot, tmp_path, click, answer_dialogs
+):
+    """The engine's options in the dock: detector padding (global and per stage), memory caps
+    and placements, object margin, mini-batch epochs, L-BFGS memory; saved as the CLI's YAML
+    and loaded back; a bad padding or an out-of-core placement is refused with the reason."""
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config())
+    form, memory = widget.settings.form, widget.settings.memory_form
+    details, table = widget.settings.stage_details, widget.stage_table
+    assert form["detector_padding"].value == "auto" and memory["host_memory_MB"].value == 0
+    assert memory["host_memory_MB"].native.text() == "free"
+    form["detector_padding"].value = "32x32"
+    memory["host_memory_MB"].value = 5000
+    memory["lbfgs_history"].value = "half"
+    memory["object_padding_px"].value = 6
+    table.selectRow(1)
+    details["detector_padding"].value = "40x40"
+    details["minibatch_epochs"].value = 2
+    details["minibatch_size"].value = 8
+    details["lbfgs_memory"].value = 5
+    config = widget.current_config()
+    assert config.detector_padding == "32x32" and config.host_memory_MB == 5000
+    assert config.device_memory_MB is None and config.lbfgs_history == "half"
+    assert config.object_padding_px == 6
+    first, second = config.stages
+    assert first.detector_padding is None and first.minibatch_epochs == 0  # untouched
+    assert (second.detector_padding, second.minibatch_epochs) == ("40x40", 2)
+    assert (second.minibatch_size, second.lbfgs_memory) == (8, 5)
+    path = tmp_path / "options.yaml"
+    answer_dialogs(path)
+    click(widget.settings.save_button)
+    assert load_yaml(path).to_dict() == config.to_dict()  # what caviar reconstruct reads
+    widget.set_config(tiny_config())
+    assert form["detector_padding"].value == "auto" and memory["lbfgs_history"].value == "auto"
+    click(widget.settings.load_button)
+    assert widget.current_config().to_dict() == config.to_dict()
+    table.selectRow(1)
+    assert details["detector_padding"].value == "40x40"
+    assert form["detector_padding"].value == "32x32"
+    table.selectRow(0)
+    assert details["detector_padding"].value == ""  # the reconstruction's padding
+    # refused with the reason, before Start
+    form["detector_padding"].value = "wide"
+    with pytest.raises(InputError, match="detector_padding"):
+        widget.current_config()
+    qtbot.waitUntil(lambda: "cannot start" in widget.memory_label.text(), timeout=WAIT_MS)
+    assert "'detector_padding'" in widget.memory_label.text()
+    form["detector_padding"].value = "auto"
+    memory["data_placement"].value = "file"
+    memory_text = widget.memory_label.text
+    qtbot.waitUntil(lambda: "'data_placement' is 'file'" in memory_text(), timeout=WAIT_MS)
+    assert widget.start() is None and not widget.is_running
+    assert "not started: 'data_placement' is 'file'" in widget.status_label.text()
+
+
+def test_plan_button_shows_the_dry_run_and_the_grid_follows_the_padding(
+    viewer_widget, qtbot, click
+):
+    _viewer, widget, _dataset = viewer_widget
+    config = tiny_config()
+    config.detector_padding = "none"
+    config.stages[1].detector_padding = "40x36"
+    widget.set_config(config)
+    grid = widget.settings.grid_label.text
+    qtbot.waitUntil(lambda: "'mean object' 24×24" in grid(), timeout=WAIT_MS)
+    assert "'object states' 40×36" in grid()
+    assert "stage 'object states'" in widget.memory_label.text()  # the larger window's stage
+    assert not widget.plan_label.isVisibleTo(widget)
+    click(widget.plan_button)
+    assert widget.plan_label.isVisibleTo(widget)
+    lines = widget.plan_label.text().splitlines()
+    assert lines[0].startswith("data: 36 patterns of 24×24 px; loss gaussian (chosen by auto)")
+    assert lines[2].startswith("stage 'object states': 40×36 window (padding 40x36), pixel")
+    assert lines[3].startswith("memory plan (stage 'object states', cpu")
+    assert lines == widget.vm.plan.lines
+    widget.settings.form["detector_padding"].value = "48x48"
+    qtbot.waitUntil(lambda: "'mean object' 48×48" in grid(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "(padding 48x48)" in widget.plan_label.text(), timeout=WAIT_MS)
+    click(widget.plan_button)
+    assert not widget.plan_label.isVisibleTo(widget)
+
+
+def test_unseparated_states_turn_the_banner_red_as_soon_as_their_stage_ends(
+    viewer_widget, qtbot, monkeypatch
+):
+    """One iteration cannot separate the object states: when that stage ends, while the run
+    is still going, the dock says so plainly — the engine's sentence in a red banner and a ✗
+    in the result panel — and the result keeps saying it."""
+    import threading
+
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config(iterations=(1, 1), update_every=1))
+    real_run = engine.run
+    release = threading.Event()
+
+    def held_after_the_report(*args, **kwargs):
+        gen = real_run(*args, **kwargs)
+        while True:
+            try:
+                progress = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield progress
+            if progress.separation is not None:  # the run goes on only when the test says
+                release.wait(WAIT_MS / 1000)
+
+    monkeypatch.setattr(engine, "run", held_after_the_report)
+    banner, panel = widget.warning_banner, widget.result_panel
+    assert widget.progress.caption() == "no run yet"
+    widget.start()
+    try:
+        qtbot.waitUntil(lambda: banner.alarm, timeout=WAIT_MS)
+        assert widget.is_running and widget.result is None  # the run is not over
+        (warning,) = banner.warnings
+        assert warning.startswith("stage 'object states': the 2 object states did not separate")
+        assert banner.isVisibleTo(widget) and banner.text() == f"⚠ {warning}"
+        assert "#5c1111" in banner.styleSheet()  # red, not the amber of other warnings
+        assert panel.isVisibleTo(widget) and panel.title() == "Run in progress"
+        assert panel.table.item(0, 0).text() == "object states"
+        assert panel.table.item(0, 5).text() == "✗"
+        assert panel.verdict.isVisibleTo(widget)
+        assert panel.verdict.text().startswith(
+            "stage 'object states': the object states did NOT separate"
+        )
+    finally:
+        release.set()
+    _wait_idle(qtbot, widget)
+    assert panel.title() == "Result" and banner.alarm and warning in banner.warnings
+    assert widget.progress.caption() == "2 / 2 iterations"

@@ -273,6 +273,10 @@ def test_stages_run_in_order_and_progress_reports():
     assert final.finished and final.object.shape[0] == 3 and len(final.loss) == 9
     assert final.loss[3] < final.loss[0] and final.loss[-1] < final.loss[4]
     assert final.source == "fm.h5"
+    # the separation report of the multi-state stage comes with its last iteration
+    assert [p.iteration for p in reports if p.separation is not None] == [9]
+    assert reports[-1].separation == final.diagnostics["separation"][0]
+    assert reports[-1].separation["stage"] == "two" and reports[-1].separation["n_states"] == 3
 
 
 def test_stalled_stage_ends_early(monkeypatch):

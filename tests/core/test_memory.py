@@ -297,3 +297,18 @@ def test_a_stage_with_more_padding_continues_on_the_finer_grid():
     resumed = run_to_end(data, cfg, state=stop.value.value)
     np.testing.assert_array_equal(resumed.object, state.object)
     assert resumed.loss == state.loss
+
+
+def test_the_plan_without_a_geometry_is_the_runs_own_largest_window():
+    """A stage that pads more than the configuration: the plan (``caviar reconstruct
+    --dry-run``, the dock's estimate) is made for its larger window, as :func:`run` makes it."""
+    data = _dataset(scan=(5, 5), k=24)
+    stages = [
+        StageConfig(name="coarse", iterations=1),
+        StageConfig(name="fine", iterations=1, detector_padding="48x48"),
+    ]
+    cfg = ReconstructionConfig(detector_padding="none", device="cpu", stages=stages).validate()
+    plan = estimate_run_memory(data, cfg)
+    coarse = estimate_run_memory(data, cfg, geom=plan_geometry(data, cfg))
+    fine = estimate_run_memory(data, cfg, geom=plan_geometry(data, cfg, padding="48x48"))
+    assert plan.needed_bytes == fine.needed_bytes > coarse.needed_bytes

@@ -16,6 +16,7 @@ from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import StateShifts
 from caviar_napari.core.separation import (
     MIN_GAIN,
+    TREND_WINDOW,
     SeparationReport,
     expected_noise_loss,
     separation_report,
@@ -62,6 +63,12 @@ def test_report_logic_and_warnings():
         loss_states=0.5, loss_mean=1.0, **{**common, "loss_history": list(np.linspace(2, 1, 30))}
     )
     assert not moving.converged and "still improving" in moving.warnings[0]
+    short = separation_report(loss_states=0.5, loss_mean=1.0, **{**common, "loss_history": [2, 1]})
+    assert not short.converged and math.isinf(short.trend)
+    assert short.warnings == [
+        "stage 's': too short to tell whether the object states stopped improving (the trend "
+        f"is measured over {TREND_WINDOW} iterations): more iterations would change them"
+    ]
     assert SeparationReport.from_dict(good.to_dict()) == good
 
 

@@ -210,22 +210,165 @@ def test_dispersion_config_rows_plot_and_export(tmp_path):
     vm = dvm.DispersionViewModel()
     assert vm.mass_rows(atoms) == [("B", pytest.approx(10.81)), ("Qx", 0.0)]
     vm.masses_amu = {"B": 10.81, "Qx": 0.0}
-    vm.form = dvm.DispersionForm(bootstrap=0)
+    vm.form = dvm.DispersionForm(bootstrap=0, estimator=dvm.EST_GREEN)
     with pytest.raises(InputError, match="Qx"):
-        _finish(dvm.compute_job(atoms, vm.config(), FigureSize(320, 240)))
+        _finish(dvm.compute_job(atoms, vm.configs(), FigureSize(320, 240)))
     vm.masses_amu["Qx"] = 14.0
-    vm.form = dvm.DispersionForm(bootstrap=0, custom_path=True, path_text="G=0,0; K=1/3,1/3")
-    _, outcome = _finish(dvm.compute_job(atoms, vm.config(), FigureSize(320, 240)))
+    vm.form = dvm.DispersionForm(
+        bootstrap=0, estimator=dvm.EST_GREEN, custom_path=True, path_text="G=0,0; K=1/3,1/3"
+    )
+    _, outcome = _finish(dvm.compute_job(atoms, vm.configs(), FigureSize(320, 240)))
     vm.accept(outcome)
     d = outcome.data
     assert d.path_labels == ("Γ", "K") and outcome.plot.rgba.shape == (240, 320, 4)
     assert [r[0] for r in outcome.rows] == ["● 1", "● 2", "● 3", "● 4"]
-    assert outcome.rows[0][2] == "—"  # no bootstrap: no error
-    assert float(outcome.rows[1][1]) == pytest.approx(d.branch_average_THz[1], abs=0.006)
-    assert "4 × 4 whole unit cells" in outcome.summary
+    assert outcome.rows[1][1] == f"{d.branch_average_THz[1]:.2f}"  # no bootstrap: no error
+    assert outcome.constants is None and outcome.fit == "" and outcome.green is None
+    assert "4 × 4 whole unit cells" in outcome.summary and "eq. 6" in outcome.summary
+    assert any("choose the force-constants estimator" in w for w in outcome.warnings)
     vm.export_figure(tmp_path / "d.svg")
     assert (tmp_path / "d.svg").read_text().lstrip().startswith("<?xml")
     vm.form = dvm.DispersionForm(custom_path=True, path_text="G=0,0; K=x")
     with pytest.raises(InputError, match="LABEL=f1,f2"):
-        vm.config()
+        vm.configs()
     assert dvm.basis_labels(AtomsData(positions_A=pos[:, None], mean_positions_A=pos[0])) == []
+
+
+def _demo_truth_atoms(name: str) -> AtomsData:
+    """The realised configurations of a demo dataset as 10 object states of one slice (what a
+    perfect reconstruction of it gives)."""
+    from caviar_napari.io.correlations_file import read_ground_truth
+
+    gt = read_ground_truth(f"caviar_napari/resources/{name}.h5")
+    return AtomsData(
+        positions_A=gt.positions_A[:, None],
+        mean_positions_A=gt.mean_positions_A,
+        cell_index=gt.cell_index,
+        basis_index=gt.basis_index,
+        species=gt.species,
+        lattice_vectors_A=gt.lattice_vectors_A,
+    )
+
+
+def test_arrow_significance_fades_or_hides_what_is_not_significant():
+    from caviar_napari.analysis.correlation_significance import arrow_significance
+
+    einstein = cvm.CorrelationsViewModel()
+    einstein.accept(_finish(cvm.compute_job(_demo_truth_atoms("hbn-einstein")))[1])
+    correlated = cvm.CorrelationsViewModel()
+    correlated.accept(_finish(cvm.compute_job(_demo_truth_atoms("hbn-correlated")))[1])
+    for vm in (einstein, correlated):
+        vm.selection = cvm.Selection(reference=9, n_nearest=3)
+    # per pair, the exact test of each arrow (rows of R G_ij), local frame included
+    for frame in (cvm.FRAME_LAB, cvm.FRAME_LOCAL):
+        einstein.options = cvm.ArrowOptions(frame=frame, self_atoms=cvm.SELF_SELECTED)
+        arrows = einstein.arrows()
+        ref = arrows.kind >= 2
+        result = einstein.result
+        rotation = cvm.frame_rotation(result.positions_A, einstein.selection, einstein.options)
+        pairs = np.c_[np.full(3, 9), einstein.neighbour_atoms()]
+        expected = arrow_significance(result.data.green_A2, pairs, 9, rotation).ravel()
+        np.testing.assert_allclose(arrows.sigma[ref], expected, rtol=1e-12)
+        assert np.all(np.isinf(arrows.sigma[~ref]))  # self arrows: variances
+    # unit-cell averages: Einstein (independent atoms) none significant, correlated most
+    sigmas = {}
+    for name, vm in (("einstein", einstein), ("correlated", correlated)):
+        vm.options = cvm.ArrowOptions(averaged=True, self_atoms=cvm.SELF_NONE)
+        _, drawing = _finish(cvm.drawing_job(vm.request(None)))
+        sigmas[name] = drawing.vectors.features["sigma"]
+        colours = drawing.vectors.colours
+        below = sigmas[name] < 2.0
+        assert np.all(colours[~below, 3] == 1.0)
+        assert np.all((colours[below, 3] >= cvm.FADE_MIN) & (colours[below, 3] <= cvm.FADE_MAX))
+        assert f"significant at 2σ: {int((~below).sum())} of 6" in drawing.significance_text
+    assert np.all(sigmas["einstein"] < 2.0) and np.mean(sigmas["correlated"] >= 2.0) >= 0.5
+    # hide: the arrows below the threshold are not drawn; show all: all opaque
+    correlated.options = cvm.ArrowOptions(averaged=True, significance=cvm.SIG_HIDE)
+    _, hidden = _finish(cvm.drawing_job(correlated.request(None)))
+    assert np.all(hidden.vectors.features["sigma"] >= 2.0)
+    assert len(hidden.vectors.data) == 128 + int((sigmas["correlated"] >= 2.0).sum())
+    correlated.options = cvm.ArrowOptions(averaged=True, significance=cvm.SIG_ALL)
+    _, shown = _finish(cvm.drawing_job(correlated.request(None)))
+    assert len(shown.vectors.data) == 128 + 6 and np.all(shown.vectors.colours[:, 3] == 1.0)
+    # the threshold: at 0 σ every tested arrow is significant
+    correlated.options = cvm.ArrowOptions(averaged=True, threshold_sigma=0.0)
+    assert np.all(
+        cvm.significance_alpha(cvm.arrow_sigma(correlated.arrows()), correlated.options) == 1
+    )
+
+
+def test_analysis_options_offset_errors_and_warnings():
+    atoms = _demo_truth_atoms("hbn-correlated")
+    _, plain = _finish(cvm.compute_job(atoms))
+    _, sub = _finish(
+        cvm.compute_job(atoms, cvm.AnalysisOptions(subtract_offset=True, errors="bootstrap"))
+    )
+    c_y, c_x = plain.data.offset.offset_A2
+    assert sub.data.offset.subtracted and not plain.data.offset.subtracted
+    diff = plain.data.green_A2 - sub.data.green_A2
+    np.testing.assert_allclose(diff[0::2, 0::2], c_y, atol=1e-15)  # every y–y entry
+    np.testing.assert_allclose(diff[1::2, 1::2], c_x, atol=1e-15)
+    np.testing.assert_allclose(diff[0::2, 1::2], 0.0, atol=1e-15)
+    assert (
+        sub.data.uncertainty.method == "bootstrap" and plain.data.uncertainty.method == "jackknife"
+    )
+    text = cvm.summary_text(plain)
+    assert "uniform offset (c_y, c_x): (-0.11, -0.14) ± (0.01, 0.02) pm²" in text
+    assert "ρ_nn: +0.427 ± 0.052" in text and "&lt;u_y²&gt;" in text  # escaped for rich text
+    assert "subtracted from the tensor" in cvm.summary_text(sub)
+    assert plain.warnings == ()
+    # a known noise floor near the displacements, too few states, displacements below any
+    # vibration: each is a warning for the banner
+    _, floor = _finish(cvm.compute_job(atoms, cvm.AnalysisOptions(noise_floor_A=0.027)))
+    assert any("at the noise floor" in w for w in floor.warnings)
+    few = AtomsData(
+        positions_A=atoms.mean_positions_A
+        + 1e-4 * (atoms.positions_A[:4] - atoms.mean_positions_A),
+        mean_positions_A=atoms.mean_positions_A,
+        species=atoms.species,
+    )
+    _, tiny = _finish(cvm.compute_job(few))
+    assert any("cannot be tested" in w for w in tiny.warnings)
+    assert any("below any vibration" in w for w in tiny.warnings)
+    with pytest.raises(InputError, match="errors must be one of"):
+        cvm.AnalysisOptions(errors="none").config()
+
+
+def test_comparison_job_gives_lsm_csm_with_errors(tmp_path):
+    import h5py
+
+    atoms = _demo_truth_atoms("hbn-einstein")
+    vm = cvm.CorrelationsViewModel()
+    vm.accept(_finish(cvm.compute_job(atoms))[1])
+    vm.truth = _finish(cvm.truth_job("caviar_napari/resources/hbn-einstein.h5"))[1]
+    comparison = _finish(cvm.comparison_job(vm.comparison_request(False, "all NN")))[1]
+    assert vm.accept_comparison(comparison).count("± 0.0000") >= 3  # the truth itself: exact
+    assert vm.metrics.csm.value == pytest.approx(1.0) and vm.metrics.pairing == "paired"
+    assert vm.metrics.n_pairs == 64 + 84  # self blocks and nearest-neighbour pairs
+    static = tmp_path / "static.h5"
+    with h5py.File(static, "w") as f:
+        g = f.create_group("ground_truth")
+        g["positions_A"] = np.repeat(atoms.mean_positions_A[None], 2, axis=0)
+        g["mean_positions_A"] = atoms.mean_positions_A
+        g["green_realised_A2"] = np.zeros((128, 128))
+    vm.truth = _finish(cvm.truth_job(str(static)))[1]
+    text = vm.accept_comparison(_finish(cvm.comparison_job(vm.comparison_request(True, "x")))[1])
+    assert vm.metrics is None and "LSM/CSM undefined" in text
+
+
+def test_dispersion_estimators_force_constants_first_and_cells():
+    vm = dvm.DispersionViewModel()
+    vm.form = dvm.DispersionForm(
+        estimator=dvm.EST_BOTH, shells=3, boundary="open", crystal_cells="6 x 6"
+    )
+    fc, green = vm.configs()
+    assert (fc.estimator, green.estimator) == ("force-constants", "green")
+    assert fc.shells == 3 and fc.boundary == "open" and fc.crystal_cells == (6, 6)
+    assert dvm.DispersionViewModel().configs()[0].estimator == "force-constants"  # default
+    assert dvm.parse_cells("") is None and dvm.parse_cells("4, 5") == (4, 5)
+    for bad in ("4", "4, 0", "a, b", "1,2,3"):
+        with pytest.raises(InputError, match="crystal cells"):
+            dvm.parse_cells(bad)
+    vm.form = dvm.DispersionForm(estimator="eq6")
+    with pytest.raises(InputError, match="estimator must be one of"):
+        vm.configs()

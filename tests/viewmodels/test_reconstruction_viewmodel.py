@@ -1,18 +1,33 @@
-"""The Reconstruction view-model without Qt: calibration, sources, run control, pacing, jobs."""
+"""The Reconstruction view-model without Qt: calibration, sources, run control, pacing, jobs,
+the dry run (each stage's grid, loss, held-out positions, memory plan) and the live separation
+report."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 
 from caviar_napari.core import engine
+from caviar_napari.core.separation import SeparationReport
 from caviar_napari.data import config as cfg
 from caviar_napari.errors import InputError
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.viewmodels import reconstruction as rvm
 from caviar_napari.viewmodels.recon_images import reconstruction_images
+from caviar_napari.viewmodels.recon_plan import check_dock_run, plan_job, run_plan
+from caviar_napari.viewmodels.recon_report import live_report, result_report, separation_warnings
+
+
+def _finish(gen):
+    """Run a job generator to its end; return its value."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
 
 
 def tiny_dataset() -> STEMDataset:
@@ -162,9 +177,29 @@ def test_jobs_prepare_run_and_stop():
     first = updates[0].images.phase
     assert first.shape[0] == 3 and np.array_equal(first[0], first[2])  # one state, 3 slots
     assert result.state.finished and not result.stopped
-    assert result.images.phase.shape[0] == 3 and result.warnings == tuple(
-        getattr(result.state, "warnings", None) or ()
-    )
+    assert result.images.phase.shape[0] == 3
+    # 2 iterations cannot separate the states: the engine says so, the result carries it
+    assert result.warnings == tuple(result.state.diagnostics["warnings"])
+    assert any("did not separate" in w for w in result.warnings)
+    report = result_report(result.state)
+    assert report.lines[0] == "loss: gaussian (chosen by auto: not counts)"
+    assert report.lines[1] == "held out: none (auto: the data are not counts)"
+    assert "iterations: 4; final loss" in report.lines[-1]
+    (row,) = report.rows
+    assert row[:2] == ("object states", "3") and row[5] == "✗" and report.separated == (False,)
+    spread = result.state.diagnostics["separation"][0]["spread_rad"]
+    assert row[2] == f"{1e3 * spread:.1f} mrad" and row[4] == "—"  # nothing held out
+    # the same report came with the stage's last update, before the run was over
+    (live,) = [u for u in updates if u.separation is not None]
+    assert live.iteration == 4 and live.separation == result.state.diagnostics["separation"][0]
+    vm = rvm.ReconstructionViewModel()
+    vm.select(dataset)
+    vm.begin(None)
+    report = vm.accept_separation(live.separation)
+    assert report.rows == result_report(result.state).rows
+    assert vm.unseparated == ("object states",) and vm.report is report
+    assert vm.warnings == list(result.warnings)
+    assert report.lines[0].startswith("run in progress")
 
 
 def test_states_shown_counts_the_remaining_stages():
@@ -264,3 +299,196 @@ def test_texts():
         "CPU: 2 cores (no GPU: cupy missing)",
     )
     assert "scan 4×4, detector 24×24 px" in rvm.describe(tiny_dataset())
+
+
+def test_presets_default_and_status_with_the_source_size():
+    vm = rvm.ReconstructionViewModel()
+    assert [s.to_dict() for s in vm.config.stages] == [
+        s.to_dict() for s in cfg.recommended_stages(object_states=10, iterations=(50, 100))
+    ]  # the recommended recipe, as caviar reconstruct without --config
+    recommended = vm.preset_stages(rvm.PRESET_RECOMMENDED, 2, [3.0, 4.0])
+    assert recommended[1].partial_coherence == "gaussian" and "source" in recommended[1].refine
+    assert recommended[0].slice_thickness_A == [3.0, 4.0]
+    paper = vm.preset_stages(rvm.PRESET_PAPER, 2, [3.0, 4.0])
+    assert [s.iterations for s in paper] == [120, 200] and paper[1].refine == ("object",)
+    assert paper[0].probe_modes == 4 and paper[0].slice_thickness_A == 3.5
+    with pytest.raises(InputError, match="unknown preset"):
+        vm.preset_stages("fast", 1, 10.0)
+    update = rvm.RunUpdate(3, 10, 0, 2, "mean object", 3, 5, 0.01, 1.0, 2.0, None, 0.4321)
+    assert "loss 0.01 · source 0.432 Å FWHM ·" in rvm.status_text(update)
+    assert "source" not in rvm.status_text(dataclasses.replace(update, source_fwhm_A=0.0))
+
+
+def test_result_report_of_a_coherent_source_run_with_held_out_counts():
+    dataset = dataclasses.replace(tiny_dataset(), dose_e_per_A2=1e4)  # counts: Poisson, held out
+    dataset.intensities[...] = np.round(dataset.intensities)
+    config = cfg.recommended_recipe(object_states=2, iterations=(2, 2), device="cpu")
+    state = engine.run_to_end(dataset, config)
+    report = result_report(state)
+    assert report.lines[0] == "loss: poisson (chosen by auto: the intensities are counts)"
+    held = state.diagnostics["held_out_patterns"]
+    assert report.lines[1].startswith(f"held out: {held} of ") and held >= 1
+    assert report.lines[2] == (
+        f"source size: {state.source_fwhm_A:.3f} Å FWHM (fitted, Gaussian source: partial "
+        "spatial coherence)"
+    )
+    assert state.source_fwhm_A > 0
+    assert report.rows[0][4].endswith(" %")  # the held-out gain is measured
+
+
+def test_data_sources_keep_paths_and_notes():
+    sources = rvm.DataSources()
+    data = tiny_dataset()
+    key = sources.keep("a (calibrated)", data, path="/x/a.h5", note="found by Calibrate")
+    assert sources.entries([]) == [("data: a (calibrated) (found by Calibrate)", key)]
+    assert sources.path(key) == "/x/a.h5" and sources.dataset(key, {}) is data
+    assert sources.path("layer:L", {"L": "/x/l.h5"}) == "/x/l.h5" and sources.path(None) is None
+    file_key = sources.add_file("/y/b.h5", data)
+    assert sources.path(file_key) == "/y/b.h5" and sources.name(file_key) == "b.h5"
+
+
+def test_calibrate_job_restores_a_transposed_detector_and_finds_the_defocus(tmp_path):
+    """Transposed patterns stated 80 Å off focus: Calibrate finds the transpose and the
+    defocus, and its data are the original patterns; the calibrated file is written."""
+    from caviar_napari.io.readers import load_stem
+    from caviar_napari.viewmodels import calibration as cal
+
+    demo = "caviar_napari/resources/hbn-correlated.h5"
+    original = load_stem(demo)
+    flipped = dataclasses.replace(
+        original,
+        intensities=np.ascontiguousarray(original.intensities.swapaxes(2, 3)),
+        angular_sampling_mrad=original.angular_sampling_mrad[::-1],
+        defocus_A=80.0,
+    )
+    outcome = _finish(cal.calibrate_job(flipped, cal.CalibrationForm(), demo))
+    assert outcome.result.geometry.transposed
+    np.testing.assert_array_equal(outcome.dataset.intensities, original.intensities)
+    assert outcome.dataset.angular_sampling_mrad == original.angular_sampling_mrad
+    assert abs(outcome.dataset.defocus_A) < 10.0 and abs(outcome.dataset.scan_rotation_deg) < 0.5
+    assert outcome.dataset.source.endswith(" (calibrated)") and outcome.source_path == demo
+    assert (
+        "transposed" in outcome.detector_text
+        and "found by Calibrate" in (outcome.confidence()["defocus_A"])
+    )
+    fixed = _finish(cal.calibrate_job(flipped, cal.CalibrationForm(fit_defocus=False)))
+    assert fixed.dataset.defocus_A == 80.0 and fixed.result.defocus is None
+    with pytest.raises(InputError, match="defocus search"):
+        cal.CalibrationForm(defocus_search_A=0.0).options()
+    summary = _finish(
+        cal.save_calibrated_job(demo, str(tmp_path / "cal.h5"), cal.CalibrationForm())
+    )
+    again = load_stem(tmp_path / "cal.h5")
+    assert again.defocus_A == pytest.approx(summary.values["defocus_A"])
+    with pytest.raises(InputError, match="not read from a file"):
+        _finish(cal.save_calibrated_job("", str(tmp_path / "x.h5"), cal.CalibrationForm()))
+
+
+# ------------------------------------------------------------------------------- dry run
+def _config(**kw) -> cfg.ReconstructionConfig:
+    stages = [
+        cfg.StageConfig(name="coarse", iterations=2),
+        cfg.StageConfig(name="fine", iterations=2, object_states=2, detector_padding="40x36"),
+    ]
+    return cfg.ReconstructionConfig(device="cpu", stages=stages, **kw).validate()
+
+
+def test_plan_gives_each_stage_its_grid_and_the_memory_of_the_largest():
+    dataset = tiny_dataset()  # 4×4 scan, 24×24 detector at 2 mrad, 60 kV
+    plan = run_plan(dataset, _config(detector_padding="none", holdout_fraction=0.25))
+    coarse, fine = plan.grids
+    assert (coarse.window, fine.window) == ((24, 24), (40, 36))
+    dk = dataset.reciprocal_sampling_invA
+    assert coarse.pixel_A == pytest.approx((1 / (24 * dk[0]), 1 / (24 * dk[1])))
+    assert fine.pixel_A == pytest.approx((1 / (40 * dk[0]), 1 / (36 * dk[1])))
+    assert (coarse.padding, fine.padding) == ("none", "40x36")
+    assert plan.n_patterns == 16 and plan.held_out == 4 and plan.detector == (24, 24)
+    assert plan.loss == "gaussian" and plan.loss_setting == "auto"  # not counts
+    # the memory plan is the run's own: for the larger window of stage 'fine'
+    fine_geom = engine.plan_geometry(dataset, _config(), padding="40x36")
+    expected = engine.estimate_run_memory(dataset, _config(), geom=fine_geom)
+    assert plan.estimate.needed_bytes == expected.needed_bytes
+    lines = plan.lines
+    assert lines[0] == (
+        "data: 16 patterns of 24×24 px; loss gaussian (chosen by auto); "
+        "4 of 16 scan positions held out of the fit"
+    )
+    assert lines[1].startswith("stage 'coarse': 24×24 window (padding none), pixel ")
+    assert lines[2].startswith("stage 'fine': 40×36 window (padding 40x36), pixel ")
+    assert lines[3:] == plan.estimate.plan_text().splitlines()
+    assert plan.grid_text.startswith("grid: 'coarse' 24×24, ")
+    same = run_plan(dataset, _config(detector_padding="40x36"))
+    assert same.grid_text.startswith("grid: 40×36 window from the 24×24 detector, pixel ")
+    assert same.held_out == 0 and "none held out" in same.lines[0]
+
+
+def test_a_pixel_size_padding_and_a_gaussian_source_in_the_plan():
+    dataset = tiny_dataset()
+    config = cfg.recommended_recipe(object_states=2, device="cpu", detector_padding=0.1)
+    (grid, _) = run_plan(dataset, config).grids
+    assert grid.padding == 0.1 and grid.model_modes == 25  # 5 × 5 source points
+    assert "(padding 0.1 Å pixel)" in grid.text and "25 model modes" in grid.text
+    assert grid.pixel_A[0] == pytest.approx(0.1, rel=0.05)
+
+
+def test_what_the_dock_refuses_is_yielded_as_the_reason():
+    dataset = tiny_dataset()
+    config = _config(data_placement="file")
+    with pytest.raises(InputError, match="'data_placement' is 'file'"):
+        check_dock_run(dataset, config)
+    (reason,) = list(plan_job(dataset, config))
+    assert isinstance(reason, InputError)
+    vm = rvm.ReconstructionViewModel()
+    vm.select(dataset)
+    text, ok = vm.accept_estimate(reason)
+    assert not ok and text.startswith("cannot start: 'data_placement'") and vm.plan is None
+    vm.set_config(config)
+    with pytest.raises(InputError, match="data_placement"):
+        vm.begin(None)
+    (bad,) = list(plan_job(dataset, _config(detector_padding="16x16")))  # smaller than 24×24
+    assert isinstance(bad, InputError) and "smaller than the 24×24 detector" in str(bad)
+    (plan,) = list(plan_job(dataset, _config()))
+    text, ok = vm.accept_estimate(plan)
+    assert ok and vm.plan is plan and vm.estimate is plan.estimate
+
+
+def _report(stage: str, separated: bool) -> dict:
+    return SeparationReport(
+        stage=stage,
+        n_states=4,
+        spread_rad=0.02,
+        loss_states=1.0,
+        loss_mean=2.0,
+        loss_floor=0.0,
+        gain=0.5 if separated else 0.01,
+        noise_gain=math.inf,
+        trend=0.0,
+        separated=separated,
+        converged=True,
+    ).to_dict()
+
+
+def test_live_report_of_the_stages_finished_so_far():
+    items = [_report("a", True), _report("b", False)]
+    report = live_report(items)
+    assert [row[0] for row in report.rows] == ["a", "b"]
+    assert [row[5] for row in report.rows] == ["✓", "✗"]
+    assert report.unseparated == ("b",) and report.separated == (True, False)
+    assert report.verdicts == (
+        "stage 'b': the object states did NOT separate — their displacements and correlations "
+        "are not measurements",
+    )
+    still = live_report([{**_report("a", True), "converged": False}])
+    assert still.unseparated == () and still.verdicts[0].startswith(
+        "stage 'a': the object states separated but were still improving"
+    )
+    assert report.lines == (
+        "run in progress: the state separation of the stages finished so far",
+        "separated: 'a'",
+    )
+    (warning,) = separation_warnings(items)
+    assert warning.startswith("stage 'b': the 4 object states did not separate")
+    # a stage run again (a continued run) counts once, with its last report
+    again = live_report([_report("b", False), _report("b", True)])
+    assert again.unseparated == () and len(again.rows) == 1
+    assert separation_warnings([_report("b", True)]) == []

@@ -95,6 +95,19 @@ class DataPanel(QGroupBox):
         """The selected dataset as stored, or None."""
         return self.sources.dataset(self.combo.currentData(), self._stem_layers())
 
+    def key(self) -> str | None:
+        """The key of the selected source (see :class:`DataSources`)."""
+        return self.combo.currentData()
+
+    def source_path(self) -> str | None:
+        """The file the selected data were read from, None when unknown."""
+        paths = {
+            layer.name: layer.metadata.get(PATH_KEY)
+            for layer in self.viewer.layers
+            if DATASET_KEY in layer.metadata and layer.metadata.get(PATH_KEY)
+        }
+        return self.sources.path(self.combo.currentData(), paths)
+
     def _on_index_changed(self, *_: Any) -> None:
         dataset = self.dataset()
         self.info.setText(NO_DATA if dataset is None else describe(dataset))
@@ -131,39 +144,65 @@ class DataPanel(QGroupBox):
 
     # ------------------------------------------------------------------ parking
     def park_selected_layer(self, dataset: STEMDataset) -> list[str]:
-        """Take the selected 4D-STEM layer (and its virtual BF) out of the viewer; keep the data.
+        """Take the selected data's 4D-STEM layer (and its virtual BF) out of the viewer; keep
+        the data.
 
         napari aligns layers by position: the 4D-STEM layers' ``(scan_y, scan_x, ky, kx)``
         axes would take the place of a reconstruction's ``(state, slice, y, x)`` (wrong slider
-        labels and steps, diffraction patterns in mrad filling the canvas). ``dataset`` (the
-        calibration in use) stays selectable as "data: <name> (kept here)".
+        labels and steps, diffraction patterns in mrad filling the canvas). A selected layer's
+        ``dataset`` (the calibration in use) stays selectable as "data: <name> (kept here)";
+        for data kept here or calibrated here, the 4D layers of the file they came from leave
+        the view too, their data kept the same way.
 
         Returns
         -------
         list of str
-            Names of the layers taken out (empty when the selection is not a 4D layer).
+            Names of the layers taken out (empty when there are none).
         """
-        data = self.combo.currentData()
-        if data is None or not str(data).startswith("layer:"):
+        key = self.combo.currentData()
+        if key is None:
             return []
-        name = str(data).split(":", 1)[1]
-        layer = next((la for la in self.viewer.layers if la.name == name), None)
-        if layer is None or layer.ndim != 4:
-            return []
-        path = layer.metadata.get(PATH_KEY) or None
-        labels = tuple(layer.axis_labels)
-        parked = [
-            la
-            for la in self.viewer.layers
-            if la is layer
-            or (
-                path is not None
-                and la.metadata.get(PATH_KEY) == path
+        if str(key).startswith("layer:"):
+            name = str(key).split(":", 1)[1]
+            layer = next((la for la in self.viewer.layers if la.name == name), None)
+            if layer is None or layer.ndim != 4:
+                return []
+            path = layer.metadata.get(PATH_KEY) or None
+            anchors = [layer]
+        else:
+            path = self.source_path()
+            anchors = [
+                la
+                for la in self.viewer.layers
+                if path is not None
                 and la.ndim == 4
-                and tuple(la.axis_labels) == labels
-            )
-        ]
-        key = self.sources.keep(name, dataset)
+                and DATASET_KEY in la.metadata
+                and la.metadata.get(PATH_KEY) == path
+            ]
+            if not anchors:
+                return []
+        parked = []
+        for anchor in anchors:
+            labels = tuple(anchor.axis_labels)
+            parked += [
+                la
+                for la in self.viewer.layers
+                if la not in parked
+                and (
+                    la is anchor
+                    or (
+                        path is not None
+                        and la.metadata.get(PATH_KEY) == path
+                        and la.ndim == 4
+                        and tuple(la.axis_labels) == labels
+                    )
+                )
+            ]
+        for la in anchors:
+            kept = dataset if str(key) == f"layer:{la.name}" else la.metadata[DATASET_KEY]
+            new_key = self.sources.keep(la.name, kept, path=path)
+            if str(key) == f"layer:{la.name}":
+                key = new_key
         names = [la.name for la in parked]
         for la in parked:
             self.viewer.layers.remove(la)
@@ -172,6 +211,6 @@ class DataPanel(QGroupBox):
         listed = ", ".join(f"'{n}'" for n in names)
         show_info(
             f"caviar: {listed} moved out of the view for the reconstruction's (state, slice, "
-            "y, x) axes; the data stay selected in the Reconstruction dock"
+            "y, x) axes; the data stay selectable in the Reconstruction dock"
         )
         return names

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QFormLayout, QWidget
 
-from caviar_napari._qt._forms import double_spin, exact_value, row_widget
+from caviar_napari._qt._forms import double_spin, exact_value, row_widget, text_label
 from caviar_napari.viewmodels.reconstruction import Calibration
 
 
@@ -39,6 +39,10 @@ def _field(
     if prefix:
         box.setPrefix(prefix)
     return box
+
+
+#: The detector frame of data not calibrated in the dock.
+AS_STORED = "as stored (zero angle at the centre pixel)"
 
 
 class OpticsForm(QWidget):
@@ -91,7 +95,26 @@ class OpticsForm(QWidget):
         form.addRow("Scan step:", row_widget(self.step_y_A, self.step_x_A))
         form.addRow("Defocus Δf:", self.defocus_A)
         form.addRow("Scan rotation:", self.rotation_deg)
+        self.detector_label = text_label(AS_STORED, hint=True)
+        self.detector_label.setToolTip(
+            "How the patterns sit on the detector: as stored (zero angle at the centre pixel "
+            "[Ky//2, Kx//2]), or transposed and centred by Calibrate."
+        )
+        form.addRow("Detector:", self.detector_label)
+        self._tooltips = {
+            "scan_rotation_deg": self.rotation_deg.toolTip(),
+            "defocus_A": self.defocus_A.toolTip(),
+        }
         self.setEnabled(False)
+
+    def show_found(self, detector: str | None, confidences: dict[str, str] | None) -> None:
+        """Show the detector frame of the data (None: as stored) and, as the tooltips of the
+        fields Calibrate filled, what it found and how sure it is (None: the usual tooltips)."""
+        self.detector_label.setText(detector or AS_STORED)
+        boxes = {"scan_rotation_deg": self.rotation_deg, "defocus_A": self.defocus_A}
+        for key, box in boxes.items():
+            extra = (confidences or {}).get(key)
+            box.setToolTip(self._tooltips[key] + (f"\n{extra}" if extra else ""))
 
     def fields(self) -> list[QDoubleSpinBox]:
         """All spin boxes of the form, in display order."""

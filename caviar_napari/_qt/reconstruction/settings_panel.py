@@ -1,10 +1,15 @@
 """Reconstruction settings panel: the engine's typed configuration as a compact form.
 
-Global fields (device, precision, loss, seed, update interval, batch size) are a magicgui form
+Global fields (device, precision, loss, held-out fraction, starting source size, detector
+padding, seed, update interval, batch size) are a magicgui form
 (:class:`~caviar_napari._qt._forms.ParamForm`) over
-:class:`~caviar_napari.data.config.ReconstructionConfig`; the stages are the
-:class:`~caviar_napari._qt.reconstruction.stage_table.StageTable`.  Fields the panel does not
-show (tilt, padding, checkpoints, …) are kept from the last configuration set.
+:class:`~caviar_napari.data.config.ReconstructionConfig`, with the grid the padding gives below
+it; the memory settings (caps on host and device memory, where the L-BFGS history and the data
+live, the object margin) are a second form in a collapsible section; the stages are the
+:class:`~caviar_napari._qt.reconstruction.stage_table.StageTable` with the
+:class:`~caviar_napari._qt.reconstruction.stage_table.StageDetails` of the selected stage below
+it; the presets are the recommended recipe and the paper's (free probe modes).  Fields the panel
+does not show (tilt, checkpoints, cluster, …) are kept from the last configuration set.
 """
 
 from __future__ import annotations
@@ -15,12 +20,23 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
+from superqt import QCollapsible
 
 from caviar_napari._qt._file_dialogs import YAML_FILTER, ask_and_run
-from caviar_napari._qt._forms import ParamField, ParamForm, push_button, text_label
-from caviar_napari._qt.reconstruction.stage_table import StageTable
+from caviar_napari._qt._forms import ParamField, ParamForm, exact_value, push_button, text_label
+from caviar_napari._qt.reconstruction.stage_table import StageDetails, StageTable
+from caviar_napari.core.memory import DATA_PLACEMENTS, HISTORY_PLACEMENTS
 from caviar_napari.data import config as cfg
-from caviar_napari.viewmodels.reconstruction import device_summary_text
+from caviar_napari.data.padding import PADDING_HELP
+from caviar_napari.viewmodels.reconstruction import (
+    PRESET_ITERATIONS,
+    PRESET_PAPER,
+    PRESET_RECOMMENDED,
+    device_summary_text,
+)
+
+#: Value of the held-out box that means ``holdout_fraction: auto``.
+HOLDOUT_AUTO = -0.01
 
 #: The global fields of the form.
 GLOBAL_FIELDS = (
@@ -40,7 +56,48 @@ GLOBAL_FIELDS = (
         "loss",
         "Loss",
         {"widget_type": "ComboBox", "choices": cfg.LOSS_CHOICES},
-        tooltip="gaussian: amplitude loss (paper eq. S8); poisson: counts.",
+        tooltip=(
+            "auto: Poisson when the intensities are counts (whole numbers, or a dose in the "
+            "file), else Gaussian; the result says which. gaussian: amplitude loss (paper eq. "
+            "S8); poisson: the likelihood of counts."
+        ),
+    ),
+    ParamField(
+        "holdout_fraction",
+        "Held out",
+        {"widget_type": "FloatSpinBox", "min": HOLDOUT_AUTO, "max": 0.5, "step": 0.01},
+        special="auto",
+        tooltip=(
+            "Fraction of the scan positions left out of the fit and scored: they end each "
+            "stage when the fit starts learning the noise, and test whether the object states "
+            "capture signal. auto: 0.1 for counts, none for noise-free data."
+        ),
+    ),
+    ParamField(
+        "source_fwhm_A",
+        "Source (start)",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 10.0, "step": 0.01},
+        suffix=" Å",
+        tooltip=(
+            "Starting source size (FWHM at the specimen, Å) of stages with Source: gaussian; "
+            "fitted where Src is ticked (it must not be 0 then). A cold field-emission gun at "
+            "60–300 kV gives 0.3–0.6 Å."
+        ),
+    ),
+    ParamField(
+        "detector_padding",
+        "Padding",
+        {"widget_type": "LineEdit"},
+        placeholder="auto",
+        shown=str,
+        stored=lambda text: str(text).strip() or "auto",
+        tooltip=(
+            f"Detector padding in reciprocal space: {PADDING_HELP}. auto pads only when the "
+            "data reach beyond the band limit of the detector's window; a window NxM or a "
+            "pixel size sets the reconstruction's pixel (the paper padded 256² to 732²: a "
+            "10.89 pm pixel). The window and pixel each stage gets are shown below; a stage "
+            "may pad differently (its details)."
+        ),
     ),
     ParamField(
         "seed",
@@ -71,6 +128,66 @@ GLOBAL_FIELDS = (
 )
 
 
+def _megabytes(value: float) -> float | None:
+    """A memory cap of a spin box: 0 (its special text "free") is no cap."""
+    return float(value) or None
+
+
+#: The memory settings (collapsed by default): caps and placements of the memory plan.
+MEMORY_FIELDS = (
+    ParamField(
+        "host_memory_MB",
+        "Host memory",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1e9, "step": 1000.0},
+        suffix=" MB",
+        special="free",
+        shown=lambda value: value or 0.0,
+        stored=_megabytes,
+        tooltip=(
+            "Most host memory the run may plan for (MB = 10⁶ bytes); free: what is free now. "
+            "Leave room for napari and other programs."
+        ),
+    ),
+    ParamField(
+        "device_memory_MB",
+        "GPU memory",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1e9, "step": 1000.0},
+        suffix=" MB",
+        special="free",
+        shown=lambda value: value or 0.0,
+        stored=_megabytes,
+        tooltip="Most GPU memory the run may plan for (MB); free: what is free now.",
+    ),
+    ParamField(
+        "lbfgs_history",
+        "L-BFGS history",
+        {"widget_type": "ComboBox", "choices": ["auto", *HISTORY_PLACEMENTS]},
+        tooltip=(
+            "Where the optimiser's curvature pairs live: auto (the memory plan chooses), "
+            "device, host (a GPU run streams them from page-locked host memory) or half (half "
+            "precision, half the bytes)."
+        ),
+    ),
+    ParamField(
+        "data_placement",
+        "Data",
+        {"widget_type": "ComboBox", "choices": ["auto", *DATA_PLACEMENTS]},
+        tooltip=(
+            "Where the measured patterns live: auto, device, host (a GPU run copies them per "
+            "batch) or file (out-of-core, read per batch from a chunked HDF5 file: caviar "
+            "reconstruct; the dock holds its data in memory)."
+        ),
+    ),
+    ParamField(
+        "object_padding_px",
+        "Object margin",
+        {"widget_type": "SpinBox", "min": 0, "max": 10_000},
+        suffix=" px",
+        tooltip="Extra object pixels beyond the scanned area plus half a probe window.",
+    ),
+)
+
+
 def _form_values(config: cfg.ReconstructionConfig) -> dict[str, Any]:
     return {
         "device": config.device,
@@ -79,6 +196,11 @@ def _form_values(config: cfg.ReconstructionConfig) -> dict[str, Any]:
         "seed": int(config.seed),
         "update_every": max(1, int(config.update_every)),
         "batch_size": int(config.batch_size or 0),
+        "holdout_fraction": (
+            HOLDOUT_AUTO if config.holdout_fraction == "auto" else float(config.holdout_fraction)
+        ),
+        "source_fwhm_A": float(config.source_fwhm_A),
+        "detector_padding": config.detector_padding,
     }
 
 
@@ -101,12 +223,33 @@ class SettingsPanel(QGroupBox):
         self.form = ParamForm(GLOBAL_FIELDS, _form_values(self._base))
         self.form.connect(self.changed.emit)
         layout.addWidget(self.form.native)
+        self.grid_label = text_label("grid: –", hint=True)
+        self.grid_label.setToolTip(
+            "Probe window and object pixel of each stage, from the detector padding."
+        )
+        layout.addWidget(self.grid_label)
         self.device_info = text_label("detecting devices…", hint=True)
         layout.addWidget(self.device_info)
+        self.memory_form = ParamForm(MEMORY_FIELDS, self._base)
+        self.memory_form.connect(self.changed.emit)
+        self.memory_section = QCollapsible("Memory plan settings")
+        self.memory_section.setToolTip(
+            "Caps on host and GPU memory and where the optimiser's history and the data live; "
+            "the plan they give is under Run."
+        )
+        self.memory_section.addWidget(self.memory_form.native)
+        layout.addWidget(self.memory_section)
 
-        layout.addWidget(text_label("Stages (run in order, each from the previous result):"))
+        self.stages_label = text_label("Stages (run in order, each from the previous result):")
+        layout.addWidget(self.stages_label)
         self.stage_table = StageTable()
         layout.addWidget(self.stage_table)
+        self.details_label = text_label("Selected stage:", hint=True)
+        layout.addWidget(self.details_label)
+        self.stage_details = StageDetails(self.stage_table)
+        layout.addWidget(self.stage_details.native)
+        self.stage_table.itemSelectionChanged.connect(self._show_details_title)
+        self.stage_table.changed.connect(self._show_details_title)
         self.add_stage_button = push_button(
             "+", self.stage_table.add_stage, "Add a stage (a copy of the selected one)."
         )
@@ -115,27 +258,41 @@ class SettingsPanel(QGroupBox):
         )
         for b in (self.add_stage_button, self.remove_stage_button):
             b.setFixedWidth(28)
-        self.preset_button = push_button(
-            "Paper 2-stage",
+        it = PRESET_ITERATIONS
+        self.recommended_button = push_button(
+            PRESET_RECOMMENDED,
             None,
-            "The paper's scheme: (1) 1 object state with 4 probe modes, object and probe "
-            "refined; (2) the probe kept, 10 object states fitted.",
+            "The recommended recipe (the default; also for partial spatial coherence): (1) the "
+            "mean object with one coherent probe seen through a Gaussian source of fitted size; "
+            "(2) 10 object states, the probe and the source still refined, no rigid shifts of "
+            f"the states. At most {it[PRESET_RECOMMENDED][0]} + {it[PRESET_RECOMMENDED][1]} "
+            "iterations, each stage ending by its stopping rule.",
+        )
+        self.paper_button = push_button(
+            PRESET_PAPER,
+            None,
+            "The paper's scheme: (1) 1 object state with 4 free probe modes, object and probe "
+            "refined; (2) the probe kept, 10 object states fitted "
+            f"({it[PRESET_PAPER][0]} + {it[PRESET_PAPER][1]} iterations). On data with thermal "
+            "diffuse scattering the free modes take up part of what the states should fit.",
         )
         self.load_button = push_button("Load…", None, "Load a configuration YAML (CLI format).")
         self.save_button = push_button(
             "Save…", None, "Save the configuration as YAML (CLI format)."
         )
         buttons = QHBoxLayout()
-        for b in (
-            self.add_stage_button,
-            self.remove_stage_button,
-            self.preset_button,
-            self.load_button,
-            self.save_button,
-        ):
+        for b in (self.add_stage_button, self.remove_stage_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        for b in (self.load_button, self.save_button):
+            buttons.addWidget(b)
         layout.addLayout(buttons)
+        presets = QHBoxLayout()
+        presets.addWidget(text_label("Preset:"))
+        presets.addWidget(self.recommended_button)
+        presets.addWidget(self.paper_button)
+        presets.addStretch(1)
+        layout.addLayout(presets)
         self.stage_table.changed.connect(self.changed.emit)
 
     # ------------------------------------------------------------------ configuration
@@ -150,6 +307,14 @@ class SettingsPanel(QGroupBox):
             seed=int(values["seed"]),
             update_every=int(values["update_every"]),
             batch_size=int(values["batch_size"]) or None,
+            holdout_fraction=(
+                "auto"
+                if values["holdout_fraction"] < 0
+                else round(float(values["holdout_fraction"]), 4)
+            ),
+            source_fwhm_A=exact_value(self.form["source_fwhm_A"].native, self._base.source_fwhm_A),
+            detector_padding=values["detector_padding"],
+            **self.memory_form.values(),
             stages=self.stage_table.stages(validate=validate),
         )
         return cfg.ReconstructionConfig.from_dict(config.to_dict()) if validate else config
@@ -158,7 +323,9 @@ class SettingsPanel(QGroupBox):
         """Show ``config``; the fields it has that the panel does not show are kept."""
         self._base = config
         self.form.set_values(_form_values(config))
+        self.memory_form.set_values(config)
         self.stage_table.set_stages(config.stages)
+        self.stage_details.follow()
         self.changed.emit()
 
     def first_stage_slicing(self) -> tuple[int, float]:
@@ -175,14 +342,28 @@ class SettingsPanel(QGroupBox):
     def set_editable(self, editable: bool) -> None:
         """Enable or disable every input (not the configuration's Save button)."""
         self.form.set_enabled(editable)
+        self.memory_form.set_enabled(editable)
         for w in (
             self.stage_table,
             self.add_stage_button,
             self.remove_stage_button,
-            self.preset_button,
+            self.recommended_button,
+            self.paper_button,
             self.load_button,
         ):
             w.setEnabled(editable)
+        self.stage_details.follow()
+
+    def show_grids(self, text: str, tooltip: str = "") -> None:
+        """Show the probe window and pixel of the stages (from the run's plan)."""
+        self.grid_label.setText(text)
+        if tooltip:
+            self.grid_label.setToolTip(tooltip)
+
+    def _show_details_title(self) -> None:
+        row = self.stage_table.selected_row()
+        name = self.stage_table.stages(validate=False)[row].name if row >= 0 else ""
+        self.details_label.setText(f"Stage '{name}' (selected row):" if name else "")
 
     def ask_load(self, load: Any) -> None:
         """Ask for a configuration YAML and pass its path to ``load``."""

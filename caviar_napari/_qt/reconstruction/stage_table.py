@@ -1,14 +1,17 @@
 """Stage table of the Reconstruction dock: add, remove and edit the stages of a run.
 
 Each row is one :class:`~caviar_napari.data.config.StageConfig`. The table shows the fields a
-user changes between stages; the other fields of a stage loaded from YAML (optimiser memory,
-missing-wedge slope, state noise, per-slice thicknesses) are kept as they were unless the
-corresponding visible cell is edited.
+user changes between stages (iterations, states, modes, slicing, the source model, what is
+refined); :class:`StageDetails` below it edits the other fields of the selected stage (stopping
+rule, probe orthogonalisation, rigid shifts of the states, source quadrature, regularisers,
+optimiser).  Per-slice thicknesses of a stage loaded from YAML are kept unless the dz cell is
+edited.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from qtpy.QtCore import Qt, Signal
@@ -24,25 +27,176 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from caviar_napari._qt._forms import centred, combo, double_spin, int_spin
-from caviar_napari.data.config import OPTIMIZERS, StageConfig
+from caviar_napari._qt._forms import ParamField, ParamForm, centred, double_spin, int_spin
+from caviar_napari.data.config import OPTIMIZERS, PARTIAL_COHERENCE, StageConfig
 
-#: (key, header, tooltip) of every column, in display order.
+#: (key, header, tooltip) of every column, in display order: what changes between stages first
+#: (a 2D material keeps one slice), so that a narrow dock shows it without scrolling.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("name", "Stage", "Name of the stage (shown in progress and on the loss plot)."),
-    ("iterations", "Iter.", "Optimiser iterations of this stage."),
-    ("object_states", "States", "Object states N (thermal snapshots of equal weight)."),
-    ("probe_modes", "Modes", "Probe modes M (incoherent; their powers are the occupancies)."),
-    ("slices", "Slices", "Multislice slices S."),
-    ("slice_thickness_A", "dz (Å)", "Thickness of each slice in Å."),
+    (
+        "iterations",
+        "Iter.",
+        "Most optimiser iterations of this stage; its stopping rule (stage details) may end "
+        "it earlier.",
+    ),
+    ("object_states", "N", "Object states N (thermal snapshots of equal weight)."),
+    ("probe_modes", "M", "Probe modes M (incoherent; their powers are the occupancies)."),
+    (
+        "partial_coherence",
+        "Source",
+        "Partial spatial coherence: ticked, the probe is seen through a Gaussian source of "
+        "fitted size (FWHM in Å at the specimen: one physical number instead of free modes or "
+        "states taking up the blur); unticked, each probe mode is coherent.",
+    ),
     ("object", "Obj", "Refine the object in this stage."),
     ("probe", "Prb", "Refine the probe in this stage."),
+    ("source", "Src", "Refine the source size (needs Source ticked)."),
     ("tilt", "Tilt", "Refine the global crystal tilt (α_y, α_x) in this stage."),
-    ("l1_absorption", "l1 abs.", "Weight of the l1 absorption penalty Σ|log|O|| (≥ 0)."),
-    ("missing_wedge", "Wedge", "Weight of the missing-wedge penalty (multislice; ≥ 0)."),
-    ("optimizer", "Optim.", "lbfgs: L-BFGS with Wolfe line search; gd: gradient descent."),
+    ("slices", "Slices", "Multislice slices S."),
+    ("slice_thickness_A", "dz (Å)", "Thickness of each slice in Å."),
 )
 _KEYS = [c[0] for c in COLUMNS]
+#: The widest text a column shows (its width follows it, or the header's).
+_COLUMN_SAMPLES = {
+    "name": "mean object",
+    "iterations": "1000",
+    "object_states": "100",
+    "probe_modes": "10",
+    "slices": "100",
+    "slice_thickness_A": "10.00",
+}
+#: Room beside the text.
+_COLUMN_PADDING = {"name": 12}
+#: The source models of the Source check box (unticked, ticked): all of PARTIAL_COHERENCE.
+_COHERENCE = ("none", "gaussian")
+assert set(_COHERENCE) == set(PARTIAL_COHERENCE), PARTIAL_COHERENCE
+#: The refinable blocks with a check-box column, in :data:`REFINABLE` order.
+_REFINE_KEYS = ("object", "probe", "tilt", "source")
+
+#: The fields of the selected stage edited below the table.
+DETAIL_FIELDS = (
+    ParamField(
+        "stop_patience",
+        "Stop after",
+        {"widget_type": "SpinBox", "min": 0, "max": 100_000},
+        suffix=" it.",
+        special="never",
+        tooltip=(
+            "Stopping rule: with held-out positions, end the stage when their loss has not "
+            "improved for this many iterations (the fit starts learning the noise); without, "
+            "when the misfit fell by less than the tolerance over them. 0: run all iterations."
+        ),
+    ),
+    ParamField(
+        "stop_tolerance",
+        "Stop tolerance",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1.0, "step": 0.005},
+        tooltip=(
+            "Without held-out positions: smallest relative decrease of the misfit (0.01 = 1 %) "
+            "over 'Stop after' iterations for the stage to go on."
+        ),
+    ),
+    ParamField(
+        "remove_state_shifts",
+        "No rigid shifts",
+        {"widget_type": "CheckBox"},
+        tooltip=(
+            "Keep the object states from shifting rigidly against each other: a shifted state "
+            "is indistinguishable from a finite source or scan jitter and would take up the "
+            "source blur as a uniform x–x / y–y correlation offset."
+        ),
+    ),
+    ParamField(
+        "orthogonalise_probe_every",
+        "Orthogonalise",
+        {"widget_type": "SpinBox", "min": 0, "max": 100_000},
+        suffix=" it.",
+        special="never",
+        tooltip=(
+            "Make the refined probe modes orthogonal again every this many iterations (a "
+            "unitary mixing that leaves the intensity unchanged); 0: only at the stage's start."
+        ),
+    ),
+    ParamField(
+        "coherence_order",
+        "Source points",
+        {"widget_type": "SpinBox", "min": 1, "max": 15},
+        suffix=" per axis",
+        tooltip=(
+            "Gauss–Hermite points per axis of the source quadrature (Source: gaussian): 5 "
+            "gives 25 shifted copies of each mode, carried by a few orthogonal modes."
+        ),
+    ),
+    ParamField(
+        "state_noise_rad",
+        "New-state noise",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1.0, "step": 0.001},
+        suffix=" rad",
+        tooltip="Standard deviation of the random phase given to new object states, rad.",
+    ),
+    ParamField(
+        "l1_absorption",
+        "l1 absorption",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1e9, "step": 0.0001},
+        tooltip="Weight of the l1 absorption penalty Σ|log|O|| per object pixel (≥ 0).",
+    ),
+    ParamField(
+        "missing_wedge",
+        "Missing wedge",
+        {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1e9, "step": 0.0001},
+        tooltip="Weight of the missing-wedge penalty (multislice only; ≥ 0).",
+    ),
+    ParamField(
+        "optimizer",
+        "Optimiser",
+        {"widget_type": "ComboBox", "choices": list(OPTIMIZERS)},
+        tooltip="lbfgs: L-BFGS with Wolfe line search; gd: gradient descent.",
+    ),
+    ParamField(
+        "lbfgs_memory",
+        "L-BFGS memory",
+        {"widget_type": "SpinBox", "min": 1, "max": 1000},
+        suffix=" pairs",
+        tooltip=(
+            "Curvature pairs L-BFGS keeps (each pair is two object-sized copies: the memory "
+            "plan counts them)."
+        ),
+    ),
+    ParamField(
+        "minibatch_epochs",
+        "Mini-batch epochs",
+        {"widget_type": "SpinBox", "min": 0, "max": 100_000},
+        special="none",
+        tooltip=(
+            "The first iterations of the stage run as stochastic mini-batch epochs (one "
+            "preconditioned gradient step per mini-batch) before L-BFGS takes over: for large "
+            "scans far from the solution. 0: none."
+        ),
+    ),
+    ParamField(
+        "minibatch_size",
+        "Mini-batch size",
+        {"widget_type": "SpinBox", "min": 1, "max": 1_000_000},
+        suffix=" patterns",
+        tooltip="Patterns per mini-batch of those epochs.",
+    ),
+    ParamField(
+        "detector_padding",
+        "Padding",
+        {"widget_type": "LineEdit"},
+        placeholder="as the reconstruction's",
+        shown=lambda value: "" if value is None else str(value),
+        stored=lambda text: str(text).strip() or None,
+        tooltip=(
+            "This stage's detector padding (empty: the Padding of the reconstruction): auto, "
+            "none, a window NxM (pixels) or a pixel size in Å. A stage that pads differently "
+            "continues from the previous result resampled onto its grid (e.g. a coarse first "
+            "stage, then the paper's fine pixel)."
+        ),
+    ),
+)
+_DETAIL_KEYS = tuple(f.name for f in DETAIL_FIELDS)
 
 
 class StageTable(QTableWidget):
@@ -62,9 +216,12 @@ class StageTable(QTableWidget):
         for col, (_key, _header, tip) in enumerate(COLUMNS):
             self.horizontalHeaderItem(col).setToolTip(tip)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.Interactive)
-        self.setColumnWidth(0, 110)
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        metrics = header.fontMetrics()
+        for col, (key, title, _tip) in enumerate(COLUMNS):
+            sample = _COLUMN_SAMPLES.get(key, "")
+            text = max(metrics.horizontalAdvance(title), metrics.horizontalAdvance(sample))
+            self.setColumnWidth(col, text + _COLUMN_PADDING.get(key, 14))
         self.verticalHeader().setDefaultSectionSize(24)
         self.verticalHeader().setVisible(True)
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -127,17 +284,13 @@ class StageTable(QTableWidget):
         if len(set(thicknesses)) > 1:
             dz.setToolTip(f"per-slice thicknesses {thicknesses} Å (kept unless edited)")
         widgets["slice_thickness_A"] = (dz, dz, "valueChanged")
-        for key in ("object", "probe", "tilt"):
+        coherence = QCheckBox()
+        coherence.setChecked(stage.partial_coherence == _COHERENCE[1])
+        widgets["partial_coherence"] = (centred(coherence), coherence, "toggled")
+        for key in _REFINE_KEYS:
             check = QCheckBox()
             check.setChecked(key in stage.refine)
             widgets[key] = (centred(check), check, "toggled")
-        for key in ("l1_absorption", "missing_wedge"):
-            box = double_spin(
-                0.0, 1e9, float(getattr(stage, key)), step=0.01, decimals=4, bare=True
-            )
-            widgets[key] = (box, box, "valueChanged")
-        optim = combo(OPTIMIZERS, current=stage.optimizer)
-        widgets["optimizer"] = (optim, optim, "currentIndexChanged")
 
         for key, (cell, inner, signal_name) in widgets.items():
             col = _KEYS.index(key)
@@ -163,8 +316,13 @@ class StageTable(QTableWidget):
         stages = self.stages(validate=False)
         row = self.currentRow() if self.currentRow() >= 0 else len(stages) - 1
         template = stages[row] if stages else StageConfig()
-        self._insert_row(dataclasses.replace(template, name=f"stage {len(stages) + 1}"))
-        self.selectRow(self.rowCount() - 1)
+        # quiet while the rows and their stages differ (a slot would read a half-made row)
+        self.blockSignals(True)
+        try:
+            self._insert_row(dataclasses.replace(template, name=f"stage {len(stages) + 1}"))
+            self.selectRow(self.rowCount() - 1)
+        finally:
+            self.blockSignals(False)
         self._fit_height()
         self.changed.emit()
 
@@ -173,8 +331,12 @@ class StageTable(QTableWidget):
         if self.rowCount() <= 1:
             return
         row = self.currentRow() if self.currentRow() >= 0 else self.rowCount() - 1
-        self.removeRow(row)
-        del self._base[row]
+        self.blockSignals(True)
+        try:
+            self.removeRow(row)
+            del self._base[row]
+        finally:
+            self.blockSignals(False)
         self._fit_height()
         self.changed.emit()
 
@@ -189,10 +351,8 @@ class StageTable(QTableWidget):
                 "object_states": self.cell(row, "object_states").value(),
                 "probe_modes": self.cell(row, "probe_modes").value(),
                 "slices": self.cell(row, "slices").value(),
-                "refine": tuple(k for k in ("object", "probe", "tilt") if self._check(row, k)),
-                "l1_absorption": self.cell(row, "l1_absorption").value(),
-                "missing_wedge": self.cell(row, "missing_wedge").value(),
-                "optimizer": self.cell(row, "optimizer").currentText(),
+                "refine": tuple(k for k in _REFINE_KEYS if self._check(row, k)),
+                "partial_coherence": _COHERENCE[int(self._check(row, "partial_coherence"))],
             }
             dz_box = self.cell(row, "slice_thickness_A")
             old = base.thicknesses_A()
@@ -208,3 +368,54 @@ class StageTable(QTableWidget):
 
     def _check(self, row: int, key: str) -> bool:
         return bool(self.cell(row, key).isChecked())
+
+    # ----------------------------------------------------------------- details
+    def selected_row(self) -> int:
+        """The selected stage (the first when none is selected; -1 without stages)."""
+        if not self._base:
+            return -1
+        row = self.currentRow()
+        return row if 0 <= row < len(self._base) else 0
+
+    def base_stage(self, row: int) -> StageConfig:
+        """The stage of ``row`` as last set (the fields not in the table as they are)."""
+        return self._base[row]
+
+    def set_details(self, row: int, values: dict[str, Any]) -> None:
+        """Set fields of the stage of ``row`` that the table does not show."""
+        unknown = set(values) - set(_DETAIL_KEYS)
+        if unknown:
+            raise KeyError(f"not a stage detail: {sorted(unknown)}")
+        self._base[row] = dataclasses.replace(self._base[row], **values)
+        self.changed.emit()
+
+
+class StageDetails(ParamForm):
+    """The fields of the selected stage that the table does not show (a magicgui form).
+
+    Parameters
+    ----------
+    table
+        The stage table whose selected row the form edits.
+    """
+
+    def __init__(self, table: StageTable) -> None:
+        super().__init__(DETAIL_FIELDS, StageConfig())
+        self.table = table
+        self._row = -1
+        for f in self.fields:  # each field alone: a value shown rounded is never written back
+            self[f.name].changed.connect(functools.partial(self._edited, f.name))
+        table.itemSelectionChanged.connect(self.follow)
+        table.changed.connect(self.follow)
+
+    def follow(self) -> None:
+        """Show the selected stage's fields (the first stage when none is selected)."""
+        row = self.table.selected_row()
+        self._row = row
+        self.set_enabled(row >= 0 and self.table.isEnabled())
+        if row >= 0:
+            self.set_values(dataclasses.asdict(self.table.base_stage(row)))
+
+    def _edited(self, name: str, *_: Any) -> None:
+        if self._row >= 0:
+            self.table.set_details(self._row, {name: self.value(name)})
