@@ -149,7 +149,14 @@ def test_cli_writes_diag_json_and_figures(tmp_path, capsys):
     assert back.numbers["wavelength_A"] == pytest.approx(numbers["wavelength_A"])
     assert back.kz_power.shape == (4, back.kz_k_r_invA.size)
     assert len(back.reflections) == 1
-    # existing figures are not replaced without --overwrite
+    # its own outputs (stamped) are replaced by a rerun; a figure it did not write is not
+    assert json.loads((tmp_path / "diag.json").read_text())["kind"] == "diag"
+    assert main(argv) == 0
+    capsys.readouterr()
+    (tmp_path / "diag_rz.png").write_bytes(b"someone else's figure")
+    before = out.stat().st_mtime_ns
     assert main(argv) == 2
-    assert "refusing to replace" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "diag_rz.png: exists and was not written by caviar-napari" in err
+    assert out.stat().st_mtime_ns == before  # checked before anything was written
     assert main([*argv, "--overwrite"]) == 0
