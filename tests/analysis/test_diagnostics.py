@@ -112,6 +112,14 @@ def test_rz_map_of_columns_in_one_slice():
     assert rz.z_A.tolist() == [0.0, 8.0, 16.0, 24.0, 32.0]
     assert np.all(np.diff(rz.phase[2]) < 0)  # falls off with r
     assert rz.column_profile[2] == pytest.approx(1.0, abs=0.02)
+    np.testing.assert_allclose(rz.r_A[:2], [0.0, 0.1 + 0.1 * (np.sqrt(2) - 1) / 2], atol=1e-12)
+    # columns between pixels (all at the same half-pixel offset): the innermost ring still holds
+    # the four nearest pixels, 0.07 Å from the centre: exp(-0.07² / (2 · 0.15²)) of the peak
+    yy, xx = yy - 0.05, xx - 0.05  # pixel [0, 0] at (−0.05, −0.05) Å
+    phase[:, 2] = sum(np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 0.15**2)) for y, x in cols)
+    rz = dg.rz_map(phase, [8.0] * 5, PIXEL, (-0.05, -0.05), cols, r_max_A=0.6)
+    assert rz.r_A[0] == pytest.approx(0.05 * np.sqrt(2))
+    assert rz.column_profile[2] == pytest.approx(np.exp(-0.005 / 0.045), abs=0.02)
 
 
 def test_cli_writes_diag_json_and_figures(tmp_path, capsys):
