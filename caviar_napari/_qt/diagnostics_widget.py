@@ -6,7 +6,8 @@ r–z maps use the atoms layers ticked in the list (the Atoms dock's ``atoms`` l
 z-ranges of an ATOMS file opened here, one layer each).  Compute runs
 :func:`~caviar_napari.viewmodels.diagnostics.compute_job` — what ``caviar diagnostics`` runs —
 in a worker; the dock shows the information limit d (pm, d/λ) and the depth resolution of each
-reflection against the optics, and three plots in tabs: the power spectrum averaged over slices
+reflection against the optics (a table), three plots in tabs, and the report of
+``caviar diagnostics`` below them.  The plots: the power spectrum averaged over slices
 and states with its rings, the power against k_z with each reflection's profile, and the r–z
 maps per z-range with the phase through the column centres.  *Save DIAG…* writes the DIAG file,
 its JSON numbers and its figures through the workflow (every output checked first).
@@ -122,7 +123,7 @@ ANALYSIS_FIELDS = (
     ),
 )
 #: Header of the reflections table.
-TABLE_HEADER = ("q (1/Å)", "d (Å)", "Δz (Å)", "bright field", "single scatt.")
+TABLE_HEADER = ("q (1/Å)", "d (Å)", "Δz (Å)", "BF (Å)", "SS (Å)")
 
 
 def _read_recon_job(path: str) -> Generator[None, None, list]:
@@ -226,8 +227,8 @@ class DiagnosticsWidget(ViewerDock):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setToolTip(
-            "depth resolution Δz = 1/k_z,half of each reflection, against the optics: bright "
-            "field 2/(q(2α − λq)) and single scattering 2/(q(2α + λq))"
+            "depth resolution Δz = 1/k_z,half of each reflection (d = 1/q), against the optics: "
+            "BF, bright field 2/(q(2α − λq)); SS, single scattering 2/(q(2α + λq))"
         )
         self._fill_table([])
         layout.addWidget(self.table)
@@ -240,6 +241,9 @@ class DiagnosticsWidget(ViewerDock):
             self.tabs.addTab(view, title)
             self.views[name] = view
         layout.addWidget(self.tabs, 1)
+        self.report_label = text_label(selectable=True, hint=True)
+        self.report_label.setToolTip("the report of caviar diagnostics, with the optics used")
+        layout.addWidget(self.report_label)
 
         self.save_button = push_button(
             "Save DIAG (HDF5, JSON, PNG)…",
@@ -268,6 +272,7 @@ class DiagnosticsWidget(ViewerDock):
         header = self.table.horizontalHeader().height()
         heights = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
         self.table.setFixedHeight(header + heights + 4)
+        self.table.setVisible(bool(rows))  # a one-slice result, or no Bragg ring found
 
     # ------------------------------------------------------------------ sources
     def _recon_layers(self) -> list[Image]:
@@ -423,7 +428,8 @@ class DiagnosticsWidget(ViewerDock):
     def show_outcome(self, outcome: DiagnosticsOutcome) -> None:
         """Show a diagnosis: summary, reflections, plots and warnings."""
         self.vm.accept(outcome)
-        self.summary_label.setText(outcome.summary)
+        self.summary_label.setText(outcome.headline)
+        self.report_label.setText("\n".join(outcome.lines))
         self._fill_table(outcome.rows)
         for name, view in self.views.items():
             view.show_figure(outcome.plots[name])
@@ -467,7 +473,7 @@ class DiagnosticsWidget(ViewerDock):
         )
 
     def _saved(self, summary: Any) -> None:
-        self.summary_label.setText(self.vm.outcome.summary + "\n" + "\n".join(summary.lines))
+        self.summary_label.setText(self.vm.outcome.headline + "\n" + "\n".join(summary.lines))
         show_info(f"saved {summary.out}")
 
     def _ask_save(self) -> None:

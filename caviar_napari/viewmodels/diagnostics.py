@@ -34,7 +34,7 @@ import numpy as np
 from caviar_napari.data.atoms import AtomsData
 from caviar_napari.data.diagnostics import DiagnosticsData
 from caviar_napari.errors import InputError
-from caviar_napari.viewmodels.atoms_layers import mean_points_layer
+from caviar_napari.viewmodels.atoms_layers import mean_points_layer, point_size_A
 from caviar_napari.viewmodels.figures import (
     FigureSize,
     RenderedFigure,
@@ -74,6 +74,9 @@ __all__ = [
 PLOT_NAMES = {"power": "Power spectrum", "kz": "Depth (k_z)", "rz": "r–z maps"}
 #: What the dock tells the user to do for a DIAG without r–z maps.
 NO_RZ = "no z-ranges chosen: tick atoms layers (Atoms dock, or Open ATOMS file…) for r–z maps"
+#: Colours of the atoms layers of an ATOMS file's z-ranges, in file order, and of the ranges'
+#: column profiles in the r–z plot (in the order they are ticked: the same for a file's ranges).
+ZRANGE_COLOURS = ("#ffd400", "#5ec8ff", "#ff6eb4", "#9be564")
 #: What the user must give when the calibration cannot be found.
 OPTICS_HINT = "enter the energy and α in the dock (or keep the data file next to the RECON file)"
 
@@ -208,9 +211,10 @@ def zrange_columns(named: Sequence[tuple[str, AtomsData]]) -> dict[str, AtomsDat
 
 
 def atoms_file_layers(path: str | os.PathLike) -> list[LayerDataTuple]:
-    """Points layers of every z-range of an ATOMS file (one for a file of one range), each
-    carrying its :class:`~caviar_napari.data.atoms.AtomsData` (the Correlations and Dispersion
-    docks read them too).
+    """Points layers of every z-range of an ATOMS file (one for a file of one range), each in
+    its own colour (:data:`ZRANGE_COLOURS`) and carrying its
+    :class:`~caviar_napari.data.atoms.AtomsData` (the Correlations and Dispersion docks read
+    them too).
 
     Raises
     ------
@@ -227,7 +231,13 @@ def atoms_file_layers(path: str | os.PathLike) -> list[LayerDataTuple]:
         if not finite.any():
             raise InputError(f"{path}: z-range {label!r} has no finite mean position")
         name = f"atoms {label} ({stem})" if label else f"atoms ({stem})"
-        data, kwargs, kind = mean_points_layer(mean[finite], name=name)
+        data, kwargs, kind = mean_points_layer(
+            mean[finite], name=name, size_A=0.5 * point_size_A(mean[finite])
+        )  # half the Atoms dock's rings: two layers' atoms overlap in projection
+        colour = ZRANGE_COLOURS[len(layers) % len(ZRANGE_COLOURS)]
+        for key in ("face_colormap", "face_contrast_limits"):
+            kwargs.pop(key, None)
+        kwargs.update(face_color=colour, border_color=colour, units=("Å", "Å"))
         kwargs["metadata"] = {**kwargs["metadata"], ATOMS_METADATA_KEY: atoms}
         layers.append((data, kwargs, kind))
     return layers
@@ -265,7 +275,7 @@ def rz_plot(data: DiagnosticsData, size: FigureSize) -> RenderedFigure:
         n = len(data.zranges)
         grid = fig.add_gridspec(2, n, height_ratios=(1.2, 1))
         maps = [fig.add_subplot(grid[0, i]) for i in range(n)]
-        wd.draw_rz(maps, fig.add_subplot(grid[1, :]), data)
+        wd.draw_rz(maps, fig.add_subplot(grid[1, :]), data, ZRANGE_COLOURS)
 
     return _figure_with(size, draw)
 
@@ -288,7 +298,7 @@ def reflection_rows(data: DiagnosticsData) -> list[tuple[str, str, str, str, str
     bright-field ``2/(q(2α − λq))`` and single-scattering ``2/(q(2α + λq))`` (Å)."""
     rows = []
     for r in data.reflections:  # a few reflections
-        word = {"": "", "at most": "≤ ", "at least": "≥ "}[r.bound]
+        word = "" if not r.bound else f"{wd.RELATION[r.bound]} "
         rows.append(
             (
                 f"{r.q_invA:.3f}",
@@ -346,9 +356,14 @@ class DiagnosticsOutcome:
     warnings: tuple[str, ...] = ()
 
     @property
+    def headline(self) -> str:
+        """The information limit and the depth of field (:func:`headline`)."""
+        return headline(self.data)
+
+    @property
     def summary(self) -> str:
         """The headline and the report, one item per line."""
-        return "\n".join([headline(self.data), *self.lines])
+        return "\n".join([self.headline, *self.lines])
 
 
 def compute_job(

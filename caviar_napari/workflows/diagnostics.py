@@ -71,6 +71,8 @@ __all__ = [
     "save_diagnostics",
 ]
 
+#: How a measured value relates to the truth, by its ``bound`` (``"at most"``: an upper bound).
+RELATION = {"": "=", "at most": "≤", "at least": "≥"}
 #: Figures written next to the DIAG file: ``<stem>_<name>.png``.
 FIGURE_NAMES = ("power", "kz", "rz")
 
@@ -300,10 +302,9 @@ def diagnostics_lines(data: DiagnosticsData) -> list[str]:
         )
     lines.append(f"depth of field 2λ/α² = {n['depth_of_field_A']:.1f} Å")
     for r in data.reflections:
-        word = {"": "", "at most": "≤ ", "at least": "≥ "}[r.bound]
         lines.append(
             f"depth resolution at q = {r.q_invA:.3f} 1/Å (d = {1 / r.q_invA:.3f} Å): "
-            f"Δz = {word}{r.dz_A:.1f} Å; optics: bright field 2/(q(2α − λq)) = "
+            f"Δz {RELATION[r.bound]} {r.dz_A:.1f} Å; optics: bright field 2/(q(2α − λq)) = "
             f"{r.optics_dz_A:.1f} Å, single scattering 2/(q(2α + λq)) = "
             f"{r.single_scattering_dz_A:.1f} Å"
         )
@@ -372,9 +373,8 @@ def draw_kz(ax_map: Axes, ax_profiles: Axes, data: DiagnosticsData) -> None:
     ax_map.set_title("log10 azimuthal 3-D power", fontsize="small")
     ax_map.legend(fontsize=7)
     for i, r in enumerate(data.reflections):
-        word = {"": "", "at most": "≤ ", "at least": "≥ "}[r.bound]
         ax_profiles.plot(kz, r.profile, "o-", color=f"C{i}", ms=3,
-                         label=f"q = {r.q_invA:.2f} 1/Å: Δz = {word}{r.dz_A:.0f} Å "
+                         label=f"q = {r.q_invA:.2f} 1/Å: Δz {RELATION[r.bound]} {r.dz_A:.0f} Å "
                          f"(optics {r.optics_dz_A:.0f} Å)")  # fmt: skip
     ax_profiles.axhline(0.5, color="grey", ls=":")
     ax_profiles.set_xlabel("k_z (1/Å)")
@@ -383,17 +383,31 @@ def draw_kz(ax_map: Axes, ax_profiles: Axes, data: DiagnosticsData) -> None:
         ax_profiles.legend(fontsize=7)
 
 
-def draw_rz(axes_maps: Sequence[Axes], ax_profile: Axes, data: DiagnosticsData) -> None:
-    """One r–z phase map per z-range on ``axes_maps`` (as many as ranges) and the phase
-    through the column centres against z of every range on ``ax_profile``."""
+def draw_rz(
+    axes_maps: Sequence[Axes],
+    ax_profile: Axes,
+    data: DiagnosticsData,
+    colours: Sequence[str] = (),
+) -> None:
+    """One r–z phase map per z-range on ``axes_maps`` (as many as ranges, on one colour scale
+    with a colour bar) and the phase through the column centres against z of every range on
+    ``ax_profile``, in ``colours`` (by range, cycled; default matplotlib's C0, C1, …)."""
+    finite = [z.phase[np.isfinite(z.phase)] for z in data.zranges]
+    lo = min((float(v.min()) for v in finite if v.size), default=0.0)
+    hi = max((float(v.max()) for v in finite if v.size), default=1.0)
+    mesh = None
     for i, (ax, z) in enumerate(zip(axes_maps, data.zranges)):
-        ax.pcolormesh(z.r_A, z.z_A, z.phase, cmap="viridis", shading="nearest")
+        mesh = ax.pcolormesh(z.r_A, z.z_A, z.phase, cmap="viridis", shading="nearest",
+                             vmin=lo, vmax=hi)  # fmt: skip
         ax.invert_yaxis()
         ax.set_xlabel("r (Å)")
         ax.set_ylabel("z (Å)")
         ax.set_title(f"{z.label or 'all'} (slices {z.slices})", fontsize="small")
-        ax_profile.plot(z.column_profile, z.z_A, "o-", ms=3, color=f"C{i}",
+        colour = colours[i % len(colours)] if colours else f"C{i}"
+        ax_profile.plot(z.column_profile, z.z_A, "o-", ms=3, color=colour,
                         label=z.label or "all")  # fmt: skip
+    if mesh is not None:
+        ax_profile.figure.colorbar(mesh, ax=list(axes_maps), label="phase (rad)", shrink=0.9)
     ax_profile.invert_yaxis()
     ax_profile.set_xlabel("phase at column centres (rad)")
     ax_profile.set_ylabel("z (Å)")

@@ -54,15 +54,15 @@ def test_files_compute_and_save_through_the_buttons(
     _idle(widget, qtbot)
     data = widget.result
     assert data is not None and data.numbers["alpha_mrad"] == 25.0  # from the source data
-    text = widget.summary_label.text()
-    assert "information limit" in text and "optics: E = 80 keV" in text
+    assert widget.summary_label.text().startswith("information limit d = ")
+    assert widget.report_label.text().startswith("optics: E = 80 keV, α = 25 mrad")
     assert widget.table.rowCount() == len(data.reflections) > 0
     assert float(widget.table.item(0, 0).text()) == pytest.approx(
         data.reflections[0].q_invA, abs=5e-4
     )
     peaks = {z.label: int(np.argmax(z.column_profile)) for z in data.zranges}
     assert peaks == {"top": 1, "bottom": 3}
-    assert len(widget.views["rz"].figure.axes) == 3
+    assert len(widget.views["rz"].figure.axes) == 4  # two maps, their colour bar, the profile
     assert widget.views["power"].figure.axes[1].get_xlabel() == "|k| (1/Å)"
 
     answer_dialogs(tmp_path / "diag.h5")

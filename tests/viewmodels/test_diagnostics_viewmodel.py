@@ -93,7 +93,7 @@ def test_compute_job_matches_the_workflow_and_finds_the_layers(source, two_layer
     labels = [line.get_label() for line in power_axes[1].get_lines()]
     assert any(label.startswith("d = ") and label.endswith("λ") for label in labels)
     assert len(outcome.plots["kz"].figure.axes[1].get_lines()) == 2  # profile + one half
-    assert len(outcome.plots["rz"].figure.axes) == 3  # two maps + the column profile
+    assert len(outcome.plots["rz"].figure.axes) == 4  # two maps, their colour bar, the profile
 
 
 def test_optics_from_the_form_and_errors(source, two_layer_recon, tmp_path):
