@@ -484,11 +484,11 @@ def resolve_optics(
     energy, alpha, det = energy_eV, convergence_semiangle_mrad, detector_mrad
     if energy is not None and alpha is not None:
         return Optics(float(energy), float(alpha), det, "given")
-    found = data if data is not None else (
-        source_data_path(recon, recorded_source) if recon is not None else None
-    )  # fmt: skip
+    found = data
+    if found is None and recon is not None:
+        found = source_data_path(recon, recorded_source)
     if found is None and recorded_source and Path(recorded_source).is_file():
-        found = recorded_source
+        found = recorded_source  # a live result records its data's full path
     if found is None:
         where = f"{recon}: its" if recon is not None else "the reconstruction's"
         raise InputError(
