@@ -29,6 +29,7 @@ PACKAGE = Path(caviar_napari.__file__).parent
 DISTRIBUTION = {
     "skimage": "scikit-image",
     "yaml": "pyyaml",
+    "PIL": "pillow",
     "rsciio": "rosettasciio",
     "PyQt5": "pyqt5",
     "cupy": "cupy-cuda12x",

@@ -30,7 +30,7 @@ VALIDATE = (
     "print(sorted(s.key for s in pm.contributions.sample_data))"
 )
 
-WIDGETS = "['Atoms', 'Correlations', 'Dispersion', 'Reconstruction']"
+WIDGETS = "['Atoms', 'Correlations', 'Diagnostics', 'Dispersion', 'Reconstruction']"
 SAMPLES = (
     "['hbn-bilayer-gap', 'hbn-correlated', 'hbn-correlated-psc', 'hbn-einstein', 'hbn-static', "
     "'hbn-twisted-bilayer', 'si110-static']"

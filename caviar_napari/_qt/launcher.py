@@ -1,9 +1,10 @@
 """The ``caviar-napari`` console script: napari with the CAVIAR docks and a sample, ready to run.
 
 ``caviar-napari`` opens a napari window with the dock widgets **Reconstruction**, **Atoms**,
-**Correlations** and **Dispersion** (those whose widget classes exist) tabbed on the right under
-short tab titles, the Reconstruction tab in front, the window fitted to the screen, and the
-``hbn-correlated`` sample loaded, so a first reconstruction is one click on *Start* away.
+**Correlations**, **Dispersion** and **Diagnostics** (those whose widget classes exist) tabbed on
+the right under short tab titles, the Reconstruction tab in front, the window fitted to the
+screen, and the ``hbn-correlated`` sample loaded, so a first reconstruction is one click on
+*Start* away.
 ``--file PATH`` opens the user's own data instead (or as well), ``--no-sample`` skips the sample.
 Wrong arguments (a missing or unreadable file, an unknown sample) end with a one-line message
 naming the file or value and exit status 2, before any window opens.
@@ -36,6 +37,7 @@ DOCKS: tuple[tuple[str, str, str], ...] = (
     ("Atoms", "caviar_napari._qt.atoms_widget", "AtomsWidget"),
     ("Correlations", "caviar_napari._qt.correlations_widget", "CorrelationsWidget"),
     ("Dispersion", "caviar_napari._qt.dispersion_widget", "DispersionWidget"),
+    ("Diagnostics", "caviar_napari._qt.diagnostics_widget", "DiagnosticsWidget"),
 )
 DEFAULT_SAMPLE = "hbn-correlated"
 #: Exit status of an argument error (as argparse's).
@@ -47,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="caviar-napari",
         description=(
-            "Open napari with the CAVIAR docks (Reconstruction, Atoms, Correlations, Dispersion) "
-            f"and the '{DEFAULT_SAMPLE}' sample, ready to press Start."
+            "Open napari with the CAVIAR docks (Reconstruction, Atoms, Correlations, Dispersion, "
+            f"Diagnostics) and the '{DEFAULT_SAMPLE}' sample, ready to press Start."
         ),
     )
     parser.add_argument("--version", action="version", version=f"caviar-napari {__version__}")

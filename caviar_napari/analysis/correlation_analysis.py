@@ -10,7 +10,10 @@
    the object states (:mod:`.correlation_errors`; each replica repeats steps 2–3);
 4. the significance of every nearest-neighbour cross block, per pair and averaged over
    identical unit-cell pairs (:mod:`.correlation_significance`);
-5. the positional noise floor (:mod:`.noise_floor`).
+5. the blocks averaged over identical unit-cell pairs (same ``l' − l``, κ, κ') out to the
+   second neighbour shell, in the local lattice frame, each with its error (from the same
+   replicas) and significance (:mod:`.unit_cell_table`);
+6. the positional noise floor (:mod:`.noise_floor`).
 
 LSM/CSM errors and the truth: the realised truth is a sample of configurations too.  When the
 number of states equals the number of configurations, each state is assigned the configuration
@@ -22,6 +25,7 @@ the states are resampled.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -51,6 +55,7 @@ from caviar_napari.analysis.truth import (
     state_recovery,
 )
 from caviar_napari.analysis.uniform_offset import OffsetPairs, offset_pairs, subtract_offset
+from caviar_napari.analysis.unit_cell_table import TablePlan, plan_table
 from caviar_napari.data.correlations import (
     CorrelationsData,
     Estimate,
@@ -306,6 +311,7 @@ def analyse_correlations(
         offset_set = offset_pairs(green_k, kept_positions, config.offset_min_distance_A)
     nn_pairs = _nn_pairs(positions)
     nn_k = _to_kept(nn_pairs, kept, n_atoms).reshape(-1, 2)
+    table_plan = _table_plan(atoms, kept, kept_positions)
 
     truth_replicas, cmp, truth_pairs_k = None, None, None
     if truth is not None:
@@ -330,6 +336,8 @@ def analyse_correlations(
                 out["rho_nn"] = np.mean(corr.correlation_coefficients(g, nn_k))
         if truth_replicas is not None:
             out["lsm"] = _similarity(g, truth_replicas.green(w), truth_pairs_k)
+        if table_plan is not None:
+            out["cells"] = table_plan.local_blocks(g)
         return out
 
     if config.resampling is not None and disp.n_states >= 3:  # a jackknife needs 2 left
@@ -415,12 +423,24 @@ def analyse_correlations(
         noise_floor=floor,
     )
     dof = uncertainty.green_dof if uncertainty is not None else effective_dof(disp.u_A)
+    if table_plan is not None:
+        table = table_plan.table(values["cells"], errors["cells"], green, dof, kept)
+        data = dataclasses.replace(data, unit_cell_averages=table)
     return CorrelationAnalysis(
         data=data,
         neighbours=neighbour_significance(data, nn_pairs, dof),
         comparison=cmp,
         b_factor_mean_A2=estimate("b_mean"),
     )
+
+
+def _table_plan(atoms: AtomsData, kept: np.ndarray, kept_positions: np.ndarray) -> TablePlan | None:
+    """The unit-cell table's classes over the kept atoms (None without lattice indices)."""
+    if atoms.cell_index is None or atoms.basis_index is None:
+        return None
+    cells = np.asarray(atoms.cell_index, dtype=int)[kept]
+    basis = np.asarray(atoms.basis_index, dtype=int)[kept]
+    return plan_table(cells, basis, kept_positions)
 
 
 def _similarity(green: np.ndarray, truth: np.ndarray, pairs: np.ndarray) -> np.ndarray:

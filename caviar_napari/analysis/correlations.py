@@ -20,6 +20,7 @@ and columns are NaN and their indices are reported, never silently dropped.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -599,6 +600,115 @@ def _pair_keys(cell_index: np.ndarray, basis_index: np.ndarray, pairs: np.ndarra
     return np.column_stack([dl, basis_index[i], basis_index[j]]).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class UnitCellClasses:
+    """The atom pairs of each unit-cell class ``(l_j − l_i, κ_i, κ_j)`` (fixed by the lattice
+    indices and positions alone, so one instance averages any tensor of the same atoms: the
+    full sample and every resampling replica alike).
+
+    Attributes
+    ----------
+    keys
+        ``(C, 4)`` int ``(Δl1, Δl2, κ, κ')``, sorted.
+    pairs
+        ``(P, 2)`` atom pairs ``(i, j)`` averaged (both orders and the self pairs).
+    class_index
+        ``(P,)`` class of each pair.
+    counts
+        ``(C,)`` pairs per class.
+    separation_A
+        ``(C, 2)`` mean separation ``r_j − r_i`` in the lab frame, Å.
+    """
+
+    keys: np.ndarray
+    pairs: np.ndarray
+    class_index: np.ndarray
+    counts: np.ndarray
+    separation_A: np.ndarray
+
+    def _class_sum(self, values: np.ndarray) -> np.ndarray:
+        """Per-class sums of ``(P, k)`` values: ``(C, k)``."""
+        n = self.keys.shape[0]
+        return np.stack(
+            [np.bincount(self.class_index, weights=v, minlength=n) for v in values.T], axis=1
+        )
+
+    def mean_blocks(self, green_A2: ArrayLike) -> np.ndarray:
+        """``(C, 2, 2)`` Å², the mean block ``⟨G_ij⟩`` of each class (lab ``(y, x)`` frame)."""
+        blocks = pair_blocks(green_A2, self.pairs).reshape(-1, 4)
+        return (self._class_sum(blocks) / self.counts[:, None]).reshape(-1, 2, 2)
+
+    def members(self) -> list[np.ndarray]:
+        """``(P_c, 2)`` pairs of each class (:func:`~.correlation_significance.class_members`
+        form)."""
+        order = np.argsort(self.class_index, kind="stable")
+        return np.split(self.pairs[order], np.cumsum(self.counts)[:-1])
+
+
+def unit_cell_classes(
+    cell_index: ArrayLike,
+    basis_index: ArrayLike,
+    positions_A: ArrayLike,
+    valid: ArrayLike | None = None,
+    *,
+    max_distance_A: float | None = None,
+) -> UnitCellClasses:
+    """Group the pairs of valid atoms by ``(l_j − l_i, κ_i, κ_j)``.
+
+    Parameters
+    ----------
+    cell_index, basis_index
+        ``(N, 2)`` and ``(N,)`` int lattice indices (atoms with ``κ < 0``, not indexed, are
+        left out).
+    positions_A
+        ``(N, 2)`` mean positions, Å (NaN rows left out).
+    valid
+        ``(N,)`` bool, atoms that may enter (default all).
+    max_distance_A
+        Only pairs closer than this (all pairs when None).
+
+    Raises
+    ------
+    InputError
+        Mismatched shapes, or no valid atom.
+    """
+    cells = np.asarray(cell_index, dtype=np.int64)
+    basis = np.asarray(basis_index, dtype=np.int64).ravel()
+    positions = np.asarray(positions_A, dtype=float)
+    n_atoms = basis.size
+    if cells.shape != (n_atoms, 2) or positions.shape != (n_atoms, 2):
+        raise InputError(
+            f"cell_index {cells.shape}, basis_index {basis.shape} and positions "
+            f"{positions.shape} do not describe the same atoms"
+        )
+    ok = np.isfinite(positions).all(axis=1) & (basis >= 0)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    use = np.flatnonzero(ok)
+    if use.size == 0:
+        raise InputError("no atom with a finite position and a lattice index to average")
+    if max_distance_A is None:
+        ii, jj = np.meshgrid(use, use, indexing="ij")
+        pairs = np.column_stack([ii.ravel(), jj.ravel()])
+    else:
+        tree = cKDTree(positions[use])
+        local = tree.query_pairs(r=max_distance_A, output_type="ndarray").reshape(-1, 2)
+        upper = use[local]
+        pairs = np.concatenate([np.column_stack([use, use]), upper, upper[:, ::-1]], axis=0)
+    keys, inverse, counts = np.unique(
+        _pair_keys(cells, basis, pairs), axis=0, return_inverse=True, return_counts=True
+    )
+    sep = positions[pairs[:, 1]] - positions[pairs[:, 0]]
+    classes = UnitCellClasses(
+        keys=keys,
+        pairs=pairs,
+        class_index=inverse.ravel(),
+        counts=counts,
+        separation_A=np.zeros((keys.shape[0], 2)),
+    )
+    return dataclasses.replace(classes, separation_A=classes._class_sum(sep) / counts[:, None])
+
+
 def unit_cell_averages(
     green_A2: ArrayLike,
     cell_index: ArrayLike,
@@ -631,53 +741,66 @@ def unit_cell_averages(
         Classes sorted by key, with their counts, separations and the frame.
     """
     green = np.asarray(green_A2, dtype=float)
-    cells = np.asarray(cell_index, dtype=np.int64)
-    basis = np.asarray(basis_index, dtype=np.int64).ravel()
-    positions = np.asarray(positions_A, dtype=float)
     n_atoms = green.shape[0] // 2
-    if cells.shape != (n_atoms, 2) or basis.shape != (n_atoms,) or positions.shape != (n_atoms, 2):
+    if np.shape(positions_A) != (n_atoms, 2):
         raise InputError(
-            f"cell_index {cells.shape}, basis_index {basis.shape} and positions "
-            f"{positions.shape} do not match the {n_atoms} atoms of the Green's tensor"
+            f"positions {np.shape(positions_A)} do not match the {n_atoms} atoms of the "
+            "Green's tensor"
         )
     r = np.eye(2) if rotation is None else np.asarray(rotation, dtype=float)
     ok = np.isfinite(np.diagonal(green)).reshape(-1, 2).all(axis=1)
-    ok &= np.isfinite(positions).all(axis=1)
-    valid = np.flatnonzero(ok)
-    if max_distance_A is None:
-        ii, jj = np.meshgrid(valid, valid, indexing="ij")
-        pairs = np.column_stack([ii.ravel(), jj.ravel()])
-    else:
-        tree = cKDTree(positions[valid])
-        local = tree.query_pairs(r=max_distance_A, output_type="ndarray").reshape(-1, 2)
-        upper = valid[local]
-        pairs = np.concatenate([np.column_stack([valid, valid]), upper, upper[:, ::-1]], axis=0)
-    keys, inverse, counts = np.unique(
-        _pair_keys(cells, basis, pairs), axis=0, return_inverse=True, return_counts=True
+    classes = unit_cell_classes(
+        cell_index, basis_index, positions_A, ok, max_distance_A=max_distance_A
     )
-    inverse = inverse.ravel()
-    blocks = pair_blocks(green, pairs).reshape(-1, 4)
-    sums = np.stack(
-        [np.bincount(inverse, weights=blocks[:, c], minlength=keys.shape[0]) for c in range(4)],
-        axis=1,
-    )
-    lab = (sums / counts[:, None]).reshape(-1, 2, 2)
-    sep = positions[pairs[:, 1]] - positions[pairs[:, 0]]
-    sep_mean = (
-        np.stack(
-            [np.bincount(inverse, weights=sep[:, c], minlength=keys.shape[0]) for c in range(2)],
-            axis=1,
-        )
-        / counts[:, None]
-    )
+    lab = classes.mean_blocks(green)
     return UnitCellAverages(
-        keys=keys,
+        keys=classes.keys,
         blocks_A2=rotate_blocks(lab, r),
         lab_blocks_A2=lab,
-        counts=counts,
-        separation_A=sep_mean,
+        counts=classes.counts,
+        separation_A=classes.separation_A,
         rotation=r,
     )
+
+
+def distance_shells(distance_A: ArrayLike, gap_A: float) -> np.ndarray:
+    """Neighbour shell of each distance: runs of the sorted distances without a gap wider than
+    ``gap_A`` are one shell, numbered from 0 (the shortest; 0 is the self shell when zero
+    distances are among them).
+
+    Returns ``(n,)`` int.
+    """
+    d = np.asarray(distance_A, dtype=float).ravel()
+    order = np.argsort(d, kind="stable")
+    run = np.concatenate([[0], np.cumsum(np.diff(d[order]) > gap_A)])
+    shells = np.empty(d.size, dtype=int)
+    shells[order] = run
+    return shells
+
+
+def central_frame(positions_A: ArrayLike) -> tuple[np.ndarray, int]:
+    """The local lattice frame of a set of atoms (conventions §4): x from the atom nearest
+    their centre towards its nearest neighbour.
+
+    Returns
+    -------
+    rotation
+        ``(2, 2)`` lab → local rotation (:func:`frame_rotation`).
+    reference
+        The central atom.
+
+    Raises
+    ------
+    InputError
+        Fewer than two atoms with finite positions.
+    """
+    positions = np.asarray(positions_A, dtype=float)
+    finite = np.flatnonzero(np.isfinite(positions).all(axis=1))
+    if finite.size < 2:
+        raise InputError("a local lattice frame needs at least two atoms with finite positions")
+    centre = positions[finite].mean(axis=0)
+    ref = int(finite[np.argmin(np.linalg.norm(positions[finite] - centre, axis=1))])
+    return local_frame(positions, ref), ref
 
 
 # --------------------------------------------------------------------------------------------

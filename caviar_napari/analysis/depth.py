@@ -170,12 +170,7 @@ def zrange_unit_cell_averages(
     """
     indexed = ensure_lattice_index(atoms)
     positions = np.asarray(indexed.mean_positions_A, dtype=float)
-    finite = np.flatnonzero(np.isfinite(positions).all(axis=1))
-    if finite.size < 2:
-        raise InputError("a z-range needs at least two atoms with finite positions")
-    centre = np.nanmean(positions[finite], axis=0)
-    ref = int(finite[np.argmin(np.linalg.norm(positions[finite] - centre, axis=1))])
-    rotation = corr.local_frame(positions, ref)
+    rotation, _ = corr.central_frame(positions)
     return corr.unit_cell_averages(
         correlations.green_A2,
         indexed.cell_index,
@@ -241,11 +236,8 @@ def shell_averages(
     lon = np.einsum("pa,pab,pb->p", e, blocks, e)
     tra = np.einsum("pa,pab,pb->p", t, blocks, t)
     # shells: runs of sorted distances without a gap wider than tolerance × d_nn
-    order = np.argsort(dist)
-    gaps = np.flatnonzero(np.diff(dist[order]) > tolerance * d_nn)
-    starts = np.concatenate([[0], gaps + 1])
-    stops = np.concatenate([gaps + 1, [dist.size]])
-    groups = [order[a:b] for a, b in zip(starts, stops)][:n_shells]
+    shell = corr.distance_shells(dist, tolerance * d_nn)
+    groups = [np.flatnonzero(shell == s) for s in range(min(n_shells, shell.max(initial=-1) + 1))]
     selves = np.flatnonzero(valid)
     self_blocks = corr.pair_blocks(green, np.stack([selves, selves], axis=1))
     self_vals = 0.5 * (self_blocks[:, 0, 0] + self_blocks[:, 1, 1])

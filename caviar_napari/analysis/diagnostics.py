@@ -53,8 +53,9 @@ the reconstruction is then thinner than its depth resolution).
 
 r–z maps
 --------
-:func:`rz_map` averages the phase (mean over states) in rings of radius r around the atomic
-columns of a z-range, in every slice: ``(slice, r)``; its ``r = 0`` column is the phase against
+:func:`rz_map` averages the phase (mean over states) in rings one pixel wide around the atomic
+columns of a z-range, in every slice: ``(slice, r)``; its innermost ring (the pixels less than
+one pixel from the centre, never empty however the columns sit on the grid) is the phase against
 z through the column centres (Fig. 3 d–f).
 """
 
@@ -487,13 +488,15 @@ class RZMap:
     Attributes
     ----------
     r_A
-        ``(n_r,)`` ring centres, Å.
+        ``(n_r,)`` mean distance from the column centre of the pixels in each ring, Å (ring k
+        holds the pixels from k to k + 1 pixel widths away, so ring 0 is never empty however
+        the columns sit on the pixel grid).
     z_A
         ``(S,)`` depth of the top of every slice, Å.
     phase
         ``(S, n_r)`` mean phase (rad) in each ring around the columns, per slice.
     column_profile
-        ``(S,)`` the phase at the column centres (the ``r = 0`` ring) against z.
+        ``(S,)`` the phase at the column centres (the innermost ring) against z.
     n_columns
         Columns averaged.
     """
@@ -528,7 +531,8 @@ def rz_map(
         ``(n, 2)`` column centres ``(y, x)``, Å (NaN rows ignored; columns whose disc of radius
         ``r_max_A`` leaves the image are left out).
     r_max_A
-        Largest radius, Å; rings are one pixel (the finer axis) wide.
+        Largest radius, Å; rings are one pixel (the finer axis) wide, the first from the centre
+        out to one pixel.
     """
     stack = as_phase_stack(phase).astype(np.float64).mean(axis=0)  # (S, H, W)
     n_s, h, w = stack.shape
@@ -552,21 +556,27 @@ def rz_map(
     ox = np.arange(-half[1], half[1] + 1)
     sums = np.zeros((n_s, n_r))
     counts = np.zeros(n_r)
+    radii = np.zeros(n_r)
     for c in px:  # columns: a few hundred windows
         base = np.rint(c).astype(int)
         yy = (base[0] + oy)[:, None]
         xx = (base[1] + ox)[None, :]
         r = np.hypot((yy - c[0]) * d[0], (xx - c[1]) * d[1])
-        ring = np.floor(r / step + 0.5).astype(int)
+        # [k step, (k + 1) step) (a pixel exactly one step out is in ring 1, whatever the
+        # rounding): ring 0 is never empty
+        ring = np.floor(r / step + 1e-9).astype(int)
         keep = ring < n_r
         win = stack[:, yy, xx]  # (S, wy, wx)
         for j in range(n_s):
             sums[j] += np.bincount(ring[keep], weights=win[j][keep], minlength=n_r)
         counts += np.bincount(ring[keep], minlength=n_r)
-    mean = sums / np.maximum(counts, 1)[None, :]
+        radii += np.bincount(ring[keep], weights=r[keep], minlength=n_r)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / counts, np.nan)
+        r_mean = np.where(counts > 0, radii / counts, np.nan)
     z = np.concatenate([[0.0], np.cumsum(dz)[:-1]])
     return RZMap(
-        r_A=np.arange(n_r) * step,
+        r_A=r_mean,
         z_A=z,
         phase=mean,
         column_profile=mean[:, 0],

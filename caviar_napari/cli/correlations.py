@@ -11,7 +11,10 @@ vs a truth.
 Prints the number of atoms, the excluded ones, the mean B factor, the rms displacement, the
 nearest-neighbour correlation coefficient ρ_nn (conventions §4 asks for it on every dataset) and
 the uniform x–x / y–y offset, each as ``value ± error`` (resampling the object states), how many
-nearest-neighbour blocks are significant, and the positional noise floor.  With
+nearest-neighbour blocks are significant, the table of unit-cell averages (same l' − l, κ, κ';
+self, nearest and second neighbours; G_xx, G_yy, G_xy in pm² ± error in the local lattice frame,
+and their significance; also in the CORR file's ``unit_cell_averages``), and the positional
+noise floor.  With
 ``--ground-truth`` (a file written by ``caviar simulate``), the reconstruction is compared with
 the *realised* Green's tensor of the simulated configurations: LSM as printed in the paper (a
 sum over vectors), LSM as a mean, CSM (each ± error), and ρ_nn of both over the same pairs.
@@ -49,8 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "1 x, Å²) of per-state atom positions, averaged over the chosen slices, the "
             "B factors 8π²(⟨u_y²⟩ + ⟨u_x²⟩), ρ_nn and the uniform x–x / y–y offset, with "
             "standard errors from resampling the object states and the significance of the "
-            "nearest-neighbour blocks; optionally compare with the realised ground truth of a "
-            "simulated dataset (LSM, CSM, ρ_nn)."
+            "nearest-neighbour blocks, and the blocks averaged over identical unit-cell pairs "
+            "in the local lattice frame; optionally compare with the realised ground truth of "
+            "a simulated dataset (LSM, CSM, ρ_nn)."
         ),
     )
     p.add_argument("atoms", metavar="ATOMS.h5", help="ATOMS file (caviar atoms)")

@@ -22,6 +22,7 @@ __all__ = [
     "TruthMetrics",
     "UniformOffset",
     "Uncertainty",
+    "UnitCellTable",
 ]
 
 
@@ -205,6 +206,91 @@ class NoiseFloor:
 
 
 @dataclass(frozen=True)
+class UnitCellTable:
+    """Green's-tensor blocks averaged over identical unit-cell pairs (same ``l' − l``, κ, κ'),
+    in the local lattice frame, with standard errors and significance (conventions §4).
+
+    A class ``(Δl1, Δl2, κ, κ')`` holds every pair ``(i, j)`` with ``l_j − l_i = Δl``,
+    ``κ_i = κ``, ``κ_j = κ'`` within the distance cut; its reverse ``(−Δl, κ', κ)`` holds the
+    same pairs with the transposed block, so only one of the two is listed (the
+    lexicographically smaller key).  Self classes ``(0, 0, κ, κ)`` are the mean self blocks.
+
+    Attributes
+    ----------
+    keys
+        ``(C, 4)`` int ``(Δl1, Δl2, κ, κ')``.
+    shell
+        ``(C,)`` int neighbour shell (0: self, 1: nearest neighbours, …) by separation.
+    counts
+        ``(C,)`` atom pairs averaged.
+    separation_A
+        ``(C, 2)`` mean separation ``r_j − r_i`` ``(y, x)`` in the lab frame, Å.
+    blocks_A2
+        ``(C, 2, 2)`` mean block ``R ⟨G_ij⟩ Rᵀ`` in the local frame, rows/columns ``(y, x)``,
+        Å².
+    stderr_A2
+        ``(C, 2, 2)`` their standard errors (resampling the object states; NaN when unknown).
+    block_sigma
+        ``(C,)`` significance (σ) of each averaged cross block against zero (``+inf`` for self
+        classes; :func:`~caviar_napari.analysis.correlation_significance.class_significance`).
+    arrow_sigma
+        ``(C, 2)`` significance of its y and x rows in the local frame.
+    rotation
+        ``(2, 2)`` lab → local rotation (row 0 local y, row 1 local x, in lab ``(y, x)``).
+    frame_key
+        ``(4,)`` the class whose mean bond sets the local x axis (the first nearest-neighbour
+        class in key order).
+    max_distance_A
+        Pairs up to this separation were averaged, Å.
+    """
+
+    keys: np.ndarray
+    shell: np.ndarray
+    counts: np.ndarray
+    separation_A: np.ndarray
+    blocks_A2: np.ndarray
+    stderr_A2: np.ndarray
+    block_sigma: np.ndarray
+    arrow_sigma: np.ndarray
+    rotation: np.ndarray
+    frame_key: np.ndarray
+    max_distance_A: float
+
+    def __post_init__(self) -> None:
+        n = np.shape(self.keys)[0] if np.ndim(self.keys) == 2 else -1
+        expected = {
+            "keys": (np.shape(self.keys), (n, 4)),
+            "shell": (np.shape(self.shell), (n,)),
+            "counts": (np.shape(self.counts), (n,)),
+            "separation_A": (np.shape(self.separation_A), (n, 2)),
+            "blocks_A2": (np.shape(self.blocks_A2), (n, 2, 2)),
+            "stderr_A2": (np.shape(self.stderr_A2), (n, 2, 2)),
+            "block_sigma": (np.shape(self.block_sigma), (n,)),
+            "arrow_sigma": (np.shape(self.arrow_sigma), (n, 2)),
+            "rotation": (np.shape(self.rotation), (2, 2)),
+            "frame_key": (np.shape(self.frame_key), (4,)),
+        }
+        for key, (got, want) in expected.items():
+            if got != want:
+                raise InputError(f"unit-cell averages: {key} has shape {got}, expected {want}")
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes C."""
+        return int(np.shape(self.keys)[0])
+
+    @property
+    def distance_A(self) -> np.ndarray:
+        """``(C,)`` length of the mean separation, Å."""
+        return np.hypot(self.separation_A[:, 0], self.separation_A[:, 1])
+
+    @property
+    def frame_angle_deg(self) -> float:
+        """Angle of the local x axis from lab x (towards lab y), degrees."""
+        return float(np.degrees(np.arctan2(self.rotation[1, 0], self.rotation[1, 1])))
+
+
+@dataclass(frozen=True)
 class CorrelationsData:
     """Contents of a CORR file; validated on construction.
 
@@ -244,6 +330,10 @@ class CorrelationsData:
         ``slices`` then count from the range's first slice.
     layer_comparisons
         Against every layer of a layered ground truth (empty without one).
+    unit_cell_averages
+        The blocks averaged over identical unit-cell pairs out to the second neighbour shell,
+        in the local lattice frame, with errors and significance (optional: needs lattice
+        indices).
     """
 
     green_A2: np.ndarray
@@ -267,6 +357,7 @@ class CorrelationsData:
     noise_floor: NoiseFloor | None = None
     zrange: ZRange | None = None
     layer_comparisons: tuple[LayerMetrics, ...] = ()
+    unit_cell_averages: UnitCellTable | None = None
 
     def __post_init__(self) -> None:
         n = self.b_factor_A2.shape[0] if self.b_factor_A2.ndim == 1 else -1

@@ -27,6 +27,19 @@ CORR layout (HDF5)::
     layer_comparison/<layer>  groups, optional (a layered truth, issue 16): attrs matched,
                       lsm_sum, lsm_mean, csm, rho_nn_reconstructed, rho_nn_truth, n_matched;
                       attribute ``order`` of ``layer_comparison``: JSON list of the layers
+    unit_cell_averages  group, optional (lattice indices needed): the blocks averaged over
+                      identical unit-cell pairs in the local lattice frame, one row per class
+                      (a class and its reverse listed once):
+        keys             (C, 4) int     (Δl1, Δl2, κ, κ'), Δl = l_j − l_i of the pairs (i, j)
+        shell            (C,) int       0 self, 1 nearest neighbours, 2 second neighbours
+        counts           (C,) int       atom pairs averaged
+        separation_A     (C, 2)         mean r_j − r_i (y, x), lab frame
+        blocks_A2        (C, 2, 2)      mean R G_ij Rᵀ, local frame, rows/columns (y, x)
+        blocks_stderr_A2 (C, 2, 2)      standard errors (NaN without errors)
+        block_sigma      (C,)           significance (σ) of the averaged block (inf: self)
+        arrow_sigma      (C, 2)         significance of its local y and x rows
+        attrs: rotation (2, 2) lab → local (rows local y, local x in lab (y, x)),
+               frame_key (4,) the class whose mean bond is local x, max_distance_A
     z-range attrs (optional; the correlations of one depth range, issue 16): those of
                       :mod:`caviar_napari.io.zranges` (slices, slice_start, slice_stop, …);
                       ``slices`` above then count from the range's first slice
@@ -54,6 +67,7 @@ from caviar_napari.data.correlations import (
     TruthMetrics,
     Uncertainty,
     UniformOffset,
+    UnitCellTable,
 )
 from caviar_napari.data.ground_truth import GroundTruth
 from caviar_napari.errors import InputError
@@ -151,6 +165,8 @@ def _write_items(f: h5py.Group, data: CorrelationsData) -> None:
     _write_statistics(f, data)
     if data.zrange is not None:
         write_zrange_attrs(f.attrs, data.zrange)
+    if data.unit_cell_averages is not None:
+        _write_unit_cell_table(f.create_group(_TABLE_GROUP), data.unit_cell_averages)
     if data.layer_comparisons:
         top = f.create_group("layer_comparison")
         top.attrs["order"] = json.dumps([m.layer for m in data.layer_comparisons])
@@ -160,6 +176,51 @@ def _write_items(f: h5py.Group, data: CorrelationsData) -> None:
             for key in ("lsm_sum", "lsm_mean", "csm", "rho_nn_reconstructed", "rho_nn_truth"):
                 a[key] = float(getattr(m, key))
             a["n_matched"] = int(m.n_matched)
+
+
+#: Group of the unit-cell averages in a CORR file (or in one z-range's group).
+_TABLE_GROUP = "unit_cell_averages"
+#: Its datasets: name in the file → attribute of :class:`UnitCellTable`.
+_TABLE_DATASETS = {
+    "keys": "keys",
+    "shell": "shell",
+    "counts": "counts",
+    "separation_A": "separation_A",
+    "blocks_A2": "blocks_A2",
+    "blocks_stderr_A2": "stderr_A2",
+    "block_sigma": "block_sigma",
+    "arrow_sigma": "arrow_sigma",
+}
+_TABLE_INTEGERS = ("keys", "shell", "counts")
+
+
+def _write_unit_cell_table(g: h5py.Group, table: UnitCellTable) -> None:
+    for name, attr in _TABLE_DATASETS.items():
+        dtype = np.int64 if name in _TABLE_INTEGERS else np.float64
+        g.create_dataset(name, data=np.asarray(getattr(table, attr), dtype=dtype))
+    g.attrs["rotation"] = np.asarray(table.rotation, dtype=float)
+    g.attrs["frame_key"] = np.asarray(table.frame_key, dtype=np.int64)
+    g.attrs["max_distance_A"] = float(table.max_distance_A)
+
+
+def _read_unit_cell_table(f: h5py.Group, where: str) -> UnitCellTable | None:
+    """The ``unit_cell_averages`` group (None when absent)."""
+    if _TABLE_GROUP not in f:
+        return None
+    g, w = f[_TABLE_GROUP], f"{where}/{_TABLE_GROUP}"
+    items = {
+        attr: np.asarray(
+            read_dataset(g, w, name), dtype=np.int64 if name in _TABLE_INTEGERS else float
+        )
+        for name, attr in _TABLE_DATASETS.items()
+    }
+    with naming_file(w):
+        return UnitCellTable(
+            **items,
+            rotation=np.asarray(read_attr(g, w, "rotation"), dtype=float),
+            frame_key=np.asarray(read_attr(g, w, "frame_key"), dtype=np.int64).ravel(),
+            max_distance_A=float(read_attr(g, w, "max_distance_A")),
+        )
 
 
 def _write_estimate(attrs: h5py.AttributeManager, name: str, value: Estimate | None) -> None:
@@ -315,6 +376,7 @@ def _read_items(f: h5py.Group, where: str) -> CorrelationsData:
     source = f.attrs.get("source", "")
     zrange = read_zrange_attrs(f.attrs, where)
     layers = _read_layer_comparisons(f, where)
+    table = _read_unit_cell_table(f, where)
     with naming_file(where):
         statistics = _read_statistics(f, where)
         return CorrelationsData(
@@ -331,6 +393,7 @@ def _read_items(f: h5py.Group, where: str) -> CorrelationsData:
             source=as_text(source),
             zrange=zrange,
             layer_comparisons=layers,
+            unit_cell_averages=table,
             **statistics,
         )
 

@@ -18,9 +18,17 @@ import os
 
 import numpy as np
 
+from caviar_napari import __version__
 from caviar_napari.data.diagnostics import DiagnosticsData, ReflectionDepth, ZRangeProfile
 from caviar_napari.errors import InputError
-from caviar_napari.io._h5util import as_text, json_default, open_h5, read_attr, read_dataset
+from caviar_napari.io._h5util import (
+    SOFTWARE,
+    as_text,
+    json_default,
+    open_h5,
+    read_attr,
+    read_dataset,
+)
 from caviar_napari.io.atomic import atomic_h5, atomic_path
 
 __all__ = ["read_diagnostics", "write_diagnostics", "write_diagnostics_json"]
@@ -61,8 +69,12 @@ def write_diagnostics(path: str | os.PathLike, data: DiagnosticsData) -> None:
 
 
 def write_diagnostics_json(path: str | os.PathLike, data: DiagnosticsData) -> None:
-    """The numbers (and per-reflection / per-range summaries) as a JSON file, atomically."""
+    """The numbers (and per-reflection / per-range summaries) as a JSON file, atomically; the
+    keys ``software``, ``kind`` (``"diag"``) and ``version`` say who wrote it."""
     doc = {
+        "software": SOFTWARE,
+        "kind": "diag",
+        "version": __version__,
         "source": data.source,
         **data.numbers,
         "reflections": [

@@ -79,6 +79,26 @@ def style_axes(ax: Any) -> None:
     ax.title.set_color(FOREGROUND)
 
 
+def style_figure(figure: Figure) -> None:
+    """Colour every axes of a figure drawn for a light background, and its legends, for the
+    dark background (:func:`style_axes`; legend frames dark, their texts light)."""
+    for ax in figure.axes:
+        style_axes(ax)
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.get_frame().set_facecolor(BACKGROUND)
+            legend.get_frame().set_edgecolor(FOREGROUND)
+            for text in legend.get_texts():
+                text.set_color(FOREGROUND)
+
+
+def message_figure(size: FigureSize, text: str) -> RenderedFigure:
+    """A figure of ``size`` that only says ``text`` (before a result, or when there is none)."""
+    fig = dark_figure(size)
+    fig.text(0.5, 0.5, text, ha="center", va="center", color=FOREGROUND, wrap=True)
+    return render(fig, size)
+
+
 def render(figure: Figure, size: FigureSize) -> RenderedFigure:
     """Draw ``figure`` with Agg at ``size`` (device pixels) and return its pixels."""
     ratio = max(float(size.pixel_ratio), 1.0)

@@ -4,7 +4,9 @@ against a truth (``caviar correlations``).
 Everything is computed by :func:`caviar_napari.analysis.correlation_analysis.analyse_correlations`:
 standard errors by resampling the object states (jackknife by default, or a seeded bootstrap),
 the uniform x–x / y–y offset (subtracted with ``subtract_offset``), the significance of the
-nearest-neighbour cross blocks, and the positional noise floor.  With a ground truth (a file
+nearest-neighbour cross blocks, the unit-cell averages out to the second neighbours with their
+errors and significance (:func:`unit_cell_lines` prints them; CORR ``unit_cell_averages``), and
+the positional noise floor.  With a ground truth (a file
 written by ``caviar simulate``) the reconstruction is compared with the *realised* Green's tensor
 of the simulated configurations: LSM as printed in the paper (a sum over vectors), LSM as a mean,
 CSM, each ± its error, and ρ_nn of both over the same pairs.  Every input, the ground truth
@@ -54,7 +56,7 @@ from caviar_napari.workflows.noise_floor import separation_report_check
 from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
-    from caviar_napari.data.correlations import LayerMetrics
+    from caviar_napari.data.correlations import LayerMetrics, UnitCellTable
     from caviar_napari.data.layers import TruthLayer
     from caviar_napari.io.correlations_file import CorrelationsData, GroundTruth
     from caviar_napari.workflows.inputs import CheckedAtoms
@@ -66,6 +68,7 @@ __all__ = [
     "comparison_lines",
     "run_correlations",
     "summary_lines",
+    "unit_cell_lines",
 ]
 
 #: ``errors`` choices: a resampling method, or none.
@@ -245,8 +248,66 @@ def summary_lines(analysis: CorrelationAnalysis) -> list[str]:
         if nc:
             text += f"; averaged over identical unit-cell pairs: {csig} of {nc} classes"
         lines.append(text)
+    if data.unit_cell_averages is not None:
+        lines += unit_cell_lines(data.unit_cell_averages, _basis_labels(data))
     if data.noise_floor is not None:
         lines += noise_floor_lines(data.noise_floor)
+    return lines
+
+
+def _basis_labels(data: CorrelationsData) -> list[str]:
+    """The species of each basis atom κ (κ itself where the species are unknown or mixed)."""
+    if data.basis_index is None:
+        return []
+    n_basis = int(np.max(data.basis_index, initial=-1)) + 1
+    labels = [str(k) for k in range(n_basis)]
+    if data.species is not None:
+        for k in range(n_basis):  # κ basis atoms
+            kinds = set(np.asarray(data.species, dtype=str)[data.basis_index == k].tolist())
+            if len(kinds) == 1:
+                labels[k] = kinds.pop()
+    return labels
+
+
+def _pm2_error(value_A2: float, error_A2: float) -> str:
+    text = f"{1e4 * value_A2:+8.2f}"
+    return text + (f" ± {1e4 * error_A2:6.2f}" if np.isfinite(error_A2) else " ±    n/a")
+
+
+def unit_cell_lines(table: UnitCellTable, labels: list[str]) -> list[str]:
+    """The unit-cell averages as a compact table: per class its shell, ``Δl``, ``κ → κ'``,
+    separation, pairs, ``G_xx``, ``G_yy``, ``G_xy`` in pm² ± error (local frame) and the
+    significance of the averaged block."""
+
+    def name(k: int) -> str:
+        return labels[k] if 0 <= k < len(labels) else str(k)
+
+    f1, f2, fk1, fk2 = (int(v) for v in table.frame_key)
+    lines = [
+        f"unit-cell averages (pairs with the same l' − l, κ, κ' within {table.max_distance_A:.2f}"
+        f" Å), pm² ± standard error, local frame: x along the {name(fk1)} → {name(fk2)} bond "
+        f"Δl = ({f1}, {f2}) ({table.frame_angle_deg:+.1f}° from lab x); σ: significance of the "
+        f"averaged block (* at ≥ {SIGNIFICANCE_SIGMA:g}σ):",
+        "  shell   Δl1  Δl2  κ → κ'      r (Å)  pairs        G_xx              G_yy            "
+        "  G_xy         σ",
+    ]
+    distance = table.distance_A
+    for c in range(table.n_classes):  # a few classes per shell
+        d1, d2, k1, k2 = (int(v) for v in table.keys[c])
+        b, e = table.blocks_A2[c], table.stderr_A2[c]
+        sigma = table.block_sigma[c]
+        if np.isinf(sigma):
+            sig = "self"
+        elif np.isfinite(sigma):
+            sig = f"{sigma:5.1f}" + (" *" if sigma >= SIGNIFICANCE_SIGMA else "")
+        else:
+            sig = "n/a"
+        pair = f"{name(k1)} → {name(k2)}"
+        lines.append(
+            f"  {int(table.shell[c]):5d}  {d1:4d} {d2:4d}  {pair:<10s} {distance[c]:6.3f} "
+            f"{int(table.counts[c]):6d}  {_pm2_error(b[1, 1], e[1, 1])}  "
+            f"{_pm2_error(b[0, 0], e[0, 0])}  {_pm2_error(b[1, 0], e[1, 0])}  {sig}"
+        )
     return lines
 
 

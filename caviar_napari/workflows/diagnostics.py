@@ -13,14 +13,25 @@ out; what a Diagnostics dock calls on the layers it shows) measures, with
 * with an ATOMS file, the r–z phase maps around the columns of each of its z-ranges and the phase
   against z through the column centres.
 
-:func:`diagnostics_figures` draws them with matplotlib's object API (no pyplot state);
-:func:`run_diagnostics` reads the files, writes the DIAG file (HDF5), optionally its numbers as
-JSON, and the figures as PNG.
+:func:`draw_power`, :func:`draw_kz` and :func:`draw_rz` draw them on given matplotlib axes
+(the Diagnostics dock lays them out for its canvas), :func:`diagnostics_figures` into the figures
+written next to the DIAG file (matplotlib's object API, no pyplot state);
+:func:`resolve_optics` finds the calibration (given, or from the reconstruction's source data);
+:func:`run_diagnostics` reads the files, computes, and writes the DIAG file (HDF5), optionally
+its numbers as JSON, and the figures as PNG; :func:`save_diagnostics` writes diagnostics
+computed elsewhere (the dock) the same way.  Every output is checked before anything is
+computed or written (:func:`prepare_outputs`): the DIAG file by the
+:class:`~caviar_napari.io.outputs.OutputTarget` rules, its JSON and PNG companions likewise — an
+existing one is replaced only when this program wrote it (the JSON's ``software``/``kind`` keys,
+the PNG's ``Software``/``kind`` text chunks) or with ``overwrite``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,10 +41,12 @@ import numpy as np
 from caviar_napari.analysis import diagnostics as dg
 from caviar_napari.data.diagnostics import DiagnosticsData, ReflectionDepth, ZRangeProfile
 from caviar_napari.errors import InputError
+from caviar_napari.io._h5util import SOFTWARE
 from caviar_napari.io.outputs import OutputError, OutputTarget, check_location
 from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from caviar_napari.data.atoms import AtomsData
@@ -42,13 +55,24 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DiagnosticsOptions",
+    "DiagnosticsOutputs",
     "DiagnosticsSummary",
+    "Optics",
     "compute_diagnostics",
     "diagnostics_figures",
     "diagnostics_lines",
+    "diagnostics_warnings",
+    "draw_kz",
+    "draw_power",
+    "draw_rz",
+    "prepare_outputs",
+    "resolve_optics",
     "run_diagnostics",
+    "save_diagnostics",
 ]
 
+#: How a measured value relates to the truth, by its ``bound`` (``"at most"``: an upper bound).
+RELATION = {"": "=", "at most": "≤", "at least": "≥"}
 #: Figures written next to the DIAG file: ``<stem>_<name>.png``.
 FIGURE_NAMES = ("power", "kz", "rz")
 
@@ -278,10 +302,9 @@ def diagnostics_lines(data: DiagnosticsData) -> list[str]:
         )
     lines.append(f"depth of field 2λ/α² = {n['depth_of_field_A']:.1f} Å")
     for r in data.reflections:
-        word = {"": "", "at most": "≤ ", "at least": "≥ "}[r.bound]
         lines.append(
             f"depth resolution at q = {r.q_invA:.3f} 1/Å (d = {1 / r.q_invA:.3f} Å): "
-            f"Δz = {word}{r.dz_A:.1f} Å; optics: bright field 2/(q(2α − λq)) = "
+            f"Δz {RELATION[r.bound]} {r.dz_A:.1f} Å; optics: bright field 2/(q(2α − λq)) = "
             f"{r.optics_dz_A:.1f} Å, single scattering 2/(q(2α + λq)) = "
             f"{r.single_scattering_dz_A:.1f} Å"
         )
@@ -294,102 +317,338 @@ def diagnostics_lines(data: DiagnosticsData) -> list[str]:
     return lines
 
 
-def diagnostics_figures(data: DiagnosticsData) -> dict[str, Figure]:
-    """The figures (matplotlib ``Figure`` objects, no pyplot): ``power``, ``kz``, ``rz``."""
-    from matplotlib.figure import Figure
-
-    figs: dict[str, Figure] = {}
+def draw_power(ax_image: Axes, ax_rings: Axes, data: DiagnosticsData) -> None:
+    """The power spectrum (log scale, k in 1/Å) on ``ax_image`` and its rings with the noise
+    plateau, the information limit d (pm, d/λ) and λ/(2α) on ``ax_rings``."""
     n = data.numbers
-    fig = Figure(figsize=(9, 4), layout="constrained")
-    ax0, ax1 = fig.subplots(1, 2)
     p = data.power
     dk = data.power_pixel_invA
     ext = [-p.shape[1] // 2 * dk[1], (p.shape[1] - p.shape[1] // 2) * dk[1],
            (p.shape[0] - p.shape[0] // 2) * dk[0], -p.shape[0] // 2 * dk[0]]  # fmt: skip
-    ax0.imshow(np.log10(p + 1e-30 + p.max() * 1e-9), extent=ext, cmap="magma")
-    ax0.set_xlabel("k_x (1/Å)")
-    ax0.set_ylabel("k_y (1/Å)")
-    ax0.set_title("log10 power, mean over slices and states")
-    ax1.semilogy(data.k_invA, data.radial_mean, label="azimuthal mean")
-    ax1.semilogy(data.k_invA, data.radial_max, lw=0.5, alpha=0.6, label="ring maximum")
-    ax1.axhline(n["noise_plateau"], color="grey", ls=":", label="noise plateau")
+    ax_image.imshow(np.log10(p + 1e-30 + p.max() * 1e-9), extent=ext, cmap="magma")
+    ax_image.set_xlabel("k_x (1/Å)")
+    ax_image.set_ylabel("k_y (1/Å)")
+    ax_image.set_title("log10 power, mean over slices and states", fontsize="small")
+    ax_rings.semilogy(data.k_invA, data.radial_mean, label="azimuthal mean")
+    ax_rings.semilogy(data.k_invA, data.radial_max, lw=0.5, alpha=0.6, label="ring maximum")
+    ax_rings.axhline(n["noise_plateau"], color="grey", ls=":", label="noise plateau")
     if np.isfinite(n["information_limit_A"]):
-        ax1.axvline(1 / n["information_limit_A"], color="C3", ls="--",
-                    label=f"d = {n['information_limit_pm']:.0f} pm")  # fmt: skip
-    ax1.axvline(1 / n["double_aperture_limit_A"], color="C2", ls=":", label="λ/(2α)")
-    ax1.set_xlabel("|k| (1/Å)")
-    ax1.set_ylabel("power")
-    ax1.legend(fontsize=7)
+        bound = "≤ " if n["information_bound"] == "at least" else ""
+        ax_rings.axvline(
+            1 / n["information_limit_A"], color="C3", ls="--",
+            label=f"d = {bound}{n['information_limit_pm']:.0f} pm = "
+            f"{bound}{n['d_over_wavelength']:.1f} λ",
+        )  # fmt: skip
+    ax_rings.axvline(1 / n["double_aperture_limit_A"], color="C2", ls=":", label="λ/(2α)")
+    ax_rings.set_xlabel("|k| (1/Å)")
+    ax_rings.set_ylabel("power")
+    ax_rings.legend(fontsize=7)
+
+
+def draw_kz(ax_map: Axes, ax_profiles: Axes, data: DiagnosticsData) -> None:
+    """The azimuthal 3-D power ``P(k_r, k_z)`` with the optics' edge of the transfer on
+    ``ax_map``, and each reflection's k_z profile with its depth resolution on
+    ``ax_profiles`` (a one-slice reconstruction has none: the axes say so)."""
+    if not data.kz_power.size:
+        for ax in (ax_map, ax_profiles):
+            ax.text(0.5, 0.5, "one slice: no k_z", ha="center", va="center",
+                    transform=ax.transAxes)  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+        return
+    n = data.numbers
+    kz, kr = data.kz_k_z_invA, data.kz_k_r_invA
+    ax_map.pcolormesh(kr, kz, np.log10(data.kz_power + data.kz_power.max() * 1e-9),
+                      cmap="magma", shading="nearest")  # fmt: skip
+    q = np.linspace(1e-3, kr.max(), 200)
+    alpha, lam = n["alpha_mrad"] * 1e-3, n["wavelength_A"]
+    edge = q * (2 * alpha - lam * q) / 2
+    ax_map.plot(q, np.where(edge > 0, edge, np.nan), "w--", lw=0.8, label="optics k_z,max")
+    ax_map.plot(q, -np.where(edge > 0, edge, np.nan), "w--", lw=0.8)
+    for i, r in enumerate(data.reflections):
+        ax_map.axvline(r.q_invA, color=f"C{i}", lw=0.8, ls=":")
+    ax_map.set_ylim(kz.min(), kz.max())
+    ax_map.set_xlabel("k_r (1/Å)")
+    ax_map.set_ylabel("k_z (1/Å)")
+    ax_map.set_title("log10 azimuthal 3-D power", fontsize="small")
+    ax_map.legend(fontsize=7)
+    for i, r in enumerate(data.reflections):
+        ax_profiles.plot(kz, r.profile, "o-", color=f"C{i}", ms=3,
+                         label=f"q = {r.q_invA:.2f} 1/Å: Δz {RELATION[r.bound]} {r.dz_A:.0f} Å "
+                         f"(optics {r.optics_dz_A:.0f} Å)")  # fmt: skip
+    ax_profiles.axhline(0.5, color="grey", ls=":")
+    ax_profiles.set_xlabel("k_z (1/Å)")
+    ax_profiles.set_ylabel("power / power at k_z = 0")
+    if data.reflections:
+        ax_profiles.legend(fontsize=7)
+
+
+def draw_rz(
+    axes_maps: Sequence[Axes],
+    ax_profile: Axes,
+    data: DiagnosticsData,
+    colours: Sequence[str] = (),
+) -> None:
+    """One r–z phase map per z-range on ``axes_maps`` (as many as ranges, on one colour scale
+    with a colour bar) and the phase through the column centres against z of every range on
+    ``ax_profile``, in ``colours`` (by range, cycled; default matplotlib's C0, C1, …)."""
+    finite = [z.phase[np.isfinite(z.phase)] for z in data.zranges]
+    lo = min((float(v.min()) for v in finite if v.size), default=0.0)
+    hi = max((float(v.max()) for v in finite if v.size), default=1.0)
+    mesh = None
+    for i, (ax, z) in enumerate(zip(axes_maps, data.zranges)):
+        mesh = ax.pcolormesh(z.r_A, z.z_A, z.phase, cmap="viridis", shading="nearest",
+                             vmin=lo, vmax=hi)  # fmt: skip
+        ax.invert_yaxis()
+        ax.set_xlabel("r (Å)")
+        ax.set_ylabel("z (Å)")
+        ax.set_title(f"{z.label or 'all'} (slices {z.slices})", fontsize="small")
+        colour = colours[i % len(colours)] if colours else f"C{i}"
+        ax_profile.plot(z.column_profile, z.z_A, "o-", ms=3, color=colour,
+                        label=z.label or "all")  # fmt: skip
+    if mesh is not None:
+        ax_profile.figure.colorbar(mesh, ax=list(axes_maps), label="phase (rad)", shrink=0.9)
+    ax_profile.invert_yaxis()
+    ax_profile.set_xlabel("phase at column centres (rad)")
+    ax_profile.set_ylabel("z (Å)")
+    if data.zranges:
+        ax_profile.legend(fontsize=7)
+
+
+def diagnostics_figures(data: DiagnosticsData) -> dict[str, Figure]:
+    """The figures (matplotlib ``Figure`` objects, no pyplot): ``power``, ``kz`` (several
+    slices), ``rz`` (with z-ranges)."""
+    from matplotlib.figure import Figure
+
+    figs: dict[str, Figure] = {}
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    draw_power(*fig.subplots(1, 2), data)
     figs["power"] = fig
     if data.kz_power.size:
         fig = Figure(figsize=(9, 4), layout="constrained")
-        ax0, ax1 = fig.subplots(1, 2)
-        kz, kr = data.kz_k_z_invA, data.kz_k_r_invA
-        ax0.pcolormesh(kr, kz, np.log10(data.kz_power + data.kz_power.max() * 1e-9),
-                       cmap="magma", shading="nearest")  # fmt: skip
-        q = np.linspace(1e-3, kr.max(), 200)
-        alpha, lam = n["alpha_mrad"] * 1e-3, n["wavelength_A"]
-        edge = q * (2 * alpha - lam * q) / 2
-        ax0.plot(q, np.where(edge > 0, edge, np.nan), "w--", lw=0.8, label="optics k_z,max")
-        ax0.plot(q, -np.where(edge > 0, edge, np.nan), "w--", lw=0.8)
-        ax0.set_ylim(kz.min(), kz.max())
-        ax0.set_xlabel("k_r (1/Å)")
-        ax0.set_ylabel("k_z (1/Å)")
-        ax0.set_title("log10 azimuthal 3-D power")
-        ax0.legend(fontsize=7)
-        for r in data.reflections:
-            ax1.plot(kz, r.profile, "o-", label=f"q = {r.q_invA:.2f} 1/Å: Δz = {r.dz_A:.0f} Å")
-        ax1.axhline(0.5, color="grey", ls=":")
-        ax1.set_xlabel("k_z (1/Å)")
-        ax1.set_ylabel("power / power at k_z = 0")
-        ax1.legend(fontsize=7)
+        draw_kz(*fig.subplots(1, 2), data)
         figs["kz"] = fig
     if data.zranges:
         fig = Figure(figsize=(4 * len(data.zranges) + 3, 4), layout="constrained")
         axes = fig.subplots(1, len(data.zranges) + 1)
-        for ax, z in zip(axes, data.zranges):
-            ax.pcolormesh(z.r_A, z.z_A, z.phase, cmap="viridis", shading="nearest")
-            ax.invert_yaxis()
-            ax.set_xlabel("r (Å)")
-            ax.set_ylabel("z (Å)")
-            ax.set_title(f"{z.label or 'all'} (slices {z.slices})")
-            axes[-1].plot(z.column_profile, z.z_A, "o-", label=z.label or "all")
-        axes[-1].invert_yaxis()
-        axes[-1].set_xlabel("phase at column centres (rad)")
-        axes[-1].set_ylabel("z (Å)")
-        axes[-1].legend(fontsize=7)
+        draw_rz(axes[:-1], axes[-1], data)
         figs["rz"] = fig
     return figs
 
 
-def _data_calibration(options: DiagnosticsOptions, state: Any) -> tuple[float, float, float | None]:
-    """Energy, α and the detector's largest angle (mrad) from the options or the source data."""
+@dataclass(frozen=True)
+class Optics:
+    """The calibration the diagnostics are measured against.
+
+    Attributes
+    ----------
+    energy_eV, convergence_semiangle_mrad
+        Beam energy and α.
+    detector_mrad
+        Largest collected angle (None: unknown).
+    origin
+        Where they came from, in words (given, or the data file).
+    """
+
+    energy_eV: float
+    convergence_semiangle_mrad: float
+    detector_mrad: float | None
+    origin: str
+
+
+#: What to give when the calibration cannot be found (``caviar diagnostics``' options).
+CLI_OPTICS_HINT = "give --data DATA or --energy-eV and --alpha-mrad"
+
+
+def resolve_optics(
+    recon: str | os.PathLike | None,
+    recorded_source: str,
+    *,
+    data: str | os.PathLike | None = None,
+    energy_eV: float | None = None,
+    convergence_semiangle_mrad: float | None = None,
+    detector_mrad: float | None = None,
+    hint: str = CLI_OPTICS_HINT,
+) -> Optics:
+    """Energy, α and the detector's largest angle: the given values, the rest from the 4D-STEM
+    data (``data``, else the reconstruction's recorded source found as given or next to
+    ``recon``).
+
+    Raises
+    ------
+    InputError
+        The data is needed but not found (the message ends with ``hint``), or unreadable.
+    """
     from caviar_napari.workflows.atoms import source_data_path
 
-    energy, alpha, det = (
-        options.energy_eV,
-        options.convergence_semiangle_mrad,
-        options.detector_mrad,
-    )
+    energy, alpha, det = energy_eV, convergence_semiangle_mrad, detector_mrad
     if energy is not None and alpha is not None:
-        return float(energy), float(alpha), det
-    data = options.data or source_data_path(options.recon, state.source)
-    if data is None:
+        return Optics(float(energy), float(alpha), det, "given")
+    found = data
+    if found is None and recon is not None:
+        found = source_data_path(recon, recorded_source)
+    if found is None and recorded_source and Path(recorded_source).is_file():
+        found = recorded_source  # a live result records its data's full path
+    if found is None:
+        where = f"{recon}: its" if recon is not None else "the reconstruction's"
         raise InputError(
-            f"{options.recon}: its source data {state.source or '(not recorded)'} was not found; "
-            "give --data DATA or --energy-eV and --alpha-mrad"
+            f"{where} source data {recorded_source or '(not recorded)'} was not found; {hint}"
         )
     from caviar_napari.io.readers import load_stem
 
-    ds = load_stem(data)
+    ds = load_stem(found)
     ky, kx = ds.intensities.shape[-2:]
     dky, dkx = ds.angular_sampling_mrad
     theta = float(min(ky // 2 * dky, kx // 2 * dkx))
-    return (
+    return Optics(
         float(energy if energy is not None else ds.energy_eV),
         float(alpha if alpha is not None else ds.convergence_semiangle_mrad),
         det if det is not None else theta,
+        f"data {found}",
     )
+
+
+def diagnostics_warnings(data: DiagnosticsData) -> list[str]:
+    """What the user must know about the result (recorded in the DIAG file)."""
+    if data.numbers["information_bound"] == "at least":
+        return [
+            "the information reaches the noise-plateau band: d is an upper bound (the band "
+            "limit of the object grid, not the data, sets it)"
+        ]
+    return []
+
+
+@dataclass(frozen=True)
+class DiagnosticsOutputs:
+    """The checked outputs of one DIAG write: the file and its companions.
+
+    Attributes
+    ----------
+    target
+        The DIAG file (:class:`~caviar_napari.io.outputs.OutputTarget`).
+    json_path
+        ``<out>.json``, or None.
+    figure_paths
+        ``<stem>_<name>.png`` by figure name (empty without figures).
+    """
+
+    target: OutputTarget
+    json_path: Path | None
+    figure_paths: dict[str, Path]
+
+
+#: The stamp of the companions: text chunks of the PNG figures, keys of the JSON numbers.
+_STAMP = {"software": SOFTWARE, "kind": "diag"}
+
+
+def _written_here(path: Path) -> bool:
+    """Whether an existing JSON or PNG companion carries this program's DIAG stamp."""
+    try:
+        if path.suffix == ".json":
+            found = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                found = dict(image.info)
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and all(found.get(k) == v for k, v in _STAMP.items())
+
+
+def prepare_outputs(
+    out: str | os.PathLike,
+    *,
+    inputs: dict[str, str | os.PathLike | None] | None = None,
+    with_json: bool = False,
+    with_figures: bool = True,
+    overwrite: bool = False,
+) -> DiagnosticsOutputs:
+    """Check, before anything is computed or written, that the DIAG file and its companions
+    may and can be written (module docstring).
+
+    Raises
+    ------
+    OutputError
+        Naming the file and the reason.
+    """
+    target = OutputTarget.prepare(out, "diag", inputs=inputs, overwrite=overwrite)
+    out = Path(out)
+    json_path = out.with_suffix(".json") if with_json else None
+    figure_paths = {}
+    if with_figures:
+        figure_paths = {name: out.with_name(f"{out.stem}_{name}.png") for name in FIGURE_NAMES}
+    for path in [p for p in (json_path, *figure_paths.values()) if p is not None]:
+        check_location(path)
+        if path.exists() and not overwrite and not _written_here(path):
+            raise OutputError(
+                f"{path}: exists and was not written by caviar-napari; refusing to replace it "
+                "(give --overwrite to replace it)"
+            )
+    return DiagnosticsOutputs(target, json_path, figure_paths)
+
+
+def write_outputs(
+    outputs: DiagnosticsOutputs, data: DiagnosticsData, summary: DiagnosticsSummary
+) -> None:
+    """Write the DIAG file, then its JSON and figures (atomically, each), and record them in
+    ``summary`` (``out``, ``json_path``, ``figure_paths`` and a ``wrote …`` line each)."""
+    from caviar_napari.io.atomic import atomic_path
+    from caviar_napari.io.diagnostics_file import write_diagnostics, write_diagnostics_json
+
+    summary.out = outputs.target.write(
+        lambda p: write_diagnostics(p, data), warnings=summary.warnings
+    )
+    summary.lines.append(f"wrote {summary.out}")
+    if outputs.json_path is not None:
+        write_diagnostics_json(outputs.json_path, data)
+        summary.json_path = outputs.json_path
+        summary.lines.append(f"wrote {outputs.json_path}")
+    if outputs.figure_paths:
+        for name, fig in diagnostics_figures(data).items():
+            path = outputs.figure_paths[name]
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format="png", dpi=120, metadata=_STAMP)
+            summary.figure_paths.append(path)
+            summary.lines.append(f"wrote {path}")
+
+
+def save_diagnostics(
+    data: DiagnosticsData,
+    out: str | os.PathLike,
+    *,
+    inputs: dict[str, str | os.PathLike | None] | None = None,
+    with_json: bool = True,
+    with_figures: bool = True,
+    overwrite: bool = False,
+) -> DiagnosticsSummary:
+    """Write diagnostics computed elsewhere (the Diagnostics dock) as ``caviar diagnostics``
+    does: the DIAG file, its JSON numbers and its figures, every output checked first.
+
+    Parameters
+    ----------
+    data
+        The diagnostics (:func:`compute_diagnostics`).
+    out
+        The DIAG file.
+    inputs
+        The files the diagnostics were computed from, by name (``{"RECON": …}``): the output
+        may be none of them.
+    with_json, with_figures, overwrite
+        Also write ``<out>.json`` and the PNG figures; replace what may not be replaced
+        otherwise (as :class:`DiagnosticsOptions`).
+
+    Raises
+    ------
+    OutputError
+        An output may not or cannot be written (nothing is written then).
+    """
+    outputs = prepare_outputs(
+        out, inputs=inputs, with_json=with_json, with_figures=with_figures, overwrite=overwrite
+    )
+    summary = DiagnosticsSummary(data=data, warnings=diagnostics_warnings(data))
+    write_outputs(outputs, data, summary)
+    return summary
 
 
 def run_diagnostics(options: DiagnosticsOptions) -> DiagnosticsSummary:
@@ -403,38 +662,33 @@ def run_diagnostics(options: DiagnosticsOptions) -> DiagnosticsSummary:
         An output may not or cannot be written (checked before anything is computed).
     """
     from caviar_napari.io.atoms_file import read_atoms_zranges
-    from caviar_napari.io.diagnostics_file import write_diagnostics, write_diagnostics_json
     from caviar_napari.io.reconstruction import load_reconstruction
 
-    target = OutputTarget.prepare(
+    outputs = prepare_outputs(
         options.out,
-        "diag",
         inputs={"RECON": options.recon, "--data": options.data, "--atoms": options.atoms},
+        with_json=options.json,
+        with_figures=options.figures,
         overwrite=options.overwrite,
     )
-    out = Path(options.out)
-    extra = []
-    if options.json:
-        extra.append(out.with_suffix(".json"))
-    if options.figures:
-        extra += [out.with_name(f"{out.stem}_{name}.png") for name in FIGURE_NAMES]
-    for path in extra:
-        check_location(path)
-        if path.exists() and not options.overwrite:
-            raise OutputError(
-                f"{path}: exists; refusing to replace it (give --overwrite to replace it)"
-            )
     state = load_reconstruction(options.recon)
-    energy, alpha, det = _data_calibration(options, state)
+    optics = resolve_optics(
+        options.recon,
+        state.source,
+        data=options.data,
+        energy_eV=options.energy_eV,
+        convergence_semiangle_mrad=options.convergence_semiangle_mrad,
+        detector_mrad=options.detector_mrad,
+    )
     zranges = read_atoms_zranges(options.atoms) if options.atoms is not None else None
     data = compute_diagnostics(
         np.angle(np.asarray(state.object)),
         pixel_size_A=state.pixel_size_A,
         slice_thickness_A=np.asarray(state.slice_thickness_A),
         object_origin_A=state.object_origin_A,
-        energy_eV=energy,
-        convergence_semiangle_mrad=alpha,
-        detector_mrad=det,
+        energy_eV=optics.energy_eV,
+        convergence_semiangle_mrad=optics.convergence_semiangle_mrad,
+        detector_mrad=optics.detector_mrad,
         scan_positions_A=state.scan_positions_A,
         zranges=zranges,
         reflections_invA=options.reflections_invA,
@@ -443,26 +697,7 @@ def run_diagnostics(options: DiagnosticsOptions) -> DiagnosticsSummary:
         margin_A=options.margin_A,
         source=str(options.recon),
     )
-    summary = DiagnosticsSummary(data=data)
+    summary = DiagnosticsSummary(data=data, warnings=diagnostics_warnings(data))
     summary.lines = diagnostics_lines(data)
-    if data.numbers["information_bound"] == "at least":
-        summary.warnings.append(
-            "the information reaches the noise-plateau band: d is an upper bound (the band "
-            "limit of the object grid, not the data, sets it)"
-        )
-    summary.out = target.write(lambda p: write_diagnostics(p, data), warnings=summary.warnings)
-    summary.lines.append(f"wrote {out}")
-    if options.json:
-        summary.json_path = out.with_suffix(".json")
-        write_diagnostics_json(summary.json_path, data)
-        summary.lines.append(f"wrote {summary.json_path}")
-    if options.figures:
-        from caviar_napari.io.atomic import atomic_path
-
-        for name, fig in diagnostics_figures(data).items():
-            path = out.with_name(f"{out.stem}_{name}.png")
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format="png", dpi=120)
-            summary.figure_paths.append(path)
-            summary.lines.append(f"wrote {path}")
+    write_outputs(outputs, data, summary)
     return summary

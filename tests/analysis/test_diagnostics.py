@@ -112,6 +112,14 @@ def test_rz_map_of_columns_in_one_slice():
     assert rz.z_A.tolist() == [0.0, 8.0, 16.0, 24.0, 32.0]
     assert np.all(np.diff(rz.phase[2]) < 0)  # falls off with r
     assert rz.column_profile[2] == pytest.approx(1.0, abs=0.02)
+    np.testing.assert_allclose(rz.r_A[:2], [0.0, 0.1 + 0.1 * (np.sqrt(2) - 1) / 2], atol=1e-12)
+    # columns between pixels (all at the same half-pixel offset): the innermost ring still holds
+    # the four nearest pixels, 0.07 Å from the centre: exp(-0.07² / (2 · 0.15²)) of the peak
+    yy, xx = yy - 0.05, xx - 0.05  # pixel [0, 0] at (−0.05, −0.05) Å
+    phase[:, 2] = sum(np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 0.15**2)) for y, x in cols)
+    rz = dg.rz_map(phase, [8.0] * 5, PIXEL, (-0.05, -0.05), cols, r_max_A=0.6)
+    assert rz.r_A[0] == pytest.approx(0.05 * np.sqrt(2))
+    assert rz.column_profile[2] == pytest.approx(np.exp(-0.005 / 0.045), abs=0.02)
 
 
 def test_cli_writes_diag_json_and_figures(tmp_path, capsys):
@@ -149,7 +157,14 @@ def test_cli_writes_diag_json_and_figures(tmp_path, capsys):
     assert back.numbers["wavelength_A"] == pytest.approx(numbers["wavelength_A"])
     assert back.kz_power.shape == (4, back.kz_k_r_invA.size)
     assert len(back.reflections) == 1
-    # existing figures are not replaced without --overwrite
+    # its own outputs (stamped) are replaced by a rerun; a figure it did not write is not
+    assert json.loads((tmp_path / "diag.json").read_text())["kind"] == "diag"
+    assert main(argv) == 0
+    capsys.readouterr()
+    (tmp_path / "diag_rz.png").write_bytes(b"someone else's figure")
+    before = out.stat().st_mtime_ns
     assert main(argv) == 2
-    assert "refusing to replace" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "diag_rz.png: exists and was not written by caviar-napari" in err
+    assert out.stat().st_mtime_ns == before  # checked before anything was written
     assert main([*argv, "--overwrite"]) == 0

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
+from caviar_napari.analysis.correlations import unit_cell_averages
 from caviar_napari.cli import main
 from caviar_napari.data.atoms import AtomsData, ZRange
 from caviar_napari.data.layers import TruthLayer
@@ -133,6 +134,35 @@ def test_correlations_per_zrange_against_their_layers(depth_files, tmp_path, cap
     # ρ_nn of the two ranges differs in the direction the truth says (upper stiffer-bonded)
     assert own_rho["top"].rho_nn_truth > own_rho["bottom"].rho_nn_truth + 0.05
     assert own_rho["top"].rho_nn_reconstructed > own_rho["bottom"].rho_nn_reconstructed + 0.05
+    # unit-cell averages per range, printed and in each range's group
+    assert text.count("unit-cell averages (pairs with the same l' − l, κ, κ'") == 2
+    assert "x along the B → N bond" in text
+
+
+def test_unit_cell_averages_per_zrange_match_their_layers(depth_files, tmp_path, capsys):
+    """Each range's unit-cell table is its own layer's realised class averages in the same
+    frame, within the errors (the states are the configurations plus 5 pm of noise)."""
+    atoms, data, truths = depth_files
+    out = tmp_path / "corr.h5"
+    assert main(["correlations", str(atoms), "--out", str(out)]) == 0
+    capsys.readouterr()
+    nn_xx = {}
+    for (label, corr), layer in zip(read_correlations_zranges(out).items(), truths):
+        table = corr.unit_cell_averages
+        assert table.shell.tolist() == [0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2]  # 2 self, 3 nn, 6 nnn
+        truth = unit_cell_averages(
+            layer.green_realised_A2, layer.cell_index, layer.basis_index,
+            corr.mean_positions_A, table.rotation, max_distance_A=table.max_distance_A,
+        )  # fmt: skip
+        rows = [np.flatnonzero((truth.keys == k).all(axis=1))[0] for k in table.keys]
+        diff = table.blocks_A2 - truth.blocks_A2[rows]
+        assert np.all(np.abs(diff[table.shell > 0]) < 3 * table.stderr_A2[table.shell > 0])
+        # self blocks: the noise adds its variance (5 pm)² to the diagonal
+        noise = np.diagonal(diff[table.shell == 0], axis1=1, axis2=2)
+        np.testing.assert_allclose(noise, NOISE_A**2, atol=3e-5)
+        nn_xx[label] = table.blocks_A2[table.shell == 1].trace(axis1=1, axis2=2).mean()
+    # the stiffer-bonded upper layer's neighbours move together more
+    assert nn_xx["top"] > 1.5 * nn_xx["bottom"]
     with pytest.raises(InputError, match=r"holds 2 z-ranges \(top, bottom\); choose one with "):
         read_correlations(out)
 
