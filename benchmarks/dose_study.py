@@ -140,7 +140,8 @@ def _plot(rows, path: Path) -> None:
     ax.axhline(0.9, color="0.5", lw=0.8)
     ax.set_xlabel("dose (e/Å²)")
     ax.set_ylabel("CSM against the realised truth")
-    ax.set_ylim(-0.2, 1.05)
+    lowest = min([r.own.csm_nn_cross for _, r in noisy] + [0.0])
+    ax.set_ylim(min(-0.2, lowest - 0.05), 1.05)  # every point inside
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
