@@ -32,10 +32,12 @@ __all__ = [
 SHIFTS_LAYER = "position shifts"
 #: Name of the refined positions' Points layer after the prefix.
 REFINED_LAYER = "refined positions"
-#: The longest arrow is drawn about this many scan steps long.
-ARROW_STEPS = 1.5
+#: The longest arrow is drawn at most this many scan steps long (and at least half of it).
+ARROW_STEPS = 2.0
+#: The factors arrows are drawn with: these × 10ⁿ.
+NICE_FACTORS = (1.0, 2.0, 3.0, 5.0)
 #: Colours of the refined positions and the arrows.
-REFINED_COLOUR, ARROW_COLOUR = "#ffb74d", "#ff7043"
+REFINED_COLOUR, ARROW_COLOUR = "#4dd0e1", "#ff7043"
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
@@ -85,10 +87,10 @@ def scan_refinement(state: Any) -> ScanRefinement | None:
 
 
 def _nice_floor(value: float) -> float:
-    """The largest of 1, 2, 5 × 10ⁿ not above ``value`` (``value`` > 0)."""
+    """The largest of :data:`NICE_FACTORS` × 10ⁿ not above ``value`` (``value`` > 0)."""
     exponent = math.floor(math.log10(value))
     base = 10.0**exponent
-    return next(m * base for m in (5.0, 2.0, 1.0) if m * base <= value * (1 + 1e-12))
+    return next(m * base for m in NICE_FACTORS[::-1] if m * base <= value * (1 + 1e-12))
 
 
 def typical_step_A(positions_A: np.ndarray) -> float:
@@ -104,14 +106,14 @@ def typical_step_A(positions_A: np.ndarray) -> float:
 def arrow_factor(shifts_A: np.ndarray, step_A: float) -> float:
     """How many times longer than the shifts the arrows are drawn.
 
-    The longest arrow is about :data:`ARROW_STEPS` scan steps long; the factor is the
-    1, 2, 5 × 10ⁿ number below that (at least 1: arrows are never drawn shorter than the
-    shift).
+    The longest arrow is at most :data:`ARROW_STEPS` scan steps long, and at least half of
+    that: the factor is the 1, 2, 3, 5 × 10ⁿ number below ``ARROW_STEPS × step / longest`` (at
+    least 1: arrows are never drawn shorter than the shift).
 
     Examples
     --------
     >>> arrow_factor(np.array([[0.0, 0.03], [0.01, 0.0]]), 0.5)
-    20.0
+    30.0
     >>> arrow_factor(np.zeros((3, 2)), 0.5), arrow_factor(np.array([[2.0, 0.0]]), 0.5)
     (1.0, 1.0)
     """
@@ -144,7 +146,7 @@ def refinement_layer_tuples(refinement: ScanRefinement, name: str) -> list[Layer
     step = typical_step_A(refinement.nominal_A)
     shifts = refinement.shifts_A
     factor = arrow_factor(shifts, step)
-    size = 0.3 * step if step > 0 else 0.1
+    size = 0.15 * step if step > 0 else 0.1
     vectors = np.stack([refinement.nominal_A, factor * shifts], axis=1)
     rms = float(np.sqrt(np.mean(np.sum(shifts**2, axis=1))))
     return [
@@ -167,7 +169,7 @@ def refinement_layer_tuples(refinement: ScanRefinement, name: str) -> list[Layer
             {
                 "name": f"{name} {SHIFTS_LAYER} {factor_text(factor)}",
                 "edge_color": ARROW_COLOUR,
-                "edge_width": 0.25 * size,
+                "edge_width": 0.6 * size,
                 "length": 1.0,
                 "vector_style": "arrow",
                 "axis_labels": ("y", "x"),

@@ -579,9 +579,11 @@ def test_refined_positions_and_the_tilt_estimate_in_the_report_and_the_layers():
 def test_the_arrow_factor_is_a_round_number_that_makes_the_longest_arrow_about_a_step():
     from caviar_napari.viewmodels.recon_positions import arrow_factor
 
-    for longest, step, expected in ((0.03, 0.5, 20.0), (0.3, 0.5, 2.0), (0.004, 0.8, 200.0)):
+    cases = ((0.03, 0.5, 30.0), (0.3, 0.5, 3.0), (0.004, 0.8, 300.0), (0.07, 0.5, 10.0))
+    for longest, step, expected in cases:
         shifts = np.array([[0.0, longest], [0.5 * longest, 0.0]])
         factor = arrow_factor(shifts, step)
         assert factor == expected
-        assert 0.5 * step <= factor * longest <= 1.5 * step
+        assert step <= factor * longest <= 2.0 * step
     assert arrow_factor(np.zeros((2, 2)), 0.5) == 1.0
+    assert arrow_factor(np.array([[3.0, 0.0]]), 0.5) == 1.0  # never shorter than the shift
