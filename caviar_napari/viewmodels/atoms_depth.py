@@ -234,7 +234,7 @@ def side_view_figure(
         The size the figure is made for.
     """
     fig = dark_figure(size)
-    grid = fig.add_gridspec(1, 2, width_ratios=(4, 1))
+    grid = fig.add_gridspec(1, 2, width_ratios=(3, 1))
     ax = fig.add_subplot(grid[0, 0])
     prof = fig.add_subplot(grid[0, 1], sharey=ax)
     for a in (ax, prof):
@@ -256,7 +256,7 @@ def side_view_figure(
     unit = "z (Å)" if view.depth_known else "slice"
     ax.set_ylabel(unit)
     ax.set_xlabel("x (Å)")
-    prof.set_xlabel("rms (mrad)")
+    prof.set_xlabel("rms, mrad", fontsize=8)
     prof.tick_params(labelleft=False)
     ax.set_title(
         f"x–z at y = {view.y_A:.2f} Å (± {view.band_A:.2f} Å), mean over states",

@@ -167,6 +167,7 @@ def result_report(state: Any) -> ResultReport:
     refinement = scan_refinement(state)
     if refinement is not None:
         lines.append(refinement.line)
+        lines += [f"⚠ {w}" for w in refinement.warnings]
     loss = f"{state.loss[-1]:.4g}" if len(state.loss) else "–"
     lines.append(f"iterations: {state.iteration}; final loss {loss}")
     diagnostics = getattr(state, "diagnostics", {}) or {}

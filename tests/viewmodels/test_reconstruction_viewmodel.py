@@ -565,7 +565,11 @@ def test_refined_positions_and_the_tilt_estimate_in_the_report_and_the_layers():
     assert kind == "vectors" and kwargs["metadata"]["caviar_arrow_factor"] == factor
     np.testing.assert_allclose(vectors[:, 1], factor * refinement.shifts_A)
     # shifts at the bound: a warning, in the report's warnings too
-    assert any("position_bound_A = 0.5" in w for w in state_warnings(_refined_state(30.0)))
+    at_bound = _refined_state(30.0)
+    assert any("position_bound_A = 0.5" in w for w in state_warnings(at_bound))
+    assert any(
+        line.startswith("⚠ scan positions: some shifts") for line in result_report(at_bound).lines
+    )
     # never refined: nothing
     plain = dataclasses.replace(state, positions_u=None, affine=None, diagnostics={})
     assert rp.scan_refinement(plain) is None
