@@ -119,9 +119,11 @@ class DepthPanel(QGroupBox):
         self.setToolTip("" if self._n_slices > 1 else "The phase layer has one slice: no depth.")
 
     def slab(self) -> tuple[int, int]:
-        """The picked slices ``(first, last)``, inclusive."""
-        lo, hi = (int(round(v)) for v in self.slider.value())
-        return lo, hi
+        """The picked slices ``(first, last)``, inclusive (within the phase layer's slices:
+        a slider of one slice keeps its old handles)."""
+        top = self._n_slices - 1
+        lo, hi = (min(max(int(round(v)), 0), top) for v in self.slider.value())
+        return min(lo, hi), max(lo, hi)
 
     def set_slab(self, first: int, last: int) -> None:
         """Move the handles without emitting :attr:`slab_changed`."""

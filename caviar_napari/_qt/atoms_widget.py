@@ -80,7 +80,12 @@ from caviar_napari.viewmodels.atoms_depth import (
     side_view_job,
     slice_thicknesses,
 )
-from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY, PATH_KEY, STATE_KEY
+from caviar_napari.viewmodels.layer_keys import (
+    ATOMS_METADATA_KEY,
+    PATH_KEY,
+    RECON_ROLE_KEY,
+    STATE_KEY,
+)
 
 __all__ = ["ATOMS_METADATA_KEY", "AtomsWidget"]
 
@@ -170,6 +175,7 @@ class AtomsWidget(ViewerDock):
         self.vm = AtomsViewModel()
         self._updating = False
         self._side_view = Coalesced(self._start_side_view)
+        self._adding_line = False
         self._build_ui()
         self._refresh_layers()
         follow_layers(self, self.viewer, self._refresh_layers)
@@ -282,6 +288,8 @@ class AtomsWidget(ViewerDock):
         ]
 
     def _refresh_layers(self, *_: Any) -> None:
+        if self._adding_line:  # the side view's own line: nothing to refresh
+            return
         current = self.layer_combo.currentText()
         names = [layer.name for layer in self._phase_layers()]
         preferred = (
@@ -653,7 +661,7 @@ class AtomsWidget(ViewerDock):
     # ------------------------------------------------------------------ depth
     def _update_depth(self, layer: Any) -> None:
         """The phase layer changed: the slider spans its slices; the side view follows."""
-        n_slices = int(layer.data.shape[-3]) if layer is not None and layer.ndim >= 3 else 1
+        n_slices = int(layer.data.shape[-3]) if self._is_multislice_phase(layer) else 1
         if n_slices != self.depth.n_slices:
             self.depth.set_slices(n_slices)
             choice = self.vm.active_range
@@ -828,7 +836,7 @@ class AtomsWidget(ViewerDock):
 
     def _start_side_view(self, on_done: Callable[[], None]) -> Any:
         layer = self._find(self.layer_combo.currentText(), Image)
-        if layer is None or layer.ndim < 3 or int(layer.data.shape[-3]) < 2:
+        if not self._is_multislice_phase(layer):
             self._put_side_line(None)
             return None
         try:
@@ -867,28 +875,40 @@ class AtomsWidget(ViewerDock):
             on_done=on_done,
         )
 
+    @staticmethod
+    def _is_multislice_phase(layer: Any) -> bool:
+        """A phase layer with several slices: a reconstruction's (or one whose axes say
+        ``slice``), not, say, a 4D-STEM layer."""
+        if layer is None or layer.ndim < 3 or int(layer.data.shape[-3]) < 2:
+            return False
+        labels = tuple(str(a) for a in layer.axis_labels)
+        return layer.metadata.get(RECON_ROLE_KEY) == "phase" or labels[-3] == "slice"
+
     def _put_side_line(self, line: tuple[float, tuple[float, float]] | None) -> None:
         """Mark the side view's line in the viewer (a Shapes line), or remove the mark."""
         layer = self._find(SIDE_LINE_NAME, Shapes)
-        if line is None:
-            if layer is not None:
-                self.viewer.layers.remove(layer)
-            return
-        y, (x0, x1) = line
-        data = [np.array([[y, x0], [y, x1]])]
-        if layer is None:
-            self.viewer.add_shapes(
-                data,
-                shape_type="line",
-                edge_color="#ffd54f",
-                edge_width=0.06,
-                name=SIDE_LINE_NAME,
-                opacity=0.8,
-                units=self._units(2),
-            )
-        else:
-            layer.data = data
+        if layer is not None and line is not None:
+            y, (x0, x1) = line
+            layer.data = [np.array([[y, x0], [y, x1]])]
             layer.shape_type = "line"
+            return
+        self._adding_line = True  # the layer list changes: not a reason to refresh
+        try:
+            if line is None and layer is not None:
+                self.viewer.layers.remove(layer)
+            elif line is not None:
+                y, (x0, x1) = line
+                self.viewer.add_shapes(
+                    [np.array([[y, x0], [y, x1]])],
+                    shape_type="line",
+                    edge_color="#ffd54f",
+                    edge_width=0.06,
+                    name=SIDE_LINE_NAME,
+                    opacity=0.8,
+                    units=self._units(2),
+                )
+        finally:
+            self._adding_line = False
 
     def _ask_file_action(
         self, action: Any, title: str, filters: str, save_as: str | None = None
