@@ -22,6 +22,7 @@ from caviar_napari.viewmodels.recon_images import (
     layer_tuples,
     reconstruction_images,
 )
+from caviar_napari.viewmodels.recon_positions import scan_refinement
 
 __all__ = ["SOURCE_KEY", "STATE_KEY", "reconstruction_layer_data", "write_reconstruction"]
 
@@ -31,7 +32,9 @@ def reconstruction_layer_data(path: str | os.PathLike) -> list[LayerDataTuple]:
 
     The phase layer's metadata holds the loaded ``ReconState`` under ``"caviar_state"`` (so the
     Reconstruction widget can continue it and the writer can save it again) and the input file
-    name under ``"caviar_source"``.
+    name under ``"caviar_source"``.  A reconstruction whose scan positions were refined
+    (``scan_refinement`` group) adds the refined positions and the arrows from the nominal ones
+    (:mod:`caviar_napari.viewmodels.recon_positions`).
     """
     from caviar_napari.io.reconstruction import load_reconstruction
 
@@ -42,6 +45,7 @@ def reconstruction_layer_data(path: str | os.PathLike) -> list[LayerDataTuple]:
         state.pixel_size_A,
         state.object_origin_A,
         state.scan_positions_A,
+        refinement=scan_refinement(state),
     )
     source = getattr(state, "source", "") or ""
     return layer_tuples(

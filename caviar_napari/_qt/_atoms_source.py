@@ -3,9 +3,11 @@
 A source is any napari Points layer whose ``metadata["caviar_atoms"]`` holds an
 :class:`~caviar_napari.io.atoms_file.AtomsData` (the Atoms widget's ``atoms`` layer after a
 refinement, or a layer added here from an ATOMS file).  :class:`AtomsSourcePicker` is the row
-"combo of such layers + *Open ATOMS file…*"; :class:`AtomsAnalysisDock` is the base of the docks
-that analyse such a source: the public methods ``atoms_source``, ``set_source_layer`` and
-``open_atoms_file``, and one background computation at a time.
+"combo of such layers + z-range + *Open ATOMS file…*": a file of several z-ranges (``caviar
+atoms --zrange``) becomes one source layer per range, and the z-range combo (shown when the
+chosen source is a range) picks among the ranges of its file; :class:`AtomsAnalysisDock` is the
+base of the docks that analyse such a source: the public methods ``atoms_source``,
+``set_source_layer`` and ``open_atoms_file``, and one background computation at a time.
 """
 
 from __future__ import annotations
@@ -94,8 +96,15 @@ class AtomsSourcePicker(QWidget):
             f"Points layers carrying an AtomsData in metadata['{ATOMS_METADATA_KEY}']"
         )
         self.combo.currentIndexChanged.connect(self._on_index_changed)
+        self.range_combo = QComboBox()
+        self.range_combo.setToolTip(
+            "z-range of the chosen source: each range of an ATOMS file (caviar atoms --zrange) "
+            "is analysed on its own, in its own lattice frame, over its slices"
+        )
+        self.range_combo.currentIndexChanged.connect(self._on_range_chosen)
+        self.range_combo.setVisible(False)
         self.open_button = push_button("Open ATOMS file…", self._ask_atoms_file)
-        self.setLayout(hrow((self.combo, 1), self.open_button))
+        self.setLayout(hrow((self.combo, 1), self.range_combo, self.open_button))
         self.refresh()
         follow_layers(self, viewer, self.refresh)
 
@@ -111,6 +120,7 @@ class AtomsSourcePicker(QWidget):
         """Re-list the source layers, keeping the current choice if it is still there."""
         names = [layer.name for layer in self.layers()]
         replace_items(self.combo, names, self.combo.currentText())
+        self._show_ranges()
         self.changed.emit()
 
     def atoms_source(self) -> Any:
@@ -140,32 +150,80 @@ class AtomsSourcePicker(QWidget):
         """Read an ATOMS file, add it as a source Points layer and select it; returns the layer.
 
         The layer ``atoms (<file stem>)`` shows the finite mean positions (feature ``atom``:
-        their index in the file) and carries the whole AtomsData.
+        their index in the file) and carries the whole AtomsData.  A file of several z-ranges
+        gives one layer per range, ``atoms (<file stem>) [<label>]``; the first is selected,
+        the z-range combo picks the others.
         """
-        from caviar_napari.io.atoms_file import read_atoms
+        from caviar_napari.io.atoms_file import read_atoms_zranges
 
-        atoms = read_atoms(path)
-        mean = np.asarray(atoms.mean_positions_A, dtype=float)
-        finite = np.flatnonzero(np.isfinite(mean).all(axis=1))
-        size = self._marker_size(mean)
-        layer = self.viewer.add_points(
-            mean[finite],
-            name=f"atoms ({Path(path).stem})",
-            size=size,
-            face_color="#d0d0d0",
-            border_width=0,
-            opacity=self._opacity,
-            features={"atom": finite},
-            units=("Å", "Å"),
-            metadata={ATOMS_METADATA_KEY: atoms, PATH_KEY: str(path)},
-        )
-        self.set_source_layer(layer.name)
-        return layer
+        ranges = read_atoms_zranges(path)
+        layers = []
+        for label, atoms in ranges.items():
+            mean = np.asarray(atoms.mean_positions_A, dtype=float)
+            finite = np.flatnonzero(np.isfinite(mean).all(axis=1))
+            name = f"atoms ({Path(path).stem})" + (f" [{label}]" if len(ranges) > 1 else "")
+            layers.append(
+                self.viewer.add_points(
+                    mean[finite],
+                    name=name,
+                    size=self._marker_size(mean),
+                    face_color="#d0d0d0",
+                    border_width=0,
+                    opacity=self._opacity,
+                    features={"atom": finite},
+                    units=("Å", "Å"),
+                    metadata={ATOMS_METADATA_KEY: atoms, PATH_KEY: str(path)},
+                )
+            )
+        self.set_source_layer(layers[0].name)
+        return layers[0]
+
+    def zrange_sources(self) -> list[tuple[str, str, str]]:
+        """``(label, slices "A:B", layer name)`` of the z-ranges the chosen source's file holds
+        (only itself for a source made in the viewer); empty when the chosen source has no
+        z-range."""
+        chosen = next((la for la in self.layers() if la.name == self.combo.currentText()), None)
+        zrange = getattr(chosen.metadata[ATOMS_METADATA_KEY], "zrange", None) if chosen else None
+        if zrange is None:
+            return []
+        path = chosen.metadata.get(PATH_KEY)
+        out = []
+        for layer in self.layers():
+            z = getattr(layer.metadata[ATOMS_METADATA_KEY], "zrange", None)
+            same = layer is chosen or (path and layer.metadata.get(PATH_KEY) == path)
+            if same and z is not None:
+                out.append((z.label, z.spec, layer.name))
+        return out
+
+    def set_zrange(self, label: str) -> None:
+        """Choose the source layer of z-range ``label`` of the chosen source's file."""
+        for z_label, _spec, name in self.zrange_sources():
+            if z_label == label:
+                self.set_source_layer(name)
+                return
+        raise InputError(f"the chosen source's file holds no z-range {label!r}")
+
+    def _show_ranges(self) -> None:
+        sources = self.zrange_sources()
+        self.range_combo.blockSignals(True)
+        self.range_combo.clear()
+        for label, spec, name in sources:
+            self.range_combo.addItem(f"z-range {label} ({spec})" if label else spec, name)
+        index = self.range_combo.findData(self.combo.currentText())
+        self.range_combo.setCurrentIndex(max(index, 0))
+        self.range_combo.blockSignals(False)
+        self.range_combo.setVisible(bool(sources))
+
+    def _on_range_chosen(self, *_: Any) -> None:
+        name = self.range_combo.currentData()
+        if name and name != self.combo.currentText():
+            self.set_source_layer(name)
 
     def _ask_atoms_file(self) -> None:
         ask_and_run(self, self.open_atoms_file, "Open ATOMS file", HDF5_FILTER)
 
     def _on_index_changed(self, *_: Any) -> None:
+        self._show_ranges()
         self.changed.emit()
 
 

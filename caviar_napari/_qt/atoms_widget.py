@@ -16,6 +16,15 @@ Workflow (conventions §3):
    failed keep a red border; the lattice is indexed and its vectors drawn (``lattice vectors``);
 4. export / import positions as CSV (``y_A,x_A[,species]``) or as an ATOMS file (conventions §6).
 
+Depth (issue 16; :mod:`caviar_napari._qt.atoms_depth_panel`): a range slider on the slice axis
+picks slices, which the viewer can show summed; named, they become z-ranges.  With a range
+chosen, Detect works on the phase summed over its slices, Refine in each of its states and
+slices with its own lattice, and the per-state points sit on its slices; *Detect and refine
+every range* runs ``caviar atoms --zrange``'s workflow on the reconstruction the phase layer
+holds.  Export writes every range that has atoms (one labelled file), Import reads every range
+of a file.  The side view shows the phase along a line of constant y against x and depth, with
+the ranges marked, so that the slices holding atoms are easy to pick.
+
 After a refinement the ``atoms`` layer carries the :class:`~caviar_napari.io.atoms_file.AtomsData`
 in ``metadata["caviar_atoms"]``, the source the Correlations and Dispersion widgets read.
 Editing the points afterwards drops it (the refinement no longer matches the points).
@@ -33,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from napari.layers import Image, Points, Vectors
+from napari.layers import Image, Points, Shapes, Vectors
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGridLayout, QGroupBox, QProgressBar, QVBoxLayout
 
@@ -41,7 +50,8 @@ from caviar_napari._qt._dock import ViewerDock, follow_layers
 from caviar_napari._qt._file_dialogs import CSV_FILTER, HDF5_FILTER, ask_and_run
 from caviar_napari._qt._forms import ParamField, ParamForm, push_button, replace_items, text_label
 from caviar_napari._qt._plot import ColourBar
-from caviar_napari._qt._worker import start_worker
+from caviar_napari._qt._worker import Coalesced, error_message, start_worker
+from caviar_napari._qt.atoms_depth_panel import SIDE_LINE_NAME, DepthPanel
 from caviar_napari.analysis import atoms as am
 from caviar_napari.core.grid import as_pair
 from caviar_napari.errors import CaviarError, InputError
@@ -56,11 +66,26 @@ from caviar_napari.viewmodels.atoms import (
     AtomsViewModel,
     LatticeRequest,
     PhaseSource,
+    RangesOutcome,
     detect_job,
     import_atoms_file,
+    range_slice_index,
+    ranges_job,
     refine_job,
 )
-from caviar_napari.viewmodels.layer_keys import ATOMS_METADATA_KEY
+from caviar_napari.viewmodels.atoms_depth import (
+    ALL_SLICES,
+    SideViewRequest,
+    new_range,
+    side_view_job,
+    slice_thicknesses,
+)
+from caviar_napari.viewmodels.layer_keys import (
+    ATOMS_METADATA_KEY,
+    PATH_KEY,
+    RECON_ROLE_KEY,
+    STATE_KEY,
+)
 
 __all__ = ["ATOMS_METADATA_KEY", "AtomsWidget"]
 
@@ -149,6 +174,8 @@ class AtomsWidget(ViewerDock):
         super().__init__(napari_viewer)
         self.vm = AtomsViewModel()
         self._updating = False
+        self._side_view = Coalesced(self._start_side_view)
+        self._adding_line = False
         self._build_ui()
         self._refresh_layers()
         follow_layers(self, self.viewer, self._refresh_layers)
@@ -181,6 +208,7 @@ class AtomsWidget(ViewerDock):
         )
         form.addRow("detect on", self.image_combo)
         layout.addWidget(source)
+        layout.addWidget(self._build_depth())
 
         detect = QGroupBox("Detection (Laplacian of Gaussian)")
         box = QVBoxLayout(detect)
@@ -236,6 +264,17 @@ class AtomsWidget(ViewerDock):
         layout.addStretch(1)
         self.fit_width()
 
+    def _build_depth(self) -> DepthPanel:
+        self.depth = DepthPanel()
+        self.depth.slab_changed.connect(self._on_slab)
+        self.depth.active_changed.connect(self.set_active_range)
+        self.depth.show_check.toggled.connect(lambda *_: self._apply_slab())
+        self.depth.add_button.clicked.connect(lambda *_: self._add_range_clicked())
+        self.depth.remove_button.clicked.connect(lambda *_: self.remove_range(self.depth.active()))
+        self.depth.all_button.clicked.connect(lambda *_: self.refine_all_ranges())
+        self.depth.side_view_changed.connect(self.update_side_view)
+        return self.depth
+
     def _show_colorbar(self, limits: tuple[float, float] | None) -> None:
         label = al.SPREAD_LABEL if limits is not None else f"{al.SPREAD_LABEL} — after Refine"
         self.colorbar.set_limits(limits, label)
@@ -249,6 +288,8 @@ class AtomsWidget(ViewerDock):
         ]
 
     def _refresh_layers(self, *_: Any) -> None:
+        if self._adding_line:  # the side view's own line: nothing to refresh
+            return
         current = self.layer_combo.currentText()
         names = [layer.name for layer in self._phase_layers()]
         preferred = (
@@ -271,6 +312,7 @@ class AtomsWidget(ViewerDock):
         self.image_combo.setCurrentIndex(
             previous if 0 <= previous < self.image_combo.count() else 0
         )
+        self._update_depth(layer)
 
     def _find(self, name: str, kind: type) -> Any:
         for layer in self.viewer.layers:
@@ -328,6 +370,19 @@ class AtomsWidget(ViewerDock):
         y0, x0 = as_pair(tuple(layer.translate[-2:]), "translate")
         return PhaseSource(phase=phase, pixel_size_A=(dy, dx), origin_A=(y0, x0), name=layer.name)
 
+    def slice_thicknesses(self) -> np.ndarray | None:
+        """Slice thicknesses (Å) of the phase layer's reconstruction (None when it holds
+        none: a live run before its result, or an image)."""
+        layer = self._find(self.layer_combo.currentText(), Image)
+        if layer is None or layer.ndim < 3:
+            return None
+        return slice_thicknesses(layer.metadata.get(STATE_KEY), int(layer.data.shape[-3]))
+
+    def active_zrange(self) -> Any:
+        """The z-range Detect and Refine work on (None: every slice; ``InputError`` when a
+        range is chosen but the phase layer holds no slice thicknesses)."""
+        return self.vm.active_zrange(self.slice_thicknesses())
+
     def slice_index(self) -> int | None:
         """Slice chosen for detection and mean refinement (None: sum over slices)."""
         i = self.image_combo.currentIndex()
@@ -364,6 +419,10 @@ class AtomsWidget(ViewerDock):
     def _busy(self, busy: bool) -> None:
         for button in (self.detect_button, self.refine_button, *self.file_buttons):
             button.setEnabled(not busy)
+        for control in (self.depth.range_combo, self.depth.add_button, self.depth.slider):
+            control.setEnabled(not busy)
+        self.depth.remove_button.setEnabled(not busy and self.vm.active != ALL_SLICES)
+        self.depth.all_button.setEnabled(not busy and bool(self.vm.ranges))
         if not busy:
             self.worker = None
 
@@ -383,11 +442,20 @@ class AtomsWidget(ViewerDock):
             source = self.phase_source()
             config = self.detection_config()
             slice_index = self.slice_index()
+            zrange = self.active_zrange()
+            range_slice_index(slice_index, zrange)
         except CaviarError as exc:
             self._fail(exc)
             return None
+        where = "" if zrange is None else f" in z-range {zrange.label!r} ({zrange.spec})"
         return self._start(
-            "Detecting atoms…", detect_job, source, config, slice_index, on_return=self._on_detected
+            f"Detecting atoms{where}…",
+            detect_job,
+            source,
+            config,
+            slice_index,
+            zrange,
+            on_return=self._on_detected,
         )
 
     def _start(
@@ -478,18 +546,24 @@ class AtomsWidget(ViewerDock):
             start = self.start_positions()
             config = self.refine_config()
             lattice = self.lattice_request()
+            zrange = self.active_zrange()
+            range_slice_index(config.slice_index, zrange)
         except CaviarError as exc:
             self._fail(exc)
             return None
         self.progress.setValue(0)
         n_states, n_slices = source.phase.shape[:2]
+        where = ""
+        if zrange is not None:
+            n_slices, where = zrange.n_slices, f" of z-range {zrange.label!r}"
         return self._start(
-            f"Refining {len(start)} atoms in {n_states} state(s) × {n_slices} slice(s)…",
+            f"Refining {len(start)} atoms in {n_states} state(s) × {n_slices} slice(s){where}…",
             refine_job,
             source,
             start,
             config,
             lattice,
+            zrange,
             on_return=self._on_refined,
         )
 
@@ -566,16 +640,275 @@ class AtomsWidget(ViewerDock):
         return layer
 
     def export_atoms(self, path: str | os.PathLike) -> None:
-        """Write the last refinement (or imported ATOMS data) as an ATOMS file."""
-        self.vm.export_atoms(path)
+        """Write the last refinement (or imported ATOMS data) as an ATOMS file: with a z-range
+        chosen, every range that has atoms (one labelled file)."""
+        what = self.vm.export_atoms(path)
+        self.status_label.setText(f"{Path(path).name}: {what} written.")
 
     def import_atoms(self, path: str | os.PathLike) -> AtomsData:
-        """Read an ATOMS file: mean positions, per-state positions and lattice are shown."""
-        result = import_atoms_file(path)
+        """Read an ATOMS file (every z-range it holds: they join the range list, the first is
+        chosen): mean positions, per-state positions and lattice are shown."""
+        results = import_atoms_file(path)
+        self.vm.accept_import(results)
+        self._show_ranges()
+        result = self.vm.result
+        self._set_result(result)
+        self._show_result(result)
+        extra = f" ({len(results)} z-ranges: choose one under Depth)" if len(results) > 1 else ""
+        self.status_label.setText(result.summary + extra)
+        return result.atoms
+
+    # ------------------------------------------------------------------ depth
+    def _update_depth(self, layer: Any) -> None:
+        """The phase layer changed: the slider spans its slices; the side view follows."""
+        n_slices = int(layer.data.shape[-3]) if self._is_multislice_phase(layer) else 1
+        if n_slices != self.depth.n_slices:
+            self.depth.set_slices(n_slices)
+            choice = self.vm.active_range
+            if choice is not None and choice.stop <= n_slices:
+                self.depth.set_slab(choice.start, choice.stop - 1)
+        if layer is not None:
+            dy = float(layer.scale[-2])
+            y0 = float(layer.translate[-2])
+            y1 = y0 + dy * (int(layer.data.shape[-2]) - 1)
+            self.depth.y_spin.blockSignals(True)
+            self.depth.y_spin.setRange(y0, y1)
+            if not y0 <= self.depth.y_spin.value() <= y1 or self.depth.y_spin.value() == 0:
+                self.depth.y_spin.setValue(self._scan_centre_y(layer, 0.5 * (y0 + y1)))
+            self.depth.y_spin.blockSignals(False)
+        self._show_span()
+        self.update_side_view()
+
+    @staticmethod
+    def _scan_centre_y(layer: Any, default: float) -> float:
+        """The y of the middle of the scan of the layer's reconstruction (else ``default``)."""
+        state = layer.metadata.get(STATE_KEY)
+        positions = getattr(state, "scan_positions_A", None)
+        if positions is None or not np.size(positions):
+            return default
+        return float(np.mean(np.asarray(positions, float).reshape(-1, 2)[:, 0]))
+
+    def _show_span(self) -> None:
+        lo, hi = self.depth.slab()
+        text = f"slices {lo}:{hi + 1} picked"
+        dz = self.slice_thicknesses()
+        if dz is not None:
+            edges = np.concatenate([[0.0], np.cumsum(dz)])
+            text += f" — z = {edges[lo]:.1f} … {edges[hi + 1]:.1f} Å below the entrance"
+        choice = self.vm.active_range
+        if choice is not None:
+            text += f"; moving them moves '{choice.label}'"
+        self.depth.set_span_text(text)
+
+    def _on_slab(self, first: int, last: int) -> None:
+        choice = self.vm.active_range
+        if choice is not None:
+            try:
+                changed = self.vm.move_range(choice.label, first, last + 1)
+            except CaviarError as exc:
+                self._fail(exc)
+                return
+            if changed:
+                self._show_ranges()
+                self._clear_range_layers()
+                self.status_label.setText(
+                    f"z-range '{choice.label}' is now slices {first}:{last + 1}: Detect and "
+                    "Refine it again."
+                )
+        self._show_span()
+        self._apply_slab()
+        self.update_side_view()
+
+    def _apply_slab(self) -> None:
+        self.depth.apply_slab(self.viewer, self._find(self.layer_combo.currentText(), Image))
+
+    def _show_ranges(self) -> None:
+        self.depth.set_ranges(self.vm.ranges, self.vm.active)
+        choice = self.vm.active_range
+        if choice is not None and choice.stop <= self.depth.n_slices:
+            self.depth.set_slab(choice.start, choice.stop - 1)
+        self._show_span()
+        self._apply_slab()
+        self.update_side_view()
+
+    def _clear_range_layers(self) -> None:
+        """The per-state points and lattice no longer belong to the chosen range."""
+        self._remove(STATES_NAME)
+        self._remove(LATTICE_NAME)
+        self.lattice_label.setText("")
+        self._show_colorbar(None)
+        self.show_warnings([])
+
+    def _add_range_clicked(self) -> None:
+        try:
+            self.add_range(self.depth.label_edit.text(), *self.depth.slab())
+        except CaviarError as exc:
+            self._fail(exc)
+
+    def add_range(self, label: str, first: int, last: int) -> str:
+        """Name the slices ``first … last`` (inclusive) as a z-range and choose it; returns its
+        label (``InputError`` for a label in use or slices outside the phase layer)."""
+        choice = new_range(label, first, last + 1, self.depth.n_slices, self.vm.ranges)
+        self.vm.add_range(choice)
+        self.depth.label_edit.clear()
+        self._show_ranges()
+        self._clear_range_layers()
+        self.status_label.setText(
+            f"z-range '{choice.label}' = slices {choice.spec}: Detect and Refine work on it."
+        )
+        return choice.label
+
+    def remove_range(self, label: str) -> None:
+        """Forget a z-range (and its atoms); all slices are chosen if it was."""
+        self.vm.remove_range(label)
+        self._show_ranges()
+        self._show_active_result()
+
+    def set_active_range(self, label: str) -> None:
+        """Work on z-range ``label`` (``""``: all slices); its atoms are shown if it has any."""
+        self.vm.set_active(label)
+        self._show_ranges()
+        self._show_active_result()
+
+    def _show_active_result(self) -> None:
+        result = self.vm.result
+        if result is None:
+            self._clear_range_layers()
+            layer = self.points_layer
+            if layer is not None:
+                layer.metadata.pop(ATOMS_METADATA_KEY, None)
+            choice = self.vm.active_range
+            name = "all slices" if choice is None else f"z-range '{choice.label}'"
+            self.status_label.setText(f"{name}: no atoms refined yet. Detect, then Refine.")
+            return
         self._set_result(result)
         self._show_result(result)
         self.status_label.setText(result.summary)
-        return result.atoms
+
+    def refine_all_ranges(self) -> Any:
+        """Detect, refine and index the atoms of every z-range in a worker (the workflow of
+        ``caviar atoms --zrange`` on the phase layer's reconstruction); returns the worker."""
+        layer = self._find(self.layer_combo.currentText(), Image)
+        state = None if layer is None else layer.metadata.get(STATE_KEY)
+        try:
+            if state is None:
+                raise InputError(
+                    "the phase layer holds no reconstruction (open its file, or wait for the "
+                    "run's result): every range is found by caviar atoms's workflow on it"
+                )
+            if not self.vm.ranges:
+                raise InputError("no z-ranges: pick slices and Add range first")
+            detection = self.detection_config()
+            refine = self.refine_config()
+            lattice = self.lattice_request()
+        except CaviarError as exc:
+            self._fail(exc)
+            return None
+        name = str(layer.metadata.get(PATH_KEY) or layer.name)
+        labels = ", ".join(r.label for r in self.vm.ranges)
+        return self._start(
+            f"Detecting and refining the atoms of every z-range ({labels})…",
+            ranges_job,
+            state,
+            name,
+            tuple(self.vm.ranges),
+            detection,
+            refine,
+            lattice,
+            on_return=self._on_ranges,
+        )
+
+    def _on_ranges(self, outcome: RangesOutcome) -> None:
+        self.vm.accept_ranges(outcome)
+        self._show_ranges()
+        result = self.vm.result
+        self._set_result(result)
+        self._show_result(result)
+        self.show_warnings(self.vm.warnings)
+        self.progress.setValue(_PROGRESS_STEPS)
+        counts = ", ".join(f"'{k}' {r.atoms.n_atoms}" for k, r in outcome.results.items())
+        self.status_label.setText(f"atoms per z-range: {counts}.\n{result.summary}")
+
+    # ------------------------------------------------------------------ side view
+    def update_side_view(self, *_: Any) -> Any:
+        """Draw the side view again (in a worker, coalesced); returns the worker if started."""
+        return self._side_view.request()
+
+    def _start_side_view(self, on_done: Callable[[], None]) -> Any:
+        layer = self._find(self.layer_combo.currentText(), Image)
+        if not self._is_multislice_phase(layer):
+            self._put_side_line(None)
+            return None
+        try:
+            source = self.phase_source()
+        except CaviarError:
+            return None
+        state = layer.metadata.get(STATE_KEY)
+        x_range = None
+        positions = getattr(state, "scan_positions_A", None)
+        if positions is not None and np.size(positions):
+            x = np.asarray(positions, float).reshape(-1, 2)[:, 1]
+            x_range = (float(x.min()) - 1.0, float(x.max()) + 1.0)
+        y = float(self.depth.y_spin.value())
+        request = SideViewRequest(
+            phase=source.phase,
+            pixel_size_A=source.pixel_size_A,
+            origin_A=source.origin_A,
+            y_A=y,
+            slice_thickness_A=self.slice_thicknesses(),
+            x_range_A=x_range,
+            ranges=tuple(self.vm.ranges),
+            active=self.vm.active,
+            size=self.depth.plot.render_size(),
+        )
+        width = source.phase.shape[-1]
+        x0 = source.origin_A[1]
+        xs = x_range or (x0, x0 + source.pixel_size_A[1] * (width - 1))
+        self._put_side_line((y, xs))
+        return start_worker(
+            side_view_job,
+            request,
+            on_return=self.depth.plot.show_figure,
+            on_error=lambda exc: self.depth.set_span_text(
+                f"side view failed: {error_message(exc)}"
+            ),
+            on_done=on_done,
+        )
+
+    @staticmethod
+    def _is_multislice_phase(layer: Any) -> bool:
+        """A phase layer with several slices: a reconstruction's (or one whose axes say
+        ``slice``), not, say, a 4D-STEM layer."""
+        if layer is None or layer.ndim < 3 or int(layer.data.shape[-3]) < 2:
+            return False
+        labels = tuple(str(a) for a in layer.axis_labels)
+        return layer.metadata.get(RECON_ROLE_KEY) == "phase" or labels[-3] == "slice"
+
+    def _put_side_line(self, line: tuple[float, tuple[float, float]] | None) -> None:
+        """Mark the side view's line in the viewer (a Shapes line), or remove the mark."""
+        layer = self._find(SIDE_LINE_NAME, Shapes)
+        if layer is not None and line is not None:
+            y, (x0, x1) = line
+            layer.data = [np.array([[y, x0], [y, x1]])]
+            layer.shape_type = "line"
+            return
+        self._adding_line = True  # the layer list changes: not a reason to refresh
+        try:
+            if line is None and layer is not None:
+                self.viewer.layers.remove(layer)
+            elif line is not None:
+                y, (x0, x1) = line
+                self.viewer.add_shapes(
+                    [np.array([[y, x0], [y, x1]])],
+                    shape_type="line",
+                    edge_color="#ffd54f",
+                    edge_width=0.06,
+                    name=SIDE_LINE_NAME,
+                    opacity=0.8,
+                    units=self._units(2),
+                )
+        finally:
+            self._adding_line = False
 
     def _ask_file_action(
         self, action: Any, title: str, filters: str, save_as: str | None = None

@@ -9,7 +9,10 @@ the nearest-neighbour blocks, noise floor), the drawing of a selection (arrows f
 by their significance, rings, markers, frame axes, the Green's tensor image) and the comparison
 with a ground truth (LSM, CSM ± errors) are computed in background workers; the main thread
 assigns the results to layers.  Warnings (noise floor, states that did not separate, too few
-states) go to the banner.
+states) go to the banner.  A source of a z-range (issue 16; a file of several is one source per
+range, picked by the z-range combo) is analysed over its occupied slices, as ``caviar
+correlations`` does, and drawn in layers of its own (``correlations [<label>]: arrows`` …), so
+that the arrows of several ranges can be seen together.
 
 Arrows (conventions §4), in a napari Vectors layer whose data are ``[start, projection]`` in Å
 world coordinates: at each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x
@@ -590,7 +593,18 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self._matrix_reference = None
         self.summary_label.setText(f"drawing failed: {exc}")
 
+    def _range_tag(self) -> str:
+        """The z-range of the analysed source (its label, or its slices), ``""`` without one:
+        each range's arrows, rings and markers are layers of their own."""
+        zrange = getattr(getattr(self.vm.result, "atoms", None), "zrange", None)
+        return "" if zrange is None else (zrange.label or f"slices {zrange.spec}")
+
+    def _layer_name(self, what: str) -> str:
+        tag = self._range_tag()
+        return f"{LAYER_PREFIX} [{tag}]: {what}" if tag else f"{LAYER_PREFIX}: {what}"
+
     def _layer(self, key: str) -> Any:
+        key = f"{self._range_tag()}|{key}"
         layer = self._layers.get(key)
         if layer is not None and layer in self.viewer.layers:
             return layer
@@ -602,7 +616,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self.drawing = drawing
         self.average_label.setText(drawing.averaged_note)
         self.average_label.setVisible(bool(drawing.averaged_note))
-        self._put_vectors("arrows", f"{LAYER_PREFIX}: arrows", drawing.vectors)
+        self._put_vectors("arrows", self._layer_name("arrows"), drawing.vectors)
         self._put_rings(drawing)
         self._put_markers(drawing)
         if drawing.frame is None:
@@ -610,7 +624,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
             if layer is not None:
                 layer.visible = False
         else:
-            self._put_vectors("frame", f"{LAYER_PREFIX}: local frame (x, y)", drawing.frame)
+            self._put_vectors("frame", self._layer_name("local frame (x, y)"), drawing.frame)
         self.frame_label.setText(drawing.frame_text)
         self.significance_label.setText(drawing.significance_text)
         if drawing.matrix is not None:
@@ -619,7 +633,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
     def _put_vectors(self, key: str, name: str, vectors: VectorsDrawing) -> None:
         layer = self._layer(key)
         if layer is None:
-            self._layers[key] = self.viewer.add_vectors(
+            self._layers[f"{self._range_tag()}|{key}"] = self.viewer.add_vectors(
                 vectors.data,
                 name=name,
                 edge_color=vectors.colours,
@@ -644,9 +658,9 @@ class CorrelationsWidget(AtomsAnalysisDock):
                 layer.visible = False
             return
         if layer is None:
-            self._layers["b_factor"] = self.viewer.add_points(
+            self._layers[f"{self._range_tag()}|b_factor"] = self.viewer.add_points(
                 rings.points,
-                name=f"{LAYER_PREFIX}: B factor (Å²)",
+                name=self._layer_name("B factor (Å²)"),
                 size=rings.size,
                 features=rings.features,
                 face_color="transparent",
@@ -668,9 +682,9 @@ class CorrelationsWidget(AtomsAnalysisDock):
         markers = drawing.markers
         layer = self._layer("markers")
         if layer is None:
-            self._layers["markers"] = self.viewer.add_points(
+            self._layers[f"{self._range_tag()}|markers"] = self.viewer.add_points(
                 markers.points,
-                name=f"{LAYER_PREFIX}: reference and neighbours",
+                name=self._layer_name("reference and neighbours"),
                 size=markers.size,
                 face_color="transparent",
                 border_color=markers.colours,

@@ -9,10 +9,13 @@ settings are the engine's :class:`~caviar_napari.data.config.ReconstructionConfi
 recommended recipe by default, or the paper's with free probe modes), loadable from and savable
 to the YAML file ``caviar reconstruct --config`` reads: the detector padding (globally and per
 stage), the held-out fraction, the starting source size, mini-batch epochs, and the memory
-settings (caps, placements of the data and of the L-BFGS history).  Before Start the dock makes
-the run's dry run in a worker (:mod:`caviar_napari.viewmodels.recon_plan`): the memory estimate
-(one line; a run that does not fit is refused), each stage's probe window and pixel, and, behind
-*Plan*, the whole plan as ``caviar reconstruct --dry-run`` prints it.
+settings (caps, placements of the data and of the L-BFGS history); per stage, the refinement of
+the scan positions and of their affine map (with the global bound and penalty), the tilt
+estimate from adjacent slices, the probe's aperture support and fixed intensity (issue 15).
+Before Start the dock makes the run's dry run in a worker
+(:mod:`caviar_napari.viewmodels.recon_plan`): the memory estimate (one line; a run that does not
+fit is refused), each stage's probe window and pixel, and, behind *Plan*, the whole plan as
+``caviar reconstruct --dry-run`` prints it.
 
 The dock binds its controls (:mod:`caviar_napari._qt.reconstruction`) to the Qt-free
 :class:`~caviar_napari.viewmodels.reconstruction.ReconstructionViewModel`, which holds the state
@@ -27,7 +30,10 @@ as the result, which can be saved, reopened with the plugin's reader and continu
 from").  Worker errors become a napari notification and the dock returns to idle with its inputs
 intact.  The status line shows the fitted source size of a partially coherent probe; the
 result panel shows which loss ``auto`` chose, the held-out positions and whether the object
-states separated; the warnings a result carries are shown in the dock's banner.  Each
+states separated, the tilt estimate, and how far the scan positions moved (refined positions
+are drawn as ``… refined positions`` with arrows from the nominal ones, ``… position shifts ×F``,
+drawn F times longer than the shifts); the warnings a result carries are shown in the dock's
+banner.  Each
 multi-state stage's separation report is shown as soon as the stage ends, during the run: object
 states that did not separate turn the banner red, with the engine's plain sentence saying so.
 """

@@ -31,7 +31,7 @@ import numpy as np
 
 from caviar_napari.errors import InputError
 
-__all__ = ["AFFINE_SIZE", "ScanPositions", "describe_refinement"]
+__all__ = ["AFFINE_SIZE", "ScanPositions", "describe_refinement", "nominal_from_refined"]
 
 #: Parameters of the affine block: A (2 × 2, row-major) and the drift d (y, x), Å.
 AFFINE_SIZE = 6
@@ -114,6 +114,52 @@ class ScanPositions:
         g_delta = 2.0 * self.penalty * delta / self.n_positions
         sech2 = 1.0 / np.cosh(np.asarray(u, dtype=np.float64) / self.bound_A) ** 2
         return value, sech2 * (g_delta - g_delta.mean(axis=0))
+
+
+def nominal_from_refined(
+    refined_A: np.ndarray, u: np.ndarray | None, affine: np.ndarray | None, bound_A: float
+) -> np.ndarray:
+    """The nominal positions ``r_p`` that the refinement variables moved to ``refined_A``.
+
+    Inverts ``s = r + Δ(u) + A (r − r̄) + d (t − ½)`` (module docstring) exactly: ``Δ`` and
+    ``t − ½`` are mean-free, so ``r̄`` is the mean of the refined positions, and then
+    ``r = (s − Δ − d (t − ½) + A r̄) (I + A)⁻¹`` (row vectors, transposed). A reconstruction
+    file holds the refined positions and the variables, not the nominal grid.
+
+    Parameters
+    ----------
+    refined_A
+        ``(P, 2)`` refined positions ``(y, x)`` in the object frame, Å
+        (``ReconState.scan_positions_A``).
+    u, affine
+        The refinement variables (``ReconState.positions_u``, ``affine``; None: not refined).
+    bound_A
+        ``position_bound_A`` of the configuration that refined them.
+
+    Raises
+    ------
+    InputError
+        Shapes that do not fit, or a singular scan map ``I + A``.
+    """
+    s = np.asarray(refined_A, dtype=np.float64).reshape(-1, 2)
+    rest = s.copy()
+    if u is not None:
+        if np.shape(u) != s.shape:
+            raise InputError(f"scan refinement: u has shape {np.shape(u)}, positions {s.shape}")
+        rest -= ScanPositions(s, bound_A).jitter_A(u)
+    if affine is None:
+        return rest
+    a = np.asarray(affine, dtype=np.float64).ravel()
+    if a.size != AFFINE_SIZE:
+        raise InputError(f"scan refinement: affine must have {AFFINE_SIZE} values, got {a.size}")
+    m = a[:4].reshape(2, 2)
+    time = ScanPositions(s, bound_A).scan_time
+    rest -= np.outer(time, a[4:6])
+    mean = s.mean(axis=0)
+    try:
+        return np.linalg.solve((np.eye(2) + m), (rest + mean @ m.T).T).T
+    except np.linalg.LinAlgError:
+        raise InputError("scan refinement: the refined scan map is singular") from None
 
 
 def describe_refinement(

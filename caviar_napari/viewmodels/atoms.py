@@ -3,17 +3,22 @@
 Workflow (conventions §3): the phase layer ``(state, slice, y, x)`` is copied into a
 :class:`PhaseSource`; :func:`detect_job` finds atoms by Laplacian of Gaussian; the user edits the
 points (manual picking); :func:`refine_job` refines them in every state and slice, indexes the
-lattice and returns an :class:`AtomsResult` whose layer tuples are ready to draw.  Parameters
+lattice and returns an :class:`AtomsResult` whose layer tuples are ready to draw.  Both work on
+one depth range (a :class:`~caviar_napari.data.atoms.ZRange`) when given: the phase of its
+slices only, the atoms recording the range; the view-model keeps one result per range
+(:attr:`AtomsViewModel.ranges`, :mod:`caviar_napari.viewmodels.atoms_depth`).  Parameters
 are the analysis' own typed dataclasses (:class:`~caviar_napari.analysis.atoms.DetectionConfig`,
 :class:`~caviar_napari.analysis.atoms.RefineConfig`) and :class:`LatticeRequest`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,13 +27,18 @@ from caviar_napari.analysis.lattice import LatticeIndex, index_lattice, species_
 from caviar_napari.errors import InputError
 from caviar_napari.io.atoms_file import (
     AtomsData,
-    read_atoms,
+    read_atoms_zranges,
     read_positions_csv,
     write_atoms,
+    write_atoms_zranges,
     write_positions_csv,
 )
 from caviar_napari.viewmodels import atoms_layers as al
+from caviar_napari.viewmodels.atoms_depth import ALL_SLICES, RangeChoice
 from caviar_napari.viewmodels.notices import result_warnings
+
+if TYPE_CHECKING:
+    from caviar_napari.data.atoms import ZRange
 
 #: Names of the layers the dock owns.
 POINTS_NAME = "atoms"
@@ -146,7 +156,8 @@ class AtomsResult:
 
 def drawing(atoms: AtomsData, shown_A: np.ndarray, refined: np.ndarray) -> AtomsDrawing:
     """The layers of ``atoms``: mean rings at ``shown_A`` (failed ones red), per-state dots,
-    lattice vectors, all coloured by the per-atom spread."""
+    lattice vectors, all coloured by the per-atom spread.  The per-state dots of a z-range sit
+    on the phase layer's slices of that range."""
     spread_pm = 100.0 * am.rms_spread_A(atoms.positions_A)
     size = al.point_size_A(shown_A)
     points = al.mean_points_layer(
@@ -159,7 +170,10 @@ def drawing(atoms: AtomsData, shown_A: np.ndarray, refined: np.ndarray) -> Atoms
         species=atoms.species,
         size_A=size,
     )
-    states = al.states_points_layer(atoms.positions_A, spread_pm, name=STATES_NAME, size_A=size)
+    offset = 0 if atoms.zrange is None else atoms.zrange.start  # slices of the phase layer
+    states = al.states_points_layer(
+        atoms.positions_A, spread_pm, name=STATES_NAME, size_A=size, slice_offset=offset
+    )
     lattice = None
     text = "Lattice not indexed."
     if atoms.lattice_vectors_A is not None:
@@ -199,25 +213,68 @@ def refinement_summary(result: am.StateRefinement) -> str:
     return "\n".join(lines)
 
 
+def in_range(
+    phase: np.ndarray, slice_index: int | None, zrange: ZRange | None
+) -> tuple[np.ndarray, int | None]:
+    """The phase of a z-range's slices and a slice of the reconstruction as an index into them
+    (``InputError`` when it lies outside the range); unchanged without a range."""
+    if zrange is None:
+        return phase, slice_index
+    if phase.shape[1] != zrange.n_slices_total:
+        raise InputError(
+            f"z-range {zrange.label!r} is of a {zrange.n_slices_total}-slice reconstruction, "
+            f"the phase layer has {phase.shape[1]} slices"
+        )
+    return phase[:, zrange.start : zrange.stop], range_slice_index(slice_index, zrange)
+
+
+def range_slice_index(slice_index: int | None, zrange: ZRange | None) -> int | None:
+    """A slice of the reconstruction as an index into the slices of ``zrange`` (unchanged
+    without a range; ``InputError`` naming the range when it lies outside)."""
+    if zrange is None or slice_index is None:
+        return slice_index
+    j = int(slice_index) % zrange.n_slices_total
+    if not zrange.start <= j < zrange.stop:
+        raise InputError(
+            f"slice {slice_index} is outside the z-range {zrange.label!r} ({zrange.spec}): "
+            "detect on a slice of the range, or on the sum over it"
+        )
+    return j - zrange.start
+
+
 def detect_job(
-    source: PhaseSource, config: am.DetectionConfig, slice_index: int | None
+    source: PhaseSource,
+    config: am.DetectionConfig,
+    slice_index: int | None,
+    zrange: ZRange | None = None,
 ) -> Generator[float, None, np.ndarray]:
-    """Worker: LoG detection on the detection image; yields progress, returns ``(atom, 2)`` Å."""
+    """Worker: LoG detection on the detection image (of the slices of ``zrange`` when given);
+    yields progress, returns ``(atom, 2)`` Å."""
     yield 0.0
-    image = am.detection_image(source.phase, slice_index)
+    phase, slice_index = in_range(source.phase, slice_index, zrange)
+    image = am.detection_image(phase, slice_index)
     yield 0.5
     return am.detect_atoms(image, source.pixel_size_A, source.origin_A, config)
 
 
 def refine_job(
-    source: PhaseSource, start_A: np.ndarray, config: am.RefineConfig, lattice: LatticeRequest
+    source: PhaseSource,
+    start_A: np.ndarray,
+    config: am.RefineConfig,
+    lattice: LatticeRequest,
+    zrange: ZRange | None = None,
 ) -> Generator[float, None, AtomsResult]:
     """Worker: refinement in every state and slice, lattice indexing, species, and the drawing.
 
-    Yields the fraction done; returns the :class:`AtomsResult` (its ``atoms`` carry the
-    provenance: phase layer, start, refinement parameters).
+    With ``zrange``, in every state and every slice of that range (``config.slice_index``, the
+    slice of the mean image, is a slice of the reconstruction inside it), indexed in the
+    range's own lattice; the atoms record the range.  Yields the fraction done; returns the
+    :class:`AtomsResult` (its ``atoms`` carry the provenance: phase layer, start, refinement
+    parameters, z-range).
     """
-    gen = am.iter_refine_states(source.phase, start_A, source.pixel_size_A, source.origin_A, config)
+    phase, inner = in_range(source.phase, config.slice_index, zrange)
+    config = dataclasses.replace(config, slice_index=inner)
+    gen = am.iter_refine_states(phase, start_A, source.pixel_size_A, source.origin_A, config)
     try:
         while True:
             yield 0.9 * next(gen)
@@ -239,7 +296,11 @@ def refine_job(
         "start": "Atoms widget points",
         "refine": {k: v for k, v in config.__dict__.items() if k != "chunk_windows"},
     }
+    if zrange is not None:
+        provenance["zrange"] = {"label": zrange.label, "slices": zrange.spec}
     atoms = result.to_atoms_data(index, species, source=source.name, provenance=provenance)
+    if zrange is not None:
+        atoms = dataclasses.replace(atoms, zrange=zrange)
     refined = np.all(np.isfinite(result.mean_positions_A), axis=1)
     shown = np.where(refined[:, None], result.mean_positions_A, start_A)
     draw = drawing(atoms, shown, refined)
@@ -252,40 +313,35 @@ def refine_job(
         atoms=atoms,
         index=index,
         drawing=draw,
-        summary=refinement_summary(result),
+        summary=(zrange.describe() + "\n" if zrange is not None else "")
+        + refinement_summary(result),
         lattice_error=error,
         warnings=tuple(result_warnings(result, atoms)),
     )
 
 
-def import_atoms_file(path: str | os.PathLike) -> AtomsResult:
-    """Read an ATOMS file for display: atoms without a finite mean position are left out.
+def atoms_result(atoms: AtomsData, summary: str) -> AtomsResult:
+    """An :class:`AtomsResult` of ATOMS contents read or found elsewhere (a file, the workflow):
+    atoms without a finite mean position are left out of it and of its drawing.
 
     Raises
     ------
     InputError
         If no atom has a finite mean position.
     """
-    atoms = read_atoms(path)
     refined = np.all(np.isfinite(atoms.mean_positions_A), axis=1)
+    where = f" in z-range {atoms.zrange.label!r}" if atoms.zrange is not None else ""
     if not refined.any():
-        raise InputError(f"{path}: no finite mean position")
+        raise InputError(f"{atoms.source or 'atoms'}: no finite mean position{where}")
     keep = refined
-    sub = AtomsData(
+    sub = dataclasses.replace(
+        atoms,
         positions_A=atoms.positions_A[:, :, keep],
         mean_positions_A=atoms.mean_positions_A[keep],
         cell_index=None if atoms.cell_index is None else atoms.cell_index[keep],
         basis_index=None if atoms.basis_index is None else atoms.basis_index[keep],
         species=None if atoms.species is None else atoms.species[keep],
-        lattice_vectors_A=atoms.lattice_vectors_A,
-        source=atoms.source,
         status=None if atoms.status is None else atoms.status[:, :, keep],
-        provenance=atoms.provenance,
-    )
-    summary = (
-        f"{sub.n_atoms} atoms read from {Path(path).name} ({int((~refined).sum())} without a "
-        f"mean position left out); {sub.n_failed} of {sub.positions_A[..., 0].size} "
-        "state×slice positions are NaN."
     )
     return AtomsResult(
         atoms=sub,
@@ -294,6 +350,107 @@ def import_atoms_file(path: str | os.PathLike) -> AtomsResult:
         summary=summary,
         warnings=tuple(result_warnings(atoms, atoms.provenance)),
     )
+
+
+def import_atoms_file(path: str | os.PathLike) -> dict[str, AtomsResult]:
+    """Read an ATOMS file for display: every z-range it holds, by label (``""`` for a file
+    without z-ranges), in file order.
+
+    Raises
+    ------
+    InputError
+        If a range has no atom with a finite mean position (named).
+    """
+    results = {}
+    for label, atoms in read_atoms_zranges(path).items():
+        refined = np.all(np.isfinite(atoms.mean_positions_A), axis=1)
+        head = "" if atoms.zrange is None else atoms.zrange.describe() + "\n"
+        summary = (
+            f"{head}{int(refined.sum())} atoms read from {Path(path).name} "
+            f"({int((~refined).sum())} without a mean position left out); {atoms.n_failed} of "
+            f"{atoms.positions_A[..., 0].size} state×slice positions are NaN."
+        )
+        results[label] = atoms_result(atoms, summary)
+    return results
+
+
+# ==================================================================================== ranges
+@dataclass(frozen=True)
+class RangesOutcome:
+    """The atoms of every z-range, found by :func:`ranges_job`.
+
+    Attributes
+    ----------
+    results
+        Label → the range's result (atoms, drawing, summary), in the order of the ranges.
+    lines
+        What the workflow reported (as ``caviar atoms`` prints it).
+    warnings
+        Its warnings.
+    """
+
+    results: dict[str, AtomsResult]
+    lines: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def ranges_job(
+    state: Any,
+    name: str,
+    ranges: Sequence[RangeChoice],
+    detection: am.DetectionConfig,
+    refine: am.RefineConfig,
+    lattice: LatticeRequest,
+) -> Generator[float, None, RangesOutcome]:
+    """Worker: detect, refine and index the atoms of every range of ``state`` (the workflow of
+    ``caviar atoms --zrange``), each in its own lattice.
+
+    Parameters
+    ----------
+    state
+        The reconstruction state of the phase layer.
+    name
+        The reconstruction's name (its file, or the layer): the atoms' source.
+    ranges
+        The ranges (at least one).
+    detection, refine, lattice
+        The dock's parameters; ``refine.slice_index`` (a slice of the reconstruction) must lie
+        in every range, or be None (the sum over each range).
+    """
+    from caviar_napari.workflows.atoms import AtomsOptions, atoms_of_state
+
+    if not ranges:
+        raise InputError("no z-ranges: add one (label and slices) first")
+    yield 0.0
+    vectors = None if lattice.vectors_A is None else tuple(np.ravel(lattice.vectors_A))
+    options = AtomsOptions(
+        recon=Path(name),
+        out=Path(name),
+        detection=detection,
+        refine=refine,
+        lattice_vectors_A=vectors,
+        n_basis=lattice.n_basis,
+        index_lattice=lattice.enabled,
+        species=lattice.species or None,
+        zranges=tuple((r.label, r.spec) for r in ranges),
+    )
+    summary = atoms_of_state(state, options)
+    yield 0.9
+    results = {}
+    for label, atoms in summary.ranges.items():
+        results[label] = atoms_result(atoms, "\n".join(_range_lines(summary.lines, atoms.zrange)))
+    yield 1.0
+    return RangesOutcome(results, tuple(summary.lines), tuple(summary.warnings))
+
+
+def _range_lines(lines: Sequence[str], zrange: ZRange) -> list[str]:
+    """The workflow's lines about one range: from its description to the next range's."""
+    head = zrange.describe()
+    if head not in lines:
+        return [head]
+    first = list(lines).index(head)
+    rest = [i for i, line in enumerate(lines[first + 1 :], first + 1) if line.startswith("z-range")]
+    return list(lines[first : rest[0] if rest else len(lines)])
 
 
 class AtomsViewModel:
@@ -305,8 +462,12 @@ class AtomsViewModel:
         LoG detection parameters.
     refine
         Refinement parameters (``radius_A`` None: automatic).
-    result
-        The last refinement or imported ATOMS file; None after the points were edited.
+    ranges
+        The labelled z-ranges defined (in order).
+    active
+        Label of the range the dock works on (:data:`ALL_SLICES`: every slice, no range).
+    results
+        Label → the last refinement (or imported ATOMS data) of that range.
     warnings
         Warnings of :attr:`result`.
     """
@@ -314,18 +475,125 @@ class AtomsViewModel:
     def __init__(self) -> None:
         self.detection = am.DetectionConfig()
         self.refine = am.RefineConfig()
-        self.result: AtomsResult | None = None
+        self.ranges: list[RangeChoice] = []
+        self.active: str = ALL_SLICES
+        self.results: dict[str, AtomsResult] = {}
         self.warnings: list[str] = []
 
     @property
+    def result(self) -> AtomsResult | None:
+        """The result of the active range; None after its points were edited."""
+        return self.results.get(self.active)
+
+    @property
     def atoms(self) -> AtomsData | None:
-        """The AtomsData of the last result."""
+        """The AtomsData of the active range's result."""
         return None if self.result is None else self.result.atoms
 
     def accept(self, result: AtomsResult | None) -> None:
-        """Keep a result (None: the points no longer match any result)."""
-        self.result = result
+        """Keep a result of the active range (None: the points no longer match it)."""
+        if result is None:
+            self.results.pop(self.active, None)
+        else:
+            self.results[self.active] = result
         self.warnings = [] if result is None else list(result.warnings)
+
+    # ------------------------------------------------------------------ z-ranges
+    def range(self, label: str) -> RangeChoice | None:
+        """The range of ``label`` (None for :data:`ALL_SLICES` or an unknown label)."""
+        return next((r for r in self.ranges if r.label == label), None)
+
+    @property
+    def active_range(self) -> RangeChoice | None:
+        """The active range (None: every slice)."""
+        return self.range(self.active)
+
+    def add_range(self, choice: RangeChoice) -> None:
+        """Add a range (its label must be new) and make it the active one."""
+        if self.range(choice.label) is not None or choice.label == ALL_SLICES:
+            raise InputError(f"a z-range named {choice.label!r} exists already")
+        self.ranges.append(choice)
+        self.set_active(choice.label)
+
+    def remove_range(self, label: str) -> None:
+        """Forget a range and its result; every slice becomes active if it was."""
+        self.ranges = [r for r in self.ranges if r.label != label]
+        self.results.pop(label, None)
+        if self.active == label:
+            self.set_active(ALL_SLICES)
+
+    def move_range(self, label: str, start: int, stop: int) -> bool:
+        """Give range ``label`` the slices ``start:stop``; its result is dropped when they
+        changed.  Returns whether they changed."""
+        old = self.range(label)
+        if old is None or (old.start, old.stop) == (int(start), int(stop)):
+            return False
+        if not 0 <= int(start) < int(stop):
+            raise InputError(f"z-range {label!r}: slices {start}:{stop} are empty")
+        self.ranges = [
+            RangeChoice(label, int(start), int(stop)) if r.label == label else r
+            for r in self.ranges
+        ]
+        self.results.pop(label, None)
+        if label == self.active:
+            self.warnings = []
+        return True
+
+    def set_active(self, label: str) -> None:
+        """Work on range ``label`` (:data:`ALL_SLICES`: every slice) from now on."""
+        if label != ALL_SLICES and self.range(label) is None:
+            raise InputError(f"no z-range named {label!r}")
+        self.active = label
+        self.warnings = [] if self.result is None else list(self.result.warnings)
+
+    def active_zrange(self, slice_thickness_A: Any | None) -> ZRange | None:
+        """The :class:`ZRange` of the active range (None: every slice).
+
+        Raises
+        ------
+        InputError
+            A range is active but the slice thicknesses are unknown.
+        """
+        choice = self.active_range
+        if choice is None:
+            return None
+        if slice_thickness_A is None:
+            raise InputError(
+                "the phase layer carries no slice thicknesses (it is not a reconstruction's "
+                "result or file): z-ranges need them"
+            )
+        return choice.zrange(slice_thickness_A)
+
+    def accept_ranges(self, outcome: RangesOutcome) -> None:
+        """Keep the results of :func:`ranges_job` (one per range)."""
+        self.results.update(outcome.results)
+        if self.active not in outcome.results:
+            self.active = next(iter(outcome.results))
+        self.warnings = list(
+            dict.fromkeys([*outcome.warnings, *(self.result.warnings if self.result else ())])
+        )
+
+    def accept_import(self, results: dict[str, AtomsResult]) -> None:
+        """Keep the z-ranges of an imported ATOMS file (:func:`import_atoms_file`): ranges of
+        the same labels are replaced; an unnamed range gets its slices as label; the first
+        becomes active."""
+        first = None
+        for label, result in results.items():
+            zrange = result.atoms.zrange
+            if zrange is None:
+                key = ALL_SLICES
+            else:
+                key = label or f"slices {zrange.spec}"
+                if zrange.label != key:  # its file label must be its label here
+                    atoms = dataclasses.replace(
+                        result.atoms, zrange=dataclasses.replace(zrange, label=key)
+                    )
+                    result = dataclasses.replace(result, atoms=atoms)
+                self.ranges = [r for r in self.ranges if r.label != key]
+                self.ranges.append(RangeChoice(key, zrange.start, zrange.stop))
+            self.results[key] = result
+            first = key if first is None else first
+        self.set_active(first if first is not None else ALL_SLICES)
 
     def detected_text(self, n: int) -> str:
         """Status after a detection of ``n`` atoms."""
@@ -356,8 +624,24 @@ class AtomsViewModel:
         ok = np.all(np.isfinite(pos), axis=1)
         return pos[ok], None if species is None else np.asarray(species)[ok]
 
-    def export_atoms(self, path: str | os.PathLike) -> None:
-        """Write the last refinement (or imported ATOMS data) as an ATOMS file."""
-        if self.atoms is None:
-            raise InputError("nothing to export: Refine first (or import an ATOMS file)")
-        write_atoms(path, self.atoms)
+    def export_atoms(self, path: str | os.PathLike) -> str:
+        """Write an ATOMS file; returns what it holds.
+
+        With every slice active: that result, in the usual schema.  With a z-range active:
+        every range that has a result, labelled (``caviar atoms --zrange``'s file; a single
+        range is the usual schema with its range recorded).
+        """
+        if self.active == ALL_SLICES:
+            if self.atoms is None:
+                raise InputError("nothing to export: Refine first (or import an ATOMS file)")
+            write_atoms(path, self.atoms)
+            return "the atoms of every slice"
+        done = [r.label for r in self.ranges if r.label in self.results]
+        if not done:
+            raise InputError("nothing to export: Refine a z-range first (or import an ATOMS file)")
+        ranges = [self.results[label].atoms for label in done]
+        if len(ranges) == 1:
+            write_atoms(path, ranges[0])
+        else:
+            write_atoms_zranges(path, ranges)
+        return "z-range" + ("s " if len(done) > 1 else " ") + ", ".join(repr(x) for x in done)

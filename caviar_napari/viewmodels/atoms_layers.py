@@ -141,7 +141,7 @@ def mean_points_layer(
 
 
 def per_state_points(
-    positions_A: ArrayLike, spread_pm: ArrayLike
+    positions_A: ArrayLike, spread_pm: ArrayLike, slice_offset: int = 0
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """4D point data ``(state, slice, y, x)`` of the finite positions, and their features.
 
@@ -151,6 +151,9 @@ def per_state_points(
         ``(state, slice, atom, 2)`` Å (NaN = failed, left out).
     spread_pm
         ``(atom,)`` per-atom spread, pm.
+    slice_offset
+        The reconstruction's slice of ``positions_A[:, 0]`` (a z-range's first slice), so the
+        points sit on the phase layer's slices.
 
     Returns
     -------
@@ -167,7 +170,7 @@ def per_state_points(
         np.arange(n_states), np.arange(n_slices), np.arange(n_atoms), indexing="ij"
     )
     ok = np.all(np.isfinite(pos), axis=-1)
-    data = np.column_stack([n[ok], j[ok], pos[ok]]).astype(float)
+    data = np.column_stack([n[ok], j[ok] + int(slice_offset), pos[ok]]).astype(float)
     spread = np.asarray(spread_pm, dtype=float)
     lo = spread_limits(spread)[0]
     features = {"atom": a[ok], SPREAD_FEATURE: np.nan_to_num(spread, nan=lo)[a[ok]]}
@@ -175,10 +178,15 @@ def per_state_points(
 
 
 def states_points_layer(
-    positions_A: ArrayLike, spread_pm: ArrayLike, *, name: str, size_A: float
+    positions_A: ArrayLike,
+    spread_pm: ArrayLike,
+    *,
+    name: str,
+    size_A: float,
+    slice_offset: int = 0,
 ) -> LayerDataTuple:
     """Points layer tuple of the per-state, per-slice positions (see :func:`per_state_points`)."""
-    data, features = per_state_points(positions_A, spread_pm)
+    data, features = per_state_points(positions_A, spread_pm, slice_offset)
     lo, hi = spread_limits(spread_pm)
     kwargs: dict[str, Any] = {
         "name": name,

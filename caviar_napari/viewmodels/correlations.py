@@ -74,6 +74,7 @@ from caviar_napari.viewmodels.figures import (
 )
 from caviar_napari.viewmodels.notices import dock_words, result_warnings
 from caviar_napari.workflows.correlations import comparison_lines, summary_lines
+from caviar_napari.workflows.inputs import range_slices
 from caviar_napari.workflows.noise_floor import separation_report_check
 
 #: Arrow scale S = 10^(SCALE_MAX_EXP − v / SCALE_STEPS_PER_DECADE) pm² per Å at slider step v.
@@ -164,6 +165,8 @@ class ComputeResult:
         fewer than 2 states' worth).
     warnings
         Noise floor, unseparated states, too few states for errors or tests.
+    range_lines
+        The source's z-range and the slices of it analysed (empty without a range).
     """
 
     analysis: CorrelationAnalysis
@@ -173,6 +176,7 @@ class ComputeResult:
     nn_distance_A: float
     dof: float
     warnings: tuple[str, ...] = ()
+    range_lines: tuple[str, ...] = ()
 
     @property
     def data(self) -> CorrelationsData:
@@ -239,6 +243,12 @@ def compute_job(
     """
     options = AnalysisOptions() if options is None else options
     config = options.config()
+    range_lines: list[str] = []
+    zrange = getattr(atoms, "zrange", None)
+    if zrange is not None:  # as caviar correlations: the range's occupied slices by default
+        slices, range_lines = range_slices(atoms, config.slices)
+        config = dataclasses.replace(config, slices=slices)
+        range_lines = [zrange.describe(), *range_lines]
     yield "Green's tensor and its errors"
     analysis = analyse_correlations(atoms, config)
     data = analysis.data
@@ -265,6 +275,7 @@ def compute_job(
         nn_distance_A=d_nn,
         dof=dof,
         warnings=tuple(analysis_warnings(analysis, atoms, atoms_path)),
+        range_lines=tuple(range_lines),
     )
 
 
@@ -274,8 +285,10 @@ def html_lines(lines: list[str]) -> str:
 
 
 def summary_text(result: ComputeResult) -> str:
-    """The analysis summary of ``caviar correlations`` (every value ± its error), rich text."""
-    return html_lines([dock_words(line) for line in summary_lines(result.analysis)])
+    """The analysis summary of ``caviar correlations`` (every value ± its error), rich text;
+    for a z-range, its depths and the slices analysed first."""
+    lines = [*result.range_lines, *summary_lines(result.analysis)]
+    return html_lines([dock_words(line) for line in lines])
 
 
 # ==================================================================================== options

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from caviar_napari.viewmodels.figures import (
 )
 from caviar_napari.viewmodels.notices import dock_words, result_warnings
 from caviar_napari.workflows.dispersion import displacement_noise_floor
+from caviar_napari.workflows.inputs import range_slices
 from caviar_napari.workflows.noise_floor import separation_report_check
 
 #: Branch colours (sorted band index 1, 2, …), readable on the dark background.
@@ -422,7 +423,10 @@ def dispersion_plot(
 
 
 def dispersion_warnings(
-    data: DispersionData, atoms: Any, slices: str | None, atoms_path: str | None = None
+    data: DispersionData,
+    atoms: Any,
+    slices: str | Sequence[int] | None,
+    atoms_path: str | None = None,
 ) -> list[str]:
     """What ``caviar dispersion`` warns about, for the dock's banner: a biased eq. 6, unphysical
     frequencies, more shells needed (the result's own), displacements at the noise floor or
@@ -449,7 +453,15 @@ def compute_job(
     atoms_path: str | None = None,
 ) -> Generator[str, None, DispersionOutcome]:
     """Worker: the dispersion of an AtomsData by each configuration (the force-constant one
-    first when both), the plot (rendered at ``size``), the tables and the warnings."""
+    first when both), the plot (rendered at ``size``), the tables and the warnings.  A z-range
+    source is analysed as ``caviar dispersion --zrange`` does: over its occupied slices unless
+    slices are given, its depths named first in the summary."""
+    range_lines: list[str] = []
+    zrange = getattr(atoms, "zrange", None)
+    if zrange is not None:
+        slices, lines = range_slices(atoms, configs[0].slices)
+        configs = [dataclasses.replace(c, slices=slices) for c in configs]
+        range_lines = [zrange.describe(), *lines]
     results = []
     for config in configs:
         yield "force constants" if config.estimator == EST_FC else "eq. 6"
@@ -457,8 +469,7 @@ def compute_job(
     data = results[0]
     green = results[1] if len(results) > 1 else None
     yield "plot"
-    slices = configs[0].slices if isinstance(configs[0].slices, str) else None
-    warnings = dispersion_warnings(data, atoms, slices, atoms_path)
+    warnings = dispersion_warnings(data, atoms, configs[0].slices, atoms_path)
     if green is not None:
         warnings = list(dict.fromkeys(warnings + [dock_words(w) for w in green.warnings]))
     return DispersionOutcome(
@@ -468,7 +479,7 @@ def compute_job(
         branches=branch_rows(data, green),
         constants=force_constant_rows(data),
         fit=fit_text(data),
-        summary=summary_text(data),
+        summary=" ".join([*range_lines, summary_text(data)]),
         warnings=tuple(warnings),
     )
 

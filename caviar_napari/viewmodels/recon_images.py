@@ -11,7 +11,9 @@ A reconstruction is shown as three Image layers whose world coordinates are Å i
   layer metadata), placed to the right of the object on the same Å scale with the first mode's
   lens axis at the scan-frame ``y`` of the object centre;
 
-and a hidden Points layer ``<name> scan positions``.  Everything a layer needs, contrast limits
+and a hidden Points layer ``<name> scan positions`` (the nominal ones when the positions were
+refined; the refined positions and the arrows from the nominal ones are then two more layers,
+:mod:`caviar_napari.viewmodels.recon_positions`).  Everything a layer needs, contrast limits
 and their range included, is computed here, so the main thread only assigns it.
 """
 
@@ -25,6 +27,11 @@ import numpy as np
 from caviar_napari.core.grid import as_pair
 from caviar_napari.errors import InputError
 from caviar_napari.viewmodels.layer_keys import RECON_ROLE_KEY
+from caviar_napari.viewmodels.recon_positions import (
+    ScanRefinement,
+    refinement_layer_tuples,
+    typical_step_A,
+)
 
 OBJECT_AXES = ("state", "slice", "y", "x")
 LayerDataTuple = tuple[Any, dict[str, Any], str]
@@ -58,6 +65,9 @@ class ReconImages:
         would otherwise set the contrast. The whole array when no positions are known.
     phase_range, amplitude_range
         ``(min, max)`` of the whole arrays: the range of the layers' contrast sliders.
+    refinement
+        The nominal and refined scan positions when a stage refined them (None otherwise, and
+        in live images).
     """
 
     phase: np.ndarray
@@ -72,6 +82,7 @@ class ReconImages:
     amplitude_limits: tuple[float, float] | None = None
     phase_range: tuple[float, float] | None = None
     amplitude_range: tuple[float, float] | None = None
+    refinement: ScanRefinement | None = None
 
 
 def probe_montage(probe: np.ndarray, gap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +127,7 @@ def reconstruction_images(
     scan_positions_A: np.ndarray | None = None,
     *,
     states_shown: int | None = None,
+    refinement: ScanRefinement | None = None,
 ) -> ReconImages:
     """Compute the phase, amplitude and probe images of a reconstruction (host, float32).
 
@@ -135,6 +147,9 @@ def reconstruction_images(
         Show a single-state object in this many state slots (a read-only broadcast, no copy):
         a live display keeps its layers' shape through a run whose first stage has one state,
         so napari's dims never change mid-run.  None: the object's own states.
+    refinement
+        Refined scan positions (:func:`~caviar_napari.viewmodels.recon_positions.scan_refinement`),
+        shown as their own layers.
     """
     obj = np.asarray(obj)
     if obj.ndim != 4:
@@ -172,6 +187,7 @@ def reconstruction_images(
         object_origin_A=(y0, x0),
         probe_origin_A=probe_origin,
         scan_positions_A=positions,
+        refinement=refinement,
         **limits,
     )
 
@@ -229,7 +245,9 @@ def layer_tuples(
     """napari layer-data tuples (phase, amplitude, probe modes, scan positions) for ``images``.
 
     The scan positions (when known) are a hidden Points layer ``"<name> scan positions"``
-    in the same Å frame, which shows where the probe was on the object.
+    in the same Å frame, which shows where the probe was on the object; when they were
+    refined it holds the nominal ones, and the refined positions and the arrows from the
+    nominal ones follow (:func:`~caviar_napari.viewmodels.recon_positions.refinement_layer_tuples`).
 
     Parameters
     ----------
@@ -292,7 +310,9 @@ def layer_tuples(
     ]
     if images.scan_positions_A is not None and len(images.scan_positions_A):
         positions = images.scan_positions_A
-        spacing = _typical_spacing(positions)
+        if images.refinement is not None:
+            positions = images.refinement.nominal_A
+        spacing = typical_step_A(positions)
         tuples.append(
             (
                 positions,
@@ -310,6 +330,8 @@ def layer_tuples(
                 "points",
             )
         )
+    if images.refinement is not None:
+        tuples += refinement_layer_tuples(images.refinement, name)
     return tuples
 
 
@@ -320,12 +342,3 @@ def contrast_ranges(images: ReconImages) -> dict[str, tuple[float, float]]:
         "amplitude": images.amplitude_range or value_range(images.amplitude),
         "probe": (0.0, 1.0),
     }
-
-
-def _typical_spacing(positions: np.ndarray) -> float:
-    """Median distance (Å) between consecutive probe positions (0 for a single position)."""
-    if len(positions) < 2:
-        return 0.0
-    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-    steps = steps[steps > 0]
-    return float(np.median(steps)) if steps.size else 0.0

@@ -4,10 +4,13 @@ The engine records in ``ReconState.diagnostics`` (conventions §6, ``diagnostics
 RECON file) the data loss that ``loss: auto`` chose, how many scan positions were held out of
 the fit, and, for every stage with several object states, whether the states separated
 (:mod:`caviar_napari.core.separation`); ``ReconState.source_fwhm_A`` is the fitted source size
-of a partially coherent probe.  :func:`result_report` turns these into the lines and the
-per-stage rows the dock shows; :func:`state_warnings` collects the warnings for its banner.
-During a run, the engine hands each multi-state stage's report over as the stage ends
-(``Progress.separation``): :func:`live_report` shows those before the run is over.
+of a partially coherent probe; the tilt the paper's estimate found at the start of a stage
+(``tilt_estimate``) is ``diagnostics["tilt_estimate"]``, and refined scan positions are
+described by :func:`~caviar_napari.core.positions.describe_refinement`.
+:func:`result_report` turns these into the lines and the per-stage rows the dock shows;
+:func:`state_warnings` collects the warnings for its banner.  During a run, the engine hands
+each multi-state stage's report over as the stage ends (``Progress.separation``):
+:func:`live_report` shows those before the run is over.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from caviar_napari.core.separation import SeparationReport
 from caviar_napari.viewmodels.notices import result_warnings
+from caviar_napari.viewmodels.recon_positions import scan_refinement
 
 __all__ = [
     "SEPARATION_COLUMNS",
@@ -51,8 +57,10 @@ SEPARATION_COLUMNS = (
 
 def state_warnings(state: Any) -> list[str]:
     """The warnings a reconstruction state carries (``diagnostics["warnings"]``: states that
-    did not separate or were still improving), without repeats."""
-    return result_warnings(state, getattr(state, "diagnostics", None))
+    did not separate or were still improving; refined scan positions at their bound), without
+    repeats."""
+    refinement = scan_refinement(state)
+    return result_warnings(state, getattr(state, "diagnostics", None), refinement)
 
 
 @dataclass(frozen=True)
@@ -124,12 +132,42 @@ def _source_line(state: Any) -> str | None:
     )
 
 
+def _pair(values: Any, digits: int = 2) -> str:
+    y, x = (float(v) for v in values)
+    return f"({y:+.{digits}f}, {x:+.{digits}f})"
+
+
+def tilt_lines(state: Any) -> list[str]:
+    """One line per stage whose start estimated the tilt from adjacent slices
+    (``tilt_estimate``, the paper's estimate), and the tilt the propagator used last."""
+    diagnostics = getattr(state, "diagnostics", {}) or {}
+    estimates = diagnostics.get("tilt_estimate") or {}
+    lines = [
+        f"tilt estimate at the start of '{stage}' (adjacent slices, {int(e['n_gaps'])} gaps): "
+        f"(α_y, α_x) = {_pair(e['tilt_mrad'])} mrad, spread "
+        f"({float(e['spread_mrad'][0]):.2f}, {float(e['spread_mrad'][1]):.2f}) mrad, "
+        f"residual {_pair(e['residual_mrad'])} mrad"
+        for stage, e in estimates.items()
+    ]
+    refined = any("tilt" in s.refine for s in state.config.stages[: state.stage_index + 1])
+    tilt = np.asarray(getattr(state, "tilt_mrad", (0.0, 0.0)), dtype=float)
+    if estimates or refined or np.any(tilt != 0):
+        how = "refined" if refined else ("estimated" if estimates else "given")
+        lines.append(f"tilt used: {_pair(tilt)} mrad ({how})")
+    return lines
+
+
 def result_report(state: Any) -> ResultReport:
     """The result panel of a reconstruction state (a finished, stopped or reopened run)."""
     lines = [_loss_line(state), _holdout_line(state)]
     source = _source_line(state)
     if source:
         lines.append(source)
+    lines += tilt_lines(state)
+    refinement = scan_refinement(state)
+    if refinement is not None:
+        lines.append(refinement.line)
+        lines += [f"⚠ {w}" for w in refinement.warnings]
     loss = f"{state.loss[-1]:.4g}" if len(state.loss) else "–"
     lines.append(f"iterations: {state.iteration}; final loss {loss}")
     diagnostics = getattr(state, "diagnostics", {}) or {}

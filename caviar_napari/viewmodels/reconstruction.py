@@ -41,6 +41,7 @@ from caviar_napari.io.config_file import load_yaml, save_yaml
 from caviar_napari.io.dataset import STEMDataset
 from caviar_napari.viewmodels.recon_images import ReconImages, reconstruction_images
 from caviar_napari.viewmodels.recon_plan import RunPlan, check_dock_run
+from caviar_napari.viewmodels.recon_positions import scan_refinement
 from caviar_napari.viewmodels.recon_report import (
     ResultReport,
     live_report,
@@ -383,7 +384,12 @@ def reconstruction_job(
         )
     positions = geometry.positions_A if final.scan_positions_A is None else final.scan_positions_A
     images = reconstruction_images(
-        final.object, final.probe, final.pixel_size_A, final.object_origin_A, positions
+        final.object,
+        final.probe,
+        final.pixel_size_A,
+        final.object_origin_A,
+        positions,
+        refinement=scan_refinement(final),
     )
     stopped = bool(control is not None and control.stopped and not final.finished)
     return RunResult(
@@ -412,6 +418,7 @@ def prepare_job(
             state.object_origin_A,
             state.scan_positions_A if positions is None else positions,
             states_shown=shown,
+            refinement=scan_refinement(state),
         )
     first = config.stages[0]
     h, w = geometry.object_shape

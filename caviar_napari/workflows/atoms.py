@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "AtomsOptions",
     "AtomsSummary",
+    "atoms_of_state",
     "describe_lattice",
     "parse_species",
     "read_start_positions",
@@ -265,6 +266,14 @@ def _truth_species(
     return assigned.species, line
 
 
+def _check_options(options: AtomsOptions) -> None:
+    """The options that exclude each other (``InputError`` naming them)."""
+    if parse_species(options.species) and not options.index_lattice:
+        raise InputError("--species needs lattice indexing (remove --no-lattice)")
+    if options.slices is not None and options.zranges:
+        raise InputError("--slices and --zrange exclude each other (give ranges one way)")
+
+
 def run_atoms(options: AtomsOptions) -> AtomsSummary:
     """Find, refine, index and name the atoms of a reconstruction; write the ATOMS file.
 
@@ -278,7 +287,6 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
     OutputError
         The output may not or cannot be written (checked before anything is computed).
     """
-    from caviar_napari.analysis.depth import zrange_from_spec
     from caviar_napari.io.atoms_file import write_atoms, write_atoms_zranges
     from caviar_napari.io.reconstruction import load_reconstruction
 
@@ -288,12 +296,35 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
         inputs={"RECON": options.recon, "--positions": options.positions},
         overwrite=options.overwrite,
     )
-    species_names = parse_species(options.species)
-    if species_names and not options.index_lattice:
-        raise InputError("--species needs lattice indexing (remove --no-lattice)")
-    if options.slices is not None and options.zranges:
-        raise InputError("--slices and --zrange exclude each other (give ranges one way)")
-    state = load_reconstruction(options.recon)
+    _check_options(options)
+    summary = atoms_of_state(load_reconstruction(options.recon), options)
+    written = list(summary.ranges.values())
+    if options.zranges:
+        summary.out = target.write(
+            lambda p: write_atoms_zranges(p, written), warnings=summary.warnings
+        )
+    else:
+        summary.out = target.write(lambda p: write_atoms(p, written[0]), warnings=summary.warnings)
+    summary.lines.append(f"wrote {options.out}")
+    return summary
+
+
+def atoms_of_state(state: ReconState, options: AtomsOptions) -> AtomsSummary:
+    """:func:`run_atoms` on a reconstruction state in memory, writing nothing.
+
+    ``options.recon`` names the reconstruction (provenance; the source data of the species
+    from a ground truth are looked for next to it); ``options.out`` and ``overwrite`` are not
+    used.  The Atoms dock calls this on the state its phase layer carries.
+
+    Returns
+    -------
+    AtomsSummary
+        Its ``ranges`` hold every z-range's atoms by label (``""`` without z-ranges); ``out``
+        is None.
+    """
+    from caviar_napari.analysis.depth import zrange_from_spec
+
+    _check_options(options)
     phase = np.angle(np.asarray(state.object)).astype(np.float32)
     pixel = state.pixel_size_A
     summary = AtomsSummary()
@@ -318,14 +349,6 @@ def run_atoms(options: AtomsOptions) -> AtomsSummary:
         atoms = _atoms_in_range(options, state, phase, zrange, start, given_species, summary)
         summary.ranges["" if zrange is None else zrange.label] = atoms
     summary.atoms = next(iter(summary.ranges.values()))
-    written = list(summary.ranges.values())
-    if options.zranges:
-        summary.out = target.write(
-            lambda p: write_atoms_zranges(p, written), warnings=summary.warnings
-        )
-    else:
-        summary.out = target.write(lambda p: write_atoms(p, written[0]), warnings=summary.warnings)
-    summary.lines.append(f"wrote {options.out}")
     return summary
 
 

@@ -396,3 +396,65 @@ def test_error_offset_noise_floor_and_significance_controls(make_napari_viewer, 
     widget.threshold_spin.setValue(0.0)
     _settle(qtbot, widget)
     assert len(layer.data) == 6
+
+
+def _two_ranges(path) -> None:
+    """An ATOMS file of two z-ranges ('upper' slices 0:2, 'lower' 2:4 of 4); the upper layer's
+    atoms fail in its second slice (vacuum), so its occupied slice is the first only."""
+    from caviar_napari.analysis.depth import zrange_from_spec
+    from caviar_napari.io.atoms_file import write_atoms_zranges
+
+    upper = _lattice_atoms(seed=3)
+    upper.positions_A[:, 1] = np.nan
+    lower = _lattice_atoms(seed=4)
+    dz = [40.0] * 4
+    write_atoms_zranges(
+        path,
+        [
+            dataclasses.replace(upper, zrange=zrange_from_spec("0:2", dz, "upper")),
+            dataclasses.replace(lower, zrange=zrange_from_spec("2:4", dz, "lower")),
+        ],
+    )
+
+
+def test_a_multi_range_file_is_one_source_per_range_each_with_its_own_arrows(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """A file of two z-ranges (caviar atoms --zrange): one source layer per range, the z-range
+    combo picks them, each range is analysed over its occupied slices and drawn in layers of
+    its own, so both ranges' arrows can be shown together."""
+    _two_ranges(tmp_path / "ranges.h5")
+    viewer = make_napari_viewer()
+    widget = CorrelationsWidget(viewer)
+    qtbot.addWidget(widget)
+    layer = widget.open_atoms_file(tmp_path / "ranges.h5")
+    assert layer.name == "atoms (ranges) [upper]"
+    picker = widget.source_picker
+    assert picker.range_combo.isVisibleTo(widget)
+    assert [picker.range_combo.itemText(i) for i in range(2)] == [
+        "z-range upper (0:2)",
+        "z-range lower (2:4)",
+    ]
+    assert widget.atoms_source().zrange.label == "upper"
+    qtbot.mouseClick(widget.compute_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: widget.worker is None and widget.result is not None, timeout=15000)
+    _settle(qtbot, widget)
+    text = widget.summary_label.text()
+    assert "z-range 'upper': slices 0:2 of 4, z = 0.0 … 80.0 Å" in text
+    assert "slices used: 0 of the range (slice 0 of the reconstruction)" in text
+    upper_arrows = viewer.layers["correlations [upper]: arrows"]
+    assert len(upper_arrows.data) > 0
+    picker.range_combo.setCurrentIndex(1)  # the lower range
+    assert widget.atoms_source().zrange.label == "lower"
+    assert picker.combo.currentText() == "atoms (ranges) [lower]"
+    qtbot.mouseClick(widget.compute_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=15000)
+    _settle(qtbot, widget)
+    assert "z-range 'lower': slices 2:4 of 4" in widget.summary_label.text()
+    lower_arrows = viewer.layers["correlations [lower]: arrows"]
+    assert upper_arrows in viewer.layers and lower_arrows is not upper_arrows
+    assert not np.allclose(lower_arrows.data[:, 1], upper_arrows.data[:, 1])
+    widget.source_picker.set_zrange("upper")
+    assert widget.atoms_source().zrange.label == "upper"
+    with pytest.raises(Exception, match="no z-range 'middle'"):
+        widget.source_picker.set_zrange("middle")

@@ -177,3 +177,28 @@ def test_buttons_open_compute_and_save(widget, qtbot, tmp_path, click, answer_di
     )
     assert widget.warning_banner.isVisibleTo(widget)
     assert "unphysical" in widget.warning_banner.text()
+
+
+def test_a_multi_range_file_picks_its_range_and_names_it(widget, qtbot, tmp_path):
+    """A file of two z-ranges: one source per range, the z-range combo picks one, and the
+    summary names the range analysed."""
+    import dataclasses
+
+    from caviar_napari.analysis.depth import zrange_from_spec
+    from caviar_napari.io.atoms_file import read_atoms, write_atoms_zranges
+
+    write_atoms_file(tmp_path / "one.h5", L=(4, 4), n_states=10)
+    atoms = read_atoms(tmp_path / "one.h5")
+    ranges = [
+        dataclasses.replace(atoms, zrange=zrange_from_spec(spec, [20.0] * 2, label))
+        for label, spec in (("upper", "0:1"), ("lower", "1:2"))
+    ]
+    write_atoms_zranges(tmp_path / "two.h5", ranges)
+    widget.open_atoms_file(tmp_path / "two.h5")
+    picker = widget.source_picker
+    assert picker.range_combo.count() == 2 and picker.range_combo.isVisibleTo(widget)
+    picker.range_combo.setCurrentIndex(1)
+    assert widget.atoms_source().zrange.label == "lower"
+    _run(widget, qtbot)
+    assert widget.vm.outcome is not None, widget.summary_label.text()
+    assert widget.vm.outcome.summary.startswith("z-range 'lower': slices 1:2 of 2")

@@ -895,3 +895,117 @@ def test_unseparated_states_turn_the_banner_red_as_soon_as_their_stage_ends(
     _wait_idle(qtbot, widget)
     assert panel.title() == "Result" and banner.alarm and warning in banner.warnings
     assert widget.progress.caption() == "2 / 2 iterations"
+
+
+def test_position_tilt_and_probe_options_reach_the_configuration_and_the_yaml(
+    viewer_widget, tmp_path, click, answer_dialogs
+):
+    """Issue 15's stage options in the stage details (refined positions and scan map, tilt
+    estimate, probe support, fixed probe intensity) and the global bound and penalty of the
+    positions: in the configuration, in the YAML the CLI reads, and back."""
+    _viewer, widget, _dataset = viewer_widget
+    widget.set_config(tiny_config())
+    details, table = widget.settings.stage_details, widget.stage_table
+    positions = widget.settings.position_form
+    table.selectRow(0)
+    assert details["positions"].value is False and details["probe_support"].value == "none"
+    assert positions["position_bound_A"].value == pytest.approx(1.0)
+    details["positions"].value = True
+    details["affine"].value = True
+    details["probe_support"].value = "aperture"
+    table.selectRow(1)
+    table.cell(1, "slices").setValue(2)  # the tilt estimate needs slices
+    details["tilt_estimate"].value = True
+    details["fixed_probe_intensity"].value = True
+    positions["position_bound_A"].value = 0.125
+    positions["position_penalty"].value = "2.5e-7"
+    table.cell(0, "probe").setChecked(False)  # a table edit keeps the detail blocks
+    config = widget.current_config()
+    first, second = config.stages
+    assert first.refine == ("object", "positions", "affine")
+    assert first.probe_support == "aperture" and not first.tilt_estimate
+    assert second.refine == ("object",) and second.probe_support == "none"
+    assert second.tilt_estimate and second.fixed_probe_intensity
+    assert not first.fixed_probe_intensity
+    assert config.position_bound_A == 0.125 and config.position_penalty == 2.5e-7
+    path = tmp_path / "positions.yaml"
+    answer_dialogs(path)
+    click(widget.settings.save_button)
+    loaded = load_yaml(path)  # what caviar reconstruct reads
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.stages[0].refine == ("object", "positions", "affine")
+    widget.set_config(tiny_config())
+    assert widget.current_config().stages[0].refine == ("object", "probe")
+    click(widget.settings.load_button)
+    assert widget.current_config().to_dict() == config.to_dict()
+    table.selectRow(0)
+    assert details["positions"].value is True and details["affine"].value is True
+    details["affine"].value = False  # unticked in the details: only the shifts are refined
+    assert widget.current_config().stages[0].refine == ("object", "positions")
+    assert positions["position_penalty"].value == "2.5e-07"
+    positions["position_penalty"].value = "small"
+    with pytest.raises(InputError, match="position_penalty"):
+        widget.current_config()
+
+
+def test_refined_positions_are_drawn_with_arrows_and_the_result_says_so(
+    viewer_widget, qtbot, tmp_path
+):
+    """A run that refines the scan positions and estimates the tilt: the result panel gives
+    the refinement's line and the tilt estimate; the refined positions are a Points layer and
+    the shifts, scaled by the factor the layer's name states, arrows from the nominal grid;
+    a saved file reopened with the reader gives the same layers."""
+    viewer, widget, dataset = viewer_widget
+    stages = [
+        cfg.StageConfig(name="mean object", iterations=3, slices=2, slice_thickness_A=5.0),
+        cfg.StageConfig(
+            name="positions",
+            iterations=3,
+            slices=2,
+            slice_thickness_A=5.0,
+            refine=("object", "probe", "positions", "affine"),
+            tilt_estimate=True,
+        ),
+    ]
+    widget.set_config(cfg.ReconstructionConfig(stages=stages, device="cpu", batch_size=36))
+    widget.start()
+    _wait_idle(qtbot, widget)
+    state = widget.result
+    assert state is not None and state.finished, widget.status_label.text()
+    nominal = engine.plan_geometry(dataset, state.config).positions_A
+    shifts = state.scan_positions_A - nominal
+    assert np.abs(shifts).max() > 1e-4  # the positions moved
+    text = widget.result_panel.label.text()
+    assert "scan positions refined: shifts rms" in text and "drift (" in text
+    assert "tilt estimate at the start of 'positions' (adjacent slices, 1 gaps)" in text
+    assert "tilt used:" in text
+    refined = _layer(viewer, "reconstruction refined positions")
+    np.testing.assert_allclose(refined.data, state.scan_positions_A)
+    arrows = [la for la in viewer.layers if la.name.startswith("reconstruction position shifts")]
+    assert len(arrows) == 1 and arrows[0].visible
+    factor = arrows[0].metadata["caviar_arrow_factor"]
+    assert arrows[0].name == f"reconstruction position shifts ×{factor:g}" and factor >= 1
+    np.testing.assert_allclose(arrows[0].data[:, 0], nominal, atol=1e-9)  # from the grid
+    np.testing.assert_allclose(arrows[0].data[:, 1], factor * shifts, atol=1e-9)
+    longest = factor * np.linalg.norm(shifts, axis=1).max()
+    assert 0.8 <= longest <= 2 * 0.8 * (1 + 1e-9)  # one to two scan steps (0.8 Å)
+    scan = _layer(viewer, "reconstruction scan positions")
+    np.testing.assert_allclose(scan.data, nominal, atol=1e-9)  # the nominal grid
+    # a second result with other shifts replaces the arrows (the factor in the name may differ)
+    widget.stage_table.cell(1, "iterations").setValue(5)
+    widget.start_combo.setCurrentIndex(widget.start_combo.findData("reconstruction phase"))
+    widget.start()
+    _wait_idle(qtbot, widget)
+    arrows = [la for la in viewer.layers if la.name.startswith("reconstruction position shifts")]
+    assert len(arrows) == 1
+    # the reader hook: the same layers from the file, the nominal grid recovered from it
+    path = tmp_path / "refined.h5"
+    widget.save_result(str(path))
+    tuples = {kw["name"]: (data, kw, kind) for data, kw, kind in rl.reconstruction_layer_data(path)}
+    data, kwargs, kind = tuples["refined refined positions"]
+    assert kind == "points"
+    np.testing.assert_allclose(data, widget.result.scan_positions_A)
+    (name,) = [n for n in tuples if n.startswith("refined position shifts ×")]
+    data, kwargs, kind = tuples[name]
+    assert kind == "vectors"
+    np.testing.assert_allclose(data[:, 0], nominal, atol=1e-9)

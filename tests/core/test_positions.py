@@ -13,7 +13,7 @@ from caviar_napari.core.engine import plan_geometry, run_to_end
 from caviar_napari.core.holdout import PatternSplit
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
-from caviar_napari.core.positions import AFFINE_SIZE, ScanPositions
+from caviar_napari.core.positions import AFFINE_SIZE, ScanPositions, nominal_from_refined
 from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
@@ -224,6 +224,30 @@ def test_positions_refine_through_minibatch_epochs_too():
     state = run_to_end(data, cfg.validate())
     found = state.scan_positions_A - grid.positions_A
     assert _rms_after_common_shift(found, truth) < 0.02
+
+
+def test_nominal_positions_are_recovered_from_the_refined_ones_and_the_variables():
+    rng = np.random.default_rng(3)
+    nominal = np.stack(np.meshgrid(np.arange(5.0), np.arange(6.0), indexing="ij"), -1)
+    nominal = 0.7 * nominal.reshape(-1, 2) + np.array([3.0, -1.0])
+    scan = ScanPositions(nominal, bound_A=0.4)
+    u = rng.standard_normal((30, 2))
+    affine = np.array([0.02, -0.01, 0.015, -0.03, 0.3, -0.2])
+    refined = nominal + scan.shifts_A(u, affine)
+    assert np.abs(refined - nominal).max() > 0.2  # the shifts are not negligible
+    back = nominal_from_refined(refined, u, affine, 0.4)
+    np.testing.assert_allclose(back, nominal, atol=1e-12)
+    # one block only, or none
+    np.testing.assert_allclose(
+        nominal_from_refined(nominal + scan.shifts_A(u, None), u, None, 0.4), nominal, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        nominal_from_refined(nominal + scan.shifts_A(None, affine), None, affine, 0.4),
+        nominal,
+        atol=1e-12,
+    )
+    with pytest.raises(InputError, match="u has shape"):
+        nominal_from_refined(refined, u[:3], affine, 0.4)
 
 
 def test_refinement_summary_names_the_drift_and_warns_at_the_bound():

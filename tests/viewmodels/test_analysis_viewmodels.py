@@ -125,7 +125,7 @@ def test_import_atoms_file_drops_atoms_without_a_mean_position(tmp_path):
     atoms = _lattice_atoms()
     atoms.mean_positions_A[4] = np.nan
     write_atoms(tmp_path / "a.h5", atoms)
-    result = avm.import_atoms_file(tmp_path / "a.h5")
+    (result,) = avm.import_atoms_file(tmp_path / "a.h5").values()
     assert result.atoms.n_atoms == 17 and "(1 without a mean position left out)" in result.summary
     vm = avm.AtomsViewModel()
     with pytest.raises(InputError, match="Refine first"):

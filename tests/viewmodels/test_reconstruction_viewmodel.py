@@ -492,3 +492,102 @@ def test_live_report_of_the_stages_finished_so_far():
     again = live_report([_report("b", False), _report("b", True)])
     assert again.unseparated == () and len(again.rows) == 1
     assert separation_warnings([_report("b", True)]) == []
+
+
+def _refined_state(u_scale: float = 0.1) -> engine.ReconState:
+    """A two-slice state whose positions a stage refined, with a tilt estimate."""
+    from caviar_napari.core.positions import ScanPositions
+
+    stage = cfg.StageConfig(
+        name="refine", slices=2, refine=("object", "positions", "affine"), tilt_estimate=True
+    )
+    config = cfg.ReconstructionConfig(stages=[stage], position_bound_A=0.5).validate()
+    grid = np.stack(np.meshgrid(np.arange(4.0), np.arange(5.0), indexing="ij"), -1)
+    nominal = 0.8 * grid.reshape(-1, 2) + 1.0
+    u = u_scale * np.random.default_rng(2).standard_normal((20, 2))
+    affine = np.array([0.01, 0.0, 0.0, -0.02, 0.12, 0.0])
+    return engine.ReconState(
+        object=np.ones((1, 2, 8, 8), np.complex64),
+        probe=np.ones((1, 4, 4), np.complex64),
+        tilt_mrad=np.array([1.5, -0.5]),
+        loss=[1.0, 0.5],
+        pixel_size_A=(0.2, 0.2),
+        object_origin_A=(0.0, 0.0),
+        slice_thickness_A=np.array([5.0, 5.0]),
+        config=config,
+        iteration=2,
+        stage_iteration=2,
+        scan_positions_A=nominal + ScanPositions(nominal, 0.5).shifts_A(u, affine),
+        positions_u=u,
+        affine=affine,
+        diagnostics={
+            "tilt_estimate": {
+                "refine": {
+                    "tilt_mrad": [1.5, -0.5],
+                    "residual_mrad": [1.5, -0.5],
+                    "spread_mrad": [0.2, 0.1],
+                    "shift_per_gap_A": [0.0075, -0.0025],
+                    "n_gaps": 1,
+                }
+            }
+        },
+    )
+
+
+def test_refined_positions_and_the_tilt_estimate_in_the_report_and_the_layers():
+    from caviar_napari.viewmodels import recon_positions as rp
+    from caviar_napari.viewmodels.recon_images import layer_tuples
+    from caviar_napari.viewmodels.recon_report import state_warnings
+
+    state = _refined_state()
+    refinement = rp.scan_refinement(state)
+    grid = np.stack(np.meshgrid(np.arange(4.0), np.arange(5.0), indexing="ij"), -1)
+    np.testing.assert_allclose(refinement.nominal_A, 0.8 * grid.reshape(-1, 2) + 1.0, atol=1e-12)
+    lines = result_report(state).lines
+    assert any(line.startswith("scan positions refined: shifts rms") for line in lines)
+    assert "drift (+0.120, +0.000) Å over the scan" in "\n".join(lines)
+    assert (
+        "tilt estimate at the start of 'refine' (adjacent slices, 1 gaps): (α_y, α_x) = "
+        "(+1.50, -0.50) mrad, spread (0.20, 0.10) mrad, residual (+1.50, -0.50) mrad" in lines
+    )
+    assert "tilt used: (+1.50, -0.50) mrad (estimated)" in lines
+    assert not state_warnings(state)
+    # layers: the nominal grid hidden, the refined positions, the arrows ×F from the grid
+    images = reconstruction_images(
+        state.object, state.probe, (0.2, 0.2), (0.0, 0.0), state.scan_positions_A,
+        refinement=refinement,
+    )  # fmt: skip
+    tuples = {kw["name"]: (data, kw, kind) for data, kw, kind in layer_tuples(images, name="r")}
+    np.testing.assert_allclose(tuples["r scan positions"][0], refinement.nominal_A)
+    np.testing.assert_allclose(tuples["r refined positions"][0], state.scan_positions_A)
+    factor = rp.arrow_factor(refinement.shifts_A, 0.8)
+    vectors, kwargs, kind = tuples[f"r position shifts ×{factor:g}"]
+    assert kind == "vectors" and kwargs["metadata"]["caviar_arrow_factor"] == factor
+    np.testing.assert_allclose(vectors[:, 1], factor * refinement.shifts_A)
+    # shifts at the bound: a warning, in the report's warnings too
+    at_bound = _refined_state(30.0)
+    assert any("position_bound_A = 0.5" in w for w in state_warnings(at_bound))
+    assert any(
+        line.startswith("⚠ scan positions: some shifts") for line in result_report(at_bound).lines
+    )
+    # never refined: nothing
+    plain = dataclasses.replace(state, positions_u=None, affine=None, diagnostics={})
+    assert rp.scan_refinement(plain) is None
+    lines = result_report(plain).lines
+    assert not any("refined" in line for line in lines)
+    assert "tilt used: (+1.50, -0.50) mrad (given)" in lines
+    plain.tilt_mrad = np.zeros(2)
+    assert not any("tilt" in line for line in result_report(plain).lines)
+
+
+def test_the_arrow_factor_is_a_round_number_that_makes_the_longest_arrow_about_a_step():
+    from caviar_napari.viewmodels.recon_positions import arrow_factor
+
+    cases = ((0.03, 0.5, 30.0), (0.3, 0.5, 3.0), (0.004, 0.8, 300.0), (0.07, 0.5, 10.0))
+    for longest, step, expected in cases:
+        shifts = np.array([[0.0, longest], [0.5 * longest, 0.0]])
+        factor = arrow_factor(shifts, step)
+        assert factor == expected
+        assert step <= factor * longest <= 2.0 * step
+    assert arrow_factor(np.zeros((2, 2)), 0.5) == 1.0
+    assert arrow_factor(np.array([[3.0, 0.0]]), 0.5) == 1.0  # never shorter than the shift

@@ -15,13 +15,13 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from napari.layers import Image, Points
+from napari.layers import Image, Points, Vectors
 
 from caviar_napari.viewmodels.layer_keys import RECON_ROLE_KEY
 from caviar_napari.viewmodels.recon_images import LayerDataTuple
 
 #: The layer kinds updated here and their napari classes (read-only).
-_LAYER_TYPES = MappingProxyType({"image": Image, "points": Points})
+_LAYER_TYPES = MappingProxyType({"image": Image, "points": Points, "vectors": Vectors})
 
 
 def _find(viewer: Any, name: str) -> Any:
@@ -62,6 +62,20 @@ def _put_image(layer: Any, data: np.ndarray) -> None:
         layer.data = np.array(data)
 
 
+def _remove_replaced(viewer: Any, kwargs: Mapping[str, Any]) -> None:
+    """Remove the layers of the same run and role under another name (the arrows of an earlier
+    result drawn with another factor, ``<name> position shifts ×F``)."""
+    metadata = kwargs.get("metadata", {})
+    role, run = metadata.get(RECON_ROLE_KEY), metadata.get("caviar_run")
+    if role is None or run is None:
+        return
+    for layer in list(viewer.layers):
+        meta = layer.metadata
+        same = meta.get(RECON_ROLE_KEY) == role and meta.get("caviar_run") == run
+        if same and layer.name != kwargs["name"]:
+            viewer.layers.remove(layer)
+
+
 def _set_metadata(layer: Any, metadata: Mapping[str, Any]) -> None:
     """Replace the layer's metadata unless it holds the same objects already."""
     if dict(layer.metadata).keys() != metadata.keys() or any(
@@ -88,8 +102,9 @@ def apply_layer_tuples(
     viewer
         The napari viewer.
     tuples
-        ``(data, kwargs, "image" | "points")`` as made by ``layer_tuples``; ``kwargs["name"]``
-        identifies the layer to update.
+        ``(data, kwargs, "image" | "points" | "vectors")`` as made by ``layer_tuples``;
+        ``kwargs["name"]`` identifies the layer to update (a layer of the same run and role
+        under another name is replaced).
     ranges
         Contrast-slider range of the image layers by role (``RECON_ROLE_KEY``), computed with
         the images (nothing is computed from the data here).
@@ -114,9 +129,11 @@ def apply_layer_tuples(
     complete = True
     for data, kwargs, kind in tuples:
         if kind not in _LAYER_TYPES:
-            raise ValueError(f"only image and points layers are updated here, got {kind!r}")
+            raise ValueError(f"only image, points and vectors layers are updated here: {kind!r}")
+        _remove_replaced(viewer, kwargs)
         layer = _find(viewer, kwargs["name"])
-        if layer is None or not isinstance(layer, _LAYER_TYPES[kind]) or layer.ndim != data.ndim:
+        ndim = data.ndim if kind == "image" else int(np.shape(data)[-1])  # world dims
+        if layer is None or not isinstance(layer, _LAYER_TYPES[kind]) or layer.ndim != ndim:
             if max_new is not None and added >= max_new:
                 complete = False
                 continue
@@ -128,9 +145,11 @@ def apply_layer_tuples(
             added += 1
         elif skip_hidden and not layer.visible:
             continue
-        elif kind == "points":  # probe positions: replaced only when they changed
+        elif kind in ("points", "vectors"):  # positions: replaced only when they changed
             if layer.data.shape != data.shape or not np.array_equal(layer.data, data):
                 layer.data = data
+                if kind == "vectors" and "features" in kwargs:
+                    layer.features = kwargs["features"]
             _set_metadata(layer, kwargs.get("metadata", {}))
         else:
             # geometry only when it changed: each assignment refreshes the layer

@@ -207,12 +207,13 @@ class LiveDisplay(QObject):
     def show_images(self, images: ReconImages, metadata: dict[str, Any], live: bool = False):
         """Put ``images`` in the run's layers.
 
-        Live updates skip hidden layers and leave the (constant, hidden) scan positions alone;
+        Live updates skip hidden layers and leave the positions alone (the scan positions, and
+        the refined ones with their arrows, which a result brings);
         a layer the user deleted during the run is added again (one per update).
         """
         tuples = layer_tuples(images, name=RUN_LAYER_NAME, metadata=metadata)
         if live:
-            tuples = [t for t in tuples if t[2] != "points"]
+            tuples = [t for t in tuples if t[2] == "image"]
         layers, _added, _complete = apply_layer_tuples(
             self.viewer,
             tuples,

@@ -8,7 +8,9 @@ it; the memory settings (caps on host and device memory, where the L-BFGS histor
 live, the object margin) are a second form in a collapsible section; the stages are the
 :class:`~caviar_napari._qt.reconstruction.stage_table.StageTable` with the
 :class:`~caviar_napari._qt.reconstruction.stage_table.StageDetails` of the selected stage below
-it; the presets are the recommended recipe and the paper's (free probe modes).  Fields the panel
+it, and the bound and penalty of the scan-position refinement (for the stages that refine the
+positions) in a collapsible section below them; the presets are the recommended recipe and the
+paper's (free probe modes).  Fields the panel
 does not show (tilt, checkpoints, cluster, …) are kept from the last configuration set.
 """
 
@@ -28,6 +30,7 @@ from caviar_napari._qt.reconstruction.stage_table import StageDetails, StageTabl
 from caviar_napari.core.memory import DATA_PLACEMENTS, HISTORY_PLACEMENTS
 from caviar_napari.data import config as cfg
 from caviar_napari.data.padding import PADDING_HELP
+from caviar_napari.errors import InputError
 from caviar_napari.viewmodels.reconstruction import (
     PRESET_ITERATIONS,
     PRESET_PAPER,
@@ -188,6 +191,40 @@ MEMORY_FIELDS = (
 )
 
 
+def _penalty(text: str) -> float:
+    """The position penalty typed in its line edit (``InputError`` naming it otherwise)."""
+    try:
+        return float(str(text).strip())
+    except ValueError:
+        raise InputError(f"'position_penalty' must be a number ≥ 0, got {text!r}") from None
+
+
+#: The scan-position refinement (global: every stage that refines ``positions``).
+POSITION_FIELDS = (
+    ParamField(
+        "position_bound_A",
+        "Bound",
+        {"widget_type": "FloatSpinBox", "min": 0.001, "max": 100.0, "step": 0.05},
+        suffix=" Å",
+        tooltip=(
+            "Largest shift of a scan position from its nominal place (B tanh(u/B): no step of "
+            "the optimiser can go past it). The result warns when shifts reach it."
+        ),
+    ),
+    ParamField(
+        "position_penalty",
+        "Penalty",
+        {"widget_type": "LineEdit"},
+        shown=lambda value: f"{float(value):g}",
+        stored=_penalty,
+        tooltip=(
+            "Weight λ of the penalty λ · mean |shift|² (per Å², in units of the normalised "
+            "loss) that pulls the shifts towards the nominal grid where the data say nothing."
+        ),
+    ),
+)
+
+
 def _form_values(config: cfg.ReconstructionConfig) -> dict[str, Any]:
     return {
         "device": config.device,
@@ -240,6 +277,17 @@ class SettingsPanel(QGroupBox):
         self.memory_section.addWidget(self.memory_form.native)
         layout.addWidget(self.memory_section)
 
+        self.position_form = ParamForm(POSITION_FIELDS, self._base)
+        self.position_form["position_bound_A"].native.setDecimals(3)
+        self.position_form.set_values(self._base)
+        self.position_form.connect(self.changed.emit)
+        self.position_section = QCollapsible("Scan-position refinement (all stages)")
+        self.position_section.setToolTip(
+            "Bound and penalty of the scan-position shifts, for the stages whose details tick "
+            "'Refine positions'."
+        )
+        self.position_section.addWidget(self.position_form.native)
+
         self.stages_label = text_label("Stages (run in order, each from the previous result):")
         layout.addWidget(self.stages_label)
         self.stage_table = StageTable()
@@ -248,6 +296,7 @@ class SettingsPanel(QGroupBox):
         layout.addWidget(self.details_label)
         self.stage_details = StageDetails(self.stage_table)
         layout.addWidget(self.stage_details.native)
+        layout.addWidget(self.position_section)
         self.stage_table.itemSelectionChanged.connect(self._show_details_title)
         self.stage_table.changed.connect(self._show_details_title)
         self.add_stage_button = push_button(
@@ -315,6 +364,10 @@ class SettingsPanel(QGroupBox):
             source_fwhm_A=exact_value(self.form["source_fwhm_A"].native, self._base.source_fwhm_A),
             detector_padding=values["detector_padding"],
             **self.memory_form.values(),
+            position_bound_A=exact_value(
+                self.position_form["position_bound_A"].native, self._base.position_bound_A
+            ),
+            position_penalty=self.position_form.value("position_penalty"),
             stages=self.stage_table.stages(validate=validate),
         )
         return cfg.ReconstructionConfig.from_dict(config.to_dict()) if validate else config
@@ -324,6 +377,7 @@ class SettingsPanel(QGroupBox):
         self._base = config
         self.form.set_values(_form_values(config))
         self.memory_form.set_values(config)
+        self.position_form.set_values(config)
         self.stage_table.set_stages(config.stages)
         self.stage_details.follow()
         self.changed.emit()
@@ -343,6 +397,7 @@ class SettingsPanel(QGroupBox):
         """Enable or disable every input (not the configuration's Save button)."""
         self.form.set_enabled(editable)
         self.memory_form.set_enabled(editable)
+        self.position_form.set_enabled(editable)
         for w in (
             self.stage_table,
             self.add_stage_button,

@@ -4,8 +4,9 @@ Each row is one :class:`~caviar_napari.data.config.StageConfig`. The table shows
 user changes between stages (iterations, states, modes, slicing, the source model, what is
 refined); :class:`StageDetails` below it edits the other fields of the selected stage (stopping
 rule, probe orthogonalisation, rigid shifts of the states, source quadrature, regularisers,
-optimiser).  Per-slice thicknesses of a stage loaded from YAML are kept unless the dz cell is
-edited.
+optimiser, the refinement of the scan positions and of their affine map, the tilt estimate from
+adjacent slices, the probe's aperture support and fixed intensity).  Per-slice thicknesses of
+a stage loaded from YAML are kept unless the dz cell is edited.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from caviar_napari._qt._forms import ParamField, ParamForm, centred, double_spin, int_spin
-from caviar_napari.data.config import OPTIMIZERS, PARTIAL_COHERENCE, StageConfig
+from caviar_napari.data.config import OPTIMIZERS, PARTIAL_COHERENCE, PROBE_SUPPORT, StageConfig
 
 #: (key, header, tooltip) of every column, in display order: what changes between stages first
 #: (a 2D material keeps one slice), so that a narrow dock shows it without scrolling.
@@ -73,9 +74,60 @@ _COHERENCE = ("none", "gaussian")
 assert set(_COHERENCE) == set(PARTIAL_COHERENCE), PARTIAL_COHERENCE
 #: The refinable blocks with a check-box column, in :data:`REFINABLE` order.
 _REFINE_KEYS = ("object", "probe", "tilt", "source")
+#: The refinable blocks with a check box in the stage details (the scan positions).
+DETAIL_REFINE_KEYS = ("positions", "affine")
 
 #: The fields of the selected stage edited below the table.
 DETAIL_FIELDS = (
+    ParamField(
+        "positions",
+        "Refine positions",
+        {"widget_type": "CheckBox"},
+        tooltip=(
+            "Refine a shift of every scan position (bounded by the Bound of 'Scan-position "
+            "refinement', pulled towards the nominal grid by its Penalty). The refined "
+            "positions carry over to the next stages, go into the result file and are drawn "
+            "as a Points layer with arrows from the nominal positions."
+        ),
+    ),
+    ParamField(
+        "affine",
+        "Refine scan map",
+        {"widget_type": "CheckBox"},
+        tooltip=(
+            "Refine a global affine map of the scan (scale, shear, rotation about its centre) "
+            "and a linear drift over the scan."
+        ),
+    ),
+    ParamField(
+        "tilt_estimate",
+        "Tilt estimate",
+        {"widget_type": "CheckBox"},
+        tooltip=(
+            "At the stage's start, estimate the crystal tilt by cross-correlating adjacent "
+            "slices of the current object (the paper's estimate), move the slices back into "
+            "line and use the tilted propagator from then on (fixed unless Tilt is refined). "
+            "Needs a multislice object from an earlier stage; the result shows the estimate."
+        ),
+    ),
+    ParamField(
+        "probe_support",
+        "Probe support",
+        {"widget_type": "ComboBox", "choices": list(PROBE_SUPPORT)},
+        tooltip=(
+            "aperture: keep the probe modes inside the condenser aperture in Fourier space (a "
+            "soft disc of 1.1 × the convergence angle); none: no support constraint."
+        ),
+    ),
+    ParamField(
+        "fixed_probe_intensity",
+        "Fixed probe intensity",
+        {"widget_type": "CheckBox"},
+        tooltip=(
+            "Keep the probe's total intensity (all modes) at the data's mean pattern total, "
+            "so the object cannot trade absorption for probe power."
+        ),
+    ),
     ParamField(
         "stop_patience",
         "Stop after",
@@ -197,6 +249,14 @@ DETAIL_FIELDS = (
     ),
 )
 _DETAIL_KEYS = tuple(f.name for f in DETAIL_FIELDS)
+
+
+def detail_values(stage: StageConfig) -> dict[str, Any]:
+    """The stage's fields as the details form shows them: the dataclass fields, and whether
+    each of :data:`DETAIL_REFINE_KEYS` is refined."""
+    values = dataclasses.asdict(stage)
+    values.update({key: key in stage.refine for key in DETAIL_REFINE_KEYS})
+    return values
 
 
 class StageTable(QTableWidget):
@@ -351,7 +411,10 @@ class StageTable(QTableWidget):
                 "object_states": self.cell(row, "object_states").value(),
                 "probe_modes": self.cell(row, "probe_modes").value(),
                 "slices": self.cell(row, "slices").value(),
-                "refine": tuple(k for k in _REFINE_KEYS if self._check(row, k)),
+                "refine": (
+                    *(k for k in _REFINE_KEYS if self._check(row, k)),
+                    *(k for k in DETAIL_REFINE_KEYS if k in base.refine),
+                ),
                 "partial_coherence": _COHERENCE[int(self._check(row, "partial_coherence"))],
             }
             dz_box = self.cell(row, "slice_thickness_A")
@@ -382,11 +445,18 @@ class StageTable(QTableWidget):
         return self._base[row]
 
     def set_details(self, row: int, values: dict[str, Any]) -> None:
-        """Set fields of the stage of ``row`` that the table does not show."""
+        """Set fields of the stage of ``row`` that the table does not show (the blocks of
+        :data:`DETAIL_REFINE_KEYS` by a bool: refined or not)."""
         unknown = set(values) - set(_DETAIL_KEYS)
         if unknown:
             raise KeyError(f"not a stage detail: {sorted(unknown)}")
-        self._base[row] = dataclasses.replace(self._base[row], **values)
+        fields = {k: v for k, v in values.items() if k not in DETAIL_REFINE_KEYS}
+        base = self._base[row]
+        blocks = {k: k in base.refine for k in DETAIL_REFINE_KEYS}
+        blocks.update({k: bool(v) for k, v in values.items() if k in DETAIL_REFINE_KEYS})
+        refine = (*(k for k in base.refine if k not in DETAIL_REFINE_KEYS), *blocks)
+        fields["refine"] = tuple(k for k in refine if blocks.get(k, True))
+        self._base[row] = dataclasses.replace(base, **fields)
         self.changed.emit()
 
 
@@ -400,7 +470,7 @@ class StageDetails(ParamForm):
     """
 
     def __init__(self, table: StageTable) -> None:
-        super().__init__(DETAIL_FIELDS, StageConfig())
+        super().__init__(DETAIL_FIELDS, detail_values(StageConfig()))
         self.table = table
         self._row = -1
         for f in self.fields:  # each field alone: a value shown rounded is never written back
@@ -414,7 +484,7 @@ class StageDetails(ParamForm):
         self._row = row
         self.set_enabled(row >= 0 and self.table.isEnabled())
         if row >= 0:
-            self.set_values(dataclasses.asdict(self.table.base_stage(row)))
+            self.set_values(detail_values(self.table.base_stage(row)))
 
     def _edited(self, name: str, *_: Any) -> None:
         if self._row >= 0:
