@@ -380,16 +380,10 @@ def compute_job(
         source.recon_path, source.data_source, hint=OPTICS_HINT, **form.optics_overrides()
     )
     yield "diagnostics"
-    data = wd.compute_diagnostics(
-        np.angle(np.asarray(state.object)),
-        pixel_size_A=state.pixel_size_A,
-        slice_thickness_A=np.asarray(state.slice_thickness_A),
-        object_origin_A=state.object_origin_A,
-        energy_eV=optics.energy_eV,
-        convergence_semiangle_mrad=optics.convergence_semiangle_mrad,
-        detector_mrad=optics.detector_mrad,
-        scan_positions_A=state.scan_positions_A,
-        zranges=zranges or None,
+    data = wd.diagnostics_of_state(
+        state,
+        optics,
+        zranges=zranges,
         reflections_invA=parse_reflections(form.reflections),
         plateau_start=form.plateau_start,
         snr=form.snr,

@@ -279,6 +279,27 @@ def compute_diagnostics(
     )
 
 
+def diagnostics_of_state(
+    state: Any, optics: Any, *, zranges: Any = None, source: str = "", **settings: Any
+) -> DiagnosticsData:
+    """:func:`compute_diagnostics` of a reconstruction state (a ``ReconState``) with the optics
+    of :func:`resolve_optics`; ``settings`` are the other keywords of
+    :func:`compute_diagnostics` (reflections, plateau start, SNR, margin)."""
+    return compute_diagnostics(
+        np.angle(np.asarray(state.object)),
+        pixel_size_A=state.pixel_size_A,
+        slice_thickness_A=np.asarray(state.slice_thickness_A),
+        object_origin_A=state.object_origin_A,
+        energy_eV=optics.energy_eV,
+        convergence_semiangle_mrad=optics.convergence_semiangle_mrad,
+        detector_mrad=optics.detector_mrad,
+        scan_positions_A=state.scan_positions_A,
+        zranges=zranges or None,
+        source=source,
+        **settings,
+    )
+
+
 def diagnostics_lines(data: DiagnosticsData) -> list[str]:
     """The report: one line per result, with the optics' limits beside the measurements."""
     n = data.numbers
@@ -681,15 +702,9 @@ def run_diagnostics(options: DiagnosticsOptions) -> DiagnosticsSummary:
         detector_mrad=options.detector_mrad,
     )
     zranges = read_atoms_zranges(options.atoms) if options.atoms is not None else None
-    data = compute_diagnostics(
-        np.angle(np.asarray(state.object)),
-        pixel_size_A=state.pixel_size_A,
-        slice_thickness_A=np.asarray(state.slice_thickness_A),
-        object_origin_A=state.object_origin_A,
-        energy_eV=optics.energy_eV,
-        convergence_semiangle_mrad=optics.convergence_semiangle_mrad,
-        detector_mrad=optics.detector_mrad,
-        scan_positions_A=state.scan_positions_A,
+    data = diagnostics_of_state(
+        state,
+        optics,
         zranges=zranges,
         reflections_invA=options.reflections_invA,
         plateau_start=options.plateau_start,
