@@ -761,14 +761,7 @@ def format_dispersion_report(data: DispersionData) -> str:
                 f"boundary: {data.boundary}, chosen by likelihood (−2 log L periodic − open = "
                 f"{fc.boundary_comparison:+.1f})"
             )
-        test = ShellTest(
-            data.shells,
-            fc.next_shell_statistic,
-            fc.next_shell_dof,
-            fc.next_shell_p_value,
-            fc.alpha,
-            fc.next_shell_note,
-        )
+        test = ShellTest.of_fit(data.shells, fc)
         lines.append(test.summary())
         parts.append("\n".join(lines))
     parts += [f"warning: {w}" for w in data.warnings]

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -131,6 +132,19 @@ class ShellTest:
     p_value: float
     alpha: float
     note: str = ""
+
+    @classmethod
+    def of_fit(cls, shells: int, fit: Any) -> ShellTest:
+        """The test recorded in a DISP file's force-constant fit (``DispersionData``'s
+        ``force_constants``: ``next_shell_statistic``, ``next_shell_dof``, …)."""
+        return cls(
+            shells,
+            fit.next_shell_statistic,
+            fit.next_shell_dof,
+            fit.next_shell_p_value,
+            fit.alpha,
+            fit.next_shell_note,
+        )
 
     @property
     def more_shells_needed(self) -> bool:

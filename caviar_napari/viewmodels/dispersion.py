@@ -293,14 +293,7 @@ def fit_text(data: DispersionData) -> str:
         lines[0] += (
             f" (chosen by likelihood: −2 log L periodic − open = {fc.boundary_comparison:+.1f})"
         )
-    test = ShellTest(
-        data.shells,
-        fc.next_shell_statistic,
-        fc.next_shell_dof,
-        fc.next_shell_p_value,
-        fc.alpha,
-        fc.next_shell_note,
-    )
+    test = ShellTest.of_fit(data.shells, fc)
     lines.append(test.summary())
     return "\n".join(lines)
 
