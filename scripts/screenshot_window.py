@@ -1,7 +1,7 @@
 """Screenshots of the whole ``caviar-napari`` window on small screens (for docs/images/).
 
 For each screen size (default 1280 × 800 and 1600 × 1000) the script starts a virtual display of
-that size (``xvfb-run``), opens the window as ``caviar-napari`` does (the four docks tabbed,
+that size (``xvfb-run``), opens the window as ``caviar-napari`` does (the five docks tabbed,
 the window fitted to the screen, the ``hbn-correlated`` sample), runs a short reconstruction
 from the Reconstruction dock, and saves ``docs/images/window-<W>x<H>.png`` with
 ``viewer.screenshot(canvas_only=False)``.  It checks that the window fits the screen and that
