@@ -10,10 +10,12 @@ from pathlib import Path
 from caviar_napari.workflows.study_report import machine_description
 
 
-def write_page(path: Path, title: str, script: str, intro: str, lines: list[str]) -> None:
+def write_page(path: Path, title: str, script: str, doc: str | None, lines: list[str]) -> None:
     """Write ``lines`` (the printed table) under ``title``, with the command that made them
-    (``script`` and this process's arguments), the machine and the date, then ``intro``."""
-    command = shlex.join(["python", script, *sys.argv[1:]])
+    (the benchmark file ``script`` and this process's arguments), the machine and the date,
+    then the second paragraph of the benchmark's docstring ``doc`` (what it measures)."""
+    command = shlex.join(["python", f"benchmarks/{Path(script).name}", *sys.argv[1:]])
+    intro = (doc or "").split("\n\n")[1]
     head = [
         f"# {title}",
         "",

@@ -70,8 +70,8 @@ def main() -> None:
         write_page(
             args.doc,
             "Default settings on noisy static hBN (issue 13)",
-            "benchmarks/bench_noisy_static.py",
-            (__doc__ or "").split("\n\n")[1],
+            __file__,
+            __doc__,
             lines,
         )
 

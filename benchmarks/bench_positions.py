@@ -120,8 +120,8 @@ def main() -> None:
         write_page(
             args.doc,
             "Scan-position refinement on abTEM data (issue 15)",
-            "benchmarks/bench_positions.py",
-            (__doc__ or "").split("\n\n")[1],
+            __file__,
+            __doc__,
             lines,
         )
 

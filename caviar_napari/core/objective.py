@@ -222,14 +222,15 @@ class Objective:
         probe = self.blocks(x)[1]
         return probe if self.constraint is None else self.constraint.apply(probe)
 
-    def model_probe(self, x: dict[str, Any]) -> tuple[Any, Any]:
+    def model_probe(self, x: dict[str, Any], modes: Any = None) -> tuple[Any, Any]:
         """The probe modes the forward model sees, and the mixing matrix behind them.
 
         A coherent probe: its modes and None. A Gaussian source: the coherent modes expanded
         into shifted copies, compressed to the orthogonal modes that carry them, and the
-        ``(copies, modes)`` mixing matrix (:func:`coherence.compress_modes`).
+        ``(copies, modes)`` mixing matrix (:func:`coherence.compress_modes`). ``modes``: the
+        constrained coherent modes when the caller has them already.
         """
-        probe = self.probe_modes(x)
+        probe = self.probe_modes(x) if modes is None else modes
         if self.source is None:
             return probe, None
         copies = coherence.expand_modes(self.backend, probe, self.sigma_A(x), self.source, self.k)
@@ -238,7 +239,8 @@ class Objective:
     def __call__(self, x: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         be = self.backend
         obj, probe, tilt = self.blocks(x)
-        modes, mixing = self.model_probe(x)
+        seen = self.probe_modes(x)  # the constrained coherent modes (``probe`` without)
+        modes, mixing = self.model_probe(x, seen)
         loss, grads = self.model.loss_and_gradient(
             obj, modes, tilt, want=self.model_want, indices=self.fit, shifts_px=self._shifts_px(x)
         )
@@ -246,7 +248,7 @@ class Objective:
             g_copies = mixing.conj() @ grads["probe"].reshape(modes.shape[0], -1)
             g_probe, g_sigma = coherence.contract_gradient(
                 be,
-                self.probe_modes(x) if self.constraint is not None else probe,
+                seen,
                 self.sigma_A(x),
                 self.source,
                 self.k,

@@ -57,6 +57,7 @@ from caviar_napari.io.zranges import (
     ZRANGE_GROUP,
     ZRANGE_LABELS,
     check_unique_labels,
+    read_every_zrange,
     read_zrange_attrs,
     write_zrange_attrs,
     zrange_group,
@@ -191,10 +192,7 @@ def read_atoms(path: str | os.PathLike, zrange: str | None = None) -> AtomsData:
 def read_atoms_zranges(path: str | os.PathLike) -> dict[str, AtomsData]:
     """Every z-range of an ATOMS file, by label in file order (a file of one range: one entry,
     keyed by its label or ``""``)."""
-    labels = atoms_zrange_labels(path)
-    return {
-        label: read_atoms(path, label if label or len(labels) > 1 else None) for label in labels
-    }
+    return read_every_zrange(path, atoms_zrange_labels(path), read_atoms)
 
 
 def _read_items(f: h5py.Group, where: str) -> AtomsData:

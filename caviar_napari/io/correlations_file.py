@@ -85,6 +85,7 @@ from caviar_napari.io.zranges import (
     ZRANGE_GROUP,
     ZRANGE_LABELS,
     check_unique_labels,
+    read_every_zrange,
     read_zrange_attrs,
     write_zrange_attrs,
     zrange_group,
@@ -354,11 +355,7 @@ def read_correlations(path: str | os.PathLike, zrange: str | None = None) -> Cor
 def read_correlations_zranges(path: str | os.PathLike) -> dict[str, CorrelationsData]:
     """Every z-range of a CORR file by label, in file order (a file of one range: one entry,
     keyed by its label or ``""``)."""
-    labels = correlations_zrange_labels(path)
-    return {
-        label: read_correlations(path, label if label or len(labels) > 1 else None)
-        for label in labels
-    }
+    return read_every_zrange(path, correlations_zrange_labels(path), read_correlations)
 
 
 def _read_items(f: h5py.Group, where: str) -> CorrelationsData:

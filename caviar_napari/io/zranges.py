@@ -15,6 +15,9 @@ given.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import h5py
 import numpy as np
@@ -22,6 +25,8 @@ import numpy as np
 from caviar_napari.data.atoms import ZRange
 from caviar_napari.errors import InputError
 from caviar_napari.io._h5util import as_text
+
+T = TypeVar("T")
 
 __all__ = [
     "ZRANGE_GROUP",
@@ -122,6 +127,14 @@ def zrange_group(f: h5py.File, where: str, zrange: str | None) -> tuple[h5py.Gro
                 f"{where}: holds one z-range{f' {own!r}' if own else ' (unnamed)'}, not {zrange!r}"
             )
     return f, where
+
+
+def read_every_zrange(
+    path: str | os.PathLike, labels: list[str], read: Callable[[str | os.PathLike, str | None], T]
+) -> dict[str, T]:
+    """Every z-range of a file by label, in file order, each read by ``read(path, label)``;
+    a file of one range gives one entry, keyed by its label or ``""`` (read with None)."""
+    return {label: read(path, label if label or len(labels) > 1 else None) for label in labels}
 
 
 def check_unique_labels(labels: list[str]) -> None:
