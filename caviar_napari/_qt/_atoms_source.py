@@ -195,6 +195,15 @@ class AtomsSourcePicker(QWidget):
                 out.append((z.label, z.spec, layer.name))
         return out
 
+    def zrange_atoms(self) -> dict[str, Any]:
+        """The AtomsData of the z-ranges the chosen source's file holds, by label (see
+        :meth:`zrange_sources`)."""
+        by_name = {layer.name: layer for layer in self.layers()}
+        return {
+            label: by_name[name].metadata[ATOMS_METADATA_KEY]
+            for label, _spec, name in self.zrange_sources()
+        }
+
     def set_zrange(self, label: str) -> None:
         """Choose the source layer of z-range ``label`` of the chosen source's file."""
         for z_label, _spec, name in self.zrange_sources():
