@@ -509,6 +509,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
         if table is not None:
             fill_table(self.unit_cell_table, table)
         self.unit_cell_table.setVisible(table is not None)
+        self.fit_width()
 
     # ------------------------------------------------------------------ controls → view-model
     def _read_controls(self) -> None:
@@ -790,6 +791,7 @@ class CorrelationsWidget(AtomsAnalysisDock):
         if table is not None:
             fill_table(self.layer_table, table)
         self.layer_table.setVisible(table is not None)
+        self.fit_width()
 
     # ------------------------------------------------------------------ export
     def export_correlations(self, path: str | os.PathLike) -> None:

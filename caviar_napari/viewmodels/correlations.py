@@ -814,7 +814,7 @@ def layer_table(comparison: Comparison) -> Table | None:
             )
         )
     return Table(
-        ("layer", "CSM nn", "LSM", "ρ_nn rec.", "ρ_nn truth", "atoms"),
+        ("layer", "CSM nn", "LSM", "ρ_nn", "ρ_nn truth", "atoms"),
         rows,
         "this z-range against every layer of the ground truth: each layer's realised blocks "
         "carried into the range's lattice frame, over the self blocks and nearest-neighbour "
@@ -825,14 +825,14 @@ def layer_table(comparison: Comparison) -> Table | None:
 
 def _pm2(value_A2: float, error_A2: float) -> str:
     text = f"{PM2_PER_A2 * value_A2:+.2f}"
-    return text + (f" ± {PM2_PER_A2 * error_A2:.2f}" if np.isfinite(error_A2) else "")
+    return text + (f"±{PM2_PER_A2 * error_A2:.2f}" if np.isfinite(error_A2) else "")
 
 
 def unit_cell_table(result: ComputeResult) -> Table | None:
     """The unit-cell averages of ``caviar correlations`` (CORR ``unit_cell_averages``): one row
-    per class ``(Δl1, Δl2) κ → κ'`` with its shell, distance, pairs and ``G_xx``, ``G_yy``,
-    ``G_xy`` ± error in pm² in the local lattice frame, and the significance of the averaged
-    block (None without lattice indices)."""
+    per class ``(Δl1,Δl2) κ→κ'`` with its neighbour shell and ``G_xx``, ``G_yy``, ``G_xy``
+    ± error in pm² in the local lattice frame, and the significance of the averaged block (None
+    without lattice indices)."""
     table: UnitCellTable | None = result.data.unit_cell_averages
     if table is None:
         return None
@@ -849,10 +849,8 @@ def unit_cell_table(result: ComputeResult) -> Table | None:
         sig = "self" if np.isinf(sigma) else f"{sigma:.1f}" if np.isfinite(sigma) else "n/a"
         rows.append(
             (
-                f"({d1}, {d2}) {name(k1)} → {name(k2)}",
+                f"({d1},{d2}) {name(k1)}→{name(k2)}",
                 str(int(table.shell[c])),
-                f"{table.distance_A[c]:.2f}",
-                str(int(table.counts[c])),
                 _pm2(b[1, 1], e[1, 1]),
                 _pm2(b[0, 0], e[0, 0]),
                 _pm2(b[1, 0], e[1, 0]),
@@ -860,12 +858,13 @@ def unit_cell_table(result: ComputeResult) -> Table | None:
             )
         )
     return Table(
-        ("class (Δl) κ → κ′", "shell", "r Å", "pairs", "G_xx pm²", "G_yy pm²", "G_xy pm²", "σ"),
+        ("class", "shell", "G_xx", "G_yy", "G_xy", "σ"),
         rows,
         "unit-cell averages: every pair of atoms with the same cell offset Δl = l′ − l and basis "
-        "atoms κ → κ′ averaged (each class listed once; its reverse holds the same pairs), in "
-        "the local lattice frame, ± standard error from resampling the object states; σ: "
-        "significance of the averaged block against zero correlation",
+        "atoms κ → κ′ averaged (class (Δl1,Δl2) κ→κ′, each listed once: its reverse holds the "
+        "same pairs), with its neighbour shell (0: self); G in pm² in the local lattice "
+        "frame, ± standard error from resampling the object states; σ: significance of the "
+        "averaged block against zero correlation",
     )
 
 
@@ -880,9 +879,12 @@ def unit_cell_caption(result: ComputeResult) -> str:
     b = labels[k2] if k2 < len(labels) else str(k2)
     zrange = getattr(result.atoms, "zrange", None)
     where = "" if zrange is None else f"z-range {zrange.label or zrange.spec}: "
+    shells = np.unique(table.shell[table.shell > 0])
+    shell_distances = [float(np.mean(table.distance_A[table.shell == k])) for k in shells]
     return (
-        f"{where}pairs within {table.max_distance_A:.2f} Å; local frame: x along the {a} → {b} "
-        f"bond Δl = ({f1}, {f2}), {table.frame_angle_deg:+.1f}° from lab x"
+        f"{where}G in pm² ± error, classes of pairs within {table.max_distance_A:.2f} Å (shells "
+        f"at {', '.join(f'{d:.2f}' for d in shell_distances)} Å); local frame: x along the {a} → "
+        f"{b} bond Δl = ({f1}, {f2}), {table.frame_angle_deg:+.1f}° from lab x"
     )
 
 

@@ -476,9 +476,9 @@ def test_zrange_against_its_layer_and_the_unit_cell_tab(make_napari_viewer, qtbo
     _settle(qtbot, widget)
     table = widget.unit_cell_table
     assert widget.tabs.tabText(1) == "Unit-cell averages" and not table.isHidden()
-    assert table.rowCount() == 11 and table.horizontalHeaderItem(4).text() == "G_xx pm²"
-    assert table.item(0, 0).text() == "(0, 0) B → B" and table.item(0, 7).text() == "self"
-    assert widget.unit_cell_label.text().startswith("z-range bottom: pairs within")
+    assert table.rowCount() == 11 and table.horizontalHeaderItem(2).text() == "G_xx"
+    assert table.item(0, 0).text() == "(0,0) B→B" and table.item(0, 5).text() == "self"
+    assert widget.unit_cell_label.text().startswith("z-range bottom: G in pm²")
     widget.compare(str(data))
     qtbot.waitUntil(lambda: widget.worker is None and widget.metrics is not None, timeout=15000)
     _settle(qtbot, widget)

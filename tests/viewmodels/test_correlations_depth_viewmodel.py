@@ -8,7 +8,6 @@ correlations --ground-truth`` does, with its own layer's realised tensor and wit
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from caviar_napari.io.atoms_file import read_atoms_zranges
@@ -87,16 +86,18 @@ def test_unit_cell_table_of_the_selected_range(computed):
     result = results["top"]
     uc = result.data.unit_cell_averages
     table = cvm.unit_cell_table(result)
-    assert table.headers[0].startswith("class") and "G_xx pm²" in table.headers
+    assert table.headers == ("class", "shell", "G_xx", "G_yy", "G_xy", "σ")
     assert len(table.rows) == uc.n_classes == 11  # 2 self, 3 nearest, 6 second neighbours
-    assert [row[1] for row in table.rows] == [str(s) for s in uc.shell]
-    assert table.rows[0][0] == "(0, 0) B → B" and table.rows[0][-1] == "self"
+    assert [int(row[1]) for row in table.rows] == uc.shell.tolist()
+    assert table.rows[0][0] == "(0,0) B→B" and table.rows[0][-1] == "self"
     for row, block, err in zip(table.rows, uc.blocks_A2, uc.stderr_A2):
-        xx, xx_err = (float(v) for v in row[4].split(" ± "))
+        xx, xx_err = (float(v) for v in row[2].split("±"))
         assert xx == pytest.approx(1e4 * block[1, 1], abs=0.006)
         assert xx_err == pytest.approx(1e4 * err[1, 1], abs=0.006)
-        xy = float(row[6].split(" ± ")[0])
+        yy = float(row[3].split("±")[0])
+        assert yy == pytest.approx(1e4 * block[0, 0], abs=0.006)
+        xy = float(row[4].split("±")[0])
         assert xy == pytest.approx(1e4 * block[1, 0], abs=0.006)
-    assert np.all([float(r[2]) >= 0 for r in table.rows])
     caption = cvm.unit_cell_caption(result)
-    assert caption.startswith("z-range top: pairs within") and "B → N bond" in caption
+    assert caption.startswith("z-range top: G in pm² ± error") and "B → N bond" in caption
+    assert "(shells at 1.45, 2.50 Å)" in caption
