@@ -10,8 +10,10 @@ averages the arrows may show.  :func:`drawing_job` turns the current :class:`Sel
 :class:`ArrowOptions` into everything the dock draws (arrows faded or hidden by their
 significance, B-factor rings, reference markers, local-frame axes, the Green's tensor image,
 texts); :func:`truth_job` reads a simulated file's ground truth and :func:`comparison_job`
-compares with it (LSM, CSM ± errors).  All of them run in a worker; the dock only assigns their
-results to layers.
+compares with it (LSM, CSM ± errors) — a z-range with its matched layer of a layered truth and
+with every layer, by the steps of ``caviar correlations --ground-truth``
+(:func:`layer_table`).  :func:`unit_cell_table` is the source's table of unit-cell averages.
+All of them run in a worker; the dock only assigns their results to layers.
 
 Arrows (conventions §4), napari Vectors data ``[start, projection]`` in Å world coordinates: at
 each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x purple); at each neighbour
