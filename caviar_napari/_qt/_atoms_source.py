@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QLabel, QWidget
+from qtpy.QtWidgets import QComboBox, QLabel, QVBoxLayout, QWidget
 
 from caviar_napari._qt._dock import ViewerDock, follow_layers
 from caviar_napari._qt._file_dialogs import HDF5_FILTER, ask_and_run
@@ -103,8 +103,14 @@ class AtomsSourcePicker(QWidget):
         )
         self.range_combo.currentIndexChanged.connect(self._on_range_chosen)
         self.range_combo.setVisible(False)
+        for box in (self.combo, self.range_combo):  # long layer names: not wider than the dock
+            box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(8)
         self.open_button = push_button("Open ATOMS file…", self._ask_atoms_file)
-        self.setLayout(hrow((self.combo, 1), self.range_combo, self.open_button))
+        rows = QVBoxLayout(self)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.addLayout(hrow((self.combo, 1), self.open_button))
+        rows.addWidget(self.range_combo)  # shown for a source of a z-range
         self.refresh()
         follow_layers(self, viewer, self.refresh)
 
@@ -194,6 +200,15 @@ class AtomsSourcePicker(QWidget):
             if same and z is not None:
                 out.append((z.label, z.spec, layer.name))
         return out
+
+    def zrange_atoms(self) -> dict[str, Any]:
+        """The AtomsData of the z-ranges the chosen source's file holds, by label (see
+        :meth:`zrange_sources`)."""
+        by_name = {layer.name: layer for layer in self.layers()}
+        return {
+            label: by_name[name].metadata[ATOMS_METADATA_KEY]
+            for label, _spec, name in self.zrange_sources()
+        }
 
     def set_zrange(self, label: str) -> None:
         """Choose the source layer of z-range ``label`` of the chosen source's file."""

@@ -14,17 +14,24 @@ from typing import Any, TypeVar
 
 from magicgui.widgets import Container, create_widget
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
+    QAbstractItemView,
     QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QWidget,
 )
+
+from caviar_napari.viewmodels.tables import Table
 
 _SpinBox = TypeVar("_SpinBox", QSpinBox, QDoubleSpinBox)
 
@@ -354,3 +361,39 @@ class ParamForm:
     def set_enabled(self, enabled: bool) -> None:
         """Enable or disable every control."""
         self.container.enabled = enabled
+
+
+# ==================================================================================== tables
+def read_only_table(tooltip: str) -> QTableWidget:
+    """A read-only table without row numbers (filled by :func:`fill_table`)."""
+    table = QTableWidget(0, 0)
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.setToolTip(tooltip)
+    return table
+
+
+def fill_table(
+    table: QTableWidget, content: Table, *, colours: Sequence[str] | None = None
+) -> None:
+    """Show ``content`` in ``table``, as tall as its rows: the first column stretched and
+    left-aligned (in ``colours``, row by row, cycling, when given), the others centred and as
+    wide as their texts."""
+    table.clear()
+    table.setColumnCount(len(content.headers))
+    table.setHorizontalHeaderLabels(list(content.headers))
+    table.setRowCount(len(content.rows))
+    for r, cells in enumerate(content.rows):
+        for c, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(Qt.AlignCenter if c else Qt.AlignLeft | Qt.AlignVCenter)
+            table.setItem(r, c, item)
+        if colours:
+            table.item(r, 0).setForeground(QColor(colours[r % len(colours)]))
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeToContents)
+    header.setSectionResizeMode(0, QHeaderView.Stretch)
+    if content.tooltip:
+        table.setToolTip(content.tooltip)
+    rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+    table.setFixedHeight(header.sizeHint().height() + rows + 2 * table.frameWidth() + 2)

@@ -12,7 +12,11 @@ assigns the results to layers.  Warnings (noise floor, states that did not separ
 states) go to the banner.  A source of a z-range (issue 16; a file of several is one source per
 range, picked by the z-range combo) is analysed over its occupied slices, as ``caviar
 correlations`` does, and drawn in layers of its own (``correlations [<label>]: arrows`` …), so
-that the arrows of several ranges can be seen together.
+that the arrows of several ranges can be seen together; against a layered ground truth it is
+matched to its layer together with the other ranges of its file and compared with that layer
+and with every layer (a small table: CSM, LSM, ρ_nn per layer), as ``caviar correlations
+--ground-truth``.  The *Unit-cell averages* tab holds the source's table of class averages (CORR
+``unit_cell_averages``: class, shell, G_xx, G_yy, G_xy ± error in pm², significance).
 
 Arrows (conventions §4), in a napari Vectors layer whose data are ``[start, projection]`` in Å
 world coordinates: at each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x
@@ -39,6 +43,8 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QRadioButton,
     QSlider,
+    QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -48,9 +54,11 @@ from caviar_napari._qt._forms import (
     check_box,
     combo,
     double_spin,
+    fill_table,
     hrow,
     int_spin,
     push_button,
+    read_only_table,
     text_label,
 )
 from caviar_napari._qt._plot import FigureView
@@ -362,6 +370,9 @@ class CorrelationsWidget(AtomsAnalysisDock):
         form.addRow(self.compare_button)
         self.truth_label = text_label(selectable=True)
         form.addRow(self.truth_label)
+        self.layer_table = read_only_table("")
+        self.layer_table.setVisible(False)
+        form.addRow(self.layer_table)
         layout.addWidget(truth)
 
         export = QHBoxLayout()
@@ -371,9 +382,21 @@ class CorrelationsWidget(AtomsAnalysisDock):
         export.addWidget(self.save_figure_button)
         layout.addLayout(export)
 
+        self.tabs = QTabWidget()
         self.plot = FigureView(self, height_px=300)
         self.plot.resized.connect(self._on_plot_resized)
-        layout.addWidget(self.plot, 1)
+        self.tabs.addTab(self.plot, "Green's tensor")
+        cells = QWidget()
+        box = QVBoxLayout(cells)
+        box.setContentsMargins(2, 4, 2, 2)
+        self.unit_cell_label = text_label("No unit-cell averages yet.", hint=True)
+        box.addWidget(self.unit_cell_label)
+        self.unit_cell_table = read_only_table("")
+        self.unit_cell_table.setVisible(False)
+        box.addWidget(self.unit_cell_table)
+        box.addStretch(1)
+        self.tabs.addTab(cells, "Unit-cell averages")
+        layout.addWidget(self.tabs, 1)
         self._update_scale_label()
         self._set_enabled()
         self.fit_width()
@@ -473,9 +496,20 @@ class CorrelationsWidget(AtomsAnalysisDock):
         self._update_scale_label()
         self._matrix_reference = None
         self.summary_label.setText(cvm.summary_text(result))
+        self._show_unit_cells(result)
+        self.layer_table.setVisible(False)
         self._set_enabled()
         self.redraw()
         self._update_comparison()
+
+    def _show_unit_cells(self, result: ComputeResult) -> None:
+        """The unit-cell averages of the analysed source (its z-range) in their tab."""
+        table = cvm.unit_cell_table(result)
+        self.unit_cell_label.setText(cvm.unit_cell_caption(result))
+        if table is not None:
+            fill_table(self.unit_cell_table, table)
+        self.unit_cell_table.setVisible(table is not None)
+        self.fit_width()
 
     # ------------------------------------------------------------------ controls → view-model
     def _read_controls(self) -> None:
@@ -736,17 +770,28 @@ class CorrelationsWidget(AtomsAnalysisDock):
     def _start_comparison(self, on_done: Any) -> Any:
         self._read_controls()
         label = self.pairs_combo.currentText()
-        request = self.vm.comparison_request(label == PAIRS_DRAWN, label)
+        request = self.vm.comparison_request(
+            label == PAIRS_DRAWN, label, self.source_picker.zrange_atoms()
+        )
         if request is None:
             return None
         self.truth_label.setText("comparing …")
         return start_worker(
             cvm.comparison_job,
             request,
-            on_return=lambda c: self.truth_label.setText(self.vm.accept_comparison(c)),
+            on_return=self._on_compared,
             on_error=lambda exc: self.truth_label.setText(f"failed: {exc}"),
             on_done=on_done,
         )
+
+    def _on_compared(self, comparison: cvm.Comparison) -> None:
+        """Show a comparison: its text, and a z-range's numbers against every layer."""
+        self.truth_label.setText(self.vm.accept_comparison(comparison))
+        table = cvm.layer_table(comparison)
+        if table is not None:
+            fill_table(self.layer_table, table)
+        self.layer_table.setVisible(table is not None)
+        self.fit_width()
 
     # ------------------------------------------------------------------ export
     def export_correlations(self, path: str | os.PathLike) -> None:

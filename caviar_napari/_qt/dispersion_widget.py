@@ -18,25 +18,27 @@ import os
 from typing import Any
 
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from caviar_napari._qt._atoms_source import AtomsAnalysisDock, AtomsSourcePicker
 from caviar_napari._qt._file_dialogs import FIGURE_FILTER, HDF5_FILTER, ask_and_run
-from caviar_napari._qt._forms import ParamField, ParamForm, double_spin, push_button, text_label
+from caviar_napari._qt._forms import (
+    ParamField,
+    ParamForm,
+    double_spin,
+    fill_table,
+    push_button,
+    read_only_table,
+    text_label,
+)
 from caviar_napari._qt._plot import FigureView
 from caviar_napari._qt._worker import start_worker
 from caviar_napari.errors import CaviarError
@@ -145,38 +147,6 @@ FORM_FIELDS = (
 )
 
 
-def _table(tooltip: str) -> QTableWidget:
-    """A read-only table without row numbers, its columns sharing the width."""
-    table = QTableWidget(0, 0)
-    table.verticalHeader().setVisible(False)
-    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-    table.setToolTip(tooltip)
-    return table
-
-
-def _fill(table: QTableWidget, content: dvm.Table, *, coloured: bool = False) -> None:
-    """Show ``content`` in ``table`` (the first column in the branch colours when
-    ``coloured``), as tall as its rows."""
-    table.clear()
-    table.setColumnCount(len(content.headers))
-    table.setHorizontalHeaderLabels(list(content.headers))
-    table.setRowCount(len(content.rows))
-    for r, cells in enumerate(content.rows):
-        for c, text in enumerate(cells):
-            item = QTableWidgetItem(text)
-            item.setTextAlignment(Qt.AlignCenter if c else Qt.AlignLeft | Qt.AlignVCenter)
-            table.setItem(r, c, item)
-        if coloured:
-            table.item(r, 0).setForeground(QColor(BRANCH_COLOURS[r % len(BRANCH_COLOURS)]))
-    header = table.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeToContents)
-    header.setSectionResizeMode(0, QHeaderView.Stretch)
-    if content.tooltip:
-        table.setToolTip(content.tooltip)
-    rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
-    table.setFixedHeight(header.sizeHint().height() + rows + 2 * table.frameWidth() + 2)
-
-
 class DispersionWidget(AtomsAnalysisDock):
     """Dock widget **Dispersion**: phonon dispersion with bootstrap errors from an ATOMS source.
 
@@ -242,7 +212,7 @@ class DispersionWidget(AtomsAnalysisDock):
         self.plot.resized.connect(self._render_plot)
         layout.addWidget(self.plot, 1)
 
-        self.table = _table(
+        self.table = read_only_table(
             "per-branch mean along the path ± its error (force constants: the model's dense "
             "path; eq. 6: the commensurate q)"
         )
@@ -250,7 +220,7 @@ class DispersionWidget(AtomsAnalysisDock):
 
         constants = QGroupBox("Force constants (eV/Å²)")
         box = QVBoxLayout(constants)
-        self.constants_table = _table("")
+        self.constants_table = read_only_table("")
         box.addWidget(self.constants_table)
         self.fit_label = text_label(selectable=True, hint=True)
         box.addWidget(self.fit_label)
@@ -340,10 +310,10 @@ class DispersionWidget(AtomsAnalysisDock):
         """Show a dispersion result: summary, plot, table and warnings."""
         self.vm.accept(outcome)
         self.summary_label.setText(outcome.summary)
-        _fill(self.table, outcome.branches, coloured=True)
+        fill_table(self.table, outcome.branches, colours=BRANCH_COLOURS)
         self.constants_box.setVisible(outcome.constants is not None)
         if outcome.constants is not None:
-            _fill(self.constants_table, outcome.constants)
+            fill_table(self.constants_table, outcome.constants)
         self.fit_label.setText(outcome.fit)
         self.plot.show_figure(outcome.plot)
         self.show_warnings(self.vm.warnings)

@@ -17,10 +17,21 @@ Estimation (:func:`estimate_lattice_vectors`)
     allow it, and ``a1`` as close to the +x direction as possible.
 
 Indexing (:func:`index_lattice`)
-    Fractional coordinates modulo 1 are clustered on the torus into basis sites; κ = 0 is the
-    site of the atom nearest the centroid, the others follow in order of their fractional
-    offset.  Cell indices are shifted to start at 0.  With estimated vectors the vectors, the
-    origin and the basis offsets are refined by linear least squares over all atoms.
+    Fractional coordinates modulo 1 are clustered on the torus into basis sites.  Cell indices
+    are shifted to start at 0.  With estimated vectors the vectors, the origin and the basis
+    offsets are refined by linear least squares over all atoms.
+
+Canonical indexing (:func:`canonical_index`)
+    The indexing is then put in a form fixed by the structure itself, not by its orientation in
+    the lab, so that two copies of one crystal turned by any angle (the two z-ranges of a
+    twisted bilayer) number every unit-cell class ``(l' − l, κ, κ')`` alike.  Among the
+    symmetric equivalents of the reduced basis (the shortest ``a1``; the shortest ``a2`` with
+    ``a1 · a2 ≤ 0`` that makes a primitive pair, right-handed where the lengths allow it) and
+    the choices of the reference site κ = 0 (a site of the first species), the one whose basis
+    — each site's species rank and fractional offset from κ = 0 — sorts first is kept.  Choices
+    that tie are related by a rotation that maps the crystal onto itself, so they give the same
+    classes; among them ``a1`` nearest the +x direction is taken.  With given lattice vectors
+    only κ = 0 is chosen so.
 """
 
 from __future__ import annotations
@@ -295,6 +306,8 @@ def index_lattice(
     Returns
     -------
     LatticeIndex
+        In canonical form (:func:`canonical_index` without species: call it again with the
+        species once they are known).
     """
     pos, ok = _finite_positions(positions_A, 2 if lattice_vectors_A is not None else 6)
     good = pos[ok]
@@ -351,11 +364,146 @@ def index_lattice(
     basis_index = np.full(len(pos), -1, dtype=int)
     cell_index[ok] = cells
     basis_index[ok] = kappa
-    return LatticeIndex(
+    found = LatticeIndex(
         lattice_vectors_A=np.asarray(L, dtype=float),
         origin_A=np.asarray(origin, dtype=float),
         basis_A=np.asarray(basis_A, dtype=float),
         cell_index=cell_index,
+        basis_index=basis_index,
+    )
+    return canonical_index(found, keep_vectors=lattice_vectors_A is not None)
+
+
+#: Sites whose fractional offsets differ by less than this are the same in :func:`canonical_index`.
+SITE_TOLERANCE_FRAC = 0.05
+
+
+def _reduced(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Lagrange reduction: ``(T, T @ L)`` with ``T`` integer unimodular."""
+    T = np.eye(2, dtype=int)
+    R = L.copy()
+    for _ in range(100):  # terminates in a few steps
+        if np.dot(R[1], R[1]) < np.dot(R[0], R[0]):
+            R, T = R[::-1].copy(), T[::-1].copy()
+        m = round(float(np.dot(R[0], R[1]) / np.dot(R[0], R[0])))
+        if m == 0:
+            break
+        R[1] -= m * R[0]
+        T[1] -= m * T[0]
+    return T, R
+
+
+def equivalent_bases(lattice_vectors_A: ArrayLike, rel_tol: float = 0.02) -> np.ndarray:
+    """Every reduced basis of a lattice: ``(n, 2, 2)`` integer ``M`` with rows ``M @ L``.
+
+    ``a1`` is any of the shortest lattice vectors (lengths within ``rel_tol``); ``a2`` the
+    shortest vectors that make a primitive pair with it and ``a1 · a2 ≤ 0``, right-handed
+    (``a1 × a2 > 0``, x right, y down) where any of them is.  Six bases for a hexagonal
+    lattice, four for a square one, two for a rectangular or oblique one.
+    """
+    L = np.asarray(lattice_vectors_A, dtype=float)
+    T, R = _reduced(L)
+    grid = np.arange(-2, 3)
+    m = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    m = m[np.any(m != 0, axis=1)]
+    v = m @ R
+    length = np.hypot(v[:, 0], v[:, 1])
+    out = []
+    for i in np.flatnonzero(length <= length.min() * (1 + rel_tol)):
+        unimodular = np.abs(m[i, 0] * m[:, 1] - m[i, 1] * m[:, 0]) == 1
+        obtuse = v @ v[i] <= rel_tol * length[i] ** 2
+        cand = np.flatnonzero(unimodular & obtuse)
+        cand = cand[length[cand] <= length[cand].min() * (1 + rel_tol)]
+        right = cand[_cross(v[i], v[cand]) > 0]
+        for j in right if right.size else cand:
+            out.append(np.stack([m[i], m[j]]) @ T)
+    return np.asarray(out, dtype=int)
+
+
+def _site_order(rank: np.ndarray, frac: np.ndarray, first: int) -> np.ndarray:
+    """Sites sorted by species rank, then the reference site, then fractional offset."""
+    q = np.round(frac / SITE_TOLERANCE_FRAC)
+    others = np.arange(rank.size) != first
+    return np.lexsort((q[:, 1], q[:, 0], others, rank))
+
+
+def canonical_index(
+    index: LatticeIndex,
+    species: ArrayLike | None = None,
+    *,
+    keep_vectors: bool = False,
+    rel_tol: float = 0.02,
+) -> LatticeIndex:
+    """The same indexing in the canonical form of the module docstring.
+
+    Parameters
+    ----------
+    index
+        An indexing (:func:`index_lattice`).
+    species
+        ``(atom,)`` species of the atoms (their most common name per basis site labels the
+        site; sites are ranked by name), or None: all sites alike.
+    keep_vectors
+        Keep the lattice vectors; choose only the reference site κ = 0.
+    rel_tol
+        Relative tolerance on lattice-vector lengths.
+
+    Returns
+    -------
+    LatticeIndex
+        The same sites (``ideal_positions_A`` unchanged) with lattice vectors ``M @ L`` for an
+        integer unimodular ``M``, basis sites renumbered and cell indices starting at 0.
+    """
+    L = np.asarray(index.lattice_vectors_A, dtype=float)
+    kappa = np.asarray(index.basis_index, dtype=int)
+    n_sites = index.n_basis
+    labels = [""] * n_sites
+    if species is not None:
+        names = np.asarray(species, dtype=str)
+        for k in range(n_sites):  # a few basis sites
+            found, counts = np.unique(names[kappa == k], return_counts=True)
+            if found.size:
+                labels[k] = str(found[np.argmax(counts)])
+    rank = np.unique(labels, return_inverse=True)[1].reshape(-1)
+    bases = np.eye(2, dtype=int)[None] if keep_vectors else equivalent_bases(L, rel_tol)
+    tol = SITE_TOLERANCE_FRAC
+    choices, keys = [], []
+    for M in bases:  # at most six bases × a few reference sites
+        new = M @ L
+        inv = np.linalg.inv(new)
+        for first in np.flatnonzero(rank == rank.min()):
+            frac = np.mod((index.basis_A - index.basis_A[first]) @ inv + tol, 1.0) - tol
+            order = _site_order(rank, frac, first)
+            choices.append((M, first, frac, order))
+            keys.append(np.column_stack([rank[order], frac[order]]).ravel())
+    keys_arr = np.asarray(keys)
+    tied = np.arange(len(choices))
+    for col in range(keys_arr.shape[1]):  # tolerant lexicographic minimum
+        values = keys_arr[tied, col]
+        tied = tied[values <= values.min() + (0.5 if col % 3 == 0 else tol)]
+    # ties map the crystal onto itself: a1 nearest +x, as canonical_basis
+    a1 = np.stack([(choices[c][0] @ L)[0] for c in tied])
+    angle = np.round(np.abs(np.arctan2(a1[:, 0], a1[:, 1])), 6)
+    M, first, frac, order = choices[int(tied[np.lexsort((a1[:, 0], angle))[0]])]
+    new = M @ L
+    renumber = np.empty(n_sites, dtype=int)
+    renumber[order] = np.arange(n_sites)
+    raw = (index.basis_A - index.basis_A[first]) @ np.linalg.inv(new)
+    shift = np.rint(raw - frac).astype(int)  # whole cells moved into the offsets' range
+    inverse = np.rint(np.linalg.inv(M)).astype(int)
+    ok = kappa >= 0
+    cells = np.full_like(np.asarray(index.cell_index), -1)
+    cells[ok] = index.cell_index[ok] @ inverse + shift[kappa[ok]]
+    lmin = cells[ok].min(axis=0) if ok.any() else np.zeros(2, dtype=int)
+    cells[ok] -= lmin
+    basis_index = np.where(ok, renumber[np.maximum(kappa, 0)], -1)
+    basis_A = np.empty_like(index.basis_A)
+    basis_A[renumber] = frac @ new
+    return LatticeIndex(
+        lattice_vectors_A=new,
+        origin_A=index.origin_A + index.basis_A[first] + lmin @ new,
+        basis_A=basis_A,
+        cell_index=cells,
         basis_index=basis_index,
     )
 
@@ -420,7 +568,8 @@ def ensure_lattice_index(atoms: AtomsData, *, n_basis: int | None = None) -> Ato
 
     Present ``cell_index`` / ``basis_index`` are used as given (conventions §6).  Otherwise the mean
     positions are indexed with the file's ``lattice_vectors_A`` when it has them (kept as
-    given), or with estimated vectors.
+    given), or with estimated vectors, in canonical form with the atoms' species
+    (:func:`canonical_index`).
 
     Parameters
     ----------
@@ -432,6 +581,10 @@ def ensure_lattice_index(atoms: AtomsData, *, n_basis: int | None = None) -> Ato
     if atoms.cell_index is not None and atoms.basis_index is not None:
         return atoms
     index = index_lattice(atoms.mean_positions_A, atoms.lattice_vectors_A, n_basis=n_basis)
+    if atoms.species is not None:
+        index = canonical_index(
+            index, atoms.species, keep_vectors=atoms.lattice_vectors_A is not None
+        )
     return dataclasses.replace(
         atoms,
         cell_index=index.cell_index,

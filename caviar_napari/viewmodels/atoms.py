@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from caviar_napari.analysis import atoms as am
-from caviar_napari.analysis.lattice import LatticeIndex, index_lattice, species_by_strength
+from caviar_napari.analysis.lattice import (
+    LatticeIndex,
+    canonical_index,
+    index_lattice,
+    species_by_strength,
+)
 from caviar_napari.errors import InputError
 from caviar_napari.io.atoms_file import (
     AtomsData,
@@ -288,6 +293,7 @@ def refine_job(
             )
             if lattice.species:
                 species = species_by_strength(result.strength, index.basis_index, lattice.species)
+                index = canonical_index(index, species, keep_vectors=lattice.vectors_A is not None)
         except InputError as exc:
             error = str(exc)
     yield 0.95

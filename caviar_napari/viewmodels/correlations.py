@@ -10,8 +10,10 @@ averages the arrows may show.  :func:`drawing_job` turns the current :class:`Sel
 :class:`ArrowOptions` into everything the dock draws (arrows faded or hidden by their
 significance, B-factor rings, reference markers, local-frame axes, the Green's tensor image,
 texts); :func:`truth_job` reads a simulated file's ground truth and :func:`comparison_job`
-compares with it (LSM, CSM ± errors).  All of them run in a worker; the dock only assigns their
-results to layers.
+compares with it (LSM, CSM ± errors) — a z-range with its matched layer of a layered truth and
+with every layer, by the steps of ``caviar correlations --ground-truth``
+(:func:`layer_table`).  :func:`unit_cell_table` is the source's table of unit-cell averages.
+All of them run in a worker; the dock only assigns their results to layers.
 
 Arrows (conventions §4), napari Vectors data ``[start, projection]`` in Å world coordinates: at
 each atom j its self-correlation rows (row y of ``G_jj`` yellow, row x purple); at each neighbour
@@ -27,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,6 @@ from caviar_napari.analysis import correlations as corr
 from caviar_napari.analysis.correlation_analysis import (
     CorrelationAnalysis,
     CorrelationConfig,
-    TruthInput,
     analyse_correlations,
 )
 from caviar_napari.analysis.correlation_errors import (
@@ -50,7 +51,12 @@ from caviar_napari.analysis.correlation_errors import (
 from caviar_napari.analysis.correlation_significance import SIGNIFICANCE_SIGMA
 from caviar_napari.analysis.noise_floor import noise_floor_warnings, physical_floor_warnings
 from caviar_napari.analysis.phonons import STANDARD_ATOMIC_WEIGHTS_AMU
-from caviar_napari.data.correlations import CorrelationsData, TruthMetrics
+from caviar_napari.data.correlations import (
+    CorrelationsData,
+    LayerMetrics,
+    TruthMetrics,
+    UnitCellTable,
+)
 from caviar_napari.data.ground_truth import GroundTruth
 from caviar_napari.errors import CaviarError, InputError
 from caviar_napari.io.correlations_file import read_ground_truth, write_correlations
@@ -73,7 +79,17 @@ from caviar_napari.viewmodels.figures import (
     style_axes,
 )
 from caviar_napari.viewmodels.notices import dock_words, result_warnings
-from caviar_napari.workflows.correlations import comparison_lines, summary_lines
+from caviar_napari.viewmodels.tables import Table
+from caviar_napari.workflows.correlations import (
+    TruthChoice,
+    basis_labels,
+    layered_truth,
+    match_lines,
+    range_truth_input,
+    summary_lines,
+    truth_lines,
+    with_layer_comparisons,
+)
 from caviar_napari.workflows.inputs import range_slices
 from caviar_napari.workflows.noise_floor import separation_report_check
 
@@ -701,6 +717,9 @@ class ComparisonRequest:
         Nearest neighbours of the reference.
     label
         The pair set in words.
+    ranges
+        The z-ranges of the source's ATOMS file by label, the source's among them: matched
+        together to the layers of a layered truth (empty: a source without a z-range).
     """
 
     result: ComputeResult
@@ -708,14 +727,29 @@ class ComparisonRequest:
     reference: int | None
     neighbours: int
     label: str
+    ranges: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """LSM/CSM ± errors against a truth (``metrics`` None: static truth or no comparison)."""
+    """LSM/CSM ± errors against a truth (``metrics`` None: static truth or no comparison).
+
+    Attributes
+    ----------
+    metrics
+        The comparison with the truth compared with (a z-range's: its own layer's).
+    text
+        The comparison in words (rich text).
+    layers
+        A z-range against every layer of a layered truth (empty otherwise).
+    layer
+        The layer the z-range was matched to (``""``: none).
+    """
 
     metrics: TruthMetrics | None
     text: str
+    layers: tuple[LayerMetrics, ...] = ()
+    layer: str = ""
 
 
 def truth_job(path: str) -> Generator[str, None, Truth]:
@@ -725,33 +759,135 @@ def truth_job(path: str) -> Generator[str, None, Truth]:
 
 
 def comparison_job(request: ComparisonRequest) -> Generator[str, None, Comparison]:
-    """Worker: the analysis again with the truth (LSM, CSM, ρ_nn ± errors, as
-    ``caviar correlations --ground-truth``); the text of the comparison (rich text)."""
+    """Worker: the analysis again with the truth (LSM, CSM, ρ_nn ± errors), as ``caviar
+    correlations --ground-truth`` does it: a z-range source with a layered truth is matched to
+    its layer (with the other ranges of its file) and compared with that layer's realised
+    tensor, and with every layer in its own lattice frame; the text of the comparison (rich
+    text)."""
     yield "comparing"
     t, result = request.truth, request.result
-    name = Path(t.path).name
-    if t.static:
-        rms = result.data.rms_displacement_A
-        lines = [
-            f"ground truth: {name} (static: no displacements)",
-            "LSM/CSM undefined: every correlation in the reconstruction is an artefact",
-        ]
-        if rms is not None:
-            lines.append(f"reconstruction: rms displacement {rms.text('.2f', 100.0)} pm")
-        return Comparison(None, html_lines(lines))
-    truth_input = TruthInput(
-        truth=t.truth,
-        label=t.path,
-        tolerance_A=MATCH_TOLERANCE_A,
-        reference_atom=request.reference,
-        neighbours=max(int(request.neighbours), 1),
+    zrange = getattr(result.atoms, "zrange", None)
+    label = "" if zrange is None else zrange.label
+    choice = TruthChoice(
+        Path(t.path).name, MATCH_TOLERANCE_A, request.reference, max(int(request.neighbours), 1)
     )
     try:
-        analysis = analyse_correlations(result.atoms, result.config, truth_input)
+        layered, matches = None, []
+        if zrange is not None:
+            ranges = dict(request.ranges) or {label: result.atoms}
+            layered, matches = layered_truth(t.path, t.truth, ranges)
+        truth_input, layer = range_truth_input(choice, t.truth, layered, label)
+        analysis = result.analysis
+        if truth_input is not None:
+            analysis = analyse_correlations(result.atoms, result.config, truth_input)
+            analysis = with_layer_comparisons(analysis, layered, layer)
     except CaviarError as exc:
         return Comparison(None, html.escape(f"no comparison: {exc}"))
-    lines = comparison_lines(analysis, t.truth, name, request.label)
-    return Comparison(analysis.data.truth_metrics, html_lines([dock_words(x) for x in lines]))
+    lines = match_lines(matches, choice.path) + truth_lines(
+        choice, analysis, t.truth, truth_input, layered, label
+    )
+    return Comparison(
+        analysis.data.truth_metrics if truth_input is not None else None,
+        html_lines([dock_words(x) for x in lines]),
+        layers=tuple(analysis.data.layer_comparisons or ()),
+        layer="" if layer is None else layer.name,
+    )
+
+
+def layer_table(comparison: Comparison) -> Table | None:
+    """A z-range against every layer of a layered truth, one row per layer (None: not a
+    z-range against a layered truth)."""
+    if not comparison.layers:
+        return None
+    rows = []
+    for m in comparison.layers:
+        name = m.layer + (" (own)" if m.matched else "")
+        if m.n_matched == 0:
+            rows.append((name, "n/a", "n/a", "n/a", "n/a", "0"))
+            continue
+        rows.append(
+            (
+                name,
+                f"{m.csm:+.3f}",
+                f"{m.lsm_mean:.3f}",
+                f"{m.rho_nn_reconstructed:+.3f}",
+                f"{m.rho_nn_truth:+.3f}",
+                str(m.n_matched),
+            )
+        )
+    return Table(
+        ("layer", "CSM nn", "LSM", "ρ_nn", "ρ_nn truth", "atoms"),
+        rows,
+        "this z-range against every layer of the ground truth: each layer's realised blocks "
+        "carried into the range's lattice frame, over the self blocks and nearest-neighbour "
+        "pairs of the range's atoms on its sites (CSM eq. 4, LSM eq. 3 as a mean per vector); "
+        "'own': the layer the range was matched to (by depth and lattice sites)",
+    )
+
+
+def _pm2(value_A2: float, error_A2: float) -> str:
+    text = f"{PM2_PER_A2 * value_A2:+.2f}"
+    return text + (f"±{PM2_PER_A2 * error_A2:.2f}" if np.isfinite(error_A2) else "")
+
+
+def unit_cell_table(result: ComputeResult) -> Table | None:
+    """The unit-cell averages of ``caviar correlations`` (CORR ``unit_cell_averages``): one row
+    per class ``(Δl1,Δl2) κ→κ'`` with its neighbour shell and ``G_xx``, ``G_yy``, ``G_xy``
+    ± error in pm² in the local lattice frame, and the significance of the averaged block (None
+    without lattice indices)."""
+    table: UnitCellTable | None = result.data.unit_cell_averages
+    if table is None:
+        return None
+    labels = basis_labels(result.data)
+
+    def name(k: int) -> str:
+        return labels[k] if 0 <= k < len(labels) else str(k)
+
+    rows = []
+    for c in range(table.n_classes):  # a few classes per shell
+        d1, d2, k1, k2 = (int(v) for v in table.keys[c])
+        b, e = table.blocks_A2[c], table.stderr_A2[c]
+        sigma = table.block_sigma[c]
+        sig = "self" if np.isinf(sigma) else f"{sigma:.1f}" if np.isfinite(sigma) else "n/a"
+        rows.append(
+            (
+                f"({d1},{d2}) {name(k1)}→{name(k2)}",
+                str(int(table.shell[c])),
+                _pm2(b[1, 1], e[1, 1]),
+                _pm2(b[0, 0], e[0, 0]),
+                _pm2(b[1, 0], e[1, 0]),
+                sig,
+            )
+        )
+    return Table(
+        ("class", "shell", "G_xx", "G_yy", "G_xy", "σ"),
+        rows,
+        "unit-cell averages: every pair of atoms with the same cell offset Δl = l′ − l and basis "
+        "atoms κ → κ′ averaged (class (Δl1,Δl2) κ→κ′, each listed once: its reverse holds the "
+        "same pairs), with its neighbour shell (0: self); G in pm² in the local lattice "
+        "frame, ± standard error from resampling the object states; σ: significance of the "
+        "averaged block against zero correlation",
+    )
+
+
+def unit_cell_caption(result: ComputeResult) -> str:
+    """What the unit-cell table holds: the z-range, the pairs and the local frame."""
+    table = result.data.unit_cell_averages
+    if table is None:
+        return "no unit-cell averages: the source has no lattice indices (cell, basis)"
+    labels = basis_labels(result.data)
+    f1, f2, k1, k2 = (int(v) for v in table.frame_key)
+    a = labels[k1] if k1 < len(labels) else str(k1)
+    b = labels[k2] if k2 < len(labels) else str(k2)
+    zrange = getattr(result.atoms, "zrange", None)
+    where = "" if zrange is None else f"z-range {zrange.label or zrange.spec}: "
+    shells = np.unique(table.shell[table.shell > 0])
+    shell_distances = [float(np.mean(table.distance_A[table.shell == k])) for k in shells]
+    return (
+        f"{where}G in pm² ± error, classes of pairs within {table.max_distance_A:.2f} Å (shells "
+        f"at {', '.join(f'{d:.2f}' for d in shell_distances)} Å); local frame: x along the {a} → "
+        f"{b} bond Δl = ({f1}, {f2}), {table.frame_angle_deg:+.1f}° from lab x"
+    )
 
 
 # ==================================================================================== the dock
@@ -784,6 +920,7 @@ class CorrelationsViewModel:
         self.averages: cb.CellAverages | None = None
         self.truth: Truth | None = None
         self.metrics: TruthMetrics | None = None
+        self.comparison: Comparison | None = None
         self.warnings: list[str] = []
 
     def accept(self, result: ComputeResult) -> None:
@@ -794,6 +931,7 @@ class CorrelationsViewModel:
         self.result = result
         self.averages = result.averages
         self.metrics = None
+        self.comparison = None
         self.warnings = list(result.warnings)
         data = result.data
         valid = np.flatnonzero(np.isfinite(data.b_factor_A2))
@@ -863,18 +1001,27 @@ class CorrelationsViewModel:
             positions, 1.15 * corr.nearest_neighbour_distance(positions)
         )
 
-    def comparison_request(self, by_drawn: bool, label: str) -> ComparisonRequest | None:
+    def comparison_request(
+        self, by_drawn: bool, label: str, ranges: Mapping[str, Any] | None = None
+    ) -> ComparisonRequest | None:
         """What to compare now (None: no result or no truth): the drawn reference and its
-        neighbours, or every self block and nearest-neighbour pair."""
+        neighbours, or every self block and nearest-neighbour pair; ``ranges``: the z-ranges
+        of the source's file by label (matched together to a layered truth's layers)."""
         if self.truth is None or self.result is None:
             return None
         reference = self.selection.reference if by_drawn else None
         return ComparisonRequest(
-            self.result, self.truth, reference, int(self.neighbour_atoms().size), label
+            self.result,
+            self.truth,
+            reference,
+            int(self.neighbour_atoms().size),
+            label,
+            dict(ranges or {}),
         )
 
     def accept_comparison(self, comparison: Comparison) -> str:
-        """Keep a comparison's metrics; returns its text."""
+        """Keep a comparison and its metrics; returns its text."""
+        self.comparison = comparison
         self.metrics = comparison.metrics
         return comparison.text
 

@@ -39,6 +39,7 @@ from caviar_napari.viewmodels.figures import (
     style_axes,
 )
 from caviar_napari.viewmodels.notices import dock_words, result_warnings
+from caviar_napari.viewmodels.tables import Table
 from caviar_napari.workflows.dispersion import displacement_noise_floor
 from caviar_napari.workflows.inputs import range_slices
 from caviar_napari.workflows.noise_floor import separation_report_check
@@ -143,15 +144,6 @@ def default_mass_amu(label: str, entered: Mapping[str, float]) -> float:
 def mass_label(label: str) -> str:
     """Row label of a mass: the species, or ``basis atom k``."""
     return label if not label.isdigit() else f"basis atom {label}"
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table to show: column ``headers``, ``rows`` of texts, a ``tooltip``."""
-
-    headers: tuple[str, ...]
-    rows: list[tuple[str, ...]]
-    tooltip: str = ""
 
 
 @dataclass(frozen=True)

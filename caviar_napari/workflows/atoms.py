@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from caviar_napari.analysis import atoms as am
-from caviar_napari.analysis.lattice import LatticeIndex, index_lattice, species_by_strength
+from caviar_napari.analysis.lattice import (
+    LatticeIndex,
+    canonical_index,
+    index_lattice,
+    species_by_strength,
+)
 from caviar_napari.errors import InputError
 from caviar_napari.io.outputs import OutputTarget
 from caviar_napari.workflows.inputs import index_list
@@ -431,7 +436,6 @@ def _atoms_in_range(
         )
         try:
             index = index_lattice(result.mean_positions_A, vectors, n_basis=options.n_basis)
-            lines.append(describe_lattice(index))
         except InputError as exc:
             if vectors is not None or options.n_basis is not None:
                 raise
@@ -453,6 +457,9 @@ def _atoms_in_range(
         if species is not None:
             provenance["species"] = line.removeprefix("species: ")
     summary.species_source = str(provenance.get("species", ""))
+    if index is not None:  # the species fix κ = 0 and the basis: classes compare across ranges
+        index = canonical_index(index, species, keep_vectors=options.lattice_vectors_A is not None)
+        lines.append(describe_lattice(index))
     if summary.lattice is None:
         summary.lattice = index
     atoms = result.to_atoms_data(index, species, source=str(options.recon), provenance=provenance)

@@ -27,6 +27,8 @@ the realised tensor of its own layer, and with every layer in its own lattice fr
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +58,7 @@ from caviar_napari.workflows.noise_floor import separation_report_check
 from caviar_napari.workflows.summary import StepSummary
 
 if TYPE_CHECKING:
+    from caviar_napari.data.atoms import AtomsData
     from caviar_napari.data.correlations import LayerMetrics, UnitCellTable
     from caviar_napari.data.layers import TruthLayer
     from caviar_napari.io.correlations_file import CorrelationsData, GroundTruth
@@ -65,10 +68,19 @@ __all__ = [
     "ERROR_CHOICES",
     "CorrelationsOptions",
     "CorrelationsSummary",
+    "LayeredTruth",
+    "TruthChoice",
+    "basis_labels",
     "comparison_lines",
+    "layer_lines",
+    "layered_truth",
+    "match_lines",
+    "range_truth_input",
     "run_correlations",
     "summary_lines",
+    "truth_lines",
     "unit_cell_lines",
+    "with_layer_comparisons",
 ]
 
 #: ``errors`` choices: a resampling method, or none.
@@ -249,13 +261,13 @@ def summary_lines(analysis: CorrelationAnalysis) -> list[str]:
             text += f"; averaged over identical unit-cell pairs: {csig} of {nc} classes"
         lines.append(text)
     if data.unit_cell_averages is not None:
-        lines += unit_cell_lines(data.unit_cell_averages, _basis_labels(data))
+        lines += unit_cell_lines(data.unit_cell_averages, basis_labels(data))
     if data.noise_floor is not None:
         lines += noise_floor_lines(data.noise_floor)
     return lines
 
 
-def _basis_labels(data: CorrelationsData) -> list[str]:
+def basis_labels(data: CorrelationsData) -> list[str]:
     """The species of each basis atom κ (κ itself where the species are unknown or mixed)."""
     if data.basis_index is None:
         return []
@@ -383,8 +395,20 @@ def layer_lines(metrics: tuple[LayerMetrics, ...]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _LayeredTruth:
-    """A layered ground truth and the match of the z-ranges to its layers."""
+class LayeredTruth:
+    """A layered ground truth and the match of the z-ranges to its layers.
+
+    Attributes
+    ----------
+    truth
+        The whole ground truth.
+    layers
+        Its layers.
+    box_yx_A
+        The periodic simulation box ``(Ly, Lx)``, Å.
+    layer_of
+        The layer each matched z-range (by label) shows.
+    """
 
     truth: GroundTruth
     layers: tuple[TruthLayer, ...]
@@ -392,31 +416,78 @@ class _LayeredTruth:
     layer_of: dict[str, TruthLayer]
 
 
-def _layered_truth(
-    path: Path, truth: GroundTruth, ranges: dict[str, CheckedAtoms]
-) -> tuple[_LayeredTruth | None, list[depth.LayerMatch]]:
-    """The layers of ``truth`` matched to depth-resolved ``ranges`` (None: not layered, or the
-    ATOMS file has no z-ranges)."""
+def layered_truth(
+    path: str | os.PathLike, truth: GroundTruth, ranges: Mapping[str, AtomsData]
+) -> tuple[LayeredTruth | None, list[depth.LayerMatch]]:
+    """The layers of the ground truth of ``path`` matched to depth-resolved ``ranges``.
+
+    Parameters
+    ----------
+    path
+        The simulated file whose ``ground_truth/layers`` are read.
+    truth
+        Its ground truth (:func:`~caviar_napari.io.correlations_file.read_ground_truth`).
+    ranges
+        The z-ranges of one ATOMS file by label (matched together, one-to-one:
+        :func:`~caviar_napari.analysis.depth.match_layers`).
+
+    Returns
+    -------
+    tuple
+        The :class:`LayeredTruth` (None when the truth has no layers or no range has a
+        z-range record) and the matches.
+    """
     from caviar_napari.io.truth_layers import read_truth_box_A, read_truth_layers
 
-    if all(c.atoms.zrange is None for c in ranges.values()):
+    if all(atoms.zrange is None for atoms in ranges.values()):
         return None, []
     layers = read_truth_layers(path)
     if not layers:
         return None, []
     box = read_truth_box_A(path)
-    matches = depth.match_layers(
-        {label: c.atoms for label, c in ranges.items()}, layers, truth.mean_positions_A, box
-    )
+    matches = depth.match_layers(dict(ranges), layers, truth.mean_positions_A, box)
     by_name = {layer.name: layer for layer in layers}
     layer_of = {m.zrange: by_name[m.layer] for m in matches}
-    return _LayeredTruth(truth, layers, box, layer_of), matches
+    return LayeredTruth(truth, tuple(layers), box, layer_of), matches
 
 
-def _truth_input(
-    options: CorrelationsOptions,
+@dataclass(frozen=True)
+class TruthChoice:
+    """How one analysis is compared with a ground truth.
+
+    Attributes
+    ----------
+    path
+        The simulated file (named in the comparison's records).
+    tolerance_A
+        Largest distance when matching atoms to the truth, Å.
+    reference_atom
+        Compare over this atom and its ``neighbours`` nearest neighbours; None: every self
+        block and every nearest-neighbour pair.
+    neighbours
+        Nearest neighbours of the reference atom.
+    """
+
+    path: str
+    tolerance_A: float = 0.5
+    reference_atom: int | None = None
+    neighbours: int = 6
+
+    @property
+    def pair_set(self) -> str:
+        """The pairs compared, in words."""
+        if self.reference_atom is None:
+            return "every atom's self block and every nearest-neighbour pair"
+        return (
+            f"reference atom {self.reference_atom} and its {self.neighbours} nearest neighbours "
+            "(self blocks included)"
+        )
+
+
+def range_truth_input(
+    choice: TruthChoice,
     truth: GroundTruth | None,
-    layered: _LayeredTruth | None,
+    layered: LayeredTruth | None,
     label: str,
 ) -> tuple[TruthInput | None, TruthLayer | None]:
     """What the range ``label`` is compared with: its own layer's truth, the whole truth, or
@@ -431,16 +502,39 @@ def _truth_input(
         truth = depth.layer_ground_truth(truth, layer)
     if not np.any(truth.green_realised_A2):
         return None, layer
-    name = str(options.ground_truth)
+    name = choice.path
     return (
         TruthInput(
             truth=truth,
             label=name if layer is None else f"{name}:ground_truth/layers/{layer.name}",
-            tolerance_A=options.match_tolerance_A,
-            reference_atom=options.reference_atom,
-            neighbours=options.neighbours,
+            tolerance_A=choice.tolerance_A,
+            reference_atom=choice.reference_atom,
+            neighbours=choice.neighbours,
         ),
         layer,
+    )
+
+
+def with_layer_comparisons(
+    analysis: CorrelationAnalysis, layered: LayeredTruth | None, layer: TruthLayer | None
+) -> CorrelationAnalysis:
+    """The analysis of a range matched to ``layer`` with its comparison against every layer
+    (CORR ``layer_comparison``; unchanged without a layer)."""
+    if layered is None or layer is None:
+        return analysis
+    data = analysis.data
+    metrics = depth.layer_metrics(
+        data, layer, layered.layers, layered.truth.mean_positions_A, layered.box_yx_A
+    )
+    return dataclasses.replace(analysis, data=dataclasses.replace(data, layer_comparisons=metrics))
+
+
+def _choice(options: CorrelationsOptions) -> TruthChoice:
+    return TruthChoice(
+        str(options.ground_truth),
+        options.match_tolerance_A,
+        options.reference_atom,
+        options.neighbours,
     )
 
 
@@ -458,12 +552,12 @@ def _analyse_range(
     config: CorrelationConfig,
     checked: CheckedAtoms,
     truth: GroundTruth | None,
-    layered: _LayeredTruth | None,
+    layered: LayeredTruth | None,
     label: str,
 ) -> _RangeResult:
     """The whole analysis of one z-range (or of a file without z-ranges)."""
     atoms = checked.atoms
-    truth_input, layer = _truth_input(options, truth, layered, label)
+    truth_input, layer = range_truth_input(_choice(options), truth, layered, label)
     try:
         slices, slice_lines = range_slices(atoms, options.slices)
         chosen = dataclasses.replace(config, slices=slices)
@@ -472,12 +566,8 @@ def _analyse_range(
         where = f"{options.atoms}" + (f" z-range {label!r}" if label else "")
         raise InputError(f"{where}: {exc}") from None
     data = dataclasses.replace(analysis.data, source=str(options.atoms), zrange=atoms.zrange)
-    if layer is not None:
-        metrics = depth.layer_metrics(
-            data, layer, layered.layers, layered.truth.mean_positions_A, layered.box_yx_A
-        )
-        data = dataclasses.replace(data, layer_comparisons=metrics)
-    analysis = dataclasses.replace(analysis, data=data)
+    analysis = with_layer_comparisons(dataclasses.replace(analysis, data=data), layered, layer)
+    data = analysis.data
     lines = summary_lines(analysis)
     lines[2:2] = checked.exclusion_lines()
     if atoms.zrange is not None:
@@ -500,31 +590,26 @@ def _analyse_range(
             "be tested (at least 5 states are needed)"
         )
     if truth is not None:
-        lines += _truth_lines(options, analysis, truth, truth_input, layered, label)
+        lines += truth_lines(_choice(options), analysis, truth, truth_input, layered, label)
     return _RangeResult(analysis, lines, warnings)
 
 
-def _truth_lines(
-    options: CorrelationsOptions,
+def truth_lines(
+    choice: TruthChoice,
     analysis: CorrelationAnalysis,
     truth: GroundTruth,
     truth_input: TruthInput | None,
-    layered: _LayeredTruth | None,
+    layered: LayeredTruth | None,
     label: str,
 ) -> list[str]:
-    """The comparison lines of one range: with its layer (and every layer) or the whole truth."""
+    """The comparison lines of one range: with its layer (and every layer) or the whole truth
+    (``analysis`` made with ``truth_input``, :func:`range_truth_input`)."""
     n_configs = truth.positions_A.shape[0]
     if layered is not None and label not in layered.layer_of:
-        return [f"ground truth: {options.ground_truth}: this z-range matches no layer of it"]
+        return [f"ground truth: {choice.path}: this z-range matches no layer of it"]
     if truth_input is None:
-        return _static_truth_lines(analysis, options.ground_truth, n_configs)
-    pair_set = (
-        "every atom's self block and every nearest-neighbour pair"
-        if options.reference_atom is None
-        else f"reference atom {options.reference_atom} and its {options.neighbours} "
-        "nearest neighbours (self blocks included)"
-    )
-    lines = comparison_lines(analysis, truth_input.truth, truth_input.label, pair_set)
+        return _static_truth_lines(analysis, choice.path, n_configs)
+    lines = comparison_lines(analysis, truth_input.truth, truth_input.label, choice.pair_set)
     if analysis.data.layer_comparisons:
         lines += layer_lines(analysis.data.layer_comparisons)
     return lines
@@ -566,7 +651,9 @@ def run_correlations(options: CorrelationsOptions) -> CorrelationsSummary:
     summary = CorrelationsSummary()
     if options.ground_truth is not None:
         truth = read_ground_truth(options.ground_truth)
-        layered, summary.layer_matches = _layered_truth(options.ground_truth, truth, ranges)
+        layered, summary.layer_matches = layered_truth(
+            options.ground_truth, truth, {label: c.atoms for label, c in ranges.items()}
+        )
     several = options.zrange is None and atoms_is_multi_range(options.atoms)
     for label, checked in ranges.items():
         result = _analyse_range(options, config, checked, truth, layered, label)
@@ -575,7 +662,7 @@ def run_correlations(options: CorrelationsOptions) -> CorrelationsSummary:
         prefix = f"z-range {label!r}: " if several else ""
         summary.lines += result.lines
         summary.warnings += [prefix + w for w in result.warnings]
-    summary.lines[0:0] = _match_lines(summary.layer_matches, options.ground_truth)
+    summary.lines[0:0] = match_lines(summary.layer_matches, options.ground_truth)
     first = next(iter(summary.ranges.values()))
     summary.analysis, summary.data, summary.comparison = first, first.data, first.comparison
     datas = [a.data for a in summary.ranges.values()]
@@ -591,7 +678,7 @@ def run_correlations(options: CorrelationsOptions) -> CorrelationsSummary:
     return summary
 
 
-def _match_lines(matches: list[depth.LayerMatch], truth_path: Path | None) -> list[str]:
+def match_lines(matches: list[depth.LayerMatch], truth_path: str | os.PathLike | None) -> list[str]:
     """How the z-ranges were matched to the layers of a layered truth."""
     if not matches:
         return []

@@ -458,3 +458,34 @@ def test_a_multi_range_file_is_one_source_per_range_each_with_its_own_arrows(
     assert widget.atoms_source().zrange.label == "upper"
     with pytest.raises(Exception, match="no z-range 'middle'"):
         widget.source_picker.set_zrange("middle")
+
+
+def test_zrange_against_its_layer_and_the_unit_cell_tab(make_napari_viewer, qtbot, depth_files):
+    """A z-range of a two-range file against a layered truth: matched to its own layer (the
+    other range of its file matched too), the per-layer table, and the range's unit-cell
+    averages in their tab."""
+    atoms, data, _ = depth_files
+    viewer = make_napari_viewer()
+    widget = CorrelationsWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.open_atoms_file(atoms)
+    widget.source_picker.set_zrange("bottom")
+    assert sorted(widget.source_picker.zrange_atoms()) == ["bottom", "top"]
+    widget.compute()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=15000)
+    _settle(qtbot, widget)
+    table = widget.unit_cell_table
+    assert widget.tabs.tabText(1) == "Unit-cell averages" and not table.isHidden()
+    assert table.rowCount() == 11 and table.horizontalHeaderItem(2).text() == "G_xx"
+    assert table.item(0, 0).text() == "(0,0) B→B" and table.item(0, 5).text() == "self"
+    assert widget.unit_cell_label.text().startswith("z-range bottom: G in pm²")
+    widget.compare(str(data))
+    qtbot.waitUntil(lambda: widget.worker is None and widget.metrics is not None, timeout=15000)
+    _settle(qtbot, widget)
+    text = widget.truth_label.text()
+    assert "z-range 'bottom' ↔ layer 'lower'" in text and "z-range 'top' ↔ layer 'upper'" in text
+    assert widget.metrics.truth.endswith("ground_truth/layers/lower")
+    layers = widget.layer_table
+    assert not layers.isHidden() and layers.rowCount() == 2
+    assert [layers.item(r, 0).text() for r in range(2)] == ["upper", "lower (own)"]
+    assert float(layers.item(1, 1).text()) > float(layers.item(0, 1).text()) + 0.1  # own CSM
