@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from caviar_napari.cli._common import add_overwrite, print_summary
-from caviar_napari.data.config import REFINABLE
+from caviar_napari.data.config import PRECISIONS, REFINABLE
 from caviar_napari.workflows.reconstruct import ReconstructOptions, run_reconstruct
 
 
@@ -50,6 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="CONFIG.yaml", help="configuration file (YAML)")
     p.add_argument(
         "--device", choices=("auto", "cpu", "gpu"), help="compute device (default: auto)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="floating-point precision of every stage (default: the configuration's, single); "
+        "double when a states stage stopped at the limit of single precision (resume with it)",
     )
     p.add_argument(
         "--iterations",
@@ -115,6 +121,7 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
         out=Path(args.out),
         config=path(args.config),
         device=args.device,
+        precision=args.precision,
         iterations=args.iterations,
         object_states=args.object_states,
         probe_modes=args.probe_modes,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, Literal
 
@@ -57,6 +57,16 @@ class Backend:
     real_dtype: np.dtype
     workers: int
     device_info: str
+
+    @property
+    def precision(self) -> PrecisionName:
+        """``"single"`` (complex64) or ``"double"`` (complex128)."""
+        return "double" if np.dtype(self.complex_dtype) == np.complex128 else "single"
+
+    def with_precision(self, precision: PrecisionName) -> Backend:
+        """The same device and array module computing in ``precision``."""
+        complex_dtype, real_dtype = _dtypes(precision)
+        return replace(self, complex_dtype=complex_dtype, real_dtype=real_dtype)
 
     # ------------------------------------------------------------------ transforms
     def fft2(self, a: Any, overwrite: bool = False, workers: int | None = None) -> Any:

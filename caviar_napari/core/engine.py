@@ -302,7 +302,8 @@ def estimate_run_memory(
     placements of the data and the L-BFGS history, bytes by part and pool.  ``geom``: the
     geometry to plan for; None: the one :func:`run` plans for (the stage with the largest probe
     window when stages pad the detector differently)."""
-    backend = backend or get_backend(config.device, config.precision)
+    # planned for the widest precision any stage computes in
+    backend = (backend or get_backend(config.device)).with_precision(config.widest_precision)
     if geom is None:
         if any(stage.detector_padding is not None for stage in config.stages):
             geom = _largest_geometry(dataset, config, pattern_mean(dataset.intensities))
@@ -434,6 +435,23 @@ class _DataSource:
             self.dataset.is_counts,
         )
         return self.geom, split, noise
+
+    def use_precision(self, precision: str, stage_name: str) -> None:
+        """Compute from now on in ``precision`` (a stage's own): a new backend of the same
+        device, and the patterns fed in its dtype."""
+        if self.backend.precision == precision:
+            return
+        if self.evaluator is not None:
+            raise InputError(
+                f"stage '{stage_name}': a per-stage precision needs a single-process run (no "
+                "cluster); set the configuration's 'precision' instead"
+            )
+        self.backend = self.backend.with_precision(precision)
+        self.feed = PatternFeed(
+            self.backend, self.dataset.intensities, self.geom.window, self.geom.pad_offset,
+            self.plan.data,
+        )  # fmt: skip
+        log.info("stage '%s': computing in %s precision", stage_name, precision)
 
     def model(self, slice_thickness_A: Any) -> Any:
         """The stage's forward model: in this process, or spread over the cluster."""
@@ -684,6 +702,10 @@ def _run_stages(
         stage = config.stages[state.stage_index]
         previous = data.geom
         geom, split, noise = data.stage(state.stage_index)
+        data.use_precision(config.stage_precision(state.stage_index), stage.name)
+        cdt = data.backend.complex_dtype  # a stage starts in its own precision
+        state.object = np.asarray(state.object, dtype=cdt)
+        state.probe = np.asarray(state.probe, dtype=cdt)
         if geom.window != tuple(np.shape(state.probe)[1:]):  # this stage pads differently
             _move_to_grid(state, previous, geom)
         if state.stage_iteration == 0 and state.optimiser_state is None:
@@ -708,7 +730,9 @@ def _run_stage(
 ) -> Generator[Progress, None, bool]:
     """Iterate one stage from ``state.stage_iteration``; returns True when stopped."""
     run = ctx.run
-    config, backend, data, geom = run.config, run.backend, run.data, ctx.geom
+    config, data, geom = run.config, run.data, ctx.geom
+    backend = data.backend  # the stage's precision (ReconstructionConfig.stage_precision)
+    state.diagnostics.get("stalled", {}).pop(stage.name, None)  # a continued stage goes on
     control, on_checkpoint = run.control, run.on_checkpoint
     start_iteration, t0 = run.start_iteration, run.t0
     cdt = backend.complex_dtype
@@ -792,10 +816,13 @@ def _run_stage(
             # no decrease along the gradient either: converged to the arithmetic's precision;
             # further iterations would repeat the same failed search
             log.info(
-                "stage '%s': no further decrease at iteration %d (converged); ending the stage",
+                "stage '%s': no further decrease at iteration %d in %s precision (converged to "
+                "the arithmetic); ending the stage",
                 stage.name,
                 state.stage_iteration,
+                backend.precision,
             )
+            state.diagnostics.setdefault("stalled", {})[stage.name] = backend.precision
             state.stage_iteration = stage.iterations
         elif _stopping_rule(state, stage, fun, x, ctx):
             state.stage_iteration = stage.iterations
@@ -998,6 +1025,7 @@ def _report_separation(
         noise_per_parameter=ctx.noise.per_parameter,
         n_parameters=int(2 * area * stage.slices * (stage.object_states - 1)),
         held_losses=fun.data_losses(x, held=True) if ctx.split.holds_out else None,
+        stalled_in=state.diagnostics.get("stalled", {}).get(stage.name, ""),
     )
     reports = [r for r in state.diagnostics.get("separation", []) if r["stage"] != stage.name]
     state.diagnostics["separation"] = [*reports, report.to_dict()]

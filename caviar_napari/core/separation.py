@@ -20,6 +20,10 @@ The states **separated** when ``gain ≥`` :data:`MIN_GAIN` and the data support
 held-out patterns (:mod:`caviar_napari.core.holdout`) the states must also lower their loss
 (``held_gain > 0``); without, ``noise_gain ≥`` :data:`MIN_NOISE_GAIN`. They **stopped
 improving** when ``trend <`` :data:`STILL_IMPROVING` (or a stopping rule ended the stage).
+A stage whose line search **stalled in single precision** (no decrease along the gradient
+either) ended at the arithmetic's limit, not at the data's: the states' incoherent signal is a
+few 1e-7 of the loss, and on exact-model data they go on growing in double precision
+(docs/benchmarks/state-convergence.md), so the report says so.
 Each failed test is one plain sentence in :attr:`SeparationReport.warnings`, which the CLI,
 the widget and the reconstruction file show.
 """
@@ -86,6 +90,9 @@ class SeparationReport:
         when the states describe what unseen patterns share, not each pattern's noise.
     converged
         ``trend < STILL_IMPROVING``.
+    stalled_in
+        The precision (``"single"``/``"double"``) in which the stage's line search stalled
+        (no decrease along the gradient, the stage ended there); ``""``: it did not.
     """
 
     stage: str
@@ -100,6 +107,7 @@ class SeparationReport:
     separated: bool
     converged: bool
     held_gain: float = math.nan
+    stalled_in: str = ""
 
     @property
     def warnings(self) -> list[str]:
@@ -126,7 +134,14 @@ class SeparationReport:
                 f"{why}; their correlations are not measurements (more iterations, fewer "
                 "probe modes in the first stage, or a higher dose)"
             )
-        if not self.converged and not math.isfinite(self.trend):
+        if self.stalled_in == "single":
+            out.append(
+                f"stage '{self.stage}': stopped at the limit of single precision (no decrease "
+                "along the gradient), not of the data: the object states may be short of their "
+                "full amplitude (smaller displacements, weaker correlations); run this stage "
+                "with 'precision: double' (or resume it so)"
+            )
+        elif not self.converged and not math.isfinite(self.trend):
             out.append(
                 f"stage '{self.stage}': too short to tell whether the object states stopped "
                 f"improving (the trend is measured over {TREND_WINDOW} iterations): more "
@@ -303,6 +318,7 @@ def separation_report(
     noise_per_parameter: float = 0.0,
     n_parameters: int = 0,
     held_losses: tuple[float, float] | None = None,
+    stalled_in: str = "",
 ) -> SeparationReport:
     """Build the :class:`SeparationReport` of a multi-state stage.
 
@@ -325,6 +341,8 @@ def separation_report(
         Real parameters the states add to the mean object.
     held_losses
         ``(L_states, L_mean)`` on the held-out patterns, or None.
+    stalled_in
+        The precision in which the stage's line search stalled; ``""``: it did not.
     """
     misfit = max(loss_mean - loss_floor, 0.0)
     decrease = loss_mean - loss_states
@@ -356,4 +374,5 @@ def separation_report(
         separated=bool(gain >= MIN_GAIN and support),
         converged=bool(trend < STILL_IMPROVING),
         held_gain=float(held_gain),
+        stalled_in=stalled_in,
     )

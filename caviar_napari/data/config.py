@@ -200,6 +200,13 @@ class StageConfig:
         the configuration's. A stage that pads differently from the one before it starts
         from the previous result resampled onto its grid (object: Fourier interpolation of the
         band-limited object; probe: the far field kept at the frequencies both windows hold).
+    precision
+        This stage's floating-point precision (``"single"`` or ``"double"``); None: the
+        configuration's. The object states are fitted to an incoherent signal a few 1e-7 of the
+        loss; in single precision their line searches stall (no decrease along the gradient)
+        before the states reach their full amplitude, which shortens every displacement and
+        weakens every correlation (docs/benchmarks/state-convergence.md). A multi-state stage in
+        double precision costs about twice as much per iteration and goes on converging.
     """
 
     name: str = "stage"
@@ -227,6 +234,7 @@ class StageConfig:
     minibatch_epochs: int = 0
     minibatch_size: int = 256
     detector_padding: str | float | None = None
+    precision: str | None = None
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -300,6 +308,8 @@ class StageConfig:
         self.minibatch_size = _check_int(self.minibatch_size, "minibatch_size", 1, where)
         if self.detector_padding is not None:
             self.detector_padding = check_detector_padding(self.detector_padding, source=where)
+        if self.precision is not None:
+            self.precision = _check_choice(self.precision, "precision", PRECISIONS, where)
         return self
 
     @property
@@ -517,6 +527,16 @@ class ReconstructionConfig:
         """Sum of the iterations of all stages."""
         return sum(s.iterations for s in self.stages)
 
+    def stage_precision(self, index: int) -> str:
+        """The precision stage ``index`` computes in: its own, else the configuration's."""
+        return self.stages[index].precision or self.precision
+
+    @property
+    def widest_precision(self) -> str:
+        """``"double"`` when any stage computes in double precision (the memory plan's)."""
+        used = {self.stage_precision(i) for i in range(len(self.stages))}
+        return "double" if "double" in used else "single"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python (YAML/JSON-safe) dictionary, stages as a list of dictionaries."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "stages"}
@@ -731,6 +751,7 @@ def apply_overrides(
     slice_thickness_A: float | None = None,
     refine: Sequence[str] | None = None,
     refine_positions: bool = False,
+    precision: str | None = None,
     **global_options: Any,
 ) -> ReconstructionConfig:
     """Return a copy of ``config`` with command-line values put over it.
@@ -741,7 +762,9 @@ def apply_overrides(
     stages of a staged recipe fit the mean object with one state); ``refine`` sets every
     stage's refined blocks; ``refine_positions`` adds
     the scan positions and their affine map/drift (``positions``, ``affine``) to every stage
-    that refines the object. ``global_options`` that are not ``None`` replace global fields.
+    that refines the object; ``precision`` is the precision of every stage (the
+    configuration's, with the stages' own cleared). ``global_options`` that are not ``None``
+    replace global fields.
     """
     data = config.to_dict()
     shares = None
@@ -752,7 +775,11 @@ def apply_overrides(
             if key not in data or key == "stages":
                 raise InputError(f"unknown configuration option '{key}'")
             data[key] = value
+    if precision is not None:
+        data["precision"] = precision
     for i, st in enumerate(data["stages"]):
+        if precision is not None:
+            st["precision"] = None
         if shares is not None:
             st["iterations"] = shares[i]
         if probe_modes is not None:

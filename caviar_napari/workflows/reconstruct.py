@@ -55,10 +55,11 @@ class ReconstructOptions:
         the defaults.
     base_config
         A configuration object used instead of a file (the widgets); not with ``config``.
-    device, iterations, object_states, probe_modes, slices, slice_thickness_A, seed
+    device, precision, iterations, object_states, probe_modes, slices, slice_thickness_A, seed
         Overrides (:func:`caviar_napari.data.config.apply_overrides`): ``iterations`` is the
-        total, shared over the stages like their own iterations; ``probe_modes``, ``slices``
-        and ``slice_thickness_A`` set every stage, ``object_states`` the last one.
+        total, shared over the stages like their own iterations; ``precision``,
+        ``probe_modes``, ``slices`` and ``slice_thickness_A`` set every stage,
+        ``object_states`` the last one.
     refine
         The blocks every stage refines (``object``, ``probe``, ``tilt``, ``source``,
         ``positions``, ``affine``), replacing the configuration's.
@@ -85,6 +86,7 @@ class ReconstructOptions:
     config: Path | None = None
     base_config: ReconstructionConfig | None = None
     device: str | None = None
+    precision: str | None = None
     iterations: int | None = None
     object_states: int | None = None
     probe_modes: int | None = None
@@ -166,6 +168,7 @@ def build_config(
         refine=options.refine,
         refine_positions=options.refine_positions,
         device=options.device,
+        precision=options.precision,
         seed=options.seed,
         checkpoint_every=options.checkpoint_every,
         checkpoint_path=checkpoint_path,

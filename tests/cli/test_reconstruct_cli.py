@@ -106,6 +106,13 @@ def test_flags_override_config_file_and_resume(data_file, tmp_path, capsys):
     st2 = load_reconstruction(out2)
     assert st2.iteration == 5 and st2.loss[:4] == st.loss
     assert "1 iteration (5 in total)" in capsys.readouterr().out
+    # and on in double precision (every stage), as the single-precision stall warning advises
+    out3 = tmp_path / "r3.h5"
+    argv3 = ["reconstruct", str(data_file), "--out", str(out3), "--resume", str(out2)]
+    assert main([*argv3, "--iterations", "8", "--precision", "double"]) == 0
+    st3 = load_reconstruction(out3)
+    assert st3.config.precision == "double" and st3.object.dtype == np.complex128
+    assert st3.iteration > st2.iteration and st3.loss[:5] == st2.loss
 
 
 def _bad_file(path, **changes):

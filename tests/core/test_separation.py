@@ -25,6 +25,7 @@ from caviar_napari.core.separation import (
 from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
+from caviar_napari.errors import InputError
 from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction
 
 DOUBLE = get_backend("cpu", "double")
@@ -70,6 +71,20 @@ def test_report_logic_and_warnings():
         f"is measured over {TREND_WINDOW} iterations): more iterations would change them"
     ]
     assert SeparationReport.from_dict(good.to_dict()) == good
+    # a stage that ended at single precision's limit says so, instead of "still improving"
+    stalled = separation_report(
+        loss_states=0.5,
+        loss_mean=1.0,
+        stalled_in="single",
+        **{**common, "loss_history": list(np.linspace(2, 1, 30))},
+    )
+    assert len(stalled.warnings) == 1 and "limit of single precision" in stalled.warnings[0]
+    assert "'precision: double'" in stalled.warnings[0]
+    assert SeparationReport.from_dict(stalled.to_dict()) == stalled
+    assert (
+        separation_report(loss_states=0.5, loss_mean=1.0, stalled_in="double", **common).warnings
+        == []
+    )
 
 
 # ------------------------------------------------------------------------ rigid shifts
@@ -318,3 +333,38 @@ def test_held_out_patterns_stop_the_fit_before_it_learns_the_noise():
     everything = run_to_end(noisy, config(stop_patience=0).validate())
     assert len(everything.loss) == 300
     assert correlation(held) > correlation(everything) + 0.05
+
+
+def test_a_stage_computes_in_its_own_precision(tmp_path):
+    """A double-precision states stage after a single-precision first stage: the states stage
+    is the one a resumed double-precision run of the saved first stage gives, exactly."""
+    data = _two_configurations(scan=(5, 5))
+    config = _staged(8)
+    config.precision = "single"
+    config.stages[1].precision = "double"
+    config.validate()
+    assert config.stage_precision(0) == "single" and config.widest_precision == "double"
+    mixed = run_to_end(data, config)
+    assert mixed.object.dtype == np.complex128 and mixed.object.shape[0] == 2
+    # the same, in two runs: the first stage alone in single precision, then the second
+    first = ReconstructionConfig.from_dict(
+        {**config.to_dict(), "stages": [config.stages[0].to_dict()]}
+    )
+    state = run_to_end(data, first)
+    assert state.object.dtype == np.complex64
+    state.stage_index, state.stage_iteration, state.optimiser_state = 1, 0, None
+    rest = ReconstructionConfig.from_dict({**config.to_dict(), "precision": "double"})
+    rest.stages[1].precision = None
+    resumed = run_to_end(data, rest, state=state)
+    np.testing.assert_array_equal(resumed.object, mixed.object)
+    assert resumed.loss == mixed.loss
+    with pytest.raises(InputError, match="stage 'states'.*'precision'"):
+        ReconstructionConfig.from_dict(
+            {
+                **config.to_dict(),
+                "stages": [
+                    config.stages[0].to_dict(),
+                    {**config.stages[1].to_dict(), "precision": "half"},
+                ],
+            }
+        )

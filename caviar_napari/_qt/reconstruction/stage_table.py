@@ -29,7 +29,13 @@ from qtpy.QtWidgets import (
 )
 
 from caviar_napari._qt._forms import ParamField, ParamForm, centred, double_spin, int_spin
-from caviar_napari.data.config import OPTIMIZERS, PARTIAL_COHERENCE, PROBE_SUPPORT, StageConfig
+from caviar_napari.data.config import (
+    OPTIMIZERS,
+    PARTIAL_COHERENCE,
+    PRECISIONS,
+    PROBE_SUPPORT,
+    StageConfig,
+)
 
 #: (key, header, tooltip) of every column, in display order: what changes between stages first
 #: (a 2D material keeps one slice), so that a narrow dock shows it without scrolling.
@@ -76,6 +82,9 @@ assert set(_COHERENCE) == set(PARTIAL_COHERENCE), PARTIAL_COHERENCE
 _REFINE_KEYS = ("object", "probe", "tilt", "source")
 #: The refinable blocks with a check box in the stage details (the scan positions).
 DETAIL_REFINE_KEYS = ("positions", "affine")
+
+#: The precision choice that leaves a stage at the reconstruction's precision.
+_RUN_PRECISION = "as the reconstruction's"
 
 #: The fields of the selected stage edited below the table.
 DETAIL_FIELDS = (
@@ -245,6 +254,19 @@ DETAIL_FIELDS = (
             "none, a window NxM (pixels) or a pixel size in Å. A stage that pads differently "
             "continues from the previous result resampled onto its grid (e.g. a coarse first "
             "stage, then the paper's fine pixel)."
+        ),
+    ),
+    ParamField(
+        "precision",
+        "Precision",
+        {"widget_type": "ComboBox", "choices": [_RUN_PRECISION, *PRECISIONS]},
+        shown=lambda value: value or _RUN_PRECISION,
+        stored=lambda text: None if text == _RUN_PRECISION else str(text),
+        tooltip=(
+            "This stage's floating-point precision (the reconstruction's by default). The "
+            "object states fit a signal a few 1e-7 of the loss: in single precision their "
+            "line search can stall before the states reach their full amplitude (the result "
+            "then says so); double costs about twice as much per iteration and goes on."
         ),
     ),
 )
