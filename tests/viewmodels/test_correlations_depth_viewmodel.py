@@ -9,21 +9,12 @@ correlations --ground-truth`` does, with its own layer's realised tensor and wit
 from __future__ import annotations
 
 import pytest
+from test_analysis_viewmodels import _finish
 
 from caviar_napari.io.atoms_file import read_atoms_zranges
 from caviar_napari.viewmodels import correlations as cvm
 
 OWN = {"top": "upper", "bottom": "lower"}
-
-
-def _finish(gen):
-    """Run a worker generator to its end; (yields, return value)."""
-    yields = []
-    try:
-        while True:
-            yields.append(next(gen))
-    except StopIteration as stop:
-        return yields, stop.value
 
 
 @pytest.fixture(scope="module")
