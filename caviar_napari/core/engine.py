@@ -71,6 +71,7 @@ from caviar_napari.core.patterns import PatternFeed
 from caviar_napari.core.positions import AFFINE_SIZE, ScanPositions
 from caviar_napari.core.probe_constraints import ProbeConstraint
 from caviar_napari.core.separation import (
+    TREND_WINDOW,
     NoiseLevel,
     SeparationReport,
     noise_level,
@@ -732,7 +733,8 @@ def _run_stage(
     run = ctx.run
     config, data, geom = run.config, run.data, ctx.geom
     backend = data.backend  # the stage's precision (ReconstructionConfig.stage_precision)
-    state.diagnostics.get("stalled", {}).pop(stage.name, None)  # a continued stage goes on
+    for record in ("stalled", "line_search"):  # a continued stage starts them again
+        state.diagnostics.get(record, {}).pop(stage.name, None)
     control, on_checkpoint = run.control, run.on_checkpoint
     start_iteration, t0 = run.start_iteration, run.t0
     cdt = backend.complex_dtype
@@ -809,6 +811,10 @@ def _run_stage(
         state.stage_iteration += 1
         state.iteration += 1
         state.loss.append(float(f))
+        # failed line searches of the last iterations (the separation report's precision test)
+        searches = state.diagnostics.setdefault("line_search", {}).setdefault(stage.name, [])
+        searches.append(info.method != "lbfgs")
+        del searches[:-TREND_WINDOW]
         every = stage.orthogonalise_probe_every
         if every and state.stage_iteration % every == 0 and _orthogonalise_probe(backend, x, opt):
             f, g = fun(x)  # as a resumed run computes it, so that resuming stays exact
@@ -1002,6 +1008,17 @@ def _orthogonalise_probe(backend: Backend, x: dict[str, Any], opt: LBFGS | Gradi
     return True
 
 
+def _stalled_in(state: ReconState, stage: StageConfig, precision: str) -> str:
+    """The precision in which ``stage``'s line search stalled: it found no decrease at all
+    (the stage ended there), or failed in at least half of the last :data:`TREND_WINDOW`
+    iterations (gradient-descent fallbacks that barely move); ``""`` otherwise."""
+    stalled = state.diagnostics.get("stalled", {}).get(stage.name, "")
+    searches = state.diagnostics.get("line_search", {}).get(stage.name, [])
+    if not stalled and len(searches) >= TREND_WINDOW and 2 * sum(searches) >= TREND_WINDOW:
+        stalled = precision
+    return stalled
+
+
 def _report_separation(
     state: ReconState, stage: StageConfig, fun: Objective, x: dict[str, Any], ctx: _StageContext
 ) -> None:
@@ -1025,7 +1042,7 @@ def _report_separation(
         noise_per_parameter=ctx.noise.per_parameter,
         n_parameters=int(2 * area * stage.slices * (stage.object_states - 1)),
         held_losses=fun.data_losses(x, held=True) if ctx.split.holds_out else None,
-        stalled_in=state.diagnostics.get("stalled", {}).get(stage.name, ""),
+        stalled_in=_stalled_in(state, stage, ctx.run.data.backend.precision),
     )
     reports = [r for r in state.diagnostics.get("separation", []) if r["stage"] != stage.name]
     state.diagnostics["separation"] = [*reports, report.to_dict()]
@@ -1090,6 +1107,10 @@ def _minibatch_epochs(
         state.stage_iteration += 1
         state.iteration += 1
         state.loss.append(float(f))
+        # failed line searches of the last iterations (the separation report's precision test)
+        searches = state.diagnostics.setdefault("line_search", {}).setdefault(stage.name, [])
+        searches.append(info.method != "lbfgs")
+        del searches[:-TREND_WINDOW]
         if config.checkpoint_every and state.iteration % config.checkpoint_every == 0:
             keep(x)
             if on_checkpoint is not None:

@@ -21,7 +21,8 @@ held-out patterns (:mod:`caviar_napari.core.holdout`) the states must also lower
 (``held_gain > 0``); without, ``noise_gain ≥`` :data:`MIN_NOISE_GAIN`. They **stopped
 improving** when ``trend <`` :data:`STILL_IMPROVING` (or a stopping rule ended the stage).
 A stage whose line search **stalled in single precision** (no decrease along the gradient
-either) ended at the arithmetic's limit, not at the data's: the states' incoherent signal is a
+either, or failed searches in at least half of its last :data:`TREND_WINDOW` iterations) ended
+at the arithmetic's limit, not at the data's: the states' incoherent signal is a
 few 1e-7 of the loss, and on exact-model data they go on growing in double precision
 (docs/benchmarks/state-convergence.md), so the report says so.
 Each failed test is one plain sentence in :attr:`SeparationReport.warnings`, which the CLI,
@@ -92,7 +93,8 @@ class SeparationReport:
         ``trend < STILL_IMPROVING``.
     stalled_in
         The precision (``"single"``/``"double"``) in which the stage's line search stalled
-        (no decrease along the gradient, the stage ended there); ``""``: it did not.
+        (no decrease along the gradient, the stage ended there; or failed searches in at
+        least half of its last :data:`TREND_WINDOW` iterations); ``""``: it did not.
     """
 
     stage: str

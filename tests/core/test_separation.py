@@ -368,3 +368,26 @@ def test_a_stage_computes_in_its_own_precision(tmp_path):
                 ],
             }
         )
+
+
+def test_failed_line_searches_count_as_a_stall_of_their_precision():
+    """Half or more of the last TREND_WINDOW line searches failed: the stage stalled in its
+    precision, as when it found no decrease at all; fewer, or too short a record: it did not."""
+    from types import SimpleNamespace
+
+    from caviar_napari.core.engine import _stalled_in
+
+    stage = SimpleNamespace(name="states")
+
+    def state(searches, stalled=None):
+        diagnostics = {"line_search": {"states": searches}}
+        if stalled:
+            diagnostics["stalled"] = {"states": stalled}
+        return SimpleNamespace(diagnostics=diagnostics)
+
+    half = [True, False] * (TREND_WINDOW // 2)
+    assert _stalled_in(state(half), stage, "single") == "single"
+    assert _stalled_in(state(half), stage, "double") == "double"
+    assert _stalled_in(state([False] + half[1:-1] + [False]), stage, "single") == ""
+    assert _stalled_in(state(half[:-1]), stage, "single") == ""  # fewer than the window
+    assert _stalled_in(state([], stalled="single"), stage, "double") == "single"
