@@ -8,8 +8,9 @@ single and then in double precision (``precision`` of the stage) with no stoppin
 ``--every`` iterations the atoms are refined in every state (phase-weighted centre of mass, at
 the true mean sites inside the scanned field of view) and their Green's tensor is compared with
 the realised truth of the configurations: the rms displacement, LSM (mean over vectors, 1 =
-equal length) and CSM over the self blocks and nearest-neighbour pairs. A single-precision stage
-whose line search stalls (no decrease along the gradient either) ends there, as a real run does.
+equal length) and CSM over the self blocks and nearest-neighbour pairs. A stage
+whose line search stalls (no decrease along the gradient either) ends there, as a real run does;
+its last row gives the iteration it stalled at.
 
 ::
 
@@ -92,15 +93,16 @@ def run_precision(data: Path, precision: str, args: argparse.Namespace) -> list[
         {**config.to_dict(), "stages": stages, "update_every": args.every}
     )
     geom = engine.plan_geometry(dataset, config)
-    rows, t0, stage2_t0, stalls = [], time.perf_counter(), None, 0
+    rows, t0, stage2_t0, stalls, done = [], time.perf_counter(), None, 0, 0
     for p in engine.run(dataset, config):
         if p.stage_index == 0:
             continue
         stage2_t0 = stage2_t0 or time.perf_counter()
         stalls += p.method == "stalled"
+        done += 1  # iterations run (a stall ends the stage before its count)
         if p.object is None:
             continue
-        row = {"precision": precision, "iteration": p.stage_iteration, "loss": p.loss}
+        row = {"precision": precision, "iteration": done, "loss": p.loss}
         row |= score(p.object, geom, truth, dataset.positions_A)
         row["seconds"] = time.perf_counter() - stage2_t0
         row["stalled"] = stalls

@@ -23,7 +23,7 @@ improving** when ``trend <`` :data:`STILL_IMPROVING` (or a stopping rule ended t
 A stage whose line search **stalled in single precision** (no decrease along the gradient
 either, or failed searches in at least half of its last :data:`TREND_WINDOW` iterations) ended
 at the arithmetic's limit, not at the data's: the states' incoherent signal is a
-few 1e-7 of the loss, and on exact-model data they go on growing in double precision
+few 1e-7 of the loss, and in double precision the same stage goes further
 (docs/benchmarks/state-convergence.md), so the report says so.
 Each failed test is one plain sentence in :attr:`SeparationReport.warnings`, which the CLI,
 the widget and the reconstruction file show.

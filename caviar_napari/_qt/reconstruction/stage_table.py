@@ -266,7 +266,7 @@ DETAIL_FIELDS = (
             "This stage's floating-point precision (the reconstruction's by default). The "
             "object states fit a signal a few 1e-7 of the loss: in single precision their "
             "line search can stall before the states reach their full amplitude (the result "
-            "then says so); double costs about twice as much per iteration and goes on."
+            "then says so); double costs up to twice as much per iteration and goes further."
         ),
     ),
 )
