@@ -1107,10 +1107,6 @@ def _minibatch_epochs(
         state.stage_iteration += 1
         state.iteration += 1
         state.loss.append(float(f))
-        # failed line searches of the last iterations (the separation report's precision test)
-        searches = state.diagnostics.setdefault("line_search", {}).setdefault(stage.name, [])
-        searches.append(info.method != "lbfgs")
-        del searches[:-TREND_WINDOW]
         if config.checkpoint_every and state.iteration % config.checkpoint_every == 0:
             keep(x)
             if on_checkpoint is not None:
