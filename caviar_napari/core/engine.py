@@ -591,7 +591,9 @@ def run(
             f"'checkpoint_every' is {config.checkpoint_every} but the run was given no "
             f"checkpoint writer for '{config.checkpoint_path}' (engine.run(on_checkpoint=...))"
         )
-    backend = get_backend(config.device, config.precision)
+    # the precision of the stage the run starts in (the patterns are fed in its dtype once)
+    first = 0 if state is None else min(state.stage_index, len(config.stages) - 1)
+    backend = get_backend(config.device, config.stage_precision(first))
     scale = dataset.counts_scale()
     if scale != 1.0:  # a dose is known for data in other units: fit expected counts
         if isinstance(dataset.intensities, LazyIntensities):

@@ -138,8 +138,9 @@ class SeparationReport:
             )
         if self.stalled_in == "single":
             out.append(
-                f"stage '{self.stage}': stopped at the limit of single precision (no decrease "
-                "along the gradient), not of the data: the object states may be short of their "
+                f"stage '{self.stage}': stopped at the limit of single precision (its line "
+                "search found no decrease, or barely any), not of the data: the object states "
+                "may be short of their "
                 "full amplitude (smaller displacements, weaker correlations); run this stage "
                 "with 'precision: double' (or resume it so)"
             )
