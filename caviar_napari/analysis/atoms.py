@@ -47,12 +47,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
-from skimage.feature import blob_log
 
 from caviar_napari.core.grid import A_to_px, as_pair, px_to_A
+from caviar_napari.core.sites import log_peaks_A, nearest_neighbour_distance
 from caviar_napari.errors import InputError
 from caviar_napari.io.atoms_file import AtomsData
 
@@ -270,35 +267,6 @@ def detection_image(phase: ArrayLike, slice_index: int | None = None) -> np.ndar
 # --------------------------------------------------------------------------------------------
 
 
-def merge_close(positions_A: ArrayLike, min_distance_A: float) -> np.ndarray:
-    """Merge points closer than ``min_distance_A`` (transitively) into their mean position.
-
-    Parameters
-    ----------
-    positions_A
-        ``(n, 2)`` positions ``(y, x)``, Å.
-    min_distance_A
-        Merging distance, Å; 0 returns the points unchanged.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(m, 2)`` merged positions, ordered by their first member.
-    """
-    pos = np.asarray(positions_A, dtype=float).reshape(-1, 2)
-    if min_distance_A <= 0 or len(pos) < 2:
-        return pos.copy()
-    pairs = cKDTree(pos).query_pairs(min_distance_A, output_type="ndarray")
-    n = len(pos)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    n_groups, labels = connected_components(graph, directed=False)
-    counts = np.bincount(labels, minlength=n_groups)
-    merged = np.stack(
-        [np.bincount(labels, pos[:, a], minlength=n_groups) / counts for a in range(2)], axis=-1
-    )
-    return merged
-
-
 def detect_atoms(
     image: ArrayLike,
     pixel_size_A: float | ArrayLike,
@@ -325,49 +293,16 @@ def detect_atoms(
         :func:`refine_com`), sorted by y then x.
     """
     cfg = config or DetectionConfig()
-    img = np.asarray(image, dtype=np.float64)
-    if img.ndim != 2:
-        raise InputError(f"detection image must be 2D (y, x), got shape {img.shape}")
-    if not np.all(np.isfinite(img)):
-        raise InputError("detection image contains non-finite values")
-    d = np.asarray(as_pair(pixel_size_A, "pixel_size_A"))
-    lo, hi = float(img.min()), float(img.max())
-    if hi <= lo:
-        return np.zeros((0, 2))
-    norm = (img - lo) / (hi - lo)
-    border = int(round(cfg.exclude_border_A / float(d.min()))) if cfg.exclude_border_A else False
-    blobs = blob_log(
-        norm,
-        min_sigma=tuple(cfg.sigma_min_A / d),
-        max_sigma=tuple(cfg.sigma_max_A / d),
-        num_sigma=int(cfg.num_sigma),
-        threshold=None,
-        threshold_rel=float(cfg.threshold_rel),
-        overlap=0.5,
-        exclude_border=border,
+    return log_peaks_A(
+        image,
+        pixel_size_A,
+        origin_A,
+        sigma_A=(cfg.sigma_min_A, cfg.sigma_max_A),
+        num_sigma=cfg.num_sigma,
+        threshold_rel=cfg.threshold_rel,
+        min_distance_A=cfg.min_distance_A,
+        exclude_border_A=cfg.exclude_border_A,
     )
-    if len(blobs) == 0:
-        return np.zeros((0, 2))
-    pos = px_to_A(blobs[:, :2], origin_A, d)
-    pos = merge_close(pos, cfg.min_distance_A)
-    order = np.lexsort((pos[:, 1], pos[:, 0]))
-    return pos[order]
-
-
-def nearest_neighbour_distance(positions_A: ArrayLike) -> float:
-    """Median nearest-neighbour distance of the finite positions ``(n, 2)``, Å."""
-    pos = np.asarray(positions_A, dtype=float).reshape(-1, 2)
-    pos = pos[np.all(np.isfinite(pos), axis=1)]
-    if len(pos) < 2:
-        raise InputError(
-            "at least two atoms are needed to estimate a nearest-neighbour distance "
-            f"(got {len(pos)}); give the radius explicitly"
-        )
-    dist, _ = cKDTree(pos).query(pos, k=2)
-    dnn = float(np.median(dist[:, 1]))
-    if dnn <= 0:
-        raise InputError("atom positions contain duplicates: nearest-neighbour distance is 0")
-    return dnn
 
 
 def default_radius_A(positions_A: ArrayLike, factor: float = DEFAULT_RADIUS_FACTOR) -> float:

@@ -48,6 +48,7 @@ import numpy as np
 from caviar_napari import __version__
 from caviar_napari.core import coherence, minibatch, optics
 from caviar_napari.core.backend import Backend, get_backend
+from caviar_napari.core.displaced_states import DisplacedStates, cells_from_sites
 from caviar_napari.core.geometry import (
     Geometry,
     masked_total,
@@ -92,7 +93,7 @@ CheckpointCallback = Callable[[ReconState], None]
 
 #: Per-element magnitudes of blocks that start at zero (the optimiser's first step sizes):
 #: tilt 1 mrad, source σ 0.1 Å, position shifts 0.05 Å, affine entries/drift 0.01.
-TYPICAL = {"tilt": 1.0, "source": 0.1, "positions": 0.05, "affine": 0.01}
+TYPICAL = {"tilt": 1.0, "source": 0.1, "positions": 0.05, "affine": 0.01, "displacements": 0.01}
 
 __all__ = [
     "CheckpointCallback",
@@ -454,9 +455,10 @@ class _DataSource:
         )  # fmt: skip
         log.info("stage '%s': computing in %s precision", stage_name, precision)
 
-    def model(self, slice_thickness_A: Any) -> Any:
+    def model(self, slice_thickness_A: Any, object_band_limit: bool = True) -> Any:
         """The stage's forward model: in this process, or spread over the cluster."""
         kw = dict(
+            object_band_limit=object_band_limit,
             wavelength_A=self.dataset.wavelength_A,
             pixel_size_A=self.geom.pixel_size_A,
             slice_thickness_A=slice_thickness_A,
@@ -713,7 +715,7 @@ def _run_stages(
             _move_to_grid(state, previous, geom)
         if state.stage_iteration == 0 and state.optimiser_state is None:
             state.probe_variable = None  # a new stage starts from the reported probe
-            adapt_state(state, stage, rng, config.source_fwhm_A)
+            adapt_state(state, stage, rng, config.source_fwhm_A, region=_scanned_region(geom))
             if stage.tilt_estimate:
                 _estimate_tilt(state, stage, geom)
         if state.stage_iteration < stage.iterations:
@@ -740,24 +742,30 @@ def _run_stage(
     control, on_checkpoint = run.control, run.on_checkpoint
     start_iteration, t0 = run.start_iteration, run.t0
     cdt = backend.complex_dtype
-    model = data.model(state.slice_thickness_A)
+    displaced = _displaced_states(state, stage, backend, geom)
+    model = data.model(state.slice_thickness_A, object_band_limit=displaced is None)
     probe = state.probe if state.probe_variable is None else state.probe_variable
+    obj = state.object if displaced is None else state.object.mean(axis=0, keepdims=True)
     blocks = {
-        "object": backend.asarray(state.object, dtype=cdt),
+        "object": backend.asarray(obj, dtype=cdt),
         "probe": backend.asarray(probe, dtype=cdt),
         "tilt": backend.asarray(state.tilt_mrad, dtype=backend.real_dtype),
         "source": backend.asarray(
             [state.source_fwhm_A / coherence.FWHM_PER_SIGMA], dtype=backend.real_dtype
         ),
     }
+    if displaced is not None:
+        blocks["displacements"] = backend.asarray(state.state_displacements, backend.real_dtype)
     scan = _scan_positions(state, stage, config, geom)
     if scan is not None:
         blocks.update(_scan_blocks(state, backend, scan))
-    x = {k: v for k, v in blocks.items() if k in stage.refine}
-    fixed = {k: v for k, v in blocks.items() if k not in stage.refine}
+    refined = set(stage.refine) | ({"displacements"} if displaced is not None else set())
+    x = {k: v for k, v in blocks.items() if k in refined}
+    fixed = {k: v for k, v in blocks.items() if k not in refined}
     fun = Objective(
         model, backend, stage, fixed, ctx.split.fit_norm, geom.pixel_size_A, split=ctx.split,
         scan=scan, probe_constraint=_probe_constraint(stage, data.dataset, geom, backend),
+        displaced=displaced,
     )  # fmt: skip
     opt = make_optimiser(
         stage.optimizer,
@@ -785,6 +793,8 @@ def _run_stage(
             state.source_fwhm_A = abs(fun.sigma_A(x)) * coherence.FWHM_PER_SIGMA
         if scan is not None:
             _sync_scan(state, backend, fun, x)
+        if displaced is not None:
+            state.state_displacements = _host_copy(backend, x["displacements"]).astype(np.float64)
         state.optimiser_state = opt.export_state()
 
     n_stages = len(config.stages)
@@ -871,6 +881,28 @@ def _run_stage(
             separation=separation,
         )
     return False
+
+
+def _displaced_states(
+    state: ReconState, stage: StageConfig, backend: Backend, geom: Geometry
+) -> DisplacedStates | None:
+    """The states map of a ``state_model: displacements`` stage (None for free states), from
+    the sites and displacements the stage started with (:func:`adapt_state`)."""
+    if stage.state_model != "displacements":
+        return None
+    cells = cells_from_sites(
+        state.state_sites, state.object.shape[1:], geom.pixel_size_A, geom.object_origin_A
+    )
+    log.info(
+        "stage '%s': object states as displaced atoms: %d sites in %d of %d slices",
+        stage.name,
+        cells.n_sites,
+        len(np.unique(np.round(cells.sites[:, 0]))),
+        stage.slices,
+    )
+    return DisplacedStates(
+        backend, cells, geom.pixel_size_A, remove_shifts=stage.remove_state_shifts
+    )
 
 
 def _probe_constraint(
@@ -1042,7 +1074,11 @@ def _report_separation(
         loss_mean=loss_mean,
         loss_floor=ctx.noise.floor,
         noise_per_parameter=ctx.noise.per_parameter,
-        n_parameters=int(2 * area * stage.slices * (stage.object_states - 1)),
+        n_parameters=(
+            int(2 * area * stage.slices * (stage.object_states - 1))
+            if fun.displaced is None
+            else 2 * fun.displaced.cells.n_sites * (stage.object_states - 1)
+        ),
         held_losses=fun.data_losses(x, held=True) if ctx.split.holds_out else None,
         stalled_in=_stalled_in(state, stage, ctx.run.data.backend.precision),
     )

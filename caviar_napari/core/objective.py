@@ -18,6 +18,14 @@ Regularisers (object only, when the object is refined)
       The projected (slice-summed) structure, ``k_z = 0``, is never penalised.
     Regulariser gradients are projected onto the object band limit, as the data gradient is.
 
+Displaced states
+    With ``state_model: displacements`` the optimiser's ``object`` block is the mean object
+    ``(1, S, H, W)`` and its ``displacements`` block ``(N, A, 2)`` moves the atoms' cells
+    (:mod:`caviar_napari.core.displaced_states`); the forward model and the regularisers see
+    the states built from both, their gradient is contracted back, and the mean object's
+    gradient is projected onto the band limit (the forward model's own projection is off, so
+    that the displacements' gradient is exact).
+
 Probe model
     With ``partial_coherence: gaussian`` the optimiser's ``probe`` block holds the coherent
     modes and its ``source`` block the source's standard deviation σ (Å); the forward model
@@ -40,6 +48,7 @@ import numpy as np
 
 from caviar_napari.core import coherence, optics
 from caviar_napari.core.backend import Backend
+from caviar_napari.core.displaced_states import DisplacedStates
 from caviar_napari.core.holdout import PatternSplit
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.optics import BAND_LIMIT
@@ -140,8 +149,12 @@ class Objective:
         split: PatternSplit | None = None,
         scan: ScanPositions | None = None,
         probe_constraint: ProbeConstraint | None = None,
+        displaced: DisplacedStates | None = None,
     ) -> None:
         self.model = model
+        # ``state_model: displacements``: the ``object`` block is the mean object and the
+        # ``displacements`` block moves its atoms (the states are built from both)
+        self.displaced = displaced
         self.backend = backend
         self.stage = stage
         self.fixed = fixed
@@ -187,9 +200,12 @@ class Objective:
             )
 
     def blocks(self, x: dict[str, Any]) -> tuple[Any, Any, Any]:
-        """Object, coherent probe modes and tilt at ``x`` (refined or fixed)."""
+        """Object (the states), coherent probe modes and tilt at ``x`` (refined or fixed)."""
         get = lambda k: x[k] if k in x else self.fixed[k]  # noqa: E731
-        return get("object"), get("probe"), get("tilt")
+        obj = get("object")
+        if self.displaced is not None:
+            obj = self.displaced.states(obj, get("displacements"))
+        return obj, get("probe"), get("tilt")
 
     def _optional(self, x: dict[str, Any], key: str) -> np.ndarray | None:
         """Block ``key`` on the host (refined or fixed), None when the run has none."""
@@ -267,14 +283,20 @@ class Objective:
             if self.stage.l1_absorption > 0:
                 v, reg = l1_absorption(obj, self.stage.l1_absorption, be.xp)
                 f += v
-                reg = be.ifft2(be.fft2(reg) * self.obj_band, overwrite=True)
+                if self.displaced is None:  # else the mean object's gradient is projected
+                    reg = be.ifft2(be.fft2(reg) * self.obj_band, overwrite=True)
             if self.wedge is not None:
                 v, g = missing_wedge(obj, self.stage.missing_wedge, self.wedge, be)
                 f += v
                 reg = g if reg is None else reg + g
             if reg is not None:
                 out["object"] = out["object"] + reg.astype(out["object"].dtype, copy=False)
-            if self.remove_state_shifts and obj.shape[0] > 1:
+            if self.displaced is not None:
+                g_mean, out["displacements"] = self.displaced.contract(
+                    x["object"], x["displacements"], out["object"]
+                )
+                out["object"] = be.ifft2(be.fft2(g_mean) * self.obj_band, overwrite=True)
+            elif self.remove_state_shifts and obj.shape[0] > 1:
                 shifts = StateShifts(be, obj.mean(axis=0), self.pixel)
                 out["object"] = shifts.project(out["object"])
         return f, out

@@ -4,6 +4,11 @@ slices.
 * A change of the number of object states replaces all states by the previous mean object ×
   ``exp(i·noise)`` with seeded, band-limited Gaussian phase noise of standard deviation
   ``state_noise_rad`` (one state: the mean itself).
+* A ``state_model: displacements`` stage finds the atom sites of the mean object
+  (:func:`~caviar_napari.core.displaced_states.find_cells`) and starts every state as the mean
+  with its atoms displaced: by seeded Gaussian displacements of standard deviation
+  ``state_displacement_A`` when it starts from identical states, or by the least-squares
+  displacements of the previous stage's states when there are as many.
 * A change of probe modes keeps the first modes and adds Hermite–Gauss modes orthogonalised
   against them, total power preserved.
 * A change of slices redistributes the total transmission evenly: each new slice is
@@ -19,9 +24,16 @@ from typing import Any
 import numpy as np
 
 from caviar_napari.core import optics
+from caviar_napari.core.backend import get_backend
+from caviar_napari.core.displaced_states import (
+    DisplacedStates,
+    find_cells,
+    project_displacements,
+)
 from caviar_napari.core.optics import BAND_LIMIT
 from caviar_napari.data.config import StageConfig
 from caviar_napari.data.recon import ReconState
+from caviar_napari.errors import InputError
 
 __all__ = [
     "MODE_DECAY",
@@ -29,6 +41,7 @@ __all__ = [
     "adapt_probe",
     "adapt_state",
     "band_limited_noise",
+    "start_displacements",
     "orthogonal_mixing",
 ]
 
@@ -58,6 +71,8 @@ def adapt_object(
         mean = obj.mean(axis=0, keepdims=True)
         if stage.object_states == 1:
             obj = mean
+        elif stage.state_model == "displacements":  # displaced by start_displacements
+            obj = np.repeat(mean, stage.object_states, axis=0)
         else:
             shape = (stage.object_states, *obj.shape[1:])
             noise = band_limited_noise(rng, shape, stage.state_noise_rad, pixel)
@@ -87,16 +102,64 @@ def adapt_probe(probe: np.ndarray, n_modes: int) -> np.ndarray:
     return kept.astype(probe.dtype)
 
 
+def start_displacements(
+    state: ReconState,
+    stage: StageConfig,
+    rng: np.random.Generator,
+    previous: np.ndarray,
+    region: tuple[slice, slice] | None = None,
+) -> None:
+    """Sites and starting displacements of a ``state_model: displacements`` stage, in place.
+
+    ``previous`` are the states before the stage (several: their least-squares displacements
+    are kept; identical ones: seeded random displacements); ``region`` the scanned field's
+    pixels (None: the whole object).
+    """
+    mean = np.asarray(state.object).mean(axis=0)
+    region = region or (slice(0, mean.shape[-2]), slice(0, mean.shape[-1]))
+    cells = find_cells(mean, state.pixel_size_A, state.object_origin_A, region)
+    if cells.n_sites == 0:
+        raise InputError(
+            f"stage '{stage.name}': no atom found in the phase of the mean object inside the "
+            "scanned field: 'state_model: displacements' needs atoms to move (use 'free')"
+        )
+    backend = get_backend("cpu", "double")
+    model = DisplacedStates(
+        backend, cells, state.pixel_size_A, remove_shifts=stage.remove_state_shifts
+    )
+    n = stage.object_states
+    u = None
+    if previous.shape[0] == n:
+        _, u = model.fit(np.asarray(previous, dtype=np.complex128))
+    if u is None or not np.any(u):
+        u = rng.standard_normal((n, cells.n_sites, 2)) * stage.state_displacement_A
+        u = project_displacements(np, u, stage.remove_state_shifts)
+    state.state_sites = cells.sites
+    state.state_displacements = np.asarray(u, dtype=np.float64)
+    states = model.states(mean[None].astype(np.complex128), state.state_displacements)
+    state.object = states.astype(state.object.dtype)
+
+
 def adapt_state(
-    state: ReconState, stage: StageConfig, rng: np.random.Generator, source_fwhm_A: float
+    state: ReconState,
+    stage: StageConfig,
+    rng: np.random.Generator,
+    source_fwhm_A: float,
+    region: tuple[slice, slice] | None = None,
 ) -> None:
     """Adapt ``state`` in place to the start of ``stage`` (states, modes, slices, source).
 
     A stage with a Gaussian source starts from the previous stage's source size, or from
     ``source_fwhm_A`` (the configuration's start value) after a coherent stage; a coherent stage
-    sets the size to 0.
+    sets the size to 0. ``region``: the scanned field's pixels, where a ``displacements`` stage
+    looks for atoms (:func:`start_displacements`).
     """
+    previous = state.object
     state.object = adapt_object(state.object, stage, rng, state.pixel_size_A)
+    if stage.state_model == "displacements":
+        start_displacements(state, stage, rng, previous, region)
+    else:
+        state.state_sites = state.state_displacements = None
     state.probe = adapt_probe(state.probe, stage.probe_modes)
     if stage.partial_coherence == "gaussian":
         state.source_fwhm_A = state.source_fwhm_A or float(source_fwhm_A)

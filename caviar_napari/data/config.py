@@ -56,6 +56,7 @@ __all__ = [
     "PRECISIONS",
     "PARTIAL_COHERENCE",
     "REFINABLE",
+    "STATE_MODELS",
     "ReconstructionConfig",
     "StageConfig",
     "apply_overrides",
@@ -84,6 +85,8 @@ OPTIMIZERS = ("lbfgs", "gd")
 DEVICES = ("auto", "cpu", "gpu")
 #: Floating-point precisions (complex64, complex128).
 PRECISIONS = ("single", "double")
+#: How the object states of a stage are parametrised (``StageConfig.state_model``).
+STATE_MODELS = ("free", "displacements")
 #: Data losses (:mod:`caviar_napari.core.loss`): Gaussian amplitude (paper eq. S8), Poisson.
 LOSSES = ("gaussian", "poisson")
 #: Loss choices of a configuration: ``auto`` picks Poisson for counts, else Gaussian.
@@ -208,6 +211,22 @@ class StageConfig:
         displacement and weakens every correlation. In double precision such a stage goes
         further (docs/benchmarks/state-convergence.md: loss 5.7e-8 against 7.5e-8 on abTEM hBN
         data, LSM 0.69 against 0.66) at about the same cost per iteration here.
+    state_model
+        How the object states are parametrised (docs/conventions.md §2):
+
+        * ``"free"`` (the paper's): every state is a free complex object.
+        * ``"displacements"``: every state is the mean object with its atoms displaced,
+          ``O_k = Ō − u_k(r)·∇Ō`` with ``u_k`` constant on each atom's cell
+          (:mod:`caviar_napari.core.displaced_states`). The atoms are found on the mean object
+          at the stage's start (LoG peaks of each slice's phase inside the scanned field). The
+          stage fits the mean object and two numbers per atom and state instead of a whole
+          object per state: the states reach the thermal amplitude in tens of iterations where
+          free states need hundreds, and counting noise has far fewer ways in. What it cannot
+          hold (changes of an atom's shape between states) a later ``free`` stage, which starts
+          from these states instead of from identical ones, can add.
+    state_displacement_A
+        Standard deviation (Å) of the random displacements that start a ``displacements``
+        stage from identical states; like ``state_noise_rad`` it only breaks the symmetry.
     """
 
     name: str = "stage"
@@ -236,6 +255,8 @@ class StageConfig:
     minibatch_size: int = 256
     detector_padding: str | float | None = None
     precision: str | None = None
+    state_model: str = "free"
+    state_displacement_A: float = 0.005
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -311,6 +332,20 @@ class StageConfig:
             self.detector_padding = check_detector_padding(self.detector_padding, source=where)
         if self.precision is not None:
             self.precision = _check_choice(self.precision, "precision", PRECISIONS, where)
+        self.state_model = _check_choice(self.state_model, "state_model", STATE_MODELS, where)
+        self.state_displacement_A = _check_float(
+            self.state_displacement_A, "state_displacement_A", where, minimum=0.0, strict=True
+        )
+        if self.state_model == "displacements" and self.object_states < 2:
+            raise InputError(
+                f"{where}: 'state_model: displacements' needs object_states ≥ 2, got "
+                f"{self.object_states}"
+            )
+        if self.state_model == "displacements" and "object" not in self.refine:
+            raise InputError(
+                f"{where}: 'state_model: displacements' fits the object states, so 'refine' "
+                f"must include 'object', got {list(self.refine)}"
+            )
         return self
 
     @property

@@ -60,6 +60,12 @@ class ReconState:
         Scan-position refinement variables (:mod:`caviar_napari.core.positions`): ``(P, 2)``
         per-position variables and the six affine/drift parameters; None when never refined.
         ``scan_positions_A`` holds the refined positions they give.
+    state_sites, state_displacements
+        Of a stage with ``state_model: displacements``
+        (:mod:`caviar_napari.core.displaced_states`): ``(A, 3)`` atom sites ``(slice, y, x)``
+        (slice index; y, x in Å, object frame) found on the mean object at the stage's start,
+        and ``(N, A, 2)`` displacements ``(y, x)`` of each site in each state, Å (zero mean
+        over states); ``object`` holds the states they give. None otherwise.
     probe_variable
         With probe constraints (``probe_support``, ``fixed_probe_intensity``) ``probe`` holds
         the constrained modes and this the free modes behind them, so that a run stopped inside
@@ -94,6 +100,8 @@ class ReconState:
     positions_u: np.ndarray | None = None
     probe_variable: np.ndarray | None = None
     affine: np.ndarray | None = None
+    state_sites: np.ndarray | None = None
+    state_displacements: np.ndarray | None = None
     version: str = ""
 
     @property

@@ -83,7 +83,12 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
             for key, value in (("u", state.positions_u), ("affine", state.affine)):
                 if value is not None:
                     grp.create_dataset(key, data=np.asarray(value, dtype=np.float64))
-        f.attrs["format"] = FORMAT
+        if state.state_sites is not None and state.state_displacements is not None:
+            grp = f.create_group("displaced_states")
+            grp.create_dataset("sites", data=np.asarray(state.state_sites, dtype=np.float64))
+            grp.create_dataset(
+                "displacements", data=np.asarray(state.state_displacements, dtype=np.float64)
+            )
         f.attrs["pixel_size_A"] = np.asarray(state.pixel_size_A, dtype=np.float64)
         f.attrs["slice_thickness_A"] = np.asarray(state.slice_thickness_A, dtype=np.float64)
         f.attrs["object_origin_A"] = np.asarray(state.object_origin_A, dtype=np.float64)
@@ -226,6 +231,8 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             diagnostics=_read_diagnostics(f, name),
             positions_u=_optional_dataset(f, "scan_refinement/u"),
             affine=_optional_dataset(f, "scan_refinement/affine"),
+            state_sites=_optional_dataset(f, "displaced_states/sites"),
+            state_displacements=_optional_dataset(f, "displaced_states/displacements"),
             stage_index=len(config.stages) - 1,
             stage_iteration=config.stages[-1].iterations,
             iteration=int(loss.size),

@@ -16,13 +16,13 @@ from caviar_napari.analysis.atoms import (
     default_radius_A,
     detect_atoms,
     detection_image,
-    merge_close,
     nearest_neighbour_distance,
     refine_com,
     refine_states,
     rms_spread_A,
     status_counts,
 )
+from caviar_napari.core.sites import merge_close
 from caviar_napari.errors import InputError
 
 SIGMA_PX = 1.8  # peak width of the synthetic atoms, pixels
