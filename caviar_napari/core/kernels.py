@@ -13,7 +13,7 @@ The functions here do in one pass what numpy does in several; each has one numpy
 :func:`loss_and_dI`
     the Gaussian-amplitude or Poisson loss and ``∂L/∂I`` in one pass (numpy: five to seven);
 :func:`conj_scale`
-    the conjugated adjoint seed ``h = conj(Ψ) · w`` in place (numpy: two passes).
+    the conjugated adjoint seed ``h = conj(Ψ) · w`` in place (numpy: one pass on the real view).
 
 cupy is imported only when a cupy array arrives; kernels are compiled once per process and
 dtype (cupy caches them).  The GPU tests (``-m gpu``) check every kernel against its numpy
@@ -135,16 +135,19 @@ def transmit(
     return xp.multiply(psi, patch, out=out)
 
 
-def intensity(psi_k: Any, xp: ModuleType, out: Any = None) -> Any:
-    """``(1/N) Σ_n Σ_m |Ψ|²`` of ``(N, B, M, Ky, Kx)`` → ``(B, Ky, Kx)`` real."""
+def intensity(psi_k: Any, xp: ModuleType) -> Any:
+    """``(1/N) Σ_n Σ_m |Ψ|²`` of ``(N, B, M, Ky, Kx)`` → ``(B, Ky, Kx)`` real.
+
+    numpy: one sum-of-products pass over the real view (re² + im² summed over states and modes
+    while reading ``Ψ`` once; no squared copy), then the pairs of the interleaved result.
+    """
     n = psi_k.shape[0]
     if is_cupy(xp):
         res = _kernels()[f"intensity_{psi_k.dtype.name}"](psi_k, axis=(0, 2))
         res *= 1.0 / n
         return res
-    v = psi_k.view(psi_k.real.dtype)
-    sq = np.square(v)
-    r = sq.sum(axis=(0, 2))
+    v = psi_k.view(psi_k.real.dtype)  # (N, B, M, Ky, 2 Kx): re, im interleaved
+    r = np.einsum("nbmyx,nbmyx->byx", v, v)  # fixed-order C loops: no BLAS, no threads
     res = r[..., 0::2] + r[..., 1::2]
     res *= 1.0 / n
     return res
@@ -168,9 +171,22 @@ def loss_and_dI(
 
 
 def conj_scale(psi: Any, w: Any, xp: ModuleType) -> Any:
-    """``conj(Ψ) · w`` written into ``Ψ`` (``w`` real, broadcast against ``Ψ``)."""
+    """``conj(Ψ) · w`` written into ``Ψ`` (``w`` real, broadcast against ``Ψ``).
+
+    numpy: one pass over the real view, ``(re, im) · (w, −w)`` (no conjugation pass, no
+    complex × real broadcast, which numpy runs through a cast buffer).
+    """
     if is_cupy(xp):
         return _kernels()["conj_scale"](psi, w.astype(psi.real.dtype, copy=False), psi)
-    h = np.conjugate(psi, out=psi)
-    h *= w
-    return h
+    real = psi.real.dtype
+    w = np.asarray(w, dtype=real)
+    signed = np.empty((*w.shape, 2), dtype=real)  # (…, Kx, 2): w, −w
+    signed[..., 0] = w
+    np.negative(w, out=signed[..., 1])
+    if not psi.flags.c_contiguous:
+        h = np.conjugate(psi, out=psi)
+        h *= w
+        return h
+    view = psi.view(real).reshape(*psi.shape, 2)
+    np.multiply(view, signed, out=view)
+    return psi
