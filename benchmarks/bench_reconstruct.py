@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -186,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     backend = get_backend(args.device, args.precision)
     cases = QUICK_CASES if args.quick else DEFAULT_CASES
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
-        f"device: {backend.device_info}; precision {args.precision}; fft workers {backend.workers}"
+        f"device: {backend.device_info}; precision {args.precision}; fft workers "
+        f"{backend.workers}; load average {load}"
     )
     head = (
         f"{'case':<44} {'batch':>5} {'s/eval':>8} {'units/s':>10} {'FFT us':>7} "

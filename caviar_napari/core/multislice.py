@@ -861,9 +861,12 @@ class MultisliceModel:
         for j in range(s - 1, -1, -1):
             if j < s - 1:
                 hkk = be.ifft2(hw, overwrite=True, workers=workers)  # = conj(F g_ψ(j+1))
-                if want_tilt:
-                    prod = xp.multiply(hkk, fourier[j], out=ws.get("tmp", hkk.shape, hkk.dtype))
-                    acc.t_acc[j] += prod.sum(axis=(0, 1, 2))
+                if want_tilt:  # Σ over states, patterns and modes, state by state
+                    term = ws.get("tilt", hkk.shape[1:], hkk.dtype)
+                    for i in range(n):
+                        acc.t_acc[j] += xp.multiply(hkk[i], fourier[j][i], out=term).sum(
+                            axis=(0, 1)
+                        )
                 if j == 0 and not (want_obj or want_h0):
                     break  # tilt only: h_φ(0) is not needed
                 hkk *= ctx.props[j]
@@ -873,10 +876,16 @@ class MultisliceModel:
             if j > 0 or want_h0:  # h_ψ(j) = O · h_φ(j)
                 if patches[j] is None:  # fused GPU path: gather the window again
                     hw = kernels.transmit(hw, ctx.obj, j, b.corners, self.window, hw, xp)
+                elif j == 0:  # only Σ_n h_ψ(0) is needed: summed state by state
+                    hp = xp.multiply(hw[0], patches[0][0], out=hw[0])  # (B, M, Ky, Kx)
+                    term = ws.get("h0", hp.shape, hp.dtype)
+                    for i in range(1, n):
+                        hp += xp.multiply(hw[i], patches[0][i], out=term)
                 else:
                     hw *= patches[j]
         if want_h0:
-            hp = hw.sum(axis=0) if n > 1 else hw[0]  # (B, M, Ky, Kx)
+            if patches[0] is None:
+                hp = hw.sum(axis=0) if n > 1 else hw[0]  # (B, M, Ky, Kx)
             hp = be.ifft2(hp, overwrite=True, workers=workers)  # conj(∂L/∂(Fψ_0)*)
             ramp = self._ramp(ctx, b)
             if want_shift:

@@ -45,6 +45,21 @@ def test_numpy_definitions():
     w = np.random.default_rng(1).random((1, B, 1, K, K))
     expect = np.conj(psi_n) * w
     np.testing.assert_allclose(kernels.conj_scale(psi_n.copy(), w, np), expect, rtol=1e-14)
+    strided = np.swapaxes(psi_n.copy(), -1, -2)  # not C-contiguous: the two-pass fallback
+    got = kernels.conj_scale(strided, np.swapaxes(w, -1, -2), np)
+    np.testing.assert_allclose(np.swapaxes(got, -1, -2), expect, rtol=1e-14)
+
+
+def test_numpy_passes_keep_single_precision():
+    obj, corners, psi1, psi_n, inten, amp, mask = _data(dtype=np.complex64)
+    assert kernels.intensity(psi_n, np).dtype == np.float32
+    w = np.random.default_rng(1).random((1, B, 1, K, K)).astype(np.float32)
+    h = kernels.conj_scale(psi_n.copy(), w, np)
+    assert h.dtype == np.complex64
+    np.testing.assert_allclose(h, np.conj(psi_n) * w, rtol=1e-6)
+    for kind in ("gaussian", "poisson"):
+        loss, dl = kernels.loss_and_dI(kind, inten, amp, mask, 1e-6, np)
+        assert dl.dtype == np.float32 and isinstance(loss, float)
     for kind in ("gaussian", "poisson"):
         a = kernels.loss_and_dI(kind, inten, amp, mask, 1e-6, np)
         b = loss_mod.loss_and_dI(kind, inten, amp, mask, 1e-6, np)
