@@ -1,13 +1,21 @@
-"""Fused element-wise passes of the forward model and its adjoint (cupy), numpy otherwise.
+"""Fused element-wise passes of the forward model and its adjoint (cupy, numba), numpy otherwise.
 
 On the GPU the FFTs are fast and the element-wise passes, each reading and writing whole
 ``(N, B, M, Ky, Kx)`` arrays, bound the throughput (docs/benchmarks: 15–29 % of the FFT bound).
 The functions here do in one pass what numpy does in several; each has one numpy definition
-(the reference, used on the CPU) and a cupy kernel with the same arguments and results:
+(the reference, and the CPU path without numba) and a cupy kernel with the same arguments and
+results.  The passes that touch the object's windows (:func:`transmit`, :func:`transmit_sum`,
+:func:`add_windows`) also have a CPU kernel compiled by numba when numba is installed (optional;
+``Backend.jit``): numpy can only run them as strided copies of whole window rows plus separate
+passes, which on the CPU cost about as much as the FFTs they sit between.
 
 :func:`transmit`
     ``φ = ψ · O[n, j, window_b]``: gathers the object windows *and* multiplies (no patch array
     written and read back);
+:func:`transmit_sum`
+    ``Σ_n O[n, j, window_b] · h``: the adjoint of transmitting one wave through every state;
+:func:`add_windows`
+    ``g[n, window_b] += Σ_m ψ · h``: the object gradient's sum over overlapping windows (CPU);
 :func:`intensity`
     ``I = (1/N) Σ_n Σ_m |Ψ|²`` as one reduction over states and modes;
 :func:`loss_and_dI`
@@ -16,13 +24,17 @@ The functions here do in one pass what numpy does in several; each has one numpy
     the conjugated adjoint seed ``h = conj(Ψ) · w`` in place (numpy: one pass on the real view).
 
 cupy is imported only when a cupy array arrives; kernels are compiled once per process and
-dtype (cupy caches them).  The GPU tests (``-m gpu``) check every kernel against its numpy
-definition.
+dtype (cupy caches them).  numba is imported at the first call with ``jit=True``; its kernels are
+compiled once per dtype and cached on disk, run on the calling thread (no threads of their own,
+the GIL released) and add in a fixed order, so results do not depend on thread timing.  The GPU
+tests (``-m gpu``) check every cupy kernel, ``tests/core/test_kernels.py`` every numba kernel,
+against its numpy definition.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 from types import ModuleType
 from typing import Any
 
@@ -30,7 +42,22 @@ import numpy as np
 
 from caviar_napari.core import loss as loss_mod
 
-__all__ = ["conj_scale", "intensity", "is_cupy", "loss_and_dI", "transmit"]
+__all__ = [
+    "add_windows",
+    "conj_scale",
+    "has_jit",
+    "intensity",
+    "is_cupy",
+    "loss_and_dI",
+    "state_sum",
+    "transmit",
+    "transmit_sum",
+]
+
+
+def has_jit() -> bool:
+    """Whether numba is installed (the compiled CPU kernels are available)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def is_cupy(xp: ModuleType) -> bool:
@@ -104,9 +131,88 @@ def _kernels() -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- kernels (numba, lazily)
+# Plain-Python loops compiled by numba; every inner loop runs over one contiguous window row.
+def _transmit_rows(psi, obj, j, corners, out):  # pragma: no cover - compiled by numba
+    n, nb, m, ky, kx = out.shape
+    n_psi = psi.shape[0]
+    for i in range(n):
+        ip = i if n_psi > 1 else 0
+        for b in range(nb):
+            cy = corners[b, 0]
+            cx = corners[b, 1]
+            for mm in range(m):
+                for y in range(ky):
+                    orow = obj[i, j, cy + y, cx : cx + kx]
+                    prow = psi[ip, b, mm, y]
+                    dst = out[i, b, mm, y]
+                    for x in range(kx):
+                        dst[x] = prow[x] * orow[x]
+
+
+def _transmit_sum_rows(h, obj, j, corners, out):  # pragma: no cover - compiled by numba
+    n, nb, m, ky, kx = h.shape
+    for b in range(nb):
+        cy = corners[b, 0]
+        cx = corners[b, 1]
+        for mm in range(m):
+            for y in range(ky):
+                dst = out[b, mm, y]
+                orow = obj[0, j, cy + y, cx : cx + kx]
+                hrow = h[0, b, mm, y]
+                for x in range(kx):
+                    dst[x] = hrow[x] * orow[x]
+                for i in range(1, n):  # states in order
+                    orow = obj[i, j, cy + y, cx : cx + kx]
+                    hrow = h[i, b, mm, y]
+                    for x in range(kx):
+                        dst[x] += hrow[x] * orow[x]
+
+
+def _add_windows_rows(plane, wave, h, corners):  # pragma: no cover - compiled by numba
+    n, nb, m, ky, kx = h.shape
+    n_wave = wave.shape[0]
+    for b in range(nb):  # windows in batch order
+        cy = corners[b, 0]
+        cx = corners[b, 1]
+        for i in range(n):
+            iw = i if n_wave > 1 else 0
+            for mm in range(m):
+                for y in range(ky):
+                    grow = plane[i, cy + y, cx : cx + kx]
+                    wrow = wave[iw, b, mm, y]
+                    hrow = h[i, b, mm, y]
+                    for x in range(kx):
+                        grow[x] += wrow[x] * hrow[x]
+
+
+@functools.cache
+def _jit_kernels() -> dict[str, Any]:
+    import numba
+
+    # strict IEEE arithmetic (no fastmath): the same rounding on every call
+    compile_ = numba.njit(nogil=True, cache=True, error_model="numpy")
+    return {
+        "transmit": compile_(_transmit_rows),
+        "transmit_sum": compile_(_transmit_sum_rows),
+        "add_windows": compile_(_add_windows_rows),
+    }
+
+
+def _jit_ready(jit: bool, xp: ModuleType) -> bool:
+    return jit and not is_cupy(xp) and has_jit()
+
+
 # ---------------------------------------------------------------- the passes
 def transmit(
-    psi: Any, obj: Any, j: int, corners: Any, window: tuple[int, int], out: Any, xp: ModuleType
+    psi: Any,
+    obj: Any,
+    j: int,
+    corners: Any,
+    window: tuple[int, int],
+    out: Any,
+    xp: ModuleType,
+    jit: bool = False,
 ) -> Any:
     """``out = ψ · O[:, j, window_b]`` of shape ``(N, B, M, Ky, Kx)``.
 
@@ -120,10 +226,15 @@ def transmit(
         ``(B, 2)`` int64 window corners (device array).
     out
         ``(N, B, M, Ky, Kx)`` output (may not alias ``psi`` when ``N > 1 = psi.shape[0]``).
+    jit
+        Use the numba kernel on the CPU when numba is installed.
     """
     n, s, h, w = obj.shape
     n_psi, b, m = psi.shape[:3]
     ky, kx = window
+    if _jit_ready(jit, xp) and psi.flags.c_contiguous and obj.flags.c_contiguous:
+        _jit_kernels()["transmit"](psi, obj, j, np.asarray(corners, dtype=np.int64), out)
+        return out
     if is_cupy(xp):
         return _kernels()["transmit"](
             xp.ascontiguousarray(psi), obj, xp.ascontiguousarray(corners, dtype=np.int64),
@@ -133,6 +244,84 @@ def transmit(
     cols = corners[:, 1, None, None] + np.arange(kx)[None, None, :]
     patch = obj[:, j][:, rows, cols][:, :, None]  # (N, B, 1, Ky, Kx)
     return xp.multiply(psi, patch, out=out)
+
+
+def transmit_sum(
+    h: Any,
+    obj: Any,
+    j: int,
+    corners: Any,
+    window: tuple[int, int],
+    out: Any,
+    xp: ModuleType,
+    jit: bool = False,
+) -> Any:
+    """``out = Σ_n O[n, j, window_b] · h[n]`` of shape ``(B, M, Ky, Kx)``.
+
+    The adjoint of :func:`transmit` for one wave ``(1, B, M, Ky, Kx)`` sent through every
+    state: the (conjugated) gradient at the wave entering slice ``j``.  ``h`` is
+    ``(N, B, M, Ky, Kx)``; ``out`` may be ``h[0]`` (``h`` is then overwritten) but no other part
+    of ``h``.  The states are added in order.
+    """
+    if _jit_ready(jit, xp) and h.flags.c_contiguous and obj.flags.c_contiguous:
+        _jit_kernels()["transmit_sum"](h, obj, j, np.asarray(corners, dtype=np.int64), out)
+        return out
+    if is_cupy(xp):
+        full = transmit(h, obj, j, corners, window, h, xp)
+        return xp.sum(full, axis=0, out=out)
+    ky, kx = window
+    rows = corners[:, 0, None, None] + np.arange(ky)[None, :, None]
+    cols = corners[:, 1, None, None] + np.arange(kx)[None, None, :]
+    patch = obj[:, j][:, rows, cols][:, :, None]  # (N, B, 1, Ky, Kx)
+    return state_sum(h, patch, out, xp)
+
+
+def state_sum(h: Any, patch: Any, out: Any, xp: ModuleType) -> Any:
+    """``out = Σ_n patch[n] · h[n]``, states added in order, one state at a time (no product
+    array of all states); ``patch`` ``(N, B, 1|M, Ky, Kx)`` broadcasts against ``h``."""
+    xp.multiply(h[0], patch[0], out=out)
+    term = xp.empty_like(out) if h.shape[0] > 1 else None
+    for i in range(1, h.shape[0]):
+        out += xp.multiply(h[i], patch[i], out=term)
+    return out
+
+
+def add_windows(
+    plane: Any, wave: Any, h: Any, corners: Any, xp: ModuleType, jit: bool = False, work: Any = None
+) -> Any:
+    """``plane[n, window_b] += Σ_m ψ[n|0, b, m] · h[n, b, m]`` for every window, in batch order.
+
+    Parameters
+    ----------
+    plane
+        ``(N, Hb, Wb)`` C-contiguous accumulator, added to in place.
+    wave, h
+        ``(N|1, B, M, Ky, Kx)`` and ``(N, B, M, Ky, Kx)``.
+    corners
+        ``(B, 2)`` window corners relative to ``plane``, host integers.
+    jit
+        Use the numba kernel (one pass, no product array) when numba is installed.
+    work
+        numpy path: an optional ``(N, B, Ky, Kx)`` buffer for the products.
+    """
+    corners = np.asarray(corners, dtype=np.int64)
+    if (
+        _jit_ready(jit, xp)
+        and plane.flags.c_contiguous
+        and wave.flags.c_contiguous
+        and h.flags.c_contiguous
+    ):
+        _jit_kernels()["add_windows"](plane, wave, h, corners)
+        return plane
+    n, nb, m, ky, kx = h.shape
+    prod = xp.empty((n, nb, ky, kx), dtype=h.dtype) if work is None else work
+    xp.multiply(wave[:, :, 0], h[:, :, 0], out=prod)
+    for mm in range(1, m):
+        prod += wave[:, :, mm] * h[:, :, mm]
+    for i, (y, x) in enumerate(corners.tolist()):
+        window = plane[:, y : y + ky, x : x + kx]
+        xp.add(window, prod[:, i], out=window)
+    return plane
 
 
 def intensity(psi_k: Any, xp: ModuleType) -> Any:

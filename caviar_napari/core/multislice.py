@@ -124,7 +124,7 @@ class _Accumulator:
 
     box: tuple[int, int, int, int]  # y0, y1, x0, x1
     total: float = 0.0
-    #: Σ ψ_j h_φ(j) summed into the box: CPU (N, S, y1-y0, x1-x0), one slice add per window;
+    #: Σ ψ_j h_φ(j) summed into the box: CPU (S, N, y1-y0, x1-x0), window by window;
     #: GPU (S, y1-y0, x1-x0, N), states last for one scatter-add of each batch's windows
     g_obj: Any = None
     q_probe: Any = None  # (M, Ky, Kx) Σ_b R_b F⁻¹ h_ψ(0) (the probe gradient before F, conj)
@@ -348,6 +348,8 @@ class MultisliceModel:
         # CPU: the object gradient is summed window by window (slice adds, no scatter plan);
         # GPU: one scatter-add of all windows of a batch (thousands of windows per batch)
         self._window_sums = backend.name == "cpu"
+        # gather + multiply in one pass (no object patches stored): cupy, or numba on the CPU
+        self._fused = kernels.is_cupy(xp) or (backend.name == "cpu" and backend.jit)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -565,14 +567,13 @@ class MultisliceModel:
         xp.multiply(ctx.probe_k[None], self._ramp(ctx, batch), out=psi[0])  # F⁻¹[B e^{−2πik·δ} Fψ]
         psi = be.ifft2(psi, overwrite=True, workers=workers)
         waves, patches, fourier = [], [], []
-        fused = kernels.is_cupy(xp)
+        fused, jit = self._fused, be.jit
         for j in range(s):
             name = "exit" if j == s - 1 else (f"w{j + 1}" if store else f"t{j % 2}")
             if fused:  # gather and multiply in one kernel; the adjoint gathers again
                 patch = None
-                phi = kernels.transmit(
-                    psi, ctx.obj, j, batch.corners, self.window, ws.get(name, shape, cdt), xp
-                )
+                out = ws.get(name, shape, cdt)
+                phi = kernels.transmit(psi, ctx.obj, j, batch.corners, self.window, out, xp, jit)
             else:
                 patch = self._gather(ctx.obj[:, j], batch)[:, :, None]  # (N, B, 1, Ky, Kx)
                 phi = xp.multiply(psi, patch, out=ws.get(name, shape, cdt))  # transmit
@@ -781,8 +782,8 @@ class MultisliceModel:
             x1 = int(corners[:, 1].max()) + self.window[1]
             acc = _Accumulator(box=(y0, y1, x0, x1))
             if want_obj:  # layout: see _Accumulator.g_obj
-                shape = (n, s) if self._window_sums else (s,)
-                shape += (y1 - y0, x1 - x0) if self._window_sums else (y1 - y0, x1 - x0, n)
+                box = (y1 - y0, x1 - x0)
+                shape = (s, n, *box) if self._window_sums else (s, *box, n)
                 acc.g_obj = xp.zeros(shape, dtype=cdt)
             if want_probe:
                 acc.q_probe = xp.zeros((m, *self.window), dtype=cdt)
@@ -797,19 +798,20 @@ class MultisliceModel:
         accs = self._parallel(run_chunk, self._chunks(idx, size))
         total = float(sum(a.total for a in accs))
         if want_obj:
-            full = (n, s, h, w) if self._window_sums else (s, h, w, n)
+            full = (s, n, h, w) if self._window_sums else (s, h, w, n)
             g_obj = xp.zeros(full, dtype=cdt)
             for a in accs:  # fixed order: deterministic sums
                 y0, y1, x0, x1 = a.box
                 if self._window_sums:
-                    g_obj[:, :, y0:y1, x0:x1] += a.g_obj
+                    g_obj[..., y0:y1, x0:x1] += a.g_obj
                 else:
                     g_obj[:, y0:y1, x0:x1] += a.g_obj
         q_probe = _ordered_sum([a.q_probe for a in accs]) if want_probe else None
         t_acc = _ordered_sum([a.t_acc for a in accs]) if want_tilt else None
         grads: dict[str, Any] = {}
         if want_obj:
-            g = xp.conjugate(g_obj if self._window_sums else g_obj.transpose(3, 0, 1, 2))
+            states_first = (1, 0, 2, 3) if self._window_sums else (3, 0, 1, 2)
+            g = xp.conjugate(g_obj.transpose(states_first))
             if self._obj_mask is not None:
                 g = be.fft2(g, overwrite=True)
                 g *= self._obj_mask
@@ -843,6 +845,7 @@ class MultisliceModel:
         want_tilt = acc.t_acc is not None
         want_shift = acc.g_shift is not None
         want_h0 = want_probe or want_shift  # the gradient at the shifted probe ψ_0
+        jit = be.jit
         b = self._make_batch(sel, scatter=want_obj and not self._window_sums)
         psi_k, waves, patches, fourier = self._forward_batch(
             ctx, b, ws, store=bool(want), keep_fourier=want_tilt, workers=workers
@@ -873,19 +876,18 @@ class MultisliceModel:
                 hw = be.fft2(hkk, overwrite=True, workers=workers)  # h_φ(j)
             if want_obj:
                 self._object_contribution(acc, ws, j, b, waves[j], hw)
-            if j > 0 or want_h0:  # h_ψ(j) = O · h_φ(j)
-                if patches[j] is None:  # fused GPU path: gather the window again
-                    hw = kernels.transmit(hw, ctx.obj, j, b.corners, self.window, hw, xp)
-                elif j == 0:  # only Σ_n h_ψ(0) is needed: summed state by state
-                    hp = xp.multiply(hw[0], patches[0][0], out=hw[0])  # (B, M, Ky, Kx)
-                    term = ws.get("h0", hp.shape, hp.dtype)
-                    for i in range(1, n):
-                        hp += xp.multiply(hw[i], patches[0][i], out=term)
+            if j > 0:  # h_ψ(j) = O · h_φ(j)
+                if patches[j] is None:  # fused path: gather the window again
+                    hw = kernels.transmit(hw, ctx.obj, j, b.corners, self.window, hw, xp, jit)
                 else:
                     hw *= patches[j]
+            elif want_h0:  # only Σ_n h_ψ(0) is needed (ψ_0 is the same for every state)
+                hp = ws.get("h0", hw.shape[1:], hw.dtype)  # (B, M, Ky, Kx)
+                if patches[0] is None:
+                    kernels.transmit_sum(hw, ctx.obj, 0, b.corners, self.window, hp, xp, jit)
+                else:
+                    kernels.state_sum(hw, patches[0], hp, xp)
         if want_h0:
-            if patches[0] is None:
-                hp = hw.sum(axis=0) if n > 1 else hw[0]  # (B, M, Ky, Kx)
             hp = be.ifft2(hp, overwrite=True, workers=workers)  # conj(∂L/∂(Fψ_0)*)
             ramp = self._ramp(ctx, b)
             if want_shift:
@@ -904,33 +906,28 @@ class MultisliceModel:
     ) -> None:
         """``g[j][window_p] += Σ_m ψ_j · h_φ`` over the batch's windows.
 
-        ``wave`` is ``(N|1, B, M, Ky, Kx)``, ``h_φ`` ``(N, B, M, Ky, Kx)``.  CPU: the products
-        are written once, contiguous ``(N, B, Ky, Kx)``, and each window is added to its slice
-        of the chunk's accumulator in batch order (deterministic, no index arrays).  GPU: the
-        products are written states-last ``(B, Ky, Kx, N)``, scatter-added into the batch's
-        bounding box and added to the accumulator.
+        ``wave`` is ``(N|1, B, M, Ky, Kx)``, ``h_φ`` ``(N, B, M, Ky, Kx)``.  CPU: each window is
+        added to its part of the chunk's accumulator in batch order (:func:`kernels.add_windows`;
+        deterministic, no index arrays).  GPU: the products are written states-last
+        ``(B, Ky, Kx, N)``, scatter-added into the batch's bounding box and added to the
+        accumulator.
         """
         xp = self.xp
         n, nb, m = h_phi.shape[:3]
         ky, kx = self.window
         ay, _, ax, _ = acc.box
         if self._window_sums:
-            prod = ws.get("contrib", (n, nb, ky, kx), h_phi.dtype)
-        else:
-            work = ws.get("contrib", (nb, ky, kx, n), h_phi.dtype)
-            prod = work.transpose(3, 0, 1, 2)  # (N, B, Ky, Kx) view of the states-last buffer
+            corners = self._corners[b.sel] - np.array([ay, ax])
+            work = ws.get("contrib", (n, nb, ky, kx), h_phi.dtype)
+            kernels.add_windows(acc.g_obj[j], wave, h_phi, corners, xp, self.backend.jit, work)
+            return
+        work = ws.get("contrib", (nb, ky, kx, n), h_phi.dtype)
+        prod = work.transpose(3, 0, 1, 2)  # (N, B, Ky, Kx) view of the states-last buffer
         if m == 1:
             xp.multiply(wave[:, :, 0], h_phi[:, :, 0], out=prod)
         else:
             full = xp.multiply(wave, h_phi, out=ws.get("tmp", h_phi.shape, h_phi.dtype))
             xp.sum(full, axis=2, out=prod)
-        if self._window_sums:
-            plane = acc.g_obj[:, j]  # (N, y1-y0, x1-x0)
-            for i, (y, x) in enumerate(self._corners[b.sel].tolist()):
-                y, x = y - ay, x - ax
-                window = plane[:, y : y + ky, x : x + kx]
-                xp.add(window, prod[:, i], out=window)
-            return
         y0, y1, x0, x1 = b.box
         box = b.scatter(work.reshape(-1, n)).reshape(y1 - y0, x1 - x0, n)
         acc.g_obj[j, y0 - ay : y1 - ay, x0 - ax : x1 - ax] += box

@@ -94,3 +94,33 @@ def test_cupy_kernels_equal_their_numpy_definitions(dtype):
         )
         assert got[0] == pytest.approx(ref[0], rel=tol * 10)
         np.testing.assert_allclose(got[1].get(), ref[1], rtol=tol * 10, atol=tol)
+
+
+@pytest.mark.skipif(not kernels.has_jit(), reason="needs numba")
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_numba_kernels_equal_their_numpy_definitions(dtype):
+    obj, corners, psi1, psi_n, *_ = _data(dtype=dtype)
+    tol = 1e-6 if dtype == np.complex64 else 1e-13
+    for psi in (psi1, psi_n):
+        ref = kernels.transmit(psi, obj, 1, corners, (K, K), np.empty_like(psi_n), np)
+        got = kernels.transmit(psi, obj, 1, corners, (K, K), np.empty_like(psi_n), np, jit=True)
+        np.testing.assert_allclose(got, ref, rtol=tol)
+    # in place (the adjoint's use) gives the same
+    inplace = psi_n.copy()
+    kernels.transmit(inplace, obj, 1, corners, (K, K), inplace, np, jit=True)
+    np.testing.assert_allclose(inplace, ref, rtol=tol)
+    ref = kernels.transmit_sum(psi_n, obj, 1, corners, (K, K), np.empty_like(psi_n[0]), np)
+    windows = _reference_transmit(np.ones_like(psi1), obj, 1, corners)  # O[n, 1, window_b]
+    np.testing.assert_allclose(ref, (psi_n * windows).sum(axis=0), rtol=tol * 10)
+    h = psi_n.copy()
+    got = kernels.transmit_sum(h, obj, 1, corners, (K, K), h[0], np, jit=True)  # out = h[0]
+    np.testing.assert_allclose(got, ref, rtol=tol * 10, atol=tol * np.abs(ref).max())
+    plane0 = (np.arange(N * H * W).reshape(N, H, W) * 1e-3).astype(dtype)
+    for wave in (psi1, psi_n):
+        ref = kernels.add_windows(plane0.copy(), wave, psi_n, corners, np)
+        expect = plane0.copy()
+        for b, (y, x) in enumerate(corners):
+            expect[:, y : y + K, x : x + K] += (wave[:, b] * psi_n[:, b]).sum(axis=1)
+        np.testing.assert_allclose(ref, expect, rtol=tol * 10)
+        got = kernels.add_windows(plane0.copy(), wave, psi_n, corners, np, jit=True)
+        np.testing.assert_allclose(got, ref, rtol=tol * 10, atol=tol * np.abs(ref).max())
