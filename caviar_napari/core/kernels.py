@@ -16,6 +16,9 @@ passes, which on the CPU cost about as much as the FFTs they sit between.
     ``Σ_n O[n, j, window_b] · h``: the adjoint of transmitting one wave through every state;
 :func:`add_windows`
     ``g[n, window_b] += Σ_m ψ · h``: the object gradient's sum over overlapping windows (CPU);
+:func:`propagate`, :func:`propagate_adjoint`
+    the propagator's multiply, with the copy kept for the tilt gradient, and its adjoint with
+    the tilt correlation (CPU);
 :func:`intensity`
     ``I = (1/N) Σ_n Σ_m |Ψ|²`` as one reduction over states and modes;
 :func:`loss_and_dI`
@@ -49,6 +52,8 @@ __all__ = [
     "intensity",
     "is_cupy",
     "loss_and_dI",
+    "propagate",
+    "propagate_adjoint",
     "state_sum",
     "transmit",
     "transmit_sum",
@@ -186,6 +191,37 @@ def _add_windows_rows(plane, wave, h, corners):  # pragma: no cover - compiled b
                         grow[x] += wrow[x] * hrow[x]
 
 
+def _propagate_rows(phi, prop, kept):  # pragma: no cover - compiled by numba
+    n, nb, m, ky, kx = phi.shape
+    for i in range(n):
+        for b in range(nb):
+            for mm in range(m):
+                for y in range(ky):
+                    row = phi[i, b, mm, y]
+                    prow = prop[y]
+                    krow = kept[i, b, mm, y]
+                    for x in range(kx):
+                        v = row[x] * prow[x]
+                        row[x] = v
+                        krow[x] = v
+
+
+def _propagate_adjoint_rows(h, prop, kept, corr):  # pragma: no cover - compiled by numba
+    n, nb, m, ky, kx = h.shape
+    for i in range(n):
+        for b in range(nb):
+            for mm in range(m):
+                for y in range(ky):
+                    row = h[i, b, mm, y]
+                    prow = prop[y]
+                    krow = kept[i, b, mm, y]
+                    crow = corr[y]
+                    for x in range(kx):
+                        v = row[x]
+                        crow[x] += v * krow[x]
+                        row[x] = v * prow[x]
+
+
 @functools.cache
 def _jit_kernels() -> dict[str, Any]:
     import numba
@@ -196,6 +232,8 @@ def _jit_kernels() -> dict[str, Any]:
         "transmit": compile_(_transmit_rows),
         "transmit_sum": compile_(_transmit_sum_rows),
         "add_windows": compile_(_add_windows_rows),
+        "propagate": compile_(_propagate_rows),
+        "propagate_adjoint": compile_(_propagate_adjoint_rows),
     }
 
 
@@ -322,6 +360,42 @@ def add_windows(
         window = plane[:, y : y + ky, x : x + kx]
         xp.add(window, prod[:, i], out=window)
     return plane
+
+
+def _contiguous(*arrays: Any) -> bool:
+    return all(a.flags.c_contiguous for a in arrays)
+
+
+def propagate(phi: Any, prop: Any, kept: Any, xp: ModuleType, jit: bool = False) -> Any:
+    """``φ ← P · φ`` in place (``P`` ``(Ky, Kx)``), also written into ``kept``.
+
+    The forward propagator's multiply when its result is kept for the tilt gradient; ``φ`` and
+    ``kept`` are ``(N, B, M, Ky, Kx)``.
+    """
+    if _jit_ready(jit, xp) and _contiguous(phi, prop, kept):
+        _jit_kernels()["propagate"](phi, prop, kept)
+        return phi
+    phi *= prop
+    kept[...] = phi
+    return phi
+
+
+def propagate_adjoint(
+    h: Any, prop: Any, kept: Any, corr: Any, xp: ModuleType, jit: bool = False
+) -> Any:
+    """``corr += Σ_{n,b,m} h · kept`` (the tilt correlation), then ``h ← P · h`` in place.
+
+    ``h`` and ``kept`` are ``(N, B, M, Ky, Kx)``, ``P`` and ``corr`` ``(Ky, Kx)``.  The numpy
+    definition sums state by state; the numba kernel adds every term in order in one pass.
+    """
+    if _jit_ready(jit, xp) and _contiguous(h, prop, kept, corr):
+        _jit_kernels()["propagate_adjoint"](h, prop, kept, corr)
+        return h
+    term = xp.empty_like(h[0])
+    for i in range(h.shape[0]):
+        corr += xp.multiply(h[i], kept[i], out=term).sum(axis=(0, 1))
+    h *= prop
+    return h
 
 
 def intensity(psi_k: Any, xp: ModuleType) -> Any:

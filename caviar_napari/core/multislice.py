@@ -583,11 +583,12 @@ class MultisliceModel:
             phi = be.fft2(phi, overwrite=True, workers=workers)
             if j == s - 1:
                 return phi, waves, patches, fourier
-            phi *= ctx.props[j]  # propagate (with the band limit)
-            if keep_fourier:  # P_jΦ_j, kept for the tilt gradient
+            if keep_fourier:  # propagate (with the band limit); P_jΦ_j kept for the tilt
                 kept = ws.get(f"f{j}", shape, cdt)
-                kept[...] = phi
+                kernels.propagate(phi, ctx.props[j], kept, xp, jit)
                 fourier.append(kept)
+            else:
+                phi *= ctx.props[j]  # propagate (with the band limit)
             psi = be.ifft2(phi, overwrite=True, workers=workers)
         raise AssertionError("unreachable")
 
@@ -864,15 +865,14 @@ class MultisliceModel:
         for j in range(s - 1, -1, -1):
             if j < s - 1:
                 hkk = be.ifft2(hw, overwrite=True, workers=workers)  # = conj(F g_ψ(j+1))
-                if want_tilt:  # Σ over states, patterns and modes, state by state
-                    term = ws.get("tilt", hkk.shape[1:], hkk.dtype)
-                    for i in range(n):
-                        acc.t_acc[j] += xp.multiply(hkk[i], fourier[j][i], out=term).sum(
-                            axis=(0, 1)
-                        )
+                if want_tilt:  # the tilt correlation, and h ← P · h
+                    kernels.propagate_adjoint(
+                        hkk, ctx.props[j], fourier[j], acc.t_acc[j], xp, be.jit
+                    )
+                else:
+                    hkk *= ctx.props[j]
                 if j == 0 and not (want_obj or want_h0):
                     break  # tilt only: h_φ(0) is not needed
-                hkk *= ctx.props[j]
                 hw = be.fft2(hkk, overwrite=True, workers=workers)  # h_φ(j)
             if want_obj:
                 self._object_contribution(acc, ws, j, b, waves[j], hw)

@@ -124,3 +124,28 @@ def test_numba_kernels_equal_their_numpy_definitions(dtype):
         np.testing.assert_allclose(ref, expect, rtol=tol * 10)
         got = kernels.add_windows(plane0.copy(), wave, psi_n, corners, np, jit=True)
         np.testing.assert_allclose(got, ref, rtol=tol * 10, atol=tol * np.abs(ref).max())
+
+
+@pytest.mark.skipif(not kernels.has_jit(), reason="needs numba")
+def test_numba_propagation_kernels_equal_their_numpy_definitions():
+    _obj, _corners, _psi1, psi_n, *_ = _data()
+    rng = np.random.default_rng(5)
+    prop = np.exp(1j * rng.standard_normal((K, K)))
+    kept = psi_n[::-1].copy()
+    ref_phi, ref_kept = psi_n.copy(), np.empty_like(psi_n)
+    kernels.propagate(ref_phi, prop, ref_kept, np)
+    np.testing.assert_allclose(ref_phi, psi_n * prop, rtol=1e-14)
+    np.testing.assert_array_equal(ref_kept, ref_phi)
+    phi, kept_j = psi_n.copy(), np.empty_like(psi_n)
+    kernels.propagate(phi, prop, kept_j, np, jit=True)
+    np.testing.assert_allclose(phi, ref_phi, rtol=1e-14)
+    np.testing.assert_array_equal(kept_j, phi)
+    corr0 = rng.standard_normal((K, K)) + 0j
+    ref_h, ref_corr = psi_n.copy(), corr0.copy()
+    kernels.propagate_adjoint(ref_h, prop, kept, ref_corr, np)
+    np.testing.assert_allclose(ref_corr, corr0 + (psi_n * kept).sum(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(ref_h, psi_n * prop, rtol=1e-14)
+    h, corr = psi_n.copy(), corr0.copy()
+    kernels.propagate_adjoint(h, prop, kept, corr, np, jit=True)
+    np.testing.assert_allclose(corr, ref_corr, rtol=1e-12)
+    np.testing.assert_allclose(h, ref_h, rtol=1e-14)
