@@ -222,6 +222,59 @@ def _propagate_adjoint_rows(h, prop, kept, corr):  # pragma: no cover - compiled
                         row[x] = v * prow[x]
 
 
+def _intensity_rows(psi, scale, out):  # pragma: no cover - compiled by numba
+    n, nb, m, ky, kx = psi.shape
+    for b in range(nb):
+        for y in range(ky):
+            orow = out[b, y]
+            for x in range(kx):
+                orow[x] = 0.0
+            for i in range(n):  # states and modes in order
+                for mm in range(m):
+                    row = psi[i, b, mm, y]
+                    for x in range(kx):
+                        v = row[x]
+                        orow[x] += v.real * v.real + v.imag * v.imag
+            for x in range(kx):
+                orow[x] *= scale
+
+
+def _loss_rows(poisson, inten, amp, mask, has_mask, eps, dl):  # pragma: no cover - numba
+    nb, ky, kx = inten.shape
+    total = 0.0  # float64, patterns and rows in order
+    for b in range(nb):
+        for y in range(ky):
+            irow = inten[b, y]
+            arow = amp[b, y]
+            drow = dl[b, y]
+            mrow = mask[y]
+            for x in range(kx):
+                w = mrow[x] if has_mask else 1.0
+                if poisson:
+                    ie = irow[x] + eps
+                    yy = arow[x] * arow[x]
+                    drow[x] = w * (1.0 - yy / ie)
+                    total += w * (irow[x] - yy * np.log(ie))
+                else:
+                    sq = np.sqrt(irow[x] + eps)
+                    r = sq - arow[x]
+                    drow[x] = w * (r / sq)
+                    total += w * r * r
+    return total
+
+
+def _conj_scale_rows(psi, w):  # pragma: no cover - compiled by numba
+    n, nb, m, ky, kx = psi.shape
+    for i in range(n):
+        for b in range(nb):
+            for mm in range(m):
+                for y in range(ky):
+                    row = psi[i, b, mm, y]
+                    wrow = w[b, y]
+                    for x in range(kx):
+                        row[x] = row[x].conjugate() * wrow[x]
+
+
 @functools.cache
 def _jit_kernels() -> dict[str, Any]:
     import numba
@@ -234,6 +287,9 @@ def _jit_kernels() -> dict[str, Any]:
         "add_windows": compile_(_add_windows_rows),
         "propagate": compile_(_propagate_rows),
         "propagate_adjoint": compile_(_propagate_adjoint_rows),
+        "intensity": compile_(_intensity_rows),
+        "loss": compile_(_loss_rows),
+        "conj_scale": compile_(_conj_scale_rows),
     }
 
 
@@ -398,13 +454,18 @@ def propagate_adjoint(
     return h
 
 
-def intensity(psi_k: Any, xp: ModuleType) -> Any:
+def intensity(psi_k: Any, xp: ModuleType, jit: bool = False) -> Any:
     """``(1/N) Σ_n Σ_m |Ψ|²`` of ``(N, B, M, Ky, Kx)`` → ``(B, Ky, Kx)`` real.
 
     numpy: one sum-of-products pass over the real view (re² + im² summed over states and modes
     while reading ``Ψ`` once; no squared copy), then the pairs of the interleaved result.
     """
     n = psi_k.shape[0]
+    if _jit_ready(jit, xp) and _contiguous(psi_k):
+        b, _m, ky, kx = psi_k.shape[1:]
+        out = np.empty((b, ky, kx), dtype=psi_k.real.dtype)
+        _jit_kernels()["intensity"](psi_k, 1.0 / n, out)
+        return out
     if is_cupy(xp):
         res = _kernels()[f"intensity_{psi_k.dtype.name}"](psi_k, axis=(0, 2))
         res *= 1.0 / n
@@ -417,10 +478,31 @@ def intensity(psi_k: Any, xp: ModuleType) -> Any:
 
 
 def loss_and_dI(
-    kind: str, intensity: Any, amplitude: Any, mask: Any, eps: float, xp: ModuleType
+    kind: str,
+    intensity: Any,
+    amplitude: Any,
+    mask: Any,
+    eps: float,
+    xp: ModuleType,
+    jit: bool = False,
 ) -> tuple[float, Any]:
     """The loss and ``∂L/∂I`` (:func:`caviar_napari.core.loss.loss_and_dI`), one pass on a
-    GPU."""
+    GPU or with numba (each term in double precision, ``∂L/∂I`` rounded to the input's
+    precision)."""
+    if (
+        _jit_ready(jit, xp)
+        and intensity.ndim == 3
+        and amplitude.shape == intensity.shape
+        and _contiguous(intensity, amplitude)
+    ):
+        loss_mod.check_kind(kind)
+        dtype = intensity.dtype
+        has_mask = mask is not None
+        m = np.ascontiguousarray(mask, dtype=dtype) if has_mask else np.ones((1, 1), dtype)
+        dl = np.empty_like(intensity)
+        amp = amplitude.astype(dtype, copy=False)
+        total = _jit_kernels()["loss"](kind == "poisson", intensity, amp, m, has_mask, eps, dl)
+        return float(total), dl
     if not is_cupy(xp):
         return loss_mod.loss_and_dI(kind, intensity, amplitude, mask, eps, xp)
     loss_mod.check_kind(kind)
@@ -433,12 +515,24 @@ def loss_and_dI(
     return float(term.sum(dtype=np.float64)), dl
 
 
-def conj_scale(psi: Any, w: Any, xp: ModuleType) -> Any:
+def conj_scale(psi: Any, w: Any, xp: ModuleType, jit: bool = False) -> Any:
     """``conj(Ψ) · w`` written into ``Ψ`` (``w`` real, broadcast against ``Ψ``).
 
     numpy: one pass over the real view, ``(re, im) · (w, −w)`` (no conjugation pass, no
-    complex × real broadcast, which numpy runs through a cast buffer).
+    complex × real broadcast, which numpy runs through a cast buffer).  numba: for the
+    model's per-pattern weights ``w`` ``(1, B, 1, Ky, Kx)``, one pass on ``Ψ`` itself.
     """
+    if (
+        _jit_ready(jit, xp)
+        and w.ndim == 5
+        and w.shape[0] == w.shape[2] == 1
+        and w.shape[1] == psi.shape[1]
+        and w.shape[3:] == psi.shape[3:]
+        and _contiguous(psi)
+    ):
+        w3 = np.ascontiguousarray(w[0, :, 0], dtype=psi.real.dtype)
+        _jit_kernels()["conj_scale"](psi, w3)
+        return psi
     if is_cupy(xp):
         return _kernels()["conj_scale"](psi, w.astype(psi.real.dtype, copy=False), psi)
     real = psi.real.dtype

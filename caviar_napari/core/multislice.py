@@ -701,7 +701,9 @@ class MultisliceModel:
                 if waves:
                     out[:, start : start + sel.size] = psi_k
                 else:
-                    out[start : start + sel.size] = kernels.intensity(psi_k, self.xp)
+                    out[start : start + sel.size] = kernels.intensity(
+                        psi_k, self.xp, self.backend.jit
+                    )
 
         self._parallel(run, self._chunks(idx, size))
         return out
@@ -851,16 +853,16 @@ class MultisliceModel:
         psi_k, waves, patches, fourier = self._forward_batch(
             ctx, b, ws, store=bool(want), keep_fourier=want_tilt, workers=workers
         )
-        intensity = kernels.intensity(psi_k, self.xp)
+        intensity = kernels.intensity(psi_k, xp, jit)
         measured = self._feed.batch(b.sel, out=ws.get("amp", intensity.shape, be.real_dtype))
         loss_b, dl_di = kernels.loss_and_dI(
-            self.loss_kind, intensity, measured, self._mask, self.loss_eps, xp
+            self.loss_kind, intensity, measured, self._mask, self.loss_eps, xp, jit
         )
         acc.total += loss_b
         if not (want_obj or want_h0 or want_tilt):
             return
         # conjugated adjoint: h_Ψ = conj(∂L/∂Ψ*) = (∂L/∂I / N) conj(Ψ)
-        hk = kernels.conj_scale(psi_k, (dl_di * (1.0 / n))[None, :, None], xp)
+        hk = kernels.conj_scale(psi_k, (dl_di * (1.0 / n))[None, :, None], xp, jit)
         hw = be.fft2(hk, overwrite=True, workers=workers)  # h_φ of the last slice
         for j in range(s - 1, -1, -1):
             if j < s - 1:

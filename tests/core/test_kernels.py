@@ -149,3 +149,23 @@ def test_numba_propagation_kernels_equal_their_numpy_definitions():
     kernels.propagate_adjoint(h, prop, kept, corr, np, jit=True)
     np.testing.assert_allclose(corr, ref_corr, rtol=1e-12)
     np.testing.assert_allclose(h, ref_h, rtol=1e-14)
+
+
+@pytest.mark.skipif(not kernels.has_jit(), reason="needs numba")
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_numba_loss_passes_equal_their_numpy_definitions(dtype):
+    _obj, _corners, _psi1, psi_n, inten, amp, mask = _data(dtype=dtype)
+    tol = 1e-5 if dtype == np.complex64 else 1e-12
+    got = kernels.intensity(psi_n, np, jit=True)
+    assert got.dtype == inten.dtype
+    np.testing.assert_allclose(got, kernels.intensity(psi_n, np), rtol=tol)
+    for kind in ("gaussian", "poisson"):
+        for m in (mask, None):
+            ref = kernels.loss_and_dI(kind, inten, amp, m, 1e-3, np)
+            loss, dl = kernels.loss_and_dI(kind, inten, amp, m, 1e-3, np, jit=True)
+            assert dl.dtype == inten.dtype
+            assert loss == pytest.approx(ref[0], rel=tol)
+            np.testing.assert_allclose(dl, ref[1], rtol=tol, atol=tol)
+    w = np.random.default_rng(1).random((1, B, 1, K, K)).astype(inten.dtype)
+    got = kernels.conj_scale(psi_n.copy(), w, np, jit=True)
+    np.testing.assert_allclose(got, kernels.conj_scale(psi_n.copy(), w, np), rtol=tol)
