@@ -57,6 +57,7 @@ __all__ = [
     "state_sum",
     "transmit",
     "transmit_sum",
+    "window_adjoint",
 ]
 
 
@@ -191,6 +192,38 @@ def _add_windows_rows(plane, wave, h, corners):  # pragma: no cover - compiled b
                         grow[x] += wrow[x] * hrow[x]
 
 
+def _adjoint_rows(plane, add, wave, h, obj, j, corners, oy, ox, mode, out):  # pragma: no cover
+    # compiled by numba: add_windows (if add), then transmit in place (mode 1) or transmit_sum
+    # into out (mode 2), in one pass over h; every sum in the order of the separate kernels
+    n, nb, m, ky, kx = h.shape
+    n_wave = wave.shape[0]
+    for b in range(nb):
+        cy = corners[b, 0]
+        cx = corners[b, 1]
+        for i in range(n):
+            iw = i if n_wave > 1 else 0
+            for mm in range(m):
+                for y in range(ky):
+                    hrow = h[i, b, mm, y]
+                    if add:
+                        grow = plane[i, cy - oy + y, cx - ox : cx - ox + kx]
+                        wrow = wave[iw, b, mm, y]
+                        for x in range(kx):
+                            grow[x] += wrow[x] * hrow[x]
+                    orow = obj[i, j, cy + y, cx : cx + kx]
+                    if mode == 1:
+                        for x in range(kx):
+                            hrow[x] = hrow[x] * orow[x]
+                    elif mode == 2:
+                        drow = out[b, mm, y]
+                        if i == 0:
+                            for x in range(kx):
+                                drow[x] = hrow[x] * orow[x]
+                        else:
+                            for x in range(kx):
+                                drow[x] += hrow[x] * orow[x]
+
+
 def _propagate_rows(phi, prop, kept):  # pragma: no cover - compiled by numba
     n, nb, m, ky, kx = phi.shape
     for i in range(n):
@@ -285,6 +318,7 @@ def _jit_kernels() -> dict[str, Any]:
         "transmit": compile_(_transmit_rows),
         "transmit_sum": compile_(_transmit_sum_rows),
         "add_windows": compile_(_add_windows_rows),
+        "adjoint": compile_(_adjoint_rows),
         "propagate": compile_(_propagate_rows),
         "propagate_adjoint": compile_(_propagate_adjoint_rows),
         "intensity": compile_(_intensity_rows),
@@ -416,6 +450,46 @@ def add_windows(
         window = plane[:, y : y + ky, x : x + kx]
         xp.add(window, prod[:, i], out=window)
     return plane
+
+
+def window_adjoint(
+    plane: Any,
+    wave: Any,
+    h: Any,
+    obj: Any,
+    j: int,
+    corners: Any,
+    origin: tuple[int, int],
+    out: Any,
+    window: tuple[int, int],
+    xp: ModuleType,
+    jit: bool = False,
+) -> Any:
+    """The adjoint at the top of slice ``j`` on the CPU: the object gradient's window sums and
+    ``h_ψ = O · h_φ``, in one pass with numba.
+
+    ``plane`` (or None): ``(N, Hb, Wb)`` accumulator at ``origin`` ``(y, x)`` in the object,
+    given :func:`add_windows` of ``wave · h``.  Then with ``out`` None, ``h ← O[:, j, window_b]
+    · h`` in place (:func:`transmit`); else ``out = Σ_n O · h`` (:func:`transmit_sum`; ``h``
+    may be overwritten).  ``corners`` are the windows' corners in the object (host).  Returns
+    ``h`` or ``out``.
+    """
+    corners = np.asarray(corners, dtype=np.int64)
+    if _jit_ready(jit, xp) and _contiguous(
+        wave, h, obj, *(a for a in (plane, out) if a is not None)
+    ):
+        acc = np.empty((1, 1, 1), h.dtype) if plane is None else plane  # typed placeholder
+        mode = 1 if out is None else 2
+        _jit_kernels()["adjoint"](
+            acc, plane is not None, wave, h, obj, j, corners,
+            int(origin[0]), int(origin[1]), mode, h[0] if out is None else out,
+        )  # fmt: skip
+        return h if out is None else out
+    if plane is not None:
+        add_windows(plane, wave, h, corners - np.asarray(origin), xp)
+    if out is None:
+        return transmit(h, obj, j, corners, window, h, xp)
+    return transmit_sum(h, obj, j, corners, window, out, xp)
 
 
 def _contiguous(*arrays: Any) -> bool:

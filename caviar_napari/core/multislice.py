@@ -876,6 +876,12 @@ class MultisliceModel:
                 if j == 0 and not (want_obj or want_h0):
                     break  # tilt only: h_φ(0) is not needed
                 hw = be.fft2(hkk, overwrite=True, workers=workers)  # h_φ(j)
+            if self._fused and self._window_sums and (j > 0 or want_h0):  # CPU, one pass
+                plane = acc.g_obj[j] if want_obj else None
+                hp = None if j > 0 else ws.get("h0", hw.shape[1:], hw.dtype)
+                kernels.window_adjoint(plane, waves[j], hw, ctx.obj, j, b.corners,
+                                       acc.box[::2], hp, self.window, xp, jit)  # fmt: skip
+                continue
             if want_obj:
                 self._object_contribution(acc, ws, j, b, waves[j], hw)
             if j > 0:  # h_ψ(j) = O · h_φ(j)

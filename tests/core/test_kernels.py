@@ -169,3 +169,33 @@ def test_numba_loss_passes_equal_their_numpy_definitions(dtype):
     w = np.random.default_rng(1).random((1, B, 1, K, K)).astype(inten.dtype)
     got = kernels.conj_scale(psi_n.copy(), w, np, jit=True)
     np.testing.assert_allclose(got, kernels.conj_scale(psi_n.copy(), w, np), rtol=tol)
+
+
+@pytest.mark.skipif(not kernels.has_jit(), reason="needs numba")
+def test_numba_window_adjoint_equals_the_separate_passes():
+    obj, corners, psi1, psi_n, *_ = _data()
+    origin = (0, 0)
+    plane0 = np.zeros((N, H, W), complex)
+    for wave in (psi1, psi_n):
+        for with_plane in (False, True):
+            for to_sum in (False, True):
+                ref_plane, got_plane = plane0.copy(), plane0.copy()
+                ref_h, got_h = psi_n.copy(), psi_n.copy()
+                out_ref = np.empty_like(psi_n[0]) if to_sum else None
+                out_got = np.empty_like(psi_n[0]) if to_sum else None
+                args = (obj, 1, corners, origin)
+                ref = kernels.window_adjoint(
+                    ref_plane if with_plane else None, wave, ref_h, *args, out_ref, (K, K), np
+                )
+                got = kernels.window_adjoint(
+                    got_plane if with_plane else None, wave, got_h, *args, out_got, (K, K), np,
+                    jit=True,
+                )  # fmt: skip
+                np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-14 * np.abs(ref).max())
+                np.testing.assert_allclose(got_plane, ref_plane, rtol=1e-13, atol=1e-13)
+    expect = kernels.transmit(psi_n, obj, 1, corners, (K, K), np.empty_like(psi_n), np)
+    np.testing.assert_allclose(
+        kernels.window_adjoint(None, psi1, psi_n.copy(), obj, 1, corners, origin, None, (K, K), np),
+        expect,
+        rtol=1e-14,
+    )
