@@ -272,27 +272,30 @@ def _intensity_rows(psi, scale, out):  # pragma: no cover - compiled by numba
                 orow[x] *= scale
 
 
-def _loss_rows(poisson, inten, amp, mask, has_mask, eps, dl):  # pragma: no cover - numba
+def _loss_rows(poisson, inten, amp, mask, eps, dl, terms):  # pragma: no cover - numba
+    # terms and ∂L/∂I in the input's precision (as numpy), the sum in float64 in a fixed order
     nb, ky, kx = inten.shape
-    total = 0.0  # float64, patterns and rows in order
+    total = 0.0
     for b in range(nb):
         for y in range(ky):
             irow = inten[b, y]
             arow = amp[b, y]
             drow = dl[b, y]
             mrow = mask[y]
-            for x in range(kx):
-                w = mrow[x] if has_mask else 1.0
-                if poisson:
+            if poisson:
+                for x in range(kx):
                     ie = irow[x] + eps
                     yy = arow[x] * arow[x]
-                    drow[x] = w * (1.0 - yy / ie)
-                    total += w * (irow[x] - yy * np.log(ie))
-                else:
+                    drow[x] = mrow[x] * (1 - yy / ie)
+                    terms[x] = mrow[x] * (irow[x] - yy * np.log(ie))
+            else:
+                for x in range(kx):
                     sq = np.sqrt(irow[x] + eps)
                     r = sq - arow[x]
-                    drow[x] = w * (r / sq)
-                    total += w * r * r
+                    drow[x] = mrow[x] * (r / sq)
+                    terms[x] = mrow[x] * (r * r)
+            for x in range(kx):
+                total += terms[x]
     return total
 
 
@@ -561,8 +564,7 @@ def loss_and_dI(
     jit: bool = False,
 ) -> tuple[float, Any]:
     """The loss and ``∂L/∂I`` (:func:`caviar_napari.core.loss.loss_and_dI`), one pass on a
-    GPU or with numba (each term in double precision, ``∂L/∂I`` rounded to the input's
-    precision)."""
+    GPU or with numba (terms in the input's precision, summed in double precision)."""
     if (
         _jit_ready(jit, xp)
         and intensity.ndim == 3
@@ -571,11 +573,14 @@ def loss_and_dI(
     ):
         loss_mod.check_kind(kind)
         dtype = intensity.dtype
-        has_mask = mask is not None
-        m = np.ascontiguousarray(mask, dtype=dtype) if has_mask else np.ones((1, 1), dtype)
+        shape = intensity.shape[1:]
+        m = np.ones(shape, dtype) if mask is None else np.ascontiguousarray(mask, dtype=dtype)
         dl = np.empty_like(intensity)
         amp = amplitude.astype(dtype, copy=False)
-        total = _jit_kernels()["loss"](kind == "poisson", intensity, amp, m, has_mask, eps, dl)
+        terms = np.empty(shape[1], dtype)
+        total = _jit_kernels()["loss"](
+            kind == "poisson", intensity, amp, m, dtype.type(eps), dl, terms
+        )
         return float(total), dl
     if not is_cupy(xp):
         return loss_mod.loss_and_dI(kind, intensity, amplitude, mask, eps, xp)
