@@ -192,9 +192,9 @@ def _add_windows_rows(plane, wave, h, corners):  # pragma: no cover - compiled b
                         grow[x] += wrow[x] * hrow[x]
 
 
-def _adjoint_rows(plane, add, wave, h, obj, j, corners, oy, ox, mode, out):  # pragma: no cover
-    # compiled by numba: add_windows (if add), then transmit in place (mode 1) or transmit_sum
-    # into out (mode 2), in one pass over h; every sum in the order of the separate kernels
+def _adjoint_rows(plane, add, wave, h, obj, j, corners, oy, ox):  # pragma: no cover - numba
+    # add_windows (if add), then transmit in place, in one pass over h (the same sums, in the
+    # same order, as the two separate kernels)
     n, nb, m, ky, kx = h.shape
     n_wave = wave.shape[0]
     for b in range(nb):
@@ -211,17 +211,8 @@ def _adjoint_rows(plane, add, wave, h, obj, j, corners, oy, ox, mode, out):  # p
                         for x in range(kx):
                             grow[x] += wrow[x] * hrow[x]
                     orow = obj[i, j, cy + y, cx : cx + kx]
-                    if mode == 1:
-                        for x in range(kx):
-                            hrow[x] = hrow[x] * orow[x]
-                    elif mode == 2:
-                        drow = out[b, mm, y]
-                        if i == 0:
-                            for x in range(kx):
-                                drow[x] = hrow[x] * orow[x]
-                        else:
-                            for x in range(kx):
-                                drow[x] += hrow[x] * orow[x]
+                    for x in range(kx):
+                        hrow[x] = hrow[x] * orow[x]
 
 
 def _propagate_rows(phi, prop, kept):  # pragma: no cover - compiled by numba
@@ -469,30 +460,26 @@ def window_adjoint(
     jit: bool = False,
 ) -> Any:
     """The adjoint at the top of slice ``j`` on the CPU: the object gradient's window sums and
-    ``h_ψ = O · h_φ``, in one pass with numba.
+    ``h_ψ = O · h_φ``.
 
     ``plane`` (or None): ``(N, Hb, Wb)`` accumulator at ``origin`` ``(y, x)`` in the object,
     given :func:`add_windows` of ``wave · h``.  Then with ``out`` None, ``h ← O[:, j, window_b]
-    · h`` in place (:func:`transmit`); else ``out = Σ_n O · h`` (:func:`transmit_sum`; ``h``
-    may be overwritten).  ``corners`` are the windows' corners in the object (host).  Returns
-    ``h`` or ``out``.
+    · h`` in place (:func:`transmit`; with numba in the same pass over ``h``); else
+    ``out = Σ_n O · h`` (:func:`transmit_sum`, a separate pass: faster than one fused pass).
+    ``corners`` are the windows' corners in the object (host).  Returns ``h`` or ``out``.
     """
     corners = np.asarray(corners, dtype=np.int64)
-    if _jit_ready(jit, xp) and _contiguous(
-        wave, h, obj, *(a for a in (plane, out) if a is not None)
-    ):
+    arrays = (wave, h, obj) if plane is None else (plane, wave, h, obj)
+    if out is None and _jit_ready(jit, xp) and _contiguous(*arrays):
         acc = np.empty((1, 1, 1), h.dtype) if plane is None else plane  # typed placeholder
-        mode = 1 if out is None else 2
-        _jit_kernels()["adjoint"](
-            acc, plane is not None, wave, h, obj, j, corners,
-            int(origin[0]), int(origin[1]), mode, h[0] if out is None else out,
-        )  # fmt: skip
-        return h if out is None else out
+        oy, ox = (int(v) for v in origin)
+        _jit_kernels()["adjoint"](acc, plane is not None, wave, h, obj, j, corners, oy, ox)
+        return h
     if plane is not None:
-        add_windows(plane, wave, h, corners - np.asarray(origin), xp)
+        add_windows(plane, wave, h, corners - np.asarray(origin), xp, jit)
     if out is None:
-        return transmit(h, obj, j, corners, window, h, xp)
-    return transmit_sum(h, obj, j, corners, window, out, xp)
+        return transmit(h, obj, j, corners, window, h, xp, jit)
+    return transmit_sum(h, obj, j, corners, window, out, xp, jit)
 
 
 def _contiguous(*arrays: Any) -> bool:
