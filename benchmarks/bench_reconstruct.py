@@ -15,6 +15,10 @@ Throughput is counted in pattern · mode · state · slice per second; the ratio
 ``t_FFT-bound / t_evaluation`` (1 = as fast as the FFTs alone).  Each timing is the minimum of
 ``--repeat`` interleaved runs, so load from other processes affects both alike.
 
+On the CPU the window passes run as numba kernels when numba is installed
+(:mod:`caviar_napari.core.kernels`); ``--compare-numpy`` also times, interleaved in the same
+run, the same model on the plain numpy definitions (columns ``numpy s/eval``, ``ratio``).
+
 Run ``python benchmarks/bench_reconstruct.py`` (CPU) or ``… --device gpu``; ``--help`` lists
 options.  With ``--optimiser N`` it also times N L-BFGS iterations of
 ``caviar_napari.core.optimise`` (each iteration costs one or more loss + gradient evaluations,
@@ -24,7 +28,9 @@ the line search's).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -116,8 +122,14 @@ def time_fft(backend: Backend, shape: tuple[int, ...], reps: int) -> float:
     return (time.perf_counter() - t0) / (reps * math.prod(shape[:-2]))
 
 
-def run_case(case: Case, backend: Backend, repeat: int, batch_size: int | None) -> dict:
+def run_case(
+    case: Case, backend: Backend, repeat: int, batch_size: int | None, compare_numpy: bool = False
+) -> dict:
     model, obj, probe, tilt = build(case, backend, batch_size)
+    plain = None
+    if compare_numpy:  # the same model on the numpy definitions, timed in turn with the first
+        plain = build(case, dataclasses.replace(backend, jit=False), batch_size)[0]
+        plain.loss_and_gradient(obj, probe, tilt, frozenset({"object", "probe", "tilt"}))
     want = frozenset({"object", "probe", "tilt"})
     batch = model.batch_size_for(case.states, case.modes, want)
     fft_shape = (case.states, batch, case.modes, case.window, case.window)
@@ -125,7 +137,7 @@ def run_case(case: Case, backend: Backend, repeat: int, batch_size: int | None) 
     reps = max(2, int(n_fft / math.prod(fft_shape[:-2]) / 4))
     model.loss_and_gradient(obj, probe, tilt, want)  # warm-up (plans, allocator)
     time_fft(backend, fft_shape, 2)
-    t_eval, t_fft = math.inf, math.inf
+    t_eval, t_fft, t_plain = math.inf, math.inf, math.inf
     for _ in range(repeat):
         backend.synchronize()
         t0 = time.perf_counter()
@@ -133,6 +145,10 @@ def run_case(case: Case, backend: Backend, repeat: int, batch_size: int | None) 
         backend.synchronize()
         t_eval = min(t_eval, time.perf_counter() - t0)
         t_fft = min(t_fft, time_fft(backend, fft_shape, reps))
+        if plain is not None:
+            t0 = time.perf_counter()
+            plain.loss_and_gradient(obj, probe, tilt, want)
+            t_plain = min(t_plain, time.perf_counter() - t0)
     units = case.scan**2 * case.modes * case.states * case.slices
     bound = n_fft * t_fft
     return {
@@ -143,6 +159,8 @@ def run_case(case: Case, backend: Backend, repeat: int, batch_size: int | None) 
         "fft_us": t_fft * 1e6,
         "bound_throughput": units / bound,
         "ratio": bound / t_eval,
+        "t_numpy": t_plain,
+        "ratio_numpy": bound / t_plain,
     }
 
 
@@ -183,26 +201,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--optimiser", type=int, default=0, metavar="N", help="also time N L-BFGS iterations"
     )
+    parser.add_argument(
+        "--compare-numpy",
+        action="store_true",
+        help="CPU: also time the numpy definitions of the numba kernels, interleaved",
+    )
     args = parser.parse_args(argv)
     backend = get_backend(args.device, args.precision)
     cases = QUICK_CASES if args.quick else DEFAULT_CASES
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    kernels = "numba" if backend.name == "cpu" and backend.jit else "numpy/cupy"
     print(
-        f"device: {backend.device_info}; precision {args.precision}; fft workers {backend.workers}"
+        f"device: {backend.device_info}; precision {args.precision}; fft workers "
+        f"{backend.workers}; kernels {kernels}; load average {load}"
     )
+    compare = args.compare_numpy and backend.name == "cpu" and backend.jit
     head = (
         f"{'case':<44} {'batch':>5} {'s/eval':>8} {'units/s':>10} {'FFT us':>7} "
         f"{'FFT-bound u/s':>13} {'ratio':>6}"
     )
+    if compare:
+        head += f" {'numpy s/eval':>12} {'ratio':>6}"
     if args.optimiser:
         head += f" {'s/iter':>7} {'evals/iter':>10}"
     print(head)
     print("-" * len(head))
     for case in cases:
-        r = run_case(case, backend, args.repeat, args.batch_size)
+        r = run_case(case, backend, args.repeat, args.batch_size, compare)
         line = (
             f"{case.label:<44} {r['batch']:>5} {r['t_eval']:>8.3f} {r['throughput']:>10.3g} "
             f"{r['fft_us']:>7.2f} {r['bound_throughput']:>13.3g} {r['ratio']:>6.2f}"
         )
+        if compare:
+            line += f" {r['t_numpy']:>12.3f} {r['ratio_numpy']:>6.2f}"
         if args.optimiser:
             t_it, ev = run_optimiser(case, backend, args.optimiser, args.batch_size)
             line += f" {t_it:>7.3f} {ev:>10.1f}"

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from caviar_napari.core.kernels import has_jit
 from caviar_napari.data.config import DEVICES
 from caviar_napari.errors import DeviceError, InputError
 
@@ -49,6 +50,10 @@ class Backend:
         Threads used by ``scipy.fft`` on the CPU (ignored on the GPU).
     device_info
         Human-readable description, e.g. ``"CPU: 2 cores"`` or ``"GPU: NVIDIA H100, 79.6 GiB"``.
+    jit
+        CPU: run the window passes of the model as numba kernels
+        (:mod:`caviar_napari.core.kernels`); True when numba is installed, False for the plain
+        numpy definitions.  Ignored on the GPU.
     """
 
     name: Literal["cpu", "gpu"]
@@ -57,6 +62,7 @@ class Backend:
     real_dtype: np.dtype
     workers: int
     device_info: str
+    jit: bool = False
 
     @property
     def precision(self) -> PrecisionName:
@@ -295,7 +301,9 @@ def get_backend(device: DeviceName = "auto", precision: PrecisionName = "single"
             log.info("no usable GPU (%s); computing on the CPU with %d cores", exc, cores)
         else:
             return Backend("gpu", cupy, complex_dtype, real_dtype, cores, info)
-    return Backend("cpu", np, complex_dtype, real_dtype, cores, f"CPU: {cores} cores")
+    return Backend(
+        "cpu", np, complex_dtype, real_dtype, cores, f"CPU: {cores} cores", jit=has_jit()
+    )
 
 
 def detect_devices() -> str:

@@ -76,22 +76,22 @@ def loss_and_dI(
         ``∂L/∂I``, shape of ``intensity``, its dtype; 0 outside the mask.
     """
     check_kind(kind)
+    # few passes, written in place into fresh temporaries (the inputs are left untouched)
     if kind == "gaussian":
-        s = xp.sqrt(intensity + eps)
-        residual = s - amplitude  # sqrt(I+ε) − a
-        dl_di = residual / s  # = 1 − a / sqrt(I+ε)
-        if mask is not None:
-            residual *= mask  # for the loss, mask² = mask for 0/1 weights: use mask·r²
-            loss = float(xp.sum(residual * (s - amplitude), dtype=np.float64))
-            dl_di *= mask
-        else:
-            loss = float(xp.sum(residual * residual, dtype=np.float64))
-        return loss, dl_di
-    y = amplitude * amplitude
-    ie = intensity + eps
-    terms = intensity - y * xp.log(ie)
-    dl_di = 1.0 - y / ie
-    if mask is not None:
+        s = xp.add(intensity, eps)
+        xp.sqrt(s, out=s)  # sqrt(I+ε)
+        residual = xp.subtract(s, amplitude)  # sqrt(I+ε) − a
+        dl_di = xp.divide(residual, s, out=s)  # = 1 − a / sqrt(I+ε)
+        terms = xp.multiply(residual, residual, out=residual)
+    else:
+        y = xp.multiply(amplitude, amplitude)
+        ie = xp.add(intensity, eps)
+        terms = xp.log(ie)
+        terms *= y
+        xp.subtract(intensity, terms, out=terms)  # I − y log(I+ε)
+        dl_di = xp.divide(y, ie, out=ie)
+        xp.subtract(1.0, dl_di, out=dl_di)  # 1 − y / (I+ε)
+    if mask is not None:  # for 0/1 weights mask² = mask: the loss is Σ mask · term
         terms *= mask
         dl_di *= mask
     return float(xp.sum(terms, dtype=np.float64)), dl_di

@@ -124,7 +124,9 @@ class _Accumulator:
 
     box: tuple[int, int, int, int]  # y0, y1, x0, x1
     total: float = 0.0
-    g_obj: Any = None  # (S, y1-y0, x1-x0, N) Σ ψ_j h_φ(j) scattered into the box
+    #: Σ ψ_j h_φ(j) summed into the box: CPU (S, N, y1-y0, x1-x0), window by window;
+    #: GPU (S, y1-y0, x1-x0, N), states last for one scatter-add of each batch's windows
+    g_obj: Any = None
     q_probe: Any = None  # (M, Ky, Kx) Σ_b R_b F⁻¹ h_ψ(0) (the probe gradient before F, conj)
     t_acc: Any = None  # (S-1, Ky, Kx) tilt correlation T_j(k)
     g_shift: dict[int, np.ndarray] | None = None  # batch offset → (B, 2) ∂L/∂shift (per px)
@@ -343,6 +345,11 @@ class MultisliceModel:
         self._batches_bytes = 0
         self._batches_lock = threading.Lock()
         self._cache_limit = _BATCH_CACHE_BYTES if batch_cache_bytes is None else batch_cache_bytes
+        # CPU: the object gradient is summed window by window (slice adds, no scatter plan);
+        # GPU: one scatter-add of all windows of a batch (thousands of windows per batch)
+        self._window_sums = backend.name == "cpu"
+        # gather + multiply in one pass (no object patches stored): cupy, or numba on the CPU
+        self._fused = kernels.is_cupy(xp) or (backend.name == "cpu" and backend.jit)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -560,14 +567,13 @@ class MultisliceModel:
         xp.multiply(ctx.probe_k[None], self._ramp(ctx, batch), out=psi[0])  # F⁻¹[B e^{−2πik·δ} Fψ]
         psi = be.ifft2(psi, overwrite=True, workers=workers)
         waves, patches, fourier = [], [], []
-        fused = kernels.is_cupy(xp)
+        fused, jit = self._fused, be.jit
         for j in range(s):
             name = "exit" if j == s - 1 else (f"w{j + 1}" if store else f"t{j % 2}")
             if fused:  # gather and multiply in one kernel; the adjoint gathers again
                 patch = None
-                phi = kernels.transmit(
-                    psi, ctx.obj, j, batch.corners, self.window, ws.get(name, shape, cdt), xp
-                )
+                out = ws.get(name, shape, cdt)
+                phi = kernels.transmit(psi, ctx.obj, j, batch.corners, self.window, out, xp, jit)
             else:
                 patch = self._gather(ctx.obj[:, j], batch)[:, :, None]  # (N, B, 1, Ky, Kx)
                 phi = xp.multiply(psi, patch, out=ws.get(name, shape, cdt))  # transmit
@@ -577,11 +583,12 @@ class MultisliceModel:
             phi = be.fft2(phi, overwrite=True, workers=workers)
             if j == s - 1:
                 return phi, waves, patches, fourier
-            phi *= ctx.props[j]  # propagate (with the band limit)
-            if keep_fourier:  # P_jΦ_j, kept for the tilt gradient
+            if keep_fourier:  # propagate (with the band limit); P_jΦ_j kept for the tilt
                 kept = ws.get(f"f{j}", shape, cdt)
-                kept[...] = phi
+                kernels.propagate(phi, ctx.props[j], kept, xp, jit)
                 fourier.append(kept)
+            else:
+                phi *= ctx.props[j]  # propagate (with the band limit)
             psi = be.ifft2(phi, overwrite=True, workers=workers)
         raise AssertionError("unreachable")
 
@@ -604,19 +611,6 @@ class MultisliceModel:
             writeable=False,
         )
         return windows[:, batch.corners[:, 0], batch.corners[:, 1]]
-
-    def _intensity(self, psi_k: Any, ws: _Workspace) -> Any:
-        """``(1/N) Σ_n Σ_m |Ψ|²`` of ``(N, B, M, Ky, Kx)`` → ``(B, Ky, Kx)`` real."""
-        xp = self.xp
-        if kernels.is_cupy(xp):
-            return kernels.intensity(psi_k, xp)
-        n, _b, m, _ky, _kx = psi_k.shape
-        v = psi_k.view(self.backend.real_dtype)  # (N, B, M, Ky, 2 Kx): re, im interleaved
-        sq = xp.square(v, out=ws.get("sq", v.shape, v.dtype))
-        r = sq.sum(axis=(0, 2)) if n * m > 1 else sq[0, :, 0]  # (B, Ky, 2 Kx)
-        out = r[..., 0::2] + r[..., 1::2]
-        out *= 1.0 / n
-        return out
 
     def _context(
         self, obj: Any, probe: Any, tilt: tuple[float, float], shifts_px: Any = None
@@ -707,7 +701,9 @@ class MultisliceModel:
                 if waves:
                     out[:, start : start + sel.size] = psi_k
                 else:
-                    out[start : start + sel.size] = self._intensity(psi_k, ws)
+                    out[start : start + sel.size] = kernels.intensity(
+                        psi_k, self.xp, self.backend.jit
+                    )
 
         self._parallel(run, self._chunks(idx, size))
         return out
@@ -788,10 +784,10 @@ class MultisliceModel:
             y1 = int(corners[:, 0].max()) + self.window[0]
             x1 = int(corners[:, 1].max()) + self.window[1]
             acc = _Accumulator(box=(y0, y1, x0, x1))
-            # the object gradient is accumulated as (S, y, x, N): states last, so that the
-            # scatter of a batch's windows is one sparse × dense product per slice
-            if want_obj:
-                acc.g_obj = xp.zeros((s, y1 - y0, x1 - x0, n), dtype=cdt)
+            if want_obj:  # layout: see _Accumulator.g_obj
+                box = (y1 - y0, x1 - x0)
+                shape = (s, n, *box) if self._window_sums else (s, *box, n)
+                acc.g_obj = xp.zeros(shape, dtype=cdt)
             if want_probe:
                 acc.q_probe = xp.zeros((m, *self.window), dtype=cdt)
             if want_tilt:
@@ -805,17 +801,24 @@ class MultisliceModel:
         accs = self._parallel(run_chunk, self._chunks(idx, size))
         total = float(sum(a.total for a in accs))
         if want_obj:
-            g_obj = xp.zeros((s, h, w, n), dtype=cdt)
+            full = (s, n, h, w) if self._window_sums else (s, h, w, n)
+            g_obj = xp.zeros(full, dtype=cdt)
             for a in accs:  # fixed order: deterministic sums
                 y0, y1, x0, x1 = a.box
-                g_obj[:, y0:y1, x0:x1] += a.g_obj
+                if self._window_sums:
+                    g_obj[..., y0:y1, x0:x1] += a.g_obj
+                else:
+                    g_obj[:, y0:y1, x0:x1] += a.g_obj
         q_probe = _ordered_sum([a.q_probe for a in accs]) if want_probe else None
         t_acc = _ordered_sum([a.t_acc for a in accs]) if want_tilt else None
         grads: dict[str, Any] = {}
         if want_obj:
-            g = xp.conjugate(g_obj.transpose(3, 0, 1, 2))
+            states_first = (1, 0, 2, 3) if self._window_sums else (3, 0, 1, 2)
+            g = xp.conjugate(g_obj.transpose(states_first))
             if self._obj_mask is not None:
-                g = be.ifft2(be.fft2(g) * self._obj_mask, overwrite=True)
+                g = be.fft2(g, overwrite=True)
+                g *= self._obj_mask
+                g = be.ifft2(g, overwrite=True)
             grads["object"] = xp.ascontiguousarray(g, dtype=cdt)
         if want_probe:
             grads["probe"] = xp.conjugate(be.fft2(q_probe)).astype(cdt, copy=False)
@@ -845,40 +848,54 @@ class MultisliceModel:
         want_tilt = acc.t_acc is not None
         want_shift = acc.g_shift is not None
         want_h0 = want_probe or want_shift  # the gradient at the shifted probe ψ_0
-        b = self._make_batch(sel, scatter=want_obj)
+        jit = be.jit
+        b = self._make_batch(sel, scatter=want_obj and not self._window_sums)
         psi_k, waves, patches, fourier = self._forward_batch(
             ctx, b, ws, store=bool(want), keep_fourier=want_tilt, workers=workers
         )
-        intensity = self._intensity(psi_k, ws)
+        intensity = kernels.intensity(psi_k, xp, jit)
         measured = self._feed.batch(b.sel, out=ws.get("amp", intensity.shape, be.real_dtype))
         loss_b, dl_di = kernels.loss_and_dI(
-            self.loss_kind, intensity, measured, self._mask, self.loss_eps, xp
+            self.loss_kind, intensity, measured, self._mask, self.loss_eps, xp, jit
         )
         acc.total += loss_b
         if not (want_obj or want_h0 or want_tilt):
             return
         # conjugated adjoint: h_Ψ = conj(∂L/∂Ψ*) = (∂L/∂I / N) conj(Ψ)
-        hk = kernels.conj_scale(psi_k, (dl_di * (1.0 / n))[None, :, None], xp)
+        hk = kernels.conj_scale(psi_k, (dl_di * (1.0 / n))[None, :, None], xp, jit)
         hw = be.fft2(hk, overwrite=True, workers=workers)  # h_φ of the last slice
         for j in range(s - 1, -1, -1):
             if j < s - 1:
                 hkk = be.ifft2(hw, overwrite=True, workers=workers)  # = conj(F g_ψ(j+1))
-                if want_tilt:
-                    prod = xp.multiply(hkk, fourier[j], out=ws.get("tmp", hkk.shape, hkk.dtype))
-                    acc.t_acc[j] += prod.sum(axis=(0, 1, 2))
+                if want_tilt:  # the tilt correlation, and h ← P · h
+                    kernels.propagate_adjoint(
+                        hkk, ctx.props[j], fourier[j], acc.t_acc[j], xp, be.jit
+                    )
+                else:
+                    hkk *= ctx.props[j]
                 if j == 0 and not (want_obj or want_h0):
                     break  # tilt only: h_φ(0) is not needed
-                hkk *= ctx.props[j]
                 hw = be.fft2(hkk, overwrite=True, workers=workers)  # h_φ(j)
+            if self._fused and self._window_sums and (j > 0 or want_h0):  # CPU, one pass
+                plane = acc.g_obj[j] if want_obj else None
+                hp = None if j > 0 else ws.get("h0", hw.shape[1:], hw.dtype)
+                kernels.window_adjoint(plane, waves[j], hw, ctx.obj, j, b.corners,
+                                       acc.box[::2], hp, self.window, xp, jit)  # fmt: skip
+                continue
             if want_obj:
                 self._object_contribution(acc, ws, j, b, waves[j], hw)
-            if j > 0 or want_h0:  # h_ψ(j) = O · h_φ(j)
-                if patches[j] is None:  # fused GPU path: gather the window again
-                    hw = kernels.transmit(hw, ctx.obj, j, b.corners, self.window, hw, xp)
+            if j > 0:  # h_ψ(j) = O · h_φ(j)
+                if patches[j] is None:  # fused path: gather the window again
+                    hw = kernels.transmit(hw, ctx.obj, j, b.corners, self.window, hw, xp, jit)
                 else:
                     hw *= patches[j]
+            elif want_h0:  # only Σ_n h_ψ(0) is needed (ψ_0 is the same for every state)
+                hp = ws.get("h0", hw.shape[1:], hw.dtype)  # (B, M, Ky, Kx)
+                if patches[0] is None:
+                    kernels.transmit_sum(hw, ctx.obj, 0, b.corners, self.window, hp, xp, jit)
+                else:
+                    kernels.state_sum(hw, patches[0], hp, xp)
         if want_h0:
-            hp = hw.sum(axis=0) if n > 1 else hw[0]  # (B, M, Ky, Kx)
             hp = be.ifft2(hp, overwrite=True, workers=workers)  # conj(∂L/∂(Fψ_0)*)
             ramp = self._ramp(ctx, b)
             if want_shift:
@@ -895,24 +912,32 @@ class MultisliceModel:
     def _object_contribution(
         self, acc: _Accumulator, ws: _Workspace, j: int, b: _Batch, wave: Any, h_phi: Any
     ) -> None:
-        """``g[j][window_p, :] += Σ_m ψ_j · h_φ`` over the batch's windows (no Python loop).
+        """``g[j][window_p] += Σ_m ψ_j · h_φ`` over the batch's windows.
 
-        ``wave`` is ``(N|1, B, M, Ky, Kx)``, ``h_φ`` ``(N, B, M, Ky, Kx)``; the products are
-        written states-last ``(B, Ky, Kx, N)``, summed into the batch's bounding box and added
-        to the chunk's accumulator.
+        ``wave`` is ``(N|1, B, M, Ky, Kx)``, ``h_φ`` ``(N, B, M, Ky, Kx)``.  CPU: each window is
+        added to its part of the chunk's accumulator in batch order (:func:`kernels.add_windows`;
+        deterministic, no index arrays).  GPU: the products are written states-last
+        ``(B, Ky, Kx, N)``, scatter-added into the batch's bounding box and added to the
+        accumulator.
         """
         xp = self.xp
         n, nb, m = h_phi.shape[:3]
-        work = ws.get("contrib", (nb, *self.window, n), h_phi.dtype)
-        view = work.transpose(3, 0, 1, 2)  # (N, B, Ky, Kx) view of the states-last buffer
+        ky, kx = self.window
+        ay, _, ax, _ = acc.box
+        if self._window_sums:
+            corners = self._corners[b.sel] - np.array([ay, ax])
+            work = ws.get("contrib", (n, nb, ky, kx), h_phi.dtype)
+            kernels.add_windows(acc.g_obj[j], wave, h_phi, corners, xp, self.backend.jit, work)
+            return
+        work = ws.get("contrib", (nb, ky, kx, n), h_phi.dtype)
+        prod = work.transpose(3, 0, 1, 2)  # (N, B, Ky, Kx) view of the states-last buffer
         if m == 1:
-            xp.multiply(wave[:, :, 0], h_phi[:, :, 0], out=view)
+            xp.multiply(wave[:, :, 0], h_phi[:, :, 0], out=prod)
         else:
-            prod = xp.multiply(wave, h_phi, out=ws.get("tmp", h_phi.shape, h_phi.dtype))
-            xp.sum(prod, axis=2, out=view)
+            full = xp.multiply(wave, h_phi, out=ws.get("tmp", h_phi.shape, h_phi.dtype))
+            xp.sum(full, axis=2, out=prod)
         y0, y1, x0, x1 = b.box
         box = b.scatter(work.reshape(-1, n)).reshape(y1 - y0, x1 - x0, n)
-        ay, _, ax, _ = acc.box
         acc.g_obj[j, y0 - ay : y1 - ay, x0 - ax : x1 - ax] += box
 
     def _tilt_gradient(self, t_acc: Any | None, tilt: tuple[float, float]) -> Any:

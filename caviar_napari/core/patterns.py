@@ -169,10 +169,20 @@ class PatternFeed:
         b = amp.shape[0]
         if out is None:
             out = xp.zeros((b, *self.window), dtype=self.backend.real_dtype)
-        else:
+        elif not self._identity:
             out[...] = 0
-        if self._identity:
-            out[:] = xp.fft.ifftshift(amp, axes=(-2, -1))
+        if self._identity:  # ifftshift, written block by block into out (no temporary)
+            ky, kx = self.window
+            hy, hx = ky // 2, kx // 2
+            for dst_y, src_y in (
+                (slice(0, ky - hy), slice(hy, ky)),
+                (slice(ky - hy, ky), slice(0, hy)),
+            ):
+                for dst_x, src_x in (
+                    (slice(0, kx - hx), slice(hx, kx)),
+                    (slice(kx - hx, kx), slice(0, hx)),
+                ):
+                    out[:, dst_y, dst_x] = amp[:, src_y, src_x]
             return out
         out[:, self._rows_dev[:, None], self._cols_dev[None, :]] = amp
         return out
