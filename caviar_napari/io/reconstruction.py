@@ -89,6 +89,7 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
             grp.create_dataset(
                 "displacements", data=np.asarray(state.state_displacements, dtype=np.float64)
             )
+        f.attrs["format"] = FORMAT
         f.attrs["pixel_size_A"] = np.asarray(state.pixel_size_A, dtype=np.float64)
         f.attrs["slice_thickness_A"] = np.asarray(state.slice_thickness_A, dtype=np.float64)
         f.attrs["object_origin_A"] = np.asarray(state.object_origin_A, dtype=np.float64)

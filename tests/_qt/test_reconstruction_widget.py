@@ -685,6 +685,11 @@ def test_settings_holdout_source_coherence_and_stage_details(viewer_widget):
     assert (stages[1].stop_patience, stages[1].orthogonalise_probe_every) == (7, 0)
     assert stages[1].remove_state_shifts is False and stages[1].coherence_order == 3
     assert stages[0].stop_patience == 20 and stages[0].remove_state_shifts is True  # untouched
+    details["state_model"].value = "displacements"  # the object states as displaced atoms
+    details["state_displacement_A"].value = 0.01
+    stages = widget.current_config().stages
+    assert (stages[1].state_model, stages[1].state_displacement_A) == ("displacements", 0.01)
+    assert stages[0].state_model == "free"
     assert "object states" in widget.settings.details_label.text()
     table.selectRow(0)
     assert details["stop_patience"].value == 20  # the form follows the selection

@@ -5,8 +5,8 @@ user changes between stages (iterations, states, modes, slicing, the source mode
 refined); :class:`StageDetails` below it edits the other fields of the selected stage (stopping
 rule, probe orthogonalisation, rigid shifts of the states, source quadrature, regularisers,
 optimiser, the refinement of the scan positions and of their affine map, the tilt estimate from
-adjacent slices, the probe's aperture support and fixed intensity).  Per-slice thicknesses of
-a stage loaded from YAML are kept unless the dz cell is edited.
+adjacent slices, the probe's aperture support and fixed intensity, the object states' model).
+Per-slice thicknesses of a stage loaded from YAML are kept unless the dz cell is edited.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from caviar_napari.data.config import (
     PARTIAL_COHERENCE,
     PRECISIONS,
     PROBE_SUPPORT,
+    STATE_MODELS,
     StageConfig,
 )
 
@@ -195,6 +196,28 @@ DETAIL_FIELDS = (
         {"widget_type": "FloatSpinBox", "min": 0.0, "max": 1.0, "step": 0.001},
         suffix=" rad",
         tooltip="Standard deviation of the random phase given to new object states, rad.",
+    ),
+    ParamField(
+        "state_model",
+        "State model",
+        {"widget_type": "ComboBox", "choices": list(STATE_MODELS)},
+        tooltip=(
+            "free: every object state is a free complex object (the paper's). displacements: "
+            "every state is the mean object with its atoms displaced, two numbers per atom "
+            "and state, started along the previous stage's states: the states reach the "
+            "thermal amplitude in tens of iterations and counting noise has fewer ways in. "
+            "Needs N ≥ 2 and Obj refined; a later free stage can add what it cannot hold."
+        ),
+    ),
+    ParamField(
+        "state_displacement_A",
+        "New-state shifts",
+        {"widget_type": "FloatSpinBox", "min": 0.0001, "max": 1.0, "step": 0.001},
+        suffix=" Å",
+        tooltip=(
+            "State model displacements, started from identical states: standard deviation of "
+            "the random atom displacements that break the symmetry, Å."
+        ),
     ),
     ParamField(
         "l1_absorption",
