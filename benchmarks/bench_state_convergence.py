@@ -1,14 +1,19 @@
 """Convergence of the object states: displacement amplitude against iterations, in single and
-in double precision (issues 13, 14, 16).
+in double precision, with free states and with states as displaced atoms (issues 13, 14, 16).
 
 The correlated hBN dataset of the validation study's size (``--size test``: 12 × 12 scan, 8
 configurations; simulated with ``caviar simulate`` unless ``--data`` names one) is reconstructed
-with the recommended recipe of that size, its object-states stage run for ``--iterations`` in
-single and then in double precision (``precision`` of the stage) with no stopping rule. Every
+with the recommended recipe of that size, its object-states stage run for ``--iterations`` with
+no stopping rule in each of the ``--variants``: ``single`` and ``double`` (free states in that
+``precision``), ``displacements`` (``state_model: displacements``, single precision) and
+``displacements-shifts`` (the same with ``remove_state_shifts: false``) and
+``displacements-shifts+free`` (half the iterations so, then half with free states). Every
 ``--every`` iterations the atoms are refined in every state (phase-weighted centre of mass, at
 the true mean sites inside the scanned field of view) and their Green's tensor is compared with
 the realised truth of the configurations: the rms displacement, LSM (mean over vectors, 1 =
-equal length) and CSM over the self blocks and nearest-neighbour pairs. A stage
+equal length) and CSM over the self blocks and nearest-neighbour pairs, ρ_nn, and the uniform
+x–x / y–y offset (mean (G_yy + G_xx)/2 over pairs of distinct atoms: what a finite source or
+rigid shifts between the states add). A stage
 whose line search stalls (no decrease along the gradient either) ends there, as a real run does;
 its last row gives the iteration it stalled at.
 
@@ -17,6 +22,8 @@ its last row gives the iteration it stalled at.
     python benchmarks/bench_state_convergence.py --workdir /tmp/conv
     python benchmarks/bench_state_convergence.py --data cor.h5 --iterations 600 --every 50 \\
         --doc docs/benchmarks/state-convergence.md
+    python benchmarks/bench_state_convergence.py --data cor.h5 --iterations 150 --every 25 \\
+        --variants single displacements displacements-shifts
 """
 
 from __future__ import annotations
@@ -42,7 +49,20 @@ from caviar_napari.workflows.study_config import SIZES, Case, reconstruction_con
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _doc import write_page
 
+#: The default preset (``--preset``: any preset with a correlated truth).
 PRESET = "hbn-correlated"
+#: The settings of each variant's states stages (the iterations split evenly between them).
+_DISPLACED = {"precision": "single", "state_model": "displacements"}
+VARIANTS = {
+    "single": ({"precision": "single"},),
+    "double": ({"precision": "double"},),
+    "displacements": (_DISPLACED,),
+    "displacements-shifts": ({**_DISPLACED, "remove_state_shifts": False},),
+    "displacements-shifts+free": (
+        {**_DISPLACED, "remove_state_shifts": False},
+        {"precision": "single", "remove_state_shifts": False},
+    ),
+}
 
 
 def _data(args: argparse.Namespace) -> Path:
@@ -51,11 +71,11 @@ def _data(args: argparse.Namespace) -> Path:
     from caviar_napari.workflows.simulate import SimulateOptions, run_simulate
     from caviar_napari.workflows.study_config import simulate_overrides
 
-    out = args.workdir / f"{PRESET}-{args.size}.h5"
+    out = args.workdir / f"{args.preset}-{args.size}.h5"
     if not out.exists():
         args.workdir.mkdir(parents=True, exist_ok=True)
-        overrides = simulate_overrides(PRESET, SIZES[args.size], args.seed)
-        run_simulate(SimulateOptions(PRESET, out, overrides))
+        overrides = simulate_overrides(args.preset, SIZES[args.size], args.seed)
+        run_simulate(SimulateOptions(args.preset, out, overrides))
     return out
 
 
@@ -79,16 +99,27 @@ def score(obj: np.ndarray, geom, truth, scan_A: np.ndarray) -> dict[str, float]:
         "rms_truth_pm": 100 * tm.rms_displacement_A(green_truth),
         "lsm": float(cmp.similarity.lsm_mean),
         "csm": float(cmp.similarity.csm),
+        "rho": cmp.rho_nn_reconstructed.mean,
+        "rho_truth": cmp.rho_nn_truth.mean,
+        "offset_pm2": 1e4 * tm.offset_A2(green),
+        "offset_truth_pm2": 1e4 * tm.offset_A2(green_truth),
     }
 
 
-def run_precision(data: Path, precision: str, args: argparse.Namespace) -> list[dict]:
-    """The recipe with its states stage in ``precision``; one row per scored iteration."""
+def run_variant(data: Path, variant: str, args: argparse.Namespace) -> list[dict]:
+    """The recipe with its states stage as ``variant`` says; one row per scored iteration."""
     dataset, truth = load_stem(data), read_ground_truth(data)
     size = dataclasses.replace(SIZES[args.size], iterations=(SIZES[args.size].iterations[0], 1))
-    config = reconstruction_config(size, Case(PRESET), device="cpu", seed=args.seed)
+    config = reconstruction_config(size, Case(args.preset), device="cpu", seed=args.seed)
     stages = [st.to_dict() for st in config.stages]
-    stages[-1].update(iterations=args.iterations, stop_patience=0, precision=precision)
+    parts = VARIANTS[variant]
+    states_stage = stages.pop()
+    for k, part in enumerate(parts):
+        iterations = args.iterations // len(parts) + (k < args.iterations % len(parts))
+        name = states_stage["name"] + (f" {k + 1}" if len(parts) > 1 else "")
+        stages.append(
+            {**states_stage, "name": name, "iterations": iterations, "stop_patience": 0, **part}
+        )
     config = ReconstructionConfig.from_dict(
         {**config.to_dict(), "stages": stages, "update_every": args.every}
     )
@@ -102,44 +133,47 @@ def run_precision(data: Path, precision: str, args: argparse.Namespace) -> list[
         done += 1  # iterations run (a stall ends the stage before its count)
         if p.object is None:
             continue
-        row = {"precision": precision, "iteration": done, "loss": p.loss}
+        row = {"variant": variant, "iteration": done, "loss": p.loss}
         row |= score(p.object, geom, truth, dataset.positions_A)
         row["seconds"] = time.perf_counter() - stage2_t0
         row["stalled"] = stalls
         rows.append(row)
         print(_line(row), flush=True)
-    print(f"{precision}: {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"{variant}: {time.perf_counter() - t0:.0f} s", flush=True)
     return rows
 
 
 def _line(r: dict) -> str:
     return (
-        f"| {r['precision']} | {r['iteration']} | {r['loss']:.3g} | {r['rms_pm']:.2f} "
-        f"({r['rms_truth_pm']:.2f}) | {r['lsm']:.2f} | {r['csm']:.3f} | {r['seconds']:.0f} |"
-        + (" stalled" if r["stalled"] else "")
+        f"| {r['variant']} | {r['iteration']} | {r['loss']:.3g} | {r['rms_pm']:.2f} "
+        f"({r['rms_truth_pm']:.2f}) | {r['lsm']:.2f} | {r['csm']:.3f} | {r['rho']:+.2f} "
+        f"({r['rho_truth']:+.2f}) | {r['offset_pm2']:+.2f} ({r['offset_truth_pm2']:+.2f}) | "
+        f"{r['seconds']:.0f} |" + (" stalled" if r["stalled"] else "")
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=None, help="a hbn-correlated file")
+    ap.add_argument("--preset", default=PRESET, help="the simulation preset (default %(default)s)")
+    ap.add_argument("--data", type=Path, default=None, help="a file of that preset")
     ap.add_argument("--size", default="test", choices=sorted(SIZES))
     ap.add_argument("--workdir", type=Path, default=Path("state-convergence"))
     ap.add_argument("--iterations", type=int, default=600, help="states-stage iterations")
     ap.add_argument("--every", type=int, default=50)
-    ap.add_argument("--precisions", nargs="+", default=["single", "double"])
+    ap.add_argument("--variants", nargs="+", default=["single", "double"], choices=sorted(VARIANTS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--doc", type=Path, default=None)
     args = ap.parse_args(argv)
     data = _data(args)
     header = [
-        "| stage-2 precision | stage-2 iteration | loss | rms pm (truth) | LSM | CSM | stage-2 s |",
-        "|---|---|---|---|---|---|---|",
+        "| stage 2 | stage-2 iteration | loss | rms pm (truth) | LSM | CSM | ρ_nn (truth) "
+        "| offset pm² (truth) | stage-2 s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(header))
-    rows = [r for p in args.precisions for r in run_precision(data, p, args)]
+    rows = [r for v in args.variants for r in run_variant(data, v, args)]
     lines = header + [_line(r) for r in rows]
-    last = {p: [r for r in rows if r["precision"] == p][-1] for p in args.precisions}
+    last = {v: [r for r in rows if r["variant"] == v][-1] for v in args.variants}
     summary = [
         "",
         "Final: "

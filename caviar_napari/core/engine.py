@@ -78,7 +78,12 @@ from caviar_napari.core.separation import (
     noise_level,
     separation_report,
 )
-from caviar_napari.core.states import MODE_DECAY, adapt_state, orthogonal_mixing
+from caviar_napari.core.states import (
+    MODE_DECAY,
+    STATE_MODEL_FALLBACK,
+    adapt_state,
+    orthogonal_mixing,
+)
 from caviar_napari.core.tilt import align_slices, estimate_tilt
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
@@ -716,6 +721,9 @@ def _run_stages(
         if state.stage_iteration == 0 and state.optimiser_state is None:
             state.probe_variable = None  # a new stage starts from the reported probe
             adapt_state(state, stage, rng, config.source_fwhm_A, region=_scanned_region(geom))
+            if stage.name in state.diagnostics.get(STATE_MODEL_FALLBACK, {}):
+                log.info("%s", state.diagnostics[STATE_MODEL_FALLBACK][stage.name])
+                _collect_warnings(state)
             if stage.tilt_estimate:
                 _estimate_tilt(state, stage, geom)
         if state.stage_iteration < stage.iterations:
@@ -883,13 +891,23 @@ def _run_stage(
     return False
 
 
+def _collect_warnings(state: ReconState) -> None:
+    """``diagnostics["warnings"]``: the state-separation reports' warnings and those of the
+    stages whose displaced states fell back to free ones."""
+    reports = state.diagnostics.get("separation", [])
+    state.diagnostics["warnings"] = [
+        *(w for r in reports for w in SeparationReport.from_dict(r).warnings),
+        *state.diagnostics.get(STATE_MODEL_FALLBACK, {}).values(),
+    ]
+
+
 def _displaced_states(
     state: ReconState, stage: StageConfig, backend: Backend, geom: Geometry
 ) -> DisplacedStates | None:
     """The states map of a ``state_model: displacements`` stage (None for free states), from
     the sites and displacements the stage started with (:func:`adapt_state`)."""
-    if stage.state_model != "displacements":
-        return None
+    if stage.state_model != "displacements" or state.state_sites is None:
+        return None  # free states (one state, or no atoms: STATE_MODEL_FALLBACK)
     cells = cells_from_sites(
         state.state_sites, state.object.shape[1:], geom.pixel_size_A, geom.object_origin_A
     )
@@ -1084,9 +1102,7 @@ def _report_separation(
     )
     reports = [r for r in state.diagnostics.get("separation", []) if r["stage"] != stage.name]
     state.diagnostics["separation"] = [*reports, report.to_dict()]
-    state.diagnostics["warnings"] = [
-        w for r in state.diagnostics["separation"] for w in SeparationReport.from_dict(r).warnings
-    ]
+    _collect_warnings(state)
     for line in report.warnings:  # the workflows say them as the run's warnings
         log.info("%s", line)
     log.info(

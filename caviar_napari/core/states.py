@@ -8,7 +8,9 @@ slices.
   (:func:`~caviar_napari.core.displaced_states.find_cells`) and starts every state as the mean
   with its atoms displaced: by seeded Gaussian displacements of standard deviation
   ``state_displacement_A`` when it starts from identical states, or by the least-squares
-  displacements of the previous stage's states when there are as many.
+  displacements of the previous stage's states when there are as many. Without atoms inside
+  the scanned field (no atomic resolution) the stage's states are free, and
+  ``diagnostics[STATE_MODEL_FALLBACK]`` says so.
 * A change of probe modes keeps the first modes and adds Hermite–Gauss modes orthogonalised
   against them, total power preserved.
 * A change of slices redistributes the total transmission evenly: each new slice is
@@ -18,6 +20,7 @@ slices.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Any
 
@@ -33,10 +36,10 @@ from caviar_napari.core.displaced_states import (
 from caviar_napari.core.optics import BAND_LIMIT
 from caviar_napari.data.config import StageConfig
 from caviar_napari.data.recon import ReconState
-from caviar_napari.errors import InputError
 
 __all__ = [
     "MODE_DECAY",
+    "STATE_MODEL_FALLBACK",
     "adapt_object",
     "adapt_probe",
     "adapt_state",
@@ -47,6 +50,9 @@ __all__ = [
 
 #: Relative power of the probe modes added at a stage change (ratio of successive modes).
 MODE_DECAY = 0.3
+#: The ``diagnostics`` key of the stages whose ``displacements`` model fell back to free states
+#: (stage name → the warning).
+STATE_MODEL_FALLBACK = "state_model_fallback"
 
 
 def band_limited_noise(
@@ -108,21 +114,19 @@ def start_displacements(
     rng: np.random.Generator,
     previous: np.ndarray,
     region: tuple[slice, slice] | None = None,
-) -> None:
+) -> bool:
     """Sites and starting displacements of a ``state_model: displacements`` stage, in place.
 
     ``previous`` are the states before the stage (several: their least-squares displacements
     are kept; identical ones: seeded random displacements); ``region`` the scanned field's
-    pixels (None: the whole object).
+    pixels (None: the whole object). Returns False, changing nothing, when the mean object
+    has no atom inside the region (nothing to displace).
     """
     mean = np.asarray(state.object).mean(axis=0)
     region = region or (slice(0, mean.shape[-2]), slice(0, mean.shape[-1]))
     cells = find_cells(mean, state.pixel_size_A, state.object_origin_A, region)
     if cells.n_sites == 0:
-        raise InputError(
-            f"stage '{stage.name}': no atom found in the phase of the mean object inside the "
-            "scanned field: 'state_model: displacements' needs atoms to move (use 'free')"
-        )
+        return False
     backend = get_backend("cpu", "double")
     model = DisplacedStates(
         backend, cells, state.pixel_size_A, remove_shifts=stage.remove_state_shifts
@@ -138,6 +142,7 @@ def start_displacements(
     state.state_displacements = np.asarray(u, dtype=np.float64)
     states = model.states(mean[None].astype(np.complex128), state.state_displacements)
     state.object = states.astype(state.object.dtype)
+    return True
 
 
 def adapt_state(
@@ -156,10 +161,17 @@ def adapt_state(
     """
     previous = state.object
     state.object = adapt_object(state.object, stage, rng, state.pixel_size_A)
-    if stage.state_model == "displacements":
-        start_displacements(state, stage, rng, previous, region)
-    else:
-        state.state_sites = state.state_displacements = None
+    state.state_sites = state.state_displacements = None
+    state.diagnostics.get(STATE_MODEL_FALLBACK, {}).pop(stage.name, None)
+    if stage.state_model == "displacements" and stage.object_states > 1:
+        if not start_displacements(state, stage, rng, previous, region):
+            state.diagnostics.setdefault(STATE_MODEL_FALLBACK, {})[stage.name] = (
+                f"stage '{stage.name}': no atom found in the phase of the mean object inside "
+                "the scanned field, so the object states are free objects, not displaced atoms "
+                "('state_model: displacements' needs atomic resolution)"
+            )
+            free = dataclasses.replace(stage, state_model="free")
+            state.object = adapt_object(previous, free, rng, state.pixel_size_A)
     state.probe = adapt_probe(state.probe, stage.probe_modes)
     if stage.partial_coherence == "gaussian":
         state.source_fwhm_A = state.source_fwhm_A or float(source_fwhm_A)

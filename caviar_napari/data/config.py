@@ -223,7 +223,9 @@ class StageConfig:
           object per state: the states reach the thermal amplitude in tens of iterations where
           free states need hundreds, and counting noise has far fewer ways in. What it cannot
           hold (changes of an atom's shape between states) a later ``free`` stage, which starts
-          from these states instead of from identical ones, can add.
+          from these states instead of from identical ones, can add. With one state (the mean
+          object) or without atoms in the scanned field the stage's states are free, and the
+          run's warnings say the latter.
     state_displacement_A
         Standard deviation (Å) of the random displacements that start a ``displacements``
         stage from identical states; like ``state_noise_rad`` it only breaks the symmetry.
@@ -336,11 +338,6 @@ class StageConfig:
         self.state_displacement_A = _check_float(
             self.state_displacement_A, "state_displacement_A", where, minimum=0.0, strict=True
         )
-        if self.state_model == "displacements" and self.object_states < 2:
-            raise InputError(
-                f"{where}: 'state_model: displacements' needs object_states ≥ 2, got "
-                f"{self.object_states}"
-            )
         if self.state_model == "displacements" and "object" not in self.refine:
             raise InputError(
                 f"{where}: 'state_model: displacements' fits the object states, so 'refine' "

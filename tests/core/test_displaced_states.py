@@ -144,11 +144,34 @@ def test_least_squares_displacements_round_trip():
     np.testing.assert_allclose(got_mean, mean, atol=1e-12)
 
 
-def test_a_displacements_stage_needs_several_states():
-    with pytest.raises(InputError, match="object_states"):
-        StageConfig(name="s", state_model="displacements").validate()
+def test_the_state_model_is_validated():
+    with pytest.raises(InputError, match="'refine' must include 'object'"):
+        StageConfig(
+            name="s", object_states=2, state_model="displacements", refine=("probe",)
+        ).validate()
     with pytest.raises(InputError, match="state_model"):
         StageConfig(name="s", object_states=2, state_model="atoms").validate()
+    # one state is the mean object itself: nothing to displace, the stage runs as a free one
+    assert StageConfig(name="s", state_model="displacements").validate().object_states == 1
+
+
+def test_without_atoms_the_states_are_free_and_the_run_says_so():
+    """A displacements stage whose mean object has no atom (here: vacuum, the object never
+    refined) runs with free states and records why, as a warning of the run."""
+    data, _, _ = _thermal_dataset()
+    stages = [
+        StageConfig(name="probe", iterations=2, refine=("probe",)),
+        StageConfig(
+            name="states", iterations=2, object_states=3, state_model="displacements",
+            stop_patience=0,
+        ),
+    ]  # fmt: skip
+    config = ReconstructionConfig(stages=stages, holdout_fraction=0.0, **NONE).validate()
+    state = run_to_end(data, config)
+    assert state.state_sites is None and state.state_displacements is None
+    assert state.object.shape[0] == 3 and np.ptp(np.angle(state.object), axis=0).max() > 0
+    (warning,) = [w for w in state.diagnostics["warnings"] if "no atom" in w]
+    assert "stage 'states'" in warning and "free objects" in warning
 
 
 def _thermal_dataset(n_configs=4, rms_A=0.08, seed=3):
