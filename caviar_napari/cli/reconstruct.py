@@ -3,13 +3,14 @@
 ::
 
     caviar reconstruct DATA.h5 --out RECON.h5 [--config CONFIG.yaml] [--device auto|cpu|gpu]
-        [--iterations N] [--object-states N] [--probe-modes M] [--slices S]
-        [--slice-thickness-A DZ] [--seed K] [--resume RECON.h5] [--checkpoint-every N]
-        [--cluster local:N|tcp://HOST:PORT] [--dry-run] [--overwrite]
+        [--iterations N] [--object-states N] [--state-model free|displacements]
+        [--probe-modes M] [--slices S] [--slice-thickness-A DZ] [--seed K] [--resume RECON.h5]
+        [--checkpoint-every N] [--cluster local:N|tcp://HOST:PORT] [--dry-run] [--overwrite]
 
 Flags override the configuration file (:func:`caviar_napari.data.config.apply_overrides`:
 ``--iterations`` is the total, shared over the stages like their own iterations; ``--probe-modes``,
-``--slices`` and ``--slice-thickness-A`` set every stage, ``--object-states`` the last stage).
+``--slices`` and ``--slice-thickness-A`` set every stage, ``--object-states`` and
+``--state-model`` the last stage).
 Without ``--config`` the recommended two-stage recipe is used
 (:func:`caviar_napari.data.config.recommended_stages`: a mean object with a coherent probe and a
 fitted source size, then the object states; 50 + 100 iterations at most, each stage ending earlier
@@ -28,7 +29,7 @@ import sys
 from pathlib import Path
 
 from caviar_napari.cli._common import add_overwrite, print_summary
-from caviar_napari.data.config import PRECISIONS, REFINABLE
+from caviar_napari.data.config import PRECISIONS, REFINABLE, STATE_MODELS
 from caviar_napari.workflows.reconstruct import ReconstructOptions, run_reconstruct
 
 
@@ -65,6 +66,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--object-states", type=int, metavar="N", help="object states (of the last stage)"
+    )
+    p.add_argument(
+        "--state-model",
+        choices=STATE_MODELS,
+        help="object states of the last stage: free complex objects (the paper's) or the mean "
+        "object with its atoms displaced (two numbers per atom and state; docs/conventions.md §2)",
     )
     p.add_argument("--probe-modes", type=int, metavar="M", help="probe modes of every stage")
     p.add_argument("--slices", type=int, metavar="S", help="multislice slices of every stage")
@@ -124,6 +131,7 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
         precision=args.precision,
         iterations=args.iterations,
         object_states=args.object_states,
+        state_model=args.state_model,
         probe_modes=args.probe_modes,
         slices=args.slices,
         slice_thickness_A=args.slice_thickness_A,

@@ -779,6 +779,7 @@ def apply_overrides(
     *,
     iterations: int | None = None,
     object_states: int | None = None,
+    state_model: str | None = None,
     probe_modes: int | None = None,
     slices: int | None = None,
     slice_thickness_A: float | None = None,
@@ -791,12 +792,12 @@ def apply_overrides(
 
     ``iterations`` is the total over the stages, shared in proportion to the stages' own
     iterations (:func:`share_iterations`); ``probe_modes``, ``slices`` and
-    ``slice_thickness_A`` set every stage; ``object_states`` sets the last stage only (earlier
-    stages of a staged recipe fit the mean object with one state); ``refine`` sets every
-    stage's refined blocks; ``refine_positions`` adds
-    the scan positions and their affine map/drift (``positions``, ``affine``) to every stage
-    that refines the object; ``precision`` is the precision of every stage (the
-    configuration's, with the stages' own cleared). ``global_options`` that are not ``None``
+    ``slice_thickness_A`` set every stage; ``object_states`` and ``state_model`` set the last
+    stage only (earlier stages of a staged recipe fit the mean object with one state);
+    ``refine`` sets every stage's refined blocks; ``refine_positions`` adds the scan positions
+    and their affine map/drift (``positions``, ``affine``) to every stage that refines the
+    object; ``precision`` is the precision of every stage (the configuration's, with the
+    stages' own cleared). ``global_options`` that are not ``None``
     replace global fields.
     """
     data = config.to_dict()
@@ -832,4 +833,6 @@ def apply_overrides(
             ]
     if object_states is not None:
         data["stages"][-1]["object_states"] = object_states
+    if state_model is not None:
+        data["stages"][-1]["state_model"] = state_model
     return ReconstructionConfig.from_dict(data)

@@ -55,11 +55,12 @@ class ReconstructOptions:
         the defaults.
     base_config
         A configuration object used instead of a file (the widgets); not with ``config``.
-    device, precision, iterations, object_states, probe_modes, slices, slice_thickness_A, seed
+    device, precision, iterations, object_states, state_model, probe_modes, slices, \
+    slice_thickness_A, seed
         Overrides (:func:`caviar_napari.data.config.apply_overrides`): ``iterations`` is the
         total, shared over the stages like their own iterations; ``precision``,
         ``probe_modes``, ``slices`` and ``slice_thickness_A`` set every stage,
-        ``object_states`` the last one.
+        ``object_states`` and ``state_model`` the last one.
     refine
         The blocks every stage refines (``object``, ``probe``, ``tilt``, ``source``,
         ``positions``, ``affine``), replacing the configuration's.
@@ -89,6 +90,7 @@ class ReconstructOptions:
     precision: str | None = None
     iterations: int | None = None
     object_states: int | None = None
+    state_model: str | None = None
     probe_modes: int | None = None
     slices: int | None = None
     slice_thickness_A: float | None = None
@@ -162,6 +164,7 @@ def build_config(
         config,
         iterations=options.iterations,
         object_states=options.object_states,
+        state_model=options.state_model,
         probe_modes=options.probe_modes,
         slices=options.slices,
         slice_thickness_A=options.slice_thickness_A,
