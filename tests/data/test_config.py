@@ -3,6 +3,7 @@ overrides."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,13 @@ def test_example_config_loads():
     assert cfg.stages[1].refine == ("object", "probe", "source")
     assert cfg.stages[1].remove_state_shifts and cfg.loss == "auto"
     assert cfg.total_iterations == 320
+    # the same recipe with the states as displaced atoms that may move rigidly
+    displaced = load_yaml(EXAMPLE.with_name("displaced-states.yaml"))
+    assert displaced.stages[:1] == cfg.stages[:1]
+    assert displaced.stages[1] == dataclasses.replace(
+        cfg.stages[1], state_model="displacements", remove_state_shifts=False
+    )
+    assert displaced.to_dict() | {"stages": []} == cfg.to_dict() | {"stages": []}
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
