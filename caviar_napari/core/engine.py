@@ -719,7 +719,8 @@ def _run_stages(
         if geom.window != tuple(np.shape(state.probe)[1:]):  # this stage pads differently
             _move_to_grid(state, previous, geom)
         if state.stage_iteration == 0 and state.optimiser_state is None:
-            state.probe_variable = None  # a new stage starts from the reported probe
+            # a new stage starts from the reported probe and states
+            state.probe_variable = state.object_variable = None
             adapt_state(state, stage, rng, config.source_fwhm_A, region=_scanned_region(geom))
             if stage.name in state.diagnostics.get(STATE_MODEL_FALLBACK, {}):
                 log.info("%s", state.diagnostics[STATE_MODEL_FALLBACK][stage.name])
@@ -753,7 +754,10 @@ def _run_stage(
     displaced = _displaced_states(state, stage, backend, geom)
     model = data.model(state.slice_thickness_A, object_band_limit=displaced is None)
     probe = state.probe if state.probe_variable is None else state.probe_variable
-    obj = state.object if displaced is None else state.object.mean(axis=0, keepdims=True)
+    obj = state.object
+    if displaced is not None:
+        mean = state.object_variable  # set when resumed inside the stage
+        obj = obj.mean(axis=0, keepdims=True) if mean is None else mean
     blocks = {
         "object": backend.asarray(obj, dtype=cdt),
         "probe": backend.asarray(probe, dtype=cdt),
@@ -803,6 +807,7 @@ def _run_stage(
             _sync_scan(state, backend, fun, x)
         if displaced is not None:
             state.state_displacements = _host_copy(backend, x["displacements"]).astype(np.float64)
+            state.object_variable = _host_copy(backend, x["object"])
         state.optimiser_state = opt.export_state()
 
     n_stages = len(config.stages)

@@ -70,6 +70,10 @@ class ReconState:
         With probe constraints (``probe_support``, ``fixed_probe_intensity``) ``probe`` holds
         the constrained modes and this the free modes behind them, so that a run stopped inside
         the stage resumes exactly; None otherwise.
+    object_variable
+        In a ``displacements`` stage, the mean object ``(1, S, H, W)`` the states are made from
+        (the optimiser's variable: the mean of the states equals it only up to rounding), so
+        that a run stopped inside the stage resumes exactly; None otherwise.
     diagnostics
         What the engine measured about the run (JSON-safe): ``loss`` (the data loss used, when
         ``loss: auto`` chose it), ``separation`` (one report per finished multi-state stage,
@@ -99,6 +103,7 @@ class ReconState:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     positions_u: np.ndarray | None = None
     probe_variable: np.ndarray | None = None
+    object_variable: np.ndarray | None = None
     affine: np.ndarray | None = None
     state_sites: np.ndarray | None = None
     state_displacements: np.ndarray | None = None

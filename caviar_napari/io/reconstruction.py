@@ -19,9 +19,12 @@ Layout::
     /diagnostics            attr json: what the engine measured (ReconState.diagnostics: the
                             loss used, one state-separation report per multi-state stage,
                             warnings); /diagnostics/separation/<stage> the same reports as attrs
+    /displaced_states       of a last stage with state_model: displacements: sites (A, 3)
+                            (slice, y, x Å), displacements (N, A, 2) (y, x Å)
     /resume                 what an exact continuation needs
         attrs stage_index, stage_iteration, iteration, tilt_mrad, rng_state (JSON)
         /resume/probe_variable  the free probe modes behind constrained ones (optional)
+        /resume/object_variable the mean object behind displaced states (optional)
         /resume/optimiser   attrs: kind, scales, step sizes, n_pairs;
                             datasets s/<block>, y/<block> (n_pairs, *block shape)
 
@@ -111,8 +114,9 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
         res.attrs["stage_iteration"] = int(state.stage_iteration)
         res.attrs["iteration"] = int(state.iteration)
         res.attrs["tilt_mrad"] = np.asarray(state.tilt_mrad, dtype=np.float64)
-        if state.probe_variable is not None:
-            res.create_dataset("probe_variable", data=np.asarray(state.probe_variable))
+        for key in ("probe_variable", "object_variable"):
+            if getattr(state, key) is not None:
+                res.create_dataset(key, data=np.asarray(getattr(state, key)))
         if state.rng_state is not None:
             res.attrs["rng_state"] = json.dumps(state.rng_state, default=json_default)
         if state.optimiser_state is not None:
@@ -244,8 +248,9 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             state.stage_iteration = int(read_attr(res, where, "stage_iteration"))
             state.iteration = int(read_attr(res, where, "iteration"))
             state.tilt_mrad = np.asarray(read_attr(res, where, "tilt_mrad"), dtype=np.float64)
-            if "probe_variable" in res:
-                state.probe_variable = np.asarray(res["probe_variable"][()])
+            for key in ("probe_variable", "object_variable"):
+                if key in res:
+                    setattr(state, key, np.asarray(res[key][()]))
             if "rng_state" in res.attrs:
                 state.rng_state = json.loads(as_text(res.attrs["rng_state"]))
             if "optimiser" in res:

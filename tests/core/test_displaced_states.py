@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_engine import ALPHA, DEFOCUS, DK, E_EV, NONE, STEP, K
+from test_engine import ALPHA, DEFOCUS, DK, E_EV, NONE, STEP, K, _collect
 from test_positions import DOUBLE, _fd, grid_model
 
 from caviar_napari.core import optics
@@ -16,14 +16,18 @@ from caviar_napari.core.displaced_states import (
     find_cells,
     project_displacements,
 )
-from caviar_napari.core.engine import initial_state, plan_geometry, run_to_end
+from caviar_napari.core.engine import RunControl, initial_state, plan_geometry, run, run_to_end
 from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.objective import Objective
 from caviar_napari.data.beam import wavelength_A
 from caviar_napari.data.config import ReconstructionConfig, StageConfig
 from caviar_napari.data.dataset import STEMDataset
 from caviar_napari.errors import InputError
-from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction
+from caviar_napari.io.reconstruction import (
+    checkpoint_writer,
+    load_reconstruction,
+    save_reconstruction,
+)
 
 SPACING_A, WIDTH_A, PEAK_RAD = 2.0, 0.4, 0.5
 
@@ -240,3 +244,32 @@ def test_reconstruction_recovers_the_displacement_covariance(tmp_path):
     back = load_reconstruction(path)
     np.testing.assert_array_equal(back.state_sites, state.state_sites)
     np.testing.assert_array_equal(back.state_displacements, state.state_displacements)
+
+
+def test_a_checkpointed_displacements_stage_resumes_exactly(tmp_path):
+    """Stopped inside a displacements stage and resumed from its checkpoint (sites and
+    displacements read back), the run ends as the uninterrupted one, bit for bit."""
+    data, _, _ = _thermal_dataset()
+    ckpt = tmp_path / "ck.h5"
+    stages = [
+        StageConfig(name="mean", iterations=4),
+        StageConfig(
+            name="states", iterations=6, object_states=3, state_model="displacements",
+            stop_patience=0,
+        ),
+    ]  # fmt: skip
+    cfg = ReconstructionConfig(
+        stages=stages, precision="double", holdout_fraction=0.0, checkpoint_every=2,
+        checkpoint_path=str(ckpt), **NONE,
+    ).validate()  # fmt: skip
+    ref = run_to_end(data, cfg, on_checkpoint=lambda st: None)
+    assert ref.state_sites is not None and ref.state_sites.shape[0] > 0
+    control = RunControl()
+    _collect(run(data, cfg, control=control, on_checkpoint=checkpoint_writer(ckpt)), 7, control)
+    state = load_reconstruction(ckpt)
+    assert state.stage_index == 1 and 0 < state.stage_iteration < 6
+    np.testing.assert_array_equal(state.state_sites, ref.state_sites)
+    resumed = run_to_end(data, cfg, state=state, on_checkpoint=lambda st: None)
+    assert resumed.loss == ref.loss
+    np.testing.assert_array_equal(resumed.state_displacements, ref.state_displacements)
+    np.testing.assert_array_equal(resumed.object, ref.object)
