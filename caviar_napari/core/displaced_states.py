@@ -150,7 +150,9 @@ def find_cells(
     for s in range(n_slices):
         if ranges[s] <= MIN_SLICE_CONTRAST * ranges.max():
             continue
-        peaks = log_peaks_A(phase[s], pixel_size_A, origin_A)
+        # LoG on the scanned field alone, as caviar atoms detects: outside it the object is
+        # held only by the probe tails, and its noise would set the relative threshold
+        peaks = log_peaks_A(phase[s][region], pixel_size_A, tuple(lo_A))
         keep = np.all((peaks >= lo_A) & (peaks <= hi_A), axis=1)
         found.extend((s, y, x) for y, x in peaks[keep])
     sites = np.array(found, dtype=np.float64).reshape(-1, 3)

@@ -74,6 +74,12 @@ def test_sites_are_the_atoms_of_the_scanned_field_and_a_vacuum_slice_has_none():
     dist = np.linalg.norm(found[:, None] - sites[None], axis=-1).min(axis=1)
     assert dist.max() < np.max(grid.pixel_size_A)  # to the pixel
     assert np.all(cells.labels[1] == -1)
+    # a strong feature outside the scanned field (unconstrained noise there) changes nothing
+    rows, cols = _region(grid)
+    noisy = obj.copy()
+    noisy[0, max(rows.start - 2, 0), max(cols.start - 2, 0)] *= np.exp(5j)
+    again = find_cells(noisy, grid.pixel_size_A, grid.object_origin_A, _region(grid))
+    np.testing.assert_array_equal(again.sites, cells.sites)
     # each site's cell holds the pixels nearest to it, within 0.6 d_nn
     d = np.asarray(grid.pixel_size_A)
     for a in (0, cells.n_sites // 2):
