@@ -6,7 +6,8 @@ configurations; simulated with ``caviar simulate`` unless ``--data`` names one) 
 with the recommended recipe of that size, its object-states stage run for ``--iterations`` with
 no stopping rule in each of the ``--variants``: ``single`` and ``double`` (free states in that
 ``precision``), ``displacements`` (``state_model: displacements``, single precision) and
-``displacements-shifts`` (the same with ``remove_state_shifts: false``) and
+``displacements-shifts`` (the same with ``remove_state_shifts: false``; ``-double``: in double
+precision) and
 ``displacements-shifts+free`` (half the iterations so, then half with free states). Every
 ``--every`` iterations the atoms are refined in every state (phase-weighted centre of mass, at
 the true mean sites inside the scanned field of view) and their Green's tensor is compared with
@@ -58,6 +59,9 @@ VARIANTS = {
     "double": ({"precision": "double"},),
     "displacements": (_DISPLACED,),
     "displacements-shifts": ({**_DISPLACED, "remove_state_shifts": False},),
+    "displacements-shifts-double": (
+        {**_DISPLACED, "remove_state_shifts": False, "precision": "double"},
+    ),
     "displacements-shifts+free": (
         {**_DISPLACED, "remove_state_shifts": False},
         {"precision": "single", "remove_state_shifts": False},
