@@ -1,6 +1,6 @@
 """Object states as displaced atoms: every state is the mean object with its atoms moved.
 
-``state_model: displacements`` (docs/conventions.md §6). A state ``k`` is
+``state_model: displacements`` (docs/conventions.md §2). A state ``k`` is
 
     ``O_k(s, r) = Ō(s, r) − Σ_c U_kc(s, r) ∂_c Ō(s, r)``,   ``U_kc(s, r) = u[k, a(s, r), c]``,
 
@@ -86,7 +86,7 @@ def cells_from_sites(
     pixel_size_A: tuple[float, float],
     origin_A: tuple[float, float],
 ) -> AtomCells:
-    """The cells (nearest site of the slice, within ``CELL_RADIUS`` d_nn) of given sites.
+    """The cells (nearest site of the slice, within ``CELL_RADIUS`` × the median in-slice d_nn).
 
     Parameters
     ----------
@@ -103,11 +103,13 @@ def cells_from_sites(
     if len(sites) == 0:
         return AtomCells(sites, labels)
     yx = sites[:, 1:]
-    radius = CELL_RADIUS * (nearest_neighbour_distance(yx) if len(yx) > 1 else 1.0)
+    by_slice = [np.flatnonzero(np.round(sites[:, 0]).astype(int) == s) for s in range(n_slices)]
+    # d_nn within each slice: the same column seen in several slices is not a neighbour
+    d_nn = [nearest_neighbour_distance(yx[m]) for m in by_slice if m.size > 1]
+    radius = CELL_RADIUS * (float(np.median(d_nn)) if d_nn else 1.0)
     iy, ix = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     pixels_A = px_to_A(np.stack([iy.ravel(), ix.ravel()], axis=1), origin_A, pixel_size_A)
-    for s in range(n_slices):
-        mine = np.flatnonzero(np.round(sites[:, 0]).astype(int) == s)
+    for s, mine in enumerate(by_slice):
         if mine.size == 0:
             continue
         dist, nearest = cKDTree(yx[mine]).query(pixels_A, distance_upper_bound=radius)

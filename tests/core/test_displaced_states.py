@@ -279,3 +279,12 @@ def test_a_checkpointed_displacements_stage_resumes_exactly(tmp_path):
     assert resumed.loss == ref.loss
     np.testing.assert_array_equal(resumed.state_displacements, ref.state_displacements)
     np.testing.assert_array_equal(resumed.object, ref.object)
+
+
+def test_a_column_seen_in_several_slices_has_a_cell_in_each():
+    """d_nn is taken within each slice: the same column in two slices is not a neighbour."""
+    sites = np.array([[0, 1.0, 1.0], [0, 1.0, 3.0], [1, 1.0, 1.0], [1, 1.0, 3.0]])
+    cells = cells_from_sites(sites, (2, 40, 40), (0.1, 0.1), (0.0, 0.0))
+    counts = [[int((cells.labels[s] == a).sum()) for a in range(4)] for s in range(2)]
+    assert min(counts[0][:2] + counts[1][2:]) > 300  # radius 0.6 × 2 Å: ~ π 1.2² / 0.01 / 2
+    assert counts[0][2:] == [0, 0] and counts[1][:2] == [0, 0]
