@@ -72,6 +72,8 @@ stages:
     missing_wedge: {wedge}
     missing_wedge_beta: {wedge_beta}
     state_noise_rad: {state_noise}
+    state_model: {state_model}
+    remove_state_shifts: {remove_shifts}
 """
 
 
@@ -106,6 +108,13 @@ def main() -> None:
     p.add_argument(
         "--state-noise", type=float, default=0.005, help="phase noise of new states, rad"
     )
+    p.add_argument(
+        "--state-model",
+        default="free",
+        choices=("free", "displacements"),
+        help="stage 2's object states: free objects, or the mean object with its atoms displaced "
+        "(then the states may shift rigidly, as in resources/displaced-states.yaml)",
+    )
     p.add_argument("--padding", default="auto", choices=("auto", "none"))
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
@@ -122,7 +131,8 @@ def main() -> None:
                                  str(args.scan), str(args.scan), "--step", str(args.step),
                                  "--configs", str(args.configs),
                                  *over], log)  # fmt: skip
-    cfg.write_text(STAGES.format(**vars(args)))
+    remove_shifts = "false" if args.state_model == "displacements" else "true"
+    cfg.write_text(STAGES.format(**vars(args), remove_shifts=remove_shifts))
     if not (args.reuse and recon.exists()):
         checkpoint = recon.with_name(recon.stem + ".checkpoint.h5")
         resume = ["--resume", str(checkpoint)] if args.reuse and checkpoint.exists() else []

@@ -9,6 +9,8 @@ CSM than uncorrelated (Einstein) ones.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -149,8 +151,18 @@ def test_case_selection():
     assert [st.partial_coherence for st in recommended.stages] == ["gaussian", "gaussian"]
     assert recommended.stages[1].refine == ("object", "probe", "source")
     assert recommended.stages[1].remove_state_shifts
+    # the displaced recipe: the recommended one with its states as displaced atoms
+    case = Case("hbn-correlated", recipe="displaced")
+    displaced = reconstruction_config(size, case, device="cpu", seed=5)
+    assert case.key == "hbn-correlated_displaced" and case.recipe_label == "displaced"
+    assert displaced.stages[0] == recommended.stages[0]
+    assert displaced.stages[1] == dataclasses.replace(
+        recommended.stages[1], state_model="displacements", remove_state_shifts=False
+    )
     with pytest.raises(InputError, match="one coherent probe mode"):
         Case("hbn-correlated", 3)
+    with pytest.raises(InputError, match="displaced recipe has one coherent probe mode"):
+        Case("hbn-correlated", 2, recipe="displaced")
     with pytest.raises(InputError, match="unknown case"):
         select_cases(size, only=["hbn-liquid"])
     with pytest.raises(InputError, match="--psc-modes"):

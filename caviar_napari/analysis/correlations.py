@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 #: Debye–Waller prefactor of B = 8π² (⟨u_y²⟩ + ⟨u_x²⟩).
 B_FACTOR_PREFACTOR = 8.0 * np.pi**2
 
+#: An atom whose position moves by no more than this (Å) between the states is motionless: the
+#: same position in every state to rounding, not a thermal displacement of zero (any vibration
+#: is picometres), so it is excluded like an atom with a NaN position.
+MOTIONLESS_A = 1e-9
+
 #: Kinds of correlation arrows, in the order of the codes in :attr:`Arrows.kind`.
 ARROW_KINDS = ("self_y", "self_x", "ref_y", "ref_x")
 
@@ -161,9 +166,12 @@ class StateDisplacements:
         ``(N, s, 2k)`` Å: ``u = R − mean_n R`` per slice, dof ``2m + a`` over the ``k`` kept
         atoms (``m`` indexes :attr:`kept_atoms`).
     kept_atoms
-        ``(k,)`` int, the atoms with finite positions in every used state and slice.
+        ``(k,)`` int, the atoms with finite positions in every used state and slice that move
+        between the states.
     excluded_atoms
-        ``(n_atoms − k,)`` int, the others.
+        ``(n_atoms − k,)`` int, the others: a NaN position, or the same position in every
+        state (:data:`MOTIONLESS_A`; such an atom is not a variable of the states, e.g. outside
+        every cell of displaced-atom states, and its correlations are undefined).
     slices
         ``(s,)`` int, the slices used.
     n_atoms
@@ -203,7 +211,8 @@ def state_displacements(
     positions_A: ArrayLike, slices: ArrayLike | None = None
 ) -> StateDisplacements:
     """Displacements of eq. 1 (mean over the N states of each slice) of the atoms with finite
-    positions in every used state and slice.
+    positions in every used state and slice, that move between the states (displacements
+    above :data:`MOTIONLESS_A` in some state).
 
     Parameters
     ----------
@@ -220,6 +229,9 @@ def state_displacements(
     chosen = chosen % n_slices
     used = positions[:, chosen]  # (N, s, atom, 2)
     bad = np.isnan(used).any(axis=(0, 1, 3))
+    with np.errstate(invalid="ignore"):
+        still = np.nanmax(np.abs(used - used.mean(axis=0)), axis=(0, 1, 3), initial=0.0)
+    bad |= still <= MOTIONLESS_A
     keep = np.flatnonzero(~bad)
     u = displacements(used[:, :, keep])  # (N, s, k, 2)
     return StateDisplacements(

@@ -147,14 +147,18 @@ def find_cells(
     ranges = np.array([np.ptp(phase[s][region]) for s in range(n_slices)])
     lo = np.array([region[0].start, region[1].start], dtype=float)
     hi = np.array([region[0].stop - 1, region[1].stop - 1], dtype=float)
-    lo_A, hi_A = px_to_A(lo, origin_A, pixel_size_A), px_to_A(hi, origin_A, pixel_size_A)
+    corner_A = px_to_A(lo, origin_A, pixel_size_A)
+    # half a pixel of slack: a peak on the field's first or last pixel is inside it, whatever
+    # the rounding of its position in Å
+    lo_A = px_to_A(lo - 0.5, origin_A, pixel_size_A)
+    hi_A = px_to_A(hi + 0.5, origin_A, pixel_size_A)
     found = []
     for s in range(n_slices):
         if ranges[s] <= MIN_SLICE_CONTRAST * ranges.max():
             continue
         # LoG on the scanned field alone, as caviar atoms detects: outside it the object is
         # held only by the probe tails, and its noise would set the relative threshold
-        peaks = log_peaks_A(phase[s][region], pixel_size_A, tuple(lo_A))
+        peaks = log_peaks_A(phase[s][region], pixel_size_A, tuple(corner_A))
         keep = np.all((peaks >= lo_A) & (peaks <= hi_A), axis=1)
         found.extend((s, y, x) for y, x in peaks[keep])
     sites = np.array(found, dtype=np.float64).reshape(-1, 3)

@@ -92,10 +92,10 @@ def _kernels() -> dict[str, Any]:
             "T I, T a, T m, T eps",
             "T dl, T term",
             """
-            T ie = I + eps;
             T y = a * a;
-            dl = m * (1 - y / ie);
-            term = m * (I - y * log(ie));
+            T d = I - y;
+            dl = m * (1 - y / (I + eps));
+            term = m * (d - y * log1p(d / (y + eps)));
             """,
             "caviar_poisson_loss",
         ),
@@ -275,10 +275,10 @@ def _loss_rows(poisson, inten, amp, mask, eps, dl, terms):  # pragma: no cover -
             mrow = mask[y]
             if poisson:
                 for x in range(kx):
-                    ie = irow[x] + eps
                     yy = arow[x] * arow[x]
-                    drow[x] = mrow[x] * (1 - yy / ie)
-                    terms[x] = mrow[x] * (irow[x] - yy * np.log(ie))
+                    d = irow[x] - yy
+                    drow[x] = mrow[x] * (1 - yy / (irow[x] + eps))
+                    terms[x] = mrow[x] * (d - yy * np.log1p(d / (yy + eps)))
             else:
                 for x in range(kx):
                     sq = np.sqrt(irow[x] + eps)

@@ -5,8 +5,15 @@ Both losses are sums over patterns and detector pixels, restricted to a detector
 
 * ``"gaussian"`` (paper eq. S8), on amplitudes:
   ``L = Σ mask (a − sqrt(I + ε))²``, ``∂L/∂I = mask (1 − a / sqrt(I + ε))``;
-* ``"poisson"`` (negative log-likelihood up to a constant):
-  ``L = Σ mask (I − y log(I + ε))`` with ``y = a²``, ``∂L/∂I = mask (1 − y / (I + ε))``.
+* ``"poisson"`` (negative log-likelihood minus its value at the data, i.e. half the Poisson
+  deviance): ``L = Σ mask (I − y − y log((I + ε)/(y + ε)))`` with ``y = a²``,
+  ``∂L/∂I = mask (1 − y / (I + ε))``. Subtracting the saturated model's value (a constant of the
+  data) changes no gradient, but makes each term small near the fit (``≈ (I − y)²/(2y)``, about
+  1/2 per pixel from counting noise) instead of ``≈ y log y``: written as
+  ``(I − y) − y log1p((I − y)/(y + ε))`` the terms keep their precision in float32 at any dose,
+  where ``I − y log I`` loses the states' signal to rounding at high counts, and the loss is
+  comparable with its counting-noise floor (:func:`caviar_napari.core.separation.
+  expected_noise_loss`).
 
 ``a = sqrt(I_meas)`` are the measured amplitudes and ``I`` the model intensity. The small
 ``ε > 0`` keeps both losses differentiable where the model intensity vanishes (the amplitude
@@ -84,11 +91,14 @@ def loss_and_dI(
         dl_di = xp.divide(residual, s, out=s)  # = 1 − a / sqrt(I+ε)
         terms = xp.multiply(residual, residual, out=residual)
     else:
-        y = xp.multiply(amplitude, amplitude)
-        ie = xp.add(intensity, eps)
-        terms = xp.log(ie)
+        y = xp.multiply(amplitude, amplitude).astype(intensity.dtype, copy=False)
+        d = xp.subtract(intensity, y)  # I − y
+        terms = xp.add(y, eps)
+        xp.divide(d, terms, out=terms)
+        xp.log1p(terms, out=terms)  # log((I+ε)/(y+ε))
         terms *= y
-        xp.subtract(intensity, terms, out=terms)  # I − y log(I+ε)
+        xp.subtract(d, terms, out=terms)  # (I − y) − y log((I+ε)/(y+ε))
+        ie = xp.add(intensity, eps, out=d)
         dl_di = xp.divide(y, ie, out=ie)
         xp.subtract(1.0, dl_di, out=dl_di)  # 1 − y / (I+ε)
     if mask is not None:  # for 0/1 weights mask² = mask: the loss is Σ mask · term

@@ -7,7 +7,10 @@ mean. With ``L_states`` the final objective and ``L_mean`` the mean object's,
 
 * ``gain = (L_mean − L_states) / (L_mean − L_floor)`` is the fraction of the mean object's misfit
   the states explain; ``L_floor`` is the loss that counting noise alone gives at the truth
-  (0 for noise-free data);
+  (0 for noise-free data). With held-out patterns it is measured on them: a fitted mean object
+  with as many parameters as the object has pixels ends *below* the floor on the patterns it
+  was fitted to (each parameter takes its share of the noise), so that there the misfit is not
+  measurable, while on patterns it never saw the floor holds as it is;
 * ``noise_gain = (L_mean − L_states) / Δ_noise`` compares the decrease with the decrease that
   fitting pure noise with the states' extra degrees of freedom would give (χ² per parameter:
   1/4 for the amplitude loss, 1/2 for the Poisson loss, per count-normalised unit); it is
@@ -17,9 +20,10 @@ mean. With ``L_states`` the final objective and ``L_mean`` the mean object's,
   last :data:`TREND_WINDOW` iterations.
 
 The states **separated** when ``gain ≥`` :data:`MIN_GAIN` and the data support them: with
-held-out patterns (:mod:`caviar_napari.core.holdout`) the states must also lower their loss
-(``held_gain > 0``); without, ``noise_gain ≥`` :data:`MIN_NOISE_GAIN`. They **stopped
-improving** when ``trend <`` :data:`STILL_IMPROVING` (or a stopping rule ended the stage).
+held-out patterns (:mod:`caviar_napari.core.holdout`) that is the gain itself, measured on
+patterns the states were not fitted to; without, ``noise_gain ≥`` :data:`MIN_NOISE_GAIN`.
+They **stopped improving** when ``trend <`` :data:`STILL_IMPROVING` (or a stopping rule ended
+the stage).
 A stage whose line search **stalled in single precision** (no decrease along the gradient
 either, or failed searches in at least half of its last :data:`TREND_WINDOW` iterations) ended
 at the arithmetic's limit, not at the data's: the states' incoherent signal is a
@@ -47,6 +51,7 @@ __all__ = [
     "SeparationReport",
     "expected_noise_loss",
     "noise_level",
+    "poisson_half_deviance",
     "separation_report",
     "sqrt_poisson_mse",
     "state_spread_rad",
@@ -77,18 +82,19 @@ class SeparationReport:
     loss_states, loss_mean, loss_floor
         Objective with the states, with their mean object, and the counting-noise floor.
     gain
-        Fraction of the mean object's misfit above the floor that the states explain.
+        Fraction of the mean object's misfit above the floor that the states explain: on the
+        held-out patterns when there are some (then equal to ``held_gain``), else on the
+        fitted ones.
     noise_gain
         The states' decrease over the decrease fitting noise alone would give (inf without
         noise).
     trend
         Relative decrease of the misfit over the last :data:`TREND_WINDOW` iterations.
     separated
-        ``gain ≥ MIN_GAIN``, and the states also lower the loss of the held-out patterns
-        (``held_gain > 0``), or, without held-out patterns, ``noise_gain ≥ MIN_NOISE_GAIN``.
+        ``gain ≥ MIN_GAIN``; without held-out patterns also ``noise_gain ≥ MIN_NOISE_GAIN``.
     held_gain
-        ``(L_mean − L_states) / L_mean`` on the held-out patterns (NaN when none): positive
-        when the states describe what unseen patterns share, not each pattern's noise.
+        ``(L_mean − L_states) / (L_mean − L_floor)`` on the held-out patterns (NaN when none):
+        positive when the states describe what unseen patterns share, not each pattern's noise.
     converged
         ``trend < STILL_IMPROVING``.
     stalled_in
@@ -116,10 +122,16 @@ class SeparationReport:
         """Plain sentences for every test the states failed (empty when all passed)."""
         out = []
         if not self.separated:
-            if math.isfinite(self.held_gain) and self.held_gain <= 0 and self.gain >= MIN_GAIN:
+            held = math.isfinite(self.held_gain)
+            if held and self.held_gain <= 0 and self.loss_states < self.loss_mean:
                 why = (
                     "they lower the loss of the fitted patterns but not of the held-out ones: "
                     "they fit counting noise"
+                )
+            elif held:
+                why = (
+                    f"on the held-out patterns they explain {100 * self.gain:.1f} % of what "
+                    f"the mean object leaves unexplained (at least {100 * MIN_GAIN:.0f} % needed)"
                 )
             elif self.noise_gain < MIN_NOISE_GAIN:
                 why = (
@@ -214,35 +226,65 @@ def sqrt_poisson_mse(lam: np.ndarray) -> np.ndarray:
     array([0.    , 0.4536, 0.25  ])
     """
     lam = np.asarray(lam, dtype=np.float64)
-    grid, table = _sqrt_poisson_mse_table()
-    inside = np.interp(np.log(np.clip(lam, 1e-6, 1e4)), np.log(grid), table)
-    return np.where(
-        lam > 1e4, 0.25 + 1.0 / (64.0 * np.maximum(lam, 1e4)), np.where(lam < 1e-6, 2 * lam, inside)
+    return _tabulated("sqrt", lam, 0.25 + 1.0 / (64.0 * np.maximum(lam, 1e4)), 2 * lam)
+
+
+def poisson_half_deviance(lam: np.ndarray) -> np.ndarray:
+    """``E[N log(N/λ)]`` for ``N ~ Poisson(λ)`` (``0 log 0 = 0``), elementwise (exact to 1e-6
+    relative): the mean of the Poisson loss term ``λ − N − N log(λ/N)`` at the truth, i.e.
+    half the expected deviance.
+
+    Tabulated as :func:`sqrt_poisson_mse`; ``1/2 + 1/(12λ) + 1/(12λ²)`` beyond λ = 1e4,
+    ``λ log(1/λ)`` below 1e-6.
+
+    Examples
+    --------
+    >>> np.round(poisson_half_deviance(np.array([1e-8, 1.0, 1e6])), 4)
+    array([0.    , 0.5734, 0.5   ])
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    big = np.maximum(lam, 1e4)
+    small = np.clip(lam, 1e-300, 1e-6)
+    return _tabulated(
+        "deviance", lam, 0.5 + 1 / (12 * big) + 1 / (12 * big**2), -small * np.log(small)
     )
 
 
+def _tabulated(kind: str, lam: np.ndarray, above: np.ndarray, below: np.ndarray) -> np.ndarray:
+    """``kind``'s Poisson expectation at ``lam``: interpolated in log λ on its table between
+    1e-6 and 1e4, ``above`` and ``below`` (the asymptotes) outside."""
+    grid, table = _poisson_table(kind)
+    inside = np.interp(np.log(np.clip(lam, 1e-6, 1e4)), np.log(grid), table)
+    return np.where(lam > 1e4, above, np.where(lam < 1e-6, below, inside))
+
+
 @functools.cache
-def _sqrt_poisson_mse_table() -> tuple[np.ndarray, np.ndarray]:
+def _poisson_table(kind: str) -> tuple[np.ndarray, np.ndarray]:
     grid = np.geomspace(1e-6, 1e4, 401)
-    return grid, np.array([_sqrt_poisson_mse_exact(v) for v in grid])
+    return grid, np.array([_poisson_expectation(kind, v) for v in grid])
 
 
-def _sqrt_poisson_mse_exact(lam: float) -> float:
+def _poisson_expectation(kind: str, lam: float) -> float:
+    """``E[(√N − √λ)²]`` (``"sqrt"``) or ``E[N log(N/λ)]`` (``"deviance"``), by summing the
+    distribution."""
     from scipy.stats import poisson
 
     hi = int(lam + 12.0 * math.sqrt(lam) + 30)
     n = np.arange(hi + 1)
     pmf = poisson.pmf(n, lam)
-    return float(2.0 * lam - 2.0 * math.sqrt(lam) * np.sum(pmf * np.sqrt(n)))
+    if kind == "sqrt":
+        return float(2.0 * lam - 2.0 * math.sqrt(lam) * np.sum(pmf * np.sqrt(n)))
+    k = n[1:].astype(np.float64)
+    return float(np.sum(pmf[1:] * k * np.log(k / lam)))
 
 
 def expected_noise_loss(loss: str, counts: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Loss (un-normalised) that Poisson counting noise alone gives at the truth.
 
-    For the amplitude loss it is ``Σ E[(√n − √λ)²]`` over the pixels, with λ estimated by the
-    counts themselves (:func:`sqrt_poisson_mse`: 1/4 for λ ≫ 1, 2λ for λ ≪ 1); for the Poisson
-    loss only differences matter and the floor is 0 (its noise scale enters through
-    :func:`separation_report`'s degrees of freedom).
+    For the amplitude loss it is ``Σ E[(√n − √λ)²]`` over the pixels (:func:`sqrt_poisson_mse`:
+    1/4 for λ ≫ 1, 2λ for λ ≪ 1); for the Poisson loss (half the deviance,
+    :mod:`caviar_napari.core.loss`) ``Σ E[n log(n/λ)]`` (:func:`poisson_half_deviance`: 1/2 for
+    λ ≫ 1, λ log(1/λ) for λ ≪ 1). λ is estimated by the counts themselves.
 
     Parameters
     ----------
@@ -253,9 +295,8 @@ def expected_noise_loss(loss: str, counts: np.ndarray, mask: np.ndarray | None =
     mask
         Pixels in the loss (broadcastable to ``counts``), or None.
     """
-    if loss != "gaussian":
-        return 0.0
-    per_pixel = sqrt_poisson_mse(np.asarray(counts, dtype=np.float64))
+    lam = np.asarray(counts, dtype=np.float64)
+    per_pixel = sqrt_poisson_mse(lam) if loss == "gaussian" else poisson_half_deviance(lam)
     if mask is not None:
         per_pixel = per_pixel * np.broadcast_to(mask, per_pixel.shape)
     return float(per_pixel.sum())
@@ -321,6 +362,7 @@ def separation_report(
     noise_per_parameter: float = 0.0,
     n_parameters: int = 0,
     held_losses: tuple[float, float] | None = None,
+    held_floor: float | None = None,
     stalled_in: str = "",
 ) -> SeparationReport:
     """Build the :class:`SeparationReport` of a multi-state stage.
@@ -344,6 +386,9 @@ def separation_report(
         Real parameters the states add to the mean object.
     held_losses
         ``(L_states, L_mean)`` on the held-out patterns, or None.
+    held_floor
+        The noise floor of the held-out patterns' normalised loss (None: ``loss_floor``, which
+        it equals when the patterns carry equal totals).
     stalled_in
         The precision in which the stage's line search stalled; ``""``: it did not.
     """
@@ -360,8 +405,10 @@ def separation_report(
     held_gain = math.nan
     if held_losses is not None:
         held_states, held_mean = held_losses
-        held_gain = (held_mean - held_states) / held_mean if held_mean > 0 else 0.0
-        support = held_gain > 0
+        floor = loss_floor if held_floor is None else held_floor
+        held_misfit = max(held_mean - floor, 0.0)
+        held_gain = (held_mean - held_states) / held_misfit if held_misfit > 0 else 0.0
+        gain, support = held_gain, True
     else:
         support = noise_gain >= MIN_NOISE_GAIN
     return SeparationReport(

@@ -712,6 +712,21 @@ def recommended_recipe(
     return ReconstructionConfig(stages=stages, **global_options).validate()
 
 
+def displaced_recipe(**options: Any) -> ReconstructionConfig:
+    """:func:`recommended_recipe` (same arguments) with its states stage as displaced atoms.
+
+    The last stage has ``state_model: displacements`` (every state is the mean object with each
+    atom moved by its own displacement, docs/conventions.md §2) and may shift rigidly
+    (``remove_state_shifts`` off); the rest is the recommended recipe.
+    ``resources/displaced-states.yaml`` is this recipe with longer stages.
+    """
+    config = recommended_recipe(**options)
+    config.stages[-1] = dataclasses.replace(
+        config.stages[-1], state_model="displacements", remove_state_shifts=False
+    )
+    return config.validate()
+
+
 def two_stage_preset(
     *,
     object_states: int = 10,

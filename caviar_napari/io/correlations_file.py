@@ -7,7 +7,8 @@ CORR layout (HDF5)::
     b_factor_A2       (atoms,)            float64  8π²(⟨u_y²⟩ + ⟨u_x²⟩), NaN when excluded
     slices            (s,)                int      slices whose tensors were averaged
     mean_positions_A  (atoms, 2)          float64  (y, x) in the scan frame
-    excluded_atoms    (k,)                int      atoms with a NaN position in a used state/slice
+    excluded_atoms    (k,)                int      atoms with a NaN position in a used state/slice,
+                                                  or the same position in every state
     cell_index        (atoms, 2)          int      optional
     basis_index       (atoms,)            int      optional
     species           (atoms,)            str      optional

@@ -205,7 +205,8 @@ def summary_lines(analysis: CorrelationAnalysis) -> list[str]:
     lines = [
         f"atoms: {data.n_atoms} ({valid.sum()} used), states: {data.n_states}, "
         f"slices: {index_list(data.slices)}",
-        f"excluded atoms (NaN positions): {index_list(data.excluded_atoms) or 'none'}",
+        "excluded atoms (a NaN position, or the same position in every state): "
+        f"{index_list(data.excluded_atoms) or 'none'}",
     ]
     if data.uncertainty is not None:
         lines.append(f"errors (±): {data.uncertainty.describe()}")

@@ -48,7 +48,7 @@ REFERENCE_PRESET = "hbn-correlated"
 #: Where a case's intensities come from (see :class:`Case`).
 DATA_KINDS = ("abtem", "forward-model")
 #: Reconstruction recipes of a case.
-RECIPES = ("recommended", "paper")
+RECIPES = ("recommended", "paper", "displaced")
 #: Start positions: LoG on the reconstruction, or the ground-truth ideal sites.
 START_POSITIONS = ("log", "truth")
 
@@ -206,8 +206,10 @@ class Case:
     recipe
         ``"recommended"`` (the default configuration: a coherent probe with a fitted source
         size, states kept from shifting rigidly, :func:`~caviar_napari.data.config.
-        recommended_recipe`) or ``"paper"`` (free probe modes fitted with one state, then kept
-        fixed, :func:`~caviar_napari.data.config.two_stage_preset`).
+        recommended_recipe`), ``"displaced"`` (the same with the states as displaced atoms,
+        :func:`~caviar_napari.data.config.displaced_recipe`) or ``"paper"`` (free probe modes
+        fitted with one state, then kept fixed,
+        :func:`~caviar_napari.data.config.two_stage_preset`).
     data
         ``"abtem"``: the simulated data as they are; ``"forward-model"``: the control — the
         same configurations' intensities re-made by the engine's own forward model
@@ -229,22 +231,24 @@ class Case:
             raise InputError(f"case data must be one of {DATA_KINDS}, got {self.data!r}")
         if self.recipe not in RECIPES:
             raise InputError(f"case recipe must be one of {RECIPES}, got {self.recipe!r}")
-        if self.recipe == "recommended" and self.probe_modes != 1:
-            raise InputError("the recommended recipe has one coherent probe mode")
+        if self.recipe != "paper" and self.probe_modes != 1:
+            raise InputError(f"the {self.recipe} recipe has one coherent probe mode")
 
     @property
     def key(self) -> str:
         """File-name stem of this case: ``hbn-correlated-psc`` (recommended recipe),
         ``hbn-correlated-psc_paper-m4`` (the paper's, 4 modes)."""
         tail = "" if self.data == "abtem" else f"_{self.data}"
-        recipe = "" if self.recipe == "recommended" else f"_paper-m{self.probe_modes}"
+        recipe = {"recommended": "", "displaced": "_displaced"}.get(
+            self.recipe, f"_paper-m{self.probe_modes}"
+        )
         return f"{self.preset}{recipe}{tail}"
 
     @property
     def recipe_label(self) -> str:
         """How the case was reconstructed, for tables."""
-        if self.recipe == "recommended":
-            return "recommended"
+        if self.recipe in ("recommended", "displaced"):
+            return self.recipe
         return f"paper, {self.probe_modes} mode{'s' if self.probe_modes > 1 else ''}"
 
 
@@ -433,9 +437,10 @@ def reconstruction_config(
     state, a coherent probe and a fitted source size; stage 2 ``size.object_states`` states
     with the probe and the source still refined and rigid shifts removed. Paper
     (:func:`~caviar_napari.data.config.two_stage_preset`): stage 1 one state and
-    ``case.probe_modes`` free modes, stage 2 the states with that probe fixed.
+    ``case.probe_modes`` free modes, stage 2 the states with that probe fixed. Displaced: the
+    recommended recipe with the states as displaced atoms that may shift rigidly.
     """
-    from caviar_napari.data.config import recommended_recipe, two_stage_preset
+    from caviar_napari.data.config import displaced_recipe, recommended_recipe, two_stage_preset
 
     common = dict(
         object_states=size.object_states,
@@ -447,6 +452,8 @@ def reconstruction_config(
     )
     if case.recipe == "recommended":
         return recommended_recipe(**common)
+    if case.recipe == "displaced":
+        return displaced_recipe(**common)
     return two_stage_preset(probe_modes=case.probe_modes, **common)
 
 

@@ -76,6 +76,22 @@ def test_nan_atoms_are_excluded_and_reported():
     np.testing.assert_allclose(g.green_A2[np.ix_(dof, dof)], ref, atol=1e-16)
 
 
+def test_motionless_atoms_are_excluded():
+    """An atom at the same position in every state (outside every cell of displaced-atom
+    states) has no displacement to correlate: excluded, so that ρ and CSM stay defined."""
+    rng = np.random.default_rng(4)
+    pos = _snapshots(rng, _random_spd(rng, 8), 10, 2, rng.uniform(0, 5, (4, 2)))
+    pos[:, 0, 1] = pos[0, 0, 1]  # atom 1 does not move in slice 0
+    pos[:, :, 3] = pos[0, :, 3]  # atom 3 in no slice
+    assert corr.green_tensor(pos, slices=[1]).excluded_atoms.tolist() == [3]
+    g = corr.green_tensor(pos, slices=[0])
+    assert g.excluded_atoms.tolist() == [1, 3]
+    assert np.isfinite(g.b_factor_A2[[0, 2]]).all() and np.isnan(g.b_factor_A2[[1, 3]]).all()
+    # the smallest thermal motion is kept
+    pos[1:, 0, 3, 0] += 1e-6 * rng.standard_normal(9)
+    assert corr.green_tensor(pos, slices=[0]).excluded_atoms.tolist() == [1]
+
+
 def test_green_tensor_rejects_bad_input():
     with pytest.raises(InputError, match="state"):
         corr.green_tensor(np.zeros((1, 2, 3, 2)))

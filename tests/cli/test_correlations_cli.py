@@ -17,6 +17,8 @@ from caviar_napari.io.atoms_file import AtomsData, write_atoms
 from caviar_napari.io.correlations_file import read_correlations
 from caviar_napari.io.outputs import read_warnings
 
+EXCLUDED = "excluded atoms (a NaN position, or the same position in every state): "
+
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="caviar")
@@ -72,12 +74,12 @@ def test_cli_writes_corr_for_a_slice_range(tmp_path, capsys):
     assert data.slices.tolist() == [0, 1] and data.excluded_atoms.size == 0
     assert data.cell_index.shape == (16, 2) and data.source.endswith("atoms.h5")
     text = capsys.readouterr().out
-    assert "rho_nn: +" in text and "excluded atoms (NaN positions): none" in text
+    assert "rho_nn: +" in text and EXCLUDED + "none" in text
 
     # all slices: atom 7 (NaN in slice 2) is excluded and reported
     assert cli.run(_parse([str(tmp_path / "atoms.h5"), "--out", str(out)])) == 0
     assert read_correlations(out).excluded_atoms.tolist() == [7]
-    assert "excluded atoms (NaN positions): 7" in capsys.readouterr().out
+    assert EXCLUDED + "7" in capsys.readouterr().out
 
 
 def test_cli_compares_with_the_realised_truth(tmp_path, capsys):

@@ -104,7 +104,10 @@ def test_infinite_positions_are_a_counted_exclusion(atoms_and_truth, capsys):
     captured = capsys.readouterr()
     assert "atoms: 16 (15 used)" in captured.out
     assert "1 atom excluded: non-finite position (±Inf in the ATOMS file): 5" in captured.out
-    assert "excluded atoms (NaN positions): none" not in captured.out
+    assert (
+        "excluded atoms (a NaN position, or the same position in every state): none"
+        not in captured.out
+    )
     assert "caviar correlations: warning: 1 atom excluded: non-finite position" in captured.err
     from caviar_napari.io.outputs import read_warnings
 

@@ -76,10 +76,19 @@ def test_sites_are_the_atoms_of_the_scanned_field_and_a_vacuum_slice_has_none():
     assert np.all(cells.labels[1] == -1)
     # a strong feature outside the scanned field (unconstrained noise there) changes nothing
     rows, cols = _region(grid)
+    d_px = np.asarray(grid.pixel_size_A)
     noisy = obj.copy()
     noisy[0, max(rows.start - 2, 0), max(cols.start - 2, 0)] *= np.exp(5j)
     again = find_cells(noisy, grid.pixel_size_A, grid.object_origin_A, _region(grid))
     np.testing.assert_array_equal(again.sites, cells.sites)
+    # an atom on the field's last pixel row and column is a site (rounding in Å aside)
+    last_A = np.asarray(grid.object_origin_A) + (np.array([rows.stop, cols.stop]) - 1) * d_px
+    edge = last_A[None]
+    beside = obj.copy()
+    beside[0] *= _atoms(edge, yy, xx)
+    more = find_cells(beside, grid.pixel_size_A, grid.object_origin_A, _region(grid))
+    assert more.n_sites == len(sites) + 1
+    assert np.linalg.norm(more.sites[:, 1:] - edge, axis=1).min() < np.max(grid.pixel_size_A)
     # each site's cell holds the pixels nearest to it, within 0.6 d_nn
     d = np.asarray(grid.pixel_size_A)
     for a in (0, cells.n_sites // 2):
@@ -288,3 +297,18 @@ def test_a_column_seen_in_several_slices_has_a_cell_in_each():
     counts = [[int((cells.labels[s] == a).sum()) for a in range(4)] for s in range(2)]
     assert min(counts[0][:2] + counts[1][2:]) > 300  # radius 0.6 × 2 Å: ~ π 1.2² / 0.01 / 2
     assert counts[0][2:] == [0, 0] and counts[1][:2] == [0, 0]
+
+
+def test_an_atom_on_the_fields_last_pixel_is_a_site():
+    """A peak on the scanned field's last pixel column is inside the field, whatever the
+    rounding of its position in Å (this grid is a real reconstruction's, where it was lost)."""
+    pixel, origin = (0.10842638055381171, 0.10433333333333335), (-9.107815966520183, -5.4253333)
+    region = (slice(84, 155), slice(52, 125))
+    yy = origin[0] + np.arange(240)[:, None] * pixel[0]
+    xx = origin[1] + np.arange(176)[None, :] * pixel[1]
+    rows_A = origin[0] + np.array([95, 120, 145]) * pixel[0]
+    last_col_A = origin[1] + (region[1].stop - 1) * pixel[1]
+    sites = np.array([[y, x] for y in rows_A for x in (origin[1] + 80 * pixel[1], last_col_A)])
+    cells = find_cells(_atoms(sites, yy, xx)[None], pixel, origin, region)
+    assert cells.n_sites == len(sites)
+    assert np.abs(np.sort(cells.sites[:, 2]) - np.sort(sites[:, 1])).max() < 1e-9

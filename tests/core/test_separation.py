@@ -10,6 +10,7 @@ import pytest
 from test_engine import ALPHA, DEFOCUS, DK, E_EV, NONE, STEP, K, _forward_dataset
 
 from caviar_napari.core import coherence, optics
+from caviar_napari.core import loss as loss_mod
 from caviar_napari.core.backend import get_backend
 from caviar_napari.core.engine import resolve_loss, run_to_end
 from caviar_napari.core.multislice import MultisliceModel
@@ -19,6 +20,7 @@ from caviar_napari.core.separation import (
     TREND_WINDOW,
     SeparationReport,
     expected_noise_loss,
+    poisson_half_deviance,
     separation_report,
     sqrt_poisson_mse,
 )
@@ -43,7 +45,29 @@ def test_sqrt_poisson_mse_against_sampling():
     assert sqrt_poisson_mse(np.array([1e7]))[0] == pytest.approx(0.25, rel=1e-6)
     mask = np.array([1.0, 0.0])
     assert expected_noise_loss("gaussian", np.array([[1e6, 5.0]]), mask) == pytest.approx(0.25)
-    assert expected_noise_loss("poisson", np.array([[1e6, 5.0]]), mask) == 0.0
+    assert expected_noise_loss("poisson", np.array([[1e6, 5.0]]), mask) == pytest.approx(0.5)
+
+
+def test_poisson_half_deviance_against_sampling_and_the_loss():
+    """E[n log(n/λ)] is the mean of the Poisson loss term at the truth, at any count level."""
+    rng = np.random.default_rng(2)
+    lam = np.array([0.01, 0.3, 1.0, 4.0, 50.0, 3e4])
+    exact = poisson_half_deviance(lam)
+    for value, want in zip(lam, exact, strict=True):
+        n = rng.poisson(value, 400_000).astype(np.float64)
+        term = (
+            loss_mod.loss_and_dI(
+                "poisson", np.full(n.shape, value)[None, None], np.sqrt(n)[None, None], eps=1e-300
+            )[0]
+            / n.size
+        )
+        sample = np.where(n > 0, n * np.log(np.where(n > 0, n, 1) / value), 0.0) + value - n
+        assert term == pytest.approx(sample.mean(), rel=1e-9, abs=1e-12)
+        assert want == pytest.approx(sample.mean(), abs=4 * sample.std() / np.sqrt(n.size))
+    assert exact[-1] == pytest.approx(0.5 + 1 / (12 * 3e4), rel=1e-6)  # the asymptote
+    for edge in (1e-6, 1e4):  # the asymptotes continue the table
+        around = poisson_half_deviance(np.array([edge * (1 - 1e-9), edge * (1 + 1e-9)]))
+        assert around == pytest.approx(poisson_half_deviance(np.array([edge]))[0], rel=1e-6)
 
 
 def test_report_logic_and_warnings():
@@ -71,6 +95,17 @@ def test_report_logic_and_warnings():
         f"is measured over {TREND_WINDOW} iterations): more iterations would change them"
     ]
     assert SeparationReport.from_dict(good.to_dict()) == good
+    # with held-out patterns the gain is theirs, above their own floor: a mean object fitted
+    # below the floor of its own patterns (it fitted part of the noise) still gets a gain
+    below = dict(loss_states=0.7, loss_mean=0.8, loss_floor=1.0)
+    held = separation_report(**below, held_losses=(1.2, 1.4), held_floor=1.1, **common)
+    assert held.separated and held.gain == held.held_gain == pytest.approx(2 / 3)
+    assert separation_report(**below, **common).gain == 0.0  # without: not measurable
+    overfit = separation_report(**below, held_losses=(1.41, 1.4), **common)
+    assert not overfit.separated and "fit counting noise" in overfit.warnings[0]
+    short_held = separation_report(**below, held_losses=(1.39, 1.4), **common)
+    assert not short_held.separated and "on the held-out patterns" in short_held.warnings[0]
+    assert short_held.gain == pytest.approx(0.025)
     # a stage that ended at single precision's limit says so, instead of "still improving"
     stalled = separation_report(
         loss_states=0.5,

@@ -15,6 +15,8 @@ from caviar_napari.data.config import (
     apply_overrides,
     config_from_yaml,
     config_to_yaml,
+    displaced_recipe,
+    recommended_recipe,
     single_stage,
     two_stage_preset,
 )
@@ -69,6 +71,9 @@ def test_example_config_loads():
         cfg.stages[1], state_model="displacements", remove_state_shifts=False
     )
     assert displaced.to_dict() | {"stages": []} == cfg.to_dict() | {"stages": []}
+    recipe = dict(object_states=10, slice_thickness_A=4.0, iterations=(120, 200))
+    assert cfg.stages == recommended_recipe(**recipe).stages
+    assert displaced.stages == displaced_recipe(**recipe).stages
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
