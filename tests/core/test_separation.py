@@ -106,6 +106,11 @@ def test_report_logic_and_warnings():
     short_held = separation_report(**below, held_losses=(1.39, 1.4), **common)
     assert not short_held.separated and "on the held-out patterns" in short_held.warnings[0]
     assert short_held.gain == pytest.approx(0.025)
+    # a held-out gain with a fitted decrease no larger than fitting noise gives: not separated
+    lucky = separation_report(
+        **below, held_losses=(1.2, 1.4), noise_per_parameter=1e-3, n_parameters=400, **common
+    )
+    assert lucky.gain > MIN_GAIN and not lucky.separated and "noise floor" in lucky.warnings[0]
     # a stage that ended at single precision's limit says so, instead of "still improving"
     stalled = separation_report(
         loss_states=0.5,
