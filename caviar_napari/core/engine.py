@@ -440,6 +440,8 @@ class _DataSource:
             fit.size,
             split.fit_norm,
             self.dataset.is_counts,
+            n_held=held.size,
+            held_norm=split.held_norm,
         )
         return self.geom, split, noise
 
@@ -1103,7 +1105,7 @@ def _report_separation(
             else 2 * fun.displaced.cells.n_sites * (stage.object_states - 1)
         ),
         held_losses=fun.data_losses(x, held=True) if ctx.split.holds_out else None,
-        held_floor=_held_floor(ctx),
+        held_floor=ctx.noise.held_floor,
         stalled_in=_stalled_in(state, stage, ctx.run.data.backend.precision),
     )
     reports = [r for r in state.diagnostics.get("separation", []) if r["stage"] != stage.name]
@@ -1117,15 +1119,6 @@ def _report_separation(
         report.spread_rad,
         100 * report.gain,
     )
-
-
-def _held_floor(ctx: _StageContext) -> float:
-    """The counting-noise floor of the held-out patterns' normalised loss: the fitted
-    patterns' floor per pattern, over the held-out patterns' own normaliser."""
-    split = ctx.split
-    if not split.holds_out or not split.fit.size:
-        return ctx.noise.floor
-    return ctx.noise.floor * split.fit_norm / split.fit.size * split.held.size / split.held_norm
 
 
 def _minibatch_epochs(

@@ -313,10 +313,13 @@ class NoiseLevel:
         The loss counting noise alone gives at the truth.
     per_parameter
         The decrease of the loss per real parameter fitted to noise.
+    held_floor
+        The floor of the held-out patterns' loss (normalised by their own total).
     """
 
     floor: float = 0.0
     per_parameter: float = 0.0
+    held_floor: float = 0.0
 
 
 def noise_level(
@@ -326,6 +329,8 @@ def noise_level(
     n_patterns: int,
     norm: float,
     is_counts: bool,
+    n_held: int = 0,
+    held_norm: float = 1.0,
 ) -> NoiseLevel:
     """The :class:`NoiseLevel` of a dataset; zero for data that are not counts.
 
@@ -343,11 +348,18 @@ def noise_level(
         The loss normaliser (total measured intensity of the fitted patterns in the mask).
     is_counts
         Whether the intensities are counts.
+    n_held, held_norm
+        Held-out patterns and their loss normaliser (0: none held out).
     """
     if not is_counts:
         return NoiseLevel()
-    floor = n_patterns * expected_noise_loss(loss, np.asarray(mean_counts, float), mask) / norm
-    return NoiseLevel(floor=floor, per_parameter=(0.25 if loss == "gaussian" else 0.5) / norm)
+    per_pattern = expected_noise_loss(loss, np.asarray(mean_counts, float), mask)
+    floor = n_patterns * per_pattern / norm
+    return NoiseLevel(
+        floor=floor,
+        per_parameter=(0.25 if loss == "gaussian" else 0.5) / norm,
+        held_floor=n_held * per_pattern / held_norm if n_held else floor,
+    )
 
 
 def separation_report(
