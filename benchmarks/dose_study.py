@@ -62,7 +62,20 @@ def main(argv: list[str] | None = None) -> int:
         choices=["recommended", "displaced"],
         help="the default recipe, or the same with the states as displaced atoms",
     )
+    ap.add_argument(
+        "--state-penalty",
+        default=0.0,
+        type=lambda t: t if t == "auto" else float(t),
+        help="state_penalty of the states stage: 0 (the recipe's), a weight, or auto (chosen "
+        "by the held-out patterns)",
+    )
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse data and reconstructions in WORKDIR made with the same parameters",
+    )
     args = ap.parse_args(argv)
+    case = Case("hbn-correlated", recipe=args.recipe, state_penalty=args.state_penalty)
 
     rows = []
     t_all = time.perf_counter()
@@ -74,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         config = StudyConfig(
             size=size,
             workdir=workdir,
-            cases=(Case("hbn-correlated", recipe=args.recipe),),
+            cases=(case,),
             seed=args.seed,
+            reuse=args.reuse,
         )
         t0 = time.perf_counter()
         result = run_study(config, report=lambda line: print(line, flush=True))
-        r = result.by_key(Case("hbn-correlated", recipe=args.recipe).key)
+        r = result.by_key(case.key)
         rows.append((dose, r, time.perf_counter() - t0))
         print(
             f"{_label(dose)}: CSM nn {r.own.csm_nn:.3f}, cross {r.own.csm_nn_cross:.3f}, "
@@ -91,10 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     noisy = [(d, r) for d, r, _ in rows if d is not None]
     reach = dose_for(0.9, [d for d, _ in noisy], [r.own.csm_nn for _, r in noisy])
     tag = args.size if args.recipe == "recommended" else f"{args.size}-{args.recipe}"
+    if case.state_penalty:
+        tag += f"-penalty-{case.state_penalty}"
     figure = args.images / f"validation-dose-{tag}.png"
     _plot(rows, figure)
     lines = [
-        "## Dose study" + ("" if args.recipe == "recommended" else ", displaced-atom states"),
+        "## Dose study"
+        + ("" if args.recipe == "recommended" else ", displaced-atom states")
+        + (
+            ""
+            if not case.state_penalty
+            else ", state penalty chosen by held-out patterns"
+            if case.state_penalty == "auto"
+            else f", state penalty λ = {case.state_penalty:g}"
+        ),
         "",
         f"`hbn-correlated` at the `{args.size}` size ({SIZES[args.size].scan_shape[0]} × "
         f"{SIZES[args.size].scan_shape[1]} scan, {SIZES[args.size].n_configs} configurations and "
@@ -104,17 +128,21 @@ def main(argv: list[str] | None = None) -> int:
         "`loss: auto`; every number against the realised truth of the same configurations.",
         "",
         "| dose | CSM nn | CSM nn cross | LSM nn | ρ_nn (truth) | rms pm (truth) | separated "
-        "| time s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| λ | time s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for dose, r, seconds in rows:
-        sep = _separated(r.paths["recon"])
+        sep, weight = _separated(r.paths["recon"])
         lines.append(
             f"| {_label(dose)} | {r.own.csm_nn:.3f} | {r.own.csm_nn_cross:.3f} | "
             f"{r.own.lsm_nn:.2f} | {r.rho_nn_rec:+.2f} ({r.rho_nn_truth:+.2f}) | "
-            f"{100 * r.rms_rec_A:.2f} ({100 * r.rms_truth_A:.2f}) | {sep} | {seconds:.0f} |"
+            f"{100 * r.rms_rec_A:.2f} ({100 * r.rms_truth_A:.2f}) | {sep} | {weight} | "
+            f"{seconds:.0f} |"
         )
     lines += [
+        "",
+        "λ: the state penalty of the states stage (`auto`: the weight the held-out patterns "
+        "chose; 0 without held-out patterns, as noise-free data have none).",
         "",
         "CSM (nn) reaches 0.9 at about "
         + (f"**{reach:.1e} e/Å²**" if reach else "**no dose tested**")
@@ -131,11 +159,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _separated(recon: Path) -> str:
+def _separated(recon: Path) -> tuple[str, str]:
+    """Whether the states of ``recon`` separated, and the state penalty of its last stage
+    (the chosen weight for ``auto``)."""
     from caviar_napari.io.reconstruction import load_reconstruction
 
-    reports = load_reconstruction(recon).diagnostics.get("separation", [])
-    return "yes" if reports and all(r["separated"] for r in reports) else "no"
+    state = load_reconstruction(recon)
+    reports = state.diagnostics.get("separation", [])
+    stage = state.config.stages[-1]
+    weight = f"{stage.state_penalty:g}" if stage.state_penalty != "auto" else ""
+    if stage.state_penalty == "auto":
+        chosen = state.diagnostics.get("state_penalty_chosen", {}).get(stage.name, 0.0)
+        weight = f"{chosen:g} (auto)"
+    separated = bool(reports) and all(r["separated"] for r in reports)
+    return ("yes" if separated else "no"), weight
 
 
 def _plot(rows, path: Path) -> None:

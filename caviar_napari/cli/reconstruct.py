@@ -73,6 +73,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="object states of the last stage: free complex objects (the paper's) or the mean "
         "object with its atoms displaced (two numbers per atom and state; docs/conventions.md §2)",
     )
+    p.add_argument(
+        "--state-penalty",
+        type=_weight_or_auto,
+        metavar="auto|λ",
+        help="penalty on the last stage's object states' deviations from their mean, which keeps "
+        "them from fitting counting noise: a weight λ ≥ 0 (1: as firm as the data hold the mean "
+        "object), or auto: chosen by the held-out patterns (docs/conventions.md §2)",
+    )
     p.add_argument("--probe-modes", type=int, metavar="M", help="probe modes of every stage")
     p.add_argument("--slices", type=int, metavar="S", help="multislice slices of every stage")
     p.add_argument("--slice-thickness-A", type=float, metavar="DZ", help="slice thickness in Å")
@@ -117,6 +125,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _weight_or_auto(text: str) -> float | str:
+    """``auto`` or a number (argparse names the option when it is neither)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number, got {text!r}") from None
+
+
 def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
     """The workflow options of parsed ``caviar reconstruct`` arguments."""
 
@@ -132,6 +150,7 @@ def options_from_args(args: argparse.Namespace) -> ReconstructOptions:
         iterations=args.iterations,
         object_states=args.object_states,
         state_model=args.state_model,
+        state_penalty=args.state_penalty,
         probe_modes=args.probe_modes,
         slices=args.slices,
         slice_thickness_A=args.slice_thickness_A,

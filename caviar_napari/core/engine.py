@@ -78,6 +78,7 @@ from caviar_napari.core.separation import (
     noise_level,
     separation_report,
 )
+from caviar_napari.core.state_penalty import PenaltyPath
 from caviar_napari.core.states import (
     MODE_DECAY,
     STATE_MODEL_FALLBACK,
@@ -776,11 +777,14 @@ def _run_stage(
     refined = set(stage.refine) | ({"displacements"} if displaced is not None else set())
     x = {k: v for k, v in blocks.items() if k in refined}
     fixed = {k: v for k, v in blocks.items() if k not in refined}
+    region = _scanned_region(geom)
     fun = Objective(
         model, backend, stage, fixed, ctx.split.fit_norm, geom.pixel_size_A, split=ctx.split,
         scan=scan, probe_constraint=_probe_constraint(stage, data.dataset, geom, backend),
         displaced=displaced,
+        scanned_area=(region[0].stop - region[0].start) * (region[1].stop - region[1].start),
     )  # fmt: skip
+    path = _penalty_path(state, stage, ctx, fun)
     opt = make_optimiser(
         stage.optimizer,
         memory=stage.lbfgs_memory,
@@ -857,6 +861,10 @@ def _run_stage(
             )
             state.diagnostics.setdefault("stalled", {})[stage.name] = backend.precision
             state.stage_iteration = stage.iterations
+            if path is not None:  # end with the best held-out variables
+                x, f, g = _follow_path(state, stage, fun, path, (x, f, g), opt)
+        elif path is not None:
+            x, f, g = _follow_path(state, stage, fun, path, (x, f, g), opt)
         elif _stopping_rule(state, stage, fun, x, ctx):
             state.stage_iteration = stage.iterations
         last = state.stage_iteration == stage.iterations
@@ -1049,6 +1057,87 @@ def _stopping_rule(
         )
         return True
     return False
+
+
+def _penalty_path(
+    state: ReconState, stage: StageConfig, ctx: _StageContext, fun: Objective
+) -> PenaltyPath | None:
+    """The regularisation path of a ``state_penalty: auto`` stage (its weight set on ``fun``);
+    None when the stage has a fixed weight, or nothing to choose it with (no held-out
+    patterns, one state, the object not refined: the weight is then 0, and the log says so)."""
+    if stage.state_penalty != "auto":
+        return None
+    if not (ctx.split.holds_out and stage.object_states > 1 and "object" in stage.refine):
+        if stage.object_states > 1 and "object" in stage.refine and state.stage_iteration == 0:
+            log.info(
+                "stage '%s': state_penalty auto is 0: no held-out patterns to choose a weight "
+                "with (holdout_fraction)",
+                stage.name,
+            )
+        return None
+    record = state.diagnostics.setdefault("state_penalty", {}).setdefault(stage.name, {})
+    path = PenaltyPath(record, stage.stop_patience)
+    fun.state_weight = path.weight
+    if not record["held"]:
+        log.info(
+            "stage '%s': choosing the state penalty by the held-out patterns: λ = %s in turn",
+            stage.name,
+            ", ".join(f"{w:g}" for w in path.weights),
+        )
+    return path
+
+
+def _follow_path(
+    state: ReconState,
+    stage: StageConfig,
+    fun: Objective,
+    path: PenaltyPath,
+    step: tuple[dict[str, Any], float, dict[str, Any]],
+    opt: LBFGS | GradientDescent,
+) -> tuple[dict[str, Any], float, dict[str, Any]]:
+    """One iteration of the path of weights (:class:`PenaltyPath`) after the optimiser's
+    ``step`` (``x, f, g``): score the held-out patterns and keep the best variables; at a new
+    rung go back to them with the next weight (the optimiser's memory cleared); at the path's
+    end, or the stage's, end the stage with them. Returns ``x, f, g`` to go on from."""
+    x, f, g = step
+    backend = fun.backend
+    improved, changed = path.update(state.stage_iteration, fun.held_out_loss(x))
+    if improved:
+        state.penalty_best = {k: _host_copy(backend, v) for k, v in x.items()}
+    last = path.ended or state.stage_iteration >= stage.iterations
+    if not (changed or last):
+        return x, f, g
+    if state.penalty_best is not None:
+        x = {k: backend.asarray(v, dtype=x[k].dtype) for k, v in state.penalty_best.items()}
+    opt.reset()
+    record = path.record
+    if not last:
+        fun.state_weight = path.weight
+        log.info(
+            "stage '%s': from the best held-out state (iteration %d) on with the state penalty "
+            "λ = %g, from iteration %d",
+            stage.name,
+            record["best_iteration"],
+            path.weight,
+            state.stage_iteration,
+        )
+        f, g = fun(x)
+        return x, f, g
+    record["ended"] = record["ended"] or f"end of the stage; best at λ = {record['best_weight']:g}"
+    fun.state_weight = float(record["best_weight"])
+    state.penalty_best = None
+    state.diagnostics.setdefault("state_penalty_chosen", {})[stage.name] = fun.state_weight
+    log.info(
+        "stage '%s': state penalty chosen by the held-out patterns: λ = %g (%s); ending the "
+        "stage with the variables of iteration %d",
+        stage.name,
+        fun.state_weight,
+        record["ended"],
+        record["best_iteration"],
+    )
+    state.stage_iteration = stage.iterations
+    f, g = fun(x)
+    return x, f, g
 
 
 def _orthogonalise_probe(backend: Backend, x: dict[str, Any], opt: LBFGS | GradientDescent) -> bool:

@@ -1,8 +1,8 @@
 """The objective of one stage: the normalised data loss plus the regularisers, over the refined
 blocks, with the probe model between the optimiser's variables and the forward model.
 
-``f = L_data / C + R_l1 + R_mw`` with ``C`` the total measured intensity inside the detector
-mask, so the reported loss is dimensionless (the relative squared amplitude error for the
+``f = L_data / C + R_l1 + R_mw + R_states`` with ``C`` the total measured intensity inside the
+detector mask, so the reported loss is dimensionless (the relative squared amplitude error for the
 Gaussian loss) and regulariser weights are comparable across datasets. The losses are those of
 :mod:`caviar_napari.core.loss`; the data term is paper eq. S8 divided by ``C``.
 
@@ -16,6 +16,9 @@ Regularisers (object only, when the object is refined)
       state and ``W = 1 − (2/π) arctan(β² k_r² / k_z²)`` (``W = 0`` at ``k_z = 0``), which is ~1
       in the cone ``|k_z| ≫ β k_r`` that a single projection cannot measure and → 0 outside it.
       The projected (slice-summed) structure, ``k_z = 0``, is never penalised.
+    * State penalty, :func:`~caviar_napari.core.state_penalty.state_deviation_penalty` (two
+      or more states): ``λ Σ_k |O_k − Ō|² / (N A)`` on the states' deviations from their mean,
+      with a fixed weight or one chosen by the held-out patterns (``state_penalty: auto``).
     Regulariser gradients are projected onto the object band limit, as the data gradient is.
 
 Displaced states
@@ -54,6 +57,7 @@ from caviar_napari.core.multislice import MultisliceModel
 from caviar_napari.core.optics import BAND_LIMIT
 from caviar_napari.core.positions import ScanPositions
 from caviar_napari.core.probe_constraints import ProbeConstraint
+from caviar_napari.core.state_penalty import state_deviation_penalty
 from caviar_napari.data.config import StageConfig
 
 __all__ = ["L1_EPS", "Objective", "l1_absorption", "missing_wedge", "wedge_weight"]
@@ -150,6 +154,7 @@ class Objective:
         scan: ScanPositions | None = None,
         probe_constraint: ProbeConstraint | None = None,
         displaced: DisplacedStates | None = None,
+        scanned_area: float | None = None,
     ) -> None:
         self.model = model
         # ``state_model: displacements``: the ``object`` block is the mean object and the
@@ -166,6 +171,10 @@ class Objective:
         self.want = frozenset(stage.refine)
         xp = backend.xp
         shape = model.object_shape
+        # the states' penalty (:mod:`~caviar_napari.core.state_penalty`): a number, or 0 until
+        # the engine's regularisation path sets the weight of ``state_penalty: auto``
+        self.state_weight = 0.0 if stage.state_penalty == "auto" else float(stage.state_penalty)
+        self.state_area = float(scanned_area or shape[0] * shape[1])
         self.obj_band = xp.asarray(
             optics.band_limit_mask(shape, pixel, BAND_LIMIT), dtype=backend.real_dtype
         )
@@ -287,6 +296,10 @@ class Objective:
                     reg = be.ifft2(be.fft2(reg) * self.obj_band, overwrite=True)
             if self.wedge is not None:
                 v, g = missing_wedge(obj, self.stage.missing_wedge, self.wedge, be)
+                f += v
+                reg = g if reg is None else reg + g
+            if self.state_weight > 0 and obj.shape[0] > 1:
+                v, g = state_deviation_penalty(obj, self.state_weight, self.state_area, be.xp)
                 f += v
                 reg = g if reg is None else reg + g
             if reg is not None:

@@ -283,6 +283,10 @@ class GradientDescent(_Base):
         super().__init__(**kw)
         self.step_length = 1.0
 
+    def reset(self) -> None:
+        """Forget the step length learnt so far (start again from 1)."""
+        self.step_length = 1.0
+
     def step(
         self, fun: Objective, x: Blocks, f: float, g: Blocks
     ) -> tuple[Blocks, float, Blocks, StepInfo]:

@@ -229,6 +229,15 @@ class StageConfig:
     state_displacement_A
         Standard deviation (Å) of the random displacements that start a ``displacements``
         stage from identical states; like ``state_noise_rad`` it only breaks the symmetry.
+    state_penalty
+        Weight λ of a penalty on the object states' deviations from their mean,
+        ``λ Σ_k |O_k − Ō|² / (N A)`` (A: pixels of the scanned field), which keeps the states
+        from fitting counting noise (:mod:`caviar_napari.core.state_penalty`; λ is a ratio to
+        the data's curvature: 1 pins the states as firmly as the data pin the mean object).
+        A number ≥ 0 (0: none), or ``"auto"``: the weight is chosen from the data by the
+        held-out patterns (``holdout_fraction``): the stage walks down a ladder of weights
+        and ends with the variables, and the weight, of the best held-out loss. Without
+        held-out patterns (noise-free data by default) ``auto`` is 0.
     """
 
     name: str = "stage"
@@ -259,6 +268,7 @@ class StageConfig:
     precision: str | None = None
     state_model: str = "free"
     state_displacement_A: float = 0.005
+    state_penalty: float | str = 0.0
 
     def validate(self, source: str = "") -> StageConfig:
         """Check every field; return ``self`` normalised (types, tuples). Raises InputError."""
@@ -338,6 +348,14 @@ class StageConfig:
         self.state_displacement_A = _check_float(
             self.state_displacement_A, "state_displacement_A", where, minimum=0.0, strict=True
         )
+        if isinstance(self.state_penalty, str) and self.state_penalty != "auto":
+            raise InputError(
+                f"{where}: 'state_penalty' must be a number ≥ 0 or auto, got {self.state_penalty!r}"
+            )
+        if self.state_penalty != "auto":
+            self.state_penalty = _check_float(
+                self.state_penalty, "state_penalty", where, minimum=0.0
+            )
         if self.state_model == "displacements" and "object" not in self.refine:
             raise InputError(
                 f"{where}: 'state_model: displacements' fits the object states, so 'refine' "
@@ -795,6 +813,7 @@ def apply_overrides(
     iterations: int | None = None,
     object_states: int | None = None,
     state_model: str | None = None,
+    state_penalty: float | str | None = None,
     probe_modes: int | None = None,
     slices: int | None = None,
     slice_thickness_A: float | None = None,
@@ -807,8 +826,9 @@ def apply_overrides(
 
     ``iterations`` is the total over the stages, shared in proportion to the stages' own
     iterations (:func:`share_iterations`); ``probe_modes``, ``slices`` and
-    ``slice_thickness_A`` set every stage; ``object_states`` and ``state_model`` set the last
-    stage only (earlier stages of a staged recipe fit the mean object with one state);
+    ``slice_thickness_A`` set every stage; ``object_states``, ``state_model`` and
+    ``state_penalty`` set the last stage only (earlier stages of a staged recipe fit the mean
+    object with one state);
     ``refine`` sets every stage's refined blocks; ``refine_positions`` adds the scan positions
     and their affine map/drift (``positions``, ``affine``) to every stage that refines the
     object; ``precision`` is the precision of every stage (the configuration's, with the
@@ -850,4 +870,6 @@ def apply_overrides(
         data["stages"][-1]["object_states"] = object_states
     if state_model is not None:
         data["stages"][-1]["state_model"] = state_model
+    if state_penalty is not None:
+        data["stages"][-1]["state_penalty"] = state_penalty
     return ReconstructionConfig.from_dict(data)

@@ -74,6 +74,11 @@ class ReconState:
         In a ``displacements`` stage, the mean object ``(1, S, H, W)`` the states are made from
         (the optimiser's variable: the mean of the states equals it only up to rounding), so
         that a run stopped inside the stage resumes exactly; None otherwise.
+    penalty_best
+        In a stage whose state penalty is chosen by the held-out patterns
+        (``state_penalty: auto``, :mod:`caviar_napari.core.state_penalty`), host copies of the
+        refined blocks at the best held-out loss so far, which the stage ends with; kept so
+        that a run stopped inside the stage resumes exactly. None otherwise.
     diagnostics
         What the engine measured about the run (JSON-safe): ``loss`` (the data loss used, when
         ``loss: auto`` chose it), ``separation`` (one report per finished multi-state stage,
@@ -107,6 +112,7 @@ class ReconState:
     affine: np.ndarray | None = None
     state_sites: np.ndarray | None = None
     state_displacements: np.ndarray | None = None
+    penalty_best: dict[str, np.ndarray] | None = None
     version: str = ""
 
     @property

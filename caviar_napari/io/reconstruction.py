@@ -25,6 +25,8 @@ Layout::
         attrs stage_index, stage_iteration, iteration, tilt_mrad, rng_state (JSON)
         /resume/probe_variable  the free probe modes behind constrained ones (optional)
         /resume/object_variable the mean object behind displaced states (optional)
+        /resume/penalty_best/<block> the refined blocks at the best held-out loss of a
+                            stage whose state penalty is being chosen (optional)
         /resume/optimiser   attrs: kind, scales, step sizes, n_pairs;
                             datasets s/<block>, y/<block> (n_pairs, *block shape)
 
@@ -117,6 +119,8 @@ def save_reconstruction(path: str | os.PathLike, state: ReconState, *, source: s
         for key in ("probe_variable", "object_variable"):
             if getattr(state, key) is not None:
                 res.create_dataset(key, data=np.asarray(getattr(state, key)))
+        for key, value in (state.penalty_best or {}).items():
+            res.create_dataset(f"penalty_best/{key}", data=np.asarray(value))
         if state.rng_state is not None:
             res.attrs["rng_state"] = json.dumps(state.rng_state, default=json_default)
         if state.optimiser_state is not None:
@@ -251,6 +255,9 @@ def load_reconstruction(path: str | os.PathLike) -> ReconState:
             for key in ("probe_variable", "object_variable"):
                 if key in res:
                     setattr(state, key, np.asarray(res[key][()]))
+            if "penalty_best" in res:
+                best = res["penalty_best"]
+                state.penalty_best = {key: np.asarray(best[key][()]) for key in best}
             if "rng_state" in res.attrs:
                 state.rng_state = json.loads(as_text(res.attrs["rng_state"]))
             if "optimiser" in res:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from caviar_napari.core.separation import SeparationReport
+from caviar_napari.core.state_penalty import penalty_lines
 from caviar_napari.viewmodels.notices import result_warnings
 from caviar_napari.viewmodels.recon_positions import scan_refinement
 
@@ -164,6 +165,9 @@ def result_report(state: Any) -> ResultReport:
     if source:
         lines.append(source)
     lines += tilt_lines(state)
+    lines += penalty_lines(
+        state.config.stages[: state.stage_index + 1], getattr(state, "diagnostics", {}) or {}
+    )
     refinement = scan_refinement(state)
     if refinement is not None:
         lines.append(refinement.line)

@@ -55,12 +55,12 @@ class ReconstructOptions:
         the defaults.
     base_config
         A configuration object used instead of a file (the widgets); not with ``config``.
-    device, precision, iterations, object_states, state_model, probe_modes, slices, \
-    slice_thickness_A, seed
+    device, precision, iterations, object_states, state_model, state_penalty, probe_modes, \
+    slices, slice_thickness_A, seed
         Overrides (:func:`caviar_napari.data.config.apply_overrides`): ``iterations`` is the
         total, shared over the stages like their own iterations; ``precision``,
         ``probe_modes``, ``slices`` and ``slice_thickness_A`` set every stage,
-        ``object_states`` and ``state_model`` the last one.
+        ``object_states``, ``state_model`` and ``state_penalty`` the last one.
     refine
         The blocks every stage refines (``object``, ``probe``, ``tilt``, ``source``,
         ``positions``, ``affine``), replacing the configuration's.
@@ -91,6 +91,7 @@ class ReconstructOptions:
     iterations: int | None = None
     object_states: int | None = None
     state_model: str | None = None
+    state_penalty: float | str | None = None
     probe_modes: int | None = None
     slices: int | None = None
     slice_thickness_A: float | None = None
@@ -165,6 +166,7 @@ def build_config(
         iterations=options.iterations,
         object_states=options.object_states,
         state_model=options.state_model,
+        state_penalty=options.state_penalty,
         probe_modes=options.probe_modes,
         slices=options.slices,
         slice_thickness_A=options.slice_thickness_A,
@@ -269,6 +271,7 @@ def reconstruct_steps(
     """
     from caviar_napari.core import engine
     from caviar_napari.core.positions import describe_refinement
+    from caviar_napari.core.state_penalty import penalty_lines
     from caviar_napari.io.reconstruction import load_reconstruction, save_reconstruction
 
     inputs = {"DATA": options.data, "--config": options.config, "--resume": options.resume}
@@ -394,6 +397,7 @@ def reconstruct_steps(
         f"({state.iteration} in total), final loss {summary.final_loss:.6g}, {elapsed:.1f} s, "
         f"object {tuple(state.object.shape)}, probe {tuple(state.probe.shape)} -> {options.out}"
     )
+    summary.lines += penalty_lines(config.stages, state.diagnostics)
     if state.positions_u is not None or state.affine is not None:
         line, warnings = describe_refinement(
             state.positions_u, state.affine, config.position_bound_A

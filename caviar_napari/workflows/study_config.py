@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from caviar_napari.data.checks import check_float
 from caviar_napari.errors import InputError
 
 if TYPE_CHECKING:
@@ -214,12 +215,16 @@ class Case:
         ``"abtem"``: the simulated data as they are; ``"forward-model"``: the control — the
         same configurations' intensities re-made by the engine's own forward model
         (:func:`forward_model_data`), so that no abTEM–engine model mismatch is left.
+    state_penalty
+        ``state_penalty`` of the states stage (:mod:`caviar_napari.core.state_penalty`): 0
+        (the recipes' own), a weight, or ``"auto"`` (chosen by the held-out patterns).
     """
 
     preset: str
     probe_modes: int = 1
     data: str = "abtem"
     recipe: str = "recommended"
+    state_penalty: float | str = 0.0
 
     def __post_init__(self) -> None:
         from caviar_napari.simulate.presets import PRESETS
@@ -233,6 +238,13 @@ class Case:
             raise InputError(f"case recipe must be one of {RECIPES}, got {self.recipe!r}")
         if self.recipe != "paper" and self.probe_modes != 1:
             raise InputError(f"the {self.recipe} recipe has one coherent probe mode")
+        if self.state_penalty != "auto":
+            if isinstance(self.state_penalty, str):
+                raise InputError(
+                    f"case state_penalty must be a number ≥ 0 or auto, got {self.state_penalty!r}"
+                )
+            weight = check_float(self.state_penalty, "state_penalty", "case", minimum=0.0)
+            object.__setattr__(self, "state_penalty", weight)
 
     @property
     def key(self) -> str:
@@ -242,7 +254,9 @@ class Case:
         recipe = {"recommended": "", "displaced": "_displaced"}.get(
             self.recipe, f"_paper-m{self.probe_modes}"
         )
-        return f"{self.preset}{recipe}{tail}"
+        weight = self.state_penalty
+        penalty = f"_penalty-{weight if weight == 'auto' else f'{weight:g}'}" if weight else ""
+        return f"{self.preset}{recipe}{penalty}{tail}"
 
     @property
     def recipe_label(self) -> str:
@@ -438,7 +452,8 @@ def reconstruction_config(
     with the probe and the source still refined and rigid shifts removed. Paper
     (:func:`~caviar_napari.data.config.two_stage_preset`): stage 1 one state and
     ``case.probe_modes`` free modes, stage 2 the states with that probe fixed. Displaced: the
-    recommended recipe with the states as displaced atoms that may shift rigidly.
+    recommended recipe with the states as displaced atoms that may shift rigidly. The states
+    stage has ``case.state_penalty`` when it is not 0.
     """
     from caviar_napari.data.config import displaced_recipe, recommended_recipe, two_stage_preset
 
@@ -451,10 +466,14 @@ def reconstruction_config(
         seed=seed,
     )
     if case.recipe == "recommended":
-        return recommended_recipe(**common)
-    if case.recipe == "displaced":
-        return displaced_recipe(**common)
-    return two_stage_preset(probe_modes=case.probe_modes, **common)
+        config = recommended_recipe(**common)
+    elif case.recipe == "displaced":
+        config = displaced_recipe(**common)
+    else:
+        config = two_stage_preset(probe_modes=case.probe_modes, **common)
+    if case.state_penalty:
+        config.stages[-1] = dataclasses.replace(config.stages[-1], state_penalty=case.state_penalty)
+    return config.validate()
 
 
 def replace_size(size: StudySize, **changes: object) -> StudySize:

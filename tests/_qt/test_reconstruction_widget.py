@@ -690,6 +690,14 @@ def test_settings_holdout_source_coherence_and_stage_details(viewer_widget):
     stages = widget.current_config().stages
     assert (stages[1].state_model, stages[1].state_displacement_A) == ("displacements", 0.01)
     assert stages[0].state_model == "free"
+    details["state_penalty"].value = "auto"  # the states' penalty, chosen by held-out patterns
+    assert widget.current_config().stages[1].state_penalty == "auto"
+    details["state_penalty"].value = "0.01"
+    assert widget.current_config().stages[1].state_penalty == 0.01
+    details["state_penalty"].value = "strong"
+    with pytest.raises(InputError, match="'state_penalty' must be a number ≥ 0 or auto"):
+        widget.current_config()
+    details["state_penalty"].value = "0"
     assert "object states" in widget.settings.details_label.text()
     table.selectRow(0)
     assert details["stop_patience"].value == 20  # the form follows the selection

@@ -78,9 +78,13 @@ def test_flags_override_config_file_and_resume(data_file, tmp_path, capsys):
         "2",
         "--checkpoint-every",
         "3",
+        "--state-penalty",
+        "0.5",
     ]
     assert main(argv) == 0
+    assert "state penalty of 'b': λ = 0.5 (fixed)" in capsys.readouterr().out
     st = load_reconstruction(out)
+    assert [s.state_penalty for s in st.config.stages] == [0.0, 0.5]
     assert [s.iterations for s in st.config.stages] == [2, 2]
     assert [s.object_states for s in st.config.stages] == [1, 2]
     assert st.object.shape[0] == 2 and st.config.seed == 1
@@ -162,6 +166,10 @@ def test_unreadable_file_and_bad_config(tmp_path, capsys, data_file):
     junk.write_text("not an HDF5 file")
     assert main(["reconstruct", str(junk), "--out", str(tmp_path / "o.h5")]) == 2
     assert "junk.h5" in capsys.readouterr().err
+    bad_weight = ["reconstruct", str(data_file), "--out", str(tmp_path / "o.h5")]
+    with pytest.raises(SystemExit):
+        main([*bad_weight, "--state-penalty", "strong"])
+    assert "--state-penalty: expected auto or a number, got 'strong'" in capsys.readouterr().err
     cfg = tmp_path / "c.yaml"
     cfg.write_text("stages:\n  - iterations: 2\n    colour: red\n")
     argv = ["reconstruct", str(data_file), "--out", str(tmp_path / "o.h5"), "--config", str(cfg)]

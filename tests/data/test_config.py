@@ -157,6 +157,8 @@ def test_overrides_follow_documented_rules():
     assert [s.object_states for s in out.stages] == [1, 6]  # only the last stage
     displaced = apply_overrides(cfg, state_model="displacements").stages
     assert [s.state_model for s in displaced] == ["free", "displacements"]  # the last stage
+    penalised = apply_overrides(cfg, state_penalty="auto").stages
+    assert [s.state_penalty for s in penalised] == [0.0, "auto"]
     assert [s.probe_modes for s in out.stages] == [2, 2]
     assert [s.thicknesses_A() for s in out.stages] == [[8.0, 8.0]] * 2
     assert out.device == "cpu" and out.seed == cfg.seed  # None leaves the value

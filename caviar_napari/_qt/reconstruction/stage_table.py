@@ -87,6 +87,17 @@ DETAIL_REFINE_KEYS = ("positions", "affine")
 #: The precision choice that leaves a stage at the reconstruction's precision.
 _RUN_PRECISION = "as the reconstruction's"
 
+
+def _weight_or_auto(text: str) -> float | str:
+    """A number typed into a field that also takes ``auto`` (anything else is kept as text,
+    for the stage's validation to name)."""
+    text = str(text).strip() or "0"
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 #: The fields of the selected stage edited below the table.
 DETAIL_FIELDS = (
     ParamField(
@@ -217,6 +228,21 @@ DETAIL_FIELDS = (
         tooltip=(
             "State model displacements, started from identical states: standard deviation of "
             "the random atom displacements that break the symmetry, Å."
+        ),
+    ),
+    ParamField(
+        "state_penalty",
+        "State penalty",
+        {"widget_type": "LineEdit"},
+        placeholder="0, a weight, or auto",
+        shown=str,
+        stored=_weight_or_auto,
+        tooltip=(
+            "Weight λ of a penalty on the object states' deviations from their mean, which "
+            "keeps them from fitting counting noise (λ = 1 holds them as firmly as the data "
+            "hold the mean object; 0: none). auto: chosen by the held-out patterns, walking "
+            "λ down from 0.1 and keeping the state of the lowest held-out loss (0 when "
+            "nothing is held out)."
         ),
     ),
     ParamField(
