@@ -7,8 +7,8 @@ On the ``hbn-correlated`` sample, as a user would go through the dock:
    (``docs/images/reconstruction-calibrate.png``);
 2. the settings: the *Recommended* preset with the detector padding and the grid it gives, the
    memory plan settings opened, the two stages (``docs/images/reconstruction-settings.png``),
-   the states stage's details with its states as displaced atoms
-   (``docs/images/reconstruction-state-model.png``), and the *Run* box with the dry run shown by
+   the states stage's details with its states as displaced atoms and their penalty chosen by
+   the held-out patterns (``docs/images/reconstruction-state-model.png``), and the *Run* box with the dry run shown by
    *Plan* (``docs/images/reconstruction-plan.png``);
 3. a short run of the recommended recipe, then the result panel: the loss ``auto`` chose, the
    fitted source size, and whether the object states separated
@@ -75,10 +75,12 @@ def shoot(args: argparse.Namespace) -> None:
     widget.settings.memory_section.collapse()
     details = widget.settings.stage_details  # the states stage as displaced atoms
     details["state_model"].value = "displacements"
+    details["state_penalty"].value = "auto"  # its weight chosen by the held-out patterns
     settle(0.5)  # the collapsed section's layout
     scroll_to(widget, details["coherence_order"].native)
     save(viewer, window, out / "reconstruction-state-model.png")
     details["state_model"].value = "free"
+    details["state_penalty"].value = "0"
     widget.plan_button.click()
     settle(0.5)
     scroll_to(widget, widget.start_combo)

@@ -1137,6 +1137,7 @@ def _follow_path(
     )
     state.stage_iteration = stage.iterations
     f, g = fun(x)
+    state.loss[-1] = float(f)  # the history ends with the objective of the state it returns
     return x, f, g
 
 
