@@ -723,7 +723,7 @@ def _run_stages(
             _move_to_grid(state, previous, geom)
         if state.stage_iteration == 0 and state.optimiser_state is None:
             # a new stage starts from the reported probe and states
-            state.probe_variable = state.object_variable = None
+            state.probe_variable = state.object_variable = state.penalty_best = None
             adapt_state(state, stage, rng, config.source_fwhm_A, region=_scanned_region(geom))
             if stage.name in state.diagnostics.get(STATE_MODEL_FALLBACK, {}):
                 log.info("%s", state.diagnostics[STATE_MODEL_FALLBACK][stage.name])
@@ -785,6 +785,16 @@ def _run_stage(
         scanned_area=(region[0].stop - region[0].start) * (region[1].stop - region[1].start),
     )  # fmt: skip
     path = _penalty_path(state, stage, ctx, fun)
+    if path is not None and path.ended and not path.record.get("stage_end"):
+        # resumed with more iterations after the ladder's end: nothing left to choose
+        log.info(
+            "stage '%s': its state penalty was chosen already (%s): the stage is complete",
+            stage.name,
+            path.record["ended"],
+        )
+        fun.state_weight = float(path.record["best_weight"])
+        state.stage_iteration = stage.iterations
+        return False
     opt = make_optimiser(
         stage.optimizer,
         memory=stage.lbfgs_memory,
@@ -830,6 +840,11 @@ def _run_stage(
     except WorkerError as exc:
         _save_on_failure(state, sync, x, on_checkpoint, exc)
         raise
+    if path is not None and path.record["best"] == math.inf:  # score the starting point
+        path.start(state.stage_iteration, fun.held_out_loss(x))
+        state.penalty_best = {k: _host_copy(backend, v) for k, v in x.items()}
+    elif path is not None and path.reopen():  # ran out of iterations, resumed with more: go
+        state.penalty_best = {k: _host_copy(backend, v) for k, v in x.items()}  # on from the best
     while state.stage_iteration < stage.iterations:
         if control is not None and control.checkpoint():
             sync(x)
@@ -851,18 +866,21 @@ def _run_stage(
             f, g = fun(x)  # as a resumed run computes it, so that resuming stays exact
         if info.method == "stalled":
             # no decrease along the gradient either: converged to the arithmetic's precision;
-            # further iterations would repeat the same failed search
+            # further iterations would repeat the same failed search (with a path of state
+            # penalties: the rung ends, and the next starts from the best variables)
             log.info(
                 "stage '%s': no further decrease at iteration %d in %s precision (converged to "
-                "the arithmetic); ending the stage",
+                "the arithmetic); ending the %s",
                 stage.name,
                 state.stage_iteration,
                 backend.precision,
+                "stage" if path is None else "rung of the state penalty",
             )
-            state.diagnostics.setdefault("stalled", {})[stage.name] = backend.precision
-            state.stage_iteration = stage.iterations
-            if path is not None:  # end with the best held-out variables
-                x, f, g = _follow_path(state, stage, fun, path, (x, f, g), opt)
+            if path is not None:
+                x, f, g = _follow_path(state, stage, fun, path, (x, f, g), opt, end_rung=True)
+            if path is None or path.ended:
+                state.diagnostics.setdefault("stalled", {})[stage.name] = backend.precision
+                state.stage_iteration = stage.iterations
         elif path is not None:
             x, f, g = _follow_path(state, stage, fun, path, (x, f, g), opt)
         elif _stopping_rule(state, stage, fun, x, ctx):
@@ -1094,24 +1112,31 @@ def _follow_path(
     path: PenaltyPath,
     step: tuple[dict[str, Any], float, dict[str, Any]],
     opt: LBFGS | GradientDescent,
+    *,
+    end_rung: bool = False,
 ) -> tuple[dict[str, Any], float, dict[str, Any]]:
     """One iteration of the path of weights (:class:`PenaltyPath`) after the optimiser's
-    ``step`` (``x, f, g``): score the held-out patterns and keep the best variables; at a new
-    rung go back to them with the next weight (the optimiser's memory cleared); at the path's
-    end, or the stage's, end the stage with them. Returns ``x, f, g`` to go on from."""
+    ``step`` (``x, f, g``) of stage iteration ``state.stage_iteration``: score the held-out
+    patterns and keep the best variables; at a new rung (or ``end_rung``, a stalled one) go
+    back to them with the next weight (the optimiser's memory cleared); at the path's end, or
+    the stage's, end the stage with them. Returns ``x, f, g`` to go on from."""
     x, f, g = step
     backend = fun.backend
-    improved, changed = path.update(state.stage_iteration, fun.held_out_loss(x))
+    final = state.stage_iteration >= stage.iterations
+    improved, changed = path.update(
+        state.stage_iteration, fun.held_out_loss(x), end_rung=end_rung, final=final
+    )
     if improved:
         state.penalty_best = {k: _host_copy(backend, v) for k, v in x.items()}
-    last = path.ended or state.stage_iteration >= stage.iterations
-    if not (changed or last):
+    if not changed:
         return x, f, g
-    if state.penalty_best is not None:
-        x = {k: backend.asarray(v, dtype=x[k].dtype) for k, v in state.penalty_best.items()}
+    if state.penalty_best is not None:  # copies: the kept variables stay as they are
+        x = {
+            k: backend.asarray(np.array(v), dtype=x[k].dtype) for k, v in state.penalty_best.items()
+        }
     opt.reset()
     record = path.record
-    if not last:
+    if not path.ended:
         fun.state_weight = path.weight
         log.info(
             "stage '%s': from the best held-out state (iteration %d) on with the state penalty "
@@ -1123,7 +1148,6 @@ def _follow_path(
         )
         f, g = fun(x)
         return x, f, g
-    record["ended"] = record["ended"] or f"end of the stage; best at λ = {record['best_weight']:g}"
     fun.state_weight = float(record["best_weight"])
     state.penalty_best = None
     state.diagnostics.setdefault("state_penalty_chosen", {})[stage.name] = fun.state_weight

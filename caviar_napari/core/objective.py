@@ -300,6 +300,8 @@ class Objective:
                 reg = g if reg is None else reg + g
             if self.state_weight > 0 and obj.shape[0] > 1:
                 v, g = state_deviation_penalty(obj, self.state_weight, self.state_area, be.xp)
+                if self.displaced is None:  # else the mean object's gradient is projected
+                    g = be.ifft2(be.fft2(g) * self.obj_band, overwrite=True)
                 f += v
                 reg = g if reg is None else reg + g
             if reg is not None:

@@ -135,8 +135,36 @@ class PenaltyPath:
             return 0
         return self.patience if self.record["rung"] == 0 else max(1, self.patience // 2)
 
-    def update(self, iteration: int, held: float) -> tuple[bool, bool]:
+    def start(self, iteration: int, held: float) -> None:
+        """Record the held-out loss of the stage's starting point (stage iteration
+        ``iteration``, before any step): the path may end there (no states at all)."""
+        r = self.record
+        r["rung_start"] = iteration
+        r["best"], r["best_iteration"], r["best_weight"] = float(held), iteration, self.weight
+
+    def reopen(self) -> bool:
+        """Go on after a stage that ended for lack of iterations (resumed with more): the path
+        continues from its best variables (those the stage ended with), in the rung it had
+        reached. Returns whether it did."""
+        if not self.record.get("stage_end"):
+            return False
+        self.record["ended"], self.record["stage_end"] = "", False
+        return True
+
+    def update(
+        self, iteration: int, held: float, *, end_rung: bool = False, final: bool = False
+    ) -> tuple[bool, bool]:
         """Record the held-out loss of stage iteration ``iteration``.
+
+        Parameters
+        ----------
+        iteration, held
+            The stage iteration just done and the held-out loss after it.
+        end_rung
+            End the rung now whatever its patience (the optimiser stalled in it).
+        final
+            The stage's last iteration: the path ends here, for now (a stage resumed with more
+            iterations goes on, :meth:`reopen`).
 
         Returns
         -------
@@ -146,7 +174,7 @@ class PenaltyPath:
             the best variables, with the new :attr:`weight` or for good when :attr:`ended`).
         """
         r = self.record
-        if not r["held"]:  # the first scored iteration (after any mini-batch epochs)
+        if not r["held"] and r["best"] == math.inf:  # first scored iteration, start unscored
             r["rung_start"] = iteration - 1
         r["held"].append(float(held))
         improved = bool(held < r["best"])
@@ -154,16 +182,22 @@ class PenaltyPath:
             r["best"], r["best_iteration"], r["best_weight"] = float(held), iteration, self.weight
         patience = self._rung_patience()
         since = max(r["rung_start"], r["best_iteration"])
-        if not patience or iteration - since < patience:
+        rung_over = end_rung or bool(patience and iteration - since >= patience)
+        if not rung_over and not final:
             return improved, False
-        r["rung_best"].append(float(min(r["held"][r["rung_start"] - iteration :])))
-        if r["rung"] == len(self.weights) - 1:
-            r["ended"] = (
-                f"best at λ = {r['best_weight']:g} of {', '.join(f'{w:g}' for w in self.weights)}"
-            )
-        else:
+        if rung_over:
+            r["rung_best"].append(float(min(r["held"][r["rung_start"] - iteration :])))
+            if r["rung"] == len(self.weights) - 1:
+                ladder = ", ".join(f"{w:g}" for w in self.weights)
+                r["ended"] = f"best at λ = {r['best_weight']:g} of {ladder}"
+                return improved, True
             r["rung"] += 1
             r["rung_start"] = iteration
+            if not final:
+                return improved, True
+        # the stage's iterations ran out first: a stage resumed with more goes on from here
+        r["ended"] = f"end of the stage's iterations; best at λ = {r['best_weight']:g}"
+        r["stage_end"] = True
         return improved, True
 
 
@@ -183,7 +217,7 @@ def penalty_lines(stages: Any, diagnostics: dict[str, Any]) -> list[str]:
     paths = diagnostics.get("state_penalty", {}) or {}
     lines = []
     for stage in stages:
-        if stage.object_states < 2 or not stage.state_penalty:
+        if stage.object_states < 2 or not stage.state_penalty or "object" not in stage.refine:
             continue
         if stage.state_penalty != "auto":
             lines.append(f"state penalty of '{stage.name}': λ = {stage.state_penalty:g} (fixed)")

@@ -235,9 +235,10 @@ class StageConfig:
         from fitting counting noise (:mod:`caviar_napari.core.state_penalty`; λ is a ratio to
         the data's curvature: 1 pins the states as firmly as the data pin the mean object).
         A number ≥ 0 (0: none), or ``"auto"``: the weight is chosen from the data by the
-        held-out patterns (``holdout_fraction``): the stage walks down a ladder of weights
-        and ends with the variables, and the weight, of the best held-out loss. Without
-        held-out patterns (noise-free data by default) ``auto`` is 0.
+        held-out patterns (``holdout_fraction``): the stage runs unpenalised until the held-out
+        loss stops improving, then tries λ = 0.001, 0.01, 0.1 in turn from the best held-out
+        variables, and ends with the variables, and the weight, of the best held-out loss.
+        Without held-out patterns (noise-free data by default) ``auto`` is 0.
     """
 
     name: str = "stage"

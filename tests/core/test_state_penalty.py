@@ -105,8 +105,12 @@ def _states_config(penalty, iterations=24, **kw) -> ReconstructionConfig:
     return ReconstructionConfig(stages=[stage], precision="double", seed=1, **NONE, **kw)
 
 
+def _spread_of(obj) -> float:
+    return float(np.linalg.norm(obj - obj.mean(axis=0)))
+
+
 def _spread(state) -> float:
-    return float(np.linalg.norm(state.object - state.object.mean(axis=0)))
+    return _spread_of(state.object)
 
 
 def test_a_fixed_weight_holds_the_states_together():
@@ -116,35 +120,72 @@ def test_a_fixed_weight_holds_the_states_together():
     assert _spread(held) < 0.5 * _spread(free)
 
 
+def _objects_by_iteration(data, cfg, **kw):
+    """Run ``cfg`` with a checkpoint every iteration; returns the state and the objects."""
+    seen = {}
+    cfg = ReconstructionConfig.from_dict({**cfg.to_dict(), "checkpoint_every": 1})
+    state = run_to_end(
+        data, cfg, on_checkpoint=lambda st: seen.__setitem__(st.iteration, st.object.copy()), **kw
+    )
+    return state, seen
+
+
 def test_auto_weight_is_chosen_by_held_out_patterns_and_resumes_exactly(tmp_path):
-    data = _counts(_two_configurations(), 2e5)
-    cfg = _states_config("auto").validate()
-    ref = run_to_end(data, cfg)
+    data = _counts(_two_configurations(), 2e4)
+    cfg = _states_config("auto", iterations=40, checkpoint_path=str(tmp_path / "unused.h5"))
+    ref, objects = _objects_by_iteration(data, cfg.validate())
     record = ref.diagnostics["state_penalty"]["states"]
     chosen = ref.diagnostics["state_penalty_chosen"]["states"]
-    assert chosen == record["best_weight"] and chosen in PENALTY_LADDER
-    assert record["ended"] and len(record["held"]) == len(ref.loss) and record["rung"] >= 1
-    assert ref.penalty_best is None  # used, and not carried into the result
+    # every weight of the ladder ran; a penalised rung had the lowest held-out loss here
+    assert record["weights"] == list(PENALTY_LADDER) and len(record["rung_best"]) == 4
+    assert chosen == record["best_weight"] > 0 and "best at λ" in record["ended"]
+    assert record["best"] == min(record["rung_best"]) < record["rung_best"][0]
+    assert len(record["held"]) == len(ref.loss) < 40 and ref.penalty_best is None
+    # the stage ends with the variables of the best held-out loss
+    np.testing.assert_array_equal(ref.object, objects[record["best_iteration"]])
+    # a rung's weight is applied: from the best state, λ = 0.1 pulls the states together
+    last = record["rung_start"]
+    assert _spread_of(objects[last + 1]) < _spread_of(objects[last])
     # what the CLI and the dock say
     line = f"state penalty of 'states': λ = {chosen:g}, chosen by the held-out patterns ("
     assert any(s.startswith(line) for s in result_report(ref).lines)
-    # the result is the best held-out state of the path: its held-out loss is the record's
-    # best (the stage's loss history ends with the objective there, at the chosen weight)
-    assert record["best"] == min(record["held"])
-    best_held = min(record["held"])
-    assert all(v >= best_held for v in record["held"])
-    # stopped inside the path and resumed from a checkpoint file: the same run
+    # stopped inside a penalised rung and resumed from its checkpoint file: the same run
     ckpt = tmp_path / "ck.h5"
-    with_ckpt = _states_config("auto", checkpoint_every=3, checkpoint_path=str(ckpt)).validate()
-    control = RunControl()
-    _collect(
-        run(data, with_ckpt, control=control, on_checkpoint=checkpoint_writer(ckpt)), 7, control
+    with_ckpt = ReconstructionConfig.from_dict(
+        {**cfg.to_dict(), "checkpoint_every": 1, "checkpoint_path": str(ckpt)}
     )
+    control = RunControl()
+    running = run(data, with_ckpt, control=control, on_checkpoint=checkpoint_writer(ckpt))
+    _collect(running, last + 1, control)
     state = load_reconstruction(ckpt)
-    assert state.stage_iteration == 6 and state.penalty_best is not None
+    assert state.stage_iteration == last + 1 and state.penalty_best is not None
+    assert state.diagnostics["state_penalty"]["states"]["rung"] == 3
     resumed = run_to_end(data, with_ckpt, state=state, on_checkpoint=lambda st: None)
     _same(resumed, ref)
     assert resumed.diagnostics["state_penalty"]["states"] == record
+    # resumed with more iterations after the ladder's end: nothing is left to choose
+    more = ReconstructionConfig.from_dict(
+        {**with_ckpt.to_dict(), "checkpoint_every": 0, "stages": [{**cfg.stages[0].to_dict(),
+                                                                   "iterations": 60}]}
+    )  # fmt: skip
+    again = run_to_end(data, more, state=ref.copy())
+    _same(again, ref)
+
+
+def test_a_stage_that_ran_out_of_iterations_goes_on_when_resumed_with_more():
+    data = _counts(_two_configurations(), 2e4)
+    short = _states_config("auto", iterations=16).validate()
+    first = run_to_end(data, short)
+    record = first.diagnostics["state_penalty"]["states"]
+    assert record["stage_end"] and record["rung"] == 0  # still unpenalised at iteration 16
+    assert "end of the stage's iterations" in record["ended"]
+    longer = _states_config("auto", iterations=40).validate()
+    resumed = run_to_end(data, longer, state=first.copy())
+    record = resumed.diagnostics["state_penalty"]["states"]
+    assert not record["stage_end"] and record["ended"].startswith("best at λ")
+    assert len(record["rung_best"]) == 4 and len(resumed.loss) > len(first.loss)
+    assert resumed.loss[: len(first.loss)] == first.loss
+    assert record["best"] <= first.diagnostics["state_penalty"]["states"]["best"]
 
 
 def test_auto_without_held_out_patterns_is_no_penalty():

@@ -240,9 +240,10 @@ DETAIL_FIELDS = (
         tooltip=(
             "Weight λ of a penalty on the object states' deviations from their mean, which "
             "keeps them from fitting counting noise (λ = 1 holds them as firmly as the data "
-            "hold the mean object; 0: none). auto: chosen by the held-out patterns, walking "
-            "λ down from 0.1 and keeping the state of the lowest held-out loss (0 when "
-            "nothing is held out)."
+            "hold the mean object; 0: none). auto: chosen by the held-out patterns: run "
+            "unpenalised until they stop improving, then try 0.001, 0.01, 0.1 from the best "
+            "state, and keep the state of the lowest held-out loss (0 when nothing is held "
+            "out)."
         ),
     ),
     ParamField(
