@@ -8,8 +8,8 @@ On the ``hbn-correlated`` sample, as a user would go through the dock:
 2. the settings: the *Recommended* preset with the detector padding and the grid it gives, the
    memory plan settings opened, the two stages (``docs/images/reconstruction-settings.png``),
    the states stage's details with its states as displaced atoms and their penalty chosen by
-   the held-out patterns (``docs/images/reconstruction-state-model.png``), and the *Run* box with the dry run shown by
-   *Plan* (``docs/images/reconstruction-plan.png``);
+   the held-out patterns (``docs/images/reconstruction-state-model.png``), and the *Run* box
+   with the dry run shown by *Plan* (``docs/images/reconstruction-plan.png``);
 3. a short run of the recommended recipe, then the result panel: the loss ``auto`` chose, the
    fitted source size, and whether the object states separated
    (``docs/images/reconstruction-window.png``).  The run is short (CPU, a few minutes): the
