@@ -137,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
             f"| {_label(dose)} | {r.own.csm_nn:.3f} | {r.own.csm_nn_cross:.3f} | "
             f"{r.own.lsm_nn:.2f} | {r.rho_nn_rec:+.2f} ({r.rho_nn_truth:+.2f}) | "
             f"{100 * r.rms_rec_A:.2f} ({100 * r.rms_truth_A:.2f}) | {sep} | {weight} | "
-            f"{seconds:.0f} |"
+            f"{seconds:.0f}{'' if 'reconstruct' in r.timings_s else ' (reused)'} |"
         )
     lines += [
+        "",
+        "time: of the whole case (simulation, reconstruction and analysis); *reused*: the "
+        "reconstruction was made earlier with the same parameters (`--reuse`).",
         "",
         "λ: the state penalty of the states stage (`auto`: the weight the held-out patterns "
         "chose; 0 without held-out patterns, as noise-free data have none).",
