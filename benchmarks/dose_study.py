@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from caviar_napari.data.config import state_penalty_from_text
 from caviar_napari.workflows.study import run_study
 from caviar_napari.workflows.study_config import SIZES, Case, StudyConfig, replace_size
 from caviar_napari.workflows.study_report import machine_description, write_document
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--state-penalty",
         default=0.0,
-        type=lambda t: t if t == "auto" else float(t),
+        type=state_penalty_from_text,
         help="state_penalty of the states stage: 0 (the recipe's), a weight, or auto (chosen "
         "by the held-out patterns)",
     )

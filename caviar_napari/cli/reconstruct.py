@@ -29,7 +29,12 @@ import sys
 from pathlib import Path
 
 from caviar_napari.cli._common import add_overwrite, print_summary
-from caviar_napari.data.config import PRECISIONS, REFINABLE, STATE_MODELS
+from caviar_napari.data.config import (
+    PRECISIONS,
+    REFINABLE,
+    STATE_MODELS,
+    state_penalty_from_text,
+)
 from caviar_napari.workflows.reconstruct import ReconstructOptions, run_reconstruct
 
 
@@ -127,12 +132,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _weight_or_auto(text: str) -> float | str:
     """``auto`` or a number (argparse names the option when it is neither)."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto or a number, got {text!r}") from None
+    value = state_penalty_from_text(text)
+    if isinstance(value, str) and value != "auto":
+        raise argparse.ArgumentTypeError(f"expected auto or a number, got {text!r}")
+    return value
 
 
 def options_from_args(args: argparse.Namespace) -> ReconstructOptions:

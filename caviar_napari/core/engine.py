@@ -777,12 +777,11 @@ def _run_stage(
     refined = set(stage.refine) | ({"displacements"} if displaced is not None else set())
     x = {k: v for k, v in blocks.items() if k in refined}
     fixed = {k: v for k, v in blocks.items() if k not in refined}
-    region = _scanned_region(geom)
     fun = Objective(
         model, backend, stage, fixed, ctx.split.fit_norm, geom.pixel_size_A, split=ctx.split,
         scan=scan, probe_constraint=_probe_constraint(stage, data.dataset, geom, backend),
         displaced=displaced,
-        scanned_area=(region[0].stop - region[0].start) * (region[1].stop - region[1].start),
+        scanned_area=_region_area(_scanned_region(geom)),
     )  # fmt: skip
     path = _penalty_path(state, stage, ctx, fun)
     if path is not None and path.ended and not path.record.get("stage_end"):
@@ -842,9 +841,9 @@ def _run_stage(
         raise
     if path is not None and path.record["best"] == math.inf:  # score the starting point
         path.start(state.stage_iteration, fun.held_out_loss(x))
-        state.penalty_best = {k: _host_copy(backend, v) for k, v in x.items()}
+        _keep_best(state, backend, x)
     elif path is not None and path.reopen():  # ran out of iterations, resumed with more: go
-        state.penalty_best = {k: _host_copy(backend, v) for k, v in x.items()}  # on from the best
+        _keep_best(state, backend, x)  # on from the best (the variables it ended with)
     while state.stage_iteration < stage.iterations:
         if control is not None and control.checkpoint():
             sync(x)
@@ -997,6 +996,11 @@ def _estimate_tilt(state: ReconState, stage: StageConfig, geom: Geometry) -> Non
     )  # fmt: skip
 
 
+def _region_area(region: tuple[slice, slice]) -> int:
+    """Pixels of a ``(y, x)`` region of slices."""
+    return (region[0].stop - region[0].start) * (region[1].stop - region[1].start)
+
+
 def _scanned_region(geom: Geometry) -> tuple[slice, slice]:
     """Object pixels the probe positions span."""
     lo = np.floor(geom.positions_px.min(axis=0)).astype(int)
@@ -1105,6 +1109,11 @@ def _penalty_path(
     return path
 
 
+def _keep_best(state: ReconState, backend: Backend, x: dict[str, Any]) -> None:
+    """Keep host copies of the refined blocks as the path's best variables."""
+    state.penalty_best = {k: _host_copy(backend, v) for k, v in x.items()}
+
+
 def _follow_path(
     state: ReconState,
     stage: StageConfig,
@@ -1127,7 +1136,7 @@ def _follow_path(
         state.stage_iteration, fun.held_out_loss(x), end_rung=end_rung, final=final
     )
     if improved:
-        state.penalty_best = {k: _host_copy(backend, v) for k, v in x.items()}
+        _keep_best(state, backend, x)
     if not changed:
         return x, f, g
     if state.penalty_best is not None:  # copies: the kept variables stay as they are
@@ -1199,10 +1208,8 @@ def _report_separation(
     geom = ctx.geom
     loss_states, loss_mean = fun.data_losses(x)
     region = _scanned_region(geom)
-    lo = np.array([region[0].start, region[1].start])
-    hi = np.array([region[0].stop, region[1].stop])
     band = optics.band_limit_mask(geom.object_shape, geom.pixel_size_A, optics.BAND_LIMIT)
-    area = int(np.prod(hi - lo)) * float(np.mean(band))
+    area = _region_area(region) * float(np.mean(band))
     report = separation_report(
         stage=stage.name,
         n_states=stage.object_states,

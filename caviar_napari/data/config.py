@@ -60,10 +60,12 @@ __all__ = [
     "ReconstructionConfig",
     "StageConfig",
     "apply_overrides",
+    "check_state_penalty",
     "config_from_yaml",
     "config_json",
     "config_to_yaml",
     "single_stage",
+    "state_penalty_from_text",
     "recommended_recipe",
     "recommended_stages",
     "two_stage_preset",
@@ -94,6 +96,33 @@ LOSS_CHOICES = ("auto", *LOSSES)
 #: Detector padding modes with a name; a window ``"NxM"`` or a pixel size (Å) is also accepted
 #: (:mod:`caviar_napari.data.padding`).
 PADDINGS = ("auto", "none")
+
+
+def check_state_penalty(value: Any, where: str) -> float | str:
+    """A ``state_penalty`` value: ``"auto"`` or a number ≥ 0 (as ``float``); InputError naming
+    ``where`` otherwise."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        raise InputError(f"{where}: 'state_penalty' must be a number ≥ 0 or auto, got {value!r}")
+    return _check_float(value, "state_penalty", where, minimum=0.0)
+
+
+def state_penalty_from_text(text: str) -> float | str:
+    """A ``state_penalty`` typed as text (a form field, a command-line value): ``auto`` or the
+    number written (empty: 0); any other text is returned as it is, for
+    :func:`check_state_penalty` to name.
+
+    Examples
+    --------
+    >>> state_penalty_from_text(" 0.01"), state_penalty_from_text("auto")
+    (0.01, 'auto')
+    """
+    text = str(text).strip() or "0"
+    try:
+        return text if text == "auto" else float(text)
+    except ValueError:
+        return text
 
 
 @dataclass
@@ -349,14 +378,7 @@ class StageConfig:
         self.state_displacement_A = _check_float(
             self.state_displacement_A, "state_displacement_A", where, minimum=0.0, strict=True
         )
-        if isinstance(self.state_penalty, str) and self.state_penalty != "auto":
-            raise InputError(
-                f"{where}: 'state_penalty' must be a number ≥ 0 or auto, got {self.state_penalty!r}"
-            )
-        if self.state_penalty != "auto":
-            self.state_penalty = _check_float(
-                self.state_penalty, "state_penalty", where, minimum=0.0
-            )
+        self.state_penalty = check_state_penalty(self.state_penalty, where)
         if self.state_model == "displacements" and "object" not in self.refine:
             raise InputError(
                 f"{where}: 'state_model: displacements' fits the object states, so 'refine' "

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from caviar_napari.data.checks import check_float
 from caviar_napari.errors import InputError
 
 if TYPE_CHECKING:
@@ -238,13 +237,9 @@ class Case:
             raise InputError(f"case recipe must be one of {RECIPES}, got {self.recipe!r}")
         if self.recipe != "paper" and self.probe_modes != 1:
             raise InputError(f"the {self.recipe} recipe has one coherent probe mode")
-        if self.state_penalty != "auto":
-            if isinstance(self.state_penalty, str):
-                raise InputError(
-                    f"case state_penalty must be a number ≥ 0 or auto, got {self.state_penalty!r}"
-                )
-            weight = check_float(self.state_penalty, "state_penalty", "case", minimum=0.0)
-            object.__setattr__(self, "state_penalty", weight)
+        from caviar_napari.data.config import check_state_penalty
+
+        object.__setattr__(self, "state_penalty", check_state_penalty(self.state_penalty, "case"))
 
     @property
     def key(self) -> str:

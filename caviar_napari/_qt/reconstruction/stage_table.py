@@ -36,6 +36,7 @@ from caviar_napari.data.config import (
     PROBE_SUPPORT,
     STATE_MODELS,
     StageConfig,
+    state_penalty_from_text,
 )
 
 #: (key, header, tooltip) of every column, in display order: what changes between stages first
@@ -86,16 +87,6 @@ DETAIL_REFINE_KEYS = ("positions", "affine")
 
 #: The precision choice that leaves a stage at the reconstruction's precision.
 _RUN_PRECISION = "as the reconstruction's"
-
-
-def _weight_or_auto(text: str) -> float | str:
-    """A number typed into a field that also takes ``auto`` (anything else is kept as text,
-    for the stage's validation to name)."""
-    text = str(text).strip() or "0"
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 #: The fields of the selected stage edited below the table.
@@ -236,7 +227,7 @@ DETAIL_FIELDS = (
         {"widget_type": "LineEdit"},
         placeholder="0, a weight, or auto",
         shown=str,
-        stored=_weight_or_auto,
+        stored=state_penalty_from_text,
         tooltip=(
             "Weight λ of a penalty on the object states' deviations from their mean, which "
             "keeps them from fitting counting noise (λ = 1 holds them as firmly as the data "
