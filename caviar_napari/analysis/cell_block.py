@@ -243,6 +243,12 @@ class CellBlock:
         ``(2, 2)``.
     excluded_atoms
         Atoms not in the block.
+    window_atoms
+        ``(A,)`` every atom with a basis index and finite positions in every used state and
+        slice (the block's atoms and those of incomplete cells around it): the *window* the
+        force-constant estimator's open description uses.
+    window_positions_A
+        ``(N, s, A, 2)`` their positions.
     """
 
     positions_A: np.ndarray
@@ -253,6 +259,15 @@ class CellBlock:
     basis_A: np.ndarray
     lattice_vectors_A: np.ndarray
     excluded_atoms: np.ndarray
+    window_atoms: np.ndarray
+    window_positions_A: np.ndarray
+    window_cell_index: np.ndarray
+    window_basis_index: np.ndarray
+
+    @property
+    def window_is_block(self) -> bool:
+        """Whether the window holds no atom outside the block of whole cells."""
+        return self.window_atoms.size == self.crop.atom_index.size
 
     @property
     def n_states(self) -> int:
@@ -344,6 +359,7 @@ def cell_block(
     l1, l2 = np.meshgrid(np.arange(L1), np.arange(L2), indexing="ij")
     origins = (np.stack([l1, l2], axis=-1) + crop.origin) @ a  # (L1, L2, 2)
     basis_A = (R.mean(axis=(0, 1)) - origins[:, :, None, :]).mean(axis=(0, 1))
+    window = np.flatnonzero(valid & (basis >= 0))
     return CellBlock(
         positions_A=R,
         crop=crop,
@@ -353,4 +369,8 @@ def cell_block(
         basis_A=basis_A,
         lattice_vectors_A=a,
         excluded_atoms=np.setdiff1d(np.arange(n_atoms), kept),
+        window_atoms=window,
+        window_positions_A=used[:, :, window],
+        window_cell_index=cells[window],
+        window_basis_index=basis[window],
     )

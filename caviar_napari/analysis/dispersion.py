@@ -521,6 +521,7 @@ def compute_dispersion(
         if fit.shell_test is not None and fit.shell_test.more_shells_needed:
             warnings.append(fit.shell_test.summary())
     n_ops = items.pop("symmetry_operations", len(ops))
+    items.setdefault("excluded_atoms", block.excluded_atoms)
     freqs = items["frequencies_THz"]
     warnings += frequency_warnings(
         freqs, freq_masses, items["frequencies_err_THz"], "frequencies on the grid"
@@ -550,7 +551,6 @@ def compute_dispersion(
         lattice_vectors_A=a,
         n_states=block.n_states,
         slices=block.slices,
-        excluded_atoms=block.excluded_atoms,
         source=source,
         estimator=config.estimator,
         symmetry_operations=n_ops,
@@ -748,7 +748,8 @@ def format_dispersion_report(data: DispersionData) -> str:
         width = max(len(n) for n in fc.names)
         lines = [
             f"Force constants ({data.shells} shells, {data.boundary} boundary, "
-            f"{data.symmetry_operations} symmetry operations), eV/Å²:",
+            f"{data.symmetry_operations} symmetry operations, fitted to {data.fit_atoms} atoms, "
+            f"{data.excluded_atoms.size} left out), eV/Å²:",
             f"{'constant':<{width}}  {'value':>9}  {'± Fisher':>9}  {'± bootstrap':>11}",
         ]
         for n, v, e, b in zip(

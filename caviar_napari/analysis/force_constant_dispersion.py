@@ -1,8 +1,17 @@
 """The force-constant estimator's dispersion: fit, frequencies, errors and the DISP items.
 
-:func:`force_constant_dispersion` fits :mod:`.force_constants` to a block of whole cells
-(:func:`~.cell_block.cell_block`) and evaluates the fitted model on the commensurate grid (the
-DISP schema shared with eq. 6), at the commensurate points of the path, and on a dense path.
+:func:`force_constant_dispersion` fits :mod:`.force_constants` to the atoms of a
+:func:`~.cell_block.cell_block` and evaluates the fitted model on the commensurate grid of its
+block of whole cells (the DISP schema shared with eq. 6), at the commensurate points of the
+path, and on a dense path.
+
+Which atoms (:func:`fit_statistics`): the open description needs no whole cells, so it uses
+every atom found with finite positions (the *window*), not only the largest block of whole
+cells.  A square field of view of a hexagonal lattice holds a block of whole cells of about a
+third of its atoms (the README's hBN: 8 of 28), and three times the atoms give three times the
+information on the constants.  The periodic description needs the block.  ``auto`` fits both on
+the block when the window has no atom outside it, and the open one on the window otherwise (a
+field of view with atoms outside its whole cells is not one period of the crystal).
 
 Errors of frequencies and branch averages are the spread of the same quantities over parameter
 vectors: the bootstrap refits over states when there are any (``error_method`` says so), else
@@ -26,11 +35,13 @@ from caviar_napari.analysis.crystal_symmetry import SymmetryOperation
 from caviar_napari.analysis.force_constants import (
     COMPONENTS,
     DEFAULT_ALPHA,
+    DisplacementStatistics,
     ForceConstantFit,
     ForceConstantModel,
     displacement_statistics,
     fisher_draws,
     fit_force_constants,
+    window_statistics,
 )
 from caviar_napari.data.dispersion import DensePathFrequencies, ForceConstantTable
 
@@ -67,6 +78,36 @@ def force_constant_table(fit: ForceConstantFit) -> ForceConstantTable:
         next_shell_note="not tested" if test is None else test.note,
         boundary_comparison=float(fit.boundary_comparison),
     )
+
+
+def fit_statistics(block: CellBlock, boundary: str) -> tuple[DisplacementStatistics, str]:
+    """The displacements the fit uses, and the boundary to fit them with (module docstring).
+
+    Returns
+    -------
+    stats : DisplacementStatistics
+        The block of whole cells (``periodic``, or ``auto`` with no atom outside the block) or
+        the window of every usable atom (``open``, or ``auto`` with atoms outside the block).
+    boundary : str
+        ``boundary``, or ``"open"`` for ``auto`` on a window that is not a block.
+    """
+    if boundary == "periodic" or (boundary == "auto" and block.window_is_block):
+        return displacement_statistics(block.positions_A), boundary
+    stats = window_statistics(
+        block.window_positions_A,
+        block.window_cell_index,
+        block.window_basis_index,
+        block.n_basis,
+    )
+    return stats, "open"
+
+
+def _left_out(block: CellBlock, stats: DisplacementStatistics) -> np.ndarray:
+    """The atoms the fit did not use (those outside the block, or outside the window)."""
+    if stats.block is not None:
+        return block.excluded_atoms
+    every = np.union1d(block.excluded_atoms, block.crop.atom_index.ravel())
+    return np.setdiff1d(every, block.window_atoms)
 
 
 def _spread(values: np.ndarray) -> np.ndarray:
@@ -132,8 +173,9 @@ def force_constant_dispersion(
         tolerance_A=tolerance_A,
         operations=operations,
     )
+    stats, boundary = fit_statistics(block, boundary)
     fit = fit_force_constants(
-        displacement_statistics(block.positions_A),
+        stats,
         model,
         temperature_K,
         boundary=boundary,
@@ -185,5 +227,7 @@ def force_constant_dispersion(
             branch_average_err_THz=primary[3],
         ),
         "force_constants": force_constant_table(fit),
+        "fit_atoms": stats.n_sites,
+        "excluded_atoms": _left_out(block, stats),
     }
     return items, fit

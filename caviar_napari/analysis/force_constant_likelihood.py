@@ -1,6 +1,6 @@
 """Gaussian likelihood of a displacement ensemble given force constants (issue 14).
 
-Displacements ``u = R − mean over states`` (per slice) of a block of ``L1 × L2`` whole cells are
+Displacements ``u = R − mean over states`` (per slice) of the atoms of a window are
 Gaussian with covariance ``k_B T Φ⁺``; with the mean estimated from the same N states, the
 scatter matrix ``S = Σ_(states, slices) u uᵀ`` is Wishart with ``ν = slices · (N − 1)`` degrees
 of freedom, so ``−2 log L = ν log det Σ + tr(Σ⁻¹ S) + const``.  Both classes here give that
@@ -9,9 +9,11 @@ function of the force constants θ (:mod:`.force_constant_model`), its gradient 
 * :class:`PeriodicLikelihood` — the block is one period of the crystal.  ``Σ`` is block-diagonal
   in q: ``−2 log L = Σ_q [−ν log det Φ̃(q) + tr(Φ̃(q) S(q)) / k_B T]``, convex in θ; at Γ the
   two rigid translations (the null space of ``Φ̃(0)``) are left out.
-* :class:`OpenLikelihood` — the block is a window of a periodic crystal of ``crystal`` cells.
-  ``Σ`` is the window's block of ``k_B T Φ⁺`` (a q sum over the crystal's grid), with the
-  window's rigid translations projected out of data and model.
+* :class:`OpenLikelihood` — the atoms are a window of a periodic crystal of ``crystal`` cells:
+  any set of atoms (``(l1, l2, κ)`` sites), whole cells or not.  ``Σ`` is the window's block of
+  ``k_B T Φ⁺`` (a q sum over the crystal's grid, gathered per pair of sites by their cell
+  difference and basis atoms), with the window's rigid translations projected out of data and
+  model.
 
 ``evaluate(θ) + offset`` is ``−2 log L`` up to a constant that depends on the data only and is
 the same for both classes, so their values can be compared.
@@ -19,6 +21,7 @@ the same for both classes, so their values can be compared.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -34,6 +37,7 @@ __all__ = [
     "OpenLikelihood",
     "PeriodicLikelihood",
     "displacement_statistics",
+    "window_statistics",
 ]
 
 
@@ -66,32 +70,69 @@ def _logdet_and_inverse(M: np.ndarray) -> tuple[float, np.ndarray] | None:
 
 @dataclass(frozen=True, eq=False)
 class DisplacementStatistics:
-    """Sufficient statistics of centred displacements on an ``L1 × L2`` block of cells.
+    """Centred displacements of the atoms of a window of the crystal (its *sites*).
 
     Attributes
     ----------
     u
-        ``(N, s, L1, L2, κ, 2)`` displacements (Å), centred over states per slice.
+        ``(N, s, A, 2)`` displacements (Å) of the ``A`` sites, centred over states per slice.
     nu
         Degrees of freedom of the scatter, ``s (N − 1)``.
+    cell
+        ``(A, 2)`` int unit-cell index ``(l1, l2)`` of each site, the window's lowest at 0.
+    basis
+        ``(A,)`` int basis index κ of each site.
+    n_basis
+        Basis atoms per cell κ.
+    block
+        ``(L1, L2)`` when the sites are exactly the whole cells of an ``L1 × L2`` block, in
+        ``(l1, l2, κ)`` order (the periodic description needs this), else None.
     """
 
     u: np.ndarray
     nu: int
+    cell: np.ndarray
+    basis: np.ndarray
+    n_basis: int
+    block: tuple[int, int] | None = None
 
     @property
     def cells(self) -> tuple[int, int]:
-        """``(L1, L2)``."""
-        return int(self.u.shape[2]), int(self.u.shape[3])
+        """``(L1, L2)``: the extent of the window in cells (the block itself for a block)."""
+        extent = self.cell.max(axis=0) + 1
+        return int(extent[0]), int(extent[1])
 
     @property
-    def n_basis(self) -> int:
-        """κ."""
-        return int(self.u.shape[4])
+    def n_sites(self) -> int:
+        """Number of sites ``A``."""
+        return int(self.basis.size)
+
+    def with_displacements(self, positions: np.ndarray) -> DisplacementStatistics:
+        """The same sites with other positions ``(N', s, A, 2)`` (bootstrap replicas), centred."""
+        R = np.asarray(positions, dtype=float)
+        return dataclasses.replace(
+            self, u=R - R.mean(axis=0, keepdims=True), nu=R.shape[1] * (R.shape[0] - 1)
+        )
+
+    def block_displacements(self) -> np.ndarray:
+        """``(N, s, L1, L2, κ, 2)`` displacements of a block.
+
+        Raises
+        ------
+        InputError
+            If the sites are not the whole cells of a block.
+        """
+        if self.block is None:
+            raise InputError(
+                "the periodic description needs a block of whole cells; these atoms are an "
+                "irregular window (use the open boundary)"
+            )
+        L1, L2 = self.block
+        return self.u.reshape(*self.u.shape[:2], L1, L2, self.n_basis, 2)
 
 
 def displacement_statistics(positions: ArrayLike) -> DisplacementStatistics:
-    """Centre positions ``(N, s, L1, L2, κ, 2)`` over states (per slice, eq. 1).
+    """Centre positions ``(N, s, L1, L2, κ, 2)`` of a block of whole cells over states (eq. 1).
 
     Raises
     ------
@@ -101,17 +142,86 @@ def displacement_statistics(positions: ArrayLike) -> DisplacementStatistics:
     R = np.asarray(positions, dtype=float)
     if R.ndim != 6 or R.shape[-1] != 2:
         raise InputError(f"positions must be (state, slice, L1, L2, κ, 2), got shape {R.shape}")
-    n_states, n_slices = R.shape[:2]
+    L1, L2, kappa = R.shape[2:5]
+    l1, l2, basis = np.meshgrid(np.arange(L1), np.arange(L2), np.arange(kappa), indexing="ij")
+    return window_statistics(
+        R.reshape(*R.shape[:2], -1, 2),
+        np.stack([l1.ravel(), l2.ravel()], axis=-1),
+        basis.ravel(),
+        kappa,
+        block=(L1, L2),
+    )
+
+
+def window_statistics(
+    positions: ArrayLike,
+    cell_index: ArrayLike,
+    basis_index: ArrayLike,
+    n_basis: int,
+    *,
+    block: tuple[int, int] | None = None,
+) -> DisplacementStatistics:
+    """Centre positions ``(N, s, A, 2)`` of any set of atoms over states (eq. 1).
+
+    Parameters
+    ----------
+    positions
+        ``(N, s, A, 2)`` positions ``(y, x)``, Å, finite.
+    cell_index, basis_index
+        ``(A, 2)`` and ``(A,)`` int lattice indices of the atoms (shifted here so that the
+        window's lowest cell index is 0).
+    n_basis
+        Basis atoms per cell κ.
+    block
+        ``(L1, L2)`` if the atoms are the whole cells of that block in ``(l1, l2, κ)`` order.
+
+    Raises
+    ------
+    InputError
+        Fewer than two states or two atoms, mismatched shapes, or a repeated site.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> R = np.zeros((3, 1, 2, 2)); R[1, 0, 0, 0] = 0.01
+    >>> stats = window_statistics(R, [[4, 0], [5, 2]], [0, 1], 2)
+    >>> stats.cells, stats.nu, stats.block is None
+    ((2, 3), 2, True)
+    """
+    R = np.asarray(positions, dtype=float)
+    cell = np.asarray(cell_index, dtype=np.int64)
+    basis = np.asarray(basis_index, dtype=np.int64)
+    if R.ndim != 4 or R.shape[-1] != 2:
+        raise InputError(f"positions must be (state, slice, atom, 2), got shape {R.shape}")
+    n_states, n_sites = R.shape[0], R.shape[2]
+    if cell.shape != (n_sites, 2) or basis.shape != (n_sites,):
+        raise InputError(
+            f"cell_index {cell.shape} / basis_index {basis.shape} do not match {n_sites} atoms"
+        )
     if n_states < 2:
         raise InputError(f"force constants need at least 2 states, got {n_states}")
-    return DisplacementStatistics(u=R - R.mean(axis=0, keepdims=True), nu=n_slices * (n_states - 1))
+    if n_sites < 2:
+        raise InputError(f"force constants need at least 2 atoms, got {n_sites}")
+    cell = cell - cell.min(axis=0)
+    key = (cell[:, 0] * (cell[:, 1].max() + 1) + cell[:, 1]) * n_basis + basis
+    if np.unique(key).size != n_sites:
+        raise InputError("two atoms of the window share a cell index and basis index")
+    return DisplacementStatistics(
+        u=R - R.mean(axis=0, keepdims=True),
+        nu=R.shape[1] * (n_states - 1),
+        cell=cell,
+        basis=basis,
+        n_basis=int(n_basis),
+        block=block,
+    )
 
 
 class PeriodicLikelihood:
     """``−2 log L`` of a periodic block (module docstring), block-diagonal in q."""
 
     def __init__(self, model: ForceConstantModel, stats: DisplacementStatistics, kT: float) -> None:
-        L1, L2 = stats.cells
+        stats.block_displacements()  # raises unless the sites are a block of whole cells
+        L1, L2 = stats.block
         q = commensurate_q_frac(L1, L2)
         d = 2 * stats.n_basis
         B = model.basis_q(q)  # (nq, p, d, d)
@@ -126,7 +236,8 @@ class PeriodicLikelihood:
     def set_data(self, stats: DisplacementStatistics) -> None:
         """Use the scatter of other displacements on the same block (bootstrap replicas)."""
         d = self.Q.shape[0]
-        ut = np.fft.fft2(stats.u, axes=(2, 3), norm="ortho").reshape(*stats.u.shape[:2], -1, d)
+        u = stats.block_displacements()
+        ut = np.fft.fft2(u, axes=(2, 3), norm="ortho").reshape(*u.shape[:2], -1, d)
         S = np.einsum("nsqi,nsqj->qij", ut, ut.conj())  # (nq, d, d) scatter
         Q = self.Q
         self.linear = (
@@ -188,17 +299,18 @@ class OpenLikelihood:
         self.kT = kT
         self.d = d
         self.Qc = _translation_complement(d)
-        # cell differences Δ = l − l' inside the window, and Σ_q exp(2πi q·Δ) / Mq for each
-        l1, l2 = np.meshgrid(np.arange(L1), np.arange(L2), indexing="ij")
-        l1, l2 = l1.ravel(), l2.ravel()
-        d1, d2 = l1[:, None] - l1[None, :], l2[:, None] - l2[None, :]
-        self.delta_index = (d1 + L1 - 1) * (2 * L2 - 1) + (d2 + L2 - 1)  # (Lw, Lw)
+        # cell differences Δ = l − l' between the window's sites, and Σ_q exp(2πi q·Δ) / Mq
+        cell = stats.cell
+        d1 = cell[:, None, 0] - cell[None, :, 0]
+        d2 = cell[:, None, 1] - cell[None, :, 1]
+        self.delta_index = (d1 + L1 - 1) * (2 * L2 - 1) + (d2 + L2 - 1)  # (A, A)
+        self.rows = 2 * stats.basis[:, None] + np.arange(2)  # (A, 2): rows of Φ̃ per site
         g1, g2 = np.meshgrid(np.arange(1 - L1, L1), np.arange(1 - L2, L2), indexing="ij")
         delta = np.stack([g1.ravel(), g2.ravel()], axis=-1)  # (nΔ, 2)
         arg = 2 * np.pi * (delta @ q.T)  # (nΔ, Mq); Σ real: Re(e^{iφ} K) = cos φ Re K − sin φ Im K
         self.cos = np.cos(arg) / q.shape[0]
         self.sin = np.sin(arg) / q.shape[0]
-        n = L1 * L2 * d
+        n = 2 * stats.n_sites
         T = np.zeros((n, 2))
         T[0::2, 0] = 1.0 / math.sqrt(n / 2)
         T[1::2, 1] = 1.0 / math.sqrt(n / 2)
@@ -236,9 +348,11 @@ class OpenLikelihood:
         k, d = kernel_q.shape[0], self.d
         g = kernel_q.reshape(k, -1, d * d).transpose(1, 0, 2).reshape(-1, k * d * d)
         g = (self.cos @ g.real - self.sin @ g.imag).reshape(-1, k, d, d)  # (nΔ, k, d, d)
-        w = g[self.delta_index]  # (Lw, Lw, k, d, d)
-        lw = w.shape[0]
-        sigma = w.transpose(2, 0, 3, 1, 4).reshape(k, lw * d, lw * d)
+        g = np.moveaxis(g, 1, -1)  # (nΔ, d, d, k)
+        r = self.rows
+        w = g[self.delta_index[:, :, None, None], r[:, None, :, None], r[None, :, None, :]]
+        a = w.shape[0]  # w: (A, A, 2, 2, k) → Σ (k, 2A, 2A)
+        sigma = w.transpose(4, 0, 2, 1, 3).reshape(k, 2 * a, 2 * a)
         sigma = 0.5 * (sigma + np.swapaxes(sigma, 1, 2))
         T = self.T
         Ts = T @ (T.T @ sigma)  # (k, n, n)

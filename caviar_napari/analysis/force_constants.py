@@ -60,6 +60,7 @@ from caviar_napari.analysis.force_constant_likelihood import (
     OpenLikelihood,
     PeriodicLikelihood,
     displacement_statistics,
+    window_statistics,
 )
 from caviar_napari.analysis.force_constant_model import (
     COMPONENTS,
@@ -83,6 +84,7 @@ __all__ = [  # the model and the statistics are part of this entry point's API
     "fisher_draws",
     "fit_force_constants",
     "frequency_spread",
+    "window_statistics",
 ]
 
 BOUNDARIES: tuple[str, ...] = ("auto", "periodic", "open")
@@ -427,9 +429,8 @@ def _bootstrap(
     n_states = stats.u.shape[0]
     draws = rng.integers(0, n_states, size=(n_boot, n_states))
     reps = []
-    for draw in draws:  # replicas of the states (a view each, no copy of the data)
-        R = stats.u[draw]
-        reps.append(DisplacementStatistics(u=R - R.mean(axis=0, keepdims=True), nu=stats.nu))
+    for draw in draws:  # replicas of the states
+        reps.append(stats.with_displacements(stats.u[draw]))
     open_window = isinstance(lik, OpenLikelihood)
     starts = lik.one_step(theta, reps) if open_window else [theta] * len(reps)
     out = []

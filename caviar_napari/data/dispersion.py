@@ -178,7 +178,9 @@ class DispersionData:
     n_bootstrap
         Bootstrap replicas behind the errors (0: no errors).
     excluded_atoms
-        ``(k,)`` atoms not in the block (outside it, or NaN in a used state/slice).
+        ``(k,)`` atoms the estimator did not use: outside the block of whole cells (green, and
+        force constants fitted on the block), or without finite positions in every used
+        state and slice (force constants fitted on the window of every usable atom).
     source
         The input file.
     estimator
@@ -193,6 +195,8 @@ class DispersionData:
         Force constants: neighbour shells fitted; 0 for green.
     crystal_cells
         Force constants: the periodic crystal the block was taken from (``(0, 0)`` for green).
+    fit_atoms
+        Force constants: the atoms whose displacements the fit used (0 for green).
     frequencies_fisher_err_THz
         Force constants: ``(nq, nb)`` errors from the Fisher information; None for green.
     dense_path
@@ -235,6 +239,7 @@ class DispersionData:
     boundary: str = ""
     shells: int = 0
     crystal_cells: tuple[int, int] = (0, 0)
+    fit_atoms: int = 0
     frequencies_fisher_err_THz: np.ndarray | None = None
     dense_path: DensePathFrequencies | None = None
     force_constants: ForceConstantTable | None = None

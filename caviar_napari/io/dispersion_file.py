@@ -21,7 +21,9 @@ Layout (HDF5)::
     basis_species              (κ,)           str
     basis_masses_amu           (κ,)           float64
     slices                     (s,)           int      slices whose covariances were averaged
-    excluded_atoms             (k,)           int      atoms outside the block of whole cells
+    excluded_atoms             (k,)           int      atoms the estimator left out (outside the
+                                                       block of whole cells; for force constants
+                                                       on the window: without finite positions)
     attrs: temperature_K, masses_amu (JSON species → amu), single_mass, cells (L1, L2),
            cell_origin (l1, l2), lattice_vectors_A (2, 2), n_states, n_bootstrap, source,
            frequency_convention, software, version,
@@ -29,7 +31,8 @@ Layout (HDF5)::
            pooling for green, constraints for force constants; 1 = none), error_method (what
            the *_err_THz are), boundary ("periodic" | "open"; "" for green), shells (0 for
            green), crystal_cells (L1, L2) of the crystal the block was cut from (force
-           constants), warnings (JSON list of text: unphysical frequencies, a biased green)
+           constants), fit_atoms (atoms the force-constant fit used; 0 for green),
+           warnings (JSON list of text: unphysical frequencies, a biased green)
 
 Force-constant estimator only (issue 14)::
 
@@ -163,6 +166,7 @@ def write_dispersion(path: str | os.PathLike, data: DispersionData) -> None:
         f.attrs["boundary"] = data.boundary
         f.attrs["shells"] = int(data.shells)
         f.attrs["crystal_cells"] = np.asarray(data.crystal_cells, dtype=np.int64)
+        f.attrs["fit_atoms"] = int(data.fit_atoms)
         f.attrs["warnings"] = json.dumps(list(data.warnings), ensure_ascii=False)
         if data.frequencies_fisher_err_THz is not None:
             f.create_dataset(
@@ -239,6 +243,7 @@ def read_dispersion(path: str | os.PathLike) -> DispersionData:
                 "boundary": as_text(read_attr(f, where, "boundary")),
                 "shells": int(read_attr(f, where, "shells")),
                 "crystal_cells": tuple(int(c) for c in read_attr(f, where, "crystal_cells")),
+                "fit_atoms": int(f.attrs.get("fit_atoms", 0)),  # added with the window fit
             }
             try:
                 extra["warnings"] = tuple(json.loads(as_text(read_attr(f, where, "warnings"))))

@@ -195,11 +195,14 @@ def summary_text(data: DispersionData) -> str:
     if data.estimator == "green":
         how = "eq. 6 (green)"
     else:
-        how = f"force constants, {data.shells} shells, {data.boundary} boundary"
+        how = (
+            f"force constants fitted to {data.fit_atoms} atoms, {data.shells} shells, "
+            f"{data.boundary} boundary"
+        )
         if data.boundary == "open" and any(data.crystal_cells):
             how += f" of a {data.crystal_cells[0]} × {data.crystal_cells[1]}-cell crystal"
     return (
-        f"{L1} × {L2} whole unit cells ({data.excluded_atoms.size} atoms left out), "
+        f"{L1} × {L2} whole unit cells, {data.excluded_atoms.size} atoms left out, "
         f"{data.n_states} states, {n_path} commensurate q on the path; masses (amu): "
         f"{masses}{' → one harmonic mean' if data.single_mass else ''}; {how}; "
         f"errors: {data.error_method}."

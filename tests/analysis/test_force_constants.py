@@ -123,39 +123,64 @@ def test_likelihood_gradients_match_finite_differences(hbn):
     theta = truth * 1.1 + np.array([0, 0.3, 0, 0.2, 0, -0.1])
     periodic = fcl.PeriodicLikelihood(model, stats, KT)
     _fd_check(periodic, theta, periodic.observed_hessian(theta))
-    window = fc.displacement_statistics(stats.u[:, :, :3, :3])
+    window = fc.displacement_statistics(stats.block_displacements()[:, :, :3, :3])
     opened = fcl.OpenLikelihood(model, window, KT, (12, 12))
     _fd_check(opened, theta, opened.observed_hessian(theta))
+    irregular = irregular_window(lattice.supercell(4, 4), stats.u, 3.2)
+    opened = fcl.OpenLikelihood(model, irregular, KT, (12, 12))
+    _fd_check(opened, theta, opened.observed_hessian(theta))
+
+
+def irregular_window(sc, u, radius_A: float, seed: int = 0) -> fc.DisplacementStatistics:
+    """The atoms of ``sc`` within ``radius_A`` of its centre (no whole-cell block), shuffled."""
+    centre = sc.positions_A.mean(axis=0)
+    inside = np.flatnonzero(np.linalg.norm(sc.positions_A - centre, axis=1) <= radius_A)
+    inside = np.random.default_rng(seed).permutation(inside)
+    return fc.window_statistics(
+        u[:, :, inside], sc.cell_index[inside], sc.basis_index[inside], sc.lattice.n_basis
+    )
 
 
 def test_likelihoods_equal_the_gaussian_density_of_the_supercell(hbn):
     # −2 log L of both boundaries against the Wishart density from Supercell.green_tensor,
-    # with the rigid translations of the block projected out — computed in real space
+    # with the rigid translations of the window projected out — computed in real space
     lattice, model, truth = hbn
     crystal = lattice.supercell(6, 6)
-    u = crystal.sample_snapshots(T, 7, 2).reshape(7, 6, 6, 2, 2)
-    G = crystal.green_tensor(T).reshape(6, 6, 2, 2, 6, 6, 2, 2)
+    u = crystal.sample_snapshots(T, 7, 2)  # (7, 72 atoms, 2)
+    G = crystal.green_tensor(T).reshape(72, 2, 72, 2)
 
-    def brute(block_u, cells):
-        n = int(np.prod(block_u.shape[1:]))
-        x = block_u.reshape(block_u.shape[0], n)
+    def brute(atoms):
+        x = u[:, atoms].reshape(7, -1)
         x = x - x.mean(axis=0)
-        Gw = G[:cells, :cells, :, :, :cells, :cells].reshape(n, n)
+        Gw = G[atoms][:, :, atoms].reshape(x.shape[1], x.shape[1])
+        n = x.shape[1]
         Tm = np.zeros((n, 2))
         Tm[0::2, 0] = Tm[1::2, 1] = 1 / math.sqrt(n / 2)
         Q = np.linalg.qr(np.concatenate([Tm, np.eye(n)], axis=1))[0][:, 2:n]
         S = Q.T @ x.T @ x @ Q
         Sig = Q.T @ Gw @ Q
-        nu = block_u.shape[0] - 1
-        return nu * np.linalg.slogdet(Sig)[1] + np.trace(np.linalg.solve(Sig, S))
+        return 6 * np.linalg.slogdet(Sig)[1] + np.trace(np.linalg.solve(Sig, S))
 
-    whole = fc.displacement_statistics(u[:, None])
+    def value(lik):
+        return lik.evaluate(truth, False)[0] + lik.offset
+
+    whole = fc.displacement_statistics(u.reshape(7, 1, 6, 6, 2, 2))
     per = fcl.PeriodicLikelihood(model, whole, KT)
-    assert per.evaluate(truth, False)[0] + per.offset == pytest.approx(brute(u, 6), rel=1e-10)
-    window = fc.displacement_statistics(u[:, None, :4, :4])
-    opened = fcl.OpenLikelihood(model, window, KT, (6, 6))
-    assert opened.evaluate(truth, False)[0] + opened.offset == pytest.approx(
-        brute(u[:, :4, :4], 4), rel=1e-10
+    assert value(per) == pytest.approx(brute(np.arange(72)), rel=1e-10)
+    block = np.arange(72).reshape(6, 6, 2)[:4, :4].ravel()  # a 4 × 4 block of whole cells
+    window = fc.displacement_statistics(u[:, block].reshape(7, 1, 4, 4, 2, 2))
+    assert value(fcl.OpenLikelihood(model, window, KT, (6, 6))) == pytest.approx(
+        brute(block), rel=1e-10
+    )
+    # any set of atoms, in any order (a disc of the sample: no block of whole cells)
+    disc = irregular_window(crystal, u[:, None], 3.5, seed=5)
+    centre = crystal.positions_A.mean(axis=0)
+    inside = np.random.default_rng(5).permutation(
+        np.flatnonzero(np.linalg.norm(crystal.positions_A - centre, axis=1) <= 3.5)
+    )
+    assert disc.block is None and disc.n_sites == inside.size and 6 < inside.size < 72
+    assert value(fcl.OpenLikelihood(model, disc, KT, (6, 6))) == pytest.approx(
+        brute(inside), rel=1e-10
     )
 
 
@@ -261,7 +286,7 @@ def test_fit_errors_name_the_problem(hbn):
     with pytest.raises(InputError, match="crystal_cells"):
         fc.fit_force_constants(stats, model, T, boundary="open", crystal_cells=(3, 3))
     with pytest.raises(InputError, match="at least 2 states"):
-        fc.displacement_statistics(stats.u[:1])
+        fc.displacement_statistics(stats.block_displacements()[:1])
     with pytest.raises(InputError, match="shells"):
         model_of(lattice, 0)
     # a 2 × 2 block cannot tell apart bonds that wrap onto the same pairs
