@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         ("truth, all atoms of the supercell", truth_all),
     ):
         avg, err, d = _fit(atoms, temperature, args.bootstrap)
-        rows.append((label, avg, err, f"{d.cells[0]} × {d.cells[1]} cells, {d.boundary}"))
+        rows.append((label, avg, err, f"{d.fit_atoms} atoms, {d.boundary}"))
     lines = [
-        "| dispersion (force constants, dense Γ–M–K–Γ) | ν̄₁ | ν̄₂ | ν̄₃ | ν̄₄ | / exact | block |",
+        "| dispersion (force constants, dense Γ–M–K–Γ) | ν̄₁ | ν̄₂ | ν̄₃ | ν̄₄ | / exact | fitted |",
         "|---|---|---|---|---|---|---|",
     ]
     for label, avg, err, block in rows:

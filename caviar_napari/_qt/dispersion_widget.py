@@ -87,9 +87,10 @@ FORM_FIELDS = (
         "boundary",
         {"widget_type": "ComboBox", "choices": list(dvm.BOUNDARY_CHOICES)},
         tooltip=(
-            "force constants: open (the atoms are a window of a larger crystal, as a "
-            "reconstruction's field of view), periodic (one whole period, as a simulated "
-            "supercell), auto (both fitted, the likelier kept)"
+            "force constants: open (every atom found, a window of a larger crystal, as a "
+            "reconstruction's field of view), periodic (the block of whole cells is one whole "
+            "period, as a simulated supercell), auto (both on the block, the likelier kept, "
+            "when no atom lies outside it; else open)"
         ),
     ),
     ParamField(

@@ -30,11 +30,13 @@ Two descriptions of the field of view (``boundary``):
   a convex function of the force constants (``Φ̃`` is linear in them).  At Γ the two rigid
   translations (the null space of ``Φ̃(0)`` by the acoustic sum rule) are left out, which also
   removes any rigid shift of a state.
-* ``"open"`` — the block is a window cut out of a larger crystal (a reconstruction's field of
-  view).  ``Σ`` is the window's block of the crystal's ``k_B T Φ⁺``, computed on a periodic
-  crystal of ``crystal_cells`` (default: 4 times the window, which stands for an infinite
+* ``"open"`` — the atoms are a window cut out of a larger crystal (a reconstruction's field of
+  view): any set of atoms, whole cells or not (:func:`window_statistics`).  ``Σ`` is the
+  window's block of the crystal's ``k_B T Φ⁺``, computed on a periodic crystal of
+  ``crystal_cells`` (default: 4 times the window's extent, which stands for an infinite
   crystal), and the rigid translations of the window are projected out of data and model.
-* ``"auto"`` — fit both and keep the one with the higher likelihood.  Both describe the same
+* ``"auto"`` — fit both (on a block of whole cells; a window that is not a block gets
+  ``"open"``) and keep the one with the higher likelihood.  Both describe the same
   data (all displacements less the block's rigid translation) with the same parameters, so
   their likelihoods compare directly; with 10 states of a 6 × 6 block the difference in
   ``−2 log L`` is about 80 for periodic data and 170–280 for a window of a larger crystal.
@@ -333,7 +335,8 @@ def fit_force_constants(
         Temperature, K.
     boundary
         ``"periodic"`` (the block is one period of the crystal), ``"open"`` (a window of a
-        larger crystal) or ``"auto"`` (both fitted, the likelier kept).
+        larger crystal) or ``"auto"`` (both fitted, the likelier kept; open alone when the
+        sites are not a block of whole cells).
     crystal_cells
         ``open``: the periodic crystal the window is cut from; default: 4 × the window, which
         gives the constants of an infinite crystal to within 2 % of their statistical error
@@ -365,7 +368,11 @@ def fit_force_constants(
         raise InputError(f"temperature_K must be > 0 K, got {temperature_K!r}")
     kT = KB_EV_PER_K * t
     fits, failures = {}, {}
-    for name in ("periodic", "open") if boundary == "auto" else (boundary,):
+    if boundary == "auto":
+        names = ("periodic", "open") if stats.block is not None else ("open",)
+    else:
+        names = (boundary,)
+    for name in names:
         try:
             lik = _likelihood(model, stats, kT, name, crystal_cells)
             theta, f, iterations = _minimise(lik, _start(model, lik))

@@ -114,8 +114,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--boundary",
         choices=BOUNDARIES,
         default="auto",
-        help="force constants: the cell block is a window of a larger crystal (open), one "
-        "period of a periodic one (periodic), or whichever is likelier (auto, default)",
+        help="force constants: the atoms are a window of a larger crystal (open; every atom "
+        "found is fitted), the block of whole cells is one period of a periodic crystal "
+        "(periodic), or auto (default: both on the block when no atom lies outside it, else open)",
     )
     p.add_argument(
         "--crystal-cells",

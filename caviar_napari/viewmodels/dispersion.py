@@ -75,9 +75,10 @@ class DispersionForm:
     shells
         Force constants: neighbour shells fitted.
     boundary
-        Force constants: ``"auto"`` (both fitted, the likelier kept), ``"open"`` (a window of a
-        larger crystal, as a reconstruction's field of view) or ``"periodic"`` (one whole
-        period, as a simulated supercell).
+        Force constants: ``"auto"`` (both fitted on the block of whole cells, the likelier kept,
+        when no atom lies outside it; else open), ``"open"`` (every atom found, a window of a
+        larger crystal, as a reconstruction's field of view) or ``"periodic"`` (the block is one
+        whole period, as a simulated supercell).
     crystal_cells
         Force constants, open boundary: ``"L1, L2"`` cells of the periodic crystal the field of
         view was cut from; blank: an infinite crystal.

@@ -105,11 +105,42 @@ def test_force_constant_dispersion_items(lattice, fc_result):
     assert "chosen by likelihood" in report
 
 
+def test_force_constants_use_every_atom_of_a_square_field_of_view(lattice):
+    # a square of the sample (as a scan sees it) holds a block of whole cells of a fraction of
+    # its atoms: the open description fits them all, and knows the constants better for it
+    sc = lattice.supercell(12, 12)
+    centre = sc.positions_A.mean(axis=0)
+    fov = np.flatnonzero(np.all(np.abs(sc.positions_A - centre) <= 5.0, axis=1))
+    pos = (sc.positions_A[None] + sc.sample_snapshots(T, 12, 4))[:, fov]
+    pos[3, 0] = np.nan  # one atom failed in one state: left out of everything
+    cfg = DispersionConfig(T, bootstrap=0, estimator="force-constants")
+    args = (sc.cell_index[fov], sc.basis_index[fov], lattice.lattice_vectors_A)
+    every = compute_dispersion(pos, *args, cfg, sc.species[fov])
+    assert every.boundary == "open" and every.fit_atoms == fov.size - 1
+    assert every.excluded_atoms.tolist() == [0]
+    green = compute_dispersion(pos, *args, DispersionConfig(T, bootstrap=0), sc.species[fov])
+    block_atoms = np.setdiff1d(np.arange(fov.size), green.excluded_atoms)
+    assert block_atoms.size <= 0.6 * fov.size  # the whole cells hold a fraction of the atoms
+    only = compute_dispersion(
+        pos[:, block_atoms],
+        *(a[block_atoms] for a in args[:2]),
+        args[2],
+        cfg,
+        sc.species[fov][block_atoms],
+    )
+    assert only.fit_atoms == block_atoms.size and only.cells == green.cells
+    a, b = every.force_constants, only.force_constants
+    assert np.all(a.err_fisher_eV_per_A2 < 0.8 * b.err_fisher_eV_per_A2)
+    assert np.all(np.abs(a.value_eV_per_A2 - [20, 6, 4, 0, 4, 0]) < 3 * a.err_fisher_eV_per_A2)
+    assert "fitted to" in format_dispersion_report(every)
+
+
 def test_disp_file_round_trip_of_the_force_constants(tmp_path, fc_result):
     path = tmp_path / "disp.h5"
     write_dispersion(path, fc_result)
     back = read_dispersion(path)
-    for item in ("estimator", "shells", "boundary", "crystal_cells", "error_method", "warnings"):
+    items = ("estimator", "shells", "boundary", "crystal_cells", "error_method", "warnings")
+    for item in (*items, "fit_atoms"):
         assert getattr(back, item) == getattr(fc_result, item), item
     np.testing.assert_array_equal(
         back.frequencies_fisher_err_THz, fc_result.frequencies_fisher_err_THz
