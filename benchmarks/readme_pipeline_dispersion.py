@@ -1,7 +1,7 @@
 """Benchmark: the README pipeline's dispersion against the preset's exact one (issue 14, must 5).
 
 Takes the ATOMS file of a reconstruction of a simulated hBN preset (the README pipeline:
-``caviar simulate hbn-correlated`` → ``caviar reconstruct … --config resources/example-config
+``caviar simulate hbn-correlated`` → ``caviar reconstruct … --config resources/displaced-states
 .yaml`` → ``caviar atoms``) and the simulated file, and separates the gap between the
 force-constant dispersion and the exact one into its parts:
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [("exact (preset's model)", exact, np.full_like(exact, np.nan), "")]
     for label, atoms in (
         ("reconstruction (README pipeline)", rec),
-        ("truth, same atoms and cells", truth_same),
+        ("truth, same atoms", truth_same),
         ("reconstruction, rms rescaled to the truth's", rescaled),
         ("truth, all atoms of the supercell", truth_all),
     ):
