@@ -145,10 +145,15 @@ def summary_lines(data: DispersionData) -> list[str]:
     L1, L2 = data.cells
     masses = ", ".join(f"{k} {v:g} amu" for k, v in data.masses_amu.items())
     n_path = np.unique(data.path_q_index).size
+    left_out = f"{data.excluded_atoms.size} atoms outside it or with NaN positions left out"
+    if data.fit_atoms and data.boundary == "open":
+        left_out = (
+            f"the force constants are fitted to every atom found ({data.fit_atoms}; "
+            f"{data.excluded_atoms.size} with NaN positions left out)"
+        )
     return [
         f"unit cells: {L1} × {L2} block of whole cells from cell index "
-        f"{tuple(data.cell_origin)}; {data.excluded_atoms.size} atoms outside it or with NaN "
-        "positions left out",
+        f"{tuple(data.cell_origin)} (the commensurate grid); {left_out}",
         f"states: {data.n_states}, slices: {', '.join(str(s) for s in data.slices)}; "
         f"masses: {masses}" + (" (single harmonic-mean mass used)" if data.single_mass else ""),
         f"commensurate q: {data.q_frac.shape[0]} on the grid, {n_path} distinct on the path "
