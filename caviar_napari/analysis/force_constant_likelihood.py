@@ -178,7 +178,8 @@ def window_statistics(
     Raises
     ------
     InputError
-        Fewer than two states or two atoms, mismatched shapes, or a repeated site.
+        Fewer than two states or two atoms, mismatched shapes, a basis index out of range, or
+        a repeated site.
 
     Examples
     --------
@@ -202,6 +203,10 @@ def window_statistics(
         raise InputError(f"force constants need at least 2 states, got {n_states}")
     if n_sites < 2:
         raise InputError(f"force constants need at least 2 atoms, got {n_sites}")
+    if basis.min() < 0 or basis.max() >= n_basis:
+        raise InputError(
+            f"basis indices must be 0 … {n_basis - 1}, got {sorted(set(basis.tolist()))}"
+        )
     cell = cell - cell.min(axis=0)
     key = (cell[:, 0] * (cell[:, 1].max() + 1) + cell[:, 1]) * n_basis + basis
     if np.unique(key).size != n_sites:

@@ -287,6 +287,15 @@ def test_fit_errors_name_the_problem(hbn):
         fc.fit_force_constants(stats, model, T, boundary="open", crystal_cells=(3, 3))
     with pytest.raises(InputError, match="at least 2 states"):
         fc.displacement_statistics(stats.block_displacements()[:1])
+    R = np.zeros((4, 1, 3, 2))
+    with pytest.raises(InputError, match="share a cell index"):
+        fc.window_statistics(R, [[0, 0], [1, 0], [1, 0]], [0, 1, 1], 2)
+    with pytest.raises(InputError, match=r"basis indices must be 0 … 1, got \[0, 2\]"):
+        fc.window_statistics(R, [[0, 0], [1, 0], [2, 0]], [0, 2, 0], 2)
+    with pytest.raises(InputError, match="needs a block of whole cells"):
+        fcl.PeriodicLikelihood(
+            model, fc.window_statistics(R, [[0, 0], [1, 0], [2, 0]], [0, 1, 0], 2), KT
+        )
     with pytest.raises(InputError, match="shells"):
         model_of(lattice, 0)
     # a 2 × 2 block cannot tell apart bonds that wrap onto the same pairs
