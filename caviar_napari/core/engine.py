@@ -173,6 +173,7 @@ class RunControl:
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        self._held = threading.Event()
 
     def stop(self) -> None:
         """Ask the run to return its current state at the next iteration boundary."""
@@ -198,9 +199,19 @@ class RunControl:
         """Whether the run is (or will be) held at the next iteration boundary."""
         return not self._running.is_set()
 
+    @property
+    def held(self) -> bool:
+        """Whether the run is blocked at an iteration boundary now (paused, and arrived)."""
+        return self._held.is_set()
+
     def checkpoint(self, timeout: float | None = None) -> bool:
         """Block while paused; return True when the run must stop."""
-        self._running.wait(timeout)
+        if not self._running.is_set():
+            self._held.set()
+        try:
+            self._running.wait(timeout)
+        finally:
+            self._held.clear()
         return self._stop.is_set()
 
 

@@ -312,14 +312,12 @@ def test_pause_and_resume(viewer_widget, qtbot, click):
     click(widget.pause_button)
     assert widget.resume_button.isEnabled() and not widget.pause_button.isEnabled()
     assert widget.status_label.text().startswith("paused — ")
-    held = -1
-    for _ in range(40):  # the iteration in flight ends, then the engine holds
-        if widget.loss_plot.iterations.size == held:
-            break
-        held = widget.loss_plot.iterations.size
-        qtbot.wait(150)
+    # the iteration in flight ends, then the engine holds; its last update reaches the plot
+    qtbot.waitUntil(lambda: widget.vm.request.control.held, timeout=WAIT_MS)
+    qtbot.wait(300)
+    held = widget.loss_plot.iterations.size
     qtbot.wait(400)
-    assert widget.loss_plot.iterations.size == held
+    assert widget.loss_plot.iterations.size == held and widget.vm.request.control.held
     assert widget.is_running
     click(widget.resume_button)
     assert widget.pause_button.isEnabled() and not widget.resume_button.isEnabled()

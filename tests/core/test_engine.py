@@ -358,6 +358,7 @@ def _collect(gen, stop_after=None, control=None, pause_at=None, pause_s=0.0):
             return stop.value, waited
         if pause_at is not None and p.iteration == pause_at:
             control.pause()
+            assert not control.held  # the run holds when it reaches the next boundary
             threading.Timer(pause_s, control.resume).start()
             t = time.perf_counter()
             try:
@@ -388,8 +389,22 @@ def test_stop_pause_resume_equal_uninterrupted_run():
         _same(resumed, ref)
     control = RunControl()
     paused, waited = _collect(run(data, cfg, control=control), None, control, 3, 0.3)
-    assert waited >= 0.3
+    assert waited >= 0.3 and not control.held
     _same(paused, ref)
+
+
+def test_run_control_reports_a_held_run():
+    control = RunControl()
+    assert not control.checkpoint(0.01) and not control.held  # running: no hold
+    control.pause()
+    seen = []
+    watcher = threading.Timer(0.2, lambda: seen.append(control.held))
+    watcher.start()
+    assert not control.checkpoint(0.5)  # held until the timeout (nobody resumed)
+    watcher.join()
+    assert seen == [True] and not control.held and control.paused
+    threading.Timer(0.2, control.stop).start()
+    assert control.checkpoint(5.0) and not control.held
 
 
 def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
