@@ -34,9 +34,61 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 
+from caviar_napari.analysis.correlation_significance import SIGNIFICANCE_SIGMA
+from caviar_napari.data.correlations import UniformOffset
 from caviar_napari.errors import InputError
 
-__all__ = ["OffsetPairs", "offset_pairs", "subtract_offset"]
+__all__ = ["OffsetPairs", "offset_pairs", "offset_warnings", "subtract_offset"]
+
+
+#: An offset below this fraction of the mean square displacement is not worth a warning (the
+#: −⟨u²⟩/(n − 1) of a whole periodic crystal whose net translation is zero, for example).
+OFFSET_RELEVANT_FRACTION = 0.05
+
+
+def offset_warnings(
+    offset: UniformOffset | None,
+    rms_displacement_A: float | None,
+    sigma: float = SIGNIFICANCE_SIGMA,
+) -> list[str]:
+    """A warning when an offset that was not subtracted differs from zero by ``sigma`` or more
+    and is at least :data:`OFFSET_RELEVANT_FRACTION` of the mean square displacement.
+
+    A rigid shift of each whole state puts the same positive y–y / x–x term into every pair's
+    block: uncorrelated (Einstein) vibrations then look correlated, most in the unit-cell
+    averages.  Motion longer than the field of view does the same and is real, so the offset is
+    reported, not removed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> o = UniformOffset(np.array([1e-4, 2e-4]), np.array([4e-5, 5e-5]), 0.0, 300)
+    >>> offset_warnings(o, 0.03)[0][:46]
+    'a uniform offset (c_y, c_x) = (+1.00, +2.00) ±'
+    >>> offset_warnings(o, 0.1)  # 2 pm² of 100 pm²: negligible
+    []
+    >>> small = UniformOffset(np.array([1e-5, 0.0]), np.array([4e-5, 5e-5]), 0.0, 300)
+    >>> offset_warnings(small, 0.03)  # 0.25σ
+    []
+    """
+    if offset is None or offset.subtracted:
+        return []
+    value, err = offset.offset_A2, offset.stderr_A2
+    if not np.all(np.isfinite(err)) or np.any(err <= 0):
+        return []
+    z = float(np.max(np.abs(value) / err))
+    share = float(np.max(np.abs(value))) / (rms_displacement_A or np.inf) ** 2
+    if z < sigma or not share >= OFFSET_RELEVANT_FRACTION:
+        return []
+    return [
+        f"a uniform offset (c_y, c_x) = ({1e4 * value[0]:+.2f}, {1e4 * value[1]:+.2f}) ± "
+        f"({1e4 * err[0]:.2f}, {1e4 * err[1]:.2f}) pm² ({z:.1f}σ, {100 * share:.0f} % of the "
+        "mean square displacement) is in every pair's y–y and "
+        "x–x correlation: rigid shifts of whole states (displaced-atom states that may move "
+        "rigidly, partial coherence, drift) put one there, as does motion longer than the field "
+        "of view; compare with the offset subtracted (--subtract-offset) before reading weak or "
+        "distant correlations, unit-cell averages included"
+    ]
 
 
 @dataclass(frozen=True)

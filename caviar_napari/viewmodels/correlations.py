@@ -51,6 +51,7 @@ from caviar_napari.analysis.correlation_errors import (
 from caviar_napari.analysis.correlation_significance import SIGNIFICANCE_SIGMA
 from caviar_napari.analysis.noise_floor import noise_floor_warnings, physical_floor_warnings
 from caviar_napari.analysis.phonons import STANDARD_ATOMIC_WEIGHTS_AMU
+from caviar_napari.analysis.uniform_offset import offset_warnings
 from caviar_napari.data.correlations import (
     CorrelationsData,
     LayerMetrics,
@@ -231,6 +232,8 @@ def analysis_warnings(
         warnings += [dock_words(w) for w in noise_floor_warnings(data.noise_floor)]
     if data.rms_displacement_A is not None:
         warnings += physical_floor_warnings(data.rms_displacement_A.value, _species_masses(data))
+    rms = None if data.rms_displacement_A is None else data.rms_displacement_A.value
+    warnings += [dock_words(w) for w in offset_warnings(data.offset, rms)]
     if data.uncertainty is None:
         warnings.append(
             f"only {data.n_states} object states: no standard errors (at least 3 are needed)"

@@ -41,6 +41,7 @@ def result_warnings(*results: Any) -> list[str]:
 #: The command line's words in texts the analysis writes for ``caviar``, and the docks' words.
 DOCK_WORDS = (
     ("rho_nn", "ρ_nn"),
+    ("the offset subtracted (--subtract-offset)", "'subtract the uniform offset' ticked"),
     (" (--subtract-offset)", ""),
     ("give --noise-floor-A", "give the noise floor"),
     ("use --estimator force-constants", "choose the force-constants estimator"),

@@ -51,6 +51,7 @@ from caviar_napari.analysis.noise_floor import (
     physical_floor_warnings,
 )
 from caviar_napari.analysis.phonons import STANDARD_ATOMIC_WEIGHTS_AMU
+from caviar_napari.analysis.uniform_offset import offset_warnings
 from caviar_napari.errors import InputError
 from caviar_napari.io.outputs import OutputTarget
 from caviar_napari.workflows.inputs import index_list, range_slices, read_checked_atoms
@@ -581,6 +582,8 @@ def _analyse_range(
         warnings += noise_floor_warnings(data.noise_floor)
     if data.rms_displacement_A is not None:
         warnings += physical_floor_warnings(data.rms_displacement_A.value, _masses(data))
+    rms = None if data.rms_displacement_A is None else data.rms_displacement_A.value
+    warnings += offset_warnings(data.offset, rms)
     if data.uncertainty is None and config.resampling is not None:
         warnings.append(
             f"only {data.n_states} object states: no standard errors (at least 3 are needed)"

@@ -3,6 +3,7 @@ Qt-free."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -332,6 +333,23 @@ def test_analysis_options_offset_errors_and_warnings():
     assert any("below any vibration" in w for w in tiny.warnings)
     with pytest.raises(InputError, match="errors must be one of"):
         cvm.AnalysisOptions(errors="none").config()
+
+
+def test_a_rigid_shift_of_each_state_is_warned_about():
+    # uncorrelated (Einstein) vibrations, each state shifted rigidly as displaced-atom states
+    # may be: every pair gets the same y–y / x–x term, which the banner names; the whole
+    # periodic crystal's own small negative offset (zero net translation) is not warned about
+    atoms = _demo_truth_atoms("hbn-einstein")
+    _, plain = _finish(cvm.compute_job(atoms))
+    assert not any("uniform offset" in w for w in plain.warnings)
+    n = atoms.positions_A.shape[0]  # shifts of ±2 pm: 4 pm² in every pair, of about 10 pm²
+    shifts = 0.02 * (-1.0) ** np.arange(n)[:, None, None, None] * np.ones((n, 1, 1, 2))
+    shifted = dataclasses.replace(atoms, positions_A=atoms.positions_A + shifts)
+    _, job = _finish(cvm.compute_job(shifted))
+    (warning,) = [w for w in job.warnings if "uniform offset" in w]
+    assert "'subtract the uniform offset' ticked" in warning and "--" not in warning
+    _, sub = _finish(cvm.compute_job(shifted, cvm.AnalysisOptions(subtract_offset=True)))
+    assert not any("uniform offset" in w for w in sub.warnings)
 
 
 def test_comparison_job_gives_lsm_csm_with_errors(tmp_path):
