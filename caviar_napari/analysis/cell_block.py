@@ -249,6 +249,8 @@ class CellBlock:
         force-constant estimator's open description uses.
     window_positions_A
         ``(N, s, A, 2)`` their positions.
+    window_cell_index, window_basis_index
+        ``(A, 2)`` and ``(A,)`` their lattice indices.
     """
 
     positions_A: np.ndarray

@@ -3,8 +3,10 @@
 Pipeline (:func:`compute_dispersion`):
 
 1. **Crop** to whole unit cells (:func:`~.cell_block.cell_block`): the largest ``L1 × L2`` block
-   of complete cells, with finite positions in every used state and slice; everything else is
-   reported in ``excluded_atoms``.  The basis positions (mean of ``R − l·A``) give the crystal's
+   of complete cells, with finite positions in every used state and slice, gives the
+   commensurate grid and eq. 6's data; the force constants' open description uses every atom
+   with finite positions instead.  The atoms an estimator did not use are reported in
+   ``excluded_atoms``.  The basis positions (mean of ``R − l·A``) give the crystal's
    space group (:func:`~.crystal_symmetry.space_group`), unless ``symmetry=False``.
 2. **Displacements** ``u = R − mean_n R`` per slice (eq. 1), and their Fourier transform over the
    cells (eq. 5) ``ũ_κα(q) = L^(−1/2) Σ_l u_lκα exp(−i q·r_l)`` with the ideal cell origins
@@ -26,8 +28,9 @@ Pipeline (:func:`compute_dispersion`):
    ``force-constants`` — Born–von Kármán force constants of the first ``shells`` neighbour shells,
    symmetric tensors tied together by the space group, acoustic sum rule built in, fitted by
    maximum likelihood (:mod:`.force_constants`; the block is one period of the crystal with
-   ``boundary="periodic"``, a window cut out of a larger one with ``"open"``, and ``"auto"``
-   fits both and keeps the likelier).  Frequencies at
+   ``boundary="periodic"``, a window of any atoms cut out of a larger one with ``"open"``, and
+   ``"auto"`` fits both on the block and keeps the likelier when no atom lies outside it, else
+   ``"open"``; :func:`~.force_constant_dispersion.fit_statistics`).  Frequencies at
    any q follow from the fitted constants: the commensurate grid, the path's commensurate points
    and a dense path.  A likelihood-ratio test says whether one more shell is needed.
 4. **Frequencies** ``ν = sign(λ) sqrt(|λ|)/2π`` in THz, sorted ascending: branches are labelled
@@ -748,8 +751,13 @@ def format_dispersion_report(data: DispersionData) -> str:
         width = max(len(n) for n in fc.names)
         lines = [
             f"Force constants ({data.shells} shells, {data.boundary} boundary, "
-            f"{data.symmetry_operations} symmetry operations, fitted to {data.fit_atoms} atoms, "
-            f"{data.excluded_atoms.size} left out), eV/Å²:",
+            f"{data.symmetry_operations} symmetry operations"
+            + (
+                f", fitted to {data.fit_atoms} atoms, {data.excluded_atoms.size} left out"
+                if data.fit_atoms
+                else ""
+            )
+            + "), eV/Å²:",
             f"{'constant':<{width}}  {'value':>9}  {'± Fisher':>9}  {'± bootstrap':>11}",
         ]
         for n, v, e, b in zip(

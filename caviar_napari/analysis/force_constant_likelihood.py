@@ -211,6 +211,15 @@ def window_statistics(
     key = (cell[:, 0] * (cell[:, 1].max() + 1) + cell[:, 1]) * n_basis + basis
     if np.unique(key).size != n_sites:
         raise InputError("two atoms of the window share a cell index and basis index")
+    if block is not None:
+        L1, L2 = (int(b) for b in block)
+        l1, l2, kappa = np.meshgrid(np.arange(L1), np.arange(L2), np.arange(n_basis), indexing="ij")
+        order = np.stack([l1.ravel(), l2.ravel(), kappa.ravel()], axis=-1)
+        if order.shape[0] != n_sites or not np.array_equal(order, np.c_[cell, basis]):
+            raise InputError(
+                f"the atoms are not the whole cells of an {L1} × {L2} block in (l1, l2, κ) order"
+            )
+        block = (L1, L2)
     return DisplacementStatistics(
         u=R - R.mean(axis=0, keepdims=True),
         nu=R.shape[1] * (n_states - 1),
@@ -295,7 +304,6 @@ class OpenLikelihood:
         kT: float,
         crystal: tuple[int, int],
     ) -> None:
-        L1, L2 = stats.cells
         M1, M2 = crystal
         d = 2 * stats.n_basis
         q = commensurate_q_frac(M1, M2)
@@ -304,17 +312,14 @@ class OpenLikelihood:
         self.kT = kT
         self.d = d
         self.Qc = _translation_complement(d)
-        # cell differences Δ = l − l' between the window's sites, and Σ_q exp(2πi q·Δ) / Mq
+        # each pair of sites' cell difference Δ = l − l' on the crystal's M1 × M2 grid: the
+        # real-space kernel Σ_q K(q) exp(2πi q·Δ) / Mq is an inverse FFT over the grid (q in
+        # commensurate_q_frac order, the FFT's), read at Δ mod M
         cell = stats.cell
-        d1 = cell[:, None, 0] - cell[None, :, 0]
-        d2 = cell[:, None, 1] - cell[None, :, 1]
-        self.delta_index = (d1 + L1 - 1) * (2 * L2 - 1) + (d2 + L2 - 1)  # (A, A)
+        d1 = (cell[:, None, 0] - cell[None, :, 0]) % M1
+        d2 = (cell[:, None, 1] - cell[None, :, 1]) % M2
+        self.delta_index = d1 * M2 + d2  # (A, A) into the flattened grid
         self.rows = 2 * stats.basis[:, None] + np.arange(2)  # (A, 2): rows of Φ̃ per site
-        g1, g2 = np.meshgrid(np.arange(1 - L1, L1), np.arange(1 - L2, L2), indexing="ij")
-        delta = np.stack([g1.ravel(), g2.ravel()], axis=-1)  # (nΔ, 2)
-        arg = 2 * np.pi * (delta @ q.T)  # (nΔ, Mq); Σ real: Re(e^{iφ} K) = cos φ Re K − sin φ Im K
-        self.cos = np.cos(arg) / q.shape[0]
-        self.sin = np.sin(arg) / q.shape[0]
         n = 2 * stats.n_sites
         T = np.zeros((n, 2))
         T[0::2, 0] = 1.0 / math.sqrt(n / 2)
@@ -348,12 +353,14 @@ class OpenLikelihood:
     def _window(self, kernel_q: np.ndarray) -> np.ndarray:
         """Real-space window of q-space kernels ``(k, Mq, d, d)``: ``P Σ P``, ``(k, n, n)``.
 
-        ``Σ_(l κα, l' κ'β) = (1/Mq) Σ_q K_(κα, κ'β)(q) exp(2πi q·(l − l'))``.
+        ``Σ_(l κα, l' κ'β) = (1/Mq) Σ_q K_(κα, κ'β)(q) exp(2πi q·(l − l'))``: the inverse FFT
+        of the kernels over the crystal's grid (real: ``K(−q) = K(q)*``), read per pair of
+        sites.  Memory ``O(k · Mq · d²)``, not ``O(nΔ · Mq)``.
         """
         k, d = kernel_q.shape[0], self.d
-        g = kernel_q.reshape(k, -1, d * d).transpose(1, 0, 2).reshape(-1, k * d * d)
-        g = (self.cos @ g.real - self.sin @ g.imag).reshape(-1, k, d, d)  # (nΔ, k, d, d)
-        g = np.moveaxis(g, 1, -1)  # (nΔ, d, d, k)
+        M1, M2 = self.crystal
+        g = np.fft.ifft2(kernel_q.reshape(k, M1, M2, d, d), axes=(1, 2)).real
+        g = np.moveaxis(g.reshape(k, M1 * M2, d, d), 0, -1)  # (M1·M2, d, d, k)
         r = self.rows
         w = g[self.delta_index[:, :, None, None], r[:, None, :, None], r[None, :, None, :]]
         a = w.shape[0]  # w: (A, A, 2, 2, k) → Σ (k, 2A, 2A)

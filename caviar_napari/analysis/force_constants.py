@@ -248,7 +248,8 @@ def _crystal(cells: tuple[int, int], crystal_cells: tuple[int, int] | None) -> t
     M = tuple(int(c) for c in crystal_cells)
     if len(M) != 2 or M[0] < cells[0] or M[1] < cells[1]:
         raise InputError(
-            f"crystal_cells {tuple(crystal_cells)} must be at least the block of cells {cells}"
+            f"crystal_cells {tuple(crystal_cells)} must be at least the extent of the fitted "
+            f"atoms, {cells} cells"
         )
     return M
 
@@ -286,7 +287,7 @@ def _minimise(
         if w.min() <= 1e-12 * max(w.max(), 1e-300):
             raise InputError(
                 "the force constants are not determined by these data (the information matrix "
-                "is singular): the block of cells is too small for this many shells, or the "
+                "is singular): the field of view is too small for this many shells, or the "
                 "states do not vary"
             )
         step = v @ ((v.T @ grad) / w)
@@ -328,7 +329,8 @@ def fit_force_constants(
     Parameters
     ----------
     stats
-        Centred displacements on the block of whole cells (:func:`displacement_statistics`).
+        Centred displacements of a block of whole cells (:func:`displacement_statistics`) or of
+        any window of atoms (:func:`window_statistics`; open boundary only).
     model
         The parametrisation (:meth:`ForceConstantModel.build` of the same crystal).
     temperature_K

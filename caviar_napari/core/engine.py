@@ -170,49 +170,52 @@ class RunControl:
     """
 
     def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-        self._held = threading.Event()
+        self._lock = threading.Condition()
+        self._stop = False
+        self._pause = False
+        self._held = False
 
     def stop(self) -> None:
         """Ask the run to return its current state at the next iteration boundary."""
-        self._stop.set()
-        self._running.set()
+        with self._lock:
+            self._stop, self._pause = True, False
+            self._lock.notify_all()
 
     def pause(self) -> None:
         """Block the run at the next iteration boundary until :meth:`resume` or :meth:`stop`."""
-        if not self._stop.is_set():
-            self._running.clear()
+        with self._lock:
+            self._pause = not self._stop
 
     def resume(self) -> None:
         """Let a paused run continue."""
-        self._running.set()
+        with self._lock:
+            self._pause = False
+            self._lock.notify_all()
 
     @property
     def stopped(self) -> bool:
         """Whether a stop was requested."""
-        return self._stop.is_set()
+        return self._stop
 
     @property
     def paused(self) -> bool:
         """Whether the run is (or will be) held at the next iteration boundary."""
-        return not self._running.is_set()
+        return self._pause
 
     @property
     def held(self) -> bool:
         """Whether the run is blocked at an iteration boundary now (paused, and arrived)."""
-        return self._held.is_set()
+        return self._held
 
     def checkpoint(self, timeout: float | None = None) -> bool:
-        """Block while paused; return True when the run must stop."""
-        if not self._running.is_set():
-            self._held.set()
-        try:
-            self._running.wait(timeout)
-        finally:
-            self._held.clear()
-        return self._stop.is_set()
+        """Block while paused (at most ``timeout`` s); return True when the run must stop."""
+        with self._lock:
+            self._held = self._pause
+            try:
+                self._lock.wait_for(lambda: not self._pause, timeout)
+            finally:
+                self._held = False
+            return self._stop
 
 
 # ---------------------------------------------------------------- setup

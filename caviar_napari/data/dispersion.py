@@ -180,7 +180,8 @@ class DispersionData:
     excluded_atoms
         ``(k,)`` atoms the estimator did not use: outside the block of whole cells (green, and
         force constants fitted on the block), or without finite positions in every used
-        state and slice (force constants fitted on the window of every usable atom).
+        state and slice or without a basis index (force constants fitted on the window of
+        every usable atom).
     source
         The input file.
     estimator
@@ -194,7 +195,8 @@ class DispersionData:
     shells
         Force constants: neighbour shells fitted; 0 for green.
     crystal_cells
-        Force constants: the periodic crystal the block was taken from (``(0, 0)`` for green).
+        Force constants: the periodic crystal the fitted atoms were taken from (``(0, 0)`` for
+        green).
     fit_atoms
         Force constants: the atoms whose displacements the fit used (0 for green).
     frequencies_fisher_err_THz

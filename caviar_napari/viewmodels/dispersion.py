@@ -196,10 +196,8 @@ def summary_text(data: DispersionData) -> str:
     if data.estimator == "green":
         how = "eq. 6 (green)"
     else:
-        how = (
-            f"force constants fitted to {data.fit_atoms} atoms, {data.shells} shells, "
-            f"{data.boundary} boundary"
-        )
+        fitted = f" fitted to {data.fit_atoms} atoms" if data.fit_atoms else ""
+        how = f"force constants{fitted}, {data.shells} shells, {data.boundary} boundary"
         if data.boundary == "open" and any(data.crystal_cells):
             how += f" of a {data.crystal_cells[0]} × {data.crystal_cells[1]}-cell crystal"
     return (

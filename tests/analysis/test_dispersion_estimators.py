@@ -129,6 +129,9 @@ def test_force_constants_use_every_atom_of_a_square_field_of_view(lattice):
         sc.species[fov][block_atoms],
     )
     assert only.fit_atoms == block_atoms.size and only.cells == green.cells
+    periodic = compute_dispersion(pos, *args, dataclasses.replace(cfg, boundary="periodic"))
+    assert periodic.fit_atoms == block_atoms.size and periodic.boundary == "periodic"
+    np.testing.assert_array_equal(periodic.excluded_atoms, green.excluded_atoms)
     a, b = every.force_constants, only.force_constants
     assert np.all(a.err_fisher_eV_per_A2 < 0.8 * b.err_fisher_eV_per_A2)
     assert np.all(np.abs(a.value_eV_per_A2 - [20, 6, 4, 0, 4, 0]) < 3 * a.err_fisher_eV_per_A2)
@@ -173,11 +176,23 @@ def test_disp_files_without_the_new_fields_still_read(tmp_path, lattice):
             "boundary",
             "shells",
             "crystal_cells",
+            "fit_atoms",
             "warnings",
         ):
             del f.attrs[key]
     back = read_dispersion(path)
     assert back.estimator == "green" and back.force_constants is None and back.warnings == ()
+
+
+def test_force_constant_files_before_the_window_fit_still_read(tmp_path, fc_result):
+    path = tmp_path / "disp.h5"
+    write_dispersion(path, fc_result)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["fit_atoms"]
+    back = read_dispersion(path)
+    assert back.fit_atoms == 0 and back.force_constants is not None
+    assert "fitted to" not in format_dispersion_report(back)
+    assert "fitted to 144 atoms" in format_dispersion_report(fc_result)
 
 
 def test_physical_range_and_negative_frequencies():

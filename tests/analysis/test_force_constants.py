@@ -178,7 +178,7 @@ def test_likelihoods_equal_the_gaussian_density_of_the_supercell(hbn):
     inside = np.random.default_rng(5).permutation(
         np.flatnonzero(np.linalg.norm(crystal.positions_A - centre, axis=1) <= 3.5)
     )
-    assert disc.block is None and disc.n_sites == inside.size and 6 < inside.size < 72
+    assert disc.n_sites == inside.size and 6 < inside.size < 72
     assert value(fcl.OpenLikelihood(model, disc, KT, (6, 6))) == pytest.approx(
         brute(inside), rel=1e-10
     )
@@ -292,6 +292,8 @@ def test_fit_errors_name_the_problem(hbn):
         fc.window_statistics(R, [[0, 0], [1, 0], [1, 0]], [0, 1, 1], 2)
     with pytest.raises(InputError, match=r"basis indices must be 0 … 1, got \[0, 2\]"):
         fc.window_statistics(R, [[0, 0], [1, 0], [2, 0]], [0, 2, 0], 2)
+    with pytest.raises(InputError, match=r"not the whole cells of an 1 × 2 block"):
+        fc.window_statistics(R, [[0, 1], [0, 0], [0, 0]], [0, 0, 1], 2, block=(1, 2))
     with pytest.raises(InputError, match="needs a block of whole cells"):
         fcl.PeriodicLikelihood(
             model, fc.window_statistics(R, [[0, 0], [1, 0], [2, 0]], [0, 1, 0], 2), KT
