@@ -265,6 +265,12 @@ def pct(x: float) -> str:
     return f"{100 * x:+.1f} %"
 
 
+def bias_row(r: dict) -> str:
+    """A table row: case, estimator, per-q rms and the bias of each branch."""
+    bias = " | ".join(pct(b) for b in r["bias"])
+    return f"| {r['case']} | {r['estimator']} | {100 * r['rms']:.1f} % | {bias} |"
+
+
 def markdown(args, small, many, gof, window, fov, elapsed) -> str:
     lines = [
         "# Dispersion estimators against exact harmonic snapshots (issue 14)",
@@ -346,12 +352,7 @@ def markdown(args, small, many, gof, window, fov, elapsed) -> str:
         "| case | estimator | per-q rms | bias TA | bias LA | bias TO | bias LO |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in window:
-        lines.append(
-            f"| {r['case']} | {r['estimator']} | {100 * r['rms']:.1f} % | "
-            + " | ".join(pct(b) for b in r["bias"])
-            + " |"
-        )
+    lines += [bias_row(r) for r in window]
     lines += [
         "",
         "## A square field of view (the atoms a scan sees, not whole cells)",
@@ -364,12 +365,7 @@ def markdown(args, small, many, gof, window, fov, elapsed) -> str:
         "| case | estimator | per-q rms (dense path) | bias TA | bias LA | bias TO | bias LO |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in fov:
-        lines.append(
-            f"| {r['case']} | {r['estimator']} | {100 * r['rms']:.1f} % | "
-            + " | ".join(pct(b) for b in r["bias"])
-            + " |"
-        )
+    lines += [bias_row(r) for r in fov]
     return "\n".join(lines) + "\n"
 
 
