@@ -251,6 +251,8 @@ class CellBlock:
         ``(N, s, A, 2)`` their positions.
     window_cell_index, window_basis_index
         ``(A, 2)`` and ``(A,)`` their lattice indices.
+    window_excluded_atoms
+        Atoms not in the window (a NaN position in a used state or slice, or no basis index).
     """
 
     positions_A: np.ndarray
@@ -265,6 +267,7 @@ class CellBlock:
     window_positions_A: np.ndarray
     window_cell_index: np.ndarray
     window_basis_index: np.ndarray
+    window_excluded_atoms: np.ndarray
 
     @property
     def window_is_block(self) -> bool:
@@ -375,4 +378,5 @@ def cell_block(
         window_positions_A=used[:, :, window],
         window_cell_index=cells[window],
         window_basis_index=basis[window],
+        window_excluded_atoms=np.setdiff1d(np.arange(n_atoms), window),
     )

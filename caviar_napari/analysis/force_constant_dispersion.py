@@ -102,14 +102,6 @@ def fit_statistics(block: CellBlock, boundary: str) -> tuple[DisplacementStatist
     return stats, "open"
 
 
-def _left_out(block: CellBlock, stats: DisplacementStatistics) -> np.ndarray:
-    """The atoms the fit did not use (those outside the block, or outside the window)."""
-    if stats.block is not None:
-        return block.excluded_atoms
-    every = np.union1d(block.excluded_atoms, block.crop.atom_index.ravel())
-    return np.setdiff1d(every, block.window_atoms)
-
-
 def _spread(values: np.ndarray) -> np.ndarray:
     if values.shape[0] < 2:
         return np.full(values.shape[1:], np.nan)
@@ -228,6 +220,8 @@ def force_constant_dispersion(
         ),
         "force_constants": force_constant_table(fit),
         "fit_atoms": stats.n_sites,
-        "excluded_atoms": _left_out(block, stats),
+        "excluded_atoms": (
+            block.excluded_atoms if stats.block is not None else block.window_excluded_atoms
+        ),
     }
     return items, fit

@@ -143,14 +143,16 @@ def displacement_statistics(positions: ArrayLike) -> DisplacementStatistics:
     if R.ndim != 6 or R.shape[-1] != 2:
         raise InputError(f"positions must be (state, slice, L1, L2, κ, 2), got shape {R.shape}")
     L1, L2, kappa = R.shape[2:5]
-    l1, l2, basis = np.meshgrid(np.arange(L1), np.arange(L2), np.arange(kappa), indexing="ij")
+    sites = _block_sites(L1, L2, kappa)
     return window_statistics(
-        R.reshape(*R.shape[:2], -1, 2),
-        np.stack([l1.ravel(), l2.ravel()], axis=-1),
-        basis.ravel(),
-        kappa,
-        block=(L1, L2),
+        R.reshape(*R.shape[:2], -1, 2), sites[:, :2], sites[:, 2], kappa, block=(L1, L2)
     )
+
+
+def _block_sites(L1: int, L2: int, n_basis: int) -> np.ndarray:
+    """``(L1 · L2 · κ, 3)`` sites ``(l1, l2, κ)`` of a block of whole cells, in that order."""
+    l1, l2, kappa = np.meshgrid(np.arange(L1), np.arange(L2), np.arange(n_basis), indexing="ij")
+    return np.stack([l1.ravel(), l2.ravel(), kappa.ravel()], axis=-1)
 
 
 def window_statistics(
@@ -213,9 +215,7 @@ def window_statistics(
         raise InputError("two atoms of the window share a cell index and basis index")
     if block is not None:
         L1, L2 = (int(b) for b in block)
-        l1, l2, kappa = np.meshgrid(np.arange(L1), np.arange(L2), np.arange(n_basis), indexing="ij")
-        order = np.stack([l1.ravel(), l2.ravel(), kappa.ravel()], axis=-1)
-        if order.shape[0] != n_sites or not np.array_equal(order, np.c_[cell, basis]):
+        if not np.array_equal(_block_sites(L1, L2, n_basis), np.c_[cell, basis]):
             raise InputError(
                 f"the atoms are not the whole cells of an {L1} × {L2} block in (l1, l2, κ) order"
             )

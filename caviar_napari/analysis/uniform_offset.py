@@ -35,10 +35,10 @@ from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 
 from caviar_napari.analysis.correlation_significance import SIGNIFICANCE_SIGMA
-from caviar_napari.data.correlations import UniformOffset
+from caviar_napari.data.correlations import CorrelationsData, UniformOffset
 from caviar_napari.errors import InputError
 
-__all__ = ["OffsetPairs", "offset_pairs", "offset_warnings", "subtract_offset"]
+__all__ = ["OffsetPairs", "offset_pairs", "offset_warning", "offset_warnings", "subtract_offset"]
 
 
 #: An offset below this fraction of the mean square displacement is not worth a warning (the
@@ -46,7 +46,13 @@ __all__ = ["OffsetPairs", "offset_pairs", "offset_warnings", "subtract_offset"]
 OFFSET_RELEVANT_FRACTION = 0.05
 
 
-def offset_warnings(
+def offset_warnings(data: CorrelationsData, sigma: float = SIGNIFICANCE_SIGMA) -> list[str]:
+    """:func:`offset_warning` of a correlation result (its offset and rms displacement)."""
+    rms = None if data.rms_displacement_A is None else data.rms_displacement_A.value
+    return offset_warning(data.offset, rms, sigma)
+
+
+def offset_warning(
     offset: UniformOffset | None,
     rms_displacement_A: float | None,
     sigma: float = SIGNIFICANCE_SIGMA,
@@ -63,12 +69,12 @@ def offset_warnings(
     --------
     >>> import numpy as np
     >>> o = UniformOffset(np.array([1e-4, 2e-4]), np.array([4e-5, 5e-5]), 0.0, 300)
-    >>> offset_warnings(o, 0.03)[0][:46]
+    >>> offset_warning(o, 0.03)[0][:46]
     'a uniform offset (c_y, c_x) = (+1.00, +2.00) ±'
-    >>> offset_warnings(o, 0.1)  # 2 pm² of 100 pm²: negligible
+    >>> offset_warning(o, 0.1)  # 2 pm² of 100 pm²: negligible
     []
     >>> small = UniformOffset(np.array([1e-5, 0.0]), np.array([4e-5, 5e-5]), 0.0, 300)
-    >>> offset_warnings(small, 0.03)  # 0.25σ
+    >>> offset_warning(small, 0.03)  # 0.25σ
     []
     """
     if offset is None or offset.subtracted:

@@ -232,8 +232,7 @@ def analysis_warnings(
         warnings += [dock_words(w) for w in noise_floor_warnings(data.noise_floor)]
     if data.rms_displacement_A is not None:
         warnings += physical_floor_warnings(data.rms_displacement_A.value, _species_masses(data))
-    rms = None if data.rms_displacement_A is None else data.rms_displacement_A.value
-    warnings += [dock_words(w) for w in offset_warnings(data.offset, rms)]
+    warnings += [dock_words(w) for w in offset_warnings(data)]
     if data.uncertainty is None:
         warnings.append(
             f"only {data.n_states} object states: no standard errors (at least 3 are needed)"

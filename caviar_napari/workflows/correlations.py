@@ -582,8 +582,7 @@ def _analyse_range(
         warnings += noise_floor_warnings(data.noise_floor)
     if data.rms_displacement_A is not None:
         warnings += physical_floor_warnings(data.rms_displacement_A.value, _masses(data))
-    rms = None if data.rms_displacement_A is None else data.rms_displacement_A.value
-    warnings += offset_warnings(data.offset, rms)
+    warnings += offset_warnings(data)
     if data.uncertainty is None and config.resampling is not None:
         warnings.append(
             f"only {data.n_states} object states: no standard errors (at least 3 are needed)"
